@@ -1,0 +1,2102 @@
+// Command emperor is a drop-in replacement for the uWSGI Emperor: it watches
+// directories and glob patterns of vassal configs and keeps one process
+// running per config. Run with an `emperor` option it is the emperor; run
+// with a vassal config (as the emperor runs its vassals by default) it is
+// the vassal runner.
+package main
+
+import (
+	"crypto/sha256"
+	"net"
+
+	"fmt"
+	"github.com/fsnotify/fsnotify"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const emperorVersion = "0.1.0"
+
+// version is stamped at release builds with -ldflags "-X main.version=...".
+var version = emperorVersion
+
+func init() {
+	// Every vassal is forked from the main thread, which lives as long as
+	// the emperor: PDEATHSIG fires when the forking thread exits, not the
+	// process, so forking from a thread the runtime may retire would kill
+	// vassals at random (golang/go#27505).
+	runtime.LockOSThread()
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// optionKind says how the command line reads an option.
+type optionKind int
+
+const (
+	optValue optionKind = iota // takes one argument
+	optFlag                    // takes none
+)
+
+// notImplementedYet lists options that parse but whose feature has not been
+// built yet: they stop the emperor with a clear message rather than being
+// silently ignored.
+var notImplementedYet = map[string]bool{}
+
+var optionTable = buildOptionTable()
+
+func buildOptionTable() map[string]optionKind {
+	values := []string{
+		"emperor", "emperor-freq", "emperor-throttle", "emperor-max-throttle",
+		"emperor-required-heartbeat", "emperor-curse-tolerance", "emperor-stats",
+		"emperor-stats-server", "emperor-pidfile", "emperor-procname", "emperor-wrapper",
+		"emperor-wrapper-override", "emperor-wrapper-fallback", "emperor-broodlord",
+		"emperor-on-demand-extension", "emperor-on-demand-ext", "emperor-on-demand-directory",
+		"emperor-on-demand-dir", "emperor-on-demand-exec", "emperor-extra-extension",
+		"emperor-extra-ext", "emperor-use-clone", "emperor-cap", "vassals-cap", "vassal-cap",
+		"emperor-proxy-socket", "vassals-inherit", "vassals-include", "vassals-inherit-before",
+		"vassals-include-before", "vassal-set", "vassals-set", "vassals-start-hook",
+		"vassals-stop-hook", "binary-path", "reload-mercy", "socket-timeout", "listen",
+		"hook-emperor-start", "hook-as-emperor", "mount-as-emperor", "umount-as-emperor",
+		"exec-as-emperor", "call-as-emperor", "hook-as-vassal", "exec-as-vassal",
+		"log-strftime", "connect-and-read", "status",
+		// vassal runner and config loading
+		"ini", "xml", "json", "js", "yaml", "yml", "include", "inherit", "config", "set",
+		"set-placeholder", "set-ph", "chdir", "env", "uid", "gid", "chroot", "cap",
+		"privileged-binary-patch", "privileged-binary-patch-arg",
+		"unprivileged-binary-patch", "unprivileged-binary-patch-arg",
+		"unshare", "exec-as-root", "exec-as-user", "hook-as-root", "hook-as-user",
+		"hook-pre-jail", "hook-post-jail", "hook-in-jail", "hook-as-user-atexit",
+		"exec-pre-jail", "exec-post-jail", "exec-in-jail", "safe-fd", "pidfile",
+		"socket", "http", "http-socket", "processes", "workers", "master", "module",
+		"wsgi-file", "plugins", "plugin", "procname", "heartbeat", "idle",
+	}
+	flags := []string{
+		"emperor-nofollow", "emperor-tyrant", "emperor-tyrant-nofollow", "emperor-magic-exec",
+		"emperor-no-blacklist", "emperor-graceful-shutdown", "early-emperor",
+		"imperial-monitor-list", "imperial-monitors-list", "stats-http", "stats-minified",
+		"stats-min", "show-config", "version", "help", "strict", "die-on-idle", "die-on-term",
+	}
+	t := make(map[string]optionKind, len(values)+len(flags))
+	for _, v := range values {
+		t[v] = optValue
+	}
+	for _, f := range flags {
+		t[f] = optFlag
+	}
+	return t
+}
+
+func knownOption(name string) (known, isFlag bool) {
+	kind, ok := optionTable[name]
+	return ok, ok && kind == optFlag
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
+		return 1
+	}
+	if args[0] == "--version" || args[0] == "-v" {
+		fmt.Printf("emperor %s (uWSGI 2.0 Emperor compatible)\n", version)
+		return 0
+	}
+	if args[0] == "--help" || args[0] == "-h" {
+		printHelp()
+		return 0
+	}
+	self, _ := os.Executable()
+	cwd, _ := os.Getwd()
+	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	if opts.Has("emperor") {
+		return runEmperor(opts)
+	}
+	return runVassal(opts, args)
+}
+
+func printHelp() {
+	fmt.Println("emperor " + version + ": a drop-in replacement for the uWSGI Emperor")
+	fmt.Println("Usage: emperor --emperor DIR|GLOB [--emperor ...] [options]")
+	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
+	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
+	fmt.Println()
+	for _, o := range helpRows {
+		fmt.Printf("  --%-30s %-10s %s\n", o[0], o[1], o[2])
+	}
+}
+
+// helpRows: option, default, meaning. Kept beside the README's table.
+var helpRows = [][3]string{
+	{"emperor DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
+	{"emperor-freq N", "3", "seconds between full rescans (inotify acts at once)"},
+	{"emperor-throttle MS", "1000", "blacklist step for crash-looping vassals"},
+	{"emperor-max-throttle MS", "180000", "blacklist ceiling"},
+	{"emperor-no-blacklist", "off", "never throttle respawns"},
+	{"emperor-required-heartbeat N", "30", "reload a heartbeating vassal silent for N s"},
+	{"emperor-curse-tolerance N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"reload-mercy N", "5", "seconds vassals get at shutdown before SIGKILL"},
+	{"emperor-nofollow", "off", "use the symlink's own mtime (touch --no-dereference)"},
+	{"emperor-extra-extension EXT", "", "also accept configs ending in EXT (repeatable)"},
+	{"emperor-stats ADDR", "", "stats server on host:port or a UNIX socket path"},
+	{"emperor-pidfile PATH", "", "write the emperor pid"},
+	{"emperor-graceful-shutdown", "off", "send byte 2 (graceful) instead of 0 to stop"},
+	{"binary-path PATH", "self", "program run for each vassal"},
+	{"emperor-wrapper PATH", "", "argv[0] for vassals instead of binary-path"},
+	{"vassal-set K=V", "", "pass --set K=V to every vassal (repeatable)"},
+	{"vassals-include F", "", "pass --include F after the vassal config"},
+	{"vassals-include-before F", "", "pass --include F before the vassal config"},
+	{"vassals-inherit F", "", "pass --inherit F after the vassal config"},
+	{"vassals-inherit-before F", "", "pass --inherit F before the vassal config"},
+	{"socket-timeout N", "4", "stats client write timeout"},
+	{"version", "", "print the version"},
+}
+
+// Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
+// ctime-style stamp. One write per line keeps lines whole when vassals share
+// the same stderr.
+func logRaw(format string, a ...any) {
+	line := fmt.Sprintf(format, a...) + "\n"
+	_, _ = os.Stderr.WriteString(line)
+}
+
+func logVerbose(format string, a ...any) {
+	stamp := time.Now().Format("Mon Jan _2 15:04:05 2006")
+	logRaw(stamp+" - "+format, a...)
+}
+
+// commandArgv turns a uWSGI "-arg" command line into an argv. Lines without
+// shell syntax are exec'd directly, saving a shell per spawn; anything else
+// goes through /bin/sh -c exactly as uWSGI does.
+func commandArgv(cmdline string) []string {
+	if strings.ContainsAny(cmdline, "\"'`\\$;&|<>(){}*?[]~#=%!\n") {
+		return []string{"/bin/sh", "-c", cmdline}
+	}
+	fields := strings.Fields(cmdline)
+	if len(fields) == 0 {
+		return []string{"/bin/sh", "-c", cmdline}
+	}
+	return fields
+}
+
+func lookPath(prog string) (string, error) {
+	if strings.Contains(prog, "/") {
+		return prog, nil
+	}
+	return exec.LookPath(prog)
+}
+
+// runVassal is the vassal runner: what a uWSGI instance does with a config
+// that only patches in another program. It applies env, chdir and the
+// privilege drop, then execs the program, which inherits the emperor fd.
+func runVassal(opts *Options, args []string) int {
+	name := configArgName(args)
+	if opts.Flag("show-config") {
+		fmt.Print(ShowConfig(opts))
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
+		return 1
+	}
+	for _, kv := range opts.All("env") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fail(fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv))
+		}
+		if err := os.Setenv(k, v); err != nil {
+			return fail(fmt.Errorf("env %s: %w", k, err))
+		}
+	}
+	if dir, ok := opts.Last("chdir"); ok {
+		if err := os.Chdir(dir); err != nil {
+			return fail(fmt.Errorf("chdir: %w", err))
+		}
+	}
+	if err := execPatch(opts, "privileged-binary-patch", args); err != nil {
+		return fail(err)
+	}
+	if err := dropPrivileges(opts); err != nil {
+		return fail(err)
+	}
+	if err := execPatch(opts, "unprivileged-binary-patch", args); err != nil {
+		return fail(err)
+	}
+	return fail(fmt.Errorf("nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)"))
+}
+
+// execPatch replaces the runner with the patched program, if the config
+// names one. It only returns on failure or when there is nothing to exec.
+func execPatch(opts *Options, key string, args []string) error {
+	if cmd, ok := opts.Last(key); ok && cmd != "" {
+		path, err := lookPath(cmd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		argv := append([]string{cmd}, args...)
+		return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	}
+	if cmdline, ok := opts.Last(key + "-arg"); ok && cmdline != "" {
+		argv := commandArgv(cmdline)
+		path, err := lookPath(argv[0])
+		if err != nil {
+			return fmt.Errorf("%s-arg: %w", key, err)
+		}
+		return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	}
+	return nil
+}
+
+// dropPrivileges applies the config's gid then uid (names or numbers), with
+// the user's supplementary groups, as uWSGI's uid/gid options do. Only root
+// can change them; asking for one's own ids is not an error.
+func dropPrivileges(opts *Options) error {
+	uidStr, hasUID := opts.Last("uid")
+	gidStr, hasGID := opts.Last("gid")
+	if !hasUID && !hasGID {
+		return nil
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	var u *user.User
+	var err error
+	if hasUID && uidStr != "" {
+		if u, uid, err = lookupUser(uidStr); err != nil {
+			return err
+		}
+		if !hasGID {
+			gid, _ = strconv.Atoi(u.Gid)
+		}
+	}
+	if hasGID && gidStr != "" {
+		if gid, err = lookupGroup(gidStr); err != nil {
+			return err
+		}
+	}
+	if os.Getuid() != 0 {
+		if uid != os.Getuid() || gid != os.Getgid() {
+			return fmt.Errorf("cannot switch to uid %d gid %d as non-root user %d", uid, gid, os.Getuid())
+		}
+		return nil
+	}
+	groups := []int{gid}
+	if u != nil {
+		if ids, err := u.GroupIds(); err == nil {
+			for _, g := range ids {
+				if n, err := strconv.Atoi(g); err == nil && n != gid {
+					groups = append(groups, n)
+				}
+			}
+		}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid(%d): %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid(%d): %w", uid, err)
+	}
+	return nil
+}
+
+func lookupUser(s string) (*user.User, int, error) {
+	u, err := user.Lookup(s)
+	if err != nil {
+		if u, err = user.LookupId(s); err != nil {
+			if n, convErr := strconv.Atoi(s); convErr == nil {
+				return nil, n, nil
+			}
+			return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+		}
+	}
+	n, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+	}
+	return u, n, nil
+}
+
+func lookupGroup(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return 0, fmt.Errorf("gid %s: %w", s, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// configArgName finds the vassal config on the runner's command line, for
+// error messages.
+func configArgName(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		key, val, hasVal := strings.Cut(a, "=")
+		switch key {
+		case "ini", "xml", "json", "js", "yaml", "yml", "config":
+			if hasVal {
+				return val
+			}
+			if i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+	}
+	if len(args) > 0 {
+		return args[len(args)-1]
+	}
+	return "?"
+}
+
+// emperorConfig is everything the emperor reads from its options once.
+type emperorConfig struct {
+	monitors         []string
+	freq             time.Duration
+	throttleMs       int64
+	maxThrottleMs    int64
+	heartbeat        time.Duration
+	curseTolerance   time.Duration
+	reloadMercy      time.Duration
+	nofollow         bool
+	noBlacklist      bool
+	gracefulShutdown bool
+	stats            string
+	socketTimeout    time.Duration
+	listen           int
+	pidfile          string
+	binary           string
+	argv0            string
+	extraExt         []string
+	before, after    []string // argv around the vassal config
+	cloneFlags       uintptr
+}
+
+func loadEmperorConfig(o *Options) (*emperorConfig, error) {
+	for key := range notImplementedYet {
+		if o.Has(key) {
+			return nil, fmt.Errorf("option --%s is recognised but not implemented yet", key)
+		}
+	}
+	c := &emperorConfig{
+		monitors:         o.All("emperor"),
+		freq:             time.Duration(o.Int(3, "emperor-freq")) * time.Second,
+		throttleMs:       int64(o.Int(1000, "emperor-throttle")),
+		maxThrottleMs:    int64(o.Int(180000, "emperor-max-throttle")),
+		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
+		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
+		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
+		nofollow:         o.Flag("emperor-nofollow"),
+		noBlacklist:      o.Flag("emperor-no-blacklist"),
+		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
+		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
+		listen:           o.Int(100, "listen"),
+		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
+	}
+	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
+	c.pidfile, _ = o.Last("emperor-pidfile")
+	if c.freq <= 0 {
+		// uWSGI spins with freq 0; a busy loop helps nobody.
+		c.freq = time.Second
+	}
+	if c.reloadMercy <= 0 {
+		// uWSGI waits 30 s; 5 s is plenty for a brutal stop (byte 0) and
+		// keeps a shutdown with an uncooperative vassal well under 10 s.
+		c.reloadMercy = 5 * time.Second
+	}
+	if c.curseTolerance <= 0 {
+		c.curseTolerance = 30 * time.Second
+	}
+	if err := c.resolveBinary(o); err != nil {
+		return nil, err
+	}
+	c.buildVassalArgs(o)
+	var err error
+	if list, ok := o.Last("emperor-use-clone"); ok && list != "" && list != "0" {
+		if c.cloneFlags, err = parseCloneFlags(list); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *emperorConfig) resolveBinary(o *Options) error {
+	bin, ok := o.Last("binary-path")
+	if !ok || bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("binary-path: cannot find my own executable: %w", err)
+		}
+		bin = self
+	}
+	path, err := lookPath(bin)
+	if err != nil {
+		return fmt.Errorf("binary-path %s: %w", bin, err)
+	}
+	c.binary, c.argv0 = path, bin
+	if w, ok := o.Last("emperor-wrapper"); ok && w != "" {
+		if c.binary, err = lookPath(w); err != nil {
+			return fmt.Errorf("emperor-wrapper %s: %w", w, err)
+		}
+		c.argv0 = w
+	}
+	return nil
+}
+
+// buildVassalArgs lays out the argv around the vassal config exactly as
+// uWSGI does (SPEC 2.4).
+func (c *emperorConfig) buildVassalArgs(o *Options) {
+	for _, v := range o.All("vassals-inherit-before") {
+		c.before = append(c.before, "--inherit", v)
+	}
+	for _, v := range o.All("vassals-include-before") {
+		c.before = append(c.before, "--include", v)
+	}
+	for _, v := range o.All("vassal-set", "vassals-set") {
+		c.before = append(c.before, "--set", v)
+	}
+	for _, v := range o.All("vassals-inherit") {
+		c.after = append(c.after, "--inherit", v)
+	}
+	for _, v := range o.All("vassals-include") {
+		c.after = append(c.after, "--include", v)
+	}
+}
+
+// configFlag picks the loader flag from the config name's suffix.
+func (c *emperorConfig) configFlag(name string) string {
+	flag := "--inherit"
+	switch {
+	case strings.HasSuffix(name, ".xml"):
+		flag = "--xml"
+	case strings.HasSuffix(name, ".ini"):
+		flag = "--ini"
+	case strings.HasSuffix(name, ".yml"), strings.HasSuffix(name, ".yaml"):
+		flag = "--yaml"
+	case strings.HasSuffix(name, ".js"), strings.HasSuffix(name, ".json"):
+		flag = "--json"
+	}
+	for _, ext := range c.extraExt {
+		if ext != "" && strings.HasSuffix(name, ext) {
+			flag = "--config"
+		}
+	}
+	return flag
+}
+
+var configSuffixes = []string{".xml", ".ini", ".yml", ".yaml", ".js", ".json"}
+
+// validName decides which directory entries are vassal configs. Dot-files
+// are left out too (editor locks, ConfigMap internals), which uWSGI does not.
+func (c *emperorConfig) validName(name string) bool {
+	base := filepath.Base(name)
+	if len(base) >= 255 || strings.HasPrefix(base, ".") {
+		return false
+	}
+	for _, s := range configSuffixes {
+		if strings.HasSuffix(base, s) {
+			return true
+		}
+	}
+	for _, ext := range c.extraExt {
+		if ext != "" && strings.HasSuffix(base, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// vassalEnv is the emperor's environment as vassals get it: without the
+// variables that belong to the emperor's own parent, and with every
+// UWSGI_VASSAL_X=v turned into UWSGI_X=v (uWSGI 2.0 corrupts this, §16.1).
+func vassalEnv(environ []string) []string {
+	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
+		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
+		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
+	if os.Getenv(preemptOffMarker) != "" {
+		drop["GODEBUG"] = true
+	}
+	rewritten := map[string]string{}
+	var keep []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case drop[k]:
+		case strings.HasPrefix(k, "UWSGI_VASSAL_") && len(k) > len("UWSGI_VASSAL_"):
+			rewritten["UWSGI_"+k[len("UWSGI_VASSAL_"):]] = v
+		default:
+			keep = append(keep, kv)
+		}
+	}
+	out := keep[:0:0]
+	for _, kv := range keep {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, overridden := rewritten[k]; !overridden {
+			out = append(out, kv)
+		}
+	}
+	keys := make([]string, 0, len(rewritten))
+	for k := range rewritten {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+rewritten[k])
+	}
+	return out
+}
+
+// preemptOffMarker tells the re-executed emperor that GODEBUG was set by
+// its first incarnation, so vassals get the environment the operator gave.
+const preemptOffMarker = "EMPEROR_GODEBUG_SET"
+
+// ensureNoAsyncPreempt re-executes the emperor once with asynchronous
+// preemption off. The runtime preempts goroutines with SIGURG, and os/signal
+// hands those to any program listening for SIGURG; to an emperor SIGURG
+// means "clear the blacklist", so a stray one must be impossible.
+func ensureNoAsyncPreempt() {
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			env = append(env, kv)
+		}
+	}
+	if old := os.Getenv("GODEBUG"); old != "" {
+		env = append(env, "GODEBUG="+old+",asyncpreemptoff=1")
+	} else {
+		env = append(env, "GODEBUG=asyncpreemptoff=1", preemptOffMarker+"=1")
+	}
+	err = syscall.Exec(self, os.Args, env)
+	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
+}
+
+func runEmperor(o *Options) int {
+	ensureNoAsyncPreempt()
+	cfg, err := loadEmperorConfig(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	e, err := newEmperor(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	return e.loop()
+}
+
+// signalsWatched are the signals the emperor acts on (SPEC 7.1).
+var signalsWatched = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGURG, syscall.SIGWINCH}
+
+func notifySignals(ch chan os.Signal) {
+	signal.Notify(ch, signalsWatched...)
+	// Catching SIGPIPE (rather than ignoring it) keeps a closed log pipe from
+	// killing the emperor while vassals still start with the default
+	// disposition: ignored signals survive exec, caught ones do not.
+	signal.Notify(ch, syscall.SIGPIPE)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// childExit is one reaped process.
+type childExit struct {
+	pid    int
+	status syscall.WaitStatus
+}
+
+// readyFD says a vassal protocol socket became readable (or hung up).
+type readyFD struct {
+	fd    int
+	token uint32
+}
+
+// afterExit is what the loop does once a vassal's process is gone.
+type afterExit int
+
+const (
+	thenRespawn   afterExit = iota // died on its own: respawn through the blacklist gate
+	thenDelete                     // config removed or emperor stopping
+	thenRestart                    // config reload of a vassal that cannot reload in place
+	thenVoluntary                  // asked to be stopped (byte 22)
+)
+
+// vassal is one config and the process running it. Only the loop goroutine
+// touches these.
+type vassal struct {
+	name  string
+	mon   *monitor
+	path  string // what is stat()ed: absolute
+	file  fileState
+	pid   int // 0: not running
+	sock  int // emperor end of the protocol socketpair, -1 when closed
+	token uint32
+	gen   uint64 // bumped per spawn and per exit; timers carry the gen they were set for
+
+	status  int // uWSGI's: 0 running, 1 stopping/cursed, 2 back to on-demand
+	then    afterExit
+	spoke   bool // sent at least one protocol byte in this process
+	loyal   bool
+	ready   bool
+	accept  bool
+	deleted bool
+
+	born, lastMod                       int64
+	firstRun, lastRun, cursed           int64
+	lastLoyal, lastReady, lastAccepting int64
+	lastHeartbeat                       int64
+	respawns                            int
+	heartbeatArmed                      bool
+	nextRetry                           time.Time
+	lastExit, lastReason                string
+	uid, gid                            uint32
+}
+
+type emperor struct {
+	cfg      *emperorConfig
+	monitors []*monitor
+	vassals  map[string]*vassal
+	order    []*vassal // insertion order: stats and SIGUSR1 list vassals in it
+	nDeleted int
+	byPid    map[int]*vassal
+	byFd     map[int]*vassal
+	black    *blacklist
+	timers   timerQueue
+
+	exits    chan childExit
+	readable chan readyFD
+	fsHints  chan string
+	sigs     chan os.Signal
+	statsReq chan chan *statsSnapshot
+	done     chan struct{}
+
+	watcher    *fdWatcher
+	fs         *fsWatch
+	devnull    *os.File
+	baseEnv    []string
+	startCwd   string
+	nextToken  uint32
+	dying      bool
+	dyingSince time.Time
+	sweepDue   bool
+}
+
+func newEmperor(cfg *emperorConfig) (*emperor, error) {
+	e := &emperor{
+		cfg:      cfg,
+		vassals:  map[string]*vassal{},
+		byPid:    map[int]*vassal{},
+		byFd:     map[int]*vassal{},
+		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
+		exits:    make(chan childExit, 256),
+		readable: make(chan readyFD, 256),
+		fsHints:  make(chan string, 1024),
+		sigs:     make(chan os.Signal, 16),
+		statsReq: make(chan chan *statsSnapshot),
+		done:     make(chan struct{}),
+		baseEnv:  vassalEnv(os.Environ()),
+	}
+	var err error
+	if e.startCwd, err = os.Getwd(); err != nil {
+		return nil, fmt.Errorf("getcwd: %w", err)
+	}
+	if e.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	for i, arg := range cfg.monitors {
+		m, err := newMonitor(i, arg, e.startCwd)
+		if err != nil {
+			return nil, err
+		}
+		e.monitors = append(e.monitors, m)
+	}
+	if e.watcher, err = newFDWatcher(e.readable, e.done); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// start does what must happen before the first scan: process-wide settings,
+// the pidfile, signal and child handling, watches, the stats server.
+func (e *emperor) start() error {
+	clearSpawnThreadSigmask()
+	cloexecInherited()
+	if err := becomeSubreaper(); err != nil {
+		logRaw("[emperor] %v (escaped grandchildren will not be collected)", err)
+	}
+	if old, now, err := raiseNofileLimit(); err == nil && now != old {
+		logRaw("[emperor] raised RLIMIT_NOFILE from %d to %d", old, now)
+	}
+	notifySignals(e.sigs)
+	startReaper(e.exits, e.done)
+	logRaw("*** starting uWSGI Emperor ***")
+	if e.cfg.pidfile != "" {
+		logRaw("writing pidfile to %s", e.cfg.pidfile)
+		if err := os.WriteFile(e.cfg.pidfile, []byte(itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return fmt.Errorf("emperor-pidfile: %w", err)
+		}
+	}
+	if e.cfg.stats != "" {
+		if err := e.startStats(); err != nil {
+			return err
+		}
+	}
+	e.fs = startFSWatch(e.fsHints, e.done)
+	for _, m := range e.monitors {
+		for _, d := range m.watchDirs() {
+			e.fs.add(d)
+		}
+	}
+	return nil
+}
+
+// loop is the only owner of vassal state: everything else talks to it
+// through the channels it selects on.
+func (e *emperor) loop() int {
+	if err := e.start(); err != nil {
+		logRaw("emperor: %v", err)
+		return 1
+	}
+	e.scanAll()
+	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
+	timer := time.NewTimer(time.Hour)
+	for {
+		if e.dying && len(e.vassals) == 0 {
+			return e.bury()
+		}
+		e.armTimer(timer)
+		select {
+		case ex := <-e.exits:
+			e.onExit(ex)
+		case r := <-e.readable:
+			e.onReadable(r)
+		case dir := <-e.fsHints:
+			e.onFSHint(dir)
+		case s := <-e.sigs:
+			e.onSignal(s)
+		case <-timer.C:
+			e.fireTimers()
+		case reply := <-e.statsReq:
+			reply <- e.snapshot()
+		}
+	}
+}
+
+func (e *emperor) armTimer(t *time.Timer) {
+	d := time.Hour
+	if at, ok := e.timers.next(); ok {
+		d = time.Until(at)
+		if d < 0 {
+			d = 0
+		}
+	}
+	t.Reset(d)
+}
+
+func (e *emperor) fireTimers() {
+	now := time.Now()
+	for {
+		it, ok := e.timers.popDue(now)
+		if !ok {
+			return
+		}
+		switch it.kind {
+		case tFullScan:
+			if !e.dying {
+				e.scanAll()
+			}
+			e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
+		case tRescan:
+			m := e.monitors[it.mon]
+			m.rescanPending = false
+			if !e.dying {
+				e.scanMonitor(m)
+			}
+		case tSweep:
+			e.sweepDue = false
+			e.sweepStrays()
+		case tMercy:
+			e.noMercy()
+		default:
+			if it.v != nil && it.v.gen == it.gen && !it.v.deleted {
+				e.fireVassalTimer(it)
+			}
+		}
+	}
+}
+
+func (e *emperor) fireVassalTimer(it timerItem) {
+	v := it.v
+	switch it.kind {
+	case tRespawn:
+		if v.pid == 0 && !e.dying {
+			e.spawn(v)
+		}
+	case tKill:
+		if v.pid > 0 {
+			logVerbose("[emperor] vassal %s (pid: %d) did not stop in time, killing it", v.name, v.pid)
+			signalTree(v.pid, syscall.SIGKILL)
+			e.timers.push(timerItem{at: time.Now().Add(e.cfg.curseTolerance), kind: tKill, v: v, gen: v.gen})
+		}
+	case tHeartbeat:
+		e.checkHeartbeat(v)
+	}
+}
+
+func (e *emperor) onSignal(s os.Signal) {
+	switch s {
+	case syscall.SIGHUP:
+		e.reloadAll()
+	case syscall.SIGUSR1:
+		e.dumpStatus()
+	case syscall.SIGURG:
+		e.clearBlacklist()
+	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT:
+		e.ragnarok()
+	case syscall.SIGWINCH:
+		if !e.dying {
+			e.scanAll()
+		}
+	}
+}
+
+func (e *emperor) reloadAll() {
+	now := time.Now().Unix()
+	for _, v := range e.liveVassals() {
+		v.lastMod = now
+		e.reload(v, "SIGHUP")
+	}
+}
+
+func (e *emperor) dumpStatus() {
+	for _, v := range e.liveVassals() {
+		logRaw("vassal instance %s (last modified %d) status %d loyal %d zerg 0", v.name, v.lastMod, v.status, b2i(v.loyal))
+	}
+}
+
+func (e *emperor) clearBlacklist() {
+	logVerbose("[emperor] cleaning up blacklist ...")
+	e.black.clear()
+	// The operator's kick: everything waiting out a throttle starts now.
+	for _, v := range e.liveVassals() {
+		if v.pid == 0 && !e.dying {
+			e.spawn(v)
+		}
+	}
+}
+
+// liveVassals returns the records in insertion order, compacting deleted
+// ones away when they pile up.
+func (e *emperor) liveVassals() []*vassal {
+	if e.nDeleted > 0 {
+		kept := e.order[:0]
+		for _, v := range e.order {
+			if !v.deleted {
+				kept = append(kept, v)
+			}
+		}
+		for i := len(kept); i < len(e.order); i++ {
+			e.order[i] = nil
+		}
+		e.order = kept
+		e.nDeleted = 0
+	}
+	return e.order
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// monitor is one --emperor value: a directory or a glob pattern.
+type monitor struct {
+	id            int
+	arg           string // as stats show it: absolute dir, or the pattern
+	glob          bool
+	dir           string // dir: the directory; glob: the emperor's start cwd
+	pattern       string
+	rescanPending bool
+	lastErr       string
+}
+
+func newMonitor(id int, value, startCwd string) (*monitor, error) {
+	m := &monitor{id: id}
+	switch {
+	case strings.HasPrefix(value, "dir://"):
+		return m, m.initDir(strings.TrimPrefix(value, "dir://"), startCwd)
+	case strings.HasPrefix(value, "glob://"):
+		m.initGlob(strings.TrimPrefix(value, "glob://"), startCwd)
+		return m, nil
+	case strings.Contains(value, "://"):
+		scheme, _, _ := strings.Cut(value, "://")
+		return nil, fmt.Errorf("emperor %s: imperial monitor %q is not supported (dir:// and glob:// are)", value, scheme)
+	}
+	if fi, err := os.Stat(value); err == nil && fi.IsDir() {
+		return m, m.initDir(value, startCwd)
+	}
+	// Like uWSGI: anything that is not an existing directory is a glob,
+	// which may match nothing yet.
+	m.initGlob(value, startCwd)
+	return m, nil
+}
+
+func (m *monitor) initDir(dir, startCwd string) error {
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(startCwd, dir)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("emperor %s: %w", dir, err)
+	}
+	m.dir, m.arg = real, real
+	return nil
+}
+
+func (m *monitor) initGlob(pattern, startCwd string) {
+	m.glob, m.pattern, m.arg, m.dir = true, pattern, pattern, startCwd
+}
+
+// watchDirs are the directories whose inotify events hint at a change. For a
+// glob, the deepest directory of the pattern without wildcards.
+func (m *monitor) watchDirs() []string {
+	if !m.glob {
+		return []string{m.dir}
+	}
+	p := m.pattern
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(m.dir, p)
+	}
+	d := filepath.Dir(p)
+	for strings.ContainsAny(d, "*?[") {
+		d = filepath.Dir(d)
+	}
+	return []string{d}
+}
+
+// candidate is one config the monitor lists: its vassal name and the path
+// to stat.
+type candidate struct{ name, path string }
+
+func (m *monitor) list() ([]candidate, error) {
+	if m.glob {
+		p := m.pattern
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(m.dir, p)
+		}
+		matches, err := filepath.Glob(p)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]candidate, 0, len(matches))
+		for _, path := range matches {
+			name := path
+			if !filepath.IsAbs(m.pattern) {
+				name, _ = filepath.Rel(m.dir, path)
+			}
+			out = append(out, candidate{name: name, path: path})
+		}
+		return out, nil
+	}
+	f, err := os.Open(m.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]candidate, 0, len(names))
+	for _, n := range names {
+		out = append(out, candidate{name: n, path: filepath.Join(m.dir, n)})
+	}
+	return out, nil
+}
+
+func (e *emperor) scanAll() {
+	for _, m := range e.monitors {
+		e.scanMonitor(m)
+	}
+}
+
+// scanMonitor is the source of truth: list, stat, compare. inotify only
+// decides when it runs.
+func (e *emperor) scanMonitor(m *monitor) {
+	cands, err := m.list()
+	if err != nil {
+		// A vanished or unreadable directory stops nothing: vassals keep
+		// running until it is readable again and says otherwise.
+		if msg := err.Error(); msg != m.lastErr {
+			logVerbose("[emperor] cannot scan %s: %v", m.arg, err)
+			m.lastErr = msg
+		}
+		return
+	}
+	if m.lastErr != "" {
+		logVerbose("[emperor] %s is readable again", m.arg)
+		m.lastErr = ""
+	}
+	seen := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		if !e.cfg.validName(c.name) {
+			continue
+		}
+		st, ok := e.statConfig(c.path)
+		if !ok {
+			continue
+		}
+		seen[c.name] = true
+		v := e.vassals[c.name]
+		switch {
+		case v == nil:
+			e.addVassal(m, c, st)
+		case v.mon == m:
+			e.checkChange(v, st)
+		}
+	}
+	for _, v := range e.liveVassals() {
+		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete {
+			e.stop(v, thenDelete)
+		}
+	}
+}
+
+// statConfig stats a config the way the monitor counts it: a regular file
+// (through symlinks), or with --emperor-nofollow the symlink itself.
+func (e *emperor) statConfig(path string) (fileState, bool) {
+	stat := os.Stat
+	if e.cfg.nofollow {
+		stat = os.Lstat
+	}
+	fi, err := stat(path)
+	if err != nil {
+		return fileState{}, false
+	}
+	isLink := fi.Mode()&os.ModeSymlink != 0
+	if !fi.Mode().IsRegular() && !(e.cfg.nofollow && isLink) {
+		return fileState{}, false
+	}
+	uid, gid, dev, ino := statOwner(fi)
+	return fileState{dev: dev, ino: ino, mtime: fi.ModTime().UnixNano(), size: fi.Size(), uid: uid, gid: gid, link: isLink}, true
+}
+
+// fileState is what the emperor remembers of a config to tell a real change
+// from an atomic replace with the same content.
+type fileState struct {
+	dev, ino uint64
+	mtime    int64
+	size     int64
+	uid, gid uint32
+	link     bool
+	digest   string // content (followed) or link target (nofollow)
+}
+
+func (f fileState) sameStat(g fileState) bool {
+	return f.dev == g.dev && f.ino == g.ino && f.mtime == g.mtime && f.size == g.size && f.uid == g.uid && f.gid == g.gid
+}
+
+// maxDigestSize bounds how much of a config is read to compare content; a
+// bigger file counts as changed whenever its stat changes.
+const maxDigestSize = 4 << 20
+
+func (e *emperor) digest(path string, st fileState) string {
+	if e.cfg.nofollow && st.link {
+		target, err := os.Readlink(path)
+		if err != nil {
+			return ""
+		}
+		return "link:" + target
+	}
+	if st.size > maxDigestSize {
+		return ""
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || int64(len(data)) > maxDigestSize {
+		return ""
+	}
+	return contentDigest(data)
+}
+
+// checkChange decides between reload and nothing: new content reloads; the
+// same content reloads only when the same inode got a new mtime (touch);
+// the same content under a new inode is an atomic replace (editor,
+// consul-template, a ConfigMap ..data swap) and changes nothing.
+func (e *emperor) checkChange(v *vassal, st fileState) {
+	if v.file.sameStat(st) || v.then == thenDelete {
+		return
+	}
+	st.digest = e.digest(v.path, st)
+	old := v.file
+	v.file = st
+	sameInode := old.dev == st.dev && old.ino == st.ino
+	switch {
+	case st.digest == "" || st.digest != old.digest:
+		v.lastMod = st.mtime / 1e9
+		e.reload(v, "config change")
+	case sameInode && st.mtime != old.mtime:
+		v.lastMod = st.mtime / 1e9
+		e.reload(v, "touch")
+	}
+}
+
+func (e *emperor) onFSHint(dir string) {
+	for _, m := range e.monitors {
+		if m.rescanPending {
+			continue
+		}
+		for _, d := range m.watchDirs() {
+			if d == dir || dir == "" {
+				m.rescanPending = true
+				// A short debounce folds the burst of events one editor
+				// save or one tar extraction makes into one scan.
+				e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
+				break
+			}
+		}
+	}
+}
+
+const fsDebounce = 500 * time.Microsecond
+
+func contentDigest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return string(sum[:])
+}
+
+func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
+	st.digest = e.digest(c.path, st)
+	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1,
+		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
+	e.vassals[c.name] = v
+	e.order = append(e.order, v)
+	if wait := e.black.wait(v.name, time.Now()); wait > 0 {
+		e.scheduleRespawn(v, wait)
+		return
+	}
+	e.spawn(v)
+}
+
+// spawnSpec is what the platform layer needs to start a vassal.
+type spawnSpec struct {
+	cloneFlags uintptr
+	cred       *syscall.Credential
+}
+
+// vassalArgv is uWSGI's argv: BINARY [before...] --ini NAME [after...].
+func (e *emperor) vassalArgv(v *vassal) []string {
+	argv := make([]string, 0, 3+len(e.cfg.before)+len(e.cfg.after))
+	argv = append(argv, e.cfg.argv0)
+	argv = append(argv, e.cfg.before...)
+	argv = append(argv, e.cfg.configFlag(v.name), v.name)
+	return append(argv, e.cfg.after...)
+}
+
+// spawn starts the vassal's process with the protocol socket on fd 3,
+// /dev/null on stdin and the emperor's stdout/stderr, in the config's
+// directory, in a process group of its own.
+func (e *emperor) spawn(v *vassal) {
+	ours, theirs, err := protocolSocketpair()
+	if err != nil {
+		e.spawnFailed(v, fmt.Errorf("socketpair: %w", err))
+		return
+	}
+	attr, err := platformSysProcAttr(&spawnSpec{cloneFlags: e.cfg.cloneFlags})
+	if err != nil {
+		syscall.Close(ours)
+		syscall.Close(theirs)
+		e.spawnFailed(v, err)
+		return
+	}
+	env := append(e.baseEnv[:len(e.baseEnv):len(e.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	cwd := e.cfg.spawnDir(v)
+	pid, err := syscall.ForkExec(e.cfg.binary, e.vassalArgv(v), &syscall.ProcAttr{
+		Dir: cwd, Env: env, Sys: attr,
+		Files: []uintptr{e.devnull.Fd(), 1, 2, uintptr(theirs)},
+	})
+	syscall.Close(theirs)
+	if err != nil {
+		syscall.Close(ours)
+		e.spawnFailed(v, fmt.Errorf("exec %s: %w", e.cfg.binary, err))
+		return
+	}
+	_ = syscall.SetNonblock(ours, true)
+	e.nextToken++
+	v.token = e.nextToken
+	v.sock, v.pid = ours, pid
+	v.gen++
+	v.status, v.then, v.cursed = 0, thenRespawn, 0
+	v.spoke, v.loyal, v.ready, v.accept, v.heartbeatArmed = false, false, false, false, false
+	v.lastHeartbeat, v.nextRetry = 0, time.Time{}
+	now := time.Now().Unix()
+	if v.firstRun == 0 {
+		v.firstRun = now
+	}
+	v.lastRun = now
+	e.byPid[pid] = v
+	e.byFd[ours] = v
+	if err := e.watcher.add(ours, v.token); err != nil {
+		logVerbose("[emperor] vassal %s: %v", v.name, err)
+	}
+	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
+}
+
+// spawnDir is the vassal's working directory: its config's directory for
+// dir:// monitors, the emperor's start directory for globs (whose names
+// are relative to it), as in uWSGI.
+func (c *emperorConfig) spawnDir(v *vassal) string { return v.mon.dir }
+
+// spawnFailed treats a failed start like a crash, so a missing binary or a
+// full process table is retried with the blacklist's growing delay instead
+// of in a tight loop.
+func (e *emperor) spawnFailed(v *vassal, err error) {
+	logVerbose("[emperor] cannot spawn vassal %s: %v", v.name, err)
+	v.lastExit = "spawn failed: " + err.Error()
+	e.black.add(v.name, time.Now())
+	e.scheduleRespawn(v, e.black.wait(v.name, time.Now()))
+}
+
+func (e *emperor) scheduleRespawn(v *vassal, wait time.Duration) {
+	v.gen++
+	v.nextRetry = time.Now().Add(wait)
+	e.timers.push(timerItem{at: v.nextRetry, kind: tRespawn, v: v, gen: v.gen})
+}
+
+// reload asks a running vassal to reload. One that speaks the protocol gets
+// byte 1 and reloads in place (a uWSGI master keeps its pid); one that never
+// spoke it could not act on the byte, so it is restarted instead.
+func (e *emperor) reload(v *vassal, reason string) {
+	if e.dying {
+		return
+	}
+	v.lastReason = reason
+	if v.pid == 0 {
+		// A config edit is the operator's kick for a throttled vassal.
+		e.spawn(v)
+		return
+	}
+	if v.status != 0 {
+		return
+	}
+	v.respawns++
+	v.lastRun = time.Now().Unix()
+	v.ready, v.accept = false, false
+	logVerbose("[emperor] reload the uwsgi instance %s", v.name)
+	if v.spoke && e.sendByte(v, 1) {
+		return
+	}
+	e.stop(v, thenRestart)
+}
+
+// stop asks the vassal to exit: the stop byte, and SIGTERM to its process
+// group when it never spoke the protocol (it cannot have understood the
+// byte). Whatever is left at the deadline is killed with its whole tree.
+func (e *emperor) stop(v *vassal, then afterExit) {
+	if v.pid == 0 {
+		if then == thenDelete {
+			e.deleteVassal(v)
+		}
+		return
+	}
+	if then == thenDelete || v.status == 0 {
+		v.then = then
+	}
+	if v.status != 0 {
+		return
+	}
+	code := byte(0)
+	if e.cfg.gracefulShutdown {
+		code = 2
+	}
+	e.sendByte(v, code)
+	if !v.spoke {
+		signalTree(v.pid, syscall.SIGTERM)
+	}
+	v.status = 1
+	v.cursed = time.Now().Unix()
+	if then != thenRestart {
+		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
+	}
+	grace := e.cfg.curseTolerance
+	if e.dying {
+		grace = e.cfg.reloadMercy
+	}
+	e.timers.push(timerItem{at: time.Now().Add(grace), kind: tKill, v: v, gen: v.gen})
+}
+
+func (e *emperor) sendByte(v *vassal, b byte) bool {
+	if v.sock < 0 {
+		return false
+	}
+	_, err := syscall.Write(v.sock, []byte{b})
+	if err != nil && err != syscall.EAGAIN {
+		logVerbose("[emperor] vassal %s: write of byte %d: %v", v.name, b, err)
+		return false
+	}
+	return err == nil
+}
+
+func (e *emperor) closeSock(v *vassal) {
+	if v.sock < 0 {
+		return
+	}
+	e.watcher.remove(v.sock)
+	delete(e.byFd, v.sock)
+	syscall.Close(v.sock)
+	v.sock = -1
+}
+
+func (e *emperor) deleteVassal(v *vassal) {
+	if v.deleted {
+		return
+	}
+	e.closeSock(v)
+	v.deleted = true
+	v.gen++
+	e.nDeleted++
+	delete(e.vassals, v.name)
+	logVerbose("[emperor] removed uwsgi instance %s", v.name)
+	if !v.loyal && !e.cfg.noBlacklist && !e.dying && v.firstRun != 0 {
+		e.black.add(v.name, time.Now())
+	}
+	// Another monitor may list the same name, or the file came back while
+	// the old process was stopping: look again now, not at the next tick.
+	if !e.dying {
+		e.onFSHint("")
+	}
+}
+
+// onExit handles a reaped process: a vassal's end, or an orphan that was
+// re-parented to the emperor and is simply collected.
+func (e *emperor) onExit(ex childExit) {
+	v := e.byPid[ex.pid]
+	if v == nil {
+		return
+	}
+	delete(e.byPid, ex.pid)
+	// The group outlives its leader only by accident: clear it before a
+	// respawn, so an old worker cannot hold the new one's port.
+	_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
+	e.scheduleSweep()
+	e.closeSock(v)
+	v.pid = 0
+	v.gen++
+	v.lastExit = describeExit(ex.status)
+	then := v.then
+	if e.dying {
+		then = thenDelete
+	}
+	switch then {
+	case thenDelete:
+		e.deleteVassal(v)
+	case thenRestart:
+		v.status = 0
+		e.spawn(v)
+	default:
+		e.died(v, ex)
+	}
+}
+
+// died respawns a vassal that ended without being asked to, through the
+// blacklist: a vassal that never became loyal waits a growing delay.
+func (e *emperor) died(v *vassal, ex childExit) {
+	if v.status == 0 {
+		logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, ex.pid)
+	}
+	logVerbose("[emperor] vassal %s (pid: %d) %s", v.name, ex.pid, v.lastExit)
+	if v.then == thenVoluntary {
+		v.lastReason = "voluntary shutdown"
+	} else {
+		v.lastReason = "exit"
+	}
+	v.status = 0
+	now := time.Now()
+	if !v.loyal && !e.cfg.noBlacklist {
+		e.black.add(v.name, now)
+	}
+	e.scheduleRespawn(v, e.black.wait(v.name, now))
+}
+
+func describeExit(ws syscall.WaitStatus) string {
+	switch {
+	case ws.Signaled():
+		return "killed by signal " + itoa(int(ws.Signal())) + " (" + ws.Signal().String() + ")"
+	case ws.Exited():
+		return "exited with code " + itoa(ws.ExitStatus())
+	}
+	return "ended (status " + itoa(int(ws)) + ")"
+}
+
+// scheduleSweep arranges one look for stray processes shortly after a
+// vassal ends: its orphaned descendants land on the emperor (subreaper).
+func (e *emperor) scheduleSweep() {
+	if e.sweepDue {
+		return
+	}
+	e.sweepDue = true
+	e.timers.push(timerItem{at: time.Now().Add(20 * time.Millisecond), kind: tSweep})
+}
+
+// sweepStrays kills every child of the emperor that is not a vassal: they
+// can only be descendants of vassals that are gone. Nothing outlives its
+// vassal.
+func (e *emperor) sweepStrays() {
+	for _, pid := range childrenOf(os.Getpid()) {
+		if e.byPid[pid] != nil {
+			continue
+		}
+		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
+		signalTree(pid, syscall.SIGKILL)
+	}
+}
+
+func procComm(pid int) string {
+	data, err := os.ReadFile("/proc/" + itoa(pid) + "/comm")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// onReadable drains a vassal's protocol socket: every pending byte, in
+// order, then EOF if the vassal closed its end.
+func (e *emperor) onReadable(r readyFD) {
+	v := e.byFd[r.fd]
+	if v == nil || v.token != r.token {
+		return // a report for a descriptor already closed
+	}
+	var buf [64]byte
+	for {
+		n, err := syscall.Read(r.fd, buf[:])
+		if n > 0 {
+			for _, b := range buf[:n] {
+				e.onByte(v, b)
+			}
+			if v.sock != r.fd {
+				return
+			}
+			continue
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			e.watcher.rearm(r.fd, r.token)
+			return
+		}
+		e.onHangup(v)
+		return
+	}
+}
+
+// onHangup: the vassal closed its end. One that spoke the protocol is dying
+// (uWSGI's curse); one that never did may just close inherited fds, and is
+// left alone.
+func (e *emperor) onHangup(v *vassal) {
+	e.closeSock(v)
+	if !v.spoke || v.status != 0 || v.pid == 0 {
+		return
+	}
+	logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, v.pid)
+	v.status = 1
+	v.cursed = time.Now().Unix()
+	e.timers.push(timerItem{at: time.Now().Add(e.cfg.curseTolerance), kind: tKill, v: v, gen: v.gen})
+}
+
+// onByte acts on one Emperor-protocol byte (SPEC 4.2).
+func (e *emperor) onByte(v *vassal, b byte) {
+	v.spoke = true
+	now := time.Now().Unix()
+	switch b {
+	case 1:
+		v.ready, v.lastReady = true, now
+		logVerbose("[emperor] vassal %s has been spawned", v.name)
+	case 5:
+		v.accept, v.lastAccepting = true, now
+		logVerbose("[emperor] vassal %s is ready to accept requests", v.name)
+	case 17:
+		v.loyal, v.lastLoyal = true, now
+		logVerbose("[emperor] vassal %s is now loyal", v.name)
+		e.black.remove(v.name)
+	case 22:
+		if v.status == 0 {
+			e.stop(v, thenVoluntary)
+		}
+	case 26:
+		v.lastHeartbeat = now
+		if !v.heartbeatArmed {
+			v.heartbeatArmed = true
+			e.timers.push(timerItem{at: time.Now().Add(e.cfg.heartbeat + time.Second), kind: tHeartbeat, v: v, gen: v.gen})
+		}
+	}
+}
+
+// checkHeartbeat runs when a heartbeat deadline passes; the timer is
+// re-armed from the latest heartbeat rather than on every byte.
+func (e *emperor) checkHeartbeat(v *vassal) {
+	if v.pid == 0 || v.status != 0 || v.lastHeartbeat == 0 {
+		v.heartbeatArmed = false
+		return
+	}
+	limit := int64(e.cfg.heartbeat / time.Second)
+	due := time.Unix(v.lastHeartbeat+limit+1, 0)
+	if time.Now().Before(due) {
+		e.timers.push(timerItem{at: due, kind: tHeartbeat, v: v, gen: v.gen})
+		return
+	}
+	v.heartbeatArmed = false
+	v.lastHeartbeat = 0
+	logRaw("[emperor] vassal %s sent no heartbeat in last %d seconds, brutally respawning it...", v.name, limit)
+	v.lastReason = "heartbeat"
+	signalTree(v.pid, syscall.SIGKILL)
+}
+
+// ragnarok: stop every vassal, give them reload-mercy, then kill what is
+// left, every descendant included, and exit.
+func (e *emperor) ragnarok() {
+	if e.dying {
+		left := e.cfg.reloadMercy - time.Since(e.dyingSince)
+		logRaw("[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in %d seconds)***", int(left.Seconds()+0.5))
+		return
+	}
+	e.dying, e.dyingSince = true, time.Now()
+	logRaw("[emperor] *** RAGNAROK EVOKED ***")
+	for _, v := range e.liveVassals() {
+		if v.deleted {
+			continue
+		}
+		if v.pid == 0 {
+			e.deleteVassal(v)
+			continue
+		}
+		if v.status != 0 {
+			v.then = thenDelete
+			e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tKill, v: v, gen: v.gen})
+			continue
+		}
+		e.stop(v, thenDelete)
+	}
+	e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tMercy})
+}
+
+func (e *emperor) noMercy() {
+	for _, v := range e.liveVassals() {
+		if v.pid > 0 && !v.deleted {
+			logVerbose("[emperor] NO MERCY for vassal %s !!!", v.name)
+			signalTree(v.pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// bury ends the emperor once every vassal is reaped: kill and reap any
+// descendant still around, then exit 0.
+func (e *emperor) bury() int {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		kids := childrenOf(os.Getpid())
+		if len(kids) == 0 {
+			break
+		}
+		for _, k := range kids {
+			signalTree(k, syscall.SIGKILL)
+		}
+		select {
+		case <-e.exits:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	close(e.done)
+	logVerbose("The Emperor is buried.")
+	return 0
+}
+
+// Timer kinds. Every delay is a deadline in the loop's queue: the emperor
+// never sleeps, so a throttled vassal holds up nothing else.
+const (
+	tFullScan = iota
+	tRescan
+	tSweep
+	tMercy
+	tRespawn
+	tKill
+	tHeartbeat
+)
+
+type timerItem struct {
+	at   time.Time
+	kind int
+	v    *vassal
+	gen  uint64 // the vassal generation it was set for; stale ones are dropped
+	mon  int
+}
+
+// timerQueue is a binary min-heap on deadline.
+type timerQueue struct{ items []timerItem }
+
+func (q *timerQueue) push(it timerItem) {
+	q.items = append(q.items, it)
+	i := len(q.items) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q.items[i].at.Before(q.items[p].at) {
+			break
+		}
+		q.items[i], q.items[p] = q.items[p], q.items[i]
+		i = p
+	}
+}
+
+func (q *timerQueue) next() (time.Time, bool) {
+	if len(q.items) == 0 {
+		return time.Time{}, false
+	}
+	return q.items[0].at, true
+}
+
+func (q *timerQueue) popDue(now time.Time) (timerItem, bool) {
+	if len(q.items) == 0 || q.items[0].at.After(now) {
+		return timerItem{}, false
+	}
+	top := q.items[0]
+	last := len(q.items) - 1
+	q.items[0] = q.items[last]
+	q.items[last] = timerItem{}
+	q.items = q.items[:last]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(q.items) && q.items[l].at.Before(q.items[m].at) {
+			m = l
+		}
+		if r < len(q.items) && q.items[r].at.Before(q.items[m].at) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q.items[i], q.items[m] = q.items[m], q.items[i]
+		i = m
+	}
+	return top, true
+}
+
+// blacklist is uWSGI's crash-loop throttle (SPEC 5.2): the first failure of
+// a never-loyal vassal costs emperor-throttle µs (uWSGI's unit slip, kept so
+// the first retry is immediate), each further one emperor-throttle ms more,
+// halved on reaching emperor-max-throttle. Entries go on loyalty or SIGURG.
+type blacklist struct {
+	stepMs, maxMs int64
+	entries       map[string]*blackEntry
+	order         []string
+}
+
+type blackEntry struct {
+	id          string
+	first, last time.Time
+	levelUs     int64
+	attempt     int
+}
+
+func newBlacklist(stepMs, maxMs int64) *blacklist {
+	return &blacklist{stepMs: stepMs, maxMs: maxMs, entries: map[string]*blackEntry{}}
+}
+
+func (b *blacklist) add(name string, now time.Time) {
+	ent := b.entries[name]
+	if ent == nil {
+		b.entries[name] = &blackEntry{id: name, first: now, last: now, levelUs: b.stepMs}
+		b.order = append(b.order, name)
+		return
+	}
+	ent.last = now
+	if ent.levelUs < b.maxMs*1000 {
+		ent.levelUs += b.stepMs * 1000
+	} else {
+		logVerbose("[emperor] maximum throttle level for vassal %s reached !!!", name)
+		ent.levelUs /= 2
+	}
+	ent.attempt++
+	if ent.attempt == 2 {
+		logVerbose("[emperor] unloyal bad behaving vassal found: %s throttling it...", name)
+	}
+}
+
+// wait is how long the name must still wait before its next start.
+func (b *blacklist) wait(name string, now time.Time) time.Duration {
+	ent := b.entries[name]
+	if ent == nil {
+		return 0
+	}
+	until := ent.last.Add(time.Duration(ent.levelUs) * time.Microsecond)
+	if d := until.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+func (b *blacklist) remove(name string) {
+	if b.entries[name] == nil {
+		return
+	}
+	delete(b.entries, name)
+	for i, n := range b.order {
+		if n == name {
+			b.order = append(b.order[:i], b.order[i+1:]...)
+			break
+		}
+	}
+}
+
+func (b *blacklist) clear() {
+	b.entries = map[string]*blackEntry{}
+	b.order = nil
+}
+
+// fsWatch turns inotify (or kqueue) events into rescan hints. It is only a
+// hint: when it cannot watch (no inotify, NFS, out of watches) the periodic
+// scan still sees everything.
+type fsWatch struct {
+	w *fsnotify.Watcher
+}
+
+func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
+		return &fsWatch{}
+	}
+	go func() {
+		defer w.Close()
+		for {
+			var dir string
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				dir = filepath.Dir(ev.Name)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				logRaw("[emperor] file watch: %v: rescanning everything", err)
+				dir = ""
+			case <-done:
+				return
+			}
+			select {
+			case hints <- dir:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return &fsWatch{w: w}
+}
+
+func (f *fsWatch) add(dir string) {
+	if f.w == nil {
+		return
+	}
+	if err := f.w.Add(dir); err != nil && !os.IsNotExist(err) {
+		logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
+	}
+}
+
+// statsSnapshot is a copy of what the stats server shows, handed out by the
+// loop so that rendering and writing (to clients that may never read) happen
+// off the loop.
+type statsSnapshot struct {
+	pid, uid, gid int
+	tyrant        bool
+	cwd           string
+	monitors      []string
+	vassals       []vassalStat
+	blacklist     []blackStat
+}
+
+type vassalStat struct {
+	id                                  string
+	pid                                 int
+	born, lastMod, lastHeartbeat        int64
+	loyal, ready, accepting             bool
+	lastLoyal, lastReady, lastAccepting int64
+	firstRun, lastRun, cursed           int64
+	onDemand, monitor                   string
+	uid, gid                            uint32
+	respawns                            int
+	lastExit, lastReason                string
+	nextRetry                           int64
+}
+
+type blackStat struct {
+	id          string
+	throttleMs  int64
+	attempt     int
+	first, last int64
+}
+
+func (e *emperor) snapshot() *statsSnapshot {
+	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.startCwd}
+	if len(e.monitors) == 1 && !e.monitors[0].glob {
+		s.cwd = e.monitors[0].dir // uWSGI sits in its vassal directory
+	}
+	for _, m := range e.monitors {
+		s.monitors = append(s.monitors, m.arg)
+	}
+	live := e.liveVassals()
+	s.vassals = make([]vassalStat, 0, len(live))
+	for _, v := range live {
+		st := vassalStat{id: v.name, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
+			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
+			lastAccepting: v.lastAccepting, firstRun: v.firstRun, lastRun: v.lastRun, cursed: v.cursed,
+			monitor: v.mon.arg, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
+		if v.pid == 0 {
+			st.pid = -1
+		}
+		if v.pid == 0 && !v.nextRetry.IsZero() {
+			st.nextRetry = v.nextRetry.Unix()
+		}
+		s.vassals = append(s.vassals, st)
+	}
+	for _, id := range e.black.order {
+		ent := e.black.entries[id]
+		s.blacklist = append(s.blacklist, blackStat{id: id, throttleMs: ent.levelUs / 1000, attempt: ent.attempt,
+			first: ent.first.Unix(), last: ent.last.Unix()})
+	}
+	return s
+}
+
+// jsonWriter renders uWSGI's stats layout byte for byte: tab indentation,
+// `"key":value`, list items of plain strings unindented, an empty list as
+// "[\n\n<tabs>]". Unlike uWSGI it escapes strings.
+type jsonWriter struct {
+	b     strings.Builder
+	depth int
+	first []bool
+}
+
+func (w *jsonWriter) tabs() {
+	for i := 0; i < w.depth; i++ {
+		w.b.WriteByte('\t')
+	}
+}
+
+func (w *jsonWriter) sep() {
+	n := len(w.first) - 1
+	if n >= 0 {
+		if !w.first[n] {
+			w.b.WriteString(",\n")
+		}
+		w.first[n] = false
+	}
+}
+
+func (w *jsonWriter) open(key string, brace byte) {
+	w.sep()
+	if key != "" {
+		w.tabs()
+		w.b.WriteString(jsonString(key) + ":")
+	} else if brace == '{' && w.depth > 0 {
+		w.tabs()
+	}
+	w.b.WriteByte(brace)
+	w.b.WriteByte('\n')
+	w.depth++
+	w.first = append(w.first, true)
+}
+
+func (w *jsonWriter) close(brace byte) {
+	w.b.WriteByte('\n')
+	w.depth--
+	w.first = w.first[:len(w.first)-1]
+	w.tabs()
+	w.b.WriteByte(brace)
+}
+
+func (w *jsonWriter) raw(key, val string) {
+	w.sep()
+	w.tabs()
+	w.b.WriteString(jsonString(key) + ":" + val)
+}
+
+func (w *jsonWriter) str(key, val string)     { w.raw(key, jsonString(val)) }
+func (w *jsonWriter) num(key string, n int64) { w.raw(key, strconv.FormatInt(n, 10)) }
+func (w *jsonWriter) item(val string) {
+	w.sep()
+	w.b.WriteString(jsonString(val))
+}
+
+func jsonString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func (s *statsSnapshot) render() []byte {
+	w := &jsonWriter{}
+	w.open("", '{')
+	w.str("version", "2.0.21-emperor-"+version)
+	w.num("pid", int64(s.pid))
+	w.num("uid", int64(s.uid))
+	w.num("gid", int64(s.gid))
+	w.str("cwd", s.cwd)
+	w.open("emperor", '[')
+	for _, m := range s.monitors {
+		w.item(m)
+	}
+	w.close(']')
+	w.num("emperor_tyrant", int64(b2i(s.tyrant)))
+	w.num("throttle_level", 0)
+	w.open("vassals", '[')
+	for i := range s.vassals {
+		s.vassals[i].render(w)
+	}
+	w.close(']')
+	w.open("blacklist", '[')
+	for _, b := range s.blacklist {
+		w.open("", '{')
+		w.str("id", b.id)
+		w.num("throttle_level", b.throttleMs)
+		w.num("attempt", int64(b.attempt))
+		w.num("first_attempt", b.first)
+		w.num("last_attempt", b.last)
+		w.close('}')
+	}
+	w.close(']')
+	w.close('}')
+	return []byte(w.b.String())
+}
+
+func (v *vassalStat) render(w *jsonWriter) {
+	w.open("", '{')
+	w.str("id", v.id)
+	w.num("pid", int64(v.pid))
+	w.num("born", v.born)
+	w.num("last_mod", v.lastMod)
+	w.num("last_heartbeat", v.lastHeartbeat)
+	w.num("loyal", int64(b2i(v.loyal)))
+	w.num("ready", int64(b2i(v.ready)))
+	w.num("accepting", int64(b2i(v.accepting)))
+	w.num("last_loyal", v.lastLoyal)
+	w.num("last_ready", v.lastReady)
+	w.num("last_accepting", v.lastAccepting)
+	w.num("first_run", v.firstRun)
+	w.num("last_run", v.lastRun)
+	w.num("cursed", v.cursed)
+	w.num("zerg", 0)
+	w.str("on_demand", v.onDemand)
+	w.num("uid", int64(v.uid))
+	w.num("gid", int64(v.gid))
+	w.str("monitor", v.monitor)
+	w.num("respawns", int64(v.respawns))
+	// Beyond uWSGI's schema; its clients ignore unknown keys.
+	w.str("last_exit", v.lastExit)
+	w.str("restart_reason", v.lastReason)
+	w.num("next_retry", v.nextRetry)
+	w.close('}')
+}
+
+// startStats binds the stats server: host:port is TCP, anything else a
+// UNIX socket path.
+func (e *emperor) startStats() error {
+	addr := e.cfg.stats
+	network := "unix"
+	if strings.Contains(addr, ":") {
+		network = "tcp"
+	} else {
+		_ = os.Remove(addr)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("emperor-stats %s: %w", addr, err)
+	}
+	fd := -1
+	if sc, ok := ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	logRaw("*** Emperor stats server enabled on %s fd: %d ***", addr, fd)
+	go e.serveStats(ln)
+	go func() { <-e.done; ln.Close() }()
+	return nil
+}
+
+func (e *emperor) serveStats(ln net.Listener) {
+	slots := make(chan struct{}, 64)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-e.done:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			logRaw("[emperor] stats server: %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots }()
+			e.answerStats(conn)
+		}()
+	}
+}
+
+func (e *emperor) answerStats(conn net.Conn) {
+	defer conn.Close()
+	reply := make(chan *statsSnapshot, 1)
+	select {
+	case e.statsReq <- reply:
+	case <-e.done:
+		return
+	}
+	var snap *statsSnapshot
+	select {
+	case snap = <-reply:
+	case <-e.done:
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.socketTimeout))
+	_, _ = conn.Write(snap.render())
+}

@@ -1,0 +1,199 @@
+//go:build !linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// On systems without a child subreaper the emperor still kills each vassal's
+// process group; escaped grandchildren go to init.
+func becomeSubreaper() error { return nil }
+
+func clearSpawnThreadSigmask() {}
+
+func platformSysProcAttr(s *spawnSpec) (*syscall.SysProcAttr, error) {
+	if s.cloneFlags != 0 {
+		return nil, fmt.Errorf("emperor-use-clone: namespaces are not supported on %s", runtime.GOOS)
+	}
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if s.cred != nil {
+		attr.Credential = s.cred
+	}
+	return attr, nil
+}
+
+func parseCloneFlags(list string) (uintptr, error) {
+	if list == "" {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("emperor-use-clone: namespaces are not supported on %s", runtime.GOOS)
+}
+
+func childrenOf(pid int) []int    { return nil }
+func descendantsOf(pid int) []int { return nil }
+
+func signalTree(pid int, sig syscall.Signal) {
+	if pid <= 0 {
+		return
+	}
+	_ = syscall.Kill(-pid, sig)
+	_ = syscall.Kill(pid, sig)
+}
+
+func startReaper(out chan<- childExit, done <-chan struct{}) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		defer signal.Stop(sigchld)
+		for {
+			for {
+				var ws syscall.WaitStatus
+				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if pid <= 0 || err != nil {
+					break
+				}
+				select {
+				case out <- childExit{pid: pid, status: ws}:
+				case <-done:
+					return
+				}
+			}
+			select {
+			case <-sigchld:
+			case <-done:
+				return
+			}
+		}
+	}()
+}
+
+// fdWatcher without epoll: one goroutine per fd, level-triggered poll(2),
+// re-armed by the loop after it has drained the socket.
+type fdWatcher struct {
+	out  chan<- readyFD
+	done <-chan struct{}
+	mu   sync.Mutex
+	arms map[int]chan struct{}
+}
+
+func newFDWatcher(out chan<- readyFD, done <-chan struct{}) (*fdWatcher, error) {
+	return &fdWatcher{out: out, done: done, arms: map[int]chan struct{}{}}, nil
+}
+
+func (w *fdWatcher) add(fd int, token uint32) error {
+	arm := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.arms[fd] = arm
+	w.mu.Unlock()
+	go func() {
+		for {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 1000)
+			if err != nil && err != unix.EINTR {
+				return
+			}
+			if n <= 0 {
+				// A closed fd does not always wake poll here: look for removal.
+				select {
+				case _, ok := <-arm:
+					if !ok {
+						return
+					}
+				default:
+				}
+				continue
+			}
+			if fds[0].Revents&unix.POLLNVAL != 0 {
+				return
+			}
+			select {
+			case w.out <- readyFD{fd: fd, token: token}:
+			case <-w.done:
+				return
+			}
+			select {
+			case _, ok := <-arm:
+				if !ok {
+					return
+				}
+			case <-w.done:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (w *fdWatcher) rearm(fd int, token uint32) {
+	w.mu.Lock()
+	arm := w.arms[fd]
+	w.mu.Unlock()
+	if arm != nil {
+		select {
+		case arm <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *fdWatcher) remove(fd int) {
+	w.mu.Lock()
+	if arm := w.arms[fd]; arm != nil {
+		close(arm)
+		delete(w.arms, fd)
+	}
+	w.mu.Unlock()
+}
+
+func raiseNofileLimit() (uint64, uint64, error) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0, err
+	}
+	return uint64(lim.Cur), uint64(lim.Cur), nil
+}
+
+func statOwner(fi os.FileInfo) (uint32, uint32, uint64, uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid, st.Gid, uint64(st.Dev), uint64(st.Ino)
+	}
+	return 0, 0, 0, 0
+}
+
+// protocolSocketpair: without SOCK_CLOEXEC, set it under the fork lock so
+// a concurrent fork cannot inherit the pair.
+func protocolSocketpair() (int, int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return -1, -1, err
+	}
+	syscall.CloseOnExec(fds[0])
+	syscall.CloseOnExec(fds[1])
+	return fds[0], fds[1], nil
+}
+
+// cloexecInherited marks inherited descriptors close-on-exec so they do not
+// reach vassals.
+func cloexecInherited() {
+	var lim unix.Rlimit
+	max := 1024
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < 65536 {
+		max = int(lim.Cur)
+	}
+	for fd := 3; fd < max; fd++ {
+		syscall.CloseOnExec(fd)
+	}
+}

@@ -1,0 +1,1365 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The end-to-end tests run the real emperor binary (built once by TestMain)
+// on real directories, with the test binary itself as the vassal program:
+// started with EMPEROR_PROBE=1 it becomes a scriptable probe that reports
+// what happens to it over a datagram socket.
+
+var emperorBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv("EMPEROR_PROBE") != "" {
+		os.Exit(runProbe())
+	}
+	dir, err := os.MkdirTemp("", "emperor-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	emperorBin = filepath.Join(dir, "emperor")
+	args := []string{"build", "-o", emperorBin}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if raceEnabled() {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	} else {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building emperor:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// raceEnabled reports whether this test binary was built with -race, so the
+// emperor under test is too.
+func raceEnabled() bool {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------------------
+// The probe vassal.
+
+// probeEvent is one line a probe reported.
+type probeEvent struct {
+	name  string
+	event string
+	pid   int
+	mono  int64 // CLOCK_MONOTONIC ns at the probe
+	extra string
+}
+
+func monoNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// runProbe is the vassal side. PROBE_ACTIONS is a comma list:
+//
+//	send=N        write byte N to the emperor fd at start (repeatable, in order)
+//	ignore-stop   do not exit on byte 0
+//	ignore-term   ignore SIGTERM
+//	exit=N        exit with code N right after start
+//	fork          start a grandchild (sleep) in our process group
+//	fork-setsid   start a grandchild in a new session (escapes the group)
+//	heartbeat=MS  send byte 26 every MS milliseconds
+//	report-proc   report fds, signal masks and cwd
+//	env=VAR       report the value of VAR
+func runProbe() int {
+	name := os.Getenv("PROBE_NAME")
+	inherited := probeFDs()
+	conn, _ := net.Dial("unixgram", os.Getenv("PROBE_SOCK"))
+	report := func(event, extra string) {
+		if conn != nil {
+			fmt.Fprintf(conn, "%s %s %d %d %s", name, event, os.Getpid(), monoNow(), extra)
+		}
+	}
+	report("start", "")
+	efd := -1
+	if s := os.Getenv("UWSGI_EMPEROR_FD"); s != "" {
+		efd, _ = strconv.Atoi(s)
+	}
+	ignoreStop := false
+	for _, a := range strings.Split(os.Getenv("PROBE_ACTIONS"), ",") {
+		key, val, _ := strings.Cut(a, "=")
+		switch key {
+		case "send":
+			n, _ := strconv.Atoi(val)
+			if efd >= 0 {
+				syscall.Write(efd, []byte{byte(n)})
+			}
+		case "ignore-stop":
+			ignoreStop = true
+		case "ignore-term":
+			signalIgnore(syscall.SIGTERM)
+		case "exit":
+			n, _ := strconv.Atoi(val)
+			return n
+		case "fork", "fork-setsid":
+			cmd := exec.Command("sleep", "1000")
+			if key == "fork-setsid" {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			}
+			if err := cmd.Start(); err == nil {
+				report("child", strconv.Itoa(cmd.Process.Pid))
+			}
+		case "heartbeat":
+			ms, _ := strconv.Atoi(val)
+			go func() {
+				for {
+					syscall.Write(efd, []byte{26})
+					time.Sleep(time.Duration(ms) * time.Millisecond)
+				}
+			}()
+		case "report-proc":
+			report("proc", probeProcReport(inherited))
+		case "env":
+			v, ok := os.LookupEnv(val)
+			report("env", fmt.Sprintf("%s=%s(%v)", val, v, ok))
+		}
+	}
+	if efd < 0 {
+		select {}
+	}
+	buf := make([]byte, 1)
+	for {
+		n, err := syscall.Read(efd, buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n <= 0 {
+			report("eof", "")
+			select {}
+		}
+		report("byte", strconv.Itoa(int(buf[0])))
+		if buf[0] == 0 && !ignoreStop {
+			return 0
+		}
+	}
+}
+
+func signalIgnore(sig syscall.Signal) { signal.Ignore(sig) }
+
+// probeFDs lists the open fds as the probe found them, before it opened any
+// itself (the Go runtime's cgroup files aside).
+func probeFDs() []string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var fds []string
+	for _, e := range ents {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		if target == "" || strings.HasPrefix(target, "/sys/fs/cgroup/") || strings.HasPrefix(target, "/proc/") {
+			continue
+		}
+		fds = append(fds, e.Name()+"="+target)
+	}
+	sort.Slice(fds, func(i, j int) bool {
+		a, _ := strconv.Atoi(strings.Split(fds[i], "=")[0])
+		b, _ := strconv.Atoi(strings.Split(fds[j], "=")[0])
+		return a < b
+	})
+	return fds
+}
+
+// probeProcReport describes the probe's own process state as the emperor
+// left it: open fds, signal masks, cwd.
+func probeProcReport(fds []string) string {
+	status, _ := os.ReadFile("/proc/self/status")
+	var sig []string
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "SigBlk:") || strings.HasPrefix(line, "SigIgn:") {
+			sig = append(sig, strings.ReplaceAll(line, "\t", ""))
+		}
+	}
+	cwd, _ := os.Getwd()
+	return "fds:" + strings.Join(fds, ";") + " " + strings.Join(sig, " ") + " cwd:" + cwd
+}
+
+// ---------------------------------------------------------------------------
+// Harness: a datagram sink for probe reports, the emperor as a process.
+
+type probeSink struct {
+	path string
+	conn *net.UnixConn
+	mu   sync.Mutex
+	cond *sync.Cond
+	all  []probeEvent
+}
+
+func newProbeSink(t testing.TB, dir string) *probeSink {
+	t.Helper()
+	s := &probeSink{path: filepath.Join(dir, "probe.sock")}
+	s.cond = sync.NewCond(&s.mu)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: s.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	s.conn = conn
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				s.mu.Lock()
+				s.cond.Broadcast()
+				s.mu.Unlock()
+				return
+			}
+			f := strings.SplitN(string(buf[:n]), " ", 5)
+			if len(f) < 4 {
+				continue
+			}
+			ev := probeEvent{name: f[0], event: f[1]}
+			ev.pid, _ = strconv.Atoi(f[2])
+			ev.mono, _ = strconv.ParseInt(f[3], 10, 64)
+			if len(f) == 5 {
+				ev.extra = f[4]
+			}
+			s.mu.Lock()
+			s.all = append(s.all, ev)
+			s.cond.Broadcast()
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return s
+}
+
+func (s *probeSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.all)
+}
+
+// waitFor returns the first event at index >= since that matches.
+func (s *probeSink) waitFor(t testing.TB, since int, timeout time.Duration, what string, match func(probeEvent) bool) (probeEvent, int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		for i := since; i < len(s.all); i++ {
+			if match(s.all[i]) {
+				return s.all[i], i
+			}
+		}
+		since = len(s.all)
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		s.cond.Wait()
+	}
+}
+
+// waitN waits until n events (from the start) match, and returns them.
+func (s *probeSink) waitN(t testing.TB, n int, timeout time.Duration, what string, match func(probeEvent) bool) []probeEvent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	timer := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var got []probeEvent
+	seen := 0
+	for {
+		for ; seen < len(s.all); seen++ {
+			if match(s.all[seen]) {
+				got = append(got, s.all[seen])
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s (%d of %d)", timeout, what, len(got), n)
+		}
+		s.cond.Wait()
+	}
+}
+
+func lastMono(evs []probeEvent) int64 {
+	var last int64
+	for _, e := range evs {
+		if e.mono > last {
+			last = e.mono
+		}
+	}
+	return last
+}
+
+// events returns a copy of every event so far matching.
+func (s *probeSink) events(match func(probeEvent) bool) []probeEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []probeEvent
+	for _, ev := range s.all {
+		if match(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func evIs(name, event string) func(probeEvent) bool {
+	return func(ev probeEvent) bool { return ev.name == name && ev.event == event }
+}
+
+func (s *probeSink) waitStart(t testing.TB, since int, name string) probeEvent {
+	t.Helper()
+	ev, _ := s.waitFor(t, since, 10*time.Second, name+" start", evIs(name, "start"))
+	return ev
+}
+
+// expectNone fails if an event matching shows up within d.
+func (s *probeSink) expectNone(t testing.TB, since int, d time.Duration, what string, match func(probeEvent) bool) {
+	t.Helper()
+	time.Sleep(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := since; i < len(s.all); i++ {
+		if match(s.all[i]) {
+			t.Fatalf("unexpected %s: %+v", what, s.all[i])
+		}
+	}
+}
+
+// syncBuffer collects the emperor's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+type emperorProc struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+func startEmperor(t testing.TB, dir string, args ...string) *emperorProc {
+	t.Helper()
+	p := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(emperorBin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("emperor log:\n%s", p.log.String())
+		}
+	})
+	return p
+}
+
+func (p *emperorProc) waitLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.log.String(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for log line %q", timeout, substr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// signalAndWait sends sig and waits for the emperor to exit, returning its
+// exit code and how long it took.
+func (p *emperorProc) signalAndWait(t testing.TB, sig syscall.Signal, timeout time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("emperor still running %v after %v", timeout, sig)
+	}
+	return p.cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+// probeINI is a vassal config that runs the probe through the built-in
+// runner.
+func probeINI(sink *probeSink, name, actions string) string {
+	self, _ := os.Executable()
+	return fmt.Sprintf("[uwsgi]\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nenv = PROBE_ACTIONS=%s\nunprivileged-binary-patch = %s\n",
+		sink.path, name, actions, self)
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shortTempDir keeps UNIX socket paths under the 108-byte limit.
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "emp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// testEnv is a vassal dir, a probe sink and their parent.
+type testEnv struct {
+	root, vassals string
+	sink          *probeSink
+}
+
+func newTestEnv(t testing.TB) *testEnv {
+	t.Helper()
+	root := shortTempDir(t)
+	env := &testEnv{root: root, vassals: filepath.Join(root, "vassals")}
+	if err := os.Mkdir(env.vassals, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env.sink = newProbeSink(t, root)
+	return env
+}
+
+func (env *testEnv) vassal(t testing.TB, file, name, actions string) string {
+	t.Helper()
+	path := filepath.Join(env.vassals, file)
+	writeFile(t, path, probeINI(env.sink, name, actions))
+	return path
+}
+
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	// A zombie is dead for our purposes.
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+func waitDead(t testing.TB, pid int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still alive after %v", pid, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func touch(t testing.TB, path string, when time.Time) {
+	t.Helper()
+	if err := os.Chtimes(path, when, when); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = bufio.NewReader
+var _ = sort.Strings
+
+// ---------------------------------------------------------------------------
+// Issue 2: the core lifecycle, with the built-in runner.
+
+func TestSpawnEachFormat(t *testing.T) {
+	env := newTestEnv(t)
+	self, _ := os.Executable()
+	envs := func(name string) [][2]string {
+		return [][2]string{{"EMPEROR_PROBE", "1"}, {"PROBE_SOCK", env.sink.path}, {"PROBE_NAME", name}, {"PROBE_ACTIONS", "report-proc"}}
+	}
+	cases := []struct {
+		file   string
+		render func(name string) string
+	}{
+		{"a.ini", func(n string) string { return probeINI(env.sink, n, "report-proc") }},
+		{"b.json", func(n string) string {
+			var parts []string
+			for _, kv := range envs(n) {
+				parts = append(parts, fmt.Sprintf("%q", kv[0]+"="+kv[1]))
+			}
+			return fmt.Sprintf(`{"uwsgi": {"env": [%s], "unprivileged-binary-patch": %q}}`, strings.Join(parts, ","), self)
+		}},
+		{"c.js", func(n string) string {
+			var parts []string
+			for _, kv := range envs(n) {
+				parts = append(parts, fmt.Sprintf("%q", kv[0]+"="+kv[1]))
+			}
+			return fmt.Sprintf(`{"uwsgi": {"env": [%s], "unprivileged-binary-patch": %q}}`, strings.Join(parts, ","), self)
+		}},
+		{"d.xml", func(n string) string {
+			var b strings.Builder
+			b.WriteString("<uwsgi>\n")
+			for _, kv := range envs(n) {
+				fmt.Fprintf(&b, "  <env>%s=%s</env>\n", kv[0], kv[1])
+			}
+			fmt.Fprintf(&b, "  <unprivileged-binary-patch>%s</unprivileged-binary-patch>\n</uwsgi>\n", self)
+			return b.String()
+		}},
+		{"e.yml", yamlProbe(envs, self)},
+		{"f.yaml", yamlProbe(envs, self)},
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			mark := env.sink.count()
+			writeFile(t, filepath.Join(env.vassals, c.file), c.render(c.file))
+			ev, _ := env.sink.waitFor(t, mark, 10*time.Second, c.file+" proc report", evIs(c.file, "proc"))
+			if !strings.Contains(ev.extra, "cwd:"+env.vassals) {
+				t.Errorf("cwd is not the vassal dir: %s", ev.extra)
+			}
+		})
+	}
+	_ = em
+}
+
+func yamlProbe(envs func(string) [][2]string, self string) func(string) string {
+	return func(n string) string {
+		var b strings.Builder
+		b.WriteString("uwsgi:\n")
+		for _, kv := range envs(n) {
+			fmt.Fprintf(&b, "  env: %s=%s\n", kv[0], kv[1])
+		}
+		fmt.Fprintf(&b, "  unprivileged-binary-patch: %s\n", self)
+		return b.String()
+	}
+}
+
+// TestVassalHygiene: a vassal starts with only fds 0 (/dev/null), 1, 2 and
+// the emperor fd, an empty signal mask and no ignored signals, even when the
+// emperor itself was started with signals ignored and blocked.
+func TestVassalHygiene(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "h.ini", "h", "report-proc")
+	// Start the emperor through a shell that ignores SIGTERM and SIGHUP:
+	// those must not leak into vassals.
+	p := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command("/bin/sh", "-c", "trap '' TERM HUP; exec "+emperorBin+" --emperor "+env.vassals)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	defer func() { p.cmd.Process.Kill(); <-p.done }()
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "proc report", evIs("h", "proc"))
+	fields := strings.Fields(ev.extra)
+	fds := strings.Split(strings.TrimPrefix(fields[0], "fds:"), ";")
+	if len(fds) != 4 || !strings.HasPrefix(fds[0], "0=/dev/null") || !strings.HasPrefix(fds[1], "1=") ||
+		!strings.HasPrefix(fds[2], "2=") || !strings.HasPrefix(fds[3], "3=socket:") {
+		t.Errorf("vassal fds = %v, want 0=/dev/null 1 2 3=socket", fds)
+	}
+	if !strings.Contains(ev.extra, "SigBlk:0000000000000000") || !strings.Contains(ev.extra, "SigIgn:0000000000000000") {
+		t.Errorf("vassal signal state not clean: %s", ev.extra)
+	}
+	// The probe's own pid is a process group leader and a direct child.
+	pgid, _ := syscall.Getpgid(ev.pid)
+	if pgid != ev.pid {
+		t.Errorf("vassal pgid %d, want its own pid %d", pgid, ev.pid)
+	}
+	if ppid := procPPid(ev.pid); ppid != p.cmd.Process.Pid {
+		t.Errorf("vassal ppid %d, want the emperor %d", ppid, p.cmd.Process.Pid)
+	}
+}
+
+func procPPid(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:])
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+func TestLifecycleTouchRemoveKillRename(t *testing.T) {
+	env := newTestEnv(t)
+	// ignore-term: the probe then always sees the stop byte before it goes,
+	// instead of racing the SIGTERM that non-protocol vassals also get.
+	path := env.vassal(t, "app.ini", "app", "ignore-term")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	first := env.sink.waitStart(t, 0, "app")
+
+	t.Run("touch restarts a vassal that does not speak the protocol", func(t *testing.T) {
+		mark := env.sink.count()
+		touch(t, path, time.Now().Add(2*time.Second))
+		env.sink.waitFor(t, mark, 10*time.Second, "stop byte", func(ev probeEvent) bool {
+			return ev.pid == first.pid && ev.event == "byte" && ev.extra == "0"
+		})
+		next := env.sink.waitStart(t, mark, "app")
+		if next.pid == first.pid {
+			t.Fatal("not restarted")
+		}
+		first = next
+		em.waitLog(t, "[emperor] reload the uwsgi instance app.ini", time.Second)
+	})
+	t.Run("SIGKILL respawns", func(t *testing.T) {
+		mark := env.sink.count()
+		syscall.Kill(first.pid, syscall.SIGKILL)
+		next := env.sink.waitStart(t, mark, "app")
+		if next.pid == first.pid {
+			t.Fatal("same pid")
+		}
+		first = next
+	})
+	t.Run("rename stops the old name and spawns the new one", func(t *testing.T) {
+		mark := env.sink.count()
+		newPath := filepath.Join(env.vassals, "renamed.ini")
+		writeFile(t, path, probeINI(env.sink, "renamed", "ignore-term"))
+		// The content change above reloads; wait for it before renaming.
+		env.sink.waitStart(t, mark, "renamed")
+		mark = env.sink.count()
+		old := env.sink.events(evIs("renamed", "start"))
+		oldPid := old[len(old)-1].pid
+		if err := os.Rename(path, newPath); err != nil {
+			t.Fatal(err)
+		}
+		env.sink.waitStart(t, mark, "renamed")
+		waitDead(t, oldPid, 5*time.Second)
+		em.waitLog(t, "removed uwsgi instance app.ini", 5*time.Second)
+		path = newPath
+	})
+	t.Run("remove stops for good", func(t *testing.T) {
+		starts := env.sink.events(evIs("renamed", "start"))
+		pid := starts[len(starts)-1].pid
+		mark := env.sink.count()
+		os.Remove(path)
+		env.sink.waitFor(t, mark, 5*time.Second, "stop byte", func(ev probeEvent) bool {
+			return ev.pid == pid && ev.event == "byte" && ev.extra == "0"
+		})
+		waitDead(t, pid, 5*time.Second)
+		em.waitLog(t, "removed uwsgi instance renamed.ini", 5*time.Second)
+		env.sink.expectNone(t, mark, 1500*time.Millisecond, "respawn after removal", evIs("renamed", "start"))
+	})
+}
+
+// TestProtocolVassalReloadsInPlace: a vassal that spoke the protocol gets
+// byte 1 on touch and keeps running (a uWSGI master re-execs in place).
+func TestProtocolVassalReloadsInPlace(t *testing.T) {
+	env := newTestEnv(t)
+	path := env.vassal(t, "p.ini", "p", "send=1,send=5")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	first := env.sink.waitStart(t, 0, "p")
+	em.waitLog(t, "vassal p.ini is ready to accept requests", 5*time.Second)
+	mark := env.sink.count()
+	touch(t, path, time.Now().Add(2*time.Second))
+	env.sink.waitFor(t, mark, 5*time.Second, "byte 1", func(ev probeEvent) bool {
+		return ev.pid == first.pid && ev.event == "byte" && ev.extra == "1"
+	})
+	if !alive(first.pid) {
+		t.Fatal("protocol vassal was killed instead of reloaded")
+	}
+}
+
+func TestIgnoredNames(t *testing.T) {
+	env := newTestEnv(t)
+	for _, f := range []string{"app.skel", "x.ini~", ".hidden.ini", ".app.ini.swp", "c.txt", "x.ini.socket", "n.conf"} {
+		env.vassal(t, f, f, "")
+	}
+	os.Mkdir(filepath.Join(env.vassals, "adir.ini"), 0o755)
+	os.Mkdir(filepath.Join(env.vassals, "sub"), 0o755)
+	env.vassal(t, "sub/nested.ini", "nested", "")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "1")
+	env.vassal(t, "good.ini", "good", "")
+	env.sink.waitStart(t, 0, "good")
+	env.sink.expectNone(t, 0, 1500*time.Millisecond, "ignored name spawned", func(ev probeEvent) bool {
+		return ev.name != "good"
+	})
+	_ = em
+}
+
+func TestExtraExtension(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "x.conf", "x", "")
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-extra-extension", ".conf")
+	env.sink.waitStart(t, 0, "x")
+}
+
+func TestNofollowSkeleton(t *testing.T) {
+	env := newTestEnv(t)
+	skel := filepath.Join(env.root, "app.skel")
+	writeFile(t, skel, probeINI(env.sink, "skel", ""))
+	for _, n := range []string{"app1.ini", "app2.ini"} {
+		if err := os.Symlink(skel, filepath.Join(env.vassals, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-nofollow", "--emperor-freq", "1")
+	starts := env.sink.waitN(t, 2, 10*time.Second, "two vassals", evIs("skel", "start"))
+	mark := env.sink.count()
+	// Touching the target does nothing with nofollow.
+	touch(t, skel, time.Now().Add(3*time.Second))
+	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload after touching the target", evIs("skel", "start"))
+	// touch --no-dereference on one link reloads that one only.
+	when := time.Now().Add(5 * time.Second)
+	ts := []unix.Timespec{unix.NsecToTimespec(when.UnixNano()), unix.NsecToTimespec(when.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(env.vassals, "app1.ini"), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatal(err)
+	}
+	env.sink.waitStart(t, mark, "skel")
+	env.sink.expectNone(t, env.sink.count(), time.Second, "second reload", evIs("skel", "start"))
+	stopped := 0
+	for _, s := range starts {
+		if !alive(s.pid) {
+			stopped++
+		}
+	}
+	if stopped != 1 {
+		t.Fatalf("%d of the two vassals restarted, want exactly 1", stopped)
+	}
+}
+
+func TestTwoDirsAndGlob(t *testing.T) {
+	env := newTestEnv(t)
+	second := filepath.Join(env.root, "second")
+	globDir := filepath.Join(env.root, "globbed")
+	os.Mkdir(second, 0o755)
+	os.Mkdir(globDir, 0o755)
+	env.vassal(t, "one.ini", "one", "")
+	writeFile(t, filepath.Join(second, "two.ini"), probeINI(env.sink, "two", ""))
+	writeFile(t, filepath.Join(globDir, "app1.ini"), probeINI(env.sink, "g1", ""))
+	writeFile(t, filepath.Join(globDir, "other.ini"), probeINI(env.sink, "gx", ""))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor", second,
+		"--emperor", "glob://"+globDir+"/app*.ini", "--emperor-freq", "1")
+	env.sink.waitStart(t, 0, "one")
+	env.sink.waitStart(t, 0, "two")
+	env.sink.waitStart(t, 0, "g1")
+	mark := env.sink.count()
+	writeFile(t, filepath.Join(globDir, "app2.ini"), probeINI(env.sink, "g2", ""))
+	env.sink.waitStart(t, mark, "g2")
+	env.sink.expectNone(t, 0, 1200*time.Millisecond, "non-matching glob entry", evIs("gx", "start"))
+}
+
+// TestConfigMapSwap uses the layout kubelet gives a mounted ConfigMap:
+// per-file symlinks through ..data, which points at a timestamped directory
+// swapped atomically on update. Only the vassal whose content changed
+// reloads.
+func TestConfigMapSwap(t *testing.T) {
+	env := newTestEnv(t)
+	dir := env.vassals
+	writeVersion := func(stamp string, contents map[string]string) {
+		vdir := filepath.Join(dir, "..2026_11_24_"+stamp)
+		os.Mkdir(vdir, 0o755)
+		for f, c := range contents {
+			writeFile(t, filepath.Join(vdir, f), c)
+		}
+		tmp := filepath.Join(dir, "..data_tmp")
+		os.Remove(tmp)
+		if err := os.Symlink(filepath.Base(vdir), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1 := map[string]string{"a.ini": probeINI(env.sink, "a", ""), "b.ini": probeINI(env.sink, "b", "")}
+	writeVersion("10_00_00.1", v1)
+	for f := range v1 {
+		os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f))
+	}
+	startEmperor(t, env.root, "--emperor", dir, "--emperor-freq", "1")
+	a := env.sink.waitStart(t, 0, "a")
+	b := env.sink.waitStart(t, 0, "b")
+	mark := env.sink.count()
+	time.Sleep(20 * time.Millisecond) // new files get a visibly newer mtime
+	writeVersion("10_05_00.2", map[string]string{"a.ini": probeINI(env.sink, "a", ""), "b.ini": probeINI(env.sink, "b", "env=X")})
+	env.sink.waitStart(t, mark, "b")
+	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload of unchanged a.ini", evIs("a", "start"))
+	if !alive(a.pid) {
+		t.Fatal("a.ini's vassal was restarted by a swap that did not change it")
+	}
+	waitDead(t, b.pid, 5*time.Second)
+}
+
+// TestShutdownLeavesNothing: SIGTERM stops every vassal, including one that
+// ignores the stop byte and SIGTERM, and every descendant, including one
+// that left the process group; the emperor exits 0 within the mercy.
+func TestShutdownLeavesNothing(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			env := newTestEnv(t)
+			env.vassal(t, "coop.ini", "coop", "fork,fork-setsid")
+			env.vassal(t, "stubborn.ini", "stubborn", "ignore-stop,ignore-term,fork")
+			em := startEmperor(t, env.root, "--emperor", env.vassals, "--reload-mercy", "2")
+			var pids []int
+			for _, n := range []string{"coop", "stubborn"} {
+				pids = append(pids, env.sink.waitStart(t, 0, n).pid)
+			}
+			children := env.sink.waitN(t, 3, 5*time.Second, "three children", func(ev probeEvent) bool { return ev.event == "child" })
+			for _, ev := range children {
+				n, _ := strconv.Atoi(ev.extra)
+				pids = append(pids, n)
+			}
+			code, took := em.signalAndWait(t, sig, 10*time.Second)
+			if code != 0 {
+				t.Errorf("exit code %d, want 0", code)
+			}
+			t.Logf("shutdown took %v", took)
+			for _, pid := range pids {
+				if alive(pid) {
+					t.Errorf("pid %d survived the emperor", pid)
+				}
+			}
+			if !strings.Contains(em.log.String(), "*** RAGNAROK EVOKED ***") || !strings.Contains(em.log.String(), "The Emperor is buried.") {
+				t.Errorf("missing ragnarok log lines")
+			}
+		})
+	}
+}
+
+// TestEmperorSIGKILLTakesVassals: PDEATHSIG, set from the thread that lives
+// as long as the emperor, kills direct vassals even when the emperor is
+// SIGKILLed; a vassal spawned long after start (from whatever thread the
+// runtime had then) dies too.
+func TestEmperorSIGKILLTakesVassals(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "early.ini", "early", "ignore-term")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	early := env.sink.waitStart(t, 0, "early")
+	time.Sleep(300 * time.Millisecond)
+	mark := env.sink.count()
+	env.vassal(t, "late.ini", "late", "ignore-term")
+	late := env.sink.waitStart(t, mark, "late")
+	em.cmd.Process.Kill()
+	<-em.done
+	waitDead(t, early.pid, 5*time.Second)
+	waitDead(t, late.pid, 5*time.Second)
+}
+
+// TestCrashLoopIsThrottled: a vassal that exits at once is respawned with
+// growing delays, and the emperor stays idle meanwhile.
+func TestCrashLoopIsThrottled(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "crash.ini", "crash", "exit=1")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	time.Sleep(3500 * time.Millisecond)
+	starts := env.sink.events(evIs("crash", "start"))
+	// 0 s, +1 ms, +1.001 s, +2.001 s: four starts in 3.5 s, not hundreds.
+	if len(starts) < 3 || len(starts) > 5 {
+		t.Errorf("%d starts in 3.5 s, want 3 to 5", len(starts))
+	}
+	em.waitLog(t, "unloyal bad behaving vassal found: crash.ini throttling it...", time.Second)
+	var ru syscall.Rusage
+	usage := procCPU(t, em.cmd.Process.Pid)
+	_ = ru
+	if usage > 500*time.Millisecond {
+		t.Errorf("emperor used %v of CPU in a 3.5 s crash loop", usage)
+	}
+}
+
+// procCPU reads utime+stime of a process.
+func procCPU(t testing.TB, pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func TestSIGHUPReloadsAll(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "s1.ini", "s1", "send=1")
+	env.vassal(t, "s2.ini", "s2", "")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	s1 := env.sink.waitStart(t, 0, "s1")
+	s2 := env.sink.waitStart(t, 0, "s2")
+	em.waitLog(t, "vassal s1.ini has been spawned", 5*time.Second)
+	mark := env.sink.count()
+	em.cmd.Process.Signal(syscall.SIGHUP)
+	env.sink.waitFor(t, mark, 5*time.Second, "byte 1 to s1", func(ev probeEvent) bool {
+		return ev.pid == s1.pid && ev.event == "byte" && ev.extra == "1"
+	})
+	next := env.sink.waitStart(t, mark, "s2")
+	if next.pid == s2.pid {
+		t.Fatal("s2 not restarted")
+	}
+}
+
+func TestVassalArgvAndEnv(t *testing.T) {
+	env := newTestEnv(t)
+	inc := filepath.Join(env.root, "inc.ini")
+	writeFile(t, inc, "[uwsgi]\nenv = FROM_INCLUDE=yes\n")
+	self, _ := os.Executable()
+	writeFile(t, filepath.Join(env.vassals, "v.ini"), fmt.Sprintf(
+		"[uwsgi]\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%%(vname)\nenv = PROBE_ACTIONS=env=FROM_INCLUDE,env=UWSGI_FOO,env=UWSGI_VASSAL_FOO,env=NOTIFY_SOCKET\nunprivileged-binary-patch = %s\n",
+		env.sink.path, self))
+	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
+	em.cmd = exec.Command(emperorBin, "--emperor", env.vassals, "--vassal-set", "vname=fromset", "--vassals-include", inc)
+	em.cmd.Env = append(os.Environ(), "UWSGI_VASSAL_FOO=bar", "NOTIFY_SOCKET=/nonexistent")
+	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
+	if err := em.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { em.err = em.cmd.Wait(); close(em.done) }()
+	defer func() { em.cmd.Process.Kill(); <-em.done }()
+	want := map[string]string{"FROM_INCLUDE": "yes(true)", "UWSGI_FOO": "bar(true)", "UWSGI_VASSAL_FOO": "(false)", "NOTIFY_SOCKET": "(false)"}
+	for k, v := range want {
+		ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "env "+k, func(ev probeEvent) bool {
+			return ev.name == "fromset" && ev.event == "env" && strings.HasPrefix(ev.extra, k+"=")
+		})
+		if ev.extra != k+"="+v {
+			t.Errorf("%s, want %s=%s", ev.extra, k, v)
+		}
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", env.sink.events(evIs("fromset", "start"))[0].pid))
+	got := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	wantArgv := []string{self, "--set", "vname=fromset", "--ini", "v.ini", "--include", inc}
+	if strings.Join(got, " ") != strings.Join(wantArgv, " ") {
+		t.Errorf("argv %q, want %q", got, wantArgv)
+	}
+}
+
+func TestBadCommandLine(t *testing.T) {
+	out, err := exec.Command(emperorBin, "--emperor", "/tmp", "--no-such-option", "x").CombinedOutput()
+	if err == nil {
+		t.Fatal("unknown option accepted")
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "no-such-option") {
+		t.Errorf("want one line naming the option, got %q", out)
+	}
+}
+
+func TestEmperorOwnConfigFile(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "own.ini", "own", "")
+	cfg := filepath.Join(env.root, "emperor.ini")
+	writeFile(t, cfg, fmt.Sprintf("[uwsgi]\nemperor = %s\nemperor-freq = 1\nemperor-pidfile = %s/emperor.pid\n", env.vassals, env.root))
+	em := startEmperor(t, env.root, "--ini", cfg)
+	env.sink.waitStart(t, 0, "own")
+	data, _ := os.ReadFile(filepath.Join(env.root, "emperor.pid"))
+	if strings.TrimSpace(string(data)) != strconv.Itoa(em.cmd.Process.Pid) {
+		t.Errorf("pidfile %q, want %d", data, em.cmd.Process.Pid)
+	}
+}
+
+func TestRunnerWithoutProgramFails(t *testing.T) {
+	dir := shortTempDir(t)
+	writeFile(t, filepath.Join(dir, "empty.ini"), "[uwsgi]\nchdir = /\n")
+	cmd := exec.Command(emperorBin, "--ini", "empty.ini")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("runner with nothing to run exited 0")
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "empty.ini") {
+		t.Errorf("want one line naming empty.ini, got %q", out)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Real uWSGI vassals (--binary-path /usr/bin/uwsgi-core).
+
+const uwsgiCore = "/usr/bin/uwsgi-core"
+
+func needUWSGI(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(uwsgiCore); err != nil {
+		t.Skip("uwsgi-core not installed (apt-get install -y uwsgi-core); CI installs it")
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func httpGet(addr string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+	var b bytes.Buffer
+	_, err = b.ReadFrom(conn)
+	return b.String(), err
+}
+
+func waitHTTP(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := httpGet(addr)
+		if err == nil && strings.HasPrefix(resp, "HTTP/1.") && strings.Contains(resp, " 200 ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no 200 from %s after %v: %q %v", addr, timeout, resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// uwsgiConfig renders a minimal real uWSGI app (internal routing answers
+// 200, no plugin needed) in each format.
+func uwsgiConfig(format string, port int) string {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	switch format {
+	case ".json":
+		return fmt.Sprintf(`{"uwsgi": {"http-socket": %q, "route-run": "return:200", "processes": 1}}`, addr)
+	case ".xml":
+		return fmt.Sprintf("<uwsgi>\n<http-socket>%s</http-socket>\n<route-run>return:200</route-run>\n<processes>1</processes>\n</uwsgi>\n", addr)
+	case ".yml", ".yaml":
+		return fmt.Sprintf("uwsgi:\n  http-socket: %s\n  route-run: return:200\n  processes: 1\n", addr)
+	}
+	return fmt.Sprintf("[uwsgi]\nhttp-socket = %s\nroute-run = return:200\nprocesses = 1\n", addr)
+}
+
+func TestRealUWSGIEachFormat(t *testing.T) {
+	needUWSGI(t)
+	env := newTestEnv(t)
+	startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore)
+	for _, ext := range []string{".ini", ".json", ".xml", ".yaml", ".yml"} {
+		t.Run(ext, func(t *testing.T) {
+			port := freePort(t)
+			writeFile(t, filepath.Join(env.vassals, "app"+strings.TrimPrefix(ext, ".")+ext), uwsgiConfig(ext, port))
+			waitHTTP(t, fmt.Sprintf("127.0.0.1:%d", port), 15*time.Second)
+		})
+	}
+}
+
+// uwsgiMaster finds the vassal master among the emperor's children by its
+// command line.
+func uwsgiMaster(t testing.TB, emperorPid int, config string) int {
+	t.Helper()
+	for _, kid := range childrenOf(emperorPid) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", kid))
+		if strings.Contains(string(cmdline), config) {
+			return kid
+		}
+	}
+	return 0
+}
+
+func TestRealUWSGILifecycle(t *testing.T) {
+	needUWSGI(t)
+	env := newTestEnv(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	path := filepath.Join(env.vassals, "real.ini")
+	writeFile(t, path, uwsgiConfig(".ini", port))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore)
+	em.waitLog(t, "[emperor] vassal real.ini has been spawned", 15*time.Second)
+	em.waitLog(t, "[emperor] vassal real.ini is ready to accept requests", 15*time.Second)
+	waitHTTP(t, addr, 10*time.Second)
+	em.waitLog(t, "[emperor] vassal real.ini is now loyal", 5*time.Second)
+	master := uwsgiMaster(t, em.cmd.Process.Pid, "real.ini")
+	workers := childrenOf(master)
+	if master == 0 || len(workers) != 1 {
+		t.Fatalf("master %d workers %v", master, workers)
+	}
+
+	t.Run("touch reloads in place", func(t *testing.T) {
+		touch(t, path, time.Now().Add(2*time.Second))
+		em.waitLog(t, "[emperor] reload the uwsgi instance real.ini", 5*time.Second)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			kids := childrenOf(master)
+			if len(kids) == 1 && kids[0] != workers[0] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("worker not replaced: %v (was %v)", kids, workers)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !alive(master) || uwsgiMaster(t, em.cmd.Process.Pid, "real.ini") != master {
+			t.Fatal("master pid changed on reload")
+		}
+		waitHTTP(t, addr, 10*time.Second)
+	})
+	t.Run("SIGKILL of the master respawns it", func(t *testing.T) {
+		syscall.Kill(master, syscall.SIGKILL)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if m := uwsgiMaster(t, em.cmd.Process.Pid, "real.ini"); m != 0 && m != master {
+				master = m
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("master not respawned")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitHTTP(t, addr, 15*time.Second)
+	})
+	t.Run("remove stops master and workers", func(t *testing.T) {
+		workers := childrenOf(master)
+		os.Remove(path)
+		em.waitLog(t, "[emperor] removed uwsgi instance real.ini", 10*time.Second)
+		waitDead(t, master, 5*time.Second)
+		for _, w := range workers {
+			waitDead(t, w, 5*time.Second)
+		}
+	})
+}
+
+// TestRealUWSGIUncooperativeShutdown: uwsgi-core execs a patch with SIGTERM
+// ignored, and `sh -c 'sleep 1000'` forks sleep as a grandchild; uWSGI's own
+// emperor needs 30 s and leaves sleep behind. Ours: under 10 s, nothing left.
+func TestRealUWSGIUncooperativeShutdown(t *testing.T) {
+	needUWSGI(t)
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "sl.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sh -c 'sleep 1000; true'\n")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore)
+	var sleepPid int
+	deadline := time.Now().Add(10 * time.Second)
+	for sleepPid == 0 {
+		for _, d := range descendantsOf(em.cmd.Process.Pid) {
+			if procCommOf(d) == "sleep" {
+				sleepPid = d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sleep grandchild never appeared")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, took := em.signalAndWait(t, syscall.SIGTERM, 10*time.Second)
+	t.Logf("shutdown with an uncooperative vassal took %v", took)
+	if code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	if alive(sleepPid) {
+		t.Errorf("sleep %d orphaned", sleepPid)
+	}
+}
+
+func procCommOf(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(data))
+}
+
+// ---------------------------------------------------------------------------
+// Benchmarks: latencies measured at the vassal (the probe stamps
+// CLOCK_MONOTONIC as its first action; t0 is taken right before the file
+// operation or the kill), medians reported as custom metrics.
+//
+//	go test -run '^$' -bench . -benchtime 30x
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func reportLatency(b *testing.B, ds []time.Duration) {
+	b.ReportMetric(float64(median(ds).Microseconds())/1000, "ms-median")
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	b.ReportMetric(float64(s[len(s)*9/10].Microseconds())/1000, "ms-p90")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkLatency(b *testing.B) {
+	env := newTestEnv(b)
+	startEmperor(b, env.root, "--emperor", env.vassals)
+	b.Run("config-to-spawn", func(b *testing.B) {
+		var ds []time.Duration
+		for i := 0; i < b.N; i++ {
+			name := fmt.Sprintf("c%d", i)
+			mark := env.sink.count()
+			tmp := filepath.Join(env.root, name+".ini")
+			writeFile(b, tmp, probeINI(env.sink, name, "send=17"))
+			t0 := monoNow()
+			os.Rename(tmp, filepath.Join(env.vassals, name+".ini"))
+			ev := env.sink.waitStart(b, mark, name)
+			ds = append(ds, time.Duration(ev.mono-t0))
+			os.Remove(filepath.Join(env.vassals, name+".ini"))
+		}
+		reportLatency(b, ds)
+	})
+	b.Run("touch-to-reload", func(b *testing.B) {
+		path := env.vassal(b, "t.ini", "t", "send=1,send=17")
+		ev := env.sink.waitStart(b, 0, "t")
+		time.Sleep(50 * time.Millisecond)
+		var ds []time.Duration
+		for i := 0; i < b.N; i++ {
+			mark := env.sink.count()
+			t0 := monoNow()
+			touch(b, path, time.Now().Add(time.Duration(i+1)*time.Second))
+			got, _ := env.sink.waitFor(b, mark, 10*time.Second, "byte 1", func(e probeEvent) bool {
+				return e.pid == ev.pid && e.event == "byte" && e.extra == "1"
+			})
+			ds = append(ds, time.Duration(got.mono-t0))
+		}
+		reportLatency(b, ds)
+		os.Remove(path)
+	})
+	b.Run("remove-to-stop", func(b *testing.B) {
+		var ds []time.Duration
+		for i := 0; i < b.N; i++ {
+			name := fmt.Sprintf("r%d", i)
+			path := env.vassal(b, name+".ini", name, "send=17")
+			ev := env.sink.waitStart(b, 0, name)
+			mark := env.sink.count()
+			t0 := monoNow()
+			os.Remove(path)
+			got, _ := env.sink.waitFor(b, mark, 10*time.Second, "byte 0", func(e probeEvent) bool {
+				return e.pid == ev.pid && e.event == "byte"
+			})
+			ds = append(ds, time.Duration(got.mono-t0))
+		}
+		reportLatency(b, ds)
+	})
+	b.Run("crash-to-respawn", func(b *testing.B) {
+		path := env.vassal(b, "k.ini", "k", "send=17")
+		ev := env.sink.waitStart(b, 0, "k")
+		var ds []time.Duration
+		for i := 0; i < b.N; i++ {
+			time.Sleep(20 * time.Millisecond) // let loyalty (byte 17) land
+			mark := env.sink.count()
+			t0 := monoNow()
+			syscall.Kill(ev.pid, syscall.SIGKILL)
+			ev = env.sink.waitStart(b, mark, "k")
+			ds = append(ds, time.Duration(ev.mono-t0))
+		}
+		reportLatency(b, ds)
+		os.Remove(path)
+	})
+}
+
+// BenchmarkBurst drops N configs into the directory at once and measures the
+// time until the last vassal runs, next to the machine's floor: the same
+// number of probes started directly, one after another, by this process.
+func BenchmarkBurst(b *testing.B) {
+	const n = 1000
+	for i := 0; i < b.N; i++ {
+		env := newTestEnv(b)
+		staging := filepath.Join(env.root, "staging")
+		os.Mkdir(staging, 0o755)
+		for j := 0; j < n; j++ {
+			writeFile(b, filepath.Join(staging, fmt.Sprintf("b%04d.ini", j)), probeINI(env.sink, fmt.Sprintf("b%04d", j), "send=17"))
+		}
+		em := startEmperor(b, env.root, "--emperor", env.vassals)
+		em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
+		t0 := monoNow()
+		if err := os.Rename(staging, env.vassals+".new"); err != nil {
+			b.Fatal(err)
+		}
+		// Move the files in one by one quickly (a rename of the directory
+		// itself would not be seen as new entries of the watched one).
+		ents, _ := os.ReadDir(env.vassals + ".new")
+		for _, e := range ents {
+			os.Rename(filepath.Join(env.vassals+".new", e.Name()), filepath.Join(env.vassals, e.Name()))
+		}
+		starts := env.sink.waitN(b, n, 120*time.Second, "all starts", func(e probeEvent) bool { return e.event == "start" })
+		total := time.Duration(lastMono(starts) - t0)
+		em.signalAndWait(b, syscall.SIGTERM, 60*time.Second)
+		floor := burstFloor(b, n)
+		b.ReportMetric(float64(total.Microseconds())/1000/n, "ms/vassal")
+		b.ReportMetric(float64(floor.Microseconds())/1000/n, "floor-ms/vassal")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// burstFloor starts n probes directly (no emperor, no runner) and returns
+// the time until the last one ran.
+func burstFloor(b *testing.B, n int) time.Duration {
+	env := newTestEnv(b)
+	self, _ := os.Executable()
+	var procs []*os.Process
+	t0 := monoNow()
+	for j := 0; j < n; j++ {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), "EMPEROR_PROBE=1", "PROBE_SOCK="+env.sink.path, "PROBE_NAME=f"+strconv.Itoa(j), "PROBE_ACTIONS=")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		procs = append(procs, cmd.Process)
+	}
+	starts := env.sink.waitN(b, n, 120*time.Second, "floor starts", func(e probeEvent) bool { return e.event == "start" })
+	last := lastMono(starts)
+	for _, p := range procs {
+		p.Kill()
+		p.Wait()
+	}
+	return time.Duration(last - t0)
+}

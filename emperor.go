@@ -828,11 +828,7 @@ func (e *emperor) fireTimers() {
 			}
 			e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
 		case tRescan:
-			m := e.monitors[it.mon]
-			m.rescanPending = false
-			if !e.dying {
-				e.scanMonitor(m)
-			}
+			e.rescanDirty(e.monitors[it.mon])
 		case tSweep:
 			e.sweepDue = false
 			e.sweepStrays()
@@ -940,6 +936,8 @@ type monitor struct {
 	dir           string // dir: the directory; glob: the emperor's start cwd
 	pattern       string
 	rescanPending bool
+	fullRescan    bool
+	dirty         map[string]bool // names inotify reported since the last look
 	lastErr       string
 }
 
@@ -1059,6 +1057,9 @@ func (e *emperor) scanMonitor(m *monitor) {
 	if m.lastErr != "" {
 		logVerbose("[emperor] %s is readable again", m.arg)
 		m.lastErr = ""
+		for _, d := range m.watchDirs() {
+			e.fs.add(d) // a directory that came back needs a new watch
+		}
 	}
 	seen := make(map[string]bool, len(cands))
 	for _, c := range cands {
@@ -1163,20 +1164,78 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 	}
 }
 
-func (e *emperor) onFSHint(dir string) {
+// onFSHint takes a path inotify reported. A change to one config name is
+// checked on its own (O(1) per event, so a burst of a thousand new files is
+// not a thousand full scans); anything else (a ..data swap, a directory, an
+// overflow, "" for "look everywhere") rescans the whole monitor. Both wait a
+// short debounce that folds an editor's save or a tar's burst into one look.
+func (e *emperor) onFSHint(path string) {
 	for _, m := range e.monitors {
-		if m.rescanPending {
+		switch {
+		case path == "" || path == m.dir:
+			m.fullRescan = true
+		case !m.glob && filepath.Dir(path) == m.dir:
+			name := filepath.Base(path)
+			if e.cfg.validName(name) {
+				if m.dirty == nil {
+					m.dirty = map[string]bool{}
+				}
+				m.dirty[name] = true
+			} else {
+				m.fullRescan = true
+			}
+		case m.glob && containsDir(m.watchDirs(), filepath.Dir(path)):
+			m.fullRescan = true
+		default:
 			continue
 		}
-		for _, d := range m.watchDirs() {
-			if d == dir || dir == "" {
-				m.rescanPending = true
-				// A short debounce folds the burst of events one editor
-				// save or one tar extraction makes into one scan.
-				e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
-				break
-			}
+		if !m.rescanPending {
+			m.rescanPending = true
+			e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
 		}
+	}
+}
+
+func containsDir(dirs []string, d string) bool {
+	for _, x := range dirs {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+// rescanDirty runs a debounced look: the whole monitor, or just the names
+// inotify reported.
+func (e *emperor) rescanDirty(m *monitor) {
+	m.rescanPending = false
+	dirty, full := m.dirty, m.fullRescan
+	m.dirty, m.fullRescan = nil, false
+	if e.dying {
+		return
+	}
+	if full {
+		e.scanMonitor(m)
+		return
+	}
+	for name := range dirty {
+		e.checkOne(m, candidate{name: name, path: filepath.Join(m.dir, name)})
+	}
+}
+
+// checkOne is scanMonitor for a single name.
+func (e *emperor) checkOne(m *monitor, c candidate) {
+	v := e.vassals[c.name]
+	st, ok := e.statConfig(c.path)
+	switch {
+	case !ok:
+		if v != nil && v.mon == m && v.then != thenDelete {
+			e.stop(v, thenDelete)
+		}
+	case v == nil:
+		e.addVassal(m, c, st)
+	case v.mon == m:
+		e.checkChange(v, st)
 	}
 }
 
@@ -1782,6 +1841,8 @@ type fsWatch struct {
 	w *fsnotify.Watcher
 }
 
+// startFSWatch forwards each event's path ("" after an overflow) to the
+// loop.
 func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -1797,7 +1858,7 @@ func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 				if !ok {
 					return
 				}
-				dir = filepath.Dir(ev.Name)
+				dir = ev.Name
 			case err, ok := <-w.Errors:
 				if !ok {
 					return

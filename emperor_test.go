@@ -1238,13 +1238,22 @@ func reportLatency(b *testing.B, ds []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// benchSeq keeps vassal names unique across the benchmark's repeated runs:
+// a name removed and re-created within one debounce is, rightly, a reload.
+var benchSeq int
+
+func benchName(prefix string) string {
+	benchSeq++
+	return fmt.Sprintf("%s%d", prefix, benchSeq)
+}
+
 func BenchmarkLatency(b *testing.B) {
 	env := newTestEnv(b)
 	startEmperor(b, env.root, "--emperor", env.vassals)
 	b.Run("config-to-spawn", func(b *testing.B) {
 		var ds []time.Duration
 		for i := 0; i < b.N; i++ {
-			name := fmt.Sprintf("c%d", i)
+			name := benchName("c")
 			mark := env.sink.count()
 			tmp := filepath.Join(env.root, name+".ini")
 			writeFile(b, tmp, probeINI(env.sink, name, "send=17"))
@@ -1257,8 +1266,10 @@ func BenchmarkLatency(b *testing.B) {
 		reportLatency(b, ds)
 	})
 	b.Run("touch-to-reload", func(b *testing.B) {
-		path := env.vassal(b, "t.ini", "t", "send=1,send=17")
-		ev := env.sink.waitStart(b, 0, "t")
+		name := benchName("t")
+		mark := env.sink.count()
+		path := env.vassal(b, name+".ini", name, "send=1,send=17")
+		ev := env.sink.waitStart(b, mark, name)
 		time.Sleep(50 * time.Millisecond)
 		var ds []time.Duration
 		for i := 0; i < b.N; i++ {
@@ -1276,10 +1287,11 @@ func BenchmarkLatency(b *testing.B) {
 	b.Run("remove-to-stop", func(b *testing.B) {
 		var ds []time.Duration
 		for i := 0; i < b.N; i++ {
-			name := fmt.Sprintf("r%d", i)
-			path := env.vassal(b, name+".ini", name, "send=17")
-			ev := env.sink.waitStart(b, 0, name)
+			name := benchName("r")
 			mark := env.sink.count()
+			path := env.vassal(b, name+".ini", name, "send=17")
+			ev := env.sink.waitStart(b, mark, name)
+			mark = env.sink.count()
 			t0 := monoNow()
 			os.Remove(path)
 			got, _ := env.sink.waitFor(b, mark, 10*time.Second, "byte 0", func(e probeEvent) bool {
@@ -1290,15 +1302,17 @@ func BenchmarkLatency(b *testing.B) {
 		reportLatency(b, ds)
 	})
 	b.Run("crash-to-respawn", func(b *testing.B) {
-		path := env.vassal(b, "k.ini", "k", "send=17")
-		ev := env.sink.waitStart(b, 0, "k")
+		name := benchName("k")
+		mark := env.sink.count()
+		path := env.vassal(b, name+".ini", name, "send=17")
+		ev := env.sink.waitStart(b, mark, name)
 		var ds []time.Duration
 		for i := 0; i < b.N; i++ {
 			time.Sleep(20 * time.Millisecond) // let loyalty (byte 17) land
 			mark := env.sink.count()
 			t0 := monoNow()
 			syscall.Kill(ev.pid, syscall.SIGKILL)
-			ev = env.sink.waitStart(b, mark, "k")
+			ev = env.sink.waitStart(b, mark, name)
 			ds = append(ds, time.Duration(ev.mono-t0))
 		}
 		reportLatency(b, ds)
@@ -1306,17 +1320,40 @@ func BenchmarkLatency(b *testing.B) {
 	})
 }
 
+// cProbe compiles testdata/cprobe.c, a vassal small enough that the burst
+// benchmark measures the emperor rather than Go start-up; "" without a C
+// compiler.
+func cProbe(b *testing.B) string {
+	out := filepath.Join(filepath.Dir(emperorBin), "cprobe")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	if err := exec.Command("cc", "-O2", "-o", out, "testdata/cprobe.c").Run(); err != nil {
+		b.Logf("no C compiler (%v): the burst uses the Go probe", err)
+		return ""
+	}
+	return out
+}
+
+func burstConfig(sink *probeSink, name, prog string) string {
+	if prog == "" {
+		return probeINI(sink, name, "send=17")
+	}
+	return fmt.Sprintf("[uwsgi]\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nunprivileged-binary-patch = %s\n", sink.path, name, prog)
+}
+
 // BenchmarkBurst drops N configs into the directory at once and measures the
 // time until the last vassal runs, next to the machine's floor: the same
 // number of probes started directly, one after another, by this process.
 func BenchmarkBurst(b *testing.B) {
 	const n = 1000
+	prog := cProbe(b)
 	for i := 0; i < b.N; i++ {
 		env := newTestEnv(b)
 		staging := filepath.Join(env.root, "staging")
 		os.Mkdir(staging, 0o755)
 		for j := 0; j < n; j++ {
-			writeFile(b, filepath.Join(staging, fmt.Sprintf("b%04d.ini", j)), probeINI(env.sink, fmt.Sprintf("b%04d", j), "send=17"))
+			writeFile(b, filepath.Join(staging, fmt.Sprintf("b%04d.ini", j)), burstConfig(env.sink, fmt.Sprintf("b%04d", j), prog))
 		}
 		em := startEmperor(b, env.root, "--emperor", env.vassals)
 		em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
@@ -1333,7 +1370,7 @@ func BenchmarkBurst(b *testing.B) {
 		starts := env.sink.waitN(b, n, 120*time.Second, "all starts", func(e probeEvent) bool { return e.event == "start" })
 		total := time.Duration(lastMono(starts) - t0)
 		em.signalAndWait(b, syscall.SIGTERM, 60*time.Second)
-		floor := burstFloor(b, n)
+		floor := burstFloor(b, n, prog)
 		b.ReportMetric(float64(total.Microseconds())/1000/n, "ms/vassal")
 		b.ReportMetric(float64(floor.Microseconds())/1000/n, "floor-ms/vassal")
 		b.ReportMetric(0, "ns/op")
@@ -1342,9 +1379,12 @@ func BenchmarkBurst(b *testing.B) {
 
 // burstFloor starts n probes directly (no emperor, no runner) and returns
 // the time until the last one ran.
-func burstFloor(b *testing.B, n int) time.Duration {
+func burstFloor(b *testing.B, n int, prog string) time.Duration {
 	env := newTestEnv(b)
 	self, _ := os.Executable()
+	if prog != "" {
+		self = prog
+	}
 	var procs []*os.Process
 	t0 := monoNow()
 	for j := 0; j < n; j++ {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -1402,4 +1403,334 @@ func burstFloor(b *testing.B, n int, prog string) time.Duration {
 		p.Wait()
 	}
 	return time.Duration(last - t0)
+}
+
+// ---------------------------------------------------------------------------
+// Issue 3: protocol, loyalty, blacklist, heartbeat, stats, signals.
+
+func readStats(t testing.TB, network, addr string) []byte {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(conn); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// statsDoc is the parsed document, for value checks.
+type statsDoc struct {
+	Version   string `json:"version"`
+	Pid       int    `json:"pid"`
+	Emperor   []string
+	Vassals   []map[string]any `json:"vassals"`
+	Blacklist []map[string]any `json:"blacklist"`
+}
+
+func parseStats(t testing.TB, data []byte) statsDoc {
+	t.Helper()
+	var d statsDoc
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("stats are not JSON: %v\n%s", err, data)
+	}
+	return d
+}
+
+func (d statsDoc) vassal(id string) map[string]any {
+	for _, v := range d.Vassals {
+		if v["id"] == id {
+			return v
+		}
+	}
+	return nil
+}
+
+// statsSkeleton replaces every value in uWSGI's layout by its JSON type,
+// keeping keys, order, tabs and newlines: two documents with the same
+// skeleton have the same schema and the same bytes around the values.
+func statsSkeleton(doc string, drop map[string]bool) []string {
+	var out []string
+	for _, line := range strings.Split(doc, "\n") {
+		trimmed := strings.TrimLeft(line, "\t")
+		indent := line[:len(line)-len(trimmed)]
+		key, val, ok := strings.Cut(trimmed, "\":")
+		if ok && strings.HasPrefix(key, "\"") {
+			key = strings.TrimPrefix(key, "\"")
+			if drop[key] {
+				continue
+			}
+			comma := strings.HasSuffix(val, ",")
+			val = strings.TrimSuffix(val, ",")
+			typ := "number"
+			switch {
+			case strings.HasPrefix(val, "\""):
+				typ = "string"
+			case val == "[" || val == "{":
+				typ = val
+			}
+			line = indent + key + ":" + typ
+			if comma {
+				line += ","
+			}
+		} else if strings.HasPrefix(trimmed, "\"") {
+			line = indent + "string" + strings.Repeat(",", strings.Count(trimmed[len(trimmed)-1:], ","))
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func TestStatsSchemaMatchesUWSGI(t *testing.T) {
+	golden, err := os.ReadFile("testdata/uwsgi-2.0.21-stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newTestEnv(t)
+	env.vassal(t, "st.ini", "st", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", addr)
+	env.sink.waitStart(t, 0, "st")
+	em.waitLog(t, "*** Emperor stats server enabled on "+addr, 5*time.Second)
+	ours := readStats(t, "tcp", addr)
+	extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+	want := statsSkeleton(string(golden), nil)
+	got := statsSkeleton(string(ours), extras)
+	// Drop the commas our extra keys add after "respawns".
+	for i, l := range got {
+		if strings.HasSuffix(l, "respawns:number,") {
+			got[i] = strings.TrimSuffix(l, ",")
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stats layout differs from uWSGI 2.0.21\n--- ours\n%s\n--- uwsgi\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	d := parseStats(t, ours)
+	v := d.vassal("st.ini")
+	if v == nil || d.Pid != em.cmd.Process.Pid || d.Emperor[0] != env.vassals || v["monitor"] != env.vassals {
+		t.Errorf("stats values wrong: %s", ours)
+	}
+	if !bytes.HasPrefix(ours, []byte("{\n\t\"version\":")) || !bytes.HasSuffix(ours, []byte("\n\t]\n}")) {
+		t.Errorf("document framing differs: %q ... %q", ours[:20], ours[len(ours)-10:])
+	}
+}
+
+func TestStatsUnixSocketAndSlowClients(t *testing.T) {
+	env := newTestEnv(t)
+	for i := 0; i < 200; i++ {
+		env.vassal(t, fmt.Sprintf("v%03d.ini", i), "v", "")
+	}
+	sock := filepath.Join(env.root, "stats.sock")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", sock)
+	env.sink.waitN(t, 200, 30*time.Second, "200 vassals", evIs("v", "start"))
+	// Clients that connect and never read must not hold up the emperor.
+	var stuck []net.Conn
+	for i := 0; i < 100; i++ {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuck = append(stuck, c)
+	}
+	defer func() {
+		for _, c := range stuck {
+			c.Close()
+		}
+	}()
+	mark := env.sink.count()
+	env.vassal(t, "late.ini", "late", "")
+	env.sink.waitStart(t, mark, "late")
+	d := parseStats(t, readStats(t, "unix", sock))
+	if len(d.Vassals) != 201 {
+		t.Errorf("%d vassals in stats, want 201", len(d.Vassals))
+	}
+	_ = em
+}
+
+func TestLoyaltyAndReadiness(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "ly.ini", "ly", "send=1,send=5,send=17")
+	env.vassal(t, "quiet.ini", "quiet", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", addr)
+	em.waitLog(t, "[emperor] vassal ly.ini is now loyal", 10*time.Second)
+	em.waitLog(t, "[emperor] vassal ly.ini has been spawned", time.Second)
+	em.waitLog(t, "[emperor] vassal ly.ini is ready to accept requests", time.Second)
+	env.sink.waitStart(t, 0, "quiet")
+	d := parseStats(t, readStats(t, "tcp", addr))
+	ly, quiet := d.vassal("ly.ini"), d.vassal("quiet.ini")
+	for k, want := range map[string]float64{"loyal": 1, "ready": 1, "accepting": 1} {
+		if ly[k] != want {
+			t.Errorf("ly.ini %s = %v, want %v", k, ly[k], want)
+		}
+		if quiet[k] != float64(0) {
+			t.Errorf("quiet.ini %s = %v, want 0", k, quiet[k])
+		}
+	}
+	if ly["last_loyal"].(float64) == 0 {
+		t.Error("last_loyal not set")
+	}
+}
+
+// TestCrashLoopThrottleArithmetic records respawn times of a never-loyal
+// vassal that exits at once and checks them against SPEC 5: the first retry
+// after 1 ms (uWSGI's µs slip), then +1 s per failure; stats and SIGUSR1 stay
+// prompt meanwhile, and SIGURG restarts it at once.
+func TestCrashLoopThrottleArithmetic(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "cl.ini", "cl", "exit=1")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", addr, "--emperor-throttle", "500")
+	starts := env.sink.waitN(t, 5, 20*time.Second, "5 starts", evIs("cl", "start"))
+	// Level after failure k (k from 0): 500 µs, then 500 ms per failure.
+	want := []time.Duration{0, 500 * time.Millisecond, 1000 * time.Millisecond, 1500 * time.Millisecond}
+	for i := 1; i < len(starts); i++ {
+		gap := time.Duration(starts[i].mono - starts[i-1].mono)
+		lo, hi := want[i-1], want[i-1]+400*time.Millisecond
+		t.Logf("respawn interval %d: %v (expected %v)", i, gap.Round(time.Millisecond), want[i-1])
+		if gap < lo || gap > hi {
+			t.Errorf("interval %d = %v, want %v..%v", i, gap, lo, hi)
+		}
+	}
+	// While it waits out 2 s, the emperor answers at once.
+	t0 := time.Now()
+	d := parseStats(t, readStats(t, "tcp", addr))
+	if took := time.Since(t0); took > 500*time.Millisecond {
+		t.Errorf("stats took %v during a throttle", took)
+	}
+	if len(d.Blacklist) != 1 || d.Blacklist[0]["id"] != "cl.ini" {
+		t.Errorf("blacklist = %v", d.Blacklist)
+	}
+	if v := d.vassal("cl.ini"); v == nil || v["last_exit"] != "exited with code 1" || v["restart_reason"] != "exit" {
+		t.Errorf("vassal record = %v", v)
+	}
+	em.cmd.Process.Signal(syscall.SIGUSR1)
+	em.waitLog(t, "vassal instance cl.ini (last modified ", time.Second)
+	em.waitLog(t, "unloyal bad behaving vassal found: cl.ini throttling it...", time.Second)
+	mark := env.sink.count()
+	t0 = time.Now()
+	em.cmd.Process.Signal(syscall.SIGURG)
+	env.sink.waitStart(t, mark, "cl")
+	if took := time.Since(t0); took > time.Second {
+		t.Errorf("SIGURG restart took %v", took)
+	}
+	em.waitLog(t, "[emperor] cleaning up blacklist ...", time.Second)
+}
+
+func TestMaxThrottleHalves(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "mx.ini", "mx", "exit=1")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-throttle", "100", "--emperor-max-throttle", "250")
+	// Levels: 0.1 ms, 100, 200, 300 ms (>= 250: next failure halves).
+	em.waitLog(t, "maximum throttle level for vassal mx.ini reached !!!", 10*time.Second)
+	// It keeps retrying forever: never a final give-up.
+	mark := env.sink.count()
+	env.sink.waitStart(t, mark, "mx")
+}
+
+func TestHeartbeat(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "hb.ini", "hb", "send=17,send=26")
+	env.vassal(t, "nohb.ini", "nohb", "send=17")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-required-heartbeat", "1")
+	first := env.sink.waitStart(t, 0, "hb")
+	quiet := env.sink.waitStart(t, 0, "nohb")
+	em.waitLog(t, "[emperor] vassal hb.ini sent no heartbeat in last 1 seconds, brutally respawning it...", 10*time.Second)
+	waitDead(t, first.pid, 2*time.Second)
+	env.sink.waitFor(t, 0, 5*time.Second, "respawn", func(ev probeEvent) bool { return ev.name == "hb" && ev.event == "start" && ev.pid != first.pid })
+	if !alive(quiet.pid) {
+		t.Error("a vassal that never sent a heartbeat was killed")
+	}
+}
+
+func TestHeartbeatKeptAlive(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "hb.ini", "hb", "send=17,heartbeat=200")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-required-heartbeat", "1")
+	first := env.sink.waitStart(t, 0, "hb")
+	time.Sleep(3 * time.Second)
+	if !alive(first.pid) || strings.Contains(em.log.String(), "sent no heartbeat") {
+		t.Fatal("a heartbeating vassal was killed")
+	}
+}
+
+func TestCurseTolerance(t *testing.T) {
+	env := newTestEnv(t)
+	path := env.vassal(t, "ig.ini", "ig", "send=1,ignore-stop,ignore-term")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-curse-tolerance", "1")
+	ev := env.sink.waitStart(t, 0, "ig")
+	em.waitLog(t, "vassal ig.ini has been spawned", 5*time.Second)
+	t0 := time.Now()
+	os.Remove(path)
+	waitDead(t, ev.pid, 5*time.Second)
+	if took := time.Since(t0); took < 900*time.Millisecond {
+		t.Errorf("killed after %v, before the tolerance", took)
+	}
+	em.waitLog(t, "did not stop in time, killing it", time.Second)
+	em.waitLog(t, "removed uwsgi instance ig.ini", time.Second)
+}
+
+func TestVoluntaryShutdown(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "vo.ini", "vo", "send=17,send=22")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	first := env.sink.waitStart(t, 0, "vo")
+	em.waitLog(t, "stop the uwsgi instance vo.ini", 5*time.Second)
+	env.sink.waitFor(t, 0, 5*time.Second, "stop byte", func(ev probeEvent) bool {
+		return ev.pid == first.pid && ev.event == "byte" && ev.extra == "0"
+	})
+	// The config is still there: like uWSGI, it comes back.
+	env.sink.waitFor(t, 0, 5*time.Second, "second start", func(ev probeEvent) bool {
+		return ev.name == "vo" && ev.event == "start" && ev.pid != first.pid
+	})
+}
+
+func TestGracefulShutdownByte(t *testing.T) {
+	env := newTestEnv(t)
+	path := env.vassal(t, "g.ini", "g", "send=1,ignore-term")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-graceful-shutdown")
+	ev := env.sink.waitStart(t, 0, "g")
+	em.waitLog(t, "vassal g.ini has been spawned", 5*time.Second)
+	mark := env.sink.count()
+	os.Remove(path)
+	env.sink.waitFor(t, mark, 5*time.Second, "byte 2", func(e probeEvent) bool {
+		return e.pid == ev.pid && e.event == "byte" && e.extra == "2"
+	})
+}
+
+func TestRealUWSGIStatsAndGracefulReload(t *testing.T) {
+	needUWSGI(t)
+	env := newTestEnv(t)
+	port := freePort(t)
+	path := filepath.Join(env.vassals, "app.ini")
+	writeFile(t, path, uwsgiConfig(".ini", port))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore, "--emperor-stats", addr)
+	em.waitLog(t, "vassal app.ini is ready to accept requests", 15*time.Second)
+	v := parseStats(t, readStats(t, "tcp", addr)).vassal("app.ini")
+	if v["ready"] != float64(1) || v["accepting"] != float64(1) || v["respawns"] != float64(0) {
+		t.Errorf("before reload: %v", v)
+	}
+	pid := v["pid"]
+	touch(t, path, time.Now().Add(2*time.Second))
+	em.waitLog(t, "reload the uwsgi instance app.ini", 5*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		v = parseStats(t, readStats(t, "tcp", addr)).vassal("app.ini")
+		if v["accepting"] == float64(1) && v["respawns"] == float64(1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not accepting again after reload: %v", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v["pid"] != pid {
+		t.Errorf("pid changed on a graceful reload: %v -> %v", pid, v["pid"])
+	}
+	waitHTTP(t, fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 }

@@ -1734,3 +1734,39 @@ func TestRealUWSGIStatsAndGracefulReload(t *testing.T) {
 	}
 	waitHTTP(t, fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 }
+
+// BenchmarkStats1000 times a stats request (connect to last byte) with 1000
+// vassals (uWSGI 2.0.21 here: 1.6 ms, 415 KB).
+func BenchmarkStats1000(b *testing.B) {
+	const n = 1000
+	env := newTestEnv(b)
+	staging := filepath.Join(env.root, "staging")
+	os.Mkdir(staging, 0o755)
+	for j := 0; j < n; j++ {
+		writeFile(b, filepath.Join(staging, fmt.Sprintf("s%04d.ini", j)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	}
+	os.Remove(env.vassals)
+	os.Rename(staging, env.vassals)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	em := startEmperor(b, env.root, "--emperor", env.vassals, "--emperor-stats", addr)
+	em.waitLog(b, "Emperor stats server enabled", 10*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	for strings.Count(em.log.String(), "started (pid:") < n {
+		if time.Now().After(deadline) {
+			b.Fatal("vassals did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var size int
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		size = len(readStats(b, "tcp", addr))
+		ds = append(ds, time.Since(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(median(ds).Microseconds())/1000, "ms-median")
+	b.ReportMetric(float64(size)/1024, "KB")
+	em.signalAndWait(b, syscall.SIGTERM, 30*time.Second)
+}

@@ -1,0 +1,2185 @@
+// Config parsing compatible with uWSGI 2.0 (SPEC §10): the ordered option
+// list built from the environment, the command line and config files in every
+// format uWSGI accepts, with magic variables, placeholders and logic blocks.
+//
+// The parser mirrors uWSGI's order of operations closely because observable
+// results (which value wins, what %(x) expands to, what --show-config prints)
+// depend on it. Where uWSGI would hang, crash or read without bounds, this code
+// returns a one-line error instead.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Option is one key/value pair, kept in configuration order.
+type Option struct {
+	Key   string
+	Value string
+	Src   string // where it came from: "file.ini:12", "command line", "environment"
+}
+
+// Options is the ordered option list uWSGI builds while parsing.
+type Options struct{ List []Option }
+
+// Last returns the value of the last occurrence of any of the names (aliases), and whether one was found.
+func (o *Options) Last(names ...string) (string, bool) {
+	if o == nil {
+		return "", false
+	}
+	for i := len(o.List) - 1; i >= 0; i-- {
+		if configNameIn(o.List[i].Key, names) {
+			return o.List[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// All returns every value of any of the names, in order.
+func (o *Options) All(names ...string) []string {
+	if o == nil {
+		return nil
+	}
+	var out []string
+	for _, op := range o.List {
+		if configNameIn(op.Key, names) {
+			out = append(out, op.Value)
+		}
+	}
+	return out
+}
+
+// Flag reports whether a boolean option is on: present, and its last value is
+// not false/off/no/0 (case-insensitive). Empty value = on.
+func (o *Options) Flag(names ...string) bool {
+	v, ok := o.Last(names...)
+	return ok && configTrue(v)
+}
+
+// Int returns atoi of the last value (garbage -> 0 like uWSGI), or def when absent.
+func (o *Options) Int(def int, names ...string) int {
+	v, ok := o.Last(names...)
+	if !ok {
+		return def
+	}
+	return int(configAtoi(v))
+}
+
+// Has reports whether any of the names is present.
+func (o *Options) Has(names ...string) bool {
+	_, ok := o.Last(names...)
+	return ok
+}
+
+func configNameIn(key string, names []string) bool {
+	for _, n := range names {
+		if key == n {
+			return true
+		}
+	}
+	return false
+}
+
+// configTrue is uwsgi_opt_true: "0" is compared case-sensitively there too,
+// which makes no difference for a digit.
+func configTrue(v string) bool {
+	switch strings.ToLower(v) {
+	case "false", "off", "no", "0":
+		return false
+	}
+	return true
+}
+
+// configAtoi behaves like C strtoll(v, NULL, 10): leading blanks, optional
+// sign, digits up to the first non-digit, saturating on overflow.
+func configAtoi(v string) int64 {
+	i := 0
+	for i < len(v) && (v[i] == ' ' || (v[i] >= '\t' && v[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		neg = v[i] == '-'
+		i++
+	}
+	var n uint64
+	const limit = uint64(1) << 63
+	for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
+		n = n*10 + uint64(v[i]-'0')
+		if n >= limit {
+			if neg {
+				return -1 << 63
+			}
+			return 1<<63 - 1
+		}
+	}
+	if neg {
+		return -int64(n)
+	}
+	return int64(n)
+}
+
+// ShowConfig renders o in uWSGI's --show-config format, byte for byte what
+// uWSGI logs (including the blank line before and after the block).
+func ShowConfig(o *Options) string {
+	var b strings.Builder
+	b.WriteString("\n;uWSGI instance configuration\n[uwsgi]\n")
+	if o != nil {
+		for _, op := range o.List {
+			b.WriteString(op.Key)
+			b.WriteString(" = ")
+			b.WriteString(op.Value)
+			b.WriteByte('\n')
+		}
+	}
+	b.WriteString(";end of configuration\n\n")
+	return b.String()
+}
+
+// Limits that keep hostile or broken input from exhausting the machine.
+const (
+	configMaxFileSize   = 16 << 20 // bytes read from one config file or @() reference
+	configMaxValueSize  = 16 << 20 // bytes an option value may grow to by expansion
+	configMaxExpansions = 10000    // replacements in one value (self-reference guard)
+	configMaxNesting    = 64       // nested include/inherit depth
+	configMaxOptions    = 100000   // total options (for-loops and includes multiply)
+	configExecTimeout   = 60 * time.Second
+)
+
+// configWarn receives non-fatal diagnostics uWSGI prints (missing INI section).
+var configWarn = func(msg string) { fmt.Fprintln(os.Stderr, msg) }
+
+// ParseSpec tells ParseArgs how to read a command line.
+type ParseSpec struct {
+	// Known reports whether name is a recognised command-line option and whether it is a flag (takes no argument).
+	// An unknown option on the command line is an error "unrecognized option '--name'". Config FILE keys are never checked.
+	Known      func(name string) (known, isFlag bool)
+	Environ    []string // the environment (os.Environ()); UWSGI_* become options, $(VAR) reads it
+	Cwd        string   // startup cwd, for %v and relative paths (defaults to os.Getwd())
+	BinaryPath string   // for %b
+	Version    string   // for %V
+}
+
+// cfgEntry is an option plus the bookkeeping uWSGI keeps per exported option.
+type cfgEntry struct {
+	Option
+	null       bool     // command-line flag without argument: uWSGI stores NULL
+	configured bool     // immediate option, already executed: the $ @ % passes skip it
+	chain      []string // inherited files this entry came through (loop detection)
+}
+
+// cfgLogic is an open logic block (for/if-*): uWSGI keeps exactly one.
+type cfgLogic struct {
+	kind string
+	arg  string
+}
+
+type cfgParser struct {
+	spec    ParseSpec
+	env     map[string]string
+	list    []cfgEntry
+	magic   [256]string
+	lazy    [256]bool // static magic entries computed on first use
+	first   bool      // uWSGI's magic_table_first_round
+	lastINI string    // for "--ini :section"
+	loading []string  // files being loaded right now, for include-loop detection
+	chain   []string  // inherit chain of the file being loaded
+	logic   *cfgLogic
+	running bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
+	strict  bool
+}
+
+// ParseArgs reads a uWSGI-style command line (without argv[0]) into the
+// ordered option list, in uWSGI's order: UWSGI_* environment options, the
+// command line with immediate options (config loaders, set, logic) expanded in
+// place, trailing config files, then the $(), @() and %() passes, and finally
+// inherited files appended unexpanded.
+func ParseArgs(args []string, spec ParseSpec) (*Options, error) {
+	p, err := newCfgParser(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.addEnviron(); err != nil {
+		return nil, err
+	}
+	if err := p.addCommandLine(args); err != nil {
+		return nil, err
+	}
+	if err := p.applyPasses(); err != nil {
+		return nil, err
+	}
+	if err := p.applyInherit(); err != nil {
+		return nil, err
+	}
+	if err := p.checkStrict(); err != nil {
+		return nil, err
+	}
+	out := &Options{List: make([]Option, len(p.list))}
+	for i, e := range p.list {
+		out.List[i] = e.Option
+	}
+	return out, nil
+}
+
+func newCfgParser(spec ParseSpec) (*cfgParser, error) {
+	if spec.Cwd == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("getcwd: %w", err)
+		}
+		spec.Cwd = wd
+	}
+	p := &cfgParser{spec: spec, env: make(map[string]string)}
+	for _, kv := range spec.Environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if _, dup := p.env[k]; ok && !dup { // getenv() returns the first match
+			p.env[k] = v
+		}
+	}
+	p.magic['%'] = "%"
+	p.magic['('] = "%("
+	p.magic['v'] = spec.Cwd
+	p.magic['V'] = spec.Version
+	now := time.Now()
+	p.magic['t'] = strconv.FormatInt(now.Unix(), 10)
+	p.magic['T'] = strconv.FormatInt(now.UnixMicro(), 10)
+	p.magic['k'] = strconv.Itoa(runtime.NumCPU())
+	p.magic['['] = "\x1b"
+	p.magic['u'] = strconv.Itoa(os.Getuid())
+	p.magic['g'] = strconv.Itoa(os.Getgid())
+	// Hostname and user/group names cost a file read each; most configs never use them.
+	p.lazy['h'], p.lazy['U'], p.lazy['G'] = true, true, true
+	return p, nil
+}
+
+// magicVar returns the magic table entry for c, computing lazy ones once.
+func (p *cfgParser) magicVar(c byte) string {
+	if !p.lazy[c] {
+		return p.magic[c]
+	}
+	p.lazy[c] = false
+	switch c {
+	case 'h':
+		p.magic['h'], _ = os.Hostname()
+	case 'U':
+		p.magic['U'] = p.magic['u']
+		if u, err := user.LookupId(p.magic['u']); err == nil {
+			p.magic['U'] = u.Username
+		}
+	case 'G':
+		p.magic['G'] = p.magic['g']
+		if g, err := user.LookupGroupId(p.magic['g']); err == nil {
+			p.magic['G'] = g.Name
+		}
+	}
+	return p.magic[c]
+}
+
+// configReservedEnv are UWSGI_* variables uWSGI uses internally, never options.
+var configReservedEnv = map[string]bool{
+	"UWSGI_RELOADS": true, "UWSGI_VASSALS_DIR": true, "UWSGI_EMPEROR_FD": true,
+	"UWSGI_BROODLORD_NUM": true, "UWSGI_EMPEROR_FD_CONFIG": true, "UWSGI_EMPEROR_PROXY": true,
+	"UWSGI_JAIL_PID": true, "UWSGI_ORIGINAL_PROC_NAME": true,
+}
+
+func (p *cfgParser) addEnviron() error {
+	for _, kv := range p.spec.Environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "UWSGI_") || configReservedEnv[k] {
+			continue
+		}
+		name := strings.ReplaceAll(strings.ToLower(k[len("UWSGI_"):]), "_", "-")
+		if err := p.add(cfgEntry{Option: Option{Key: name, Value: v, Src: "environment"}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addCommandLine follows getopt_long with permutation: options are processed
+// in order, then the non-option arguments are loaded as config files.
+func (p *cfgParser) addCommandLine(args []string) error {
+	var trailing []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			trailing = append(trailing, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "--") {
+			if strings.HasPrefix(a, "-") && a != "-" {
+				return fmt.Errorf("unrecognized option '%s'", a)
+			}
+			trailing = append(trailing, a)
+			continue
+		}
+		e, used, err := p.commandLineOption(a[2:], args[i+1:])
+		if err != nil {
+			return err
+		}
+		i += used
+		if err := p.add(e); err != nil {
+			return err
+		}
+	}
+	for _, t := range trailing {
+		if strings.HasPrefix(t, "[") {
+			continue
+		}
+		if err := p.loadByExtension(t, "command line", nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commandLineOption decodes one "--name[=value]" and reports how many of the
+// following arguments it consumed.
+func (p *cfgParser) commandLineOption(body string, rest []string) (cfgEntry, int, error) {
+	name, value, hasValue := strings.Cut(body, "=")
+	known, isFlag := true, false
+	if p.spec.Known != nil {
+		known, isFlag = p.spec.Known(name)
+	} else if !hasValue {
+		// Without a table, a following argument that is not an option is the value.
+		isFlag = len(rest) == 0 || strings.HasPrefix(rest[0], "--")
+	}
+	e := cfgEntry{Option: Option{Key: name, Src: "command line"}}
+	switch {
+	case !known || name == "":
+		return e, 0, fmt.Errorf("unrecognized option '--%s'", name)
+	case isFlag && hasValue && p.spec.Known != nil:
+		return e, 0, fmt.Errorf("option '--%s' doesn't allow an argument", name)
+	case isFlag:
+		e.Value, e.null = "true", true // uWSGI shows a NULL value as "true"
+		return e, 0, nil
+	case hasValue:
+		e.Value = value
+		return e, 0, nil
+	case len(rest) == 0:
+		return e, 0, fmt.Errorf("option '--%s' requires an argument", name)
+	}
+	e.Value = rest[0]
+	return e, 1, nil
+}
+
+// configEndKeys close the open logic block ("end" is not even an option).
+var configEndKeys = map[string]bool{"end": true, "endif": true, "end-if": true, "endfor": true, "end-for": true}
+
+// configImmediate lists uWSGI 2.0's UWSGI_OPT_IMMEDIATE options: they run while
+// the list is being built and are skipped by the $ @ % passes.
+var configImmediate = configSet(
+	"xmlconfig", "xml", "config", "fallback-config", "strict", "set", "set-placeholder", "set-ph",
+	"declare-option", "resolve", "for", "for-glob", "for-times", "for-readline", "endfor", "end-for",
+	"if-opt", "if-not-opt", "if-env", "if-not-env", "ifenv", "if-reload", "if-not-reload",
+	"if-hostname", "if-not-hostname", "if-hostname-match", "if-not-hostname-match",
+	"if-exists", "if-not-exists", "ifexists", "if-plugin", "if-not-plugin", "ifplugin",
+	"if-file", "if-not-file", "if-dir", "if-not-dir", "ifdir", "if-directory", "endif", "end-if",
+	"blacklist", "end-blacklist", "whitelist", "end-whitelist", "include", "inject-before",
+	"inject-after", "stop", "reload", "pause", "suspend", "resume", "connect-and-read", "extract",
+	"listen", "umask", "help", "usage", "print-sym", "print-symbol", "spooler-processes", "signal",
+	"flock", "flock-wait", "flock2", "flock-wait2", "immediate-uid", "immediate-gid", "ini", "yaml",
+	"yml", "json", "js", "command-mode", "pcre-jit", "early-envdir", "plugins", "plugin",
+	"need-plugins", "need-plugin", "plugins-dir", "plugin-dir", "autoload", "dlopen",
+	"binary-append-data", "iprint", "exit", "cflags", "dot-h", "config-py", "build-plugin",
+)
+
+func configSet(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// add is uWSGI's add_exported_option: route through an open logic block,
+// append, and execute immediate options at once.
+func (p *cfgParser) add(e cfgEntry) error {
+	if !p.running {
+		if configEndKeys[e.Key] {
+			p.logic = nil
+		} else if p.logic != nil {
+			return p.runLogic(e)
+		}
+	}
+	if len(p.list) >= configMaxOptions {
+		return fmt.Errorf("%s: too many options (more than %d)", e.Src, configMaxOptions)
+	}
+	if e.chain == nil {
+		e.chain = p.chain
+	}
+	if configImmediate[e.Key] {
+		e.configured = true
+	}
+	p.list = append(p.list, e)
+	if e.configured {
+		return p.immediate(len(p.list) - 1)
+	}
+	return nil
+}
+
+// immediate executes the immediate option at index i of the list.
+func (p *cfgParser) immediate(i int) error {
+	e := p.list[i]
+	switch e.Key {
+	case "ini", "xml", "xmlconfig", "yaml", "yml", "json", "js", "config":
+		return p.loadOption(i)
+	case "include":
+		return p.loadByExtension(e.Value, e.Src, e.chain)
+	case "set", "set-placeholder", "set-ph":
+		return p.set(e, e.Key != "set")
+	case "strict":
+		p.strict = e.null || configTrue(e.Value)
+	case "for", "for-glob", "for-times", "for-readline", "if-opt", "if-not-opt", "if-env",
+		"if-not-env", "ifenv", "if-reload", "if-not-reload", "if-hostname", "if-not-hostname",
+		"if-exists", "if-not-exists", "ifexists", "if-plugin", "if-not-plugin", "ifplugin",
+		"if-file", "if-not-file", "if-dir", "if-not-dir", "ifdir", "if-directory",
+		"if-hostname-match", "if-not-hostname-match":
+		if p.logic != nil {
+			return fmt.Errorf("%s: recursive logic in options is not supported (option = %s)", e.Src, e.Key)
+		}
+		p.logic = &cfgLogic{kind: e.Key, arg: e.Value}
+	}
+	return nil
+}
+
+// set implements --set k=v (also a real option when k is one) and
+// --set-placeholder (a placeholder only, refusing real option names).
+func (p *cfgParser) set(e cfgEntry, placeholderOnly bool) error {
+	k, v, ok := strings.Cut(e.Value, "=")
+	if !ok {
+		return fmt.Errorf("%s: invalid placeholder/--set value %q (missing '=')", e.Src, e.Value)
+	}
+	ne := cfgEntry{Option: Option{Key: k, Value: v, Src: e.Src}, chain: e.chain}
+	if !placeholderOnly {
+		return p.add(ne)
+	}
+	if p.spec.Known != nil {
+		if known, _ := p.spec.Known(k); known {
+			return fmt.Errorf("%s: you cannot use %s as a placeholder, it is already available as an option", e.Src, k)
+		}
+	}
+	// add_exported_option_do(..., placeholder_only) bypasses logic and is never executed.
+	ne.configured = true
+	p.list = append(p.list, ne)
+	return nil
+}
+
+// lookup is uwsgi_get_exported_opt: the first entry with that key; a NULL
+// value (command-line flag) counts as absent.
+func (p *cfgParser) lookup(key string) (string, bool) {
+	for i := range p.list {
+		if p.list[i].Key == key {
+			return p.list[i].Value, !p.list[i].null
+		}
+	}
+	return "", false
+}
+
+func (p *cfgParser) checkStrict() error {
+	if !p.strict || p.spec.Known == nil {
+		return nil
+	}
+	for _, e := range p.list {
+		if e.configured { // set-placeholder values are the sanctioned placeholders
+			continue
+		}
+		if known, _ := p.spec.Known(e.Key); !known {
+			return fmt.Errorf("%s: [strict-mode] unknown config directive: %s", e.Src, e.Key)
+		}
+	}
+	return nil
+}
+
+// runLogic feeds one option through the open logic block, like the
+// uwsgi_logic_opt_* functions: the option is added zero or more times, with
+// "%(_)" replaced by the loop item or the tested value.
+func (p *cfgParser) runLogic(e cfgEntry) error {
+	p.running = true
+	defer func() { p.running = false }()
+	emit := func(with string) error {
+		ne := e
+		ne.Value = strings.ReplaceAll(e.Value, "%(_)", with)
+		return p.add(ne)
+	}
+	items, err := p.logicItems(p.logic, e.Src)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if it.raw {
+			err = p.add(e)
+		} else {
+			err = emit(it.with)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cfgLogicItem is one emission of the body option; raw means "%(_)" is not
+// replaced (uWSGI passes NULL to uwsgi_substitute, or does not call it).
+type cfgLogicItem struct {
+	with string
+	raw  bool
+}
+
+func (p *cfgParser) logicItems(l *cfgLogic, src string) ([]cfgLogicItem, error) {
+	arg := l.arg
+	one := func(cond bool, with string) []cfgLogicItem {
+		if !cond {
+			return nil
+		}
+		return []cfgLogicItem{{with: with}}
+	}
+	switch l.kind {
+	case "for":
+		var out []cfgLogicItem
+		for _, tok := range strings.Split(arg, " ") {
+			if tok != "" {
+				out = append(out, cfgLogicItem{with: tok})
+			}
+		}
+		return out, nil
+	case "for-times":
+		var out []cfgLogicItem
+		for i := int64(1); i <= configAtoi(arg) && i <= configMaxOptions; i++ {
+			out = append(out, cfgLogicItem{with: strconv.FormatInt(i, 10)})
+		}
+		return out, nil
+	case "for-glob":
+		return p.globItems(arg), nil
+	case "for-readline":
+		return p.readlineItems(arg, src)
+	case "if-opt", "if-not-opt":
+		name, want, hasWant := strings.Cut(arg, "=")
+		v, ok := p.lookup(name)
+		return p.ifValue(l.kind == "if-opt", v, ok, want, hasWant), nil
+	case "if-env", "ifenv", "if-not-env":
+		name, want, hasWant := strings.Cut(arg, "=")
+		v, ok := p.env[name]
+		return p.ifValue(l.kind != "if-not-env", v, ok, want, hasWant), nil
+	case "if-reload", "if-not-reload":
+		_, reload := p.env["UWSGI_RELOADS"]
+		if reload == (l.kind == "if-reload") {
+			return []cfgLogicItem{{raw: true}}, nil
+		}
+		return nil, nil
+	case "if-hostname", "if-not-hostname":
+		return one((p.magicVar('h') == arg) == (l.kind == "if-hostname"), arg), nil
+	case "if-hostname-match", "if-not-hostname-match":
+		return one(configRegexpMatch(arg, p.magicVar('h')) == (l.kind == "if-hostname-match"), arg), nil
+	case "if-exists", "ifexists", "if-not-exists":
+		_, err := os.Stat(p.abs(arg))
+		return one((err == nil) == (l.kind != "if-not-exists"), arg), nil
+	case "if-file", "if-not-file":
+		st, err := os.Stat(p.abs(arg))
+		return one((err == nil && st.Mode().IsRegular()) == (l.kind == "if-file"), arg), nil
+	case "if-dir", "ifdir", "if-directory", "if-not-dir":
+		st, err := os.Stat(p.abs(arg))
+		return one((err == nil && st.IsDir()) == (l.kind != "if-not-dir"), arg), nil
+	case "if-plugin", "ifplugin":
+		return nil, nil // no uWSGI plugins are ever loaded here
+	case "if-not-plugin":
+		return one(true, arg), nil
+	}
+	return nil, nil
+}
+
+// ifValue implements the "name" / "name=value" tests of if-opt and if-env.
+// The negated forms pass a NULL value to the substitution when the name is absent.
+func (p *cfgParser) ifValue(positive bool, v string, ok bool, want string, hasWant bool) []cfgLogicItem {
+	matches := ok && (!hasWant || v == want)
+	if positive {
+		if matches {
+			return []cfgLogicItem{{with: v}}
+		}
+		return nil
+	}
+	if matches {
+		return nil
+	}
+	if !ok {
+		return []cfgLogicItem{{raw: true}}
+	}
+	return []cfgLogicItem{{with: v}}
+}
+
+// globItems mirrors glob(GLOB_MARK|GLOB_NOCHECK): directories get a trailing
+// '/', and a pattern matching nothing yields itself.
+func (p *cfgParser) globItems(pattern string) []cfgLogicItem {
+	matches, err := filepath.Glob(p.abs(pattern))
+	if err != nil || len(matches) == 0 {
+		return []cfgLogicItem{{with: pattern}}
+	}
+	out := make([]cfgLogicItem, 0, len(matches))
+	for _, m := range matches {
+		if !filepath.IsAbs(pattern) {
+			if rel, err := filepath.Rel(p.spec.Cwd, m); err == nil {
+				m = rel
+			}
+		}
+		if st, err := os.Stat(p.abs(m)); err == nil && st.IsDir() {
+			m += "/"
+		}
+		out = append(out, cfgLogicItem{with: m})
+	}
+	return out
+}
+
+func (p *cfgParser) readlineItems(path, src string) ([]cfgLogicItem, error) {
+	data, err := configReadFile(p.abs(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: for-readline: %w", src, err)
+	}
+	var out []cfgLogicItem
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		out = append(out, cfgLogicItem{with: line})
+	}
+	return out, nil
+}
+
+// abs resolves a path against the startup cwd, as uWSGI does by never having
+// changed directory while parsing.
+func (p *cfgParser) abs(path string) string {
+	if filepath.IsAbs(path) || path == "" {
+		return path
+	}
+	return filepath.Join(p.spec.Cwd, path)
+}
+
+// configOptionKind maps the loader options to the format they force; "config"
+// goes by extension.
+var configOptionKind = map[string]string{
+	"ini": "ini", "xml": "xml", "xmlconfig": "xml", "yaml": "yaml", "yml": "yaml",
+	"json": "json", "js": "json", "config": "",
+}
+
+// configKindByExt is uwsgi_opt_load's extension test. It looks at the file
+// part only, so "include = x.ini:sec" works (uWSGI tests the whole argument
+// and fails on it).
+func configKindByExt(file string) string {
+	switch {
+	case strings.HasSuffix(file, ".ini"):
+		return "ini"
+	case strings.HasSuffix(file, ".xml"):
+		return "xml"
+	case strings.HasSuffix(file, ".yaml"), strings.HasSuffix(file, ".yml"):
+		return "yaml"
+	case strings.HasSuffix(file, ".json"), strings.HasSuffix(file, ".js"):
+		return "json"
+	}
+	return ""
+}
+
+// configSchemes are uWSGI's config URL schemes; only exec:// is supported.
+var configSchemes = []string{"exec://", "http://", "https://", "emperor://", "fd://", "data://",
+	"sym://", "section://", "call://", "callint://"}
+
+func configScheme(arg string) string {
+	for _, s := range configSchemes {
+		if strings.HasPrefix(arg, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// configSplitSection splits "file:section" at the last ':' (for a scheme
+// argument, the last ':' after the last '/').
+func configSplitSection(arg string) (file, section string, has bool) {
+	from := 0
+	if configScheme(arg) != "" {
+		from = strings.LastIndexByte(arg, '/') + 1
+	}
+	i := strings.LastIndexByte(arg[from:], ':')
+	if i < 0 {
+		return arg, "", false
+	}
+	return arg[:from+i], arg[from+i+1:], true
+}
+
+// loadOption executes a loader option (ini, xml, json, yaml, config) at index i.
+func (p *cfgParser) loadOption(i int) error {
+	e := p.list[i]
+	kind := configOptionKind[e.Key]
+	file, _, hasSection := configSplitSection(e.Value)
+	if kind == "" {
+		if kind = configKindByExt(file); kind == "" {
+			return fmt.Errorf("%s: unable to load configuration from %s", e.Src, e.Value)
+		}
+	}
+	if err := p.load(e.Value, kind, e.Src, e.chain); err != nil {
+		return err
+	}
+	if hasSection && (e.Key == "xml" || e.Key == "xmlconfig" || e.Key == "json" || e.Key == "js") {
+		// uWSGI's XML and JSON loaders cut their argument at the ':' in place and
+		// never restore it, so uWSGI's list (and --show-config) keeps the bare file.
+		p.list[i].Value = file
+	}
+	return nil
+}
+
+// loadByExtension is uwsgi_opt_load (include, inherit, trailing arguments):
+// format by extension, and the uppercase magic variables are left alone.
+func (p *cfgParser) loadByExtension(arg, src string, chain []string) error {
+	file, _, _ := configSplitSection(arg)
+	kind := configKindByExt(file)
+	if kind == "" {
+		return fmt.Errorf("%s: unable to load configuration from %s", src, arg)
+	}
+	saved := p.first
+	p.first = true
+	err := p.load(arg, kind, src, chain)
+	p.first = saved
+	return err
+}
+
+// load reads, magic-substitutes and parses one config argument and adds its
+// options at the current position of the list.
+func (p *cfgParser) load(arg, kind, src string, chain []string) error {
+	file, section, has := configSplitSection(arg)
+	if kind == "ini" && strings.HasPrefix(arg, ":") {
+		if p.lastINI == "" {
+			return fmt.Errorf("%s: %s: no previous INI file to take section %q from", src, arg, section)
+		}
+		file = p.lastINI
+	}
+	if kind == "xml" && has && section == "" {
+		return fmt.Errorf("%s: invalid xml id in %s", src, arg)
+	}
+	if len(p.loading) >= configMaxNesting || len(chain) >= configMaxNesting {
+		return fmt.Errorf("%s: config files nested too deeply (more than %d) loading %s", src, configMaxNesting, arg)
+	}
+	if err := p.fillMagic(arg); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	id := p.fileID(file) + "\x00" + kind + ":" + section
+	for _, l := range p.loading {
+		if l == id {
+			return fmt.Errorf("%s: include loop: %s is already being loaded", src, arg)
+		}
+	}
+	data, err := p.readConfig(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	if kind == "ini" {
+		p.lastINI = file
+	}
+	opts, err := p.parseData(kind, file, data, section)
+	if err != nil {
+		return err
+	}
+	p.loading = append(p.loading, id)
+	savedChain := p.chain
+	p.chain = chain
+	defer func() { p.loading, p.chain = p.loading[:len(p.loading)-1], savedChain }()
+	for _, op := range opts {
+		if err := p.add(cfgEntry{Option: op}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseData applies the magic variables to the raw text, as uWSGI does when
+// it reads a file, then runs the format's parser.
+func (p *cfgParser) parseData(kind, name string, data []byte, section string) ([]Option, error) {
+	t := &cfgText{name: name}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		t.data = data
+		return nil, t.errorf(i, "binary data (NUL byte) in config file")
+	}
+	// INI, JSON and YAML are read with a terminating NUL that is part of the
+	// substituted text, so a '%' as the very last byte is eaten; XML is not.
+	var err error
+	t.data, t.eaten, err = p.magicSub(data, kind != "xml")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	opts, err := configParseText(kind, t, section)
+	if err == nil && kind == "ini" && len(opts) == 0 {
+		if section == "" {
+			section = "uwsgi"
+		}
+		configWarn(fmt.Sprintf("*** WARNING: Can't find section \"%s\" in INI configuration file %s ***", section, name))
+	}
+	return opts, err
+}
+
+func configParseText(kind string, t *cfgText, section string) ([]Option, error) {
+	switch kind {
+	case "ini":
+		return configParseINIText(t, section)
+	case "json":
+		return configParseJSONText(t, section)
+	case "xml":
+		return configParseXMLText(t, section)
+	case "yaml":
+		return configParseYAMLText(t, section)
+	}
+	return nil, fmt.Errorf("%s: unknown config format %q", t.name, kind)
+}
+
+// fileID names a config file for loop detection.
+func (p *cfgParser) fileID(file string) string {
+	if configScheme(file) != "" {
+		return file
+	}
+	if r, err := filepath.EvalSymlinks(p.abs(file)); err == nil {
+		return r
+	}
+	return p.abs(file)
+}
+
+// readConfig reads a config file or exec:// output, bounded in size.
+func (p *cfgParser) readConfig(file string) ([]byte, error) {
+	switch s := configScheme(file); {
+	case s == "exec://":
+		return p.execOutput(file[len(s):])
+	case s != "":
+		return nil, fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://"))
+	case file == "-":
+		return nil, errors.New("reading a config from standard input is not supported")
+	}
+	return configReadFile(p.abs(file))
+}
+
+// configReadFile reads a regular file of at most configMaxFileSize bytes.
+// Non-regular files are refused so a FIFO or device can never block the parse.
+func configReadFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := configCheckFile(path, st); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := configCheckFile(path, st); err != nil { // replaced since the first stat
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, configMaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > configMaxFileSize {
+		return nil, fmt.Errorf("%s: file too large (grew past the %d MiB limit while reading)", path, configMaxFileSize>>20)
+	}
+	return data, nil
+}
+
+func configCheckFile(path string, st os.FileInfo) error {
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	if st.Size() > configMaxFileSize {
+		return fmt.Errorf("%s: file too large (%d bytes, the limit is %d MiB)", path, st.Size(), configMaxFileSize>>20)
+	}
+	return nil
+}
+
+// execOutput runs an exec:// command through /bin/sh like uWSGI, with bounded
+// output and a time limit so a stuck command cannot hang the parse.
+func (p *cfgParser) execOutput(cmdline string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), configExecTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", cmdline)
+	cmd.Dir = p.spec.Cwd
+	cmd.Env = p.spec.Environ
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("exec://%s: %w", cmdline, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("exec://%s: %w", cmdline, err)
+	}
+	data, rerr := io.ReadAll(io.LimitReader(out, configMaxFileSize+1))
+	if len(data) > configMaxFileSize {
+		_ = cmd.Process.Kill()
+	}
+	werr := cmd.Wait()
+	switch {
+	case len(data) > configMaxFileSize:
+		return nil, fmt.Errorf("exec://%s: output larger than %d MiB", cmdline, configMaxFileSize>>20)
+	case rerr != nil:
+		return nil, fmt.Errorf("exec://%s: %w", cmdline, rerr)
+	case werr != nil:
+		return nil, fmt.Errorf("exec://%s: %w", cmdline, werr)
+	}
+	return data, nil
+}
+
+// fillMagic is config_magic_table_fill: set the per-file magic variables for
+// the config argument about to be read, and the uppercase copies on the first
+// load of the run.
+func (p *cfgParser) fillMagic(arg string) error {
+	p.magic['o'] = arg
+	if configScheme(arg) != "" || arg == "-" {
+		return nil // scheme arguments only update %o
+	}
+	file, section, reuse := arg, "", false
+	if i := strings.LastIndexByte(arg, ':'); i >= 0 {
+		file, section, reuse = arg[:i], arg[i+1:], i == 0
+	}
+	if !reuse { // ":section" keeps the previous file's entries
+		full, err := p.magicPath(file)
+		if err != nil {
+			return err
+		}
+		p.setPathMagic(full)
+	}
+	p.magic['x'] = section
+	if !p.first {
+		for _, c := range "odspcenxij" {
+			p.magic[c-'a'+'A'] = p.magic[c]
+		}
+		p.first = true
+	}
+	return nil
+}
+
+// magicPath is %p: the real path, except that a symlink is not resolved (its
+// own name is what tells skeleton-linked vassals apart).
+func (p *cfgParser) magicPath(file string) (string, error) {
+	if st, err := os.Lstat(p.abs(file)); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		if strings.HasPrefix(file, "/") {
+			return file, nil
+		}
+		return p.spec.Cwd + "/" + file, nil // uWSGI does not clean "./" away
+	}
+	full, err := filepath.EvalSymlinks(p.abs(file))
+	if err != nil {
+		return "", fmt.Errorf("realpath() of %s failed: %w", file, configUnwrapPath(err))
+	}
+	return full, nil
+}
+
+// configUnwrapPath drops the path an *os.PathError repeats.
+func configUnwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (p *cfgParser) setPathMagic(full string) {
+	m := &p.magic
+	m['b'] = p.spec.BinaryPath
+	m['p'] = full
+	m['j'] = configDJB33x(full)
+	if st, err := os.Lstat(full); err == nil {
+		if ino, ok := configInode(st); ok {
+			m['i'] = strconv.FormatUint(ino, 10)
+		}
+	}
+	slash := strings.LastIndexByte(full, '/')
+	m['s'] = full[slash+1:]
+	m['d'] = full[:slash+1]
+	dir := strings.TrimSuffix(m['d'], "/")
+	m['c'] = ""
+	if i := strings.LastIndexByte(dir, '/'); i >= 0 {
+		m['c'] = dir[i+1:]
+	}
+	n := 0
+	for _, part := range strings.Split(dir, "/") {
+		if part != "" && n < 10 {
+			m['0'+n] = part
+			n++
+		}
+	}
+	for ; n < 10; n++ {
+		m['0'+n] = ""
+	}
+	m['e'], m['n'] = "", m['s']
+	if dot := strings.LastIndexByte(m['s'], '.'); dot >= 0 {
+		m['e'], m['n'] = m['s'][dot+1:], m['s'][:dot]
+	}
+}
+
+// configDJB33x is %j: uWSGI's djb33x hash of the path, printed as the hex of
+// its little-endian bytes. C's char is signed, so high bytes are sign-extended.
+func configDJB33x(s string) string {
+	h := uint32(5381)
+	for i := 0; i < len(s); i++ {
+		h = (h<<5 + h) ^ uint32(int32(int8(s[i])))
+	}
+	return fmt.Sprintf("%02X%02X%02X%02X", byte(h), byte(h>>8), byte(h>>16), byte(h>>24))
+}
+
+// magicSub replaces every "%c" pair in one left-to-right pass (results are not
+// rescanned). It reports where a "%\n" swallowed a newline so that line numbers
+// in messages still point at the physical lines.
+func (p *cfgParser) magicSub(data []byte, eofEats bool) ([]byte, []int, error) {
+	if bytes.IndexByte(data, '%') < 0 {
+		return data, nil, nil
+	}
+	out := make([]byte, 0, len(data)+64)
+	var eaten []int
+	for i := 0; i < len(data); i++ {
+		if data[i] != '%' {
+			out = append(out, data[i])
+			continue
+		}
+		if i+1 == len(data) {
+			if !eofEats {
+				out = append(out, '%')
+			}
+			break
+		}
+		if data[i+1] == '\n' {
+			eaten = append(eaten, len(out))
+		}
+		out = append(out, p.magicVar(data[i+1])...)
+		i++
+		if len(out) > 2*configMaxFileSize {
+			return nil, nil, fmt.Errorf("config larger than %d MiB after magic variable substitution", 2*configMaxFileSize>>20)
+		}
+	}
+	return out, eaten, nil
+}
+
+// cfgText is a magic-substituted config text with what is needed to turn a
+// byte offset into "name:line".
+type cfgText struct {
+	name     string
+	data     []byte
+	eaten    []int // offsets where a newline was swallowed by "%\n"
+	lastOff  int   // line-count cache: parsers move forward
+	lastLine int   // newlines before lastOff
+}
+
+func (t *cfgText) line(off int) int {
+	if off > len(t.data) {
+		off = len(t.data)
+	}
+	if off < t.lastOff {
+		t.lastOff, t.lastLine = 0, 0
+	}
+	t.lastLine += bytes.Count(t.data[t.lastOff:off], []byte{'\n'})
+	t.lastOff = off
+	n := t.lastLine + 1
+	for _, e := range t.eaten {
+		if e > off {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+func (t *cfgText) src(off int) string { return t.name + ":" + strconv.Itoa(t.line(off)) }
+
+// errorf builds the one-line "name:line: message" error.
+func (t *cfgText) errorf(off int, format string, a ...any) error {
+	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(fmt.Sprintf(format, a...))
+	return fmt.Errorf("%s: %s", t.src(off), msg)
+}
+
+// configInode reads st_ino without naming syscall.Stat_t, which not every
+// platform has.
+func configInode(st os.FileInfo) (uint64, bool) {
+	v := reflect.ValueOf(st.Sys())
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return 0, false
+	}
+	f := v.FieldByName("Ino")
+	if f.IsValid() && f.CanUint() {
+		return f.Uint(), true
+	}
+	return 0, false
+}
+
+func configRegexpMatch(pattern, s string) bool {
+	re, err := regexp.Compile(pattern)
+	return err == nil && re.MatchString(s)
+}
+
+// configParseINI parses INI text (already magic-substituted) and returns the
+// options of the asked section ("" = "uwsgi").
+func configParseINI(name string, data []byte, section string) ([]Option, error) {
+	return configParseINIText(&cfgText{name: name, data: data}, section)
+}
+
+// configParseINIText follows core/ini.c: no inline comments, no quoting, the
+// section header is the line minus its first and last byte, a key without '='
+// gets an empty value, repeated sections and keys all count.
+func configParseINIText(t *cfgText, section string) ([]Option, error) {
+	if section == "" {
+		section = "uwsgi"
+	}
+	var out []Option
+	cur := ""
+	data := t.data
+	for off := 0; off < len(data); {
+		lineOff := off
+		end := bytes.IndexByte(data[off:], '\n')
+		if end < 0 {
+			end = len(data) - off
+		}
+		line := configTrimINI(data[off : off+end])
+		off += end + 1
+		switch {
+		case len(line) == 0, line[0] == ';', line[0] == '#':
+		case line[0] == '[':
+			cur = ""
+			if len(line) > 1 {
+				cur = string(line[1 : len(line)-1])
+			}
+		case cur == section:
+			k, v, _ := bytes.Cut(line, []byte{'='})
+			out = append(out, Option{
+				Key:   string(bytes.TrimRight(k, " \t\r")),
+				Value: string(configTrimINI(v)),
+				Src:   t.src(lineOff),
+			})
+		}
+	}
+	return out, nil
+}
+
+func configTrimINI(b []byte) []byte { return bytes.Trim(b, " \t\r") }
+
+// configParseYAML parses YAML text (already magic-substituted).
+func configParseYAML(name string, data []byte, section string) ([]Option, error) {
+	return configParseYAMLText(&cfgText{name: name, data: data}, section)
+}
+
+// configParseYAMLText is uWSGI's line-based YAML subset (core/yaml.c without
+// libyaml) with the parts of the libyaml build that real configs rely on:
+// "key:" followed by "- item" lines (or "key: [a, b]") gives one option per
+// item, nested mappings are flattened, quoted scalars are unquoted and '#'
+// starts a comment only at the start of a line or after a blank.
+func configParseYAMLText(t *cfgText, section string) ([]Option, error) {
+	if section == "" {
+		section = "uwsgi"
+	}
+	var out []Option
+	in, curDepth, secDepth, listKey := false, 0, 0, ""
+	for off := 0; off < len(t.data); {
+		lineOff := off
+		end := bytes.IndexByte(t.data[off:], '\n')
+		if end < 0 {
+			end = len(t.data) - off
+		}
+		depth, content := configYAMLIndent(string(t.data[off : off+end]))
+		off += end + 1
+		if content == "" || content[0] == '#' {
+			continue
+		}
+		if !in {
+			if depth > curDepth {
+				continue
+			}
+			curDepth = depth
+			if k, _, ok := configYAMLSplit(content); ok && content[0] != '-' && content[0] != '[' && content[0] != '{' {
+				if key, err := configYAMLKey(t, lineOff, k); err == nil && key == section {
+					in, secDepth = true, depth
+				}
+			}
+			continue
+		}
+		if depth <= secDepth || content[0] == '[' || content[0] == '{' {
+			break
+		}
+		opts, key, stop, err := configYAMLLine(t, lineOff, content, listKey)
+		if err != nil {
+			return nil, err
+		}
+		if stop {
+			break
+		}
+		out = append(out, opts...)
+		if key != "" {
+			listKey = key
+		}
+	}
+	return out, nil
+}
+
+// configYAMLIndent measures indentation like core/yaml.c (a tab or CR counts
+// 8) and returns the rest of the line without trailing blanks.
+func configYAMLIndent(line string) (int, string) {
+	depth, i := 0, 0
+	for ; i < len(line); i++ {
+		switch line[i] {
+		case ' ':
+			depth++
+		case '\t', '\r':
+			depth += 8
+		default:
+			return depth, strings.TrimRight(line[i:], " \t\r")
+		}
+	}
+	return depth, ""
+}
+
+// configYAMLLine handles one line inside the section. It returns the options
+// the line yields, the key that later "- item" lines belong to, and whether
+// the section ends here.
+func configYAMLLine(t *cfgText, off int, content, listKey string) ([]Option, string, bool, error) {
+	src := t.src(off)
+	if content[0] == '-' && (len(content) == 1 || content[1] == ' ' || content[1] == '\t') {
+		v, present, err := configYAMLScalar(t, off, content[1:])
+		if err != nil || !present || listKey == "" {
+			return nil, "", false, err
+		}
+		return []Option{{Key: listKey, Value: v, Src: src}}, "", false, nil
+	}
+	k, rest, ok := configYAMLSplit(content)
+	if !ok {
+		return nil, "", true, nil // core/yaml.c stops at a line that is not "key: value"
+	}
+	key, err := configYAMLKey(t, off, k)
+	if err != nil {
+		return nil, "", false, err
+	}
+	rest = strings.TrimLeft(rest, " \t")
+	if strings.HasPrefix(rest, "[") {
+		items, err := configYAMLFlow(t, off, rest)
+		var opts []Option
+		for _, it := range items {
+			opts = append(opts, Option{Key: key, Value: it, Src: src})
+		}
+		return opts, "", false, err
+	}
+	v, present, err := configYAMLScalar(t, off, rest)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if !present {
+		return nil, key, false, nil // "key:" opens a sequence or a nested mapping
+	}
+	return []Option{{Key: key, Value: v, Src: src}}, "", false, nil
+}
+
+// configYAMLSplit cuts "key: rest" at the first ':' followed by a blank or
+// the end of the line.
+func configYAMLSplit(content string) (key, rest string, ok bool) {
+	for i := 0; i < len(content); i++ {
+		if content[i] == ':' && (i+1 == len(content) || content[i+1] == ' ' || content[i+1] == '\t') {
+			return content[:i], content[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+func configYAMLKey(t *cfgText, off int, k string) (string, error) {
+	v, _, err := configYAMLScalar(t, off, k)
+	return v, err
+}
+
+// configYAMLScalar reads a plain, 'single' or "double" quoted scalar and
+// reports whether there was one at all (a lone comment is none).
+func configYAMLScalar(t *cfgText, off int, s string) (string, bool, error) {
+	s = strings.Trim(s, " \t")
+	if s == "" || s[0] == '#' {
+		return "", false, nil
+	}
+	switch s[0] {
+	case '"', '\'':
+		v, rest, err := configYAMLQuoted(s)
+		if err != nil {
+			return "", false, t.errorf(off, "%v", err)
+		}
+		if rest = strings.TrimLeft(rest, " \t"); rest != "" && rest[0] != '#' {
+			return "", false, t.errorf(off, "unexpected text after quoted scalar: %q", rest)
+		}
+		return v, true, nil
+	case '|', '>':
+		return "", false, t.errorf(off, "YAML block scalars (%c) are not supported", s[0])
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] == '#' && (s[i-1] == ' ' || s[i-1] == '\t') {
+			s = strings.TrimRight(s[:i], " \t")
+			break
+		}
+	}
+	return s, true, nil
+}
+
+// configYAMLQuoted decodes a quoted scalar at the start of s and returns the
+// text after the closing quote.
+func configYAMLQuoted(s string) (string, string, error) {
+	q := s[0]
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == q && q == '\'' && i+1 < len(s) && s[i+1] == '\'':
+			b.WriteByte('\'')
+			i++
+		case c == q:
+			return b.String(), s[i+1:], nil
+		case c == '\\' && q == '"':
+			n, err := configYAMLEscape(&b, s[i+1:])
+			if err != nil {
+				return "", "", err
+			}
+			i += n
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", "", fmt.Errorf("unterminated quoted string %s", s)
+}
+
+// configYAMLEscape decodes the escape after a backslash and returns how many
+// bytes it used.
+func configYAMLEscape(b *strings.Builder, s string) (int, error) {
+	if s == "" {
+		return 0, errors.New("unterminated escape sequence")
+	}
+	simple := map[byte]string{'0': "\x00", 'a': "\a", 'b': "\b", 't': "\t", '\t': "\t", 'n': "\n",
+		'v': "\v", 'f': "\f", 'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '/': "/", '\\': "\\",
+		'N': "\u0085", '_': "\u00a0", 'L': "\u2028", 'P': "\u2029"}
+	if r, ok := simple[s[0]]; ok {
+		b.WriteString(r)
+		return 1, nil
+	}
+	width := map[byte]int{'x': 2, 'u': 4, 'U': 8}[s[0]]
+	if width == 0 || len(s) < 1+width {
+		return 0, fmt.Errorf("invalid escape sequence \\%c", s[0])
+	}
+	n, err := strconv.ParseUint(s[1:1+width], 16, 32)
+	if err != nil || n > 0x10FFFF {
+		return 0, fmt.Errorf("invalid escape sequence \\%s", s[:1+width])
+	}
+	b.WriteRune(rune(n))
+	return 1 + width, nil
+}
+
+// configYAMLFlow reads a one-line flow sequence "[a, 'b', c]".
+func configYAMLFlow(t *cfgText, off int, s string) ([]string, error) {
+	var items []string
+	s = s[1:]
+	for {
+		s = strings.TrimLeft(s, " \t")
+		if s == "" {
+			return nil, t.errorf(off, "unterminated flow sequence")
+		}
+		if s[0] == ']' {
+			if rest := strings.TrimLeft(s[1:], " \t"); rest != "" && rest[0] != '#' {
+				return nil, t.errorf(off, "unexpected text after flow sequence: %q", rest)
+			}
+			return items, nil
+		}
+		if s[0] == '[' || s[0] == '{' {
+			return nil, t.errorf(off, "nested flow collections are not supported")
+		}
+		var item string
+		if s[0] == '"' || s[0] == '\'' {
+			v, rest, err := configYAMLQuoted(s)
+			if err != nil {
+				return nil, t.errorf(off, "%v", err)
+			}
+			item, s = v, strings.TrimLeft(rest, " \t")
+		} else {
+			end := strings.IndexAny(s, ",]")
+			if end < 0 {
+				return nil, t.errorf(off, "unterminated flow sequence")
+			}
+			item, s = strings.TrimRight(s[:end], " \t"), s[end:]
+		}
+		items = append(items, item)
+		if strings.HasPrefix(s, ",") {
+			s = s[1:]
+		} else if !strings.HasPrefix(s, "]") {
+			return nil, t.errorf(off, "expected ',' or ']' in flow sequence")
+		}
+	}
+}
+
+// configParseJSON parses JSON text (already magic-substituted).
+func configParseJSON(name string, data []byte, section string) ([]Option, error) {
+	return configParseJSONText(&cfgText{name: name, data: data}, section)
+}
+
+// configParseJSONText follows core/json.c (yajl-tree build): the first member
+// named section of the top-level object must be an object; each of its
+// members gives options, arrays one per scalar element; true is "1", false and
+// null "0", numbers keep their text, nested objects are ignored. Like
+// yajl_tree, comments are allowed and duplicate keys are all kept.
+func configParseJSONText(t *cfgText, section string) ([]Option, error) {
+	if section == "" {
+		section = "uwsgi"
+	}
+	j := &cfgJSON{t: t}
+	root, err := j.document()
+	if err != nil {
+		return nil, err
+	}
+	var obj *cfgJSONValue
+	if root.kind == '{' {
+		for i, k := range root.keys {
+			if k == section {
+				obj = root.vals[i]
+				break
+			}
+		}
+	}
+	if obj == nil || obj.kind != '{' {
+		return nil, t.errorf(0, "you must define a object named %s in your JSON data", section)
+	}
+	var out []Option
+	for i, k := range obj.keys {
+		v := obj.vals[i]
+		if v.kind == '[' {
+			for _, item := range v.vals {
+				if s, ok := item.scalar(); ok {
+					out = append(out, Option{Key: k, Value: s, Src: t.src(obj.offs[i])})
+				}
+			}
+		} else if s, ok := v.scalar(); ok {
+			out = append(out, Option{Key: k, Value: s, Src: t.src(obj.offs[i])})
+		}
+	}
+	return out, nil
+}
+
+// cfgJSONValue is a parsed JSON value; kind is one of { [ s n t f z(null).
+type cfgJSONValue struct {
+	kind byte
+	str  string // string contents or number text
+	keys []string
+	offs []int // byte offset of each key, for messages
+	vals []*cfgJSONValue
+}
+
+func (v *cfgJSONValue) scalar() (string, bool) {
+	switch v.kind {
+	case 's', 'n':
+		return v.str, true
+	case 't':
+		return "1", true
+	case 'f', 'z':
+		return "0", true
+	}
+	return "", false
+}
+
+// cfgJSON is a small recursive-descent JSON parser: the standard library's
+// decoder has neither comments nor ordered duplicate keys.
+type cfgJSON struct {
+	t     *cfgText
+	pos   int
+	depth int
+}
+
+const configJSONMaxDepth = 512
+
+func (j *cfgJSON) document() (*cfgJSONValue, error) {
+	v, err := j.value()
+	if err != nil {
+		return nil, err
+	}
+	if err := j.skipSpace(); err != nil {
+		return nil, err
+	}
+	if j.pos < len(j.t.data) {
+		return nil, j.errorf("parse error: trailing garbage")
+	}
+	return v, nil
+}
+
+func (j *cfgJSON) errorf(format string, a ...any) error { return j.t.errorf(j.pos, format, a...) }
+
+// skipSpace skips blanks and /* */ or // comments.
+func (j *cfgJSON) skipSpace() error {
+	d := j.t.data
+	for j.pos < len(d) {
+		switch c := d[j.pos]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			j.pos++
+		case c == '/' && j.pos+1 < len(d) && d[j.pos+1] == '/':
+			for j.pos < len(d) && d[j.pos] != '\n' {
+				j.pos++
+			}
+		case c == '/' && j.pos+1 < len(d) && d[j.pos+1] == '*':
+			end := bytes.Index(d[j.pos+2:], []byte("*/"))
+			if end < 0 {
+				return j.errorf("parse error: unterminated comment")
+			}
+			j.pos += end + 4
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (j *cfgJSON) value() (*cfgJSONValue, error) {
+	if err := j.skipSpace(); err != nil {
+		return nil, err
+	}
+	d := j.t.data
+	if j.pos >= len(d) {
+		return nil, j.errorf("parse error: premature EOF")
+	}
+	switch c := d[j.pos]; {
+	case c == '{' || c == '[':
+		if j.depth++; j.depth > configJSONMaxDepth {
+			return nil, j.errorf("parse error: nesting deeper than %d", configJSONMaxDepth)
+		}
+		defer func() { j.depth-- }()
+		if c == '{' {
+			return j.object()
+		}
+		return j.array()
+	case c == '"':
+		s, err := j.str()
+		return &cfgJSONValue{kind: 's', str: s}, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return j.number()
+	}
+	for _, lit := range []string{"true", "false", "null"} {
+		if bytes.HasPrefix(d[j.pos:], []byte(lit)) {
+			j.pos += len(lit)
+			return &cfgJSONValue{kind: "tfz"[strings.Index("tfn", lit[:1])]}, nil
+		}
+	}
+	return nil, j.errorf("parse error: invalid token %q", configSnippet(d[j.pos:]))
+}
+
+func (j *cfgJSON) object() (*cfgJSONValue, error) {
+	v := &cfgJSONValue{kind: '{'}
+	j.pos++
+	for first := true; ; first = false {
+		if err := j.skipSpace(); err != nil {
+			return nil, err
+		}
+		if j.pos < len(j.t.data) && j.t.data[j.pos] == '}' && first {
+			j.pos++
+			return v, nil
+		}
+		if j.pos >= len(j.t.data) || j.t.data[j.pos] != '"' {
+			return nil, j.errorf("parse error: object key expected")
+		}
+		keyOff := j.pos
+		k, err := j.str()
+		if err != nil {
+			return nil, err
+		}
+		if err := j.expect(':'); err != nil {
+			return nil, err
+		}
+		val, err := j.value()
+		if err != nil {
+			return nil, err
+		}
+		v.keys, v.offs, v.vals = append(v.keys, k), append(v.offs, keyOff), append(v.vals, val)
+		if done, err := j.next('}'); done || err != nil {
+			return v, err
+		}
+	}
+}
+
+func (j *cfgJSON) array() (*cfgJSONValue, error) {
+	v := &cfgJSONValue{kind: '['}
+	j.pos++
+	if err := j.skipSpace(); err != nil {
+		return nil, err
+	}
+	if j.pos < len(j.t.data) && j.t.data[j.pos] == ']' {
+		j.pos++
+		return v, nil
+	}
+	for {
+		val, err := j.value()
+		if err != nil {
+			return nil, err
+		}
+		v.vals = append(v.vals, val)
+		if done, err := j.next(']'); done || err != nil {
+			return v, err
+		}
+	}
+}
+
+// next consumes ',' (more to come) or the closing byte (done).
+func (j *cfgJSON) next(closing byte) (bool, error) {
+	if err := j.skipSpace(); err != nil {
+		return false, err
+	}
+	if j.pos >= len(j.t.data) {
+		return false, j.errorf("parse error: premature EOF")
+	}
+	switch j.t.data[j.pos] {
+	case ',':
+		j.pos++
+		return false, nil
+	case closing:
+		j.pos++
+		return true, nil
+	}
+	return false, j.errorf("parse error: expected ',' or '%c'", closing)
+}
+
+func (j *cfgJSON) expect(c byte) error {
+	if err := j.skipSpace(); err != nil {
+		return err
+	}
+	if j.pos >= len(j.t.data) || j.t.data[j.pos] != c {
+		return j.errorf("parse error: expected '%c'", c)
+	}
+	j.pos++
+	return nil
+}
+
+// number keeps the literal text, as yajl-tree hands it to uWSGI.
+func (j *cfgJSON) number() (*cfgJSONValue, error) {
+	d, start := j.t.data, j.pos
+	digits := func() int {
+		n := 0
+		for j.pos < len(d) && d[j.pos] >= '0' && d[j.pos] <= '9' {
+			j.pos++
+			n++
+		}
+		return n
+	}
+	if d[j.pos] == '-' {
+		j.pos++
+	}
+	if j.pos < len(d) && d[j.pos] == '0' {
+		j.pos++
+	} else if digits() == 0 {
+		return nil, j.errorf("parse error: malformed number")
+	}
+	if j.pos < len(d) && d[j.pos] == '.' {
+		j.pos++
+		if digits() == 0 {
+			return nil, j.errorf("parse error: malformed number, a digit is required after the decimal point")
+		}
+	}
+	if j.pos < len(d) && (d[j.pos] == 'e' || d[j.pos] == 'E') {
+		j.pos++
+		if j.pos < len(d) && (d[j.pos] == '+' || d[j.pos] == '-') {
+			j.pos++
+		}
+		if digits() == 0 {
+			return nil, j.errorf("parse error: malformed number, a digit is required after the exponent")
+		}
+	}
+	return &cfgJSONValue{kind: 'n', str: string(d[start:j.pos])}, nil
+}
+
+// str decodes a JSON string at j.pos (the opening quote).
+func (j *cfgJSON) str() (string, error) {
+	d := j.t.data
+	j.pos++
+	start := j.pos
+	for j.pos < len(d) && d[j.pos] != '"' && d[j.pos] != '\\' && d[j.pos] >= 0x20 {
+		j.pos++
+	}
+	if j.pos < len(d) && d[j.pos] == '"' { // fast path: no escapes
+		s := string(d[start:j.pos])
+		j.pos++
+		if !utf8.ValidString(s) {
+			return "", j.t.errorf(start, "lexical error: invalid bytes in UTF8 string")
+		}
+		return s, nil
+	}
+	j.pos = start - 1
+	end, err := j.strEnd()
+	if err != nil {
+		return "", err
+	}
+	raw := d[start-1 : end]
+	if !utf8.Valid(raw) {
+		return "", j.t.errorf(start, "lexical error: invalid bytes in UTF8 string")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil { // strEnd validated the escapes
+		return "", j.t.errorf(start, "lexical error: invalid string: %v", err)
+	}
+	j.pos = end
+	return s, nil
+}
+
+// strEnd finds the end of the string at j.pos, validating escapes and
+// control characters, and returns the offset just past the closing quote.
+func (j *cfgJSON) strEnd() (int, error) {
+	d := j.t.data
+	for i := j.pos + 1; i < len(d); i++ {
+		switch c := d[i]; {
+		case c == '"':
+			return i + 1, nil
+		case c < 0x20:
+			return 0, j.t.errorf(i, "lexical error: invalid character inside string")
+		case c == '\\':
+			if i+1 >= len(d) {
+				return 0, j.t.errorf(i, "parse error: premature EOF")
+			}
+			switch d[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+6 > len(d) || !configIsHex(d[i+2:i+6]) {
+					return 0, j.t.errorf(i, "lexical error: invalid (non-hex) character occurs after '\\u' inside string")
+				}
+				i += 5
+			default:
+				return 0, j.t.errorf(i, "lexical error: inside a string, '\\' occurs before a character which it may not")
+			}
+		}
+	}
+	return 0, j.t.errorf(len(d), "parse error: premature EOF (unterminated string)")
+}
+
+func configIsHex(b []byte) bool {
+	for _, c := range b {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// configSnippet shortens text quoted in an error message.
+func configSnippet(b []byte) string {
+	if len(b) > 20 {
+		b = b[:20]
+	}
+	return string(b)
+}
+
+// configParseXML parses XML text (already magic-substituted); section is the
+// id asked after ':' ("" = any).
+func configParseXML(name string, data []byte, section string) ([]Option, error) {
+	return configParseXMLText(&cfgText{name: name, data: data}, section)
+}
+
+// cfgXMLNode is the little DOM the XML loader needs: libxml2's node kinds
+// e(lement), t(ext), c(data), m (comment), p(rocessing instruction).
+type cfgXMLNode struct {
+	kind     byte
+	name     string
+	attrs    []xml.Attr
+	text     string
+	off      int
+	children []*cfgXMLNode
+}
+
+func (n *cfgXMLNode) attr(name string) (string, bool) {
+	for _, a := range n.attrs {
+		if a.Name.Space == "" && a.Name.Local == name {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
+// content is libxml2's node->content: text of text-like nodes, none for elements.
+func (n *cfgXMLNode) content() (string, bool) {
+	return n.text, n.kind != 'e'
+}
+
+// configParseXMLText follows core/xmlconf.c (libxml2 build): the root
+// <uwsgi>, or the first <uwsgi> child of the root whose id matches; each child
+// element is an option valued by the text of its first child node ("1" when
+// empty); children with a different id are skipped; a CDATA child is "eval";
+// <app mountpoint=...> becomes mount + app. The mode attribute never filters
+// because uWSGI has not executed --mode yet when it parses the file.
+func configParseXMLText(t *cfgText, id string) ([]Option, error) {
+	root, err := configXMLTree(t)
+	if err != nil {
+		return nil, err
+	}
+	elem := root
+	if root.name != "uwsgi" {
+		elem = nil
+		for _, c := range root.children {
+			if c.kind != 'e' || c.name != "uwsgi" {
+				continue
+			}
+			if cid, ok := c.attr("id"); id != "" && ok && cid != id {
+				continue
+			}
+			elem = c
+			break
+		}
+		if elem == nil {
+			return nil, t.errorf(root.off, "invalid xml root element, <uwsgi> expected")
+		}
+	}
+	var out []Option
+	for _, n := range elem.children {
+		if nid, ok := n.attr("id"); id != "" && ok && nid != id {
+			continue
+		}
+		src := t.src(n.off)
+		switch {
+		case n.kind == 'c':
+			out = append(out, Option{Key: "eval", Value: n.text, Src: src})
+		case n.kind == 'e' && n.name == "app":
+			out = append(out, configXMLApp(n, src)...)
+		case n.kind == 'e' && len(n.children) == 0:
+			out = append(out, Option{Key: n.name, Value: "1", Src: src})
+		case n.kind == 'e':
+			v, _ := n.children[0].content() // uWSGI would crash on an element here
+			out = append(out, Option{Key: n.name, Value: v, Src: src})
+		}
+	}
+	return out, nil
+}
+
+// configXMLApp is the legacy <app mountpoint="/x">script</app> form.
+func configXMLApp(n *cfgXMLNode, src string) []Option {
+	app := Option{Key: "app", Value: "", Src: src}
+	if len(n.children) == 0 {
+		return []Option{app}
+	}
+	var v string
+	var ok bool
+	if len(n.children) == 1 {
+		v, ok = n.children[0].content()
+	} else if second := n.children[1]; len(second.children) > 0 {
+		v, ok = second.children[0].content()
+	}
+	if !ok {
+		return nil
+	}
+	if mp, has := n.attr("mountpoint"); has {
+		v = mp + "=" + v
+	} else if dom, has := n.attr("domain"); has {
+		v = dom + "|=" + v
+	}
+	return []Option{{Key: "mount", Value: v, Src: src}, app}
+}
+
+// configXMLMaxDepth bounds element nesting; only the first levels are kept.
+const (
+	configXMLMaxDepth  = 4096
+	configXMLKeepDepth = 5
+)
+
+// configXMLTree builds the DOM down to configXMLKeepDepth levels, requiring a
+// single well-formed root element like libxml2.
+func configXMLTree(t *cfgText) (*cfgXMLNode, error) {
+	d := xml.NewDecoder(bytes.NewReader(t.data))
+	d.CharsetReader = configCharsetReader
+	var root *cfgXMLNode
+	var stack []*cfgXMLNode
+	depth := 0
+	for {
+		start := int(d.InputOffset())
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			msg := err.Error()
+			var se *xml.SyntaxError
+			if errors.As(err, &se) {
+				msg = se.Msg
+			}
+			return nil, t.errorf(int(d.InputOffset()), "XML error: %s", msg)
+		}
+		var n *cfgXMLNode
+		switch tk := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 && root != nil {
+				return nil, t.errorf(start, "extra content at the end of the document")
+			}
+			if depth++; depth > configXMLMaxDepth {
+				return nil, t.errorf(start, "XML nesting deeper than %d", configXMLMaxDepth)
+			}
+			n = &cfgXMLNode{kind: 'e', name: tk.Name.Local, attrs: tk.Attr, off: start}
+		case xml.EndElement:
+			depth--
+			if depth < len(stack) {
+				stack = stack[:depth]
+			}
+			continue
+		case xml.CharData:
+			kind := byte('t')
+			if bytes.HasPrefix(t.data[start:], []byte("<![CDATA[")) {
+				kind = 'c'
+			}
+			n = &cfgXMLNode{kind: kind, text: string(tk), off: start}
+		case xml.Comment:
+			n = &cfgXMLNode{kind: 'm', text: string(tk), off: start}
+		case xml.ProcInst:
+			n = &cfgXMLNode{kind: 'p', text: string(tk.Inst), off: start}
+		default:
+			continue
+		}
+		if depth == 0 || (n.kind != 'e' && depth > len(stack)) {
+			if n.kind == 't' && len(bytes.TrimSpace([]byte(n.text))) > 0 && depth == 0 {
+				return nil, t.errorf(start, "text outside the root element")
+			}
+			continue
+		}
+		if n.kind == 'e' {
+			if depth == 1 {
+				root = n
+				stack = append(stack[:0], n)
+				continue
+			}
+			if depth-1 == len(stack) && depth <= configXMLKeepDepth {
+				parent := stack[len(stack)-1]
+				parent.children = append(parent.children, n)
+				stack = append(stack, n)
+			}
+			continue
+		}
+		parent := stack[depth-1]
+		parent.children = append(parent.children, n)
+	}
+	if root == nil {
+		return nil, t.errorf(len(t.data), "document is empty (no root element)")
+	}
+	return root, nil
+}
+
+// configCharsetReader accepts the single-byte encodings an old config may
+// declare; libxml2 reads them, encoding/xml needs help.
+func configCharsetReader(charset string, in io.Reader) (io.Reader, error) {
+	switch strings.ToLower(charset) {
+	case "iso-8859-1", "latin1", "latin-1", "iso8859-1", "us-ascii", "ascii":
+		data, err := io.ReadAll(in)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for _, c := range data {
+			b.WriteRune(rune(c))
+		}
+		return strings.NewReader(b.String()), nil
+	}
+	return nil, fmt.Errorf("unsupported XML encoding %q", charset)
+}
+
+// applyPasses runs uWSGI's three substitution passes over every option not
+// executed yet: $(ENV), then @(file), then %(placeholder).
+func (p *cfgParser) applyPasses() error {
+	for _, sym := range []byte{'$', '@', '%'} {
+		for i := range p.list {
+			e := &p.list[i]
+			if e.configured || e.null {
+				continue
+			}
+			v, err := configExpand(e.Value, sym, func(key string) (string, bool, error) {
+				return p.resolve(sym, key, e.Src)
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Src, err)
+			}
+			e.Value = v
+		}
+	}
+	return nil
+}
+
+func (p *cfgParser) resolve(sym byte, key, src string) (string, bool, error) {
+	switch sym {
+	case '$':
+		v, ok := p.env[key]
+		return v, ok, nil
+	case '@':
+		v, err := p.readRef(key)
+		return v, err == nil, err
+	}
+	v, ok := p.placeholder(key)
+	return v, ok, nil
+}
+
+// readRef is @(path): the file (or exec:// output) without one trailing
+// newline or carriage return.
+func (p *cfgParser) readRef(ref string) (string, error) {
+	data, err := p.readConfig(ref)
+	if err != nil {
+		return "", fmt.Errorf("@(%s): %w", ref, err)
+	}
+	if n := len(data); n > 0 && (data[n-1] == '\n' || data[n-1] == '\r') {
+		data = data[:n-1]
+	}
+	return string(data), nil
+}
+
+// placeholder is uwsgi_manage_placeholder: a plain name is the first option
+// with that key; an expression with spaces is a token pipeline where numbers
+// are literals, other words are placeholders ("" if missing), adjacent values
+// concatenate, + - * / do 64-bit math on the running value and ++ -- step it.
+func (p *cfgParser) placeholder(expr string) (string, bool) {
+	if !strings.Contains(expr, " ") {
+		return p.lookup(expr)
+	}
+	var cur *string
+	op := byte(0)
+	for _, tok := range strings.Split(expr, " ") {
+		if tok == "" {
+			continue
+		}
+		switch tok {
+		case "+", "-", "*", "/":
+			op = tok[0]
+			continue
+		case "++", "--":
+			if cur != nil {
+				s := strconv.FormatInt(configAtoi(*cur)+int64(44-int(tok[0])), 10) // '+' is 43, '-' is 45
+				cur = &s
+			}
+			op = 0
+			continue
+		}
+		val := tok
+		if !configIsNumber(tok) {
+			val, _ = p.lookup(tok)
+		}
+		s := configApply(cur, op, val)
+		cur, op = &s, 0
+	}
+	if cur == nil {
+		return "", false
+	}
+	return *cur, true
+}
+
+// configApply combines the running pipeline value with the next one.
+func configApply(cur *string, op byte, val string) string {
+	a := ""
+	if cur != nil {
+		a = *cur
+	}
+	x, y := configAtoi(a), configAtoi(val)
+	switch op {
+	case '+':
+		return strconv.FormatInt(x+y, 10)
+	case '-':
+		return strconv.FormatInt(x-y, 10)
+	case '*':
+		return strconv.FormatInt(x*y, 10)
+	case '/':
+		if y == 0 {
+			return "0"
+		}
+		return strconv.FormatInt(x/y, 10)
+	}
+	return a + val
+}
+
+// configIsNumber is uWSGI's is_a_number: only digits (the empty string counts).
+func configIsNumber(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// configExpand is uwsgi_apply_config_pass for one value: find sym(...) with
+// balanced parentheses, replace it when resolve knows the key, and rescan the
+// new value from index 1 (uWSGI resets its index to 0 and then increments it,
+// so a replacement starting the value is not expanded again). Unlike uWSGI it
+// stops a self-referencing value instead of looping forever, and reports an
+// unterminated reference.
+func configExpand(v string, sym byte, resolve func(string) (string, bool, error)) (string, error) {
+	state, depth, keyStart, rounds := 0, 0, 0, 0
+	for j := 0; j < len(v); j++ {
+		c := v[j]
+		switch {
+		case c == sym:
+			state = 1
+		case c == '(' && state == 1:
+			state, depth, keyStart = 2, 0, j+1
+		case state >= 2 && c == '(':
+			depth++
+		case state >= 2 && c == ')' && depth > 0:
+			depth--
+		case state >= 2 && c == ')':
+			state = 0
+			if j == keyStart { // "%()" is left alone
+				continue
+			}
+			val, ok, err := resolve(v[keyStart:j])
+			if err != nil || !ok {
+				if err != nil {
+					return "", err
+				}
+				continue
+			}
+			if rounds++; rounds > configMaxExpansions || len(v)-(j+1-keyStart+2)+len(val) > configMaxValueSize {
+				return "", fmt.Errorf("expansion of %c(%s) does not terminate (self-referencing placeholder?)", sym, v[keyStart:j])
+			}
+			v = v[:keyStart-2] + val + v[j+1:]
+			j = 0
+		case state >= 2:
+		default:
+			state = 0
+		}
+	}
+	if state >= 2 {
+		kind := map[byte]string{'%': "placeholder", '$': "environment reference", '@': "file reference"}[sym]
+		return "", fmt.Errorf("unterminated %s %s", kind, configShorten(v[keyStart-2:]))
+	}
+	return v, nil
+}
+
+func configShorten(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// applyInherit is the part of uwsgi_configure that matters for the list:
+// each inherit option, in list order (including ones that inherited files
+// add), appends its file's options at the end, after the substitution passes.
+func (p *cfgParser) applyInherit() error {
+	for i := 0; i < len(p.list); i++ {
+		e := p.list[i]
+		if e.Key != "inherit" || e.configured || e.null {
+			continue
+		}
+		p.list[i].configured = true
+		file, _, _ := configSplitSection(e.Value)
+		id := p.fileID(file)
+		for _, c := range e.chain {
+			if c == id {
+				return fmt.Errorf("%s: inherit loop: %s inherits itself", e.Src, e.Value)
+			}
+		}
+		chain := append(append([]string(nil), e.chain...), id)
+		if err := p.loadByExtension(e.Value, e.Src, chain); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -945,7 +945,9 @@ func (p *cfgParser) execOutput(cmdline string) ([]byte, error) {
 // the config argument about to be read, and the uppercase copies on the first
 // load of the run.
 func (p *cfgParser) fillMagic(arg string) error {
-	p.magic['o'] = arg
+	// uWSGI's %o aliases the argument, which the loaders cut at the section
+	// ':' while the file is read: what the text sees is the file part.
+	p.magic['o'], _, _ = configSplitSection(arg)
 	if configScheme(arg) != "" || arg == "-" {
 		return nil // scheme arguments only update %o
 	}

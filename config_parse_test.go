@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
+	"flag"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // configKnownTable is a small stand-in for the program's option table:
@@ -153,7 +158,7 @@ func TestConfigSkeletonSymlinks(t *testing.T) {
 
 func TestConfigIncludeMagicDescribesIncludedFile(t *testing.T) {
 	dir := configWrite(t, map[string]string{
-		"main.ini": "[uwsgi]\ninclude = sub/inc.ini\nmine = %n\n",
+		"main.ini":    "[uwsgi]\ninclude = sub/inc.ini\nmine = %n\n",
 		"sub/inc.ini": "[uwsgi]\ninc = %n %N %c\n",
 	})
 	o := configMustParse(t, []string{"--ini", "main.ini"}, configSpec(dir))
@@ -208,4 +213,174 @@ func TestConfigErrorsAreOneLine(t *testing.T) {
 			t.Errorf("%s: error %v, want it to contain %q on one line", file, err, want)
 		}
 	}
+}
+
+var configUpdate = flag.Bool("config-update", false, "rewrite testdata/config golden files")
+
+// configCase is one directory of testdata/config/corpus: config files, an
+// "args" file (one argument per line), an optional "env" file (one VAR=value
+// per line) and the golden "want.show" (ShowConfig output, the case directory
+// written as $DIR). A "nouwsgi" file explains why uwsgi-core differs on it.
+type configCase struct {
+	name, dir string
+	args, env []string
+}
+
+func configCorpus(t *testing.T) []configCase {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("testdata", "config", "corpus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []configCase
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c := configCase{name: e.Name(), dir: filepath.Join(root, e.Name())}
+		c.args = configLines(t, filepath.Join(c.dir, "args"))
+		c.env = append([]string{"HOME=/home/cfgtest", "PATH=/usr/bin:/bin"}, configLines(t, filepath.Join(c.dir, "env"))...)
+		cases = append(cases, c)
+	}
+	if len(cases) == 0 {
+		t.Fatal("empty corpus")
+	}
+	return cases
+}
+
+func configLines(t *testing.T, path string) []string {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+// configOurs runs ParseArgs on a corpus case and returns ShowConfig's output
+// (or the error text) with the case directory replaced by $DIR.
+func configOurs(c configCase) string {
+	o, err := ParseArgs(c.args, configSpec(c.dir, c.env...))
+	out := ""
+	if err != nil {
+		out = "error: " + err.Error() + "\n"
+	} else {
+		out = ShowConfig(o)
+	}
+	return strings.ReplaceAll(out, c.dir, "$DIR")
+}
+
+func TestConfigGolden(t *testing.T) {
+	for _, c := range configCorpus(t) {
+		t.Run(c.name, func(t *testing.T) {
+			got := configOurs(c)
+			golden := filepath.Join(c.dir, "want.show")
+			if *configUpdate {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("ShowConfig differs from %s\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// configShowBlock extracts the "key = value" lines between uWSGI's
+// --show-config markers.
+func configShowBlock(out string) ([]string, bool) {
+	var lines []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case l == ";uWSGI instance configuration":
+			in = true
+		case l == ";end of configuration":
+			return lines, in
+		case in && l != "[uwsgi]":
+			lines = append(lines, l)
+		}
+	}
+	return nil, false
+}
+
+const configUWSGI = "/usr/bin/uwsgi-core"
+
+// TestConfigShowConfigMatchesUWSGI runs uwsgi-core on every corpus case and
+// compares its --show-config block with ours. uwsgi-core is stopped right
+// after printing it by an unknown --clock, which it checks next.
+func TestConfigShowConfigMatchesUWSGI(t *testing.T) {
+	if _, err := os.Stat(configUWSGI); err != nil {
+		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
+	}
+	const clock = "cfgtest-no-such-clock"
+	for _, c := range configCorpus(t) {
+		t.Run(c.name, func(t *testing.T) {
+			if why, err := os.ReadFile(filepath.Join(c.dir, "nouwsgi")); err == nil {
+				t.Skipf("known difference: %s", strings.TrimSpace(string(why)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, configUWSGI, append([]string{"--show-config", "--clock", clock}, c.args...)...)
+			cmd.Dir, cmd.Env = c.dir, c.env
+			out, _ := cmd.CombinedOutput()
+			theirs, ok := configShowBlock(string(out))
+			if !ok {
+				t.Fatalf("no --show-config block from uwsgi-core:\n%s", out)
+			}
+			// Drop the two lines our harness added to uwsgi-core's command line
+			// (after the environment's options, before the rest).
+			i := 0
+			for i+1 < len(theirs) && (theirs[i] != "show-config = true" || theirs[i+1] != "clock = "+clock) {
+				i++
+			}
+			if i+1 >= len(theirs) {
+				t.Fatalf("harness options missing from uwsgi-core's output: %q", theirs)
+			}
+			theirs = append(theirs[:i:i], theirs[i+2:]...)
+			o, err := ParseArgs(c.args, configSpec(c.dir, c.env...))
+			if err != nil {
+				t.Fatalf("ParseArgs: %v (uwsgi-core accepted it)", err)
+			}
+			ours, _ := configShowBlock(ShowConfig(o))
+			if !reflect.DeepEqual(ours, theirs) {
+				t.Errorf("differs from uwsgi-core\n%s", configDiff(ours, theirs))
+			}
+		})
+	}
+}
+
+// configDiff shows both lists side by side from the first difference.
+func configDiff(ours, theirs []string) string {
+	i := 0
+	for i < len(ours) && i < len(theirs) && ours[i] == theirs[i] {
+		i++
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "first difference at line %d\n", i+1)
+	for j := i; j < len(ours) || j < len(theirs); j++ {
+		var a, c string
+		if j < len(ours) {
+			a = ours[j]
+		}
+		if j < len(theirs) {
+			c = theirs[j]
+		}
+		fmt.Fprintf(&b, "  ours %-40q uwsgi %q\n", a, c)
+	}
+	return b.String()
 }

@@ -38,7 +38,83 @@ func init() {
 }
 
 func main() {
+	if spec := os.Getenv(shimEnv); spec != "" {
+		os.Exit(runShim(spec))
+	}
 	os.Exit(run(os.Args[1:]))
+}
+
+// shimEnv marks the emperor's own binary running as a vassal's pre-exec
+// stage (see shimNeeded); it never reaches the vassal.
+const shimEnv = "EMPEROR_PRE_EXEC"
+
+type shimSpec struct {
+	exec     string
+	caps     uint64
+	uid, gid int
+	private  bool
+}
+
+func (s shimSpec) String() string {
+	out := fmt.Sprintf("exec=%s caps=%x uid=%d gid=%d", s.exec, s.caps, s.uid, s.gid)
+	if s.private {
+		out += " private=1"
+	}
+	return out
+}
+
+func parseShimSpec(spec string) shimSpec {
+	s := shimSpec{uid: -1, gid: -1}
+	for _, f := range strings.Fields(spec) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "exec":
+			s.exec = v
+		case "caps":
+			s.caps, _ = strconv.ParseUint(v, 16, 64)
+		case "uid":
+			s.uid, _ = strconv.Atoi(v)
+		case "gid":
+			s.gid, _ = strconv.Atoi(v)
+		case "private":
+			s.private = v == "1"
+		}
+	}
+	return s
+}
+
+// capNames are uWSGI's capability names, by number (SPEC 9.3).
+var capNames = []string{"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill",
+	"setgid", "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+	"net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot",
+	"sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time",
+	"sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+	"mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read",
+	"perfmon", "bpf", "checkpoint_restore"}
+
+// parseCaps reads a capability list (names or numbers) into a mask.
+func parseCaps(list string) (uint64, error) {
+	var mask uint64
+	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.Atoi(name)
+		if err != nil {
+			n = -1
+			for i, c := range capNames {
+				if c == strings.ToLower(strings.TrimPrefix(strings.ToLower(name), "cap_")) {
+					n = i
+				}
+			}
+		}
+		if n < 0 || n > 63 {
+			logRaw("[security] unknown capability: %s", name)
+			continue
+		}
+		mask |= 1 << uint(n)
+	}
+	if mask == 0 {
+		return 0, fmt.Errorf("[security] empty capabilities mask !!!")
+	}
+	return mask, nil
 }
 
 // optionKind says how the command line reads an option.
@@ -118,6 +194,7 @@ func run(args []string) int {
 	}
 	self, _ := os.Executable()
 	cwd, _ := os.Getwd()
+	args = configAsINI(args)
 	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
@@ -208,34 +285,132 @@ func runVassal(opts *Options, args []string) int {
 	if opts.Flag("show-config") {
 		fmt.Print(ShowConfig(opts))
 	}
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
-		return 1
+	// uWSGI's order (SPEC 11): pre-jail hooks, the privileged patch,
+	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
+	// uid/gid drop, as-user hooks, the unprivileged patch.
+	steps := []func() error{
+		func() error { return applyEnv(opts) },
+		func() error { return runHooks(opts, "pre-jail") },
+		func() error { return execPatch(opts, "privileged-binary-patch", args) },
+		func() error { return unshareFromConfig(opts) },
+		func() error { return chrootFromConfig(opts) },
+		func() error { return runHooks(opts, "in-jail") },
+		func() error { return runHooks(opts, "post-jail") },
+		func() error { return runHooks(opts, "as-root") },
+		func() error { return dropPrivileges(opts) },
+		func() error { return runHooks(opts, "as-user") },
+		func() error { return execPatch(opts, "unprivileged-binary-patch", args) },
 	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
+	return 1
+}
+
+func applyEnv(opts *Options) error {
 	for _, kv := range opts.All("env") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return fail(fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv))
+			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
+			return fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
 		}
 		if err := os.Setenv(k, v); err != nil {
-			return fail(fmt.Errorf("env %s: %w", k, err))
+			return fmt.Errorf("env %s: %w", k, err)
 		}
 	}
-	if dir, ok := opts.Last("chdir"); ok {
-		if err := os.Chdir(dir); err != nil {
-			return fail(fmt.Errorf("chdir: %w", err))
+	return nil
+}
+
+func chrootFromConfig(opts *Options) error {
+	dir, ok := opts.Last("chroot")
+	if !ok || dir == "" {
+		return nil
+	}
+	if err := syscall.Chroot(dir); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	return os.Chdir("/")
+}
+
+// runHooks runs one phase's hooks: hook-PHASE actions, then exec-PHASE
+// shell commands, each in config order. Any failure stops the vassal.
+func runHooks(opts *Options, phase string) error {
+	for _, h := range opts.All("hook-" + phase) {
+		if err := runHookAction(h); err != nil {
+			return fmt.Errorf("hook-%s %q: %w", phase, h, err)
 		}
 	}
-	if err := execPatch(opts, "privileged-binary-patch", args); err != nil {
-		return fail(err)
+	for _, key := range []string{"mount-" + phase, "umount-" + phase} {
+		for _, h := range opts.All(key) {
+			action := strings.TrimSuffix(key, "-"+phase)
+			if err := runHookAction(action + ":" + h); err != nil {
+				return fmt.Errorf("%s %q: %w", key, h, err)
+			}
+		}
 	}
-	if err := dropPrivileges(opts); err != nil {
-		return fail(err)
+	for _, cmd := range opts.All("exec-" + phase) {
+		if err := runShell(cmd); err != nil {
+			return fmt.Errorf("exec-%s %q: %w", phase, cmd, err)
+		}
 	}
-	if err := execPatch(opts, "unprivileged-binary-patch", args); err != nil {
-		return fail(err)
+	return nil
+}
+
+func runShell(cmdline string) error {
+	cmd := exec.Command("/bin/sh", "-c", cmdline)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// runHookAction performs one uWSGI hook, "action:arguments".
+func runHookAction(h string) error {
+	action, arg, _ := strings.Cut(h, ":")
+	switch action {
+	case "exec":
+		return runShell(arg)
+	case "print", "log":
+		fmt.Fprintln(os.Stderr, arg)
+	case "chdir":
+		return os.Chdir(arg)
+	case "mkdir":
+		return os.Mkdir(arg, 0o777)
+	case "putenv":
+		k, v, _ := strings.Cut(arg, "=")
+		return os.Setenv(k, v)
+	case "unlink":
+		return os.Remove(arg)
+	case "write", "append":
+		path, content, _ := strings.Cut(arg, " ")
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if action == "append" {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		}
+		f, err := os.OpenFile(path, flags, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case "sethostname", "hostname":
+		return setHostname(arg)
+	case "mount":
+		return hookMount(strings.Fields(arg))
+	case "umount":
+		return hookUnmount(strings.Fields(arg))
+	case "exit":
+		code, _ := strconv.Atoi(arg)
+		os.Exit(code)
+	default:
+		return fmt.Errorf("unsupported hook action %q", action)
 	}
-	return fail(fmt.Errorf("nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)"))
+	return nil
 }
 
 // execPatch replaces the runner with the patched program, if the config
@@ -341,6 +516,28 @@ func lookupGroup(s string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
+// configAsINI turns "--config FILE" for a name no loader claims (what the
+// emperor passes for --emperor-extra-extension configs) into "--ini FILE":
+// uWSGI would need a configurator plugin; the runner reads such files as INI.
+func configAsINI(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] != "--config" {
+			continue
+		}
+		known := false
+		for _, ext := range configSuffixes {
+			if strings.HasSuffix(out[i+1], ext) {
+				known = true
+			}
+		}
+		if !known {
+			out[i] = "--ini"
+		}
+	}
+	return out
+}
+
 // configArgName finds the vassal config on the runner's command line, for
 // error messages.
 func configArgName(args []string) string {
@@ -384,6 +581,18 @@ type emperorConfig struct {
 	extraExt         []string
 	before, after    []string // argv around the vassal config
 	cloneFlags       uintptr
+	tyrant           bool
+	tyrantNofollow   bool
+	vassalCaps       uint64
+	self             string // this executable, for the pre-exec stage
+	own              ownPrivileges
+}
+
+// ownPrivileges is what the emperor drops to after binding its sockets.
+type ownPrivileges struct {
+	uid, gid int
+	caps     uint64
+	chroot   string
 }
 
 func loadEmperorConfig(o *Options) (*emperorConfig, error) {
@@ -408,6 +617,18 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
 	}
 	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
+	c.tyrant = o.Flag("emperor-tyrant")
+	c.tyrantNofollow = o.Flag("emperor-tyrant-nofollow")
+	c.self, _ = os.Executable()
+	if list, ok := o.Last("emperor-cap", "vassals-cap", "vassal-cap"); ok && list != "" {
+		var err error
+		if c.vassalCaps, err = parseCaps(list); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.own.load(o); err != nil {
+		return nil, err
+	}
 	c.pidfile, _ = o.Last("emperor-pidfile")
 	if c.freq <= 0 {
 		// uWSGI spins with freq 0; a busy loop helps nobody.
@@ -432,6 +653,38 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+func (p *ownPrivileges) load(o *Options) error {
+	p.uid, p.gid = -1, -1
+	var err error
+	if u, ok := o.Last("uid"); ok && u != "" {
+		var usr *user.User
+		if usr, p.uid, err = lookupUser(u); err != nil {
+			return err
+		}
+		if usr != nil {
+			p.gid, _ = strconv.Atoi(usr.Gid)
+		}
+	}
+	if g, ok := o.Last("gid"); ok && g != "" {
+		if p.gid, err = lookupGroup(g); err != nil {
+			return err
+		}
+	}
+	if p.uid >= 0 && p.gid < 0 {
+		p.gid = os.Getgid()
+	}
+	if p.gid >= 0 && p.uid < 0 {
+		p.uid = os.Getuid()
+	}
+	if list, ok := o.Last("cap"); ok && list != "" {
+		if p.caps, err = parseCaps(list); err != nil {
+			return err
+		}
+	}
+	p.chroot, _ = o.Last("chroot")
+	return nil
 }
 
 func (c *emperorConfig) resolveBinary(o *Options) error {
@@ -683,6 +936,7 @@ type emperor struct {
 	byFd     map[int]*vassal
 	black    *blacklist
 	timers   timerQueue
+	refused  map[string]fileState // tyrant refusals already logged
 
 	exits    chan childExit
 	readable chan readyFD
@@ -709,6 +963,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		byPid:    map[int]*vassal{},
 		byFd:     map[int]*vassal{},
 		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
+		refused:  map[string]fileState{},
 		exits:    make(chan childExit, 256),
 		readable: make(chan readyFD, 256),
 		fsHints:  make(chan string, 1024),
@@ -767,6 +1022,12 @@ func (e *emperor) start() error {
 		for _, d := range m.watchDirs() {
 			e.fs.add(d)
 		}
+	}
+	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 || p.chroot != "" {
+		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps, p.chroot); err != nil {
+			return err
+		}
+		logRaw("[emperor] running as uid %d gid %d (capabilities kept: %x)", os.Getuid(), os.Getgid(), p.caps)
 	}
 	return nil
 }
@@ -1102,6 +1363,15 @@ func (e *emperor) statConfig(path string) (fileState, bool) {
 		return fileState{}, false
 	}
 	uid, gid, dev, ino := statOwner(fi)
+	if e.cfg.tyrant && e.cfg.tyrantNofollow && !e.cfg.nofollow {
+		// The link's owner decides: a symlink to someone else's file must
+		// not borrow that owner.
+		lfi, err := os.Lstat(path)
+		if err != nil {
+			return fileState{}, false
+		}
+		uid, gid, _, _ = statOwner(lfi)
+	}
 	return fileState{dev: dev, ino: ino, mtime: fi.ModTime().UnixNano(), size: fi.Size(), uid: uid, gid: gid, link: isLink}, true
 }
 
@@ -1148,6 +1418,12 @@ func (e *emperor) digest(path string, st fileState) string {
 // consul-template, a ConfigMap ..data swap) and changes nothing.
 func (e *emperor) checkChange(v *vassal, st fileState) {
 	if v.file.sameStat(st) || v.then == thenDelete {
+		return
+	}
+	if e.cfg.tyrant && (st.uid != v.uid || st.gid != v.gid) {
+		// Stop, then the rescan after removal starts it as the new owner.
+		logRaw("!!! permissions of file %s changed. stopping the instance... !!!", v.name)
+		e.stop(v, thenDelete)
 		return
 	}
 	st.digest = e.digest(v.path, st)
@@ -1247,6 +1523,15 @@ func contentDigest(data []byte) string {
 }
 
 func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
+	if e.cfg.tyrant && (st.uid == 0 || st.gid == 0) {
+		// Logged once per change of the file, not on every scan.
+		if prev, seen := e.refused[c.name]; !seen || !prev.sameStat(st) {
+			logRaw("[emperor-tyrant] invalid permissions for vassal %s", c.name)
+			e.refused[c.name] = st
+		}
+		return
+	}
+	delete(e.refused, c.name)
 	st.digest = e.digest(c.path, st)
 	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1,
 		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
@@ -1283,17 +1568,15 @@ func (e *emperor) spawn(v *vassal) {
 		e.spawnFailed(v, fmt.Errorf("socketpair: %w", err))
 		return
 	}
-	attr, err := platformSysProcAttr(&spawnSpec{cloneFlags: e.cfg.cloneFlags})
+	path, env, attr, err := e.execPlan(v)
 	if err != nil {
 		syscall.Close(ours)
 		syscall.Close(theirs)
 		e.spawnFailed(v, err)
 		return
 	}
-	env := append(e.baseEnv[:len(e.baseEnv):len(e.baseEnv)], "UWSGI_EMPEROR_FD=3")
-	cwd := e.cfg.spawnDir(v)
-	pid, err := syscall.ForkExec(e.cfg.binary, e.vassalArgv(v), &syscall.ProcAttr{
-		Dir: cwd, Env: env, Sys: attr,
+	pid, err := syscall.ForkExec(path, e.vassalArgv(v), &syscall.ProcAttr{
+		Dir: e.cfg.spawnDir(v), Env: env, Sys: attr,
 		Files: []uintptr{e.devnull.Fd(), 1, 2, uintptr(theirs)},
 	})
 	syscall.Close(theirs)
@@ -1321,6 +1604,34 @@ func (e *emperor) spawn(v *vassal) {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
+}
+
+// execPlan decides how the vassal is exec'd: directly, with the tyrant's
+// credentials applied by fork, or through the emperor's own pre-exec stage
+// when something must happen between fork and exec that fork cannot do.
+func (e *emperor) execPlan(v *vassal) (string, []string, *syscall.SysProcAttr, error) {
+	env := append(e.baseEnv[:len(e.baseEnv):len(e.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	attr, err := platformSysProcAttr(&spawnSpec{cloneFlags: e.cfg.cloneFlags})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if e.cfg.tyrant {
+		uid, gid = int(v.uid), int(v.gid)
+		logRaw("[emperor-tyrant] dropping privileges to %d %d for instance %s", uid, gid, v.name)
+	}
+	inUserNS := userNSMappings(attr, uid, gid)
+	if shimNeeded(e.cfg) {
+		spec := shimSpec{exec: e.cfg.binary, caps: e.cfg.vassalCaps, uid: -1, gid: -1, private: e.cfg.cloneFlags != 0}
+		if e.cfg.tyrant {
+			spec.uid, spec.gid = uid, gid
+		}
+		return e.cfg.self, append(env, shimEnv+"="+spec.String()), attr, nil
+	}
+	if e.cfg.tyrant && !inUserNS {
+		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	}
+	return e.cfg.binary, env, attr, nil
 }
 
 // spawnDir is the vassal's working directory: its config's directory for
@@ -1921,7 +2232,7 @@ type blackStat struct {
 }
 
 func (e *emperor) snapshot() *statsSnapshot {
-	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.startCwd}
+	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.startCwd, tyrant: e.cfg.tyrant}
 	if len(e.monitors) == 1 && !e.monitors[0].glob {
 		s.cwd = e.monitors[0].dir // uWSGI sits in its vassal directory
 	}

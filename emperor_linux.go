@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -274,5 +275,243 @@ func cloexecInherited() {
 		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
 			unix.CloseOnExec(fd)
 		}
+	}
+}
+
+// shimNeeded says whether vassals must pass through the pre-exec shim: Go's
+// fork cannot shrink the bounding set or make mounts private between fork
+// and exec, so the emperor execs itself for that, then the real vassal.
+func shimNeeded(c *emperorConfig) bool {
+	return c.vassalCaps != 0 || c.cloneFlags&unix.CLONE_NEWNS != 0
+}
+
+// runShim runs in the child, still as root, between the emperor's fork and
+// the vassal's exec: private mounts (so a vassal's umount cannot reach the
+// host through shared propagation), the capability bounding set, then the
+// tyrant's uid/gid, then exec. spec is "exec=PATH caps=HEX uid=N gid=N private=1".
+func runShim(spec string) int {
+	os.Unsetenv(shimEnv)
+	s := parseShimSpec(spec)
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
+		return 1
+	}
+	if s.private {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fail(fmt.Errorf("making mounts private: %w", err))
+		}
+	}
+	if s.caps != 0 {
+		if err := shrinkBoundingSet(s.caps | 1<<unix.CAP_SETPCAP); err != nil {
+			return fail(err)
+		}
+	}
+	if s.uid >= 0 {
+		if err := setIDs(s.uid, s.gid, nil); err != nil {
+			return fail(err)
+		}
+	}
+	return fail(fmt.Errorf("exec %s: %w", s.exec, syscall.Exec(s.exec, os.Args, os.Environ())))
+}
+
+// shrinkBoundingSet drops every capability not in keep from the bounding set
+// of the calling thread, the one that will exec.
+func shrinkBoundingSet(keep uint64) error {
+	for c := 0; c <= lastCap(); c++ {
+		if keep&(1<<uint(c)) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("unable to drop capability %d: %w", c, err)
+		}
+	}
+	return nil
+}
+
+func lastCap() int {
+	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 40
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 40
+	}
+	return n
+}
+
+// setIDs switches the whole process to gid, uid with exactly the given
+// supplementary groups (none for tyrant vassals, as uWSGI 2.0).
+func setIDs(uid, gid int, groups []int) error {
+	if groups == nil {
+		groups = []int{}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid(%d): %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid(%d): %w", uid, err)
+	}
+	return nil
+}
+
+// dropEmperorPrivileges runs the emperor itself as uid/gid, keeping only the
+// capabilities listed (uWSGI's paranoid tyrant: cap = setgid,setuid). Caps
+// are per thread in Linux, so every step goes to all threads at once.
+func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
+	if keep != 0 {
+		for c := 0; c <= lastCap(); c++ {
+			if keep&(1<<uint(c)) == 0 {
+				if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); e != 0 && e != unix.EINVAL {
+					return fmt.Errorf("cap: dropping capability %d from the bounding set: %w", c, e)
+				}
+			}
+		}
+		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); e != 0 {
+			return fmt.Errorf("cap: keepcaps: %w (not possible in a cgo build)", e)
+		}
+	}
+	if chroot != "" {
+		if err := syscall.Chroot(chroot); err != nil {
+			return fmt.Errorf("chroot %s: %w", chroot, err)
+		}
+		if err := os.Chdir("/"); err != nil {
+			return fmt.Errorf("chroot %s: %w", chroot, err)
+		}
+	}
+	if uid >= 0 {
+		if err := setIDs(uid, gid, []int{gid}); err != nil {
+			return err
+		}
+	}
+	if keep != 0 {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		data := [2]unix.CapUserData{
+			{Effective: uint32(keep), Permitted: uint32(keep)},
+			{Effective: uint32(keep >> 32), Permitted: uint32(keep >> 32)},
+		}
+		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+			return fmt.Errorf("cap: capset: %w", e)
+		}
+	}
+	return nil
+}
+
+// userNSMappings maps root inside a new user namespace to the vassal's host
+// uid/gid, so CLONE_NEWUSER works without an external helper (uWSGI's
+// setuid(0) there fails for want of a mapping).
+func userNSMappings(attr *syscall.SysProcAttr, uid, gid int) bool {
+	if attr.Cloneflags&unix.CLONE_NEWUSER == 0 {
+		return false
+	}
+	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+	attr.GidMappingsEnableSetgroups = false
+	return true
+}
+
+func setHostname(name string) error { return unix.Sethostname([]byte(name)) }
+
+// hookMount is uWSGI's mount hook: "fstype source target [flags]".
+func hookMount(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("mount needs: fstype source target")
+	}
+	var flags uintptr
+	if len(args) > 3 {
+		for _, f := range strings.Split(args[3], ",") {
+			switch f {
+			case "bind":
+				flags |= unix.MS_BIND
+			case "recursive", "rec":
+				flags |= unix.MS_REC
+			case "readonly", "ro":
+				flags |= unix.MS_RDONLY
+			case "remount":
+				flags |= unix.MS_REMOUNT
+			case "private":
+				flags |= unix.MS_PRIVATE
+			}
+		}
+	}
+	return unix.Mount(args[1], args[2], args[0], flags, "")
+}
+
+func hookUnmount(args []string) error {
+	if len(args) < 1 {
+		return fmt.Errorf("umount needs a target")
+	}
+	return unix.Unmount(args[0], unix.MNT_DETACH)
+}
+
+// unshareFromConfig applies the vassal's own "unshare" option. Mount, UTS,
+// IPC and network namespaces are entered in place (all the runner's work
+// happens on its locked main thread, which is the one that execs); a new
+// pid namespace needs a child, so the runner re-runs itself there and
+// waits, passing its exit status and signals through.
+func unshareFromConfig(opts *Options) error {
+	list, ok := opts.Last("unshare")
+	if !ok || list == "" || os.Getenv("EMPEROR_UNSHARED") != "" {
+		return nil
+	}
+	flags, err := parseCloneFlags(list)
+	if err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	if flags&unix.CLONE_NEWPID != 0 {
+		return reexecInNamespaces(flags)
+	}
+	if err := unix.Unshare(int(flags)); err != nil {
+		return fmt.Errorf("unshare(%s): %w", list, err)
+	}
+	if flags&unix.CLONE_NEWNS != 0 {
+		// Private first: with shared propagation an umount here would
+		// reach the host's mount table.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("making mounts private: %w", err)
+		}
+	}
+	return nil
+}
+
+func reexecInNamespaces(flags uintptr) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	files := []uintptr{0, 1, 2}
+	if fd, err := strconv.Atoi(os.Getenv("UWSGI_EMPEROR_FD")); err == nil && fd >= 3 {
+		for len(files) < fd {
+			files = append(files, ^uintptr(0))
+		}
+		files = append(files, uintptr(fd))
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1)
+	pid, err := syscall.ForkExec(self, os.Args, &syscall.ProcAttr{
+		Env: append(os.Environ(), "EMPEROR_UNSHARED=1"), Files: files,
+		Sys: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return fmt.Errorf("unshare: starting the vassal in new namespaces: %w", err)
+	}
+	go func() {
+		for s := range sigs {
+			_ = syscall.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+	for {
+		var ws syscall.WaitStatus
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if ws.Signaled() {
+			os.Exit(128 + int(ws.Signal()))
+		}
+		os.Exit(ws.ExitStatus())
 	}
 }

@@ -197,3 +197,78 @@ func cloexecInherited() {
 		syscall.CloseOnExec(fd)
 	}
 }
+
+func shimNeeded(c *emperorConfig) bool { return c.vassalCaps != 0 }
+
+func runShim(spec string) int {
+	os.Unsetenv(shimEnv)
+	s := parseShimSpec(spec)
+	if s.caps != 0 {
+		fmt.Fprintf(os.Stderr, "[emperor] vassal-cap: capabilities are not supported on %s\n", runtime.GOOS)
+		return 1
+	}
+	if s.uid >= 0 {
+		if err := setIDs(s.uid, s.gid, nil); err != nil {
+			fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
+			return 1
+		}
+	}
+	err := syscall.Exec(s.exec, os.Args, os.Environ())
+	fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: exec %s: %v\n", s.exec, err)
+	return 1
+}
+
+func setIDs(uid, gid int, groups []int) error {
+	if groups == nil {
+		groups = []int{}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid(%d): %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid(%d): %w", uid, err)
+	}
+	return nil
+}
+
+func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
+	if keep != 0 {
+		return fmt.Errorf("cap: capabilities are not supported on %s", runtime.GOOS)
+	}
+	if chroot != "" {
+		if err := syscall.Chroot(chroot); err != nil {
+			return fmt.Errorf("chroot %s: %w", chroot, err)
+		}
+		if err := os.Chdir("/"); err != nil {
+			return fmt.Errorf("chroot %s: %w", chroot, err)
+		}
+	}
+	if uid >= 0 {
+		return setIDs(uid, gid, []int{gid})
+	}
+	return nil
+}
+
+func userNSMappings(attr *syscall.SysProcAttr, uid, gid int) bool { return false }
+
+func setHostname(name string) error {
+	return fmt.Errorf("sethostname is not supported on %s", runtime.GOOS)
+}
+
+func hookMount(args []string) error {
+	return fmt.Errorf("mount hooks are not supported on %s", runtime.GOOS)
+}
+
+func hookUnmount(args []string) error {
+	return fmt.Errorf("umount hooks are not supported on %s", runtime.GOOS)
+}
+
+func unshareFromConfig(opts *Options) error {
+	if list, ok := opts.Last("unshare"); ok && list != "" {
+		return fmt.Errorf("unshare: namespaces are not supported on %s", runtime.GOOS)
+	}
+	return nil
+}

@@ -777,6 +777,7 @@ func (p *cfgParser) load(arg, kind, src string, chain []string) error {
 	if len(p.loading) >= configMaxNesting || len(chain) >= configMaxNesting {
 		return fmt.Errorf("%s: config files nested too deeply (more than %d) loading %s", src, configMaxNesting, arg)
 	}
+	firstRound := !p.first
 	if err := p.fillMagic(arg); err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
@@ -796,6 +797,11 @@ func (p *cfgParser) load(arg, kind, src string, chain []string) error {
 	opts, err := p.parseData(kind, file, data, section)
 	if err != nil {
 		return err
+	}
+	if firstRound && (kind == "ini" || kind == "yaml") {
+		// %O aliases the first argument; the INI and YAML loaders put its ':'
+		// back once the file is read, so later files see the section too.
+		p.magic['O'] = arg
 	}
 	p.loading = append(p.loading, id)
 	savedChain := p.chain

@@ -158,6 +158,7 @@ const (
 	configMaxFileSize   = 16 << 20 // bytes read from one config file or @() reference
 	configMaxValueSize  = 16 << 20 // bytes an option value may grow to by expansion
 	configMaxExpansions = 10000    // replacements in one value (self-reference guard)
+	configMaxExpandWork = 1 << 28  // bytes rescanned while expanding one value
 	configMaxNesting    = 64       // nested include/inherit depth
 	configMaxOptions    = 100000   // total options (for-loops and includes multiply)
 	configExecTimeout   = 60 * time.Second
@@ -488,12 +489,19 @@ func (p *cfgParser) set(e cfgEntry, placeholderOnly bool) error {
 // lookup is uwsgi_get_exported_opt: the first entry with that key; a NULL
 // value (command-line flag) counts as absent.
 func (p *cfgParser) lookup(key string) (string, bool) {
-	for i := range p.list {
-		if p.list[i].Key == key {
-			return p.list[i].Value, !p.list[i].null
-		}
+	if i := p.lookupIndex(key); i >= 0 {
+		return p.list[i].Value, !p.list[i].null
 	}
 	return "", false
+}
+
+func (p *cfgParser) lookupIndex(key string) int {
+	for i := range p.list {
+		if p.list[i].Key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 func (p *cfgParser) checkStrict() error {
@@ -2005,8 +2013,11 @@ func (p *cfgParser) applyPasses() error {
 			if e.configured || e.null {
 				continue
 			}
-			v, err := configExpand(e.Value, sym, func(key string) (string, bool, error) {
-				return p.resolve(sym, key, e.Src)
+			v, err := configExpand(e.Value, sym, func(key, cur string) (string, bool, error) {
+				if sym == '%' && p.lookupIndex(key) == i {
+					return cur, !e.null, nil // uWSGI updates the value in place as it goes
+				}
+				return p.resolve(sym, key)
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", e.Src, err)
@@ -2017,7 +2028,7 @@ func (p *cfgParser) applyPasses() error {
 	return nil
 }
 
-func (p *cfgParser) resolve(sym byte, key, src string) (string, bool, error) {
+func (p *cfgParser) resolve(sym byte, key string) (string, bool, error) {
 	switch sym {
 	case '$':
 		v, ok := p.env[key]
@@ -2118,11 +2129,12 @@ func configIsNumber(s string) bool {
 // configExpand is uwsgi_apply_config_pass for one value: find sym(...) with
 // balanced parentheses, replace it when resolve knows the key, and rescan the
 // new value from index 1 (uWSGI resets its index to 0 and then increments it,
-// so a replacement starting the value is not expanded again). Unlike uWSGI it
-// stops a self-referencing value instead of looping forever, and reports an
-// unterminated reference.
-func configExpand(v string, sym byte, resolve func(string) (string, bool, error)) (string, error) {
-	state, depth, keyStart, rounds := 0, 0, 0, 0
+// so a replacement starting the value is not expanded again). resolve gets the
+// key and the value as expanded so far. Unlike uWSGI it stops a
+// self-referencing value instead of looping forever, bounds the quadratic
+// rescanning, and reports an unterminated reference.
+func configExpand(v string, sym byte, resolve func(key, cur string) (string, bool, error)) (string, error) {
+	state, depth, keyStart, rounds, work := 0, 0, 0, 0, 0
 	for j := 0; j < len(v); j++ {
 		c := v[j]
 		switch {
@@ -2139,14 +2151,15 @@ func configExpand(v string, sym byte, resolve func(string) (string, bool, error)
 			if j == keyStart { // "%()" is left alone
 				continue
 			}
-			val, ok, err := resolve(v[keyStart:j])
+			val, ok, err := resolve(v[keyStart:j], v)
 			if err != nil || !ok {
 				if err != nil {
 					return "", err
 				}
 				continue
 			}
-			if rounds++; rounds > configMaxExpansions || len(v)-(j+1-keyStart+2)+len(val) > configMaxValueSize {
+			rounds, work = rounds+1, work+len(v)+len(val)
+			if rounds > configMaxExpansions || work > configMaxExpandWork || len(v)-(j+1-keyStart+2)+len(val) > configMaxValueSize {
 				return "", fmt.Errorf("expansion of %c(%s) does not terminate (self-referencing placeholder?)", sym, v[keyStart:j])
 			}
 			v = v[:keyStart-2] + val + v[j+1:]

@@ -389,7 +389,7 @@ func configDiff(ours, theirs []string) string {
 
 func TestConfigExpand(t *testing.T) {
 	vars := map[string]string{"foo": "1", "a": "", "b": "B", "self": "%(self)", "pct": "x%(b)", "sp": "a b"}
-	resolve := func(k string) (string, bool, error) {
+	resolve := func(k, _ string) (string, bool, error) {
 		v, ok := vars[k]
 		return v, ok, nil
 	}
@@ -931,7 +931,7 @@ func FuzzConfigSubst(f *testing.F) {
 			{Option: Option{Key: "v", Value: string(magic)}}}
 		for _, sym := range []byte{'$', '%'} {
 			for i := range p.list {
-				v, err := configExpand(p.list[i].Value, sym, func(k string) (string, bool, error) { return p.resolve(sym, k, "") })
+				v, err := configExpand(p.list[i].Value, sym, func(k, _ string) (string, bool, error) { return p.resolve(sym, k) })
 				if err != nil {
 					if strings.ContainsAny(err.Error(), "\r\n") && !strings.ContainsAny(value+a+b, "\r\n") {
 						t.Fatalf("multi-line error: %q", err)

@@ -965,3 +965,21 @@ func FuzzConfigArgs(f *testing.F) {
 		_ = ShowConfig(o)
 	})
 }
+
+func TestConfigOddArguments(t *testing.T) {
+	dir := configWrite(t, map[string]string{"a.ini": "[uwsgi]\nk = v\n"})
+	odd := [][]string{
+		{""}, {":"}, {"::"}, {"a.ini:"}, {":x"}, {"-"}, {"[x"}, {"--ini="}, {"--ini=:"}, {"--ini", ":"},
+		{"--ini", "exec://"}, {"--xml", "a.xml:"}, {"--json", ":"}, {"--include", ""}, {"--inherit", ""},
+		{"--set", "="}, {"--set", "a"}, {"--for", "x", "--ini", "a.ini"}, {"--endif"}, {"--config", "a.ini"},
+		{"--yaml", "/"}, {"--ini", "/dev/null"}, {"--ini", "a.ini:a.ini:"}, {"--="}, {"---"},
+	}
+	for _, args := range odd {
+		o, err := ParseArgs(args, ParseSpec{Cwd: dir})
+		if err == nil {
+			_ = ShowConfig(o)
+		} else if strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%q: multi-line error %q", args, err)
+		}
+	}
+}

@@ -158,7 +158,8 @@ const (
 	configMaxFileSize   = 16 << 20 // bytes read from one config file or @() reference
 	configMaxValueSize  = 16 << 20 // bytes an option value may grow to by expansion
 	configMaxExpansions = 10000    // replacements in one value (self-reference guard)
-	configMaxExpandWork = 1 << 28  // bytes rescanned while expanding one value
+	configMaxExpandWork = 1 << 28  // bytes rescanned after replacements, whole parse
+	configMaxTotalRead  = 1 << 28  // bytes read from files and commands, whole parse
 	configMaxNesting    = 64       // nested include/inherit depth
 	configMaxOptions    = 100000   // total options (for-loops and includes multiply)
 	configExecTimeout   = 60 * time.Second
@@ -208,6 +209,9 @@ type cfgParser struct {
 	logic   *cfgLogic
 	running bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
 	strict  bool
+	// Budgets for the whole parse, so no input can make it run for long.
+	readBytes  int // bytes read from files and commands
+	expandWork int // bytes scanned by the substitution passes after a replacement
 }
 
 // ParseArgs reads a uWSGI-style command line (without argv[0]) into the
@@ -658,7 +662,7 @@ func (p *cfgParser) globItems(pattern string) []cfgLogicItem {
 }
 
 func (p *cfgParser) readlineItems(path, src string) ([]cfgLogicItem, error) {
-	data, err := configReadFile(p.abs(path))
+	data, err := p.readConfig(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: for-readline: %w", src, err)
 	}
@@ -873,8 +877,18 @@ func (p *cfgParser) fileID(file string) string {
 	return p.abs(file)
 }
 
-// readConfig reads a config file or exec:// output, bounded in size.
+// readConfig reads a config file or exec:// output, bounded in size, and
+// charges it to the whole parse's budget (a for loop can include a big file
+// many times).
 func (p *cfgParser) readConfig(file string) ([]byte, error) {
+	data, err := p.readConfigOnce(file)
+	if p.readBytes += len(data); p.readBytes > configMaxTotalRead {
+		return nil, fmt.Errorf("%s: more than %d MiB of configuration read in total", file, configMaxTotalRead>>20)
+	}
+	return data, err
+}
+
+func (p *cfgParser) readConfigOnce(file string) ([]byte, error) {
 	switch s := configScheme(file); {
 	case s == "exec://" && configExecAllowed:
 		return p.execOutput(file[len(s):])
@@ -2013,7 +2027,7 @@ func (p *cfgParser) applyPasses() error {
 			if e.configured || e.null {
 				continue
 			}
-			v, err := configExpand(e.Value, sym, func(key, cur string) (string, bool, error) {
+			v, err := configExpand(e.Value, sym, &p.expandWork, func(key, cur string) (string, bool, error) {
 				if sym == '%' && p.lookupIndex(key) == i {
 					return cur, !e.null, nil // uWSGI updates the value in place as it goes
 				}
@@ -2133,8 +2147,8 @@ func configIsNumber(s string) bool {
 // key and the value as expanded so far. Unlike uWSGI it stops a
 // self-referencing value instead of looping forever, bounds the quadratic
 // rescanning, and reports an unterminated reference.
-func configExpand(v string, sym byte, resolve func(key, cur string) (string, bool, error)) (string, error) {
-	state, depth, keyStart, rounds, work := 0, 0, 0, 0, 0
+func configExpand(v string, sym byte, work *int, resolve func(key, cur string) (string, bool, error)) (string, error) {
+	state, depth, keyStart, rounds := 0, 0, 0, 0
 	for j := 0; j < len(v); j++ {
 		c := v[j]
 		switch {
@@ -2158,9 +2172,12 @@ func configExpand(v string, sym byte, resolve func(key, cur string) (string, boo
 				}
 				continue
 			}
-			rounds, work = rounds+1, work+len(v)+len(val)
-			if rounds > configMaxExpansions || work > configMaxExpandWork || len(v)-(j+1-keyStart+2)+len(val) > configMaxValueSize {
+			rounds, *work = rounds+1, *work+len(v)+len(val)
+			if rounds > configMaxExpansions || len(v)-(j+1-keyStart+2)+len(val) > configMaxValueSize {
 				return "", fmt.Errorf("expansion of %c(%s) does not terminate (self-referencing placeholder?)", sym, v[keyStart:j])
+			}
+			if *work > configMaxExpandWork {
+				return "", fmt.Errorf("expanding %c(%s): substitutions too expensive (over %d MiB rescanned)", sym, v[keyStart:j], configMaxExpandWork>>20)
 			}
 			v = v[:keyStart-2] + val + v[j+1:]
 			j = 0

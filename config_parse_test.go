@@ -413,7 +413,8 @@ func TestConfigExpand(t *testing.T) {
 		{"x%(self)", "", "does not terminate"},
 	}
 	for _, c := range cases {
-		got, err := configExpand(c.in, '%', resolve)
+		work := 0
+		got, err := configExpand(c.in, '%', &work, resolve)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%q: error %v, want %q", c.in, err, c.err)
@@ -931,7 +932,7 @@ func FuzzConfigSubst(f *testing.F) {
 			{Option: Option{Key: "v", Value: string(magic)}}}
 		for _, sym := range []byte{'$', '%'} {
 			for i := range p.list {
-				v, err := configExpand(p.list[i].Value, sym, func(k, _ string) (string, bool, error) { return p.resolve(sym, k) })
+				v, err := configExpand(p.list[i].Value, sym, &p.expandWork, func(k, _ string) (string, bool, error) { return p.resolve(sym, k) })
 				if err != nil {
 					if strings.ContainsAny(err.Error(), "\r\n") && !strings.ContainsAny(value+a+b, "\r\n") {
 						t.Fatalf("multi-line error: %q", err)
@@ -981,5 +982,29 @@ func TestConfigOddArguments(t *testing.T) {
 		} else if strings.ContainsAny(err.Error(), "\r\n") {
 			t.Errorf("%q: multi-line error %q", args, err)
 		}
+	}
+}
+
+// TestConfigBudgets: inputs that would make uWSGI work (or loop) for a very
+// long time end quickly with an error.
+func TestConfigBudgets(t *testing.T) {
+	big := strings.Repeat("x", 8<<20)
+	dir := configWrite(t, map[string]string{
+		"big.ini":    "[uwsgi]\nk = " + big + "\n",
+		"loop.ini":   "[uwsgi]\nfor-times = 100\ninclude = big.ini\nendfor\n",
+		"grow.ini":   "[uwsgi]\n" + strings.Repeat("g = %(p)%(p)%(p)%(p)%(p)%(p)%(p)%(p)\n", 2000) + "p = " + strings.Repeat("y", 20000) + "\n",
+		"self.ini":   "[uwsgi]\nproject=5000%(project).settings\n",
+		"fromat.ini": "[uwsgi]\n" + strings.Repeat("a = @(big.ini)\n", 100),
+	})
+	for _, f := range []string{"loop.ini", "grow.ini", "self.ini", "fromat.ini"} {
+		start := time.Now()
+		_, err := ParseArgs([]string{f}, configSpec(dir))
+		if err == nil {
+			t.Errorf("%s: no error", f)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %v", f, d)
+		}
+		t.Logf("%s: %v (%v)", f, configShorten(err.Error()), time.Since(start))
 	}
 }

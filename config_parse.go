@@ -4,8 +4,21 @@
 //
 // The parser mirrors uWSGI's order of operations closely because observable
 // results (which value wins, what %(x) expands to, what --show-config prints)
-// depend on it. Where uWSGI would hang, crash or read without bounds, this code
-// returns a one-line error instead.
+// depend on it; testdata/config/corpus is checked against uwsgi-core. Where
+// uWSGI would hang, crash or read without bounds, this code returns a one-line
+// "file:line: message" error instead. Deliberate differences:
+//   - errors: unterminated %( $( @(, self-referencing placeholders, include and
+//     inherit loops, NUL bytes, files over 16 MiB, FIFOs and devices, stdin
+//     ("-") and URL schemes other than exec://;
+//   - "config", "include", "inherit" and trailing files pick the format from
+//     the file part, so "x.ini:section" works (uWSGI only loads it via --ini);
+//   - YAML: uWSGI's line subset plus what Debian's libyaml build accepts in
+//     practice (sequences, [a, b], quoting, nested keys flattened, '#' after a
+//     blank); block scalars are refused;
+//   - options uWSGI executes but that do not shape the list (declare-option,
+//     blacklist, inject-before, plugins...) are kept but not executed; no
+//     plugin is ever loaded for if-plugin.
+
 package main
 
 import (
@@ -1392,16 +1405,18 @@ func configYAMLQuoted(s string) (string, string, error) {
 	return "", "", fmt.Errorf("unterminated quoted string %s", s)
 }
 
+// configYAMLEscapes are the one-character escapes of double-quoted YAML.
+var configYAMLEscapes = map[byte]string{'0': "\x00", 'a': "\a", 'b': "\b", 't': "\t", '\t': "\t",
+	'n': "\n", 'v': "\v", 'f': "\f", 'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '/': "/",
+	'\\': "\\", 'N': "\u0085", '_': "\u00a0", 'L': "\u2028", 'P': "\u2029"}
+
 // configYAMLEscape decodes the escape after a backslash and returns how many
 // bytes it used.
 func configYAMLEscape(b *strings.Builder, s string) (int, error) {
 	if s == "" {
 		return 0, errors.New("unterminated escape sequence")
 	}
-	simple := map[byte]string{'0': "\x00", 'a': "\a", 'b': "\b", 't': "\t", '\t': "\t", 'n': "\n",
-		'v': "\v", 'f': "\f", 'r': "\r", 'e': "\x1b", ' ': " ", '"': "\"", '/': "/", '\\': "\\",
-		'N': "\u0085", '_': "\u00a0", 'L': "\u2028", 'P': "\u2029"}
-	if r, ok := simple[s[0]]; ok {
+	if r, ok := configYAMLEscapes[s[0]]; ok {
 		b.WriteString(r)
 		return 1, nil
 	}
@@ -1536,6 +1551,11 @@ type cfgJSON struct {
 
 const configJSONMaxDepth = 512
 
+var configJSONLiterals = []struct {
+	text string
+	kind byte
+}{{"true", 't'}, {"false", 'f'}, {"null", 'z'}}
+
 func (j *cfgJSON) document() (*cfgJSONValue, error) {
 	v, err := j.value()
 	if err != nil {
@@ -1600,10 +1620,10 @@ func (j *cfgJSON) value() (*cfgJSONValue, error) {
 	case c == '-' || (c >= '0' && c <= '9'):
 		return j.number()
 	}
-	for _, lit := range []string{"true", "false", "null"} {
-		if bytes.HasPrefix(d[j.pos:], []byte(lit)) {
-			j.pos += len(lit)
-			return &cfgJSONValue{kind: "tfz"[strings.Index("tfn", lit[:1])]}, nil
+	for _, lit := range configJSONLiterals {
+		if bytes.HasPrefix(d[j.pos:], []byte(lit.text)) {
+			j.pos += len(lit.text)
+			return &cfgJSONValue{kind: lit.kind}, nil
 		}
 	}
 	return nil, j.errorf("parse error: invalid token %q", configSnippet(d[j.pos:]))

@@ -476,14 +476,12 @@ func dropPrivileges(opts *Options) error {
 			}
 		}
 	}
-	if err := syscall.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	ppid := os.Getppid()
+	if err := setIDs(uid, gid, groups); err != nil {
+		return err
 	}
-	if err := syscall.Setgid(gid); err != nil {
-		return fmt.Errorf("setgid(%d): %w", gid, err)
-	}
-	if err := syscall.Setuid(uid); err != nil {
-		return fmt.Errorf("setuid(%d): %w", uid, err)
+	if os.Getenv("UWSGI_EMPEROR_FD") != "" {
+		rearmParentDeath(ppid)
 	}
 	return nil
 }
@@ -1028,6 +1026,9 @@ func (e *emperor) start() error {
 			return err
 		}
 		logRaw("[emperor] running as uid %d gid %d (capabilities kept: %x)", os.Getuid(), os.Getgid(), p.caps)
+		if e.cfg.tyrant && p.caps&(1<<5) == 0 && os.Getuid() != 0 {
+			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
+		}
 	}
 	return nil
 }

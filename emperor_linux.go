@@ -307,9 +307,11 @@ func runShim(spec string) int {
 		}
 	}
 	if s.uid >= 0 {
+		ppid := os.Getppid()
 		if err := setIDs(s.uid, s.gid, nil); err != nil {
 			return fail(err)
 		}
+		rearmParentDeath(ppid)
 	}
 	return fail(fmt.Errorf("exec %s: %w", s.exec, syscall.Exec(s.exec, os.Args, os.Environ())))
 }
@@ -513,5 +515,15 @@ func reexecInNamespaces(flags uintptr) error {
 			os.Exit(128 + int(ws.Signal()))
 		}
 		os.Exit(ws.ExitStatus())
+	}
+}
+
+// rearmParentDeath sets PDEATHSIG again after a uid/gid change, which the
+// kernel clears it on (the reason tyrant vassals outlive uWSGI's emperor),
+// and exits at once if the parent already died in between.
+func rearmParentDeath(ppid int) {
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+	if os.Getppid() != ppid {
+		os.Exit(1)
 	}
 }

@@ -149,6 +149,13 @@ func runProbe() int {
 			}()
 		case "report-proc":
 			report("proc", probeProcReport(inherited))
+		case "report-id":
+			report("id", probeIDReport())
+		case "try-setuid0":
+			err := syscall.Setuid(0)
+			report("setuid0", fmt.Sprintf("err=%v uid=%d euid=%d", err, os.Getuid(), os.Geteuid()))
+		case "report-ns":
+			report("ns", probeNSReport())
 		case "env":
 			v, ok := os.LookupEnv(val)
 			report("env", fmt.Sprintf("%s=%s(%v)", val, v, ok))
@@ -194,6 +201,39 @@ func probeFDs() []string {
 		return a < b
 	})
 	return fds
+}
+
+// probeIDReport gives the credential lines of /proc/self/status, tab-free.
+func probeIDReport() string {
+	status, _ := os.ReadFile("/proc/self/status")
+	var out []string
+	for _, line := range strings.Split(string(status), "\n") {
+		for _, k := range []string{"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"} {
+			if strings.HasPrefix(line, k) {
+				out = append(out, k+strings.Join(strings.Fields(strings.TrimPrefix(line, k)), ","))
+			}
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// probeNSReport gives hostname, the pids visible in /proc and the
+// namespace links.
+func probeNSReport() string {
+	host, _ := os.Hostname()
+	ents, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, e.Name())
+		}
+	}
+	var ns []string
+	for _, n := range []string{"mnt", "net", "ipc", "pid", "uts", "user"} {
+		link, _ := os.Readlink("/proc/self/ns/" + n)
+		ns = append(ns, n+"="+link)
+	}
+	return "host=" + host + " pids=" + strings.Join(pids, ",") + " uid=" + strconv.Itoa(os.Getuid()) + " " + strings.Join(ns, " ")
 }
 
 // probeProcReport describes the probe's own process state as the emperor
@@ -400,6 +440,9 @@ func startEmperor(t testing.TB, dir string, args ...string) *emperorProc {
 	p.cmd = exec.Command(emperorBin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	// A vassal that outlived the emperor would hold the log pipe open
+	// forever; the tests that check for that must fail, not hang.
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -450,6 +493,10 @@ func (p *emperorProc) signalAndWait(t testing.TB, sig syscall.Signal, timeout ti
 // runner.
 func probeINI(sink *probeSink, name, actions string) string {
 	self, _ := os.Executable()
+	return probeINIWith(sink, name, actions, self)
+}
+
+func probeINIWith(sink *probeSink, name, actions, self string) string {
 	return fmt.Sprintf("[uwsgi]\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nenv = PROBE_ACTIONS=%s\nunprivileged-binary-patch = %s\n",
 		sink.path, name, actions, self)
 }
@@ -1769,4 +1816,314 @@ func BenchmarkStats1000(b *testing.B) {
 	b.ReportMetric(float64(median(ds).Microseconds())/1000, "ms-median")
 	b.ReportMetric(float64(size)/1024, "KB")
 	em.signalAndWait(b, syscall.SIGTERM, 30*time.Second)
+}
+
+// ---------------------------------------------------------------------------
+// Issue 5: tyrant mode, capabilities, namespaces, the runner's hooks. These
+// need root; CI runs as root.
+
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root (tyrant mode, namespaces, capabilities); CI runs as root")
+	}
+}
+
+var publicOnce sync.Once
+var publicProbe, staticEmperor string
+
+// publicBinaries makes the probe and the emperor executable by the
+// unprivileged users vassals run as, and builds a static (non-cgo) emperor:
+// capability changes across all threads need a build without cgo, which a
+// -race build is not.
+func publicBinaries(t testing.TB) (probe, static string) {
+	t.Helper()
+	publicOnce.Do(func() {
+		dir := filepath.Dir(emperorBin)
+		os.Chmod(dir, 0o755)
+		self, _ := os.Executable()
+		data, err := os.ReadFile(self)
+		if err != nil {
+			return
+		}
+		publicProbe = filepath.Join(dir, "probe")
+		os.WriteFile(publicProbe, data, 0o755)
+		staticEmperor = filepath.Join(dir, "emperor-static")
+		cmd := exec.Command("go", "build", "-o", staticEmperor, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("static build: %v\n%s", err, out)
+			staticEmperor = ""
+		}
+	})
+	if publicProbe == "" || staticEmperor == "" {
+		t.Fatal("could not prepare public binaries")
+	}
+	return publicProbe, staticEmperor
+}
+
+// openUp lets other users reach the test's vassal dir and probe socket.
+func (env *testEnv) openUp(t testing.TB) {
+	t.Helper()
+	for _, p := range []string{env.root, env.vassals} {
+		os.Chmod(p, 0o755)
+	}
+	os.Chmod(env.sink.path, 0o777)
+}
+
+func idField(report, key string) string {
+	for _, f := range strings.Fields(report) {
+		if strings.HasPrefix(f, key+":") {
+			return strings.TrimPrefix(f, key+":")
+		}
+	}
+	return "?"
+}
+
+func TestTyrant(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	ty := filepath.Join(env.vassals, "ty.ini")
+	writeFile(t, ty, probeINIWith(env.sink, "ty", "report-id,try-setuid0", probe))
+	os.Chown(ty, 23456, 23457)
+	writeFile(t, filepath.Join(env.vassals, "root.ini"), probeINIWith(env.sink, "root", "", probe))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant", "--emperor-freq", "1")
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "ty id report", evIs("ty", "id"))
+	for key, want := range map[string]string{"Uid": "23456,23456,23456,23456", "Gid": "23457,23457,23457,23457",
+		"Groups": "", "CapPrm": "0000000000000000", "CapEff": "0000000000000000", "CapAmb": "0000000000000000"} {
+		if got := idField(ev.extra, key); got != want {
+			t.Errorf("%s = %q, want %q (%s)", key, got, want, ev.extra)
+		}
+	}
+	su, _ := env.sink.waitFor(t, 0, 5*time.Second, "setuid(0) attempt", evIs("ty", "setuid0"))
+	if !strings.Contains(su.extra, "operation not permitted") || !strings.Contains(su.extra, "uid=23456 euid=23456") {
+		t.Errorf("setuid(0) after the drop: %s", su.extra)
+	}
+	time.Sleep(2500 * time.Millisecond) // two more scans
+	if n := strings.Count(em.log.String(), "[emperor-tyrant] invalid permissions for vassal root.ini"); n != 1 {
+		t.Errorf("root-owned refusal logged %d times, want once", n)
+	}
+	if len(env.sink.events(evIs("root", "start"))) != 0 {
+		t.Error("root-owned config was started")
+	}
+	// An owner change stops the vassal and restarts it as the new owner.
+	mark := env.sink.count()
+	os.Chown(ty, 23458, 23459)
+	em.waitLog(t, "!!! permissions of file ty.ini changed. stopping the instance... !!!", 5*time.Second)
+	waitDead(t, ev.pid, 5*time.Second)
+	ev, _ = env.sink.waitFor(t, mark, 10*time.Second, "restart as the new owner", evIs("ty", "id"))
+	if idField(ev.extra, "Uid") != "23458,23458,23458,23458" {
+		t.Errorf("after chown: %s", ev.extra)
+	}
+}
+
+func TestTyrantNofollow(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	for _, nofollow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nofollow=%v", nofollow), func(t *testing.T) {
+			env := newTestEnv(t)
+			env.openUp(t)
+			target := filepath.Join(env.root, "victim.ini")
+			writeFile(t, target, probeINIWith(env.sink, "l", "report-id", probe))
+			os.Chown(target, 23460, 23460)
+			link := filepath.Join(env.vassals, "l.ini")
+			os.Symlink(target, link)
+			os.Lchown(link, 23461, 23461)
+			args := []string{"--emperor", env.vassals, "--emperor-tyrant"}
+			if nofollow {
+				args = append(args, "--emperor-tyrant-nofollow")
+			}
+			startEmperor(t, env.root, args...)
+			ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "id", evIs("l", "id"))
+			want := "23460"
+			if nofollow {
+				want = "23461" // the link's owner, not the target's
+			}
+			if got := strings.Split(idField(ev.extra, "Uid"), ",")[0]; got != want {
+				t.Errorf("uid %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+func TestVassalCapabilityBoundingSet(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	p := filepath.Join(env.vassals, "c.ini")
+	writeFile(t, p, probeINIWith(env.sink, "c", "report-id", probe))
+	os.Chown(p, 23462, 23462)
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant", "--vassals-cap", "net_bind_service")
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "id", evIs("c", "id"))
+	// net_bind_service (10) and setpcap (8), which uWSGI always keeps.
+	if got := idField(ev.extra, "CapBnd"); got != "0000000000000500" {
+		t.Errorf("CapBnd %s, want 0000000000000500", got)
+	}
+	if got := idField(ev.extra, "CapEff"); got != "0000000000000000" {
+		t.Errorf("CapEff %s, want none", got)
+	}
+}
+
+// TestParanoidTyrant: the emperor started as root drops to uid/gid 10000
+// keeping only setgid,setuid,kill, and still starts each vassal as its owner
+// (kill: without it the kernel refuses the emperor's signals, PDEATHSIG
+// included, to vassals running as other users).
+func TestParanoidTyrant(t *testing.T) {
+	needRoot(t)
+	probe, static := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	p := filepath.Join(env.vassals, "pt.ini")
+	writeFile(t, p, probeINIWith(env.sink, "pt", "report-id", probe))
+	os.Chown(p, 23463, 23464)
+	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
+	em.cmd = exec.Command(static, "--emperor", env.vassals, "--emperor-tyrant", "--uid", "10000", "--gid", "10000", "--cap", "setgid,setuid,kill")
+	em.cmd.Dir = env.root
+	em.cmd.WaitDelay = 5 * time.Second
+	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
+	if err := em.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { em.err = em.cmd.Wait(); close(em.done) }()
+	defer func() {
+		em.cmd.Process.Kill()
+		<-em.done
+		if t.Failed() {
+			t.Log(em.log.String())
+		}
+	}()
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "vassal id", evIs("pt", "id"))
+	if got := idField(ev.extra, "Uid"); got != "23463,23463,23463,23463" {
+		t.Errorf("vassal Uid %s", got)
+	}
+	if got := idField(ev.extra, "CapEff"); got != "0000000000000000" {
+		t.Errorf("vassal CapEff %s", got)
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", em.cmd.Process.Pid))
+	rep := strings.Join(strings.Fields(strings.ReplaceAll(string(status), ":\t", ":")), " ")
+	for key, want := range map[string]string{"Uid": "10000", "CapEff": "00000000000000e0", "CapPrm": "00000000000000e0", "CapBnd": "00000000000000e0"} {
+		if got := idField(rep, key); got != want {
+			t.Errorf("emperor %s = %s, want %s", key, got, want)
+		}
+	}
+	em.cmd.Process.Kill()
+	waitDead(t, ev.pid, 5*time.Second)
+}
+
+func TestCloneNamespaces(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	env.vassal(t, "ns.ini", "ns", "report-ns")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-use-clone", "fs,net,ipc,pid,uts")
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "ns report", evIs("ns", "ns"))
+	if ev.pid != 1 {
+		t.Errorf("vassal is pid %d in its namespace, want 1", ev.pid)
+	}
+	for _, n := range []string{"mnt", "net", "ipc", "pid", "uts"} {
+		mine, _ := os.Readlink("/proc/self/ns/" + n)
+		if strings.Contains(ev.extra, n+"="+mine) {
+			t.Errorf("%s namespace not new: %s", n, ev.extra)
+		}
+	}
+	user, _ := os.Readlink("/proc/self/ns/user")
+	if !strings.Contains(ev.extra, "user="+user) {
+		t.Errorf("user namespace changed without being asked: %s", ev.extra)
+	}
+	// The whole tree lives in the pid namespace: its init dying takes it.
+	_ = em
+}
+
+func TestCloneUserNamespace(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	env.vassal(t, "u.ini", "u", "report-ns")
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-use-clone", "user")
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "ns report", evIs("u", "ns"))
+	user, _ := os.Readlink("/proc/self/ns/user")
+	if strings.Contains(ev.extra, "user="+user) || !strings.Contains(ev.extra, "uid=0") {
+		t.Errorf("want a new user namespace with uid 0 inside: %s", ev.extra)
+	}
+}
+
+func TestUnknownNamespaceIsAClearError(t *testing.T) {
+	out, err := exec.Command(emperorBin, "--emperor", "/tmp", "--emperor-use-clone", "fs,bogus").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown namespace subsystem: bogus") {
+		t.Errorf("got %v: %s", err, out)
+	}
+}
+
+// TestSeedNamespaceExample runs the seed document's vassal as written, with
+// its psgi app swapped for a binary patch: hostname set, /proc remounted in
+// new fs+pid+uts namespaces, privileges dropped.
+func TestSeedNamespaceExample(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("useradd not available")
+	}
+	probe, _ := publicBinaries(t)
+	name := fmt.Sprintf("empt%d", os.Getpid()%100000)
+	if out, err := exec.Command("useradd", "--no-create-home", "--user-group", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	env := newTestEnv(t)
+	env.openUp(t)
+	hostBefore, _ := os.Hostname()
+	writeFile(t, filepath.Join(env.vassals, "seed.ini"), fmt.Sprintf(`[uwsgi]
+; set the hostname
+exec-as-root = hostname foobar
+; umount /proc and remount to hide processes
+; as we are in the 'fs' namespace umounting /proc does not interfere with the main one
+exec-as-root = umount /proc
+exec-as-root = mount -t proc none /proc
+; drop privileges
+uid = %s
+gid = %s
+; bind to the socket
+socket = /tmp/myapp.socket
+env = EMPEROR_PROBE=1
+env = PROBE_SOCK=%s
+env = PROBE_NAME=seed
+env = PROBE_ACTIONS=report-ns
+unprivileged-binary-patch = %s
+`, name, name, env.sink.path, probe))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-use-clone", "fs,ipc,pid,uts")
+	ev, _ := env.sink.waitFor(t, 0, 15*time.Second, "seed vassal", evIs("seed", "ns"))
+	if !strings.Contains(ev.extra, "host=foobar ") {
+		t.Errorf("hostname not set inside: %s", ev.extra)
+	}
+	if !strings.Contains(ev.extra, " pids=1 ") {
+		t.Errorf("the vassal sees other processes in /proc: %s", ev.extra)
+	}
+	if strings.Contains(ev.extra, "uid=0 ") {
+		t.Errorf("privileges not dropped: %s", ev.extra)
+	}
+	if h, _ := os.Hostname(); h != hostBefore {
+		t.Errorf("host hostname changed to %s", h)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", os.Getpid())); err != nil {
+		t.Errorf("host /proc damaged: %v", err)
+	}
+}
+
+func TestRunnerUnshareOption(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	self, _ := os.Executable()
+	writeFile(t, filepath.Join(env.vassals, "un.ini"), fmt.Sprintf(
+		"[uwsgi]\nunshare = uts,pid\nexec-as-root = hostname inner\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=un\nenv = PROBE_ACTIONS=report-ns\nunprivileged-binary-patch = %s\n",
+		env.sink.path, self))
+	hostBefore, _ := os.Hostname()
+	startEmperor(t, env.root, "--emperor", env.vassals)
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "report", evIs("un", "ns"))
+	if !strings.Contains(ev.extra, "host=inner ") || ev.pid != 1 {
+		t.Errorf("want hostname inner and pid 1: pid %d %s", ev.pid, ev.extra)
+	}
+	if h, _ := os.Hostname(); h != hostBefore {
+		t.Errorf("host hostname changed to %s", h)
+	}
 }

@@ -223,8 +223,10 @@ type cfgParser struct {
 	running bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
 	strict  bool
 	// Budgets for the whole parse, so no input can make it run for long.
-	readBytes  int // bytes read from files and commands
-	expandWork int // bytes scanned by the substitution passes after a replacement
+	readBytes  int            // bytes read from files and commands
+	expandWork int            // bytes scanned by the substitution passes after a replacement
+	firstIdx   map[string]int // key -> index of its first entry, for list[:indexed]
+	indexed    int
 }
 
 // ParseArgs reads a uWSGI-style command line (without argv[0]) into the
@@ -512,11 +514,20 @@ func (p *cfgParser) lookup(key string) (string, bool) {
 	return "", false
 }
 
+// lookupIndex finds the first entry with key. Entries are only ever appended,
+// so an index of first occurrences extended on demand stays valid and keeps
+// placeholder-heavy configs linear.
 func (p *cfgParser) lookupIndex(key string) int {
-	for i := range p.list {
-		if p.list[i].Key == key {
-			return i
+	if p.firstIdx == nil {
+		p.firstIdx = make(map[string]int)
+	}
+	for ; p.indexed < len(p.list); p.indexed++ {
+		if _, seen := p.firstIdx[p.list[p.indexed].Key]; !seen {
+			p.firstIdx[p.list[p.indexed].Key] = p.indexed
 		}
+	}
+	if i, ok := p.firstIdx[key]; ok {
+		return i
 	}
 	return -1
 }

@@ -1008,3 +1008,21 @@ func TestConfigBudgets(t *testing.T) {
 		t.Logf("%s: %v (%v)", f, configShorten(err.Error()), time.Since(start))
 	}
 }
+
+// TestConfigManyOptionsStayLinear: the largest list a parse may build, every
+// entry a placeholder lookup, must not go quadratic.
+func TestConfigManyOptionsStayLinear(t *testing.T) {
+	dir := configWrite(t, map[string]string{"m.ini": "[uwsgi]\na = 1\nfor-times = 99990\nx = %(a)%(b)%(_)\nendfor\nb = 2\n"})
+	start := time.Now()
+	o := configMustParse(t, []string{"m.ini"}, configSpec(dir))
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if v, _ := o.Last("x"); v != "1299990" {
+		t.Errorf("last x = %q", v)
+	}
+	dir = configWrite(t, map[string]string{"m.ini": "[uwsgi]\nfor-times = 200000\nx = 1\nendfor\n"})
+	if _, err := ParseArgs([]string{"m.ini"}, configSpec(dir)); err == nil || !strings.Contains(err.Error(), "too many options") {
+		t.Errorf("option cap: %v", err)
+	}
+}

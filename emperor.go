@@ -6,7 +6,9 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"io"
 	"net"
 
 	"fmt"
@@ -584,6 +586,9 @@ type emperorConfig struct {
 	vassalCaps       uint64
 	self             string // this executable, for the pre-exec stage
 	own              ownPrivileges
+	odExt            string // on-demand socket name read from NAME+odExt
+	odDir            string // on-demand UNIX socket odDir/BASENAME.socket
+	odExec           string // on-demand socket name printed by this command
 }
 
 // ownPrivileges is what the emperor drops to after binding its sockets.
@@ -615,6 +620,9 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
 	}
 	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
+	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
+	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
+	c.odExec, _ = o.Last("emperor-on-demand-exec")
 	c.tyrant = o.Flag("emperor-tyrant")
 	c.tyrantNofollow = o.Flag("emperor-tyrant-nofollow")
 	c.self, _ = os.Executable()
@@ -891,6 +899,7 @@ const (
 	thenDelete                     // config removed or emperor stopping
 	thenRestart                    // config reload of a vassal that cannot reload in place
 	thenVoluntary                  // asked to be stopped (byte 22)
+	thenIdle                       // on-demand vassal going back to waiting for a client
 )
 
 // vassal is one config and the process running it. Only the loop goroutine
@@ -922,6 +931,10 @@ type vassal struct {
 	nextRetry                           time.Time
 	lastExit, lastReason                string
 	uid, gid                            uint32
+
+	onDemand string // socket name; "" for an ordinary vassal
+	odFd     int    // the listening socket the emperor holds, -1 if none
+	odToken  uint32
 }
 
 type emperor struct {
@@ -932,6 +945,8 @@ type emperor struct {
 	nDeleted int
 	byPid    map[int]*vassal
 	byFd     map[int]*vassal
+	odByFd   map[int]*vassal // on-demand listeners being watched
+	aux      map[int]bool    // the emperor's own helper children (on-demand-exec)
 	black    *blacklist
 	timers   timerQueue
 	refused  map[string]fileState // tyrant refusals already logged
@@ -941,6 +956,7 @@ type emperor struct {
 	fsHints  chan string
 	sigs     chan os.Signal
 	statsReq chan chan *statsSnapshot
+	odResult chan odResolved
 	done     chan struct{}
 
 	watcher    *fdWatcher
@@ -960,6 +976,9 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		vassals:  map[string]*vassal{},
 		byPid:    map[int]*vassal{},
 		byFd:     map[int]*vassal{},
+		odByFd:   map[int]*vassal{},
+		aux:      map[int]bool{},
+		odResult: make(chan odResolved, 64),
 		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		refused:  map[string]fileState{},
 		exits:    make(chan childExit, 256),
@@ -1061,6 +1080,8 @@ func (e *emperor) loop() int {
 			e.fireTimers()
 		case reply := <-e.statsReq:
 			reply <- e.snapshot()
+		case r := <-e.odResult:
+			e.onDemandResolved(r)
 		}
 	}
 }
@@ -1108,9 +1129,7 @@ func (e *emperor) fireVassalTimer(it timerItem) {
 	v := it.v
 	switch it.kind {
 	case tRespawn:
-		if v.pid == 0 && !e.dying {
-			e.spawn(v)
-		}
+		e.wake(v)
 	case tKill:
 		if v.pid > 0 {
 			logVerbose("[emperor] vassal %s (pid: %d) did not stop in time, killing it", v.name, v.pid)
@@ -1158,9 +1177,7 @@ func (e *emperor) clearBlacklist() {
 	e.black.clear()
 	// The operator's kick: everything waiting out a throttle starts now.
 	for _, v := range e.liveVassals() {
-		if v.pid == 0 && !e.dying {
-			e.spawn(v)
-		}
+		e.wake(v)
 	}
 }
 
@@ -1534,15 +1551,48 @@ func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 	}
 	delete(e.refused, c.name)
 	st.digest = e.digest(c.path, st)
-	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1,
+	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1, odFd: -1,
 		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
 	e.vassals[c.name] = v
 	e.order = append(e.order, v)
+	if e.cfg.odExt == "" && e.cfg.odDir == "" && e.cfg.odExec != "" {
+		e.resolveOnDemandExec(v)
+		return
+	}
+	e.placeVassal(v, e.onDemandName(v))
+}
+
+// placeVassal starts a new record: on-demand ones bind their socket and
+// wait for a client, others spawn; both respect the blacklist.
+func (e *emperor) placeVassal(v *vassal, sock string) {
+	v.onDemand = sock
 	if wait := e.black.wait(v.name, time.Now()); wait > 0 {
 		e.scheduleRespawn(v, wait)
 		return
 	}
-	e.spawn(v)
+	e.wake(v)
+}
+
+// wake starts a vassal whose time has come: an on-demand one goes back to
+// watching its socket, any other is spawned.
+func (e *emperor) wake(v *vassal) {
+	if v.pid != 0 || e.dying || v.deleted {
+		return
+	}
+	if v.onDemand == "" {
+		e.spawn(v)
+		return
+	}
+	if v.odFd < 0 {
+		if err := e.bindOnDemand(v); err != nil {
+			logRaw("emperor_add()/bind(): vassal %s: %v", v.name, err)
+			e.black.add(v.name, time.Now())
+			e.scheduleRespawn(v, e.black.wait(v.name, time.Now()))
+			return
+		}
+		logRaw("[uwsgi-emperor] %s -> \"on demand\" instance detected, waiting for connections on socket \"%s\" ...", v.name, v.onDemand)
+	}
+	e.armOnDemand(v)
 }
 
 // spawnSpec is what the platform layer needs to start a vassal.
@@ -1578,7 +1628,7 @@ func (e *emperor) spawn(v *vassal) {
 	}
 	pid, err := syscall.ForkExec(path, e.vassalArgv(v), &syscall.ProcAttr{
 		Dir: e.cfg.spawnDir(v), Env: env, Sys: attr,
-		Files: []uintptr{e.devnull.Fd(), 1, 2, uintptr(theirs)},
+		Files: []uintptr{e.stdinFor(v), 1, 2, uintptr(theirs)},
 	})
 	syscall.Close(theirs)
 	if err != nil {
@@ -1635,6 +1685,16 @@ func (e *emperor) execPlan(v *vassal) (string, []string, *syscall.SysProcAttr, e
 	return e.cfg.binary, env, attr, nil
 }
 
+// stdinFor: an on-demand vassal gets its listening socket as fd 0 (a uWSGI
+// vassal serves an inherited socket on fd 0 by itself); others /dev/null.
+func (e *emperor) stdinFor(v *vassal) uintptr {
+	if v.odFd >= 0 {
+		e.disarmOnDemand(v)
+		return uintptr(v.odFd)
+	}
+	return e.devnull.Fd()
+}
+
 // spawnDir is the vassal's working directory: its config's directory for
 // dir:// monitors, the emperor's start directory for globs (whose names
 // are relative to it), as in uWSGI.
@@ -1664,6 +1724,12 @@ func (e *emperor) reload(v *vassal, reason string) {
 		return
 	}
 	v.lastReason = reason
+	if v.pid == 0 && v.onDemand != "" {
+		// Idle on-demand: the next client gets the new config anyway.
+		v.ready, v.accept = false, false
+		logVerbose("[emperor] updated configuration for \"on demand\" instance %s", v.name)
+		return
+	}
 	if v.pid == 0 {
 		// A config edit is the operator's kick for a throttled vassal.
 		e.spawn(v)
@@ -1708,7 +1774,9 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 	}
 	v.status = 1
 	v.cursed = time.Now().Unix()
-	if then != thenRestart {
+	if then == thenIdle {
+		v.status = 2
+	} else if then != thenRestart {
 		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
 	}
 	grace := e.cfg.curseTolerance
@@ -1745,6 +1813,7 @@ func (e *emperor) deleteVassal(v *vassal) {
 		return
 	}
 	e.closeSock(v)
+	e.closeOnDemand(v)
 	v.deleted = true
 	v.gen++
 	e.nDeleted++
@@ -1765,6 +1834,7 @@ func (e *emperor) deleteVassal(v *vassal) {
 func (e *emperor) onExit(ex childExit) {
 	v := e.byPid[ex.pid]
 	if v == nil {
+		delete(e.aux, ex.pid)
 		return
 	}
 	delete(e.byPid, ex.pid)
@@ -1785,7 +1855,12 @@ func (e *emperor) onExit(ex childExit) {
 		e.deleteVassal(v)
 	case thenRestart:
 		v.status = 0
-		e.spawn(v)
+		e.wake(v)
+	case thenIdle:
+		v.status, v.cursed = 0, 0
+		v.ready, v.accept = false, false
+		e.wake(v)
+		logRaw("[uwsgi-emperor] %s -> back to \"on demand\" mode, waiting for connections on socket \"%s\" ...", v.name, v.onDemand)
 	default:
 		e.died(v, ex)
 	}
@@ -1836,7 +1911,7 @@ func (e *emperor) scheduleSweep() {
 // vassal.
 func (e *emperor) sweepStrays() {
 	for _, pid := range childrenOf(os.Getpid()) {
-		if e.byPid[pid] != nil {
+		if e.byPid[pid] != nil || e.aux[pid] {
 			continue
 		}
 		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
@@ -1855,6 +1930,17 @@ func procComm(pid int) string {
 // onReadable drains a vassal's protocol socket: every pending byte, in
 // order, then EOF if the vassal closed its end.
 func (e *emperor) onReadable(r readyFD) {
+	if v := e.odByFd[r.fd]; v != nil {
+		if v.odToken == r.token {
+			// A client waits in the backlog: the vassal, not the emperor,
+			// accepts it.
+			e.disarmOnDemand(v)
+			if v.pid == 0 && !e.dying {
+				e.spawn(v)
+			}
+		}
+		return
+	}
 	v := e.byFd[r.fd]
 	if v == nil || v.token != r.token {
 		return // a report for a descriptor already closed
@@ -1913,7 +1999,10 @@ func (e *emperor) onByte(v *vassal, b byte) {
 		logVerbose("[emperor] vassal %s is now loyal", v.name)
 		e.black.remove(v.name)
 	case 22:
-		if v.status == 0 {
+		if v.status == 0 && v.onDemand != "" {
+			logVerbose("[emperor] bringing back instance %s to on-demand mode", v.name)
+			e.stop(v, thenIdle)
+		} else if v.status == 0 {
 			e.stop(v, thenVoluntary)
 		}
 	case 26:
@@ -2246,7 +2335,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 		st := vassalStat{id: v.name, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
 			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
 			lastAccepting: v.lastAccepting, firstRun: v.firstRun, lastRun: v.lastRun, cursed: v.cursed,
-			monitor: v.mon.arg, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
+			monitor: v.mon.arg, onDemand: v.onDemand, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
 		if v.pid == 0 {
 			st.pid = -1
 		}
@@ -2480,4 +2569,171 @@ func (e *emperor) answerStats(conn net.Conn) {
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.socketTimeout))
 	_, _ = conn.Write(snap.render())
+}
+
+// ---------------------------------------------------------------------------
+// On-demand vassals (SPEC 12): the emperor binds the vassal's socket and
+// watches it; the first client starts the vassal with the listener as fd 0.
+// The emperor keeps its listener across crashes and idle periods, so a TCP
+// socket never has to be bound again (uWSGI's rebind race, §16.6).
+
+// onDemandName finds the socket for a new record: from NAME+ext, or
+// DIR/BASENAME.socket. The exec method is asynchronous (resolveOnDemandExec).
+func (e *emperor) onDemandName(v *vassal) string {
+	switch {
+	case e.cfg.odExt != "":
+		data, err := os.ReadFile(v.path + e.cfg.odExt)
+		if err != nil {
+			return ""
+		}
+		return firstControl(string(data))
+	case e.cfg.odDir != "":
+		base := filepath.Base(v.name)
+		dot := strings.LastIndexByte(base, '.')
+		if dot <= 0 {
+			return ""
+		}
+		return filepath.Join(e.cfg.odDir, base[:dot]+".socket")
+	}
+	return ""
+}
+
+// firstControl cuts s at its first control byte, as uWSGI reads socket names.
+func firstControl(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+type odResolved struct {
+	v    *vassal
+	gen  uint64
+	sock string
+}
+
+// resolveOnDemandExec runs `CMD "NAME"` off the loop (uWSGI blocks its whole
+// loop on it) and hands the first line of its output back to the loop.
+func (e *emperor) resolveOnDemandExec(v *vassal) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
+		e.placeVassal(v, "")
+		return
+	}
+	cmdline := e.cfg.odExec + " \"" + v.name + "\""
+	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
+		Dir: e.cfg.spawnDir(v), Env: e.baseEnv, Files: []uintptr{e.devnull.Fd(), w.Fd(), 2},
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	w.Close()
+	if err != nil {
+		r.Close()
+		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
+		e.placeVassal(v, "")
+		return
+	}
+	e.aux[pid] = true
+	v.gen++
+	gen := v.gen
+	go func() {
+		defer r.Close()
+		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		out, err := io.ReadAll(io.LimitReader(r, 4096))
+		if err != nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		select {
+		case e.odResult <- odResolved{v: v, gen: gen, sock: firstControl(string(out))}:
+		case <-e.done:
+		}
+	}()
+}
+
+func (e *emperor) onDemandResolved(r odResolved) {
+	if r.v.deleted || r.v.gen != r.gen || r.v.pid != 0 {
+		return
+	}
+	e.placeVassal(r.v, r.sock)
+}
+
+// bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
+// UNIX path (replaced if present, mode 0666 as uWSGI).
+func (e *emperor) bindOnDemand(v *vassal) error {
+	network := "unix"
+	if strings.Contains(v.onDemand, ":") {
+		network = "tcp"
+	} else if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(context.Background(), network, v.onDemand)
+	if err != nil {
+		return err
+	}
+	var f *os.File
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(false)
+		f, err = l.File()
+		if err == nil {
+			err = os.Chmod(v.onDemand, 0o666)
+		}
+	}
+	ln.Close()
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return err
+	}
+	// Keep a bare descriptor: it is dup'ed into vassals and watched by the
+	// loop's poller, never read by the emperor.
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	syscall.CloseOnExec(fd)
+	if backlog := e.cfg.listen; backlog > 0 {
+		_ = syscall.Listen(fd, backlog)
+	}
+	v.odFd = fd
+	return nil
+}
+
+func (e *emperor) armOnDemand(v *vassal) {
+	if v.odFd < 0 || e.odByFd[v.odFd] == v {
+		return
+	}
+	e.nextToken++
+	v.odToken = e.nextToken
+	e.odByFd[v.odFd] = v
+	if err := e.watcher.add(v.odFd, v.odToken); err != nil {
+		logVerbose("[emperor] vassal %s: %v", v.name, err)
+	}
+}
+
+func (e *emperor) disarmOnDemand(v *vassal) {
+	if v.odFd >= 0 && e.odByFd[v.odFd] == v {
+		e.watcher.remove(v.odFd)
+		delete(e.odByFd, v.odFd)
+	}
+}
+
+// closeOnDemand drops the listener with the record, and its path.
+func (e *emperor) closeOnDemand(v *vassal) {
+	if v.odFd < 0 {
+		return
+	}
+	e.disarmOnDemand(v)
+	syscall.Close(v.odFd)
+	v.odFd = -1
+	if !strings.Contains(v.onDemand, ":") {
+		_ = os.Remove(v.onDemand)
+	}
 }

@@ -101,6 +101,8 @@ func monoNow() int64 {
 //	heartbeat=MS  send byte 26 every MS milliseconds
 //	report-proc   report fds, signal masks and cwd
 //	env=VAR       report the value of VAR
+//	serve-stdin   accept clients on fd 0 (an on-demand socket), greet each
+//	serve-then-idle, serve-then-crash   the same, then send byte 22 / exit 1
 func runProbe() int {
 	name := os.Getenv("PROBE_NAME")
 	inherited := probeFDs()
@@ -156,6 +158,32 @@ func runProbe() int {
 			report("setuid0", fmt.Sprintf("err=%v uid=%d euid=%d", err, os.Getuid(), os.Geteuid()))
 		case "report-ns":
 			report("ns", probeNSReport())
+		case "serve-stdin", "serve-then-idle", "serve-then-crash":
+			ln, err := net.FileListener(os.NewFile(0, "listener"))
+			if err != nil {
+				report("serve-error", err.Error())
+				return 3
+			}
+			mode := key
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					fmt.Fprintf(c, "hello from %s %d\n", name, os.Getpid())
+					c.Close()
+					report("served", "")
+					switch mode {
+					case "serve-then-idle":
+						time.Sleep(100 * time.Millisecond)
+						syscall.Write(efd, []byte{22})
+					case "serve-then-crash":
+						time.Sleep(50 * time.Millisecond)
+						os.Exit(1)
+					}
+				}
+			}()
 		case "env":
 			v, ok := os.LookupEnv(val)
 			report("env", fmt.Sprintf("%s=%s(%v)", val, v, ok))
@@ -2125,5 +2153,201 @@ func TestRunnerUnshareOption(t *testing.T) {
 	}
 	if h, _ := os.Hostname(); h != hostBefore {
 		t.Errorf("host hostname changed to %s", h)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Issue 6: on-demand vassals.
+
+func dialGreeting(network, addr string) (string, error) {
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+func TestOnDemandThreeWays(t *testing.T) {
+	tcpPort := freePort(t)
+	cases := []struct {
+		name    string
+		args    func(env *testEnv) []string
+		prepare func(t *testing.T, env *testEnv) (network, addr string)
+	}{
+		{"extension-unix", func(env *testEnv) []string { return []string{"--emperor-on-demand-extension", ".socket"} },
+			func(t *testing.T, env *testEnv) (string, string) {
+				sock := filepath.Join(env.root, "od.sock")
+				writeFile(t, filepath.Join(env.vassals, "od.ini.socket"), sock+"\n")
+				return "unix", sock
+			}},
+		{"extension-tcp", func(env *testEnv) []string { return []string{"--emperor-on-demand-ext", ".socket"} },
+			func(t *testing.T, env *testEnv) (string, string) {
+				addr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
+				writeFile(t, filepath.Join(env.vassals, "od.ini.socket"), addr)
+				return "tcp", addr
+			}},
+		{"directory", func(env *testEnv) []string { return []string{"--emperor-on-demand-directory", env.root} },
+			func(t *testing.T, env *testEnv) (string, string) { return "unix", filepath.Join(env.root, "od.socket") }},
+		{"exec", func(env *testEnv) []string {
+			return []string{"--emperor-on-demand-exec", "sh " + filepath.Join(env.root, "sockname.sh")}
+		}, func(t *testing.T, env *testEnv) (string, string) {
+			sock := filepath.Join(env.root, "exec.sock")
+			writeFile(t, filepath.Join(env.root, "sockname.sh"), "case \"$1\" in od.ini) echo "+sock+";; esac\n")
+			return "unix", sock
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			network, addr := c.prepare(t, env)
+			env.vassal(t, "od.ini", "od", "serve-stdin")
+			stats := filepath.Join(env.root, "stats.sock")
+			em := startEmperor(t, env.root, append([]string{"--emperor", env.vassals, "--emperor-stats", stats}, c.args(env)...)...)
+			em.waitLog(t, `od.ini -> "on demand" instance detected, waiting for connections on socket "`+addr+`"`, 10*time.Second)
+			v := parseStats(t, readStats(t, "unix", stats)).vassal("od.ini")
+			if v["pid"] != float64(-1) || v["on_demand"] != addr {
+				t.Errorf("idle on-demand vassal in stats: %v", v)
+			}
+			if len(env.sink.events(evIs("od", "start"))) != 0 {
+				t.Fatal("started before any client")
+			}
+			got, err := dialGreeting(network, addr)
+			if err != nil || !strings.HasPrefix(got, "hello from od ") {
+				t.Fatalf("first client: %q %v", got, err)
+			}
+		})
+	}
+}
+
+func TestOnDemandBackToIdleAndRemoval(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "oi.ini", "oi", "serve-then-idle")
+	sock := filepath.Join(env.root, "oi.socket")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-dir", env.root)
+	em.waitLog(t, "on demand\" instance detected", 10*time.Second)
+	first, err := dialGreeting("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em.waitLog(t, "[emperor] bringing back instance oi.ini to on-demand mode", 5*time.Second)
+	em.waitLog(t, `oi.ini -> back to "on demand" mode, waiting for connections on socket "`+sock+`"`, 5*time.Second)
+	second, err := dialGreeting("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first == second {
+		t.Errorf("same process served after going idle: %q", first)
+	}
+	os.Remove(filepath.Join(env.vassals, "oi.ini"))
+	em.waitLog(t, "removed uwsgi instance oi.ini", 10*time.Second)
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestOnDemandBurstOf50(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "b.ini", "b", "serve-stdin")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	writeFile(t, filepath.Join(env.vassals, "b.ini.socket"), addr)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-ext", ".socket")
+	em.waitLog(t, "on demand\" instance detected", 10*time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := dialGreeting("tcp", addr)
+			if err == nil && !strings.HasPrefix(got, "hello from b ") {
+				err = fmt.Errorf("answer %q", got)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := len(env.sink.events(evIs("b", "start"))); n != 1 {
+		t.Errorf("%d vassals started for one burst, want 1", n)
+	}
+}
+
+// TestOnDemandTCPCrash: a crashed on-demand vassal goes back to waiting on
+// the same, still bound, TCP socket (uWSGI fails to rebind it).
+func TestOnDemandTCPCrash(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "cr.ini", "cr", "send=17,serve-then-crash")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	writeFile(t, filepath.Join(env.vassals, "cr.ini.socket"), addr)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-ext", ".socket")
+	em.waitLog(t, "on demand\" instance detected", 10*time.Second)
+	for i := 0; i < 3; i++ {
+		got, err := dialGreeting("tcp", addr)
+		if err != nil || !strings.HasPrefix(got, "hello from cr ") {
+			t.Fatalf("round %d: %q %v", i, got, err)
+		}
+		mark := len(env.sink.events(evIs("cr", "start")))
+		deadline := time.Now().Add(5 * time.Second)
+		for strings.Count(em.log.String(), "exited with code 1") <= i {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: no crash seen", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = mark
+	}
+	if strings.Contains(em.log.String(), "bind()") {
+		t.Error("the socket had to be bound again")
+	}
+}
+
+func TestRealUWSGIOnDemand(t *testing.T) {
+	needUWSGI(t)
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "rod.ini"), "[uwsgi]\nprotocol = http\nroute-run = return:200\nprocesses = 1\n")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore, "--emperor-on-demand-dir", env.root)
+	em.waitLog(t, "on demand\" instance detected", 10*time.Second)
+	c, err := net.DialTimeout("unix", filepath.Join(env.root, "rod.socket"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+	var b bytes.Buffer
+	b.ReadFrom(c)
+	if !strings.Contains(b.String(), " 200 ") {
+		t.Errorf("real uWSGI on-demand answer: %q", b.String())
+	}
+}
+
+// BenchmarkOnDemandStartup: bind 500 on-demand sockets at start.
+func BenchmarkOnDemandStartup(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		env := newTestEnv(b)
+		sockets := filepath.Join(env.root, "s")
+		os.Mkdir(sockets, 0o755)
+		for j := 0; j < 500; j++ {
+			writeFile(b, filepath.Join(env.vassals, fmt.Sprintf("o%03d.ini", j)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+		}
+		t0 := time.Now()
+		em := startEmperor(b, env.root, "--emperor", env.vassals, "--emperor-on-demand-dir", sockets)
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(em.log.String(), "instance detected") < 500 {
+			if time.Now().After(deadline) {
+				b.Fatal("sockets not bound")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "ms-to-500-bound")
+		em.signalAndWait(b, syscall.SIGTERM, 10*time.Second)
 	}
 }

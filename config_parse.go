@@ -171,7 +171,7 @@ const (
 	configMaxFileSize   = 16 << 20 // bytes read from one config file or @() reference
 	configMaxValueSize  = 16 << 20 // bytes an option value may grow to by expansion
 	configMaxExpansions = 10000    // replacements in one value (self-reference guard)
-	configMaxExpandWork = 1 << 28  // bytes rescanned after replacements, whole parse
+	configMaxExpandWork = 1 << 26  // bytes rescanned after replacements, whole parse
 	configMaxTotalRead  = 1 << 28  // bytes read from files and commands, whole parse
 	configMaxNesting    = 64       // nested include/inherit depth
 	configMaxOptions    = 100000   // total options (for-loops and includes multiply)
@@ -2053,22 +2053,27 @@ func configCharsetReader(charset string, in io.Reader) (io.Reader, error) {
 // executed yet: $(ENV), then @(file), then %(placeholder).
 func (p *cfgParser) applyPasses() error {
 	for _, sym := range []byte{'$', '@', '%'} {
-		for i := range p.list {
-			e := &p.list[i]
-			if e.configured || e.null {
-				continue
-			}
-			v, err := configExpand(e.Value, sym, &p.expandWork, func(key, cur string) (string, bool, error) {
-				if sym == '%' && p.lookupIndex(key) == i {
-					return cur, !e.null, nil // uWSGI updates the value in place as it goes
-				}
-				return p.resolve(sym, key)
-			})
-			if err != nil {
-				return fmt.Errorf("%s: %w", e.Src, err)
-			}
-			e.Value = v
+		if err := p.applyPass(sym); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func (p *cfgParser) applyPass(sym byte) error {
+	for i := range p.list {
+		e := &p.list[i]
+		if e.configured || e.null {
+			continue
+		}
+		v, err := configExpand(e.Value, sym, &p.expandWork, func(key, cur string) (string, bool, error) {
+			e.Value = cur // uWSGI updates the value in place: a self-reference sees it so far
+			return p.resolve(sym, key)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Src, err)
+		}
+		e.Value = v
 	}
 	return nil
 }

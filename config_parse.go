@@ -38,6 +38,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -178,8 +179,8 @@ const (
 	configExecTimeout   = 60 * time.Second
 )
 
-// configExecAllowed gates exec:// (a shell command); fuzz tests turn it off.
-var configExecAllowed = true
+// configNoExec disables exec:// (a shell command); fuzz tests set it.
+var configNoExec atomic.Bool
 
 // configWarn receives non-fatal diagnostics uWSGI prints (missing INI section).
 var configWarn = func(msg string) { fmt.Fprintln(os.Stderr, msg) }
@@ -914,7 +915,7 @@ func (p *cfgParser) readConfig(file string) ([]byte, error) {
 
 func (p *cfgParser) readConfigOnce(file string) ([]byte, error) {
 	switch s := configScheme(file); {
-	case s == "exec://" && configExecAllowed:
+	case s == "exec://" && !configNoExec.Load():
 		return p.execOutput(file[len(s):])
 	case s != "":
 		return nil, fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://"))

@@ -690,8 +690,7 @@ func TestConfigHostileFiles(t *testing.T) {
 func TestConfigVanishingFile(t *testing.T) {
 	dir := configWrite(t, nil)
 	path := filepath.Join(dir, "v.ini")
-	defer func(w func(string)) { configWarn = w }(configWarn)
-	configWarn = func(string) {} // a half-written file has no [uwsgi] yet
+	tmp := filepath.Join(dir, "v.tmp")
 	content := []byte("[uwsgi]\n" + strings.Repeat("key = some value here\n", 2000))
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -704,8 +703,9 @@ func TestConfigVanishingFile(t *testing.T) {
 			default:
 			}
 			os.Remove(path)
-			if i%2 == 0 {
-				os.WriteFile(path, content, 0o644)
+			if i%2 == 0 { // replaced whole, as editors and deploy tools do
+				os.WriteFile(tmp, content, 0o644)
+				os.Rename(tmp, path)
 			}
 		}
 	}()
@@ -952,7 +952,8 @@ func FuzzConfigArgs(f *testing.F) {
 	f.Add([]byte(configTypicalINI))
 	f.Add([]byte("[uwsgi]\nfor = a b\nx = %(_)\nendfor\nif-env = HOME\ninclude = f.ini\nendif\ninherit = f.ini\nset = a=%(a)\n"))
 	dir := f.TempDir()
-	configExecAllowed = false
+	configNoExec.Store(true)
+	f.Cleanup(func() { configNoExec.Store(false) })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(filepath.Join(dir, "f.ini"), data, 0o644); err != nil {
 			t.Fatal(err)

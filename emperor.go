@@ -8,8 +8,10 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 
 	"fmt"
 	"github.com/fsnotify/fsnotify"
@@ -148,7 +150,7 @@ func buildOptionTable() map[string]optionKind {
 		"vassals-stop-hook", "binary-path", "reload-mercy", "socket-timeout", "listen",
 		"hook-emperor-start", "hook-as-emperor", "mount-as-emperor", "umount-as-emperor",
 		"exec-as-emperor", "call-as-emperor", "hook-as-vassal", "exec-as-vassal",
-		"log-strftime", "connect-and-read", "status",
+		"log-strftime", "connect-and-read", "status", "vassals-notify-socket",
 		// vassal runner and config loading
 		"ini", "xml", "json", "js", "yaml", "yml", "include", "inherit", "config", "set",
 		"set-placeholder", "set-ph", "chdir", "env", "uid", "gid", "chroot", "cap",
@@ -202,10 +204,29 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
+	for _, key := range []string{"connect-and-read", "status"} {
+		if addr, ok := opts.Last(key); ok {
+			return readStatsCommand(key, addr)
+		}
+	}
 	if opts.Has("emperor") {
 		return runEmperor(opts)
 	}
 	return runVassal(opts, args)
+}
+
+func readStatsCommand(key, addr string) int {
+	data, err := connectAndRead(addr)
+	if err == nil && key == "status" {
+		err = printStatus(os.Stdout, data)
+	} else if err == nil {
+		_, err = os.Stdout.Write(data)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: --%s %s: %v\n", key, addr, err)
+		return 1
+	}
+	return 0
 }
 
 func printHelp() {
@@ -242,6 +263,20 @@ var helpRows = [][3]string{
 	{"vassals-inherit F", "", "pass --inherit F after the vassal config"},
 	{"vassals-inherit-before F", "", "pass --inherit F before the vassal config"},
 	{"socket-timeout N", "4", "stats client write timeout"},
+	{"emperor-tyrant", "off", "run each vassal as the owner of its config"},
+	{"emperor-tyrant-nofollow", "off", "tyrant: the owner of a symlink, not of its target"},
+	{"emperor-use-clone LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
+	{"vassals-cap LIST", "", "capability bounding set of vassals (setpcap kept)"},
+	{"emperor-on-demand-extension EXT", "", "on-demand socket name read from NAME+EXT"},
+	{"emperor-on-demand-directory DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-on-demand-exec CMD", "", "on-demand socket name printed by CMD \"NAME\""},
+	{"vassals-notify-socket PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
+	{"uid / gid USER", "", "the emperor drops to this user after binding its sockets"},
+	{"cap LIST", "", "capabilities the emperor keeps after dropping to uid"},
+	{"chroot DIR", "", "the emperor chroots after binding its sockets"},
+	{"listen N", "100", "backlog of on-demand sockets"},
+	{"connect-and-read ADDR", "", "print the stats document of a running emperor"},
+	{"status ADDR", "", "one line per vassal of a running emperor"},
 	{"version", "", "print the version"},
 }
 
@@ -589,6 +624,7 @@ type emperorConfig struct {
 	odExt            string // on-demand socket name read from NAME+odExt
 	odDir            string // on-demand UNIX socket odDir/BASENAME.socket
 	odExec           string // on-demand socket name printed by this command
+	notifySocket     string // NOTIFY_SOCKET given to vassals, "" when off
 }
 
 // ownPrivileges is what the emperor drops to after binding its sockets.
@@ -623,6 +659,9 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
 	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
 	c.odExec, _ = o.Last("emperor-on-demand-exec")
+	if p, ok := o.Last("vassals-notify-socket"); ok && p != "" {
+		c.notifySocket, _ = filepath.Abs(p)
+	}
 	c.tyrant = o.Flag("emperor-tyrant")
 	c.tyrantNofollow = o.Flag("emperor-tyrant-nofollow")
 	c.self, _ = os.Executable()
@@ -932,6 +971,8 @@ type vassal struct {
 	lastExit, lastReason                string
 	uid, gid                            uint32
 
+	starts   int    // processes started for this record
+	exitCode int    // last exit code, or -signal
 	onDemand string // socket name; "" for an ordinary vassal
 	odFd     int    // the listening socket the emperor holds, -1 if none
 	odToken  uint32
@@ -956,6 +997,7 @@ type emperor struct {
 	fsHints  chan string
 	sigs     chan os.Signal
 	statsReq chan chan *statsSnapshot
+	notified chan notifyMsg
 	odResult chan odResolved
 	done     chan struct{}
 
@@ -968,6 +1010,12 @@ type emperor struct {
 	dying      bool
 	dyingSince time.Time
 	sweepDue   bool
+
+	notify        *sdNotifier
+	statusPending bool
+	lastStatus    time.Time
+	parentFd      int // our own emperor's protocol fd when we are a sub-emperor
+	parentToken   uint32
 }
 
 func newEmperor(cfg *emperorConfig) (*emperor, error) {
@@ -979,6 +1027,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		odByFd:   map[int]*vassal{},
 		aux:      map[int]bool{},
 		odResult: make(chan odResolved, 64),
+		notified: make(chan notifyMsg, 256),
 		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		refused:  map[string]fileState{},
 		exits:    make(chan childExit, 256),
@@ -988,6 +1037,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		statsReq: make(chan chan *statsSnapshot),
 		done:     make(chan struct{}),
 		baseEnv:  vassalEnv(os.Environ()),
+		parentFd: -1,
 	}
 	var err error
 	if e.startCwd, err = os.Getwd(); err != nil {
@@ -1022,6 +1072,15 @@ func (e *emperor) start() error {
 	}
 	notifySignals(e.sigs)
 	startReaper(e.exits, e.done)
+	e.notify = newSDNotifier()
+	e.attachParentEmperor()
+	if e.cfg.notifySocket != "" {
+		if err := listenVassalNotify(e.cfg.notifySocket, e.notified, e.done); err != nil {
+			return err
+		}
+		e.baseEnv = append(e.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
+			"WATCHDOG_USEC="+strconv.FormatInt(e.cfg.heartbeat.Microseconds(), 10))
+	}
 	logRaw("*** starting uWSGI Emperor ***")
 	if e.cfg.pidfile != "" {
 		logRaw("writing pidfile to %s", e.cfg.pidfile)
@@ -1061,6 +1120,13 @@ func (e *emperor) loop() int {
 	}
 	e.scanAll()
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
+	// Every config present at start has been spawned (or is throttled or
+	// waiting for its first client): now the service is up.
+	e.notify.send("READY=1\nSTATUS=" + e.statusLine())
+	e.lastStatus = time.Now()
+	if e.notify != nil && e.notify.watchdog > 0 {
+		e.timers.push(timerItem{at: time.Now().Add(e.notify.watchdog), kind: tWatchdog})
+	}
 	timer := time.NewTimer(time.Hour)
 	for {
 		if e.dying && len(e.vassals) == 0 {
@@ -1082,6 +1148,8 @@ func (e *emperor) loop() int {
 			reply <- e.snapshot()
 		case r := <-e.odResult:
 			e.onDemandResolved(r)
+		case m := <-e.notified:
+			e.onNotify(m)
 		}
 	}
 }
@@ -1117,6 +1185,11 @@ func (e *emperor) fireTimers() {
 			e.sweepStrays()
 		case tMercy:
 			e.noMercy()
+		case tStatus:
+			e.sendStatus()
+		case tWatchdog:
+			e.notify.send("WATCHDOG=1")
+			e.timers.push(timerItem{at: time.Now().Add(e.notify.watchdog), kind: tWatchdog})
 		default:
 			if it.v != nil && it.v.gen == it.gen && !it.v.deleted {
 				e.fireVassalTimer(it)
@@ -1159,11 +1232,13 @@ func (e *emperor) onSignal(s os.Signal) {
 }
 
 func (e *emperor) reloadAll() {
+	e.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	now := time.Now().Unix()
 	for _, v := range e.liveVassals() {
 		v.lastMod = now
 		e.reload(v, "SIGHUP")
 	}
+	e.notify.send("READY=1\nSTATUS=" + e.statusLine())
 }
 
 func (e *emperor) dumpStatus() {
@@ -1651,10 +1726,12 @@ func (e *emperor) spawn(v *vassal) {
 	v.lastRun = now
 	e.byPid[pid] = v
 	e.byFd[ours] = v
+	v.starts++
 	if err := e.watcher.add(ours, v.token); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
+	e.markStatusDirty()
 }
 
 // execPlan decides how the vassal is exec'd: directly, with the tyrant's
@@ -1838,6 +1915,7 @@ func (e *emperor) onExit(ex childExit) {
 		return
 	}
 	delete(e.byPid, ex.pid)
+	e.markStatusDirty()
 	// The group outlives its leader only by accident: clear it before a
 	// respawn, so an old worker cannot hold the new one's port.
 	_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
@@ -1846,6 +1924,10 @@ func (e *emperor) onExit(ex childExit) {
 	v.pid = 0
 	v.gen++
 	v.lastExit = describeExit(ex.status)
+	v.exitCode = ex.status.ExitStatus()
+	if ex.status.Signaled() {
+		v.exitCode = -int(ex.status.Signal())
+	}
 	then := v.then
 	if e.dying {
 		then = thenDelete
@@ -1910,7 +1992,7 @@ func (e *emperor) scheduleSweep() {
 // can only be descendants of vassals that are gone. Nothing outlives its
 // vassal.
 func (e *emperor) sweepStrays() {
-	for _, pid := range childrenOf(os.Getpid()) {
+	for _, pid := range childrenOfSelf() {
 		if e.byPid[pid] != nil || e.aux[pid] {
 			continue
 		}
@@ -1930,6 +2012,10 @@ func procComm(pid int) string {
 // onReadable drains a vassal's protocol socket: every pending byte, in
 // order, then EOF if the vassal closed its end.
 func (e *emperor) onReadable(r readyFD) {
+	if r.fd == e.parentFd && r.token == e.parentToken {
+		e.onParentReadable()
+		return
+	}
 	if v := e.odByFd[r.fd]; v != nil {
 		if v.odToken == r.token {
 			// A client waits in the backlog: the vassal, not the emperor,
@@ -2044,6 +2130,7 @@ func (e *emperor) ragnarok() {
 	}
 	e.dying, e.dyingSince = true, time.Now()
 	logRaw("[emperor] *** RAGNAROK EVOKED ***")
+	e.notify.send("STOPPING=1")
 	for _, v := range e.liveVassals() {
 		if v.deleted {
 			continue
@@ -2076,7 +2163,7 @@ func (e *emperor) noMercy() {
 func (e *emperor) bury() int {
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		kids := childrenOf(os.Getpid())
+		kids := childrenOfSelf()
 		if len(kids) == 0 {
 			break
 		}
@@ -2090,6 +2177,7 @@ func (e *emperor) bury() int {
 	}
 	close(e.done)
 	logVerbose("The Emperor is buried.")
+	e.notify.send("STATUS=The Emperor is buried.")
 	return 0
 }
 
@@ -2100,6 +2188,8 @@ const (
 	tRescan
 	tSweep
 	tMercy
+	tStatus
+	tWatchdog
 	tRespawn
 	tKill
 	tHeartbeat
@@ -2312,6 +2402,7 @@ type vassalStat struct {
 	respawns                            int
 	lastExit, lastReason                string
 	nextRetry                           int64
+	starts, exitCode                    int
 }
 
 type blackStat struct {
@@ -2335,6 +2426,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 		st := vassalStat{id: v.name, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
 			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
 			lastAccepting: v.lastAccepting, firstRun: v.firstRun, lastRun: v.lastRun, cursed: v.cursed,
+			starts: v.starts, exitCode: v.exitCode,
 			monitor: v.mon.arg, onDemand: v.onDemand, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
 		if v.pid == 0 {
 			st.pid = -1
@@ -2506,6 +2598,9 @@ func (v *vassalStat) render(w *jsonWriter) {
 // UNIX socket path.
 func (e *emperor) startStats() error {
 	addr := e.cfg.stats
+	if strings.HasPrefix(addr, "http://") {
+		return e.startHTTPStats(strings.TrimPrefix(addr, "http://"))
+	}
 	network := "unix"
 	if strings.Contains(addr, ":") {
 		network = "tcp"
@@ -2553,18 +2648,26 @@ func (e *emperor) serveStats(ln net.Listener) {
 	}
 }
 
-func (e *emperor) answerStats(conn net.Conn) {
-	defer conn.Close()
+// fetchSnapshot asks the loop for a copy of its state.
+func (e *emperor) fetchSnapshot() *statsSnapshot {
 	reply := make(chan *statsSnapshot, 1)
 	select {
 	case e.statsReq <- reply:
 	case <-e.done:
-		return
+		return nil
 	}
-	var snap *statsSnapshot
 	select {
-	case snap = <-reply:
+	case snap := <-reply:
+		return snap
 	case <-e.done:
+		return nil
+	}
+}
+
+func (e *emperor) answerStats(conn net.Conn) {
+	defer conn.Close()
+	snap := e.fetchSnapshot()
+	if snap == nil {
 		return
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.socketTimeout))
@@ -2736,4 +2839,318 @@ func (e *emperor) closeOnDemand(v *vassal) {
 	if !strings.Contains(v.onDemand, ":") {
 		_ = os.Remove(v.onDemand)
 	}
+}
+
+// ---------------------------------------------------------------------------
+// systemd: the sd_notify protocol is one datagram per state change to
+// $NOTIFY_SOCKET, written by hand (no libsystemd).
+
+type sdNotifier struct {
+	conn     *net.UnixConn
+	watchdog time.Duration // interval between WATCHDOG=1, 0 when off
+}
+
+func newSDNotifier() *sdNotifier {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		logRaw("[emperor] NOTIFY_SOCKET %s: %v", path, err)
+		return nil
+	}
+	n := &sdNotifier{conn: conn}
+	if usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && usec > 0 {
+		if pid := os.Getenv("WATCHDOG_PID"); pid == "" || pid == itoa(os.Getpid()) {
+			n.watchdog = time.Duration(usec) * time.Microsecond / 2
+		}
+	}
+	return n
+}
+
+func (n *sdNotifier) send(state string) {
+	if n == nil {
+		return
+	}
+	_ = n.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = n.conn.Write([]byte(state))
+}
+
+func monotonicUsec() int64 {
+	return time.Since(processStart).Microseconds() + processStartMono
+}
+
+var processStart = time.Now()
+var processStartMono = monotonicNowUsec()
+
+// statusLine is the one-line summary for systemd's STATUS= and --status.
+func (e *emperor) statusLine() string {
+	running, throttled, idle := 0, 0, 0
+	for _, v := range e.liveVassals() {
+		switch {
+		case v.pid != 0:
+			running++
+		case v.onDemand != "":
+			idle++
+		default:
+			throttled++
+		}
+	}
+	return fmt.Sprintf("The Emperor is governing %d vassals (%d running, %d throttled, %d on demand)", running+throttled+idle, running, throttled, idle)
+}
+
+// markStatusDirty arranges one STATUS= update, at most once a second, and
+// only when something changed: an idle host costs nothing.
+func (e *emperor) markStatusDirty() {
+	if e.notify == nil || e.statusPending {
+		return
+	}
+	e.statusPending = true
+	at := e.lastStatus.Add(time.Second)
+	if now := time.Now(); at.Before(now) {
+		at = now
+	}
+	e.timers.push(timerItem{at: at, kind: tStatus})
+}
+
+func (e *emperor) sendStatus() {
+	e.statusPending = false
+	e.lastStatus = time.Now()
+	e.notify.send("STATUS=" + e.statusLine())
+}
+
+// Sub-emperor: an emperor started by another emperor is its vassal. It is
+// loyal at once (as uWSGI's), reloads on byte 1 and stops on 0, 2 or EOF.
+func (e *emperor) attachParentEmperor() {
+	fd, err := strconv.Atoi(os.Getenv("UWSGI_EMPEROR_FD"))
+	if err != nil || fd < 0 {
+		return
+	}
+	os.Unsetenv("UWSGI_EMPEROR_FD")
+	logRaw("announcing my loyalty to the Emperor...")
+	_, _ = syscall.Write(fd, []byte{17})
+	_ = syscall.SetNonblock(fd, true)
+	syscall.CloseOnExec(fd)
+	e.nextToken++
+	e.parentFd, e.parentToken = fd, e.nextToken
+	if err := e.watcher.add(fd, e.parentToken); err != nil {
+		logRaw("[emperor] watching my emperor's fd: %v", err)
+	}
+}
+
+func (e *emperor) onParentReadable() {
+	var buf [16]byte
+	for {
+		n, err := syscall.Read(e.parentFd, buf[:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			e.watcher.rearm(e.parentFd, e.parentToken)
+			return
+		}
+		if n <= 0 {
+			logRaw("lost connection with my emperor !!!")
+			e.watcher.remove(e.parentFd)
+			syscall.Close(e.parentFd)
+			e.parentFd = -1
+			e.ragnarok()
+			return
+		}
+		for _, b := range buf[:n] {
+			switch b {
+			case 0, 2:
+				e.ragnarok()
+			case 1:
+				e.reloadAll()
+			}
+		}
+	}
+}
+
+// notifyMsg is one sd_notify datagram from a vassal (or one of its
+// children), with the sender's pid from the kernel.
+type notifyMsg struct {
+	pid  int
+	text string
+}
+
+// onNotify maps sd_notify states onto the Emperor protocol, so a daemon
+// that only speaks systemd's dialect is ready, heartbeats and stops like a
+// uWSGI vassal: READY=1 is bytes 1, 5 and 17; WATCHDOG=1 is 26; STOPPING=1
+// is 22. It still gets SIGTERM to stop: it cannot read the stop byte.
+func (e *emperor) onNotify(m notifyMsg) {
+	v := e.vassalOf(m.pid)
+	if v == nil {
+		return
+	}
+	spoke := v.spoke
+	for _, line := range strings.Split(m.text, "\n") {
+		switch line {
+		case "READY=1":
+			for _, b := range []byte{1, 5, 17} {
+				e.onByte(v, b)
+			}
+		case "WATCHDOG=1":
+			e.onByte(v, 26)
+		case "STOPPING=1":
+			e.onByte(v, 22)
+		}
+	}
+	v.spoke = spoke
+}
+
+// vassalOf finds the vassal a process belongs to: itself, or its nearest
+// ancestor that is a vassal.
+func (e *emperor) vassalOf(pid int) *vassal {
+	for i := 0; i < 32 && pid > 1; i++ {
+		if v := e.byPid[pid]; v != nil {
+			return v
+		}
+		pid = parentPid(pid)
+	}
+	return nil
+}
+
+// startHTTPStats serves the same JSON over HTTP at / and a Prometheus text
+// exposition at /metrics.
+func (e *emperor) startHTTPStats(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("emperor-stats http://%s: %w", addr, err)
+	}
+	logRaw("*** Emperor stats server enabled on http://%s ***", addr)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if snap := e.fetchSnapshot(); snap != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			_, _ = w.Write(snap.render())
+		}
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if snap := e.fetchSnapshot(); snap != nil {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			_, _ = w.Write(snap.prometheus())
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: e.cfg.socketTimeout, WriteTimeout: e.cfg.socketTimeout}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-e.done; srv.Close() }()
+	return nil
+}
+
+// prometheus renders the text exposition format (0.0.4) by hand.
+func (s *statsSnapshot) prometheus() []byte {
+	var b []byte
+	metric := func(name, typ, help string) {
+		b = append(b, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+typ+"\n"...)
+	}
+	sample := func(name, labels string, v int64) {
+		b = append(b, name...)
+		if labels != "" {
+			b = append(b, '{')
+			b = append(b, labels...)
+			b = append(b, '}')
+		}
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, v, 10)
+		b = append(b, '\n')
+	}
+	running, throttled, idle := 0, 0, 0
+	for _, v := range s.vassals {
+		switch {
+		case v.pid > 0:
+			running++
+		case v.onDemand != "":
+			idle++
+		default:
+			throttled++
+		}
+	}
+	metric("emperor_vassals", "gauge", "Vassals by state.")
+	sample("emperor_vassals", `state="running"`, int64(running))
+	sample("emperor_vassals", `state="throttled"`, int64(throttled))
+	sample("emperor_vassals", `state="on_demand"`, int64(idle))
+	perVassal := []struct {
+		name, typ, help string
+		value           func(v *vassalStat) int64
+	}{
+		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat) int64 { return int64(b2i(v.pid > 0)) }},
+		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat) int64 { return int64(b2i(v.loyal)) }},
+		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat) int64 { return int64(b2i(v.ready)) }},
+		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat) int64 { return int64(b2i(v.accepting)) }},
+		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
+		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
+		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
+	}
+	for _, m := range perVassal {
+		metric(m.name, m.typ, m.help)
+		for i := range s.vassals {
+			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
+		}
+	}
+	metric("emperor_vassal_throttle_milliseconds", "gauge", "Blacklist throttle level of a crash-looping vassal.")
+	for _, bl := range s.blacklist {
+		sample("emperor_vassal_throttle_milliseconds", `vassal="`+promLabel(bl.id)+`"`, bl.throttleMs)
+	}
+	return b
+}
+
+func promLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+// connectAndRead prints what a stats server sends (uWSGI's --connect-and-read).
+func connectAndRead(addr string) ([]byte, error) {
+	network := "unix"
+	if strings.Contains(addr, ":") {
+		network = "tcp"
+	}
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return io.ReadAll(conn)
+}
+
+// printStatus renders a running emperor's stats as one line per vassal.
+func printStatus(w io.Writer, data []byte) error {
+	var doc struct {
+		Pid     int `json:"pid"`
+		Vassals []struct {
+			ID        string `json:"id"`
+			Pid       int    `json:"pid"`
+			Loyal     int    `json:"loyal"`
+			Ready     int    `json:"ready"`
+			Accepting int    `json:"accepting"`
+			Respawns  int    `json:"respawns"`
+			OnDemand  string `json:"on_demand"`
+			LastExit  string `json:"last_exit"`
+			NextRetry int64  `json:"next_retry"`
+		} `json:"vassals"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("not an emperor stats document: %w", err)
+	}
+	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", doc.Pid, len(doc.Vassals))
+	fmt.Fprintf(w, "%-32s %8s %-10s %5s %8s  %s\n", "VASSAL", "PID", "STATE", "LOYAL", "RELOADS", "LAST EXIT")
+	for _, v := range doc.Vassals {
+		state := "running"
+		switch {
+		case v.Pid <= 0 && v.OnDemand != "":
+			state = "on-demand"
+		case v.Pid <= 0:
+			state = "throttled"
+		case v.Accepting == 1:
+			state = "accepting"
+		case v.Ready == 1:
+			state = "ready"
+		}
+		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", v.ID, v.Pid, state, v.Loyal, v.Respawns, v.LastExit)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -526,4 +527,98 @@ func rearmParentDeath(ppid int) {
 	if os.Getppid() != ppid {
 		os.Exit(1)
 	}
+}
+
+// childrenOfSelf reads /proc/self, not /proc/<getpid()>: as PID 1 of a
+// container the two differ when /proc is the host's.
+func childrenOfSelf() []int {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, t := range tasks {
+		data, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids
+}
+
+func monotonicNowUsec() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
+}
+
+// listenVassalNotify binds the socket vassals get as NOTIFY_SOCKET. The
+// kernel stamps each datagram with the sender's pid (SO_PASSCRED), which is
+// how a message is traced back to its vassal: one socket serves them all.
+func listenVassalNotify(path string, out chan<- notifyMsg, done <-chan struct{}) error {
+	_ = os.Remove(path)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("vassals-notify-socket %s: %w", path, err)
+	}
+	_ = os.Chmod(path, 0o666)
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	_ = raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	if serr != nil {
+		return fmt.Errorf("SO_PASSCRED: %w", serr)
+	}
+	go func() { <-done; conn.Close() }()
+	go func() {
+		buf := make([]byte, 4096)
+		oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		for {
+			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil || len(msgs) == 0 {
+				continue
+			}
+			cred, err := unix.ParseUnixCredentials(&msgs[0])
+			if err != nil {
+				continue
+			}
+			select {
+			case out <- notifyMsg{pid: int(cred.Pid), text: string(buf[:n])}:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// parentPid reads a process's parent from /proc, to trace a notify message
+// sent by a vassal's child back to the vassal.
+func parentPid(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }

@@ -274,3 +274,13 @@ func unshareFromConfig(opts *Options) error {
 }
 
 func rearmParentDeath(ppid int) {}
+
+func childrenOfSelf() []int { return nil }
+
+func monotonicNowUsec() int64 { return 0 }
+
+func listenVassalNotify(path string, out chan<- notifyMsg, done <-chan struct{}) error {
+	return fmt.Errorf("vassals-notify-socket: sender credentials are not supported on %s", runtime.GOOS)
+}
+
+func parentPid(pid int) int { return 0 }

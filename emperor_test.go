@@ -2639,3 +2639,110 @@ func checkPrometheusText(t *testing.T, text string) {
 		}
 	}
 }
+
+// TestFastRouterDeployment runs examples/fastrouter (the seed's Emperor +
+// FastRouter setup) under this emperor with real uWSGI: every domain answers
+// through the router, a touched app reloads gracefully while a client keeps
+// requesting through the router (no request may fail), and a new app file
+// brings its domain up without touching the router.
+func TestFastRouterDeployment(t *testing.T) {
+	needUWSGI(t)
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/cgi_plugin.so"); err != nil {
+		t.Skip("uwsgi cgi plugin not installed")
+	}
+	env := newTestEnv(t)
+	dir := env.vassals
+	httpPort, subPort := freePort(t), freePort(t)
+	fix := func(s string) string {
+		s = strings.ReplaceAll(s, "127.0.0.1:8000", fmt.Sprintf("127.0.0.1:%d", httpPort))
+		s = strings.ReplaceAll(s, "127.0.0.1:7000", fmt.Sprintf("127.0.0.1:%d", subPort))
+		return strings.ReplaceAll(s, "/tmp/fastrouter-%n.sock", filepath.Join(env.root, "fr-%n.sock"))
+	}
+	for _, f := range []string{"router.ini", "app.skel", "hello.sh"} {
+		data, err := os.ReadFile(filepath.Join("examples/fastrouter", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, f), fix(string(data)))
+	}
+	os.Chmod(filepath.Join(dir, "hello.sh"), 0o755)
+	for _, n := range []string{"app1.ini", "app2.ini"} {
+		os.Symlink("app.skel", filepath.Join(dir, n))
+	}
+	em := startEmperor(t, env.root, "--emperor", dir, "--binary-path", uwsgiCore, "--emperor-nofollow")
+	router := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	ask := func(host string) (string, error) {
+		c, err := net.DialTimeout("tcp", router, 2*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host)
+		var b bytes.Buffer
+		_, err = b.ReadFrom(c)
+		return b.String(), err
+	}
+	waitApp := func(app string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			body, err := ask(app + ".example")
+			if err == nil && strings.Contains(body, "hello from "+app+" ") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s.example never answered through the router: %q %v", app, body, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitApp("app1")
+	waitApp("app2")
+	routerPid := uwsgiMaster(t, em.cmd.Process.Pid, "router.ini")
+
+	// Graceful reload under load.
+	stop := make(chan struct{})
+	var failures, total int
+	var worst time.Duration
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t0 := time.Now()
+			body, err := ask("app1.example")
+			if d := time.Since(t0); d > worst {
+				worst = d
+			}
+			total++
+			if err != nil || !strings.Contains(body, "hello from app1 ") {
+				failures++
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	when := time.Now().Add(2 * time.Second)
+	ts := []unix.Timespec{unix.NsecToTimespec(when.UnixNano()), unix.NsecToTimespec(when.UnixNano())}
+	unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, "app1.ini"), ts, unix.AT_SYMLINK_NOFOLLOW)
+	em.waitLog(t, "reload the uwsgi instance app1.ini", 10*time.Second)
+	em.waitLog(t, "vassal app1.ini is ready to accept requests", 30*time.Second)
+	time.Sleep(time.Second)
+	close(stop)
+	<-loadDone
+	t.Logf("graceful reload under load: %d requests, %d failed, slowest %v", total, failures, worst.Round(time.Millisecond))
+	if failures != 0 {
+		t.Errorf("%d of %d requests failed during the graceful reload", failures, total)
+	}
+
+	// A new app: its domain comes up, the router is not touched.
+	os.Symlink("app.skel", filepath.Join(dir, "app3.ini"))
+	waitApp("app3")
+	if p := uwsgiMaster(t, em.cmd.Process.Pid, "router.ini"); p != routerPid {
+		t.Errorf("router restarted: %d -> %d", routerPid, p)
+	}
+}

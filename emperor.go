@@ -1089,9 +1089,7 @@ func (e *emperor) start() error {
 		}
 	}
 	if e.cfg.stats != "" {
-		if err := e.startStats(); err != nil {
-			return err
-		}
+		e.bindStats()
 	}
 	e.fs = startFSWatch(e.fsHints, e.done)
 	for _, m := range e.monitors {
@@ -1187,6 +1185,10 @@ func (e *emperor) fireTimers() {
 			e.noMercy()
 		case tStatus:
 			e.sendStatus()
+		case tStatsRetry:
+			if !e.dying {
+				e.bindStats()
+			}
 		case tWatchdog:
 			e.notify.send("WATCHDOG=1")
 			e.timers.push(timerItem{at: time.Now().Add(e.notify.watchdog), kind: tWatchdog})
@@ -2190,6 +2192,7 @@ const (
 	tMercy
 	tStatus
 	tWatchdog
+	tStatsRetry
 	tRespawn
 	tKill
 	tHeartbeat
@@ -2592,6 +2595,15 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
 	w.close('}')
+}
+
+// bindStats starts the stats server, or retries every few seconds when its
+// address is taken: no stats is no reason to stop governing.
+func (e *emperor) bindStats() {
+	if err := e.startStats(); err != nil {
+		logRaw("[emperor] %v: retrying in 5 seconds", err)
+		e.timers.push(timerItem{at: time.Now().Add(5 * time.Second), kind: tStatsRetry})
+	}
 }
 
 // startStats binds the stats server: host:port is TCP, anything else a

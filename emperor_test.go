@@ -3048,3 +3048,104 @@ func TestFaultDirectoryVanishes(t *testing.T) {
 	env.vassal(t, "new.ini", "new", "")
 	env.sink.waitStart(t, mark, "new")
 }
+
+// BenchmarkScale starts EMPEROR_SCALE_N (default 10,000) tiny vassals and
+// reports: time to all running next to the fork+exec floor for as many
+// processes, the emperor's RSS, its idle CPU over 10 s, the stats latency,
+// and how many vassals survive a SIGKILL of the emperor (must be 0).
+//
+//	go test -run '^$' -bench Scale -benchtime 1x -timeout 30m
+func BenchmarkScale(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("EMPEROR_SCALE_N")); err == nil {
+		n = v
+	}
+	for i := 0; i < b.N; i++ {
+		env := newTestEnv(b)
+		staging := filepath.Join(env.root, "staging")
+		os.Mkdir(staging, 0o755)
+		for j := 0; j < n; j++ {
+			writeFile(b, filepath.Join(staging, fmt.Sprintf("v%05d.ini", j)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+		em := startEmperor(b, env.root, "--emperor", env.vassals, "--emperor-stats", addr)
+		em.waitLog(b, "starting uWSGI Emperor", 10*time.Second)
+		t0 := time.Now()
+		ents, _ := os.ReadDir(staging)
+		for _, e := range ents {
+			os.Rename(filepath.Join(staging, e.Name()), filepath.Join(env.vassals, e.Name()))
+		}
+		pid := em.cmd.Process.Pid
+		for {
+			running := 0
+			for _, k := range childrenOf(pid) {
+				if procCommOf(k) == "sleep" {
+					running++
+				}
+			}
+			if running >= n {
+				break
+			}
+			if time.Since(t0) > 10*time.Minute {
+				b.Fatalf("only %d of %d running", running, n)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		allUp := time.Since(t0)
+		time.Sleep(2 * time.Second)
+		cpu0 := procCPU(b, pid)
+		time.Sleep(10 * time.Second)
+		idle := procCPU(b, pid) - cpu0
+		t1 := time.Now()
+		size := len(readStats(b, "tcp", addr))
+		statsTook := time.Since(t1)
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		rss := 0
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				rss, _ = strconv.Atoi(strings.Fields(line)[1])
+			}
+		}
+		kids := childrenOf(pid)
+		em.cmd.Process.Kill()
+		<-em.done
+		time.Sleep(time.Second)
+		survivors := 0
+		for _, k := range kids {
+			if alive(k) {
+				survivors++
+			}
+		}
+		floor := forkExecFloor(b, n)
+		b.ReportMetric(allUp.Seconds(), "s-all-running")
+		b.ReportMetric(floor.Seconds(), "s-floor")
+		b.ReportMetric(float64(rss)/1024, "MB-rss")
+		b.ReportMetric(100*idle.Seconds()/10, "%cpu-idle")
+		b.ReportMetric(float64(statsTook.Microseconds())/1000, "ms-stats")
+		b.ReportMetric(float64(size)/1e6, "MB-stats")
+		b.ReportMetric(float64(survivors), "survivors")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// forkExecFloor starts n `sleep` processes directly and kills them: the
+// machine's cost for that many processes, without any emperor.
+func forkExecFloor(b *testing.B, n int) time.Duration {
+	sleep, _ := exec.LookPath("sleep")
+	t0 := time.Now()
+	var pids []int
+	for j := 0; j < n; j++ {
+		pid, err := syscall.ForkExec(sleep, []string{"sleep", "100000"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	took := time.Since(t0)
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+		var ws syscall.WaitStatus
+		syscall.Wait4(p, &ws, 0, nil)
+	}
+	return took
+}

@@ -132,7 +132,19 @@ const (
 // notImplementedYet lists options that parse but whose feature has not been
 // built yet: they stop the emperor with a clear message rather than being
 // silently ignored.
-var notImplementedYet = map[string]bool{}
+var notImplementedYet = map[string]bool{
+	"emperor-broodlord": true, "emperor-magic-exec": true, "emperor-proxy-socket": true,
+	"emperor-wrapper-override": true, "emperor-wrapper-fallback": true,
+	"vassals-start-hook": true, "vassals-stop-hook": true, "hook-emperor-start": true,
+	"hook-as-emperor": true, "mount-as-emperor": true, "umount-as-emperor": true,
+	"exec-as-emperor": true, "call-as-emperor": true, "hook-as-vassal": true, "exec-as-vassal": true,
+	"early-emperor": true, "stats-http": true,
+}
+
+// cosmeticOptions are accepted and ignored with a warning: they change
+// nothing a vassal or a client depends on.
+var cosmeticOptions = []string{"emperor-procname", "log-strftime", "stats-minified", "stats-min",
+	"imperial-monitor-list", "imperial-monitors-list"}
 
 var optionTable = buildOptionTable()
 
@@ -638,6 +650,11 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	for key := range notImplementedYet {
 		if o.Has(key) {
 			return nil, fmt.Errorf("option --%s is recognised but not implemented yet", key)
+		}
+	}
+	for _, key := range cosmeticOptions {
+		if o.Has(key) {
+			logRaw("[emperor] option --%s is accepted but has no effect here", key)
 		}
 	}
 	c := &emperorConfig{

@@ -3149,3 +3149,119 @@ func forkExecFloor(b *testing.B, n int) time.Duration {
 	}
 	return took
 }
+
+// TestEmperorSIGKILLWithPidNamespace: with emperor-use-clone pid a vassal is
+// PID 1 of its namespace, so when PDEATHSIG kills it the kernel kills its
+// whole tree: nothing at all survives a SIGKILLed emperor.
+func TestEmperorSIGKILLWithPidNamespace(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	env.vassal(t, "p.ini", "p", "fork,fork-setsid")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-use-clone", "pid")
+	env.sink.waitN(t, 2, 30*time.Second, "two children", func(e probeEvent) bool { return e.event == "child" })
+	tree := descendantsOf(em.cmd.Process.Pid)
+	if len(tree) < 3 {
+		t.Fatalf("expected the vassal and two children, got %v", tree)
+	}
+	em.cmd.Process.Kill()
+	<-em.done
+	for _, pid := range tree {
+		waitDead(t, pid, 5*time.Second)
+	}
+}
+
+func TestNotYetImplementedOptionsFailLoudly(t *testing.T) {
+	for _, opt := range []string{"--vassals-start-hook=/bin/true", "--emperor-broodlord=4", "--emperor-magic-exec"} {
+		out, err := exec.Command(emperorBin, "--emperor", "/tmp", opt).CombinedOutput()
+		name := strings.TrimPrefix(strings.SplitN(opt, "=", 2)[0], "--")
+		if err == nil || !strings.Contains(string(out), "option --"+name+" is recognised but not implemented yet") {
+			t.Errorf("%s: %v %q", opt, err, out)
+		}
+	}
+}
+
+// TestPollingWithoutInotify: with no inotify instance to be had, the
+// emperor says so and the periodic scan still sees every change.
+func TestPollingWithoutInotify(t *testing.T) {
+	needRoot(t)
+	const knob = "/proc/sys/fs/inotify/max_user_instances"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skip("no inotify sysctl")
+	}
+	env := newTestEnv(t)
+	if err := os.WriteFile(knob, []byte("0"), 0o644); err != nil {
+		t.Skip("cannot change max_user_instances")
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			os.WriteFile(knob, old, 0o644)
+			restored = true
+		}
+	}
+	t.Cleanup(restore)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "1")
+	em.waitLog(t, "file watching unavailable", 10*time.Second)
+	restore() // the emperor already failed to get its instance
+	path := env.vassal(t, "poll.ini", "poll", "ignore-term")
+	first := env.sink.waitStart(t, 0, "poll")
+	mark := env.sink.count()
+	touch(t, path, time.Now().Add(5*time.Second))
+	env.sink.waitStart(t, mark, "poll")
+	os.Remove(path)
+	em.waitLog(t, "removed uwsgi instance poll.ini", 10*time.Second)
+	_ = first
+}
+
+// TestFaultPidLimit puts the emperor in a pids cgroup that cannot hold all
+// its vassals: spawns fail with EAGAIN (logged, retried with the throttle),
+// nothing running is disturbed, and raising the limit lets all start.
+func TestFaultPidLimit(t *testing.T) {
+	needRoot(t)
+	cg := fmt.Sprintf("/sys/fs/cgroup/pids/emptest%d", os.Getpid())
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("no pids cgroup: %v", err)
+	}
+	env := newTestEnv(t)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-throttle", "200")
+	t.Cleanup(func() {
+		em.cmd.Process.Kill()
+		<-em.done
+		time.Sleep(200 * time.Millisecond)
+		os.Remove(cg)
+	})
+	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(em.cmd.Process.Pid)), 0o644); err != nil {
+		t.Skipf("cannot join the cgroup: %v", err)
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", em.cmd.Process.Pid))
+	// Room for the emperor's threads, one spare, and two vassals.
+	limit := len(tasks) + 1 + 2
+	os.WriteFile(filepath.Join(cg, "pids.max"), []byte(strconv.Itoa(limit)), 0o644)
+	for i := 0; i < 6; i++ {
+		writeFile(t, filepath.Join(env.vassals, fmt.Sprintf("p%d.ini", i)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	}
+	em.waitLog(t, "resource temporarily unavailable", 15*time.Second)
+	running := func() int {
+		n := 0
+		for _, k := range childrenOf(em.cmd.Process.Pid) {
+			if procCommOf(k) == "sleep" {
+				n++
+			}
+		}
+		return n
+	}
+	before := running()
+	if before == 0 || before >= 6 {
+		t.Fatalf("%d vassals running under the limit", before)
+	}
+	os.WriteFile(filepath.Join(cg, "pids.max"), []byte("max"), 0o644)
+	deadline := time.Now().Add(20 * time.Second)
+	for running() < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 6 vassals after the limit was lifted", running())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1102,7 +1102,8 @@ func (e *emperor) start() error {
 	if e.cfg.pidfile != "" {
 		logRaw("writing pidfile to %s", e.cfg.pidfile)
 		if err := os.WriteFile(e.cfg.pidfile, []byte(itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("emperor-pidfile: %w", err)
+			// uWSGI goes on too: a full disk must not stop the vassals.
+			logRaw("could not write pidfile. (%v)", err)
 		}
 	}
 	if e.cfg.stats != "" {

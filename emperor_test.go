@@ -3265,3 +3265,33 @@ func TestFaultPidLimit(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestFaultFullFilesystem: the vassal directory and the pidfile live on a
+// full filesystem: the pidfile error is one line, vassals run, and changes
+// to configs are still acted on.
+func TestFaultFullFilesystem(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	if err := syscall.Mount("tmpfs", env.vassals, "tmpfs", 0, "size=256k"); err != nil {
+		t.Skipf("cannot mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(env.vassals, syscall.MNT_DETACH) })
+	path := env.vassal(t, "full.ini", "full", "ignore-term")
+	filler, _ := os.Create(filepath.Join(env.vassals, "filler"))
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-pidfile", filepath.Join(env.vassals, "emperor.pid"))
+	em.waitLog(t, "could not write pidfile.", 10*time.Second)
+	first := env.sink.waitStart(t, 0, "full")
+	mark := env.sink.count()
+	touch(t, path, time.Now().Add(3*time.Second))
+	next := env.sink.waitStart(t, mark, "full")
+	if next.pid == first.pid {
+		t.Error("touch on a full filesystem not acted on")
+	}
+}

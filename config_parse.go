@@ -170,7 +170,7 @@ func ShowConfig(o *Options) string {
 // Limits that keep hostile or broken input from exhausting the machine.
 const (
 	configMaxFileSize   = 16 << 20 // bytes read from one config file or @() reference
-	configMaxValueSize  = 16 << 20 // bytes an option value may grow to by expansion
+	configMaxValueSize  = 4 << 20  // bytes an option value may grow to by expansion
 	configMaxExpansions = 10000    // replacements in one value (self-reference guard)
 	configMaxExpandWork = 1 << 26  // bytes rescanned after replacements, whole parse
 	configMaxTotalRead  = 1 << 28  // bytes read from files and commands, whole parse

@@ -818,7 +818,13 @@ func (p *cfgParser) load(arg, kind, src string, chain []string) error {
 	if err := p.fillMagic(arg); err != nil {
 		return fmt.Errorf("%s: %w", src, err)
 	}
-	id := p.fileID(file) + "\x00" + kind + ":" + section
+	// %p names the file (a symlink stays unresolved: a loop through several
+	// link names then ends at configMaxNesting instead).
+	id := file
+	if configScheme(file) == "" {
+		id = p.magic['p']
+	}
+	id += "\x00" + kind + ":" + section
 	for _, l := range p.loading {
 		if l == id {
 			return fmt.Errorf("%s: include loop: %s is already being loaded", src, arg)

@@ -3398,3 +3398,54 @@ func printStatus(w io.Writer, data []byte) error {
 	}
 	return nil
 }
+
+// startReaper owns all waiting: no other code calls wait4, so exits are never
+// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
+// coalesced signals lose nothing.
+func startReaper(out chan<- childExit, done <-chan struct{}) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		defer signal.Stop(sigchld)
+		for {
+			for {
+				var ws syscall.WaitStatus
+				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if pid <= 0 || err != nil {
+					break
+				}
+				select {
+				case out <- childExit{pid: pid, status: ws}:
+				case <-done:
+					return
+				}
+			}
+			select {
+			case <-sigchld:
+			case <-done:
+				return
+			}
+		}
+	}()
+}
+
+// setIDs switches the whole process to gid, uid with exactly the given
+// supplementary groups (none for tyrant vassals, as uWSGI 2.0).
+func setIDs(uid, gid int, groups []int) error {
+	if groups == nil {
+		groups = []int{}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid(%d): %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid(%d): %w", uid, err)
+	}
+	return nil
+}

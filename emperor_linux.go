@@ -83,14 +83,16 @@ func parseCloneFlags(list string) (uintptr, error) {
 // childrenOf lists the direct children of pid from /proc/PID/task/*/children.
 // Cheap compared with a walk of all of /proc, and it sees orphans that were
 // re-parented to us as subreaper.
-func childrenOf(pid int) []int {
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+func childrenOf(pid int) []int { return childrenIn("/proc/" + strconv.Itoa(pid)) }
+
+func childrenIn(proc string) []int {
+	tasks, err := os.ReadDir(proc + "/task")
 	if err != nil {
 		return nil
 	}
 	var kids []int
 	for _, t := range tasks {
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
+		data, err := os.ReadFile(proc + "/task/" + t.Name() + "/children")
 		if err != nil {
 			continue
 		}
@@ -134,39 +136,6 @@ func signalTree(pid int, sig syscall.Signal) {
 	for _, d := range desc {
 		_ = syscall.Kill(d, sig)
 	}
-}
-
-// startReaper owns all waiting: no other code calls wait4, so exits are never
-// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
-// coalesced signals lose nothing.
-func startReaper(out chan<- childExit, done <-chan struct{}) {
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	go func() {
-		defer signal.Stop(sigchld)
-		for {
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if err == syscall.EINTR {
-					continue
-				}
-				if pid <= 0 || err != nil {
-					break
-				}
-				select {
-				case out <- childExit{pid: pid, status: ws}:
-				case <-done:
-					return
-				}
-			}
-			select {
-			case <-sigchld:
-			case <-done:
-				return
-			}
-		}
-	}()
 }
 
 // fdWatcher reports readiness of vassal protocol sockets with one epoll
@@ -343,24 +312,6 @@ func lastCap() int {
 	return n
 }
 
-// setIDs switches the whole process to gid, uid with exactly the given
-// supplementary groups (none for tyrant vassals, as uWSGI 2.0).
-func setIDs(uid, gid int, groups []int) error {
-	if groups == nil {
-		groups = []int{}
-	}
-	if err := syscall.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		return fmt.Errorf("setgid(%d): %w", gid, err)
-	}
-	if err := syscall.Setuid(uid); err != nil {
-		return fmt.Errorf("setuid(%d): %w", uid, err)
-	}
-	return nil
-}
-
 // dropEmperorPrivileges runs the emperor itself as uid/gid, keeping only the
 // capabilities listed (uWSGI's paranoid tyrant: cap = setgid,setuid). Caps
 // are per thread in Linux, so every step goes to all threads at once.
@@ -531,25 +482,7 @@ func rearmParentDeath(ppid int) {
 
 // childrenOfSelf reads /proc/self, not /proc/<getpid()>: as PID 1 of a
 // container the two differ when /proc is the host's.
-func childrenOfSelf() []int {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil
-	}
-	var kids []int
-	for _, t := range tasks {
-		data, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, n)
-			}
-		}
-	}
-	return kids
-}
+func childrenOfSelf() []int { return childrenIn("/proc/self") }
 
 func monotonicNowUsec() int64 {
 	var ts unix.Timespec

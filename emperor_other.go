@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
 	"sync"
 	"syscall"
@@ -46,36 +45,6 @@ func signalTree(pid int, sig syscall.Signal) {
 	}
 	_ = syscall.Kill(-pid, sig)
 	_ = syscall.Kill(pid, sig)
-}
-
-func startReaper(out chan<- childExit, done <-chan struct{}) {
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	go func() {
-		defer signal.Stop(sigchld)
-		for {
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if err == syscall.EINTR {
-					continue
-				}
-				if pid <= 0 || err != nil {
-					break
-				}
-				select {
-				case out <- childExit{pid: pid, status: ws}:
-				case <-done:
-					return
-				}
-			}
-			select {
-			case <-sigchld:
-			case <-done:
-				return
-			}
-		}
-	}()
 }
 
 // fdWatcher without epoll: one goroutine per fd, level-triggered poll(2),
@@ -216,22 +185,6 @@ func runShim(spec string) int {
 	err := syscall.Exec(s.exec, os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: exec %s: %v\n", s.exec, err)
 	return 1
-}
-
-func setIDs(uid, gid int, groups []int) error {
-	if groups == nil {
-		groups = []int{}
-	}
-	if err := syscall.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setgid(gid); err != nil {
-		return fmt.Errorf("setgid(%d): %w", gid, err)
-	}
-	if err := syscall.Setuid(uid); err != nil {
-		return fmt.Errorf("setuid(%d): %w", uid, err)
-	}
-	return nil
 }
 
 func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {

@@ -477,9 +477,16 @@ type emperorProc struct {
 
 func startEmperor(t testing.TB, dir string, args ...string) *emperorProc {
 	t.Helper()
-	p := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(emperorBin, args...)
-	p.cmd.Dir = dir
+	cmd := exec.Command(emperorBin, args...)
+	cmd.Dir = dir
+	return startEmperorCmd(t, cmd)
+}
+
+// startEmperorCmd starts an emperor command line (possibly under a wrapper
+// such as unshare or prlimit), logs it, and kills it at the end of the test.
+func startEmperorCmd(t testing.TB, cmd *exec.Cmd) *emperorProc {
+	t.Helper()
+	p := &emperorProc{cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// A vassal that outlived the emperor would hold the log pipe open
 	// forever; the tests that check for that must fail, not hang.
@@ -695,14 +702,8 @@ func TestVassalHygiene(t *testing.T) {
 	env.vassal(t, "h.ini", "h", "report-proc")
 	// Start the emperor through a shell that ignores SIGTERM and SIGHUP:
 	// those must not leak into vassals.
-	p := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("/bin/sh", "-c", "trap '' TERM HUP; exec "+emperorBin+" --emperor "+env.vassals)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	defer func() { p.cmd.Process.Kill(); <-p.done }()
+	cmd := exec.Command("/bin/sh", "-c", "trap '' TERM HUP; exec "+emperorBin+" --emperor "+env.vassals)
+	p := startEmperorCmd(t, cmd)
 	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "proc report", evIs("h", "proc"))
 	fields := strings.Fields(ev.extra)
 	fds := strings.Split(strings.TrimPrefix(fields[0], "fds:"), ";")
@@ -1050,15 +1051,9 @@ func TestVassalArgvAndEnv(t *testing.T) {
 	writeFile(t, filepath.Join(env.vassals, "v.ini"), fmt.Sprintf(
 		"[uwsgi]\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%%(vname)\nenv = PROBE_ACTIONS=env=FROM_INCLUDE,env=UWSGI_FOO,env=UWSGI_VASSAL_FOO,env=NOTIFY_SOCKET\nunprivileged-binary-patch = %s\n",
 		env.sink.path, self))
-	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	em.cmd = exec.Command(emperorBin, "--emperor", env.vassals, "--vassal-set", "vname=fromset", "--vassals-include", inc)
-	em.cmd.Env = append(os.Environ(), "UWSGI_VASSAL_FOO=bar", "NOTIFY_SOCKET=/nonexistent")
-	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
-	if err := em.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { em.err = em.cmd.Wait(); close(em.done) }()
-	defer func() { em.cmd.Process.Kill(); <-em.done }()
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--vassal-set", "vname=fromset", "--vassals-include", inc)
+	cmd.Env = append(os.Environ(), "UWSGI_VASSAL_FOO=bar", "NOTIFY_SOCKET=/nonexistent")
+	startEmperorCmd(t, cmd)
 	want := map[string]string{"FROM_INCLUDE": "yes(true)", "UWSGI_FOO": "bar(true)", "UWSGI_VASSAL_FOO": "(false)", "NOTIFY_SOCKET": "(false)"}
 	for k, v := range want {
 		ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "env "+k, func(ev probeEvent) bool {
@@ -2027,22 +2022,9 @@ func TestParanoidTyrant(t *testing.T) {
 	p := filepath.Join(env.vassals, "pt.ini")
 	writeFile(t, p, probeINIWith(env.sink, "pt", "report-id", probe))
 	os.Chown(p, 23463, 23464)
-	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	em.cmd = exec.Command(static, "--emperor", env.vassals, "--emperor-tyrant", "--uid", "10000", "--gid", "10000", "--cap", "setgid,setuid,kill")
-	em.cmd.Dir = env.root
-	em.cmd.WaitDelay = 5 * time.Second
-	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
-	if err := em.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { em.err = em.cmd.Wait(); close(em.done) }()
-	defer func() {
-		em.cmd.Process.Kill()
-		<-em.done
-		if t.Failed() {
-			t.Log(em.log.String())
-		}
-	}()
+	cmd := exec.Command(static, "--emperor", env.vassals, "--emperor-tyrant", "--uid", "10000", "--gid", "10000", "--cap", "setgid,setuid,kill")
+	cmd.Dir = env.root
+	em := startEmperorCmd(t, cmd)
 	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "vassal id", evIs("pt", "id"))
 	if got := idField(ev.extra, "Uid"); got != "23463,23463,23463,23463" {
 		t.Errorf("vassal Uid %s", got)
@@ -2413,16 +2395,9 @@ func TestSystemdNotify(t *testing.T) {
 			}
 		}
 	}
-	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	em.cmd = exec.Command(emperorBin, "--emperor", env.vassals)
-	em.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsPath, "WATCHDOG_USEC=400000")
-	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
-	em.cmd.WaitDelay = 5 * time.Second
-	if err := em.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { em.err = em.cmd.Wait(); close(em.done) }()
-	defer func() { em.cmd.Process.Kill(); <-em.done }()
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsPath, "WATCHDOG_USEC=400000")
+	em := startEmperorCmd(t, cmd)
 	ready := expect("READY=1")
 	if !strings.Contains(ready, "STATUS=The Emperor is governing 2 vassals (2 running") {
 		t.Errorf("READY datagram: %q", ready)
@@ -2478,15 +2453,8 @@ func TestPID1ReapsZombies(t *testing.T) {
 	}
 	env := newTestEnv(t)
 	env.vassal(t, "o.ini", "o", "orphan")
-	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	em.cmd = exec.Command(unshare, "--pid", "--fork", "--mount-proc", emperorBin, "--emperor", env.vassals)
-	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
-	em.cmd.WaitDelay = 5 * time.Second
-	if err := em.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { em.err = em.cmd.Wait(); close(em.done) }()
-	defer func() { em.cmd.Process.Kill(); <-em.done }()
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", emperorBin, "--emperor", env.vassals)
+	em := startEmperorCmd(t, cmd)
 	env.sink.waitFor(t, 0, 30*time.Second, "orphan report", evIs("o", "orphan"))
 	var emperorPid int
 	for _, k := range childrenOf(em.cmd.Process.Pid) {
@@ -2994,15 +2962,8 @@ func TestFaultOutOfFDs(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		env.vassal(t, fmt.Sprintf("f%02d.ini", i), "f", "send=17")
 	}
-	em := &emperorProc{log: &syncBuffer{}, done: make(chan struct{})}
-	em.cmd = exec.Command(prlimit, "--nofile=24:24", emperorBin, "--emperor", env.vassals)
-	em.cmd.Stdout, em.cmd.Stderr = em.log, em.log
-	em.cmd.WaitDelay = 5 * time.Second
-	if err := em.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { em.err = em.cmd.Wait(); close(em.done) }()
-	defer func() { em.cmd.Process.Kill(); <-em.done }()
+	cmd := exec.Command(prlimit, "--nofile=24:24", emperorBin, "--emperor", env.vassals)
+	em := startEmperorCmd(t, cmd)
 	em.waitLog(t, "too many open files", 20*time.Second)
 	// Free fds: remove most configs; the rest must all end up running.
 	time.Sleep(500 * time.Millisecond)

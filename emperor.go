@@ -2137,6 +2137,11 @@ func (e *emperor) onExit(ex childExit) {
 	// respawn, so an old worker cannot hold the new one's port.
 	_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
 	e.scheduleSweep()
+	if v.sock >= 0 {
+		// Bytes sent just before dying (loyalty, say) count: read them
+		// before the socket goes, whatever order the events came in.
+		e.readProtocol(v)
+	}
 	e.closeSock(v)
 	v.pid = 0
 	v.gen++
@@ -2248,15 +2253,24 @@ func (e *emperor) onReadable(r readyFD) {
 	if v == nil || v.token != r.token {
 		return // a report for a descriptor already closed
 	}
+	if e.readProtocol(v) {
+		e.onHangup(v)
+	}
+}
+
+// readProtocol acts on every byte waiting on the vassal's socket and
+// reports whether the vassal closed its end.
+func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
+	fd, token := v.sock, v.token
 	var buf [64]byte
 	for {
-		n, err := syscall.Read(r.fd, buf[:])
+		n, err := syscall.Read(fd, buf[:])
 		if n > 0 {
 			for _, b := range buf[:n] {
 				e.onByte(v, b)
 			}
-			if v.sock != r.fd {
-				return
+			if v.sock != fd {
+				return false
 			}
 			continue
 		}
@@ -2264,11 +2278,10 @@ func (e *emperor) onReadable(r readyFD) {
 			continue
 		}
 		if err == syscall.EAGAIN {
-			e.watcher.rearm(r.fd, r.token)
-			return
+			e.watcher.rearm(fd, token)
+			return false
 		}
-		e.onHangup(v)
-		return
+		return true
 	}
 }
 

@@ -247,8 +247,29 @@ func printHelp() {
 	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
 	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
 	fmt.Println()
+	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
+	described := map[string]bool{}
 	for _, o := range helpRows {
 		fmt.Printf("  --%-30s %-10s %s\n", o[0], o[1], o[2])
+		described[strings.Fields(o[0])[0]] = true
+	}
+	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
+	var rest []string
+	for name := range optionTable {
+		if !described[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range rest {
+		note := ""
+		switch {
+		case notImplementedYet[name]:
+			note = "(not implemented yet: refused with an error)"
+		case optionTable[name] == optFlag:
+			note = "(flag)"
+		}
+		fmt.Printf("  --%-30s %s\n", name, note)
 	}
 }
 

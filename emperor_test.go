@@ -3256,3 +3256,22 @@ func TestFaultFullFilesystem(t *testing.T) {
 		t.Error("touch on a full filesystem not acted on")
 	}
 }
+
+func TestHelpListsEveryOptionAndVersion(t *testing.T) {
+	out, err := exec.Command(emperorBin, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range optionTable {
+		if !strings.Contains(string(out), "--"+name+" ") {
+			t.Errorf("--help does not list --%s", name)
+		}
+	}
+	if !strings.Contains(string(out), "--emperor-freq N") || !strings.Contains(string(out), " 3 ") {
+		t.Error("--help lacks defaults")
+	}
+	v, err := exec.Command(emperorBin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(v), "emperor ") {
+		t.Errorf("--version: %q %v", v, err)
+	}
+}

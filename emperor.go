@@ -353,7 +353,8 @@ func lookPath(prog string) (string, error) {
 func runVassal(opts *Options, args []string) int {
 	name := configArgName(args)
 	if opts.Flag("show-config") {
-		fmt.Print(ShowConfig(opts))
+		// uWSGI writes it to its log, stderr.
+		fmt.Fprint(os.Stderr, ShowConfig(opts))
 	}
 	// uWSGI's order (SPEC 11): pre-jail hooks, the privileged patch,
 	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the

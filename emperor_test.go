@@ -3053,7 +3053,7 @@ func BenchmarkScale(b *testing.B) {
 			if time.Since(t0) > 10*time.Minute {
 				b.Fatalf("only %d of %d running", running, n)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		}
 		allUp := time.Since(t0)
 		time.Sleep(2 * time.Second)

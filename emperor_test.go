@@ -4292,3 +4292,37 @@ func TestConfigManyOptionsStayLinear(t *testing.T) {
 		t.Errorf("option cap: %v", err)
 	}
 }
+
+// TestFaultUnreadableConfig: an emperor running as an ordinary user meets a
+// config it cannot read: a clear line naming the file, retried with the
+// throttle, and the other vassals are undisturbed.
+func TestFaultUnreadableConfig(t *testing.T) {
+	needRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv(1) not available")
+	}
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	os.Chown(env.vassals, 23470, 23470)
+	good := filepath.Join(env.vassals, "good.ini")
+	writeFile(t, good, probeINIWith(env.sink, "good", "", probe))
+	os.Chown(good, 23470, 23470)
+	secret := filepath.Join(env.vassals, "secret.ini")
+	writeFile(t, secret, probeINIWith(env.sink, "secret", "", probe))
+	os.Chmod(secret, 0o000)
+	cmd := exec.Command(setpriv, "--reuid=23470", "--regid=23470", "--clear-groups", emperorBin, "--emperor", env.vassals)
+	cmd.Dir = env.root
+	em := startEmperorCmd(t, cmd)
+	first := env.sink.waitStart(t, 0, "good")
+	em.waitLog(t, "secret.ini", 10*time.Second)
+	em.waitLog(t, "permission denied", 10*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if !alive(first.pid) || len(env.sink.events(evIs("good", "start"))) != 1 {
+		t.Error("the readable vassal was disturbed")
+	}
+	if len(env.sink.events(evIs("secret", "start"))) != 0 {
+		t.Error("the unreadable config ran")
+	}
+}

@@ -510,42 +510,23 @@ func execPatch(opts *Options, key string, args []string) error {
 // the user's supplementary groups, as uWSGI's uid/gid options do. Only root
 // can change them; asking for one's own ids is not an error.
 func dropPrivileges(opts *Options) error {
-	uidStr, hasUID := opts.Last("uid")
-	gidStr, hasGID := opts.Last("gid")
-	if !hasUID && !hasGID {
+	if !opts.Has("uid") && !opts.Has("gid") {
 		return nil
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	var u *user.User
-	var err error
-	if hasUID && uidStr != "" {
-		if u, uid, err = lookupUser(uidStr); err != nil {
-			return err
-		}
-		if !hasGID {
-			gid, _ = strconv.Atoi(u.Gid)
-		}
+	cred, err := credentialFor(opts)
+	if err != nil {
+		return err
 	}
-	if hasGID && gidStr != "" {
-		if gid, err = lookupGroup(gidStr); err != nil {
-			return err
-		}
-	}
+	uid, gid := int(cred.Uid), int(cred.Gid)
 	if os.Getuid() != 0 {
 		if uid != os.Getuid() || gid != os.Getgid() {
 			return fmt.Errorf("cannot switch to uid %d gid %d as non-root user %d", uid, gid, os.Getuid())
 		}
 		return nil
 	}
-	groups := []int{gid}
-	if u != nil {
-		if ids, err := u.GroupIds(); err == nil {
-			for _, g := range ids {
-				if n, err := strconv.Atoi(g); err == nil && n != gid {
-					groups = append(groups, n)
-				}
-			}
-		}
+	groups := make([]int, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = int(g)
 	}
 	ppid := os.Getppid()
 	if err := setIDs(uid, gid, groups); err != nil {

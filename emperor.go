@@ -487,7 +487,17 @@ func runHookAction(h string) error {
 // execPatch replaces the runner with the patched program, if the config
 // names one. It only returns on failure or when there is nothing to exec.
 func execPatch(opts *Options, key string, args []string) error {
-	if cmd, ok := opts.Last(key); ok && cmd != "" {
+	cmd, hasCmd := opts.Last(key)
+	cmdline, hasLine := opts.Last(key + "-arg")
+	if (!hasCmd || cmd == "") && (!hasLine || cmdline == "") {
+		return nil
+	}
+	if dir, ok := opts.Last("chdir"); ok && dir != "" {
+		if err := os.Chdir(dir); err != nil {
+			return fmt.Errorf("chdir: %w", err)
+		}
+	}
+	if hasCmd && cmd != "" {
 		path, err := lookPath(cmd)
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
@@ -495,15 +505,12 @@ func execPatch(opts *Options, key string, args []string) error {
 		argv := append([]string{cmd}, args...)
 		return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
 	}
-	if cmdline, ok := opts.Last(key + "-arg"); ok && cmdline != "" {
-		argv := commandArgv(cmdline)
-		path, err := lookPath(argv[0])
-		if err != nil {
-			return fmt.Errorf("%s-arg: %w", key, err)
-		}
-		return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	argv := commandArgv(cmdline)
+	path, err := lookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("%s-arg: %w", key, err)
 	}
-	return nil
+	return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
 }
 
 // dropPrivileges applies the config's gid then uid (names or numbers), with

@@ -4326,3 +4326,36 @@ func TestFaultUnreadableConfig(t *testing.T) {
 		t.Error("the unreadable config ran")
 	}
 }
+
+// TestDirectExecMatchesRunner: a config that only sets env, chdir, uid/gid
+// and a binary patch is exec'd directly by the emperor; forcing the runner
+// (a hook) must give the vassal exactly the same ids, cwd and environment.
+func TestDirectExecMatchesRunner(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	os.Mkdir(filepath.Join(env.vassals, "sub"), 0o755)
+	body := func(name, extra string) string {
+		return fmt.Sprintf("[uwsgi]\nchdir = sub\nuid = 65534\ngid = 65534\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nenv = PROBE_ACTIONS=report-id,report-proc,env=FROM_CONFIG\nenv = FROM_CONFIG=%%n\n%sunprivileged-binary-patch = %s\n",
+			env.sink.path, name, extra, probe)
+	}
+	writeFile(t, filepath.Join(env.vassals, "direct.ini"), body("direct", ""))
+	writeFile(t, filepath.Join(env.vassals, "runner.ini"), body("runner", "hook-as-root = print:via the runner\n"))
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	em.waitLog(t, "via the runner", 30*time.Second)
+	report := func(name, event string) string {
+		ev, _ := env.sink.waitFor(t, 0, 30*time.Second, name+" "+event, evIs(name, event))
+		return ev.extra
+	}
+	if d, r := report("direct", "id"), report("runner", "id"); d != r || idField(d, "Uid") != "65534,65534,65534,65534" {
+		t.Errorf("ids differ or wrong:\ndirect %s\nrunner %s", d, r)
+	}
+	d, r := report("direct", "proc"), report("runner", "proc")
+	if !strings.HasSuffix(d, "cwd:"+filepath.Join(env.vassals, "sub")) || !strings.HasSuffix(r, "cwd:"+filepath.Join(env.vassals, "sub")) {
+		t.Errorf("cwd:\ndirect %s\nrunner %s", d, r)
+	}
+	if a, b := report("direct", "env"), report("runner", "env"); a != "FROM_CONFIG=direct(true)" || b != "FROM_CONFIG=runner(true)" {
+		t.Errorf("env: %s / %s", a, b)
+	}
+}

@@ -2865,6 +2865,11 @@ func soakCheck(t *testing.T, env *testEnv, em *emperorProc, present map[string]b
 		if alive(pid) && !tree[pid] {
 			t.Errorf("pid %d (%s %s) is alive outside the emperor's tree", pid, ev.name, ev.event)
 		}
+		// Every vassal start is in the log, with its pid (under the file
+		// name it had then: configs get renamed).
+		if ev.event == "start" && !strings.Contains(em.log.String(), fmt.Sprintf(".ini started (pid: %d)", pid)) {
+			t.Errorf("start of %s (pid %d) not logged", ev.name, pid)
+		}
 	}
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid))
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", em.cmd.Process.Pid))

@@ -397,14 +397,22 @@ func applyEnv(opts *Options) error {
 }
 
 func chrootFromConfig(opts *Options) error {
-	dir, ok := opts.Last("chroot")
-	if !ok || dir == "" {
+	dir, _ := opts.Last("chroot")
+	return enterChroot(dir)
+}
+
+// enterChroot jails the process in dir ("" = no jail).
+func enterChroot(dir string) error {
+	if dir == "" {
 		return nil
 	}
 	if err := syscall.Chroot(dir); err != nil {
 		return fmt.Errorf("chroot %s: %w", dir, err)
 	}
-	return os.Chdir("/")
+	if err := os.Chdir("/"); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	return nil
 }
 
 // runHooks runs one phase's hooks: hook-PHASE actions, then exec-PHASE

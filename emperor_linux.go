@@ -328,13 +328,8 @@ func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
 			return fmt.Errorf("cap: keepcaps: %w (not possible in a cgo build)", e)
 		}
 	}
-	if chroot != "" {
-		if err := syscall.Chroot(chroot); err != nil {
-			return fmt.Errorf("chroot %s: %w", chroot, err)
-		}
-		if err := os.Chdir("/"); err != nil {
-			return fmt.Errorf("chroot %s: %w", chroot, err)
-		}
+	if err := enterChroot(chroot); err != nil {
+		return err
 	}
 	if uid >= 0 {
 		if err := setIDs(uid, gid, []int{gid}); err != nil {

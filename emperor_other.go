@@ -191,13 +191,8 @@ func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
 	if keep != 0 {
 		return fmt.Errorf("cap: capabilities are not supported on %s", runtime.GOOS)
 	}
-	if chroot != "" {
-		if err := syscall.Chroot(chroot); err != nil {
-			return fmt.Errorf("chroot %s: %w", chroot, err)
-		}
-		if err := os.Chdir("/"); err != nil {
-			return fmt.Errorf("chroot %s: %w", chroot, err)
-		}
+	if err := enterChroot(chroot); err != nil {
+		return err
 	}
 	if uid >= 0 {
 		return setIDs(uid, gid, []int{gid})

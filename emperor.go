@@ -1006,11 +1006,12 @@ type vassal struct {
 	lastExit, lastReason                string
 	uid, gid                            uint32
 
-	starts   int    // processes started for this record
-	exitCode int    // last exit code, or -signal
-	onDemand string // socket name; "" for an ordinary vassal
-	odFd     int    // the listening socket the emperor holds, -1 if none
-	odToken  uint32
+	starts    int    // processes started for this record
+	killedFor string // why the emperor itself killed the running process
+	exitCode  int    // last exit code, or -signal
+	onDemand  string // socket name; "" for an ordinary vassal
+	odFd      int    // the listening socket the emperor holds, -1 if none
+	odToken   uint32
 }
 
 type emperor struct {
@@ -2195,9 +2196,12 @@ func (e *emperor) died(v *vassal, ex childExit) {
 		logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, ex.pid)
 	}
 	logVerbose("[emperor] vassal %s (pid: %d) %s", v.name, ex.pid, v.lastExit)
-	if v.then == thenVoluntary {
+	switch {
+	case v.killedFor != "":
+		v.lastReason, v.killedFor = v.killedFor, ""
+	case v.then == thenVoluntary:
 		v.lastReason = "voluntary shutdown"
-	} else {
+	default:
 		v.lastReason = "exit"
 	}
 	v.status = 0
@@ -2364,7 +2368,7 @@ func (e *emperor) checkHeartbeat(v *vassal) {
 	v.heartbeatArmed = false
 	v.lastHeartbeat = 0
 	logRaw("[emperor] vassal %s sent no heartbeat in last %d seconds, brutally respawning it...", v.name, limit)
-	v.lastReason = "heartbeat"
+	v.killedFor = "heartbeat"
 	signalTree(v.pid, syscall.SIGKILL)
 }
 

@@ -1728,12 +1728,17 @@ func TestHeartbeat(t *testing.T) {
 	env := newTestEnv(t)
 	env.vassal(t, "hb.ini", "hb", "send=17,send=26")
 	env.vassal(t, "nohb.ini", "nohb", "send=17")
-	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-required-heartbeat", "1")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-required-heartbeat", "1", "--emperor-stats", addr)
 	first := env.sink.waitStart(t, 0, "hb")
 	quiet := env.sink.waitStart(t, 0, "nohb")
 	em.waitLog(t, "[emperor] vassal hb.ini sent no heartbeat in last 1 seconds, brutally respawning it...", 10*time.Second)
 	waitDead(t, first.pid, 2*time.Second)
 	env.sink.waitFor(t, 0, 5*time.Second, "respawn", func(ev probeEvent) bool { return ev.name == "hb" && ev.event == "start" && ev.pid != first.pid })
+	v := parseStats(t, readStats(t, "tcp", addr)).vassal("hb.ini")
+	if v["restart_reason"] != "heartbeat" || v["last_exit"] != "killed by signal 9 (killed)" {
+		t.Errorf("stats after a heartbeat kill: %v", v)
+	}
 	if !alive(quiet.pid) {
 		t.Error("a vassal that never sent a heartbeat was killed")
 	}

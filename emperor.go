@@ -1000,6 +1000,7 @@ type vassal struct {
 	firstRun, lastRun, cursed           int64
 	lastLoyal, lastReady, lastAccepting int64
 	lastHeartbeat                       int64
+	heartbeatAt                         time.Time // monotonic twin of lastHeartbeat
 	respawns                            int
 	heartbeatArmed                      bool
 	nextRetry                           time.Time
@@ -2344,10 +2345,10 @@ func (e *emperor) onByte(v *vassal, b byte) {
 			e.stop(v, thenVoluntary)
 		}
 	case 26:
-		v.lastHeartbeat = now
+		v.lastHeartbeat, v.heartbeatAt = now, time.Now()
 		if !v.heartbeatArmed {
 			v.heartbeatArmed = true
-			e.timers.push(timerItem{at: time.Now().Add(e.cfg.heartbeat + time.Second), kind: tHeartbeat, v: v, gen: v.gen})
+			e.timers.push(timerItem{at: v.heartbeatAt.Add(e.cfg.heartbeat), kind: tHeartbeat, v: v, gen: v.gen})
 		}
 	}
 }
@@ -2360,7 +2361,9 @@ func (e *emperor) checkHeartbeat(v *vassal) {
 		return
 	}
 	limit := int64(e.cfg.heartbeat / time.Second)
-	due := time.Unix(v.lastHeartbeat+limit+1, 0)
+	// Monotonic: a clock step must neither kill a healthy vassal nor spare
+	// a hung one.
+	due := v.heartbeatAt.Add(e.cfg.heartbeat)
 	if time.Now().Before(due) {
 		e.timers.push(timerItem{at: due, kind: tHeartbeat, v: v, gen: v.gen})
 		return

@@ -4369,3 +4369,42 @@ func TestDirectExecMatchesRunner(t *testing.T) {
 		t.Errorf("env: %s / %s", a, b)
 	}
 }
+
+// TestFaultClockJump steps the wall clock an hour forward, then back: a
+// heartbeating vassal is not killed for it, a silent one still is after the
+// required heartbeat, and the throttle of a crash loop keeps its pace. All
+// the emperor's delays run on the monotonic clock. The clock is put back.
+func TestFaultClockJump(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t)
+	env.vassal(t, "alive.ini", "alive", "send=17,heartbeat=300")
+	env.vassal(t, "hung.ini", "hung", "send=17,send=26")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-required-heartbeat", "3")
+	alive0 := env.sink.waitStart(t, 0, "alive")
+	hung0 := env.sink.waitStart(t, 0, "hung")
+	step := func(d time.Duration) {
+		tv := syscall.NsecToTimeval(time.Now().Add(d).UnixNano())
+		if err := syscall.Settimeofday(&tv); err != nil {
+			t.Skipf("cannot set the clock: %v", err)
+		}
+	}
+	jumped := time.Duration(0)
+	t.Cleanup(func() { step(-jumped) })
+	step(time.Hour)
+	jumped = time.Hour
+	time.Sleep(time.Second)
+	if !alive(alive0.pid) || !alive(hung0.pid) {
+		t.Fatal("a forward clock step killed a vassal at once")
+	}
+	step(-2 * time.Hour)
+	jumped = -time.Hour
+	// hung sent one heartbeat at start: 3 s of silence, whatever the clock.
+	waitDead(t, hung0.pid, 6*time.Second)
+	em.waitLog(t, "vassal hung.ini sent no heartbeat", time.Second)
+	if !alive(alive0.pid) {
+		t.Error("the heartbeating vassal was killed across clock steps")
+	}
+	if strings.Contains(em.log.String(), "alive.ini sent no heartbeat") {
+		t.Error("alive.ini reported silent")
+	}
+}

@@ -4408,3 +4408,32 @@ func TestFaultClockJump(t *testing.T) {
 		t.Error("alive.ini reported silent")
 	}
 }
+
+// TestBrokenConfigsDisturbNothing: malformed configs next to a good one:
+// each gets a one-line error naming the file (and line), is retried with
+// the throttle, and the good vassal and the emperor carry on.
+func TestBrokenConfigsDisturbNothing(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "good.ini", "good", "")
+	writeFile(t, filepath.Join(env.vassals, "bad.ini"), "[uwsgi]\nfoo = bar\nbroken = %(unterminated\n")
+	writeFile(t, filepath.Join(env.vassals, "bad.json"), `{"uwsgi": {"env": [`)
+	writeFile(t, filepath.Join(env.vassals, "bad.xml"), "<uwsgi><env>A=1</env>")
+	writeFile(t, filepath.Join(env.vassals, "garbage.yml"), "\x00\x01\x02\xff\xfe")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	first := env.sink.waitStart(t, 0, "good")
+	for _, want := range []string{"bad.ini:3: unterminated", "bad.json", "bad.xml", "garbage.yml"} {
+		em.waitLog(t, want, 10*time.Second)
+	}
+	for _, line := range strings.Split(em.log.String(), "\n") {
+		if strings.Contains(line, "emperor: vassal bad.ini") && !strings.Contains(line, "bad.ini:3:") {
+			t.Errorf("error without the line number: %q", line)
+		}
+	}
+	time.Sleep(time.Second)
+	if !alive(first.pid) || len(env.sink.events(evIs("good", "start"))) != 1 {
+		t.Error("the good vassal was disturbed")
+	}
+	if em.cmd.ProcessState != nil {
+		t.Error("the emperor exited")
+	}
+}

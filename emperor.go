@@ -2139,7 +2139,14 @@ func (e *emperor) deleteVassal(v *vassal) {
 	// Another monitor may list the same name, or the file came back while
 	// the old process was stopping: look again now, not at the next tick.
 	if !e.dying {
-		e.onFSHint("")
+		// Only this name: a full rescan per removal would make a mass
+		// removal quadratic.
+		e.onFSHint(v.path)
+		for _, m := range e.monitors {
+			if !m.glob {
+				e.onFSHint(filepath.Join(m.dir, filepath.Base(v.name)))
+			}
+		}
 	}
 }
 

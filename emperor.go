@@ -1077,11 +1077,17 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		parentFd: -1,
 	}
 	var err error
-	if e.startCwd, err = os.Getwd(); err != nil {
-		return nil, fmt.Errorf("getcwd: %w", err)
-	}
 	if e.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	// The jail comes before the monitors, so their paths (and binary-path)
+	// are read inside it, as uWSGI's are; sockets are bound later, from in
+	// there, and the uid/capability drop comes after binding.
+	if err := enterChroot(cfg.own.chroot); err != nil {
+		return nil, err
+	}
+	if e.startCwd, err = os.Getwd(); err != nil {
+		return nil, fmt.Errorf("getcwd: %w", err)
 	}
 	for i, arg := range cfg.monitors {
 		m, err := newMonitor(i, arg, e.startCwd)
@@ -1135,8 +1141,8 @@ func (e *emperor) start() error {
 			e.fs.add(d)
 		}
 	}
-	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 || p.chroot != "" {
-		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps, p.chroot); err != nil {
+	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
+		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps); err != nil {
 			return err
 		}
 		logRaw("[emperor] running as uid %d gid %d (capabilities kept: %x)", os.Getuid(), os.Getgid(), p.caps)

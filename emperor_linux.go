@@ -315,7 +315,7 @@ func lastCap() int {
 // dropEmperorPrivileges runs the emperor itself as uid/gid, keeping only the
 // capabilities listed (uWSGI's paranoid tyrant: cap = setgid,setuid). Caps
 // are per thread in Linux, so every step goes to all threads at once.
-func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
+func dropEmperorPrivileges(uid, gid int, keep uint64) error {
 	if keep != 0 {
 		for c := 0; c <= lastCap(); c++ {
 			if keep&(1<<uint(c)) == 0 {
@@ -327,9 +327,6 @@ func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
 		if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); e != 0 {
 			return fmt.Errorf("cap: keepcaps: %w (not possible in a cgo build)", e)
 		}
-	}
-	if err := enterChroot(chroot); err != nil {
-		return err
 	}
 	if uid >= 0 {
 		if err := setIDs(uid, gid, []int{gid}); err != nil {

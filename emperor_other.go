@@ -187,12 +187,9 @@ func runShim(spec string) int {
 	return 1
 }
 
-func dropEmperorPrivileges(uid, gid int, keep uint64, chroot string) error {
+func dropEmperorPrivileges(uid, gid int, keep uint64) error {
 	if keep != 0 {
 		return fmt.Errorf("cap: capabilities are not supported on %s", runtime.GOOS)
-	}
-	if err := enterChroot(chroot); err != nil {
-		return err
 	}
 	if uid >= 0 {
 		return setIDs(uid, gid, []int{gid})

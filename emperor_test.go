@@ -4437,3 +4437,38 @@ func TestBrokenConfigsDisturbNothing(t *testing.T) {
 		t.Error("the emperor exited")
 	}
 }
+
+// TestEmperorOwnChroot: --chroot jails the emperor before it reads its
+// monitors, so paths are the jail's; a static vassal inside the jail runs
+// and reports through a socket in the jail.
+func TestEmperorOwnChroot(t *testing.T) {
+	needRoot(t)
+	_, static := publicBinaries(t)
+	env := newTestEnv(t)
+	jail := filepath.Join(env.root, "jail")
+	for _, d := range []string{"dev", "vassals"} {
+		os.MkdirAll(filepath.Join(jail, d), 0o755)
+	}
+	if err := syscall.Mknod(filepath.Join(jail, "dev/null"), syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skipf("mknod: %v", err)
+	}
+	cprobe := filepath.Join(jail, "cprobe")
+	if out, err := exec.Command("cc", "-O2", "-static", "-o", cprobe, "testdata/cprobe.c").CombinedOutput(); err != nil {
+		t.Skipf("no static C toolchain: %v %s", err, out)
+	}
+	data, _ := os.ReadFile(static)
+	os.WriteFile(filepath.Join(jail, "emperor"), data, 0o755)
+	sink := newProbeSink(t, jail) // jail/probe.sock, /probe.sock inside
+	writeFile(t, filepath.Join(jail, "vassals/c.ini"), "[uwsgi]\nenv = PROBE_SOCK=/probe.sock\nenv = PROBE_NAME=jailed\nunprivileged-binary-patch = /cprobe\n")
+	cmd := exec.Command(static, "--emperor", "/vassals", "--chroot", jail, "--binary-path", "/emperor")
+	cmd.Dir = env.root
+	em := startEmperorCmd(t, cmd)
+	ev := sink.waitStart(t, 0, "jailed")
+	root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", ev.pid))
+	if root != jail {
+		t.Errorf("vassal root %q, want the jail %q", root, jail)
+	}
+	if r, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", em.cmd.Process.Pid)); r != jail {
+		t.Errorf("emperor root %q, want the jail", r)
+	}
+}

@@ -3066,6 +3066,7 @@ func BenchmarkScale(b *testing.B) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		allUp := time.Since(t0)
+		spawnCPU := procCPU(b, pid)
 		time.Sleep(2 * time.Second)
 		cpu0 := procCPU(b, pid)
 		time.Sleep(10 * time.Second)
@@ -3093,6 +3094,7 @@ func BenchmarkScale(b *testing.B) {
 		floor := forkExecFloor(b, n)
 		b.ReportMetric(allUp.Seconds(), "s-all-running")
 		b.ReportMetric(floor.Seconds(), "s-floor")
+		b.ReportMetric(spawnCPU.Seconds(), "s-emperor-cpu")
 		b.ReportMetric(float64(rss)/1024, "MB-rss")
 		b.ReportMetric(100*idle.Seconds()/10, "%cpu-idle")
 		b.ReportMetric(float64(statsTook.Microseconds())/1000, "ms-stats")

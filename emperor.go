@@ -2170,13 +2170,14 @@ func (e *emperor) onExit(ex childExit) {
 	// respawn, so an old worker cannot hold the new one's port.
 	_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
 	e.scheduleSweep()
+	// The pid is gone (and may be reused): nothing below may signal it.
+	v.pid = 0
 	if v.sock >= 0 {
 		// Bytes sent just before dying (loyalty, say) count: read them
 		// before the socket goes, whatever order the events came in.
 		e.readProtocol(v)
 	}
 	e.closeSock(v)
-	v.pid = 0
 	v.gen++
 	v.lastExit = describeExit(ex.status)
 	v.exitCode = ex.status.ExitStatus()

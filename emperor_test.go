@@ -1265,13 +1265,14 @@ func TestRealUWSGILifecycle(t *testing.T) {
 	})
 }
 
-// TestRealUWSGIUncooperativeShutdown: uwsgi-core execs a patch with SIGTERM
+// TestRealUWSGIUncooperativeShutdown: uwsgi-core execs a patch (the privileged
+// one: uwsgi-core skips unprivileged patches when not root) with SIGTERM
 // ignored, and `sh -c 'sleep 1000'` forks sleep as a grandchild; uWSGI's own
 // emperor needs 30 s and leaves sleep behind. Ours: under 10 s, nothing left.
 func TestRealUWSGIUncooperativeShutdown(t *testing.T) {
 	needUWSGI(t)
 	env := newTestEnv(t)
-	writeFile(t, filepath.Join(env.vassals, "sl.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sh -c 'sleep 1000; true'\n")
+	writeFile(t, filepath.Join(env.vassals, "sl.ini"), "[uwsgi]\nprivileged-binary-patch-arg = sh -c 'sleep 1000; true'\n")
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore)
 	var sleepPid int
 	deadline := time.Now().Add(10 * time.Second)

@@ -1720,7 +1720,6 @@ func (e *emperor) wake(v *vassal) {
 // spawnSpec is what the platform layer needs to start a vassal.
 type spawnSpec struct {
 	cloneFlags uintptr
-	cred       *syscall.Credential
 }
 
 // vassalArgv is uWSGI's argv: BINARY [before...] --ini NAME [after...].

@@ -45,9 +45,6 @@ func platformSysProcAttr(s *spawnSpec) (*syscall.SysProcAttr, error) {
 	if s.cloneFlags != 0 {
 		attr.Cloneflags = s.cloneFlags
 	}
-	if s.cred != nil {
-		attr.Credential = s.cred
-	}
 	return attr, nil
 }
 

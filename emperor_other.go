@@ -23,9 +23,6 @@ func platformSysProcAttr(s *spawnSpec) (*syscall.SysProcAttr, error) {
 		return nil, fmt.Errorf("emperor-use-clone: namespaces are not supported on %s", runtime.GOOS)
 	}
 	attr := &syscall.SysProcAttr{Setpgid: true}
-	if s.cred != nil {
-		attr.Credential = s.cred
-	}
 	return attr, nil
 }
 

@@ -1218,6 +1218,7 @@ func (e *emperor) fireTimers() {
 		case tFullScan:
 			t0 := time.Now()
 			if !e.dying {
+				e.retryWatches()
 				e.scanAll()
 			}
 			e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(time.Since(t0))), kind: tFullScan})
@@ -2600,6 +2601,7 @@ func (b *blacklist) clear() {
 type fsWatch struct {
 	w      *fsnotify.Watcher
 	failed bool // a watch could not be added: polling is the only source
+	warned bool // the failure was logged (once, not on every retry)
 }
 
 // fullScanInterval keeps the safety-net scan cheap: every emperor-freq for
@@ -2654,13 +2656,34 @@ func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 	return &fsWatch{w: w}
 }
 
+// retryWatches tries again to watch every directory after a failure (out
+// of inotify watches): polling covers the gap, inotify comes back when it can.
+func (e *emperor) retryWatches() {
+	if e.fs == nil || e.fs.w == nil || !e.fs.failed {
+		return
+	}
+	e.fs.failed = false
+	for _, m := range e.monitors {
+		for _, d := range m.watchDirs() {
+			e.fs.add(d)
+		}
+	}
+	if !e.fs.failed {
+		e.fs.warned = false
+		logRaw("[emperor] file watching restored")
+	}
+}
+
 func (f *fsWatch) add(dir string) {
 	if f.w == nil {
 		return
 	}
 	if err := f.w.Add(dir); err != nil && !os.IsNotExist(err) {
 		f.failed = true
-		logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
+		if !f.warned {
+			f.warned = true
+			logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
+		}
 	}
 }
 

@@ -4469,3 +4469,44 @@ func TestEmperorOwnChroot(t *testing.T) {
 		t.Errorf("emperor root %q, want the jail", r)
 	}
 }
+
+// TestPollingWhenOutOfWatches: inotify instances are there but watches run
+// out (max_user_watches): the emperor says so and polls, at the normal
+// frequency, and sees every change.
+func TestPollingWhenOutOfWatches(t *testing.T) {
+	needRoot(t)
+	const knob = "/proc/sys/fs/inotify/max_user_watches"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skip("no inotify sysctl")
+	}
+	env := newTestEnv(t)
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		t.Skip("cannot change max_user_watches")
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			os.WriteFile(knob, old, 0o644)
+			restored = true
+		}
+	}
+	t.Cleanup(restore)
+	// Use up the one watch allowed.
+	if fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC); err == nil {
+		syscall.InotifyAddWatch(fd, env.root, syscall.IN_CREATE)
+		t.Cleanup(func() { syscall.Close(fd) })
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "1")
+	em.waitLog(t, "cannot watch "+env.vassals, 10*time.Second)
+	restore()
+	path := env.vassal(t, "w.ini", "w", "ignore-term")
+	env.sink.waitStart(t, 0, "w")
+	mark := env.sink.count()
+	touch(t, path, time.Now().Add(5*time.Second))
+	env.sink.waitStart(t, mark, "w")
+	os.Remove(path)
+	em.waitLog(t, "removed uwsgi instance w.ini", 10*time.Second)
+	// With watches to be had again, the emperor goes back to inotify.
+	em.waitLog(t, "file watching restored", 10*time.Second)
+}

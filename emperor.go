@@ -1007,12 +1007,13 @@ type vassal struct {
 	lastExit, lastReason                string
 	uid, gid                            uint32
 
-	starts    int    // processes started for this record
-	killedFor string // why the emperor itself killed the running process
-	exitCode  int    // last exit code, or -signal
-	onDemand  string // socket name; "" for an ordinary vassal
-	odFd      int    // the listening socket the emperor holds, -1 if none
-	odToken   uint32
+	starts       int    // processes started for this record
+	spawnPending bool   // collected for a batch of fork+execs, not yet run
+	killedFor    string // why the emperor itself killed the running process
+	exitCode     int    // last exit code, or -signal
+	onDemand     string // socket name; "" for an ordinary vassal
+	odFd         int    // the listening socket the emperor holds, -1 if none
+	odToken      uint32
 }
 
 type emperor struct {
@@ -1053,6 +1054,10 @@ type emperor struct {
 	lastStatus    time.Time
 	parentFd      int // our own emperor's protocol fd when we are a sub-emperor
 	parentToken   uint32
+
+	batch     []*spawnJob // spawns collected by spawning()
+	spawnJobs chan *spawnJob
+	spawnDone chan struct{}
 }
 
 func newEmperor(cfg *emperorConfig) (*emperor, error) {
@@ -1438,9 +1443,11 @@ func (m *monitor) list() ([]candidate, error) {
 }
 
 func (e *emperor) scanAll() {
-	for _, m := range e.monitors {
-		e.scanMonitor(m)
-	}
+	e.spawning(func() {
+		for _, m := range e.monitors {
+			e.scanMonitor(m)
+		}
+	})
 }
 
 // scanMonitor is the source of truth: list, stat, compare. inotify only
@@ -1631,13 +1638,15 @@ func (e *emperor) rescanDirty(m *monitor) {
 	if e.dying {
 		return
 	}
-	if full {
-		e.scanMonitor(m)
-		return
-	}
-	for name := range dirty {
-		e.checkOne(m, candidate{name: name, path: filepath.Join(m.dir, name)})
-	}
+	e.spawning(func() {
+		if full {
+			e.scanMonitor(m)
+			return
+		}
+		for name := range dirty {
+			e.checkOne(m, candidate{name: name, path: filepath.Join(m.dir, name)})
+		}
+	})
 }
 
 // checkOne is scanMonitor for a single name.
@@ -1736,26 +1745,64 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // /dev/null on stdin and the emperor's stdout/stderr, in the config's
 // directory, in a process group of its own.
 func (e *emperor) spawn(v *vassal) {
+	if v.spawnPending {
+		return // already collected in this batch
+	}
+	job := e.prepareSpawn(v)
+	if job == nil {
+		return
+	}
+	if e.batch != nil {
+		e.batch = append(e.batch, job)
+		return
+	}
+	job.run()
+	e.finishSpawn(job)
+}
+
+// spawnJob is one prepared fork+exec. The fork itself may run on a spawner
+// thread; everything before and after happens on the loop.
+type spawnJob struct {
+	v            *vassal
+	plan         *execPlan
+	stdin        uintptr
+	ours, theirs int
+	pid          int
+	err          error
+}
+
+func (j *spawnJob) run() {
+	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, &syscall.ProcAttr{
+		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
+		Files: []uintptr{j.stdin, 1, 2, uintptr(j.theirs)},
+	})
+}
+
+func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 	ours, theirs, err := protocolSocketpair()
 	if err != nil {
 		e.spawnFailed(v, fmt.Errorf("socketpair: %w", err))
-		return
+		return nil
 	}
 	plan, err := e.execPlan(v)
 	if err != nil {
 		syscall.Close(ours)
 		syscall.Close(theirs)
 		e.spawnFailed(v, err)
-		return
+		return nil
 	}
-	pid, err := syscall.ForkExec(plan.path, plan.argv, &syscall.ProcAttr{
-		Dir: plan.dir, Env: plan.env, Sys: plan.attr,
-		Files: []uintptr{e.stdinFor(v), 1, 2, uintptr(theirs)},
-	})
-	syscall.Close(theirs)
-	if err != nil {
+	v.spawnPending = true
+	return &spawnJob{v: v, plan: plan, stdin: e.stdinFor(v), ours: ours, theirs: theirs}
+}
+
+// finishSpawn records a started vassal, or the failure.
+func (e *emperor) finishSpawn(j *spawnJob) {
+	v, ours, pid := j.v, j.ours, j.pid
+	v.spawnPending = false
+	syscall.Close(j.theirs)
+	if j.err != nil {
 		syscall.Close(ours)
-		e.spawnFailed(v, fmt.Errorf("exec %s: %w", plan.path, err))
+		e.spawnFailed(v, fmt.Errorf("exec %s: %w", j.plan.path, j.err))
 		return
 	}
 	_ = syscall.SetNonblock(ours, true)
@@ -1779,6 +1826,58 @@ func (e *emperor) spawn(v *vassal) {
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
 	e.markStatusDirty()
+}
+
+// spawning collects the spawns f asks for and runs their fork+execs side by
+// side: the main thread and one spawner thread each wait for a child's exec
+// at the same time, so a burst of new configs uses both cores. Exits of the
+// new children cannot be handled before they are recorded: the loop is here.
+func (e *emperor) spawning(f func()) {
+	e.batch = []*spawnJob{}
+	f()
+	jobs := e.batch
+	e.batch = nil
+	if len(jobs) > 1 {
+		e.startSpawner()
+		pending := 0
+		for _, j := range jobs[1:] {
+			select {
+			case e.spawnJobs <- j:
+				pending++
+				continue
+			default:
+			}
+			j.run()
+		}
+		jobs[0].run()
+		for ; pending > 0; pending-- {
+			<-e.spawnDone
+		}
+	} else if len(jobs) == 1 {
+		jobs[0].run()
+	}
+	for _, j := range jobs {
+		e.finishSpawn(j)
+	}
+}
+
+// startSpawner starts the spawner thread once. It is locked to its OS thread
+// and never returns, so the thread lives as long as the emperor: PDEATHSIG
+// is tied to the forking thread (golang/go#27505).
+func (e *emperor) startSpawner() {
+	if e.spawnJobs != nil {
+		return
+	}
+	e.spawnJobs = make(chan *spawnJob, 1)
+	e.spawnDone = make(chan struct{}, 1024)
+	go func() {
+		runtime.LockOSThread()
+		clearSpawnThreadSigmask()
+		for j := range e.spawnJobs {
+			j.run()
+			e.spawnDone <- struct{}{}
+		}
+	}()
 }
 
 // execPlan decides how the vassal is exec'd: directly, with the tyrant's

@@ -111,10 +111,26 @@ func monoNow() int64 {
 func runProbe() int {
 	name := os.Getenv("PROBE_NAME")
 	inherited := probeFDs()
-	conn, _ := net.Dial("unixgram", os.Getenv("PROBE_SOCK"))
+	var conn net.Conn
+	var err error
+	for try := 0; try < 50; try++ {
+		if conn, err = net.Dial("unixgram", os.Getenv("PROBE_SOCK")); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		// Say so in the emperor's log: a silent probe makes a test time out
+		// with no clue.
+		fmt.Fprintf(os.Stderr, "probe %s: dial %s: %v\n", name, os.Getenv("PROBE_SOCK"), err)
+	}
 	report := func(event, extra string) {
-		if conn != nil {
-			fmt.Fprintf(conn, "%s %s %d %d %s", name, event, os.Getpid(), monoNow(), extra)
+		if conn == nil {
+			return
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(conn, "%s %s %d %d %s", name, event, os.Getpid(), monoNow(), extra); err != nil {
+			fmt.Fprintf(os.Stderr, "probe %s: report %s: %v\n", name, event, err)
 		}
 	}
 	report("start", "")

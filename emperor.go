@@ -1120,6 +1120,9 @@ func (e *emperor) start() error {
 	}
 	notifySignals(e.sigs)
 	startReaper(e.exits, e.done)
+	// The spawner thread is made now, while threads can be had: creating it
+	// lazily under a pid limit would fail just when spawning matters.
+	e.startSpawner()
 	e.notify = newSDNotifier()
 	e.attachParentEmperor()
 	if e.cfg.notifySocket != "" {
@@ -1837,8 +1840,7 @@ func (e *emperor) spawning(f func()) {
 	f()
 	jobs := e.batch
 	e.batch = nil
-	if len(jobs) > 1 {
-		e.startSpawner()
+	if len(jobs) > 1 && e.spawnJobs != nil {
 		pending := 0
 		for _, j := range jobs[1:] {
 			select {
@@ -1853,21 +1855,20 @@ func (e *emperor) spawning(f func()) {
 		for ; pending > 0; pending-- {
 			<-e.spawnDone
 		}
-	} else if len(jobs) == 1 {
-		jobs[0].run()
+	} else {
+		for _, j := range jobs {
+			j.run()
+		}
 	}
 	for _, j := range jobs {
 		e.finishSpawn(j)
 	}
 }
 
-// startSpawner starts the spawner thread once. It is locked to its OS thread
+// startSpawner starts the spawner thread. It is locked to its OS thread
 // and never returns, so the thread lives as long as the emperor: PDEATHSIG
 // is tied to the forking thread (golang/go#27505).
 func (e *emperor) startSpawner() {
-	if e.spawnJobs != nil {
-		return
-	}
 	e.spawnJobs = make(chan *spawnJob, 1)
 	e.spawnDone = make(chan struct{}, 1024)
 	go func() {

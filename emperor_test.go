@@ -521,8 +521,15 @@ func startEmperorCmd(t testing.TB, cmd *exec.Cmd) *emperorProc {
 		select {
 		case <-p.done:
 		default:
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
+			// A graceful stop takes vassals' own children along (a SIGKILLed
+			// emperor only takes the vassals): tests leave nothing behind.
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				_ = p.cmd.Process.Signal(syscall.SIGKILL)
+				<-p.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("emperor log:\n%s", p.log.String())

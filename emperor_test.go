@@ -3174,27 +3174,29 @@ func TestNotYetImplementedOptionsFailLoudly(t *testing.T) {
 	}
 }
 
+// setSysctl sets a kernel knob for one test and returns the function that
+// puts the old value back (also run at cleanup; calling it twice is fine).
+func setSysctl(t *testing.T, knob, value string) func() {
+	t.Helper()
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skipf("no %s", knob)
+	}
+	if err := os.WriteFile(knob, []byte(value), 0o644); err != nil {
+		t.Skipf("cannot change %s: %v", knob, err)
+	}
+	var once sync.Once
+	restore := func() { once.Do(func() { os.WriteFile(knob, old, 0o644) }) }
+	t.Cleanup(restore)
+	return restore
+}
+
 // TestPollingWithoutInotify: with no inotify instance to be had, the
 // emperor says so and the periodic scan still sees every change.
 func TestPollingWithoutInotify(t *testing.T) {
 	needRoot(t)
-	const knob = "/proc/sys/fs/inotify/max_user_instances"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Skip("no inotify sysctl")
-	}
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_instances", "0")
 	env := newTestEnv(t)
-	if err := os.WriteFile(knob, []byte("0"), 0o644); err != nil {
-		t.Skip("cannot change max_user_instances")
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			os.WriteFile(knob, old, 0o644)
-			restored = true
-		}
-	}
-	t.Cleanup(restore)
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "1")
 	em.waitLog(t, "file watching unavailable", 10*time.Second)
 	restore() // the emperor already failed to get its instance
@@ -4498,23 +4500,8 @@ func TestEmperorOwnChroot(t *testing.T) {
 // frequency, and sees every change.
 func TestPollingWhenOutOfWatches(t *testing.T) {
 	needRoot(t)
-	const knob = "/proc/sys/fs/inotify/max_user_watches"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Skip("no inotify sysctl")
-	}
+	restore := setSysctl(t, "/proc/sys/fs/inotify/max_user_watches", "1")
 	env := newTestEnv(t)
-	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
-		t.Skip("cannot change max_user_watches")
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			os.WriteFile(knob, old, 0o644)
-			restored = true
-		}
-	}
-	t.Cleanup(restore)
 	// Use up the one watch allowed.
 	if fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC); err == nil {
 		syscall.InotifyAddWatch(fd, env.root, syscall.IN_CREATE)

@@ -34,10 +34,10 @@ const emperorVersion = "0.1.0"
 var version = emperorVersion
 
 func init() {
-	// Every vassal is forked from the main thread, which lives as long as
-	// the emperor: PDEATHSIG fires when the forking thread exits, not the
-	// process, so forking from a thread the runtime may retire would kill
-	// vassals at random (golang/go#27505).
+	// The main thread runs the loop and forks when no spawner thread can:
+	// PDEATHSIG fires when the forking thread exits, not the process, so
+	// forking from a thread the runtime may retire would kill vassals at
+	// random (golang/go#27505). Spawner threads are locked for life too.
 	runtime.LockOSThread()
 }
 
@@ -1055,9 +1055,12 @@ type emperor struct {
 	parentFd      int // our own emperor's protocol fd when we are a sub-emperor
 	parentToken   uint32
 
-	batch     []*spawnJob // spawns collected by spawning()
-	spawnJobs chan *spawnJob
-	spawnDone chan struct{}
+	batch      []*spawnJob // spawns collected by spawning()
+	batchSent  int         // how many of batch the spawner threads took
+	batchDone  int         // how many of those they finished
+	spawnJobs  chan *spawnJob
+	spawnDone  chan struct{}
+	spawnerCnt int // spawner threads running; 0: the loop forks itself
 }
 
 func newEmperor(cfg *emperorConfig) (*emperor, error) {
@@ -1122,7 +1125,7 @@ func (e *emperor) start() error {
 	startReaper(e.exits, e.done)
 	// The spawner thread is made now, while threads can be had: creating it
 	// lazily under a pid limit would fail just when spawning matters.
-	e.startSpawner()
+	e.startSpawners()
 	e.notify = newSDNotifier()
 	e.attachParentEmperor()
 	if e.cfg.notifySocket != "" {
@@ -1746,39 +1749,58 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 
 // spawn starts the vassal's process with the protocol socket on fd 3,
 // /dev/null on stdin and the emperor's stdout/stderr, in the config's
-// directory, in a process group of its own.
+// directory, in a process group of its own. Within spawning() the fork is
+// handed to a spawner thread at once and recorded when the batch ends;
+// outside, it is a batch of one.
 func (e *emperor) spawn(v *vassal) {
 	if v.spawnPending {
 		return // already collected in this batch
+	}
+	if e.batch == nil {
+		e.spawning(func() { e.spawn(v) })
+		return
 	}
 	job := e.prepareSpawn(v)
 	if job == nil {
 		return
 	}
-	if e.batch != nil {
-		e.batch = append(e.batch, job)
-		return
-	}
-	job.run()
-	e.finishSpawn(job)
+	e.batch = append(e.batch, job)
+	e.feedSpawners(false)
 }
 
-// spawnJob is one prepared fork+exec. The fork itself may run on a spawner
+// spawnJob is one prepared fork+exec. The fork itself runs on a spawner
 // thread; everything before and after happens on the loop.
 type spawnJob struct {
 	v            *vassal
 	plan         *execPlan
-	stdin        uintptr
+	stdin        int
 	ours, theirs int
 	pid          int
 	err          error
 }
 
-func (j *spawnJob) run() {
+// run forks and execs the job from the given fd table, into which the
+// vassal's stdin and protocol socket are borrowed for the fork only.
+func (j *spawnJob) run(ft *forkTable) {
+	stdin, err := ft.borrow(j.stdin)
+	if err != nil {
+		j.err = fmt.Errorf("pidfd_getfd: %w", err)
+		return
+	}
+	defer ft.giveBack(stdin)
+	theirs, err := ft.borrow(j.theirs)
+	if err != nil {
+		j.err = fmt.Errorf("pidfd_getfd: %w", err)
+		return
+	}
+	defer ft.giveBack(theirs)
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, &syscall.ProcAttr{
 		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
-		Files: []uintptr{j.stdin, 1, 2, uintptr(j.theirs)},
+		Files: []uintptr{uintptr(stdin), 1, 2, uintptr(theirs)},
 	})
+	if j.err != nil {
+		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
+	}
 }
 
 func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
@@ -1805,7 +1827,7 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	syscall.Close(j.theirs)
 	if j.err != nil {
 		syscall.Close(ours)
-		e.spawnFailed(v, fmt.Errorf("exec %s: %w", j.plan.path, j.err))
+		e.spawnFailed(v, j.err)
 		return
 	}
 	_ = syscall.SetNonblock(ours, true)
@@ -1831,54 +1853,113 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	e.markStatusDirty()
 }
 
-// spawning collects the spawns f asks for and runs their fork+execs side by
-// side: the main thread and one spawner thread each wait for a child's exec
-// at the same time, so a burst of new configs uses both cores. Exits of the
-// new children cannot be handled before they are recorded: the loop is here.
+// spawning collects the spawns f asks for. Each fork+exec goes to a spawner
+// thread as soon as it is prepared, so the loop reads and parses the next
+// config while earlier ones fork on every core. Exits of the new children
+// cannot be handled before they are recorded: the loop is here until all
+// are. Nested calls join the outer batch.
 func (e *emperor) spawning(f func()) {
-	e.batch = []*spawnJob{}
+	if e.batch != nil {
+		f()
+		return
+	}
+	e.batch, e.batchSent, e.batchDone = []*spawnJob{}, 0, 0
 	f()
-	jobs := e.batch
-	e.batch = nil
-	if len(jobs) > 1 && e.spawnJobs != nil {
-		pending := 0
-		for _, j := range jobs[1:] {
-			select {
-			case e.spawnJobs <- j:
-				pending++
-				continue
-			default:
-			}
-			j.run()
-		}
-		jobs[0].run()
-		for ; pending > 0; pending-- {
-			<-e.spawnDone
+	if e.spawnerCnt == 0 {
+		for _, j := range e.batch {
+			j.run(sharedForkTable)
 		}
 	} else {
-		for _, j := range jobs {
-			j.run()
-		}
+		e.feedSpawners(true)
 	}
+	jobs := e.batch
+	e.batch = nil
 	for _, j := range jobs {
 		e.finishSpawn(j)
 	}
 }
 
-// startSpawner starts the spawner thread. It is locked to its OS thread
-// and never returns, so the thread lives as long as the emperor: PDEATHSIG
-// is tied to the forking thread (golang/go#27505).
-func (e *emperor) startSpawner() {
-	e.spawnJobs = make(chan *spawnJob, 1)
-	e.spawnDone = make(chan struct{}, 1024)
-	go func() {
-		runtime.LockOSThread()
-		clearSpawnThreadSigmask()
-		for j := range e.spawnJobs {
-			j.run()
-			e.spawnDone <- struct{}{}
+// feedSpawners hands collected jobs to the spawner threads and counts the
+// finished ones: without waiting (while f is still collecting), or until
+// every job is done.
+func (e *emperor) feedSpawners(wait bool) {
+	if e.spawnerCnt == 0 {
+		return
+	}
+	for e.batchDone < len(e.batch) {
+		var jobs chan<- *spawnJob
+		var next *spawnJob
+		if e.batchSent < len(e.batch) {
+			jobs, next = e.spawnJobs, e.batch[e.batchSent]
 		}
-	}()
+		if wait {
+			select {
+			case jobs <- next:
+				e.batchSent++
+			case <-e.spawnDone:
+				e.batchDone++
+			}
+			continue
+		}
+		select {
+		case jobs <- next:
+			e.batchSent++
+		case <-e.spawnDone:
+			e.batchDone++
+		default:
+			return
+		}
+	}
+}
+
+// maxSpawners bounds the spawner threads: past a few, forks serialise on
+// the kernel's process-table lock anyway.
+const maxSpawners = 4
+
+// startSpawners starts one spawner thread per CPU (at most maxSpawners),
+// each with an fd table of its own (see forkTable). They are locked to
+// their OS threads and never return, so each thread lives as long as the
+// emperor: PDEATHSIG is tied to the forking thread (golang/go#27505).
+func (e *emperor) startSpawners() {
+	n := min(max(runtime.NumCPU(), 1), maxSpawners)
+	e.spawnJobs = make(chan *spawnJob, n)
+	e.spawnDone = make(chan struct{}, n)
+	ready := make(chan spawnerState)
+	for i := 0; i < n; i++ {
+		go e.spawner(ready)
+	}
+	var shared error
+	for i := 0; i < n; i++ {
+		st := <-ready
+		if st.running {
+			e.spawnerCnt++
+		}
+		if st.err != nil && shared == nil {
+			shared = st.err
+		}
+	}
+	if shared != nil {
+		logRaw("[emperor] spawner threads fork from the shared fd table (%v): each spawn copies every open fd, slower with many vassals", shared)
+	}
+}
+
+type spawnerState struct {
+	running bool
+	err     error // why the thread has no private fd table
+}
+
+func (e *emperor) spawner(ready chan<- spawnerState) {
+	runtime.LockOSThread()
+	clearSpawnThreadSigmask()
+	ft, err := privateForkTable()
+	ready <- spawnerState{running: ft != nil, err: err}
+	if ft == nil {
+		return // the thread goes, with its half-made table
+	}
+	for j := range e.spawnJobs {
+		j.run(ft)
+		e.spawnDone <- struct{}{}
+	}
 }
 
 // execPlan decides how the vassal is exec'd: directly, with the tyrant's
@@ -2107,12 +2188,12 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 
 // stdinFor: an on-demand vassal gets its listening socket as fd 0 (a uWSGI
 // vassal serves an inherited socket on fd 0 by itself); others /dev/null.
-func (e *emperor) stdinFor(v *vassal) uintptr {
+func (e *emperor) stdinFor(v *vassal) int {
 	if v.odFd >= 0 {
 		e.disarmOnDemand(v)
-		return uintptr(v.odFd)
+		return v.odFd
 	}
-	return e.devnull.Fd()
+	return int(e.devnull.Fd())
 }
 
 // spawnDir is the vassal's working directory: its config's directory for

@@ -226,3 +226,13 @@ func listenVassalNotify(path string, out chan<- notifyMsg, done <-chan struct{})
 }
 
 func parentPid(pid int) int { return 0 }
+
+// forkTable: private fd tables for forking threads are Linux-only; here
+// every thread forks from the shared table.
+type forkTable struct{}
+
+var sharedForkTable = &forkTable{}
+
+func privateForkTable() (*forkTable, error)     { return sharedForkTable, nil }
+func (t *forkTable) borrow(fd int) (int, error) { return fd, nil }
+func (t *forkTable) giveBack(fd int)            {}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +38,9 @@ var emperorBin string
 func TestMain(m *testing.M) {
 	if os.Getenv("EMPEROR_PROBE") != "" {
 		os.Exit(runProbe())
+	}
+	if os.Getenv("EMPEROR_DENY_PIDFD_GETFD") != "" {
+		os.Exit(execDenyingPidfdGetfd(os.Args[1:]))
 	}
 	dir, err := os.MkdirTemp("", "emperor-bin")
 	if err != nil {
@@ -1048,6 +1052,26 @@ func procCPU(t testing.TB, pid int) time.Duration {
 	ut, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// threadsCPU is the CPU time of all pid's threads to the nanosecond (the
+// scheduler's own count, /proc/PID/task/TID/schedstat), where procCPU has
+// clock ticks: 1 tick in 10 s would already read as 0.1 %.
+func threadsCPU(t testing.TB, pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, task := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, task.Name()))
+		if err != nil {
+			continue // the thread is gone
+		}
+		ns, _ := strconv.ParseInt(strings.Fields(string(data))[0], 10, 64)
+		sum += time.Duration(ns)
+	}
+	return sum
 }
 
 func TestSIGHUPReloadsAll(t *testing.T) {
@@ -3086,9 +3110,9 @@ func BenchmarkScale(b *testing.B) {
 		allUp := time.Since(t0)
 		spawnCPU := procCPU(b, pid)
 		time.Sleep(2 * time.Second)
-		cpu0 := procCPU(b, pid)
+		cpu0 := threadsCPU(b, pid)
 		time.Sleep(10 * time.Second)
-		idle := procCPU(b, pid) - cpu0
+		idle := threadsCPU(b, pid) - cpu0
 		t1 := time.Now()
 		size := len(readStats(b, "tcp", addr))
 		statsTook := time.Since(t1)
@@ -3115,6 +3139,7 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(spawnCPU.Seconds(), "s-emperor-cpu")
 		b.ReportMetric(float64(rss)/1024, "MB-rss")
 		b.ReportMetric(100*idle.Seconds()/10, "%cpu-idle")
+		b.ReportMetric(allUp.Seconds()/floor.Seconds(), "x-floor")
 		b.ReportMetric(float64(statsTook.Microseconds())/1000, "ms-stats")
 		b.ReportMetric(float64(size)/1e6, "MB-stats")
 		b.ReportMetric(float64(survivors), "survivors")
@@ -3122,26 +3147,265 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
-// forkExecFloor starts n `sleep` processes directly and kills them: the
-// machine's cost for that many processes, without any emperor.
+// forkExecFloor is the machine's cost for n tiny processes without any
+// emperor: n `sleep`s fork+exec'd straight from this process, with what a
+// vassal gets from the emperor (the same environment, its own process
+// group) and as many forking threads as there are CPUs, so the floor is the
+// best this machine does, not a handicapped one.
 func forkExecFloor(b *testing.B, n int) time.Duration {
 	sleep, _ := exec.LookPath("sleep")
-	t0 := time.Now()
-	var pids []int
-	for j := 0; j < n; j++ {
-		pid, err := syscall.ForkExec(sleep, []string{"sleep", "100000"}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		pids = append(pids, pid)
+	attr := &syscall.ProcAttr{
+		Env:   append(os.Environ(), "UWSGI_EMPEROR_FD=3"),
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
+	threads := runtime.NumCPU()
+	pids := make(chan int, n)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := 0; w < threads; w++ {
+		wg.Add(1)
+		go func(share int) {
+			defer wg.Done()
+			// Locked for the whole run: PDEATHSIG follows the forking thread.
+			runtime.LockOSThread()
+			for j := 0; j < share; j++ {
+				pid, err := syscall.ForkExec(sleep, []string{"sleep", "100000"}, attr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				pids <- pid
+			}
+		}(n/threads + boolInt(w < n%threads))
+	}
+	wg.Wait()
 	took := time.Since(t0)
-	for _, p := range pids {
+	close(pids)
+	for p := range pids {
 		syscall.Kill(p, syscall.SIGKILL)
 		var ws syscall.WaitStatus
 		syscall.Wait4(p, &ws, 0, nil)
 	}
 	return took
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// BenchmarkSpawnStorm drops EMPEROR_STORM_N (default 1,000) configs of tiny
+// vassals into the directory at once and reports the time until all run,
+// next to the fork+exec floor measured just before and just after (their
+// mean), and the ratio; with several iterations also the median and worst
+// ratio, since one run on a shared VM says little:
+//
+//	go test -run '^$' -bench SpawnStorm -benchtime 10x
+func BenchmarkSpawnStorm(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("EMPEROR_STORM_N")); err == nil {
+		n = v
+	}
+	var ratios []float64
+	var took, floors time.Duration
+	for i := 0; i < b.N; i++ {
+		before := forkExecFloor(b, n)
+		allUp := spawnStorm(b, n)
+		floor := (before + forkExecFloor(b, n)) / 2
+		took += allUp
+		floors += floor
+		ratios = append(ratios, allUp.Seconds()/floor.Seconds())
+		b.Logf("run %d: all %d running in %v, floor %v, ratio %.2f", i+1, n, allUp.Round(time.Millisecond), floor.Round(time.Millisecond), ratios[i])
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(took.Seconds()/float64(b.N), "s-all-running")
+	b.ReportMetric(floors.Seconds()/float64(b.N), "s-floor")
+	b.ReportMetric(ratios[len(ratios)/2], "x-floor-median")
+	b.ReportMetric(ratios[len(ratios)-1], "x-floor-worst")
+	b.ReportMetric(0, "ns/op")
+}
+
+// spawnStorm starts an emperor on an empty directory, moves n prepared
+// configs in at once and returns the time until the emperor has started
+// the last one; the emperor is then stopped and its vassals with it.
+func spawnStorm(b *testing.B, n int) time.Duration {
+	env := newTestEnv(b)
+	staging := filepath.Join(env.root, "staging")
+	os.Mkdir(staging, 0o755)
+	for j := 0; j < n; j++ {
+		writeFile(b, filepath.Join(staging, fmt.Sprintf("v%05d.ini", j)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
+	}
+	em := startEmperor(b, env.root, "--emperor", env.vassals)
+	em.waitLog(b, "starting uWSGI Emperor", 10*time.Second)
+	ents, _ := os.ReadDir(staging)
+	t0 := time.Now()
+	for _, e := range ents {
+		os.Rename(filepath.Join(staging, e.Name()), filepath.Join(env.vassals, e.Name()))
+	}
+	// "started" is logged once fork+exec has succeeded, the same point at
+	// which the floor's ForkExec returns.
+	for strings.Count(em.log.String(), ".ini started (pid:") < n {
+		if time.Since(t0) > 5*time.Minute {
+			b.Fatalf("only %d of %d running", strings.Count(em.log.String(), ".ini started (pid:"), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	allUp := time.Since(t0)
+	em.signalAndWait(b, syscall.SIGTERM, 60*time.Second)
+	return allUp
+}
+
+// TestSpawnerThreadsForkFromSmallTables: spawner threads fork from fd
+// tables of their own holding only stdio, the runtime's poller fds and a
+// pidfd, so a fork copies a handful of fds however many vassals there are
+// (the main table holds one socket per vassal). After a storm, removals and
+// respawns nothing borrowed is left behind in them.
+func TestSpawnerThreadsForkFromSmallTables(t *testing.T) {
+	env := newTestEnv(t)
+	for i := 0; i < 150; i++ {
+		writeFile(t, filepath.Join(env.vassals, fmt.Sprintf("s%03d.ini", i)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	waitStarted(t, em, 150)
+	pid := em.cmd.Process.Pid
+	checkPrivateTables(t, pid, 150)
+	for i := 0; i < 100; i++ {
+		os.Remove(filepath.Join(env.vassals, fmt.Sprintf("s%03d.ini", i)))
+	}
+	em.waitLogCount(t, "removed uwsgi instance", 100, 10*time.Second)
+	for _, kid := range childrenOf(pid)[:10] {
+		syscall.Kill(kid, syscall.SIGKILL)
+	}
+	for i := 150; i < 200; i++ {
+		writeFile(t, filepath.Join(env.vassals, fmt.Sprintf("s%03d.ini", i)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	}
+	waitStarted(t, em, 200+10)
+	checkPrivateTables(t, pid, 100)
+}
+
+// waitStarted waits until the emperor has logged n vassal starts.
+func waitStarted(t testing.TB, em *emperorProc, n int) {
+	t.Helper()
+	em.waitLogCount(t, ".ini started (pid:", n, 30*time.Second)
+}
+
+func (p *emperorProc) waitLogCount(t testing.TB, substr string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Count(p.log.String(), substr) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %d log lines %q (have %d)", timeout, n, substr, strings.Count(p.log.String(), substr))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkPrivateTables: the emperor's main table holds at least vassals
+// sockets; min(CPUs, 4) threads have tables of their own with nothing but
+// stdio, epoll/eventfd and a pidfd.
+func checkPrivateTables(t *testing.T, pid, vassals int) {
+	t.Helper()
+	mainTable := fdTargets(t, pid, pid)
+	sockets := 0
+	for _, target := range mainTable {
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
+		}
+	}
+	if sockets < vassals {
+		t.Fatalf("main fd table has %d sockets, want >= %d", sockets, vassals)
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	private := 0
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		table := fdTargets(t, pid, tid)
+		if len(table) == len(mainTable) {
+			continue
+		}
+		private++
+		for fd, target := range table {
+			if fd <= 2 || target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" || target == "anon_inode:[pidfd]" {
+				continue
+			}
+			t.Errorf("thread %d: fd %d = %s in a spawner's table", tid, fd, target)
+		}
+	}
+	if want := min(runtime.NumCPU(), 4); private != want {
+		t.Errorf("%d threads with a private fd table, want %d", private, want)
+	}
+}
+
+// fdTargets lists the fd table of one thread of pid, by fd number.
+func fdTargets(t *testing.T, pid, tid int) map[int]string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task/%d/fd", pid, tid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]string{}
+	for _, e := range ents {
+		fd, _ := strconv.Atoi(e.Name())
+		out[fd], _ = os.Readlink(filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+// TestSpawnWithoutPidfdGetfd runs the emperor under a seccomp filter that
+// refuses pidfd_getfd, as some container runtimes' default profiles do: it
+// says once that its spawner threads fork from the shared table, and
+// vassals start and speak the protocol as ever.
+func TestSpawnWithoutPidfdGetfd(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "send=17")
+	env.vassal(t, "b.ini", "b", "report-proc")
+	self, _ := os.Executable()
+	cmd := exec.Command(self, emperorBin, "--emperor", env.vassals)
+	cmd.Env = append(os.Environ(), "EMPEROR_DENY_PIDFD_GETFD=1")
+	em := startEmperorCmd(t, cmd)
+	em.waitLog(t, "spawner threads fork from the shared fd table (pidfd_getfd: operation not permitted)", 10*time.Second)
+	em.waitLog(t, "vassal a.ini is now loyal", 10*time.Second)
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "proc report", evIs("b", "proc"))
+	if fds := strings.Fields(ev.extra)[0]; strings.Count(fds, ";") != 3 || !strings.Contains(fds, "3=socket:") {
+		t.Errorf("vassal fds = %s, want 0 1 2 3=socket", fds)
+	}
+	if n := strings.Count(em.log.String(), "spawner threads fork from the shared"); n != 1 {
+		t.Errorf("fallback logged %d times, want once", n)
+	}
+}
+
+// execDenyingPidfdGetfd installs a seccomp filter making pidfd_getfd fail
+// with EPERM and execs argv with it: a real kernel refusal, no mock.
+func execDenyingPidfdGetfd(argv []string) int {
+	runtime.LockOSThread() // the filter and the exec must be on one thread
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // syscall number
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_PIDFD_GETFD},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "no_new_privs:", err)
+		return 1
+	}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "seccomp:", err)
+		return 1
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EMPEROR_DENY_PIDFD_GETFD=") {
+			env = append(env, kv)
+		}
+	}
+	err := syscall.Exec(argv[0], argv, env)
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 1
 }
 
 // TestEmperorSIGKILLWithPidNamespace: with emperor-use-clone pid a vassal is

@@ -1766,7 +1766,17 @@ func (e *emperor) spawn(v *vassal) {
 	}
 	e.batch = append(e.batch, job)
 	e.feedSpawners(false)
+	// Preparing is faster than forking: past a short queue, wait for the
+	// spawners rather than hold every prepared plan of a storm at once.
+	for len(e.batch)-e.batchSent > maxQueuedSpawns && e.spawnerCnt > 0 {
+		e.feedSpawner()
+	}
 }
+
+// maxQueuedSpawns is how many prepared spawns may wait for a spawner
+// thread: enough to keep every spawner busy, few enough that a storm of
+// 10,000 configs does not hold 10,000 exec plans in memory.
+const maxQueuedSpawns = 64
 
 // spawnJob is one prepared fork+exec. The fork itself runs on a spawner
 // thread; everything before and after happens on the loop.
@@ -1801,6 +1811,7 @@ func (j *spawnJob) run(ft *forkTable) {
 	if j.err != nil {
 		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
 	}
+	j.plan = nil // not needed after the fork; a storm should not keep it
 }
 
 func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
@@ -1887,29 +1898,44 @@ func (e *emperor) feedSpawners(wait bool) {
 		return
 	}
 	for e.batchDone < len(e.batch) {
-		var jobs chan<- *spawnJob
-		var next *spawnJob
-		if e.batchSent < len(e.batch) {
-			jobs, next = e.spawnJobs, e.batch[e.batchSent]
-		}
 		if wait {
-			select {
-			case jobs <- next:
-				e.batchSent++
-			case <-e.spawnDone:
-				e.batchDone++
-			}
-			continue
-		}
-		select {
-		case jobs <- next:
-			e.batchSent++
-		case <-e.spawnDone:
-			e.batchDone++
-		default:
+			e.feedSpawner()
+		} else if !e.trySpawnerStep() {
 			return
 		}
 	}
+}
+
+// spawnerStep is one hand-over of a job to a spawner thread or one
+// finished job counted; feedSpawner waits for it, trySpawnerStep does not.
+func (e *emperor) spawnerStep() (chan<- *spawnJob, *spawnJob) {
+	if e.batchSent < len(e.batch) {
+		return e.spawnJobs, e.batch[e.batchSent]
+	}
+	return nil, nil // a nil channel: only finished jobs can come
+}
+
+func (e *emperor) feedSpawner() {
+	jobs, next := e.spawnerStep()
+	select {
+	case jobs <- next:
+		e.batchSent++
+	case <-e.spawnDone:
+		e.batchDone++
+	}
+}
+
+func (e *emperor) trySpawnerStep() bool {
+	jobs, next := e.spawnerStep()
+	select {
+	case jobs <- next:
+		e.batchSent++
+	case <-e.spawnDone:
+		e.batchDone++
+	default:
+		return false
+	}
+	return true
 }
 
 // maxSpawners bounds the spawner threads: past a few, forks serialise on

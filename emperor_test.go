@@ -869,6 +869,139 @@ func TestExtraExtension(t *testing.T) {
 	env.sink.waitStart(t, 0, "x")
 }
 
+// TestSymlinkTargetChangesAreEvents: a config that is a symlink into
+// another directory (sites-enabled -> sites-available) reloads as soon as
+// its target is touched or atomically rewritten, through a watch on the
+// target's directory; the safety-net scan (emperor-freq 60 here) would take
+// a minute. The watch goes with the last config pointing there.
+func TestSymlinkTargetChangesAreEvents(t *testing.T) {
+	env := newTestEnv(t)
+	avail := filepath.Join(env.root, "available")
+	if err := os.Mkdir(avail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(avail, "app.ini")
+	writeFile(t, target, probeINI(env.sink, "app", "ignore-term"))
+	link := filepath.Join(env.vassals, "app.ini")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
+	env.sink.waitStart(t, 0, "app")
+	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 2 {
+		t.Errorf("%d inotify watches, want 2 (the vassal dir and the target's)", n)
+	}
+	started := evIs("app", "start")
+	mark := env.sink.count()
+	touch(t, target, time.Now().Add(2*time.Second))
+	env.sink.waitFor(t, mark, 5*time.Second, "restart after touching the target", started)
+
+	mark = env.sink.count()
+	tmp := filepath.Join(avail, ".app.ini.tmp")
+	writeFile(t, tmp, probeINI(env.sink, "app", "ignore-term")+"# v2\n")
+	if err := os.Rename(tmp, target); err != nil {
+		t.Fatal(err)
+	}
+	env.sink.waitFor(t, mark, 5*time.Second, "restart after rewriting the target", started)
+
+	os.Remove(link)
+	em.waitLog(t, "removed uwsgi instance app.ini", 10*time.Second)
+	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 1 {
+		t.Errorf("%d inotify watches after the link went, want 1", n)
+	}
+}
+
+func TestSymlinkDirs(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"vassals", "avail", "releases/42"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	writeFile(t, filepath.Join(root, "avail/a.ini"), "")
+	writeFile(t, filepath.Join(root, "releases/42/b.ini"), "")
+	links := map[string]string{
+		"vassals/a.ini": "../avail/a.ini",
+		"current":       "releases/42",
+		"vassals/b.ini": filepath.Join(root, "current/b.ini"),
+		"vassals/c.ini": "a.ini",
+		"vassals/l1":    "l2",
+		"vassals/l2":    "l1",
+		"vassals/d.ini": "../avail/missing.ini",
+	}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(root, "vassals/plain.ini"), "")
+	for _, tc := range []struct {
+		path string
+		want []string
+	}{
+		{"vassals/a.ini", []string{"vassals", "avail"}},
+		{"vassals/b.ini", []string{"vassals", ".", "releases/42"}},
+		{"vassals/c.ini", []string{"vassals", "avail"}},
+		{"vassals/plain.ini", []string{"vassals"}},
+		{"vassals/l1", nil},
+		{"vassals/d.ini", nil},
+	} {
+		var want []string
+		for _, w := range tc.want {
+			want = append(want, filepath.Join(root, w))
+		}
+		if got := symlinkDirs(filepath.Join(root, tc.path)); !reflect.DeepEqual(got, want) {
+			t.Errorf("symlinkDirs(%s) = %v, want %v", tc.path, got, want)
+		}
+	}
+}
+
+// TestSymlinkRepointIsAnEvent: a deploy that re-points current ->
+// releases/N (the config is vassals/dep.ini -> ROOT/current/dep.ini) is seen
+// at once through the watch on current's directory.
+func TestSymlinkRepointIsAnEvent(t *testing.T) {
+	env := newTestEnv(t)
+	for i, extra := range []string{"", "# release 2\n"} {
+		rel := filepath.Join(env.root, "releases", strconv.Itoa(i+1))
+		os.MkdirAll(rel, 0o755)
+		writeFile(t, filepath.Join(rel, "dep.ini"), probeINI(env.sink, "dep", "ignore-term")+extra)
+	}
+	current := filepath.Join(env.root, "current")
+	os.Symlink("releases/1", current)
+	os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
+	env.sink.waitStart(t, 0, "dep")
+	mark := env.sink.count()
+	tmp := filepath.Join(env.root, "current.new")
+	os.Symlink("releases/2", tmp)
+	if err := os.Rename(tmp, current); err != nil {
+		t.Fatal(err)
+	}
+	env.sink.waitFor(t, mark, 5*time.Second, "restart after re-pointing current", evIs("dep", "start"))
+}
+
+// inotifyWatches counts the watches of pid's inotify instance.
+func inotifyWatches(t *testing.T, pid int) int {
+	t.Helper()
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, _ := os.Readlink(filepath.Join(fdDir, e.Name())); target == "anon_inode:inotify" {
+			info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Count(string(info), "inotify wd:")
+		}
+	}
+	t.Fatal("the emperor has no inotify instance")
+	return 0
+}
+
 func TestNofollowSkeleton(t *testing.T) {
 	env := newTestEnv(t)
 	skel := filepath.Join(env.root, "app.skel")

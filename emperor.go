@@ -1008,13 +1008,12 @@ type vassal struct {
 	lastExit, lastReason                string
 	uid, gid                            uint32
 
-	starts       int      // processes started for this record
-	spawnPending bool     // collected for a batch of fork+execs, not yet run
-	linkDirs     []string // watched directories a symlinked config resolves through
-	killedFor    string   // why the emperor itself killed the running process
-	exitCode     int      // last exit code, or -signal
-	onDemand     string   // socket name; "" for an ordinary vassal
-	odFd         int      // the listening socket the emperor holds, -1 if none
+	starts       int    // processes started for this record
+	spawnPending bool   // collected for a batch of fork+execs, not yet run
+	killedFor    string // why the emperor itself killed the running process
+	exitCode     int    // last exit code, or -signal
+	onDemand     string // socket name; "" for an ordinary vassal
+	odFd         int    // the listening socket the emperor holds, -1 if none
 	odToken      uint32
 }
 
@@ -1031,7 +1030,9 @@ type emperor struct {
 	black    *blacklist
 	timers   timerQueue
 	refused  map[string]fileState        // tyrant refusals already logged
-	linkDirs map[string]map[*vassal]bool // watched dirs of symlinked configs' targets
+	links    map[linkKey]linkChain       // symlinked configs, dangling ones too
+	linkIdx  map[string]map[linkKey]bool // path -> configs whose chain holds it
+	linkDirs map[string]int              // watched dirs of those chains, refcounted
 
 	exits    chan childExit
 	readable chan readyFD
@@ -1058,12 +1059,13 @@ type emperor struct {
 	parentFd      int // our own emperor's protocol fd when we are a sub-emperor
 	parentToken   uint32
 
-	batch      []*spawnJob // spawns collected by spawning()
-	batchSent  int         // how many of batch the spawner threads took
-	batchDone  int         // how many of those they finished
-	spawnJobs  chan *spawnJob
-	spawnDone  chan struct{}
-	spawnerCnt int // spawner threads running; 0: the loop forks itself
+	batch       []*spawnJob // spawns collected by spawning()
+	batchSent   int         // how many of batch the spawner threads took
+	batchDone   int         // how many of those they finished
+	spawnJobs   chan *spawnJob
+	spawnDone   chan struct{}
+	spawnerCnt  int           // spawner threads running; 0: the loop forks itself
+	spawnWaited time.Duration // time the loop spent waiting for spawners
 }
 
 func newEmperor(cfg *emperorConfig) (*emperor, error) {
@@ -1078,7 +1080,9 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		notified: make(chan notifyMsg, 256),
 		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		refused:  map[string]fileState{},
-		linkDirs: map[string]map[*vassal]bool{},
+		links:    map[linkKey]linkChain{},
+		linkIdx:  map[string]map[linkKey]bool{},
+		linkDirs: map[string]int{},
 		exits:    make(chan childExit, 256),
 		readable: make(chan readyFD, 256),
 		fsHints:  make(chan string, 1024),
@@ -1231,12 +1235,15 @@ func (e *emperor) fireTimers() {
 		}
 		switch it.kind {
 		case tFullScan:
-			t0 := time.Now()
+			t0, waited := time.Now(), e.spawnWaited
 			if !e.dying {
 				e.retryWatches()
 				e.scanAll()
 			}
-			e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(time.Since(t0))), kind: tFullScan})
+			// The scan's own cost: waiting for forks of configs it found
+			// is not scanning.
+			cost := time.Since(t0) - (e.spawnWaited - waited)
+			e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(cost)), kind: tFullScan})
 		case tRescan:
 			e.rescanDirty(e.monitors[it.mon])
 		case tSweep:
@@ -1481,21 +1488,33 @@ func (e *emperor) scanMonitor(m *monitor) {
 		}
 	}
 	seen := make(map[string]bool, len(cands))
+	listed := make(map[string]bool, len(cands))
 	for _, c := range cands {
 		if !e.cfg.validName(c.name) {
 			continue
 		}
+		listed[c.name] = true
 		st, ok := e.statConfig(c.path)
 		if !ok {
+			e.followLink(m, c) // a dangling link: watch for its target
 			continue
 		}
 		seen[c.name] = true
 		v := e.vassals[c.name]
 		switch {
 		case v == nil:
+			e.followLink(m, c)
 			e.addVassal(m, c, st)
 		case v.mon == m:
+			if !v.file.sameStat(st) {
+				e.followLink(m, c)
+			}
 			e.checkChange(v, st)
+		}
+	}
+	for key := range e.links {
+		if key.mon == m && !listed[key.name] {
+			e.unfollowLink(key)
 		}
 	}
 	for _, v := range e.liveVassals() {
@@ -1587,7 +1606,6 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 	st.digest = e.digest(v.path, st)
 	old := v.file
 	v.file = st
-	e.followLink(v) // a new inode may be a link pointing elsewhere now
 	sameInode := old.dev == st.dev && old.ino == st.ino
 	switch {
 	case st.digest == "" || st.digest != old.digest:
@@ -1623,15 +1641,16 @@ func (e *emperor) onFSHint(path string) {
 		}
 		e.scheduleRescan(m)
 	}
-	// A symlinked config's target changed: look at the configs pointing
-	// into that directory.
-	for v := range e.linkDirs[filepath.Dir(path)] {
-		if v.mon.glob {
-			v.mon.fullRescan = true
+	// Something a symlinked config resolves through changed (a link on the
+	// way, the file it reaches, the missing name of a dangling link, or a
+	// watched directory itself): look at those configs again.
+	for key := range e.linkIdx[path] {
+		if key.mon.glob {
+			key.mon.fullRescan = true
 		} else {
-			e.markDirty(v.mon, v.name)
+			e.markDirty(key.mon, key.name)
 		}
-		e.scheduleRescan(v.mon)
+		e.scheduleRescan(key.mon)
 	}
 }
 
@@ -1649,95 +1668,153 @@ func (e *emperor) scheduleRescan(m *monitor) {
 	}
 }
 
-// followLink watches the directories a symlinked config resolves through
-// (sites-enabled -> sites-available, or a deploy's current -> releases/42),
-// so touching or rewriting the target, or re-pointing a link on the way, is
-// an event, not something the safety-net scan finds seconds later. With
-// --emperor-nofollow the link itself counts, and it is in the watched dir.
-func (e *emperor) followLink(v *vassal) {
-	var dirs []string
-	if !e.cfg.nofollow {
-		if fi, err := os.Lstat(v.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-			for _, d := range symlinkDirs(v.path) {
-				if !e.isWatchedMonitorDir(d) {
-					dirs = append(dirs, d)
-				}
-			}
-		}
-	}
-	if slices.Equal(dirs, v.linkDirs) {
-		return
-	}
-	e.unfollowLink(v)
-	for _, dir := range dirs {
-		set := e.linkDirs[dir]
-		if set == nil {
-			set = map[*vassal]bool{}
-			e.linkDirs[dir] = set
-			e.fs.add(dir)
-		}
-		set[v] = true
-	}
-	v.linkDirs = dirs
+// linkKey names a config by its monitor and name, so a dangling link (no
+// vassal yet) is followed like a vassal's config.
+type linkKey struct {
+	mon  *monitor
+	name string
 }
 
-func (e *emperor) unfollowLink(v *vassal) {
-	for _, dir := range v.linkDirs {
-		if set := e.linkDirs[dir]; set != nil {
-			delete(set, v)
-			if len(set) == 0 {
-				delete(e.linkDirs, dir)
+// linkChain is what a symlinked config's meaning depends on: the
+// directories to watch, and the paths whose change matters.
+type linkChain struct {
+	dirs, paths []string
+}
+
+// followLink watches what a symlinked config resolves through
+// (sites-enabled -> sites-available, a deploy's current -> releases/42), so
+// touching or rewriting the target, re-pointing a link on the way, or the
+// target of a dangling link appearing is an event, not something the
+// safety-net scan finds later. With --emperor-nofollow the link itself
+// counts, and it is in the watched dir.
+func (e *emperor) followLink(m *monitor, c candidate) {
+	key := linkKey{m, c.name}
+	var chain linkChain
+	if !e.cfg.nofollow {
+		if fi, err := os.Lstat(c.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			chain = symlinkChain(c.path)
+		}
+	}
+	old := e.links[key]
+	if len(chain.paths) == 0 {
+		if len(old.paths) != 0 {
+			e.unfollowLink(key)
+		}
+		return
+	}
+	// New watches first, then the old ones go: a directory on both chains
+	// is never unwatched in between. Every watch is added again: a
+	// directory replaced under the same name needs a new one.
+	for _, dir := range chain.dirs {
+		e.linkDirs[dir]++
+		if !e.isWatchedMonitorDir(dir) {
+			e.fs.add(dir)
+		}
+	}
+	for _, p := range append(chain.paths, chain.dirs...) {
+		if e.linkIdx[p] == nil {
+			e.linkIdx[p] = map[linkKey]bool{}
+		}
+		e.linkIdx[p][key] = true
+	}
+	e.releaseChain(key, old, chain)
+	e.links[key] = chain
+}
+
+func (e *emperor) unfollowLink(key linkKey) {
+	e.releaseChain(key, e.links[key], linkChain{})
+	delete(e.links, key)
+}
+
+// releaseChain drops what old holds for key and kept does not.
+func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
+	for _, dir := range old.dirs {
+		if e.linkDirs[dir]--; e.linkDirs[dir] <= 0 {
+			delete(e.linkDirs, dir)
+			if !e.isWatchedMonitorDir(dir) {
 				e.fs.remove(dir)
 			}
 		}
 	}
-	v.linkDirs = nil
+	for _, p := range append(old.paths, old.dirs...) {
+		if slices.Contains(kept.paths, p) || slices.Contains(kept.dirs, p) {
+			continue
+		}
+		if set := e.linkIdx[p]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(e.linkIdx, p)
+			}
+		}
+	}
 }
 
-// symlinkDirs resolves path one component at a time and returns the
-// directory holding each symlink met on the way, then the directory of the
-// file finally reached: every place where a change alters what path reads.
-func symlinkDirs(path string) []string {
-	var dirs []string
-	add := func(d string) {
-		if !slices.Contains(dirs, d) {
-			dirs = append(dirs, d)
+// symlinkChain resolves path one component at a time, as the kernel does,
+// and returns the directories holding each symlink met on the way and the
+// file finally reached, with those paths themselves; for a dangling link,
+// as far as it resolves, ending with the name that is missing.
+func symlinkChain(path string) linkChain {
+	var ch linkChain
+	note := func(dir, p string) {
+		if !slices.Contains(ch.dirs, dir) {
+			ch.dirs = append(ch.dirs, dir)
+		}
+		if !slices.Contains(ch.paths, p) {
+			ch.paths = append(ch.paths, p)
 		}
 	}
-	if !filepath.IsAbs(path) {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil
-		}
-		path = abs
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return linkChain{}
 	}
-	rest := strings.Split(strings.TrimPrefix(filepath.Clean(path), "/"), "/")
+	rest := splitPath(abs)
 	cur := "/"
 	for hops := 0; len(rest) > 0; {
-		next := filepath.Join(cur, rest[0])
+		name := rest[0]
+		rest = rest[1:]
+		if name == ".." {
+			cur = filepath.Dir(cur) // cur is physical: no link left in it
+			continue
+		}
+		next := filepath.Join(cur, name)
 		fi, err := os.Lstat(next)
 		if err != nil {
-			return nil
+			note(cur, next) // dangling: the name whose arrival matters
+			return ch
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
-			cur, rest = next, rest[1:]
+			if len(rest) == 0 {
+				note(cur, next)
+			}
+			cur = next
 			continue
 		}
 		if hops++; hops > 40 {
-			return nil // a loop: ELOOP for open() as well
+			return ch // a loop: ELOOP for open() as well
 		}
 		target, err := os.Readlink(next)
 		if err != nil {
-			return nil
+			return ch
 		}
-		add(cur)
+		note(cur, next)
 		if filepath.IsAbs(target) {
 			cur = "/"
 		}
-		rest = append(strings.Split(strings.Trim(filepath.Clean(target), "/"), "/"), rest[1:]...)
+		rest = append(splitPath(target), rest...)
 	}
-	add(filepath.Dir(cur))
-	return dirs
+	return ch
+}
+
+// splitPath splits a path into its names, without the empty and "."
+// ones; ".." stays, for the caller to resolve physically.
+func splitPath(p string) []string {
+	var out []string
+	for _, name := range strings.Split(p, "/") {
+		if name != "" && name != "." {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func (e *emperor) isWatchedMonitorDir(dir string) bool {
@@ -1780,6 +1857,8 @@ func (e *emperor) rescanDirty(m *monitor) {
 
 // checkOne is scanMonitor for a single name.
 func (e *emperor) checkOne(m *monitor, c candidate) {
+	// Whatever changed may have been a link on the way: resolve again.
+	e.followLink(m, c)
 	v := e.vassals[c.name]
 	st, ok := e.statConfig(c.path)
 	switch {
@@ -1816,7 +1895,6 @@ func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
 	e.vassals[c.name] = v
 	e.order = append(e.order, v)
-	e.followLink(v)
 	if e.cfg.odExt == "" && e.cfg.odDir == "" && e.cfg.odExec != "" {
 		e.resolveOnDemandExec(v)
 		return
@@ -2041,6 +2119,7 @@ func (e *emperor) spawnerStep() (chan<- *spawnJob, *spawnJob) {
 
 func (e *emperor) feedSpawner() {
 	jobs, next := e.spawnerStep()
+	defer func(t0 time.Time) { e.spawnWaited += time.Since(t0) }(time.Now())
 	select {
 	case jobs <- next:
 		e.batchSent++
@@ -2071,25 +2150,35 @@ const maxSpawners = 4
 // their OS threads and never return, so each thread lives as long as the
 // emperor: PDEATHSIG is tied to the forking thread (golang/go#27505).
 func (e *emperor) startSpawners() {
-	n := min(max(runtime.NumCPU(), 1), maxSpawners)
+	n := min(max(runtime.NumCPU(), 1), runtime.GOMAXPROCS(0), maxSpawners)
 	e.spawnJobs = make(chan *spawnJob, n)
 	e.spawnDone = make(chan struct{}, n)
 	ready := make(chan spawnerState)
 	for i := 0; i < n; i++ {
 		go e.spawner(ready)
 	}
-	var shared error
+	shared, gone := 0, 0
+	var why error
 	for i := 0; i < n; i++ {
 		st := <-ready
 		if st.running {
 			e.spawnerCnt++
 		}
-		if st.err != nil && shared == nil {
-			shared = st.err
+		if st.err == nil {
+			continue
+		}
+		why = st.err
+		if st.running {
+			shared++
+		} else {
+			gone++
 		}
 	}
-	if shared != nil {
-		logRaw("[emperor] spawner threads fork from the shared fd table (%v): each spawn copies every open fd, slower with many vassals", shared)
+	if shared > 0 {
+		logRaw("[emperor] %d of %d spawner threads fork from the shared fd table (%v): each spawn copies every open fd, slower with many vassals", shared, n, why)
+	}
+	if gone > 0 {
+		logRaw("[emperor] %d of %d spawner threads could not start (%v)", gone, n, why)
 	}
 }
 
@@ -2465,7 +2554,6 @@ func (e *emperor) deleteVassal(v *vassal) {
 	}
 	e.closeSock(v)
 	e.closeOnDemand(v)
-	e.unfollowLink(v)
 	v.deleted = true
 	v.gen++
 	e.nDeleted++
@@ -2938,20 +3026,30 @@ type fsWatch struct {
 
 // fullScanInterval keeps the safety-net scan cheap: every emperor-freq for
 // an ordinary directory, but never more than 1% of a core for a huge one,
-// and 0.02% while inotify covers every directory (configs, and every
-// directory a symlinked config resolves through), when the scan only
-// guards against what no event reports (a network filesystem). With 1,000
-// configs a scan costs ~2 ms: every ~10 s then; with 10,000, ~20 ms: every
-// ~100 s.
+// and 0.02% while inotify sees every change (every directory a monitor
+// lists and every one a symlinked config resolves through is watched), when
+// the scan only guards against what no event reports (a network
+// filesystem). With 1,000 configs a scan costs ~2 ms: every ~10 s then;
+// never rarer than once a minute, or emperor-freq if that is longer.
 func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 	factor := time.Duration(100)
-	if e.fs != nil && e.fs.w != nil && !e.fs.failed {
+	if e.fs != nil && e.fs.w != nil && !e.fs.failed && e.eventsCoverAll() {
 		factor = 5000
 	}
-	if d := cost * factor; d > e.cfg.freq {
-		return d
+	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
+}
+
+const maxScanInterval = time.Minute
+
+// eventsCoverAll: a glob with a wildcard in a directory part
+// (/srv/*/uwsgi.ini) lists files in directories nobody watches.
+func (e *emperor) eventsCoverAll() bool {
+	for _, m := range e.monitors {
+		if m.glob && strings.ContainsAny(filepath.Dir(m.pattern), "*?[") {
+			return false
+		}
 	}
-	return e.cfg.freq
+	return true
 }
 
 // startFSWatch forwards each event's path ("" after an overflow) to the
@@ -3004,7 +3102,9 @@ func (e *emperor) retryWatches() {
 		}
 	}
 	for d := range e.linkDirs {
-		e.fs.add(d)
+		if !e.isWatchedMonitorDir(d) {
+			e.fs.add(d)
+		}
 	}
 	if !e.fs.failed {
 		e.fs.warned = false

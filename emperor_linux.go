@@ -560,34 +560,40 @@ type forkTable struct {
 var sharedForkTable = &forkTable{self: -1}
 
 // privateForkTable gives the calling thread, locked to it for life, its own
-// fd table. On any failure (old kernel, seccomp refusing pidfd_getfd) the
-// thread keeps forking from the shared table, as every thread did before.
+// fd table. On any failure before the unshare (old kernel, seccomp refusing
+// pidfd_getfd, no /proc to tell the runtime's fds from ours) the thread
+// keeps forking from the shared table, as every thread did before; a nil
+// table means the thread is unusable and must go.
 func privateForkTable() (*forkTable, error) {
 	// Probe pidfd_getfd first: unsharing cannot be undone.
 	probe, err := unix.PidfdOpen(os.Getpid(), 0)
 	if err != nil {
 		return sharedForkTable, fmt.Errorf("pidfd_open: %w", err)
 	}
-	dup, err := unix.PidfdGetfd(probe, 2, 0)
+	dup, err := unix.PidfdGetfd(probe, probe, 0)
 	unix.Close(probe)
 	if err != nil {
 		return sharedForkTable, fmt.Errorf("pidfd_getfd: %w", err)
 	}
 	unix.Close(dup)
+	if _, err := os.Stat("/proc/thread-self/fd"); err != nil {
+		return sharedForkTable, fmt.Errorf("no /proc/thread-self: %w", err)
+	}
 	// The runtime's poller fds must exist before the copy: any thread,
 	// this one included, may write to the poller's eventfd by number.
-	if r, w, err := os.Pipe(); err == nil {
-		r.Close()
-		w.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return sharedForkTable, fmt.Errorf("pipe: %w", err)
 	}
+	r.Close()
+	w.Close()
 	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
 		return sharedForkTable, fmt.Errorf("unshare(CLONE_FILES): %w", err)
 	}
 	self, err := unix.PidfdOpen(os.Getpid(), 0)
 	if err != nil {
-		// The table is private already; forks still work, the borrowed
-		// fds cannot be had, so fall back to nothing borrowed: spawns
-		// from this thread would fail. Report it; the caller retires us.
+		// Nothing can be borrowed into this private table: the thread
+		// cannot spawn, and it has forked nothing, so it can go.
 		return nil, fmt.Errorf("pidfd_open after unshare: %w", err)
 	}
 	closeCopiedFDs(self)
@@ -602,7 +608,7 @@ func privateForkTable() (*forkTable, error) {
 func closeCopiedFDs(keep int) {
 	dir, err := os.ReadDir("/proc/thread-self/fd")
 	if err != nil {
-		return // no /proc (a chroot): the copies stay, harmlessly small
+		return // checked before the unshare; the copies stay, few and old
 	}
 	for _, ent := range dir {
 		fd, err := strconv.Atoi(ent.Name())

@@ -1126,8 +1126,12 @@ func (e *emperor) start() error {
 	if err := becomeSubreaper(); err != nil {
 		logRaw("[emperor] %v (escaped grandchildren will not be collected)", err)
 	}
-	if old, now, err := raiseNofileLimit(); err == nil && now != old {
-		logRaw("[emperor] raised RLIMIT_NOFILE from %d to %d", old, now)
+	// Go's runtime raised the soft limit to (nearly) the hard one before
+	// main, and its fork and exec give children back the original: the
+	// emperor gets a descriptor per vassal, while vassals keep the limit
+	// the operator set (select()-based programs rely on a low one).
+	if soft, hard, err := nofileLimit(); err == nil {
+		logRaw("[emperor] RLIMIT_NOFILE: %d (hard %d); vassals start with the soft limit the emperor was given", soft, hard)
 	}
 	notifySignals(e.sigs)
 	startReaper(e.exits, e.done)

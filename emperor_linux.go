@@ -192,21 +192,13 @@ func (w *fdWatcher) remove(fd int) {
 	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
-// raiseNofileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every
-// vassal costs the emperor one descriptor.
-func raiseNofileLimit() (uint64, uint64, error) {
+// nofileLimit reports RLIMIT_NOFILE as the emperor runs with it.
+func nofileLimit() (soft, hard uint64, err error) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, 0, err
 	}
-	old := lim.Cur
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return old, old, err
-		}
-	}
-	return old, lim.Cur, nil
+	return lim.Cur, lim.Max, nil
 }
 
 // statOwner returns uid and gid from a stat result.

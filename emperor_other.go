@@ -122,12 +122,12 @@ func (w *fdWatcher) remove(fd int) {
 	w.mu.Unlock()
 }
 
-func raiseNofileLimit() (uint64, uint64, error) {
+func nofileLimit() (soft, hard uint64, err error) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, 0, err
 	}
-	return uint64(lim.Cur), uint64(lim.Cur), nil
+	return uint64(lim.Cur), uint64(lim.Max), nil
 }
 
 func statOwner(fi os.FileInfo) (uint32, uint32, uint64, uint64) {

@@ -1366,6 +1366,7 @@ type monitor struct {
 	rescanPending bool
 	fullRescan    bool
 	dirty         map[string]bool // names inotify reported since the last look
+	globDirs      []string        // a glob's watched directories (watchDirs)
 	lastErr       string
 }
 
@@ -1407,20 +1408,59 @@ func (m *monitor) initGlob(pattern, startCwd string) {
 }
 
 // watchDirs are the directories whose inotify events hint at a change. For a
-// glob, the deepest directory of the pattern without wildcards.
+// glob, the deepest directory of the pattern without wildcards and every
+// directory matching a deeper part of it (/srv/*/conf/*.ini: /srv, each
+// /srv/X and each /srv/X/conf), so configs and new directories alike are
+// events; rescans of the glob keep the list current (refreshGlobDirs).
 func (m *monitor) watchDirs() []string {
 	if !m.glob {
 		return []string{m.dir}
 	}
+	if m.globDirs == nil {
+		m.globDirs = m.listGlobDirs()
+	}
+	return m.globDirs
+}
+
+func (m *monitor) listGlobDirs() []string {
 	p := m.pattern
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(m.dir, p)
 	}
 	d := filepath.Dir(p)
-	for strings.ContainsAny(d, "*?[") {
-		d = filepath.Dir(d)
+	base := d
+	for strings.ContainsAny(base, "*?[") {
+		base = filepath.Dir(base)
 	}
-	return []string{d}
+	dirs := []string{base}
+	prefix := base
+	for _, name := range splitPath(strings.TrimPrefix(d, base)) {
+		prefix = filepath.Join(prefix, name)
+		matches, _ := filepath.Glob(prefix)
+		for _, match := range matches {
+			if fi, err := os.Stat(match); err == nil && fi.IsDir() {
+				dirs = append(dirs, match)
+			}
+		}
+	}
+	return dirs
+}
+
+// refreshGlobDirs watches directories that now match a glob's directory
+// part and lets go of those that no longer do.
+func (e *emperor) refreshGlobDirs(m *monitor) {
+	old := m.watchDirs()
+	m.globDirs = m.listGlobDirs()
+	for _, d := range m.globDirs {
+		if !slices.Contains(old, d) {
+			e.fs.add(d)
+		}
+	}
+	for _, d := range old {
+		if !slices.Contains(m.globDirs, d) && !e.isWatchedMonitorDir(d) && e.linkDirs[d] == 0 {
+			e.fs.remove(d)
+		}
+	}
 }
 
 // candidate is one config the monitor lists: its vassal name and the path
@@ -1474,6 +1514,9 @@ func (e *emperor) scanAll() {
 // scanMonitor is the source of truth: list, stat, compare. inotify only
 // decides when it runs.
 func (e *emperor) scanMonitor(m *monitor) {
+	if m.glob {
+		e.refreshGlobDirs(m)
+	}
 	cands, err := m.list()
 	if err != nil {
 		// A vanished or unreadable directory stops nothing: vassals keep
@@ -1638,7 +1681,7 @@ func (e *emperor) onFSHint(path string) {
 				break
 			}
 			e.markDirty(m, name)
-		case m.glob && containsDir(m.watchDirs(), filepath.Dir(path)):
+		case m.glob && (containsDir(m.watchDirs(), filepath.Dir(path)) || containsDir(m.watchDirs(), path)):
 			m.fullRescan = true
 		default:
 			continue
@@ -3037,24 +3080,13 @@ type fsWatch struct {
 // never rarer than once a minute, or emperor-freq if that is longer.
 func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 	factor := time.Duration(100)
-	if e.fs != nil && e.fs.w != nil && !e.fs.failed && e.eventsCoverAll() {
+	if e.fs != nil && e.fs.w != nil && !e.fs.failed {
 		factor = 5000
 	}
 	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
 }
 
 const maxScanInterval = time.Minute
-
-// eventsCoverAll: a glob with a wildcard in a directory part
-// (/srv/*/uwsgi.ini) lists files in directories nobody watches.
-func (e *emperor) eventsCoverAll() bool {
-	for _, m := range e.monitors {
-		if m.glob && strings.ContainsAny(filepath.Dir(m.pattern), "*?[") {
-			return false
-		}
-	}
-	return true
-}
 
 // startFSWatch forwards each event's path ("" after an overflow) to the
 // loop.

@@ -1095,6 +1095,28 @@ func selfExe(t *testing.T) string {
 	return self
 }
 
+// TestGlobWildcardDirsAreEvents: glob:///ROOT/apps/*/uwsgi.ini watches each
+// apps/X, so a touched config and a new app directory with its config are
+// seen at once (emperor-freq 60: the scan would take a minute).
+func TestGlobWildcardDirsAreEvents(t *testing.T) {
+	env := newTestEnv(t)
+	apps := filepath.Join(env.root, "apps")
+	os.MkdirAll(filepath.Join(apps, "a"), 0o755)
+	cfgA := filepath.Join(apps, "a", "uwsgi.ini")
+	writeFile(t, cfgA, probeINI(env.sink, "a", "ignore-term"))
+	startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(apps, "*", "uwsgi.ini"), "--emperor-freq", "60")
+	env.sink.waitStart(t, 0, "a")
+
+	mark := env.sink.count()
+	touch(t, cfgA, time.Now().Add(2*time.Second))
+	env.sink.waitFor(t, mark, 5*time.Second, "a restarted after touch", evIs("a", "start"))
+
+	os.Mkdir(filepath.Join(apps, "b"), 0o755)
+	time.Sleep(50 * time.Millisecond) // a separate step, as a deploy would be
+	writeFile(t, filepath.Join(apps, "b", "uwsgi.ini"), probeINI(env.sink, "b", "ignore-term"))
+	env.sink.waitFor(t, 0, 5*time.Second, "b started from its new directory", evIs("b", "start"))
+}
+
 // inotifyWatches counts the watches of pid's inotify instance.
 func inotifyWatches(t *testing.T, pid int) int {
 	t.Helper()

@@ -2155,8 +2155,9 @@ func (e *emperor) feedSpawners(wait bool) {
 	}
 }
 
-// spawnerStep is one hand-over of a job to a spawner thread or one
-// finished job counted; feedSpawner waits for it, trySpawnerStep does not.
+// spawnerStep returns the next job to hand over and where to, or a nil
+// channel once all are handed over. feedSpawner then waits for one step (a
+// hand-over or a finished job), trySpawnerStep takes one only if ready.
 func (e *emperor) spawnerStep() (chan<- *spawnJob, *spawnJob) {
 	if e.batchSent < len(e.batch) {
 		return e.spawnJobs, e.batch[e.batchSent]

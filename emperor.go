@@ -1758,7 +1758,7 @@ func (e *emperor) followLink(m *monitor, c candidate) {
 			e.fs.add(dir)
 		}
 	}
-	for _, p := range append(chain.paths, chain.dirs...) {
+	for _, p := range slices.Concat(chain.paths, chain.dirs) {
 		if e.linkIdx[p] == nil {
 			e.linkIdx[p] = map[linkKey]bool{}
 		}
@@ -1783,7 +1783,7 @@ func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
 			}
 		}
 	}
-	for _, p := range append(old.paths, old.dirs...) {
+	for _, p := range slices.Concat(old.paths, old.dirs) {
 		if slices.Contains(kept.paths, p) || slices.Contains(kept.dirs, p) {
 			continue
 		}

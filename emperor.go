@@ -1367,6 +1367,7 @@ type monitor struct {
 	fullRescan    bool
 	dirty         map[string]bool // names inotify reported since the last look
 	globDirs      []string        // a glob's watched directories (watchDirs)
+	globSet       map[string]bool // the same, for lookups
 	lastErr       string
 }
 
@@ -1417,9 +1418,17 @@ func (m *monitor) watchDirs() []string {
 		return []string{m.dir}
 	}
 	if m.globDirs == nil {
-		m.globDirs = m.listGlobDirs()
+		m.setGlobDirs(m.listGlobDirs())
 	}
 	return m.globDirs
+}
+
+func (m *monitor) setGlobDirs(dirs []string) {
+	m.globDirs = dirs
+	m.globSet = make(map[string]bool, len(dirs))
+	for _, d := range dirs {
+		m.globSet[d] = true
+	}
 }
 
 func (m *monitor) listGlobDirs() []string {
@@ -1449,15 +1458,15 @@ func (m *monitor) listGlobDirs() []string {
 // refreshGlobDirs watches directories that now match a glob's directory
 // part and lets go of those that no longer do.
 func (e *emperor) refreshGlobDirs(m *monitor) {
-	old := m.watchDirs()
-	m.globDirs = m.listGlobDirs()
+	oldDirs, oldSet := m.watchDirs(), m.globSet
+	m.setGlobDirs(m.listGlobDirs())
 	for _, d := range m.globDirs {
-		if !slices.Contains(old, d) {
+		if !oldSet[d] {
 			e.fs.add(d)
 		}
 	}
-	for _, d := range old {
-		if !slices.Contains(m.globDirs, d) && !e.isWatchedMonitorDir(d) && e.linkDirs[d] == 0 {
+	for _, d := range oldDirs {
+		if !m.globSet[d] && !e.isWatchedMonitorDir(d) && e.linkDirs[d] == 0 {
 			e.fs.remove(d)
 		}
 	}
@@ -1681,7 +1690,7 @@ func (e *emperor) onFSHint(path string) {
 				break
 			}
 			e.markDirty(m, name)
-		case m.glob && (containsDir(m.watchDirs(), filepath.Dir(path)) || containsDir(m.watchDirs(), path)):
+		case m.glob && (m.watches(filepath.Dir(path)) || m.watches(path)):
 			m.fullRescan = true
 		default:
 			continue
@@ -1866,20 +1875,21 @@ func splitPath(p string) []string {
 
 func (e *emperor) isWatchedMonitorDir(dir string) bool {
 	for _, m := range e.monitors {
-		if containsDir(m.watchDirs(), dir) {
+		if m.watches(dir) {
 			return true
 		}
 	}
 	return false
 }
 
-func containsDir(dirs []string, d string) bool {
-	for _, x := range dirs {
-		if x == d {
-			return true
-		}
+// watches reports whether dir is one of the monitor's watched directories;
+// a glob may have thousands, and every inotify event asks.
+func (m *monitor) watches(dir string) bool {
+	if !m.glob {
+		return dir == m.dir
 	}
-	return false
+	m.watchDirs()
+	return m.globSet[dir]
 }
 
 // rescanDirty runs a debounced look: the whole monitor, or just the names

@@ -1096,6 +1096,12 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if e.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
+	// Spawner threads are made now: while threads can be had (creating
+	// them lazily under a pid limit would fail just when spawning matters),
+	// and outside any jail, where /proc tells their fds apart. Inherited
+	// fds are marked close-on-exec first: the threads' tables copy flags.
+	cloexecInherited()
+	e.startSpawners()
 	// The jail comes before the monitors, so their paths (and binary-path)
 	// are read inside it, as uWSGI's are; sockets are bound later, from in
 	// there, and the uid/capability drop comes after binding.
@@ -1122,7 +1128,6 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 // the pidfile, signal and child handling, watches, the stats server.
 func (e *emperor) start() error {
 	clearSpawnThreadSigmask()
-	cloexecInherited()
 	if err := becomeSubreaper(); err != nil {
 		logRaw("[emperor] %v (escaped grandchildren will not be collected)", err)
 	}
@@ -1135,9 +1140,6 @@ func (e *emperor) start() error {
 	}
 	notifySignals(e.sigs)
 	startReaper(e.exits, e.done)
-	// The spawner thread is made now, while threads can be had: creating it
-	// lazily under a pid limit would fail just when spawning matters.
-	e.startSpawners()
 	e.notify = newSDNotifier()
 	e.attachParentEmperor()
 	if e.cfg.notifySocket != "" {

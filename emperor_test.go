@@ -5117,6 +5117,11 @@ func TestEmperorOwnChroot(t *testing.T) {
 	if r, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", em.cmd.Process.Pid)); r != jail {
 		t.Errorf("emperor root %q, want the jail", r)
 	}
+	// The spawner threads got their own fd tables before the jail, which
+	// has no /proc to tell them apart.
+	if strings.Contains(em.log.String(), "fork from the shared fd table") {
+		t.Errorf("spawners in a jail fell back to the shared fd table:\n%s", em.log.String())
+	}
 }
 
 // TestPollingWhenOutOfWatches: inotify instances are there but watches run

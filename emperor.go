@@ -1367,9 +1367,13 @@ type monitor struct {
 	pattern       string
 	rescanPending bool
 	fullRescan    bool
-	dirty         map[string]bool // names inotify reported since the last look
-	globDirs      []string        // a glob's watched directories (watchDirs)
-	globSet       map[string]bool // the same, for lookups
+	dirty         map[string]bool     // names inotify reported since the last look
+	globDirs      []string            // a glob's watched directories (watchDirs), physical paths
+	globSet       map[string]bool     // the same, for lookups
+	globAlias     map[string][]string // physical dir -> the matched paths naming it
+	globReadd     map[string]bool     // watched dirs moved or deleted: watch again
+	globBase      string              // globLevels, computed once
+	globLevelPats []string
 	lastErr       string
 }
 
@@ -1415,6 +1419,8 @@ func (m *monitor) initGlob(pattern, startCwd string) {
 // directory matching a deeper part of it (/srv/*/conf/*.ini: /srv, each
 // /srv/X and each /srv/X/conf), so configs and new directories alike are
 // events; rescans of the glob keep the list current (refreshGlobDirs).
+// They are physical paths: inotify watches an inode once, under the first
+// name it was given.
 func (m *monitor) watchDirs() []string {
 	if !m.glob {
 		return []string{m.dir}
@@ -1425,46 +1431,81 @@ func (m *monitor) watchDirs() []string {
 	return m.globDirs
 }
 
-func (m *monitor) setGlobDirs(dirs []string) {
-	m.globDirs = dirs
-	m.globSet = make(map[string]bool, len(dirs))
-	for _, d := range dirs {
-		m.globSet[d] = true
+// fullPattern is the glob as an absolute pattern.
+func (m *monitor) fullPattern() string {
+	if filepath.IsAbs(m.pattern) {
+		return m.pattern
 	}
+	return filepath.Join(m.dir, m.pattern)
 }
 
-func (m *monitor) listGlobDirs() []string {
-	p := m.pattern
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(m.dir, p)
+// globLevels are the glob's wildcard-free base directory and the patterns
+// of each deeper directory level (/srv, then /srv/*, /srv/*/conf).
+func (m *monitor) globLevels() (string, []string) {
+	if m.globBase != "" {
+		return m.globBase, m.globLevelPats
 	}
-	d := filepath.Dir(p)
+	d := filepath.Dir(m.fullPattern())
 	base := d
 	for strings.ContainsAny(base, "*?[") {
 		base = filepath.Dir(base)
 	}
-	dirs := []string{base}
+	var levels []string
 	prefix := base
 	for _, name := range splitPath(strings.TrimPrefix(d, base)) {
 		prefix = filepath.Join(prefix, name)
-		matches, _ := filepath.Glob(prefix)
+		levels = append(levels, prefix)
+	}
+	m.globBase, m.globLevelPats = base, levels
+	return base, levels
+}
+
+// listGlobDirs returns the glob's directories, each by its physical path
+// with the paths that matched it.
+func (m *monitor) listGlobDirs() map[string][]string {
+	base, levels := m.globLevels()
+	dirs := map[string][]string{}
+	add := func(d string) {
+		real, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			real = d // gone meanwhile, or the base not there yet
+		}
+		if !slices.Contains(dirs[real], d) {
+			dirs[real] = append(dirs[real], d)
+		}
+	}
+	add(base)
+	for _, level := range levels {
+		matches, _ := filepath.Glob(level)
 		for _, match := range matches {
 			if fi, err := os.Stat(match); err == nil && fi.IsDir() {
-				dirs = append(dirs, match)
+				add(match)
 			}
 		}
 	}
 	return dirs
 }
 
+func (m *monitor) setGlobDirs(alias map[string][]string) {
+	m.globAlias = alias
+	m.globDirs = make([]string, 0, len(alias))
+	m.globSet = make(map[string]bool, len(alias))
+	for d := range alias {
+		m.globDirs = append(m.globDirs, d)
+		m.globSet[d] = true
+	}
+	sort.Strings(m.globDirs)
+}
+
 // refreshGlobDirs watches directories that now match a glob's directory
-// part and lets go of those that no longer do.
+// part, watches again those that were moved or deleted (inotify dropped
+// them, even if a new one has the name now), and lets go of the rest.
 func (e *emperor) refreshGlobDirs(m *monitor) {
 	oldDirs, oldSet := m.watchDirs(), m.globSet
 	m.setGlobDirs(m.listGlobDirs())
 	for _, d := range m.globDirs {
-		if !oldSet[d] {
-			e.fs.add(d)
+		if (!oldSet[d] || m.globReadd[d]) && e.fs.add(d) {
+			delete(m.globReadd, d)
 		}
 	}
 	for _, d := range oldDirs {
@@ -1472,6 +1513,61 @@ func (e *emperor) refreshGlobDirs(m *monitor) {
 			e.fs.remove(d)
 		}
 	}
+}
+
+// globHint sorts an event under a glob's directories. A config the pattern
+// matches is checked by name; a directory at one of its levels (or a
+// watched one itself) changes what is watched: a full rescan. Anything
+// else there (an app's logs, sockets, caches) is none of the emperor's
+// business, and costs nothing.
+func (e *emperor) globHint(m *monitor, path string) bool {
+	hit := false
+	if m.globSet[path] {
+		if m.globReadd == nil {
+			m.globReadd = map[string]bool{}
+		}
+		m.globReadd[path] = true
+		m.fullRescan, hit = true, true
+	}
+	aliases := m.globAlias[filepath.Dir(path)]
+	if len(aliases) == 0 {
+		return hit
+	}
+	full := m.fullPattern()
+	_, levels := m.globLevels()
+	for _, alias := range aliases {
+		p := filepath.Join(alias, filepath.Base(path))
+		if ok, _ := filepath.Match(full, p); ok {
+			if name := m.globName(p); e.cfg.validName(name) {
+				e.markDirty(m, name)
+				hit = true
+			}
+		}
+		for _, level := range levels {
+			if ok, _ := filepath.Match(level, p); ok {
+				m.fullRescan, hit = true, true
+			}
+		}
+	}
+	return hit
+}
+
+// globName is a matched path as the glob names its vassal: relative to
+// the emperor's start directory for a relative pattern, as uWSGI does.
+func (m *monitor) globName(path string) string {
+	if filepath.IsAbs(m.pattern) {
+		return path
+	}
+	name, _ := filepath.Rel(m.dir, path)
+	return name
+}
+
+// pathOf is the config path of a vassal name of this monitor.
+func (m *monitor) pathOf(name string) string {
+	if m.glob && filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(m.dir, name)
 }
 
 // candidate is one config the monitor lists: its vassal name and the path
@@ -1490,11 +1586,7 @@ func (m *monitor) list() ([]candidate, error) {
 		}
 		out := make([]candidate, 0, len(matches))
 		for _, path := range matches {
-			name := path
-			if !filepath.IsAbs(m.pattern) {
-				name, _ = filepath.Rel(m.dir, path)
-			}
-			out = append(out, candidate{name: name, path: path})
+			out = append(out, candidate{name: m.globName(path), path: path})
 		}
 		return out, nil
 	}
@@ -1552,21 +1644,22 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		listed[c.name] = true
+		v := e.vassals[c.name]
 		st, ok := e.statConfig(c.path)
+		if !ok || v == nil || (v.mon == m && !v.file.sameStat(st)) {
+			// New, changed or dangling: watch its chain first, then look
+			// again, so a change in between is seen now or is an event.
+			e.followLink(m, c)
+			st, ok = e.statConfig(c.path)
+		}
 		if !ok {
-			e.followLink(m, c) // a dangling link: watch for its target
 			continue
 		}
 		seen[c.name] = true
-		v := e.vassals[c.name]
 		switch {
 		case v == nil:
-			e.followLink(m, c)
 			e.addVassal(m, c, st)
 		case v.mon == m:
-			if !v.file.sameStat(st) {
-				e.followLink(m, c)
-			}
 			e.checkChange(v, st)
 		}
 	}
@@ -1692,8 +1785,10 @@ func (e *emperor) onFSHint(path string) {
 				break
 			}
 			e.markDirty(m, name)
-		case m.glob && (m.watches(filepath.Dir(path)) || m.watches(path)):
-			m.fullRescan = true
+		case m.glob:
+			if !e.globHint(m, path) {
+				continue
+			}
 		default:
 			continue
 		}
@@ -1703,11 +1798,7 @@ func (e *emperor) onFSHint(path string) {
 	// way, the file it reaches, the missing name of a dangling link, or a
 	// watched directory itself): look at those configs again.
 	for key := range e.linkIdx[path] {
-		if key.mon.glob {
-			key.mon.fullRescan = true
-		} else {
-			e.markDirty(key.mon, key.name)
-		}
+		e.markDirty(key.mon, key.name)
 		e.scheduleRescan(key.mon)
 	}
 }
@@ -1747,18 +1838,38 @@ type linkChain struct {
 // counts, and it is in the watched dir.
 func (e *emperor) followLink(m *monitor, c candidate) {
 	key := linkKey{m, c.name}
-	var chain linkChain
-	if !e.cfg.nofollow {
-		if fi, err := os.Lstat(c.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-			chain = symlinkChain(c.path)
+	chain := e.resolveLink(c.path)
+	// Resolved before the watches exist: a link re-pointed meanwhile would
+	// go unseen. Once they are added, resolve again until nothing moved.
+	for try := 0; e.watchChain(key, chain) && try < 2; try++ {
+		again := e.resolveLink(c.path)
+		if slices.Equal(again.paths, chain.paths) {
+			return
 		}
+		chain = again
 	}
+}
+
+// resolveLink is the chain of a symlinked config, nothing for any other.
+func (e *emperor) resolveLink(path string) linkChain {
+	if e.cfg.nofollow {
+		return linkChain{}
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return linkChain{}
+	}
+	return symlinkChain(path)
+}
+
+// watchChain makes chain what key follows, and reports whether it has
+// anything to watch.
+func (e *emperor) watchChain(key linkKey, chain linkChain) bool {
 	old := e.links[key]
 	if len(chain.paths) == 0 {
 		if len(old.paths) != 0 {
 			e.unfollowLink(key)
 		}
-		return
+		return false
 	}
 	// New watches first, then the old ones go: a directory on both chains
 	// is never unwatched in between. Every watch is added again: a
@@ -1777,6 +1888,7 @@ func (e *emperor) followLink(m *monitor, c candidate) {
 	}
 	e.releaseChain(key, old, chain)
 	e.links[key] = chain
+	return true
 }
 
 func (e *emperor) unfollowLink(key linkKey) {
@@ -1906,10 +2018,11 @@ func (e *emperor) rescanDirty(m *monitor) {
 	e.spawning(func() {
 		if full {
 			e.scanMonitor(m)
-			return
 		}
+		// Also after a full scan: a name marked through a symlink chain
+		// must have its chain resolved again even if its stat is the same.
 		for name := range dirty {
-			e.checkOne(m, candidate{name: name, path: filepath.Join(m.dir, name)})
+			e.checkOne(m, candidate{name: name, path: m.pathOf(name)})
 		}
 	})
 }
@@ -3118,7 +3231,7 @@ func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 				if !ok {
 					return
 				}
-				dir = ev.Name
+				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
@@ -3167,17 +3280,20 @@ func (f *fsWatch) remove(dir string) {
 	}
 }
 
-func (f *fsWatch) add(dir string) {
+// add watches dir and reports whether it now is.
+func (f *fsWatch) add(dir string) bool {
 	if f == nil || f.w == nil {
-		return
+		return false
 	}
-	if err := f.w.Add(dir); err != nil && !os.IsNotExist(err) {
+	err := f.w.Add(dir)
+	if err != nil && !os.IsNotExist(err) {
 		f.failed = true
 		if !f.warned {
 			f.warned = true
 			logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
 		}
 	}
+	return err == nil
 }
 
 // statsSnapshot is a copy of what the stats server shows, handed out by the

@@ -965,27 +965,37 @@ func TestSymlinkChain(t *testing.T) {
 }
 
 // TestSymlinkRepointIsAnEvent: a deploy that re-points current ->
-// releases/N (the config is vassals/dep.ini -> ROOT/current/dep.ini) is seen
-// at once through the watch on current's directory.
+// releases/N (the config is vassals/dep.ini -> CURRENT/dep.ini) is seen at
+// once through the watch on current's directory; also with current in /,
+// where fsnotify names events "//name".
 func TestSymlinkRepointIsAnEvent(t *testing.T) {
-	env := newTestEnv(t)
-	for i, extra := range []string{"", "# release 2\n"} {
-		rel := filepath.Join(env.root, "releases", strconv.Itoa(i+1))
-		os.MkdirAll(rel, 0o755)
-		writeFile(t, filepath.Join(rel, "dep.ini"), probeINI(env.sink, "dep", "ignore-term")+extra)
+	for _, where := range []string{"test dir", "root dir"} {
+		t.Run(where, func(t *testing.T) {
+			env := newTestEnv(t)
+			current := filepath.Join(env.root, "current")
+			if where == "root dir" {
+				needRoot(t) // writes a link into /
+				current = fmt.Sprintf("/emperor-test-current-%d", os.Getpid())
+				t.Cleanup(func() { os.Remove(current) })
+			}
+			for i, extra := range []string{"", "# release 2\n"} {
+				rel := filepath.Join(env.root, "releases", strconv.Itoa(i+1))
+				os.MkdirAll(rel, 0o755)
+				writeFile(t, filepath.Join(rel, "dep.ini"), probeINI(env.sink, "dep", "ignore-term")+extra)
+			}
+			os.Symlink(filepath.Join(env.root, "releases/1"), current)
+			os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
+			startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
+			env.sink.waitStart(t, 0, "dep")
+			mark := env.sink.count()
+			tmp := current + ".new"
+			os.Symlink(filepath.Join(env.root, "releases/2"), tmp)
+			if err := os.Rename(tmp, current); err != nil {
+				t.Fatal(err)
+			}
+			env.sink.waitFor(t, mark, 5*time.Second, "restart after re-pointing current", evIs("dep", "start"))
+		})
 	}
-	current := filepath.Join(env.root, "current")
-	os.Symlink("releases/1", current)
-	os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
-	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
-	env.sink.waitStart(t, 0, "dep")
-	mark := env.sink.count()
-	tmp := filepath.Join(env.root, "current.new")
-	os.Symlink("releases/2", tmp)
-	if err := os.Rename(tmp, current); err != nil {
-		t.Fatal(err)
-	}
-	env.sink.waitFor(t, mark, 5*time.Second, "restart after re-pointing current", evIs("dep", "start"))
 }
 
 // TestSymlinkSkeletonInWatchedDir: app1.ini and app2.ini -> app.skel in the
@@ -1004,10 +1014,7 @@ func TestSymlinkSkeletonInWatchedDir(t *testing.T) {
 	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 1 {
 		t.Errorf("%d inotify watches, want 1: the skeleton is in the watched dir", n)
 	}
-	mark := env.sink.count()
-	touch(t, skel, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "app1 restart", evIs("app1", "start"))
-	env.sink.waitFor(t, mark, 5*time.Second, "app2 restart", evIs("app2", "start"))
+	env.touchRestarts(t, skel, "app1", "app2")
 }
 
 // TestSymlinkDanglingAndDirSwap: a link whose target does not exist yet
@@ -1036,43 +1043,51 @@ func TestSymlinkDanglingAndDirSwap(t *testing.T) {
 // TestSymlinkHardLinkedRelease: releases share the config as a hard link
 // (rsync --link-dest), so re-pointing current changes no stat of it; the
 // emperor still follows the link to the new release, and an edit made
-// there is seen.
+// there is seen. Under a dir and a glob monitor (whose names are paths).
 func TestSymlinkHardLinkedRelease(t *testing.T) {
-	env := newTestEnv(t)
-	for _, r := range []string{"1", "2"} {
-		os.MkdirAll(filepath.Join(env.root, "releases", r), 0o755)
+	for _, kind := range []string{"dir", "glob"} {
+		t.Run(kind, func(t *testing.T) {
+			env := newTestEnv(t)
+			for _, r := range []string{"1", "2"} {
+				os.MkdirAll(filepath.Join(env.root, "releases", r), 0o755)
+			}
+			first := filepath.Join(env.root, "releases/1/dep.ini")
+			writeFile(t, first, probeINI(env.sink, "dep", "ignore-term"))
+			second := filepath.Join(env.root, "releases/2/dep.ini")
+			if err := os.Link(first, second); err != nil {
+				t.Fatal(err)
+			}
+			current := filepath.Join(env.root, "current")
+			os.Symlink("releases/1", current)
+			os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
+			monitor := env.vassals
+			if kind == "glob" {
+				monitor = "glob://" + filepath.Join(env.vassals, "*.ini")
+			}
+			em := startEmperor(t, env.root, "--emperor", monitor, "--emperor-freq", "60")
+			env.sink.waitStart(t, 0, "dep")
+			tmp := filepath.Join(env.root, "current.new")
+			os.Symlink("releases/2", tmp)
+			os.Rename(tmp, current)
+			// The same inode: nothing to reload, but the chain now runs
+			// through releases/2 (wait until the emperor has looked).
+			deadline := time.Now().Add(5 * time.Second)
+			for inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(env.root, "releases/2")) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("releases/2 never watched after re-pointing current")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			mark := env.sink.count()
+			f, err := os.OpenFile(second, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("# edited in release 2\n")
+			f.Close()
+			env.sink.waitFor(t, mark, 5*time.Second, "restart after editing release 2", evIs("dep", "start"))
+		})
 	}
-	first := filepath.Join(env.root, "releases/1/dep.ini")
-	writeFile(t, first, probeINI(env.sink, "dep", "ignore-term"))
-	second := filepath.Join(env.root, "releases/2/dep.ini")
-	if err := os.Link(first, second); err != nil {
-		t.Fatal(err)
-	}
-	current := filepath.Join(env.root, "current")
-	os.Symlink("releases/1", current)
-	os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
-	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
-	env.sink.waitStart(t, 0, "dep")
-	tmp := filepath.Join(env.root, "current.new")
-	os.Symlink("releases/2", tmp)
-	os.Rename(tmp, current)
-	// The same inode: nothing to reload, but the chain now runs through
-	// releases/2 (wait until the emperor has looked).
-	deadline := time.Now().Add(5 * time.Second)
-	for inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(env.root, "releases/2")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("releases/2 never watched after re-pointing current")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	mark := env.sink.count()
-	f, err := os.OpenFile(second, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("# edited in release 2\n")
-	f.Close()
-	env.sink.waitFor(t, mark, 5*time.Second, "restart after editing release 2", evIs("dep", "start"))
 }
 
 // inotifyWatchesOn counts pid's inotify watches on dir (matched by inode).
@@ -1107,9 +1122,7 @@ func TestGlobWildcardDirsAreEvents(t *testing.T) {
 	startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(apps, "*", "uwsgi.ini"), "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "a")
 
-	mark := env.sink.count()
-	touch(t, cfgA, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "a restarted after touch", evIs("a", "start"))
+	env.touchRestarts(t, cfgA, "a")
 
 	os.Mkdir(filepath.Join(apps, "b"), 0o755)
 	time.Sleep(50 * time.Millisecond) // a separate step, as a deploy would be
@@ -1143,9 +1156,7 @@ func TestGlobDirSwap(t *testing.T) {
 	if n := inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(apps, "a")); n != 1 {
 		t.Errorf("%d watches on the new apps/a, want 1", n)
 	}
-	mark = env.sink.count()
-	touch(t, cfg, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "a restarted after touch in the swapped dir", evIs("a", "start"))
+	env.touchRestarts(t, cfg, "a")
 }
 
 // TestGlobAliasedDir: two glob directories that are one inode (a
@@ -1165,63 +1176,7 @@ func TestGlobAliasedDir(t *testing.T) {
 	if n := inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(apps, "b-app")); n != 1 {
 		t.Errorf("%d watches on apps/b-app, want 1", n)
 	}
-	mark := env.sink.count()
-	touch(t, cfg, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "b restarted after touch", evIs("b", "start"))
-}
-
-// TestSymlinkThroughRootDir: a link in / on a config's chain (fsnotify
-// names events there "//name") re-pointed is seen at once.
-func TestSymlinkThroughRootDir(t *testing.T) {
-	needRoot(t) // writes a link into /
-	env := newTestEnv(t)
-	for i, extra := range []string{"", "# release 2\n"} {
-		rel := filepath.Join(env.root, "releases", strconv.Itoa(i+1))
-		os.MkdirAll(rel, 0o755)
-		writeFile(t, filepath.Join(rel, "dep.ini"), probeINI(env.sink, "dep", "ignore-term")+extra)
-	}
-	current := fmt.Sprintf("/emperor-test-current-%d", os.Getpid())
-	os.Symlink(filepath.Join(env.root, "releases/1"), current)
-	t.Cleanup(func() { os.Remove(current) })
-	os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
-	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
-	env.sink.waitStart(t, 0, "dep")
-	mark := env.sink.count()
-	tmp := current + ".new"
-	os.Symlink(filepath.Join(env.root, "releases/2"), tmp)
-	if err := os.Rename(tmp, current); err != nil {
-		t.Fatal(err)
-	}
-	env.sink.waitFor(t, mark, 5*time.Second, "restart after re-pointing /current", evIs("dep", "start"))
-}
-
-// TestGlobHardLinkedRelease: TestSymlinkHardLinkedRelease under a glob
-// monitor, whose events always lead to a full rescan: the chain is still
-// followed to the new release.
-func TestGlobHardLinkedRelease(t *testing.T) {
-	env := newTestEnv(t)
-	for _, r := range []string{"1", "2"} {
-		os.MkdirAll(filepath.Join(env.root, "releases", r), 0o755)
-	}
-	first := filepath.Join(env.root, "releases/1/dep.ini")
-	writeFile(t, first, probeINI(env.sink, "dep", "ignore-term"))
-	second := filepath.Join(env.root, "releases/2/dep.ini")
-	os.Link(first, second)
-	current := filepath.Join(env.root, "current")
-	os.Symlink("releases/1", current)
-	os.Symlink(filepath.Join(current, "dep.ini"), filepath.Join(env.vassals, "dep.ini"))
-	em := startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(env.vassals, "*.ini"), "--emperor-freq", "60")
-	env.sink.waitStart(t, 0, "dep")
-	tmp := filepath.Join(env.root, "current.new")
-	os.Symlink("releases/2", tmp)
-	os.Rename(tmp, current)
-	deadline := time.Now().Add(3 * time.Second)
-	for inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(env.root, "releases/2")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("releases/2 never watched after re-pointing current (glob monitor)")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	env.touchRestarts(t, cfg, "b")
 }
 
 // TestLinkDirAliasedByGlob: a link target's directory that a glob also
@@ -1239,9 +1194,7 @@ func TestLinkDirAliasedByGlob(t *testing.T) {
 	os.Symlink(target, filepath.Join(env.vassals, "x.ini"))
 	startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(apps, "*", "uwsgi.ini"), "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "x")
-	mark := env.sink.count()
-	touch(t, target, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "x restarted after touching its target", evIs("x", "start"))
+	env.touchRestarts(t, target, "x")
 }
 
 // TestSymlinkToAnotherVassal: b.ini -> a.ini in the same directory: a
@@ -1254,10 +1207,18 @@ func TestSymlinkToAnotherVassal(t *testing.T) {
 	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "a")
 	env.sink.waitStart(t, 0, "b")
+	env.touchRestarts(t, a, "a", "b")
+}
+
+// touchRestarts touches path and waits, briefly (these changes are events,
+// not something a scan finds), for each named probe to start again.
+func (env *testEnv) touchRestarts(t *testing.T, path string, names ...string) {
+	t.Helper()
 	mark := env.sink.count()
-	touch(t, a, time.Now().Add(2*time.Second))
-	env.sink.waitFor(t, mark, 5*time.Second, "a restart", evIs("a", "start"))
-	env.sink.waitFor(t, mark, 5*time.Second, "b restart", evIs("b", "start"))
+	touch(t, path, time.Now().Add(2*time.Second))
+	for _, name := range names {
+		env.sink.waitFor(t, mark, 5*time.Second, name+" restart after touching "+filepath.Base(path), evIs(name, "start"))
+	}
 }
 
 // inotifyWatches counts the watches of pid's inotify instance.

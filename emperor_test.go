@@ -4916,40 +4916,51 @@ func configFuzzCheck(t *testing.T, name string, opts []Option, err error) {
 	}
 }
 
-func FuzzConfigINI(f *testing.F) {
-	f.Add([]byte(configTypicalINI), "")
-	f.Add([]byte("[uwsgi]\nk=v\n[x]\n[\n=\n"), "x")
+// fuzzSeed is one seed input of a format fuzz target: the file's bytes and
+// the section (or id) asked for.
+type fuzzSeed struct {
+	data    []byte
+	section string
+}
+
+// fuzzFormat fuzzes one config format's parser: it must never panic and
+// must fail with a one-line error naming the file (configFuzzCheck).
+func fuzzFormat(f *testing.F, file string, parse func(string, []byte, string) ([]Option, error), seeds ...fuzzSeed) {
+	for _, seed := range seeds {
+		f.Add(seed.data, seed.section)
+	}
 	f.Fuzz(func(t *testing.T, data []byte, section string) {
-		opts, err := configParseINI("f.ini", data, section)
-		configFuzzCheck(t, "f.ini", opts, err)
+		opts, err := parse(file, data, section)
+		configFuzzCheck(t, file, opts, err)
 	})
+}
+
+func FuzzConfigINI(f *testing.F) {
+	fuzzFormat(f, "f.ini", configParseINI,
+		fuzzSeed{[]byte(configTypicalINI), ""},
+		fuzzSeed{[]byte("[uwsgi]\nk=v\n[x]\n[\n=\n"), "x"},
+	)
 }
 
 func FuzzConfigJSON(f *testing.F) {
-	f.Add([]byte(`{"uwsgi": {"a": [1, true, null, "x\u00e9"], "b": {"c": 1.5e3}}}`), "")
-	f.Add([]byte("/* c */ {\"x\": {\"a\": \"\\ud800\"}} // c"), "x")
-	f.Fuzz(func(t *testing.T, data []byte, section string) {
-		opts, err := configParseJSON("f.json", data, section)
-		configFuzzCheck(t, "f.json", opts, err)
-	})
+	fuzzFormat(f, "f.json", configParseJSON,
+		fuzzSeed{[]byte(`{"uwsgi": {"a": [1, true, null, "x\u00e9"], "b": {"c": 1.5e3}}}`), ""},
+		fuzzSeed{[]byte("/* c */ {\"x\": {\"a\": \"\\ud800\"}} // c"), "x"},
+	)
 }
 
 func FuzzConfigXML(f *testing.F) {
-	f.Add([]byte("<?xml version='1.0'?><r><uwsgi id='a'><x id='a'>1</x><app mountpoint='/'>s</app><![CDATA[c]]></uwsgi></r>"), "a")
-	f.Add([]byte("<uwsgi><a><!--c--></a><b/></uwsgi>"), "")
-	f.Fuzz(func(t *testing.T, data []byte, id string) {
-		opts, err := configParseXML("f.xml", data, id)
-		configFuzzCheck(t, "f.xml", opts, err)
-	})
+	fuzzFormat(f, "f.xml", configParseXML,
+		fuzzSeed{[]byte("<?xml version='1.0'?><r><uwsgi id='a'><x id='a'>1</x><app mountpoint='/'>s</app><![CDATA[c]]></uwsgi></r>"), "a"},
+		fuzzSeed{[]byte("<uwsgi><a><!--c--></a><b/></uwsgi>"), ""},
+	)
 }
 
 func FuzzConfigYAML(f *testing.F) {
-	f.Add([]byte("uwsgi:\n  a: 1\n  env:\n    - x\n  l: [a, 'b', \"c\"]\n  q: \"\\u00e9\"\n"), "")
-	f.Add([]byte("x:\n\tuwsgi:\n - a\n{a: b}\n"), "x")
-	f.Fuzz(func(t *testing.T, data []byte, section string) {
-		opts, err := configParseYAML("f.yml", data, section)
-		configFuzzCheck(t, "f.yml", opts, err)
-	})
+	fuzzFormat(f, "f.yml", configParseYAML,
+		fuzzSeed{[]byte("uwsgi:\n  a: 1\n  env:\n    - x\n  l: [a, 'b', \"c\"]\n  q: \"\\u00e9\"\n"), ""},
+		fuzzSeed{[]byte("x:\n\tuwsgi:\n - a\n{a: b}\n"), "x"},
+	)
 }
 
 // FuzzConfigSubst drives the magic-variable pass and the $ and % passes with

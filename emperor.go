@@ -29,993 +29,7 @@ import (
 	"time"
 )
 
-const emperorVersion = "0.1.0"
-
-// version is stamped at release builds with -ldflags "-X main.version=...".
-var version = emperorVersion
-
-func init() {
-	// The main thread runs the loop and forks when no spawner thread can:
-	// PDEATHSIG fires when the forking thread exits, not the process, so
-	// forking from a thread the runtime may retire would kill vassals at
-	// random (golang/go#27505). Spawner threads are locked for life too.
-	runtime.LockOSThread()
-}
-
-func main() {
-	if spec := os.Getenv(shimEnv); spec != "" {
-		os.Exit(runShim(spec))
-	}
-	os.Exit(run(os.Args[1:]))
-}
-
-// shimEnv marks the emperor's own binary running as a vassal's pre-exec
-// stage (see shimNeeded); it never reaches the vassal.
-const shimEnv = "EMPEROR_PRE_EXEC"
-
-type shimSpec struct {
-	exec     string
-	caps     uint64
-	uid, gid int
-	private  bool
-}
-
-func (s shimSpec) String() string {
-	out := fmt.Sprintf("exec=%s caps=%x uid=%d gid=%d", s.exec, s.caps, s.uid, s.gid)
-	if s.private {
-		out += " private=1"
-	}
-	return out
-}
-
-func parseShimSpec(spec string) shimSpec {
-	s := shimSpec{uid: -1, gid: -1}
-	for _, f := range strings.Fields(spec) {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "exec":
-			s.exec = v
-		case "caps":
-			s.caps, _ = strconv.ParseUint(v, 16, 64)
-		case "uid":
-			s.uid, _ = strconv.Atoi(v)
-		case "gid":
-			s.gid, _ = strconv.Atoi(v)
-		case "private":
-			s.private = v == "1"
-		}
-	}
-	return s
-}
-
-// capNames are uWSGI's capability names, by number (SPEC 9.3).
-var capNames = []string{"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill",
-	"setgid", "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
-	"net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot",
-	"sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time",
-	"sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
-	"mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read",
-	"perfmon", "bpf", "checkpoint_restore"}
-
-// parseCaps reads a capability list (names or numbers) into a mask.
-func parseCaps(list string) (uint64, error) {
-	var mask uint64
-	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
-		n, err := strconv.Atoi(name)
-		if err != nil {
-			n = -1
-			for i, c := range capNames {
-				if c == strings.ToLower(strings.TrimPrefix(strings.ToLower(name), "cap_")) {
-					n = i
-				}
-			}
-		}
-		if n < 0 || n > 63 {
-			logRaw("[security] unknown capability: %s", name)
-			continue
-		}
-		mask |= 1 << uint(n)
-	}
-	if mask == 0 {
-		return 0, fmt.Errorf("[security] empty capabilities mask !!!")
-	}
-	return mask, nil
-}
-
-// optionKind says how the command line reads an option.
-type optionKind int
-
-const (
-	optValue optionKind = iota // takes one argument
-	optFlag                    // takes none
-)
-
-// notImplementedYet lists options that parse but whose feature has not been
-// built yet: they stop the emperor with a clear message rather than being
-// silently ignored.
-var notImplementedYet = map[string]bool{
-	"emperor-broodlord": true, "emperor-magic-exec": true, "emperor-proxy-socket": true,
-	"emperor-wrapper-override": true, "emperor-wrapper-fallback": true,
-	"vassals-start-hook": true, "vassals-stop-hook": true, "hook-emperor-start": true,
-	"hook-as-emperor": true, "mount-as-emperor": true, "umount-as-emperor": true,
-	"exec-as-emperor": true, "call-as-emperor": true, "hook-as-vassal": true, "exec-as-vassal": true,
-	"early-emperor": true, "stats-http": true,
-}
-
-// cosmeticOptions are accepted and ignored with a warning: they change
-// nothing a vassal or a client depends on.
-var cosmeticOptions = []string{"emperor-procname", "log-strftime", "stats-minified", "stats-min",
-	"imperial-monitor-list", "imperial-monitors-list"}
-
-var optionTable = buildOptionTable()
-
-func buildOptionTable() map[string]optionKind {
-	values := []string{
-		"emperor", "emperor-freq", "emperor-throttle", "emperor-max-throttle",
-		"emperor-required-heartbeat", "emperor-curse-tolerance", "emperor-stats",
-		"emperor-stats-server", "emperor-pidfile", "emperor-procname", "emperor-wrapper",
-		"emperor-wrapper-override", "emperor-wrapper-fallback", "emperor-broodlord",
-		"emperor-on-demand-extension", "emperor-on-demand-ext", "emperor-on-demand-directory",
-		"emperor-on-demand-dir", "emperor-on-demand-exec", "emperor-extra-extension",
-		"emperor-extra-ext", "emperor-use-clone", "emperor-cap", "vassals-cap", "vassal-cap",
-		"emperor-proxy-socket", "vassals-inherit", "vassals-include", "vassals-inherit-before",
-		"vassals-include-before", "vassal-set", "vassals-set", "vassals-start-hook",
-		"vassals-stop-hook", "binary-path", "reload-mercy", "socket-timeout", "listen",
-		"hook-emperor-start", "hook-as-emperor", "mount-as-emperor", "umount-as-emperor",
-		"exec-as-emperor", "call-as-emperor", "hook-as-vassal", "exec-as-vassal",
-		"log-strftime", "connect-and-read", "status", "vassals-notify-socket",
-		// vassal runner and config loading
-		"ini", "xml", "json", "js", "yaml", "yml", "include", "inherit", "config", "set",
-		"set-placeholder", "set-ph", "chdir", "env", "uid", "gid", "chroot", "cap",
-		"privileged-binary-patch", "privileged-binary-patch-arg",
-		"unprivileged-binary-patch", "unprivileged-binary-patch-arg",
-		"unshare", "exec-as-root", "exec-as-user", "hook-as-root", "hook-as-user",
-		"hook-pre-jail", "hook-post-jail", "hook-in-jail", "hook-as-user-atexit",
-		"exec-pre-jail", "exec-post-jail", "exec-in-jail", "safe-fd", "pidfile",
-		"socket", "http", "http-socket", "processes", "workers", "master", "module",
-		"wsgi-file", "plugins", "plugin", "procname", "heartbeat", "idle",
-	}
-	flags := []string{
-		"emperor-nofollow", "emperor-tyrant", "emperor-tyrant-nofollow", "emperor-magic-exec",
-		"emperor-no-blacklist", "emperor-graceful-shutdown", "early-emperor",
-		"imperial-monitor-list", "imperial-monitors-list", "stats-http", "stats-minified",
-		"stats-min", "show-config", "version", "help", "strict", "die-on-idle", "die-on-term",
-	}
-	t := make(map[string]optionKind, len(values)+len(flags))
-	for _, v := range values {
-		t[v] = optValue
-	}
-	for _, f := range flags {
-		t[f] = optFlag
-	}
-	return t
-}
-
-func knownOption(name string) (known, isFlag bool) {
-	kind, ok := optionTable[name]
-	return ok, ok && kind == optFlag
-}
-
-func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
-		return 1
-	}
-	if args[0] == "--version" || args[0] == "-v" {
-		fmt.Printf("emperor %s (uWSGI 2.0 Emperor compatible)\n", version)
-		return 0
-	}
-	if args[0] == "--help" || args[0] == "-h" {
-		printHelp()
-		return 0
-	}
-	self, _ := os.Executable()
-	cwd, _ := os.Getwd()
-	args = configAsINI(args)
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
-		return 1
-	}
-	for _, key := range []string{"connect-and-read", "status"} {
-		if addr, ok := opts.Last(key); ok {
-			return readStatsCommand(key, addr)
-		}
-	}
-	if opts.Has("emperor") {
-		return runEmperor(opts)
-	}
-	return runVassal(opts, args)
-}
-
-func readStatsCommand(key, addr string) int {
-	data, err := connectAndRead(addr)
-	if err == nil && key == "status" {
-		err = printStatus(os.Stdout, data)
-	} else if err == nil {
-		_, err = os.Stdout.Write(data)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "emperor: --%s %s: %v\n", key, addr, err)
-		return 1
-	}
-	return 0
-}
-
-func printHelp() {
-	fmt.Println("emperor " + version + ": a drop-in replacement for the uWSGI Emperor")
-	fmt.Println("Usage: emperor --emperor DIR|GLOB [--emperor ...] [options]")
-	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
-	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
-	fmt.Println()
-	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
-	described := map[string]bool{}
-	for _, o := range helpRows {
-		fmt.Printf("  --%-30s %-10s %s\n", o[0], o[1], o[2])
-		described[strings.Fields(o[0])[0]] = true
-	}
-	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
-	var rest []string
-	for name := range optionTable {
-		if !described[name] {
-			rest = append(rest, name)
-		}
-	}
-	sort.Strings(rest)
-	for _, name := range rest {
-		note := ""
-		switch {
-		case notImplementedYet[name]:
-			note = "(not implemented yet: refused with an error)"
-		case optionTable[name] == optFlag:
-			note = "(flag)"
-		}
-		fmt.Printf("  --%-30s %s\n", name, note)
-	}
-}
-
-// helpRows: option, default, meaning. Kept beside the README's table.
-var helpRows = [][3]string{
-	{"emperor DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
-	{"emperor-freq N", "3", "seconds between full rescans (inotify acts at once)"},
-	{"emperor-throttle MS", "1000", "blacklist step for crash-looping vassals"},
-	{"emperor-max-throttle MS", "180000", "blacklist ceiling"},
-	{"emperor-no-blacklist", "off", "never throttle respawns"},
-	{"emperor-required-heartbeat N", "30", "reload a heartbeating vassal silent for N s"},
-	{"emperor-curse-tolerance N", "30", "seconds a stopping vassal may linger before SIGKILL"},
-	{"reload-mercy N", "5", "seconds vassals get at shutdown before SIGKILL"},
-	{"emperor-nofollow", "off", "use the symlink's own mtime (touch --no-dereference)"},
-	{"emperor-extra-extension EXT", "", "also accept configs ending in EXT (repeatable)"},
-	{"emperor-stats ADDR", "", "stats server on host:port or a UNIX socket path"},
-	{"emperor-pidfile PATH", "", "write the emperor pid"},
-	{"emperor-graceful-shutdown", "off", "send byte 2 (graceful) instead of 0 to stop"},
-	{"binary-path PATH", "self", "program run for each vassal"},
-	{"emperor-wrapper PATH", "", "argv[0] for vassals instead of binary-path"},
-	{"vassal-set K=V", "", "pass --set K=V to every vassal (repeatable)"},
-	{"vassals-include F", "", "pass --include F after the vassal config"},
-	{"vassals-include-before F", "", "pass --include F before the vassal config"},
-	{"vassals-inherit F", "", "pass --inherit F after the vassal config"},
-	{"vassals-inherit-before F", "", "pass --inherit F before the vassal config"},
-	{"socket-timeout N", "4", "stats client write timeout"},
-	{"emperor-tyrant", "off", "run each vassal as the owner of its config"},
-	{"emperor-tyrant-nofollow", "off", "tyrant: the owner of a symlink, not of its target"},
-	{"emperor-use-clone LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
-	{"vassals-cap LIST", "", "capability bounding set of vassals (setpcap kept)"},
-	{"emperor-on-demand-extension EXT", "", "on-demand socket name read from NAME+EXT"},
-	{"emperor-on-demand-directory DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
-	{"emperor-on-demand-exec CMD", "", "on-demand socket name printed by CMD \"NAME\""},
-	{"vassals-notify-socket PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
-	{"uid / gid USER", "", "the emperor drops to this user after binding its sockets"},
-	{"cap LIST", "", "capabilities the emperor keeps after dropping to uid"},
-	{"chroot DIR", "", "the emperor chroots after binding its sockets"},
-	{"listen N", "100", "backlog of on-demand sockets"},
-	{"connect-and-read ADDR", "", "print the stats document of a running emperor"},
-	{"status ADDR", "", "one line per vassal of a running emperor"},
-	{"version", "", "print the version"},
-}
-
-// Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
-// ctime-style stamp. One write per line keeps lines whole when vassals share
-// the same stderr.
-func logRaw(format string, a ...any) {
-	line := fmt.Sprintf(format, a...) + "\n"
-	_, _ = os.Stderr.WriteString(line)
-}
-
-func logVerbose(format string, a ...any) {
-	stamp := time.Now().Format("Mon Jan _2 15:04:05 2006")
-	logRaw(stamp+" - "+format, a...)
-}
-
-// commandArgv turns a uWSGI "-arg" command line into an argv. Lines without
-// shell syntax are exec'd directly, saving a shell per spawn; anything else
-// goes through /bin/sh -c exactly as uWSGI does.
-func commandArgv(cmdline string) []string {
-	if strings.ContainsAny(cmdline, "\"'`\\$;&|<>(){}*?[]~#=%!\n") {
-		return []string{"/bin/sh", "-c", cmdline}
-	}
-	fields := strings.Fields(cmdline)
-	if len(fields) == 0 {
-		return []string{"/bin/sh", "-c", cmdline}
-	}
-	return fields
-}
-
-func lookPath(prog string) (string, error) {
-	if strings.Contains(prog, "/") {
-		return prog, nil
-	}
-	return exec.LookPath(prog)
-}
-
-// runVassal is the vassal runner: what a uWSGI instance does with a config
-// that only patches in another program. It applies env, chdir and the
-// privilege drop, then execs the program, which inherits the emperor fd.
-func runVassal(opts *Options, args []string) int {
-	name := configArgName(args)
-	if opts.Flag("show-config") {
-		// uWSGI writes it to its log, stderr.
-		fmt.Fprint(os.Stderr, ShowConfig(opts))
-	}
-	// uWSGI's order (SPEC 11): pre-jail hooks, the privileged patch,
-	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
-	// uid/gid drop, as-user hooks, the unprivileged patch.
-	steps := []func() error{
-		func() error { return applyEnv(opts) },
-		func() error { return runHooks(opts, "pre-jail") },
-		func() error { return execPatch(opts, "privileged-binary-patch", args) },
-		func() error { return unshareFromConfig(opts) },
-		func() error { return chrootFromConfig(opts) },
-		func() error { return runHooks(opts, "in-jail") },
-		func() error { return runHooks(opts, "post-jail") },
-		func() error { return runHooks(opts, "as-root") },
-		func() error { return dropPrivileges(opts) },
-		func() error { return runHooks(opts, "as-user") },
-		func() error { return execPatch(opts, "unprivileged-binary-patch", args) },
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
-	return 1
-}
-
-func applyEnv(opts *Options) error {
-	for _, kv := range opts.All("env") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
-			return fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
-		}
-		if err := os.Setenv(k, v); err != nil {
-			return fmt.Errorf("env %s: %w", k, err)
-		}
-	}
-	return nil
-}
-
-func chrootFromConfig(opts *Options) error {
-	dir, _ := opts.Last("chroot")
-	return enterChroot(dir)
-}
-
-// enterChroot jails the process in dir ("" = no jail).
-func enterChroot(dir string) error {
-	if dir == "" {
-		return nil
-	}
-	if err := syscall.Chroot(dir); err != nil {
-		return fmt.Errorf("chroot %s: %w", dir, err)
-	}
-	if err := os.Chdir("/"); err != nil {
-		return fmt.Errorf("chroot %s: %w", dir, err)
-	}
-	return nil
-}
-
-// runHooks runs one phase's hooks: hook-PHASE actions, then exec-PHASE
-// shell commands, each in config order. Any failure stops the vassal.
-func runHooks(opts *Options, phase string) error {
-	for _, h := range opts.All("hook-" + phase) {
-		if err := runHookAction(h); err != nil {
-			return fmt.Errorf("hook-%s %q: %w", phase, h, err)
-		}
-	}
-	for _, key := range []string{"mount-" + phase, "umount-" + phase} {
-		for _, h := range opts.All(key) {
-			action := strings.TrimSuffix(key, "-"+phase)
-			if err := runHookAction(action + ":" + h); err != nil {
-				return fmt.Errorf("%s %q: %w", key, h, err)
-			}
-		}
-	}
-	for _, cmd := range opts.All("exec-" + phase) {
-		if err := runShell(cmd); err != nil {
-			return fmt.Errorf("exec-%s %q: %w", phase, cmd, err)
-		}
-	}
-	return nil
-}
-
-func runShell(cmdline string) error {
-	cmd := exec.Command("/bin/sh", "-c", cmdline)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
-}
-
-// runHookAction performs one uWSGI hook, "action:arguments".
-func runHookAction(h string) error {
-	action, arg, _ := strings.Cut(h, ":")
-	switch action {
-	case "exec":
-		return runShell(arg)
-	case "print", "log":
-		fmt.Fprintln(os.Stderr, arg)
-	case "chdir":
-		return os.Chdir(arg)
-	case "mkdir":
-		return os.Mkdir(arg, 0o777)
-	case "putenv":
-		k, v, _ := strings.Cut(arg, "=")
-		return os.Setenv(k, v)
-	case "unlink":
-		return os.Remove(arg)
-	case "write", "append":
-		path, content, _ := strings.Cut(arg, " ")
-		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		if action == "append" {
-			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
-		}
-		f, err := os.OpenFile(path, flags, 0o644)
-		if err != nil {
-			return err
-		}
-		_, err = f.WriteString(content)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	case "sethostname", "hostname":
-		return setHostname(arg)
-	case "mount":
-		return hookMount(strings.Fields(arg))
-	case "umount":
-		return hookUnmount(strings.Fields(arg))
-	case "exit":
-		code, _ := strconv.Atoi(arg)
-		os.Exit(code)
-	default:
-		return fmt.Errorf("unsupported hook action %q", action)
-	}
-	return nil
-}
-
-// execPatch replaces the runner with the patched program, if the config
-// names one. It only returns on failure or when there is nothing to exec.
-func execPatch(opts *Options, key string, args []string) error {
-	cmd, hasCmd := opts.Last(key)
-	cmdline, hasLine := opts.Last(key + "-arg")
-	if (!hasCmd || cmd == "") && (!hasLine || cmdline == "") {
-		return nil
-	}
-	if dir, ok := opts.Last("chdir"); ok && dir != "" {
-		if err := os.Chdir(dir); err != nil {
-			return fmt.Errorf("chdir: %w", err)
-		}
-	}
-	if hasCmd && cmd != "" {
-		path, err := lookPath(cmd)
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		argv := append([]string{cmd}, args...)
-		return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
-	}
-	argv := commandArgv(cmdline)
-	path, err := lookPath(argv[0])
-	if err != nil {
-		return fmt.Errorf("%s-arg: %w", key, err)
-	}
-	return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
-}
-
-// dropPrivileges applies the config's gid then uid (names or numbers), with
-// the user's supplementary groups, as uWSGI's uid/gid options do. Only root
-// can change them; asking for one's own ids is not an error.
-func dropPrivileges(opts *Options) error {
-	if !opts.Has("uid") && !opts.Has("gid") {
-		return nil
-	}
-	cred, err := credentialFor(opts)
-	if err != nil {
-		return err
-	}
-	uid, gid := int(cred.Uid), int(cred.Gid)
-	if os.Getuid() != 0 {
-		if uid != os.Getuid() || gid != os.Getgid() {
-			return fmt.Errorf("cannot switch to uid %d gid %d as non-root user %d", uid, gid, os.Getuid())
-		}
-		return nil
-	}
-	groups := make([]int, len(cred.Groups))
-	for i, g := range cred.Groups {
-		groups[i] = int(g)
-	}
-	ppid := os.Getppid()
-	if err := setIDs(uid, gid, groups); err != nil {
-		return err
-	}
-	if os.Getenv("UWSGI_EMPEROR_FD") != "" {
-		rearmParentDeath(ppid)
-	}
-	return nil
-}
-
-func lookupUser(s string) (*user.User, int, error) {
-	u, err := user.Lookup(s)
-	if err != nil {
-		if u, err = user.LookupId(s); err != nil {
-			if n, convErr := strconv.Atoi(s); convErr == nil {
-				return nil, n, nil
-			}
-			return nil, 0, fmt.Errorf("uid %s: %w", s, err)
-		}
-	}
-	n, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, 0, fmt.Errorf("uid %s: %w", s, err)
-	}
-	return u, n, nil
-}
-
-func lookupGroup(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n, nil
-	}
-	g, err := user.LookupGroup(s)
-	if err != nil {
-		return 0, fmt.Errorf("gid %s: %w", s, err)
-	}
-	return strconv.Atoi(g.Gid)
-}
-
-// configAsINI turns "--config FILE" for a name no loader claims (what the
-// emperor passes for --emperor-extra-extension configs) into "--ini FILE":
-// uWSGI would need a configurator plugin; the runner reads such files as INI.
-func configAsINI(args []string) []string {
-	out := append([]string(nil), args...)
-	for i := 0; i+1 < len(out); i++ {
-		if out[i] != "--config" {
-			continue
-		}
-		known := false
-		for _, ext := range configSuffixes {
-			if strings.HasSuffix(out[i+1], ext) {
-				known = true
-			}
-		}
-		if !known {
-			out[i] = "--ini"
-		}
-	}
-	return out
-}
-
-// configArgName finds the vassal config on the runner's command line, for
-// error messages.
-func configArgName(args []string) string {
-	for i := 0; i < len(args); i++ {
-		a := strings.TrimLeft(args[i], "-")
-		key, val, hasVal := strings.Cut(a, "=")
-		switch key {
-		case "ini", "xml", "json", "js", "yaml", "yml", "config":
-			if hasVal {
-				return val
-			}
-			if i+1 < len(args) {
-				return args[i+1]
-			}
-		}
-	}
-	if len(args) > 0 {
-		return args[len(args)-1]
-	}
-	return "?"
-}
-
-// emperorConfig is everything the emperor reads from its options once.
-type emperorConfig struct {
-	monitors         []string
-	freq             time.Duration
-	throttleMs       int64
-	maxThrottleMs    int64
-	heartbeat        time.Duration
-	curseTolerance   time.Duration
-	reloadMercy      time.Duration
-	nofollow         bool
-	noBlacklist      bool
-	gracefulShutdown bool
-	stats            string
-	socketTimeout    time.Duration
-	listen           int
-	pidfile          string
-	binary           string
-	argv0            string
-	extraExt         []string
-	before, after    []string // argv around the vassal config
-	cloneFlags       uintptr
-	tyrant           bool
-	tyrantNofollow   bool
-	vassalCaps       uint64
-	self             string // this executable, for the pre-exec stage
-	own              ownPrivileges
-	odExt            string // on-demand socket name read from NAME+odExt
-	odDir            string // on-demand UNIX socket odDir/BASENAME.socket
-	odExec           string // on-demand socket name printed by this command
-	notifySocket     string // NOTIFY_SOCKET given to vassals, "" when off
-}
-
-// ownPrivileges is what the emperor drops to after binding its sockets.
-type ownPrivileges struct {
-	uid, gid int
-	caps     uint64
-	chroot   string
-}
-
-func loadEmperorConfig(o *Options) (*emperorConfig, error) {
-	for key := range notImplementedYet {
-		if o.Has(key) {
-			return nil, fmt.Errorf("option --%s is recognised but not implemented yet", key)
-		}
-	}
-	for _, key := range cosmeticOptions {
-		if o.Has(key) {
-			logRaw("[emperor] option --%s is accepted but has no effect here", key)
-		}
-	}
-	c := &emperorConfig{
-		monitors:         o.All("emperor"),
-		freq:             time.Duration(o.Int(3, "emperor-freq")) * time.Second,
-		throttleMs:       int64(o.Int(1000, "emperor-throttle")),
-		maxThrottleMs:    int64(o.Int(180000, "emperor-max-throttle")),
-		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
-		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
-		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
-		nofollow:         o.Flag("emperor-nofollow"),
-		noBlacklist:      o.Flag("emperor-no-blacklist"),
-		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
-		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
-		listen:           o.Int(100, "listen"),
-		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
-	}
-	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
-	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
-	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
-	c.odExec, _ = o.Last("emperor-on-demand-exec")
-	if p, ok := o.Last("vassals-notify-socket"); ok && p != "" {
-		c.notifySocket, _ = filepath.Abs(p)
-	}
-	c.tyrant = o.Flag("emperor-tyrant")
-	c.tyrantNofollow = o.Flag("emperor-tyrant-nofollow")
-	c.self, _ = os.Executable()
-	if list, ok := o.Last("emperor-cap", "vassals-cap", "vassal-cap"); ok && list != "" {
-		var err error
-		if c.vassalCaps, err = parseCaps(list); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.own.load(o); err != nil {
-		return nil, err
-	}
-	c.pidfile, _ = o.Last("emperor-pidfile")
-	if c.freq <= 0 {
-		// uWSGI spins with freq 0; a busy loop helps nobody.
-		c.freq = time.Second
-	}
-	if c.reloadMercy <= 0 {
-		// uWSGI waits 30 s; 5 s is plenty for a brutal stop (byte 0) and
-		// keeps a shutdown with an uncooperative vassal well under 10 s.
-		c.reloadMercy = 5 * time.Second
-	}
-	if c.curseTolerance <= 0 {
-		c.curseTolerance = 30 * time.Second
-	}
-	if err := c.resolveBinary(o); err != nil {
-		return nil, err
-	}
-	c.buildVassalArgs(o)
-	var err error
-	if list, ok := o.Last("emperor-use-clone"); ok && list != "" && list != "0" {
-		if c.cloneFlags, err = parseCloneFlags(list); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
-}
-
-func (p *ownPrivileges) load(o *Options) error {
-	p.uid, p.gid = -1, -1
-	var err error
-	if u, ok := o.Last("uid"); ok && u != "" {
-		var usr *user.User
-		if usr, p.uid, err = lookupUser(u); err != nil {
-			return err
-		}
-		if usr != nil {
-			p.gid, _ = strconv.Atoi(usr.Gid)
-		}
-	}
-	if g, ok := o.Last("gid"); ok && g != "" {
-		if p.gid, err = lookupGroup(g); err != nil {
-			return err
-		}
-	}
-	if p.uid >= 0 && p.gid < 0 {
-		p.gid = os.Getgid()
-	}
-	if p.gid >= 0 && p.uid < 0 {
-		p.uid = os.Getuid()
-	}
-	if list, ok := o.Last("cap"); ok && list != "" {
-		if p.caps, err = parseCaps(list); err != nil {
-			return err
-		}
-	}
-	p.chroot, _ = o.Last("chroot")
-	return nil
-}
-
-func (c *emperorConfig) resolveBinary(o *Options) error {
-	bin, ok := o.Last("binary-path")
-	if !ok || bin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("binary-path: cannot find my own executable: %w", err)
-		}
-		bin = self
-	}
-	path, err := lookPath(bin)
-	if err != nil {
-		return fmt.Errorf("binary-path %s: %w", bin, err)
-	}
-	c.binary, c.argv0 = path, bin
-	if w, ok := o.Last("emperor-wrapper"); ok && w != "" {
-		if c.binary, err = lookPath(w); err != nil {
-			return fmt.Errorf("emperor-wrapper %s: %w", w, err)
-		}
-		c.argv0 = w
-	}
-	return nil
-}
-
-// buildVassalArgs lays out the argv around the vassal config exactly as
-// uWSGI does (SPEC 2.4).
-func (c *emperorConfig) buildVassalArgs(o *Options) {
-	for _, v := range o.All("vassals-inherit-before") {
-		c.before = append(c.before, "--inherit", v)
-	}
-	for _, v := range o.All("vassals-include-before") {
-		c.before = append(c.before, "--include", v)
-	}
-	for _, v := range o.All("vassal-set", "vassals-set") {
-		c.before = append(c.before, "--set", v)
-	}
-	for _, v := range o.All("vassals-inherit") {
-		c.after = append(c.after, "--inherit", v)
-	}
-	for _, v := range o.All("vassals-include") {
-		c.after = append(c.after, "--include", v)
-	}
-}
-
-// configFlag picks the loader flag from the config name's suffix.
-func (c *emperorConfig) configFlag(name string) string {
-	flag := "--inherit"
-	switch {
-	case strings.HasSuffix(name, ".xml"):
-		flag = "--xml"
-	case strings.HasSuffix(name, ".ini"):
-		flag = "--ini"
-	case strings.HasSuffix(name, ".yml"), strings.HasSuffix(name, ".yaml"):
-		flag = "--yaml"
-	case strings.HasSuffix(name, ".js"), strings.HasSuffix(name, ".json"):
-		flag = "--json"
-	}
-	for _, ext := range c.extraExt {
-		if ext != "" && strings.HasSuffix(name, ext) {
-			flag = "--config"
-		}
-	}
-	return flag
-}
-
-var configSuffixes = []string{".xml", ".ini", ".yml", ".yaml", ".js", ".json"}
-
-// validName decides which directory entries are vassal configs. Dot-files
-// are left out too (editor locks, ConfigMap internals), which uWSGI does not.
-func (c *emperorConfig) validName(name string) bool {
-	base := filepath.Base(name)
-	if len(base) >= 255 || strings.HasPrefix(base, ".") {
-		return false
-	}
-	for _, s := range configSuffixes {
-		if strings.HasSuffix(base, s) {
-			return true
-		}
-	}
-	for _, ext := range c.extraExt {
-		if ext != "" && strings.HasSuffix(base, ext) {
-			return true
-		}
-	}
-	return false
-}
-
-// vassalEnv is the emperor's environment as vassals get it: without the
-// variables that belong to the emperor's own parent, and with every
-// UWSGI_VASSAL_X=v turned into UWSGI_X=v (uWSGI 2.0 corrupts this, §16.1).
-func vassalEnv(environ []string) []string {
-	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
-		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
-		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
-	if os.Getenv(preemptOffMarker) != "" {
-		drop["GODEBUG"] = true
-	}
-	rewritten := map[string]string{}
-	var keep []string
-	for _, kv := range environ {
-		k, v, _ := strings.Cut(kv, "=")
-		switch {
-		case drop[k]:
-		case strings.HasPrefix(k, "UWSGI_VASSAL_") && len(k) > len("UWSGI_VASSAL_"):
-			rewritten["UWSGI_"+k[len("UWSGI_VASSAL_"):]] = v
-		default:
-			keep = append(keep, kv)
-		}
-	}
-	out := keep[:0:0]
-	for _, kv := range keep {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, overridden := rewritten[k]; !overridden {
-			out = append(out, kv)
-		}
-	}
-	keys := make([]string, 0, len(rewritten))
-	for k := range rewritten {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		out = append(out, k+"="+rewritten[k])
-	}
-	return out
-}
-
-// preemptOffMarker tells the re-executed emperor that GODEBUG was set by
-// its first incarnation, so vassals get the environment the operator gave.
-const preemptOffMarker = "EMPEROR_GODEBUG_SET"
-
-// ensureNoAsyncPreempt re-executes the emperor once with asynchronous
-// preemption off. The runtime preempts goroutines with SIGURG, and os/signal
-// hands those to any program listening for SIGURG; to an emperor SIGURG
-// means "clear the blacklist", so a stray one must be impossible.
-func ensureNoAsyncPreempt() {
-	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
-		return
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GODEBUG=") {
-			env = append(env, kv)
-		}
-	}
-	if old := os.Getenv("GODEBUG"); old != "" {
-		env = append(env, "GODEBUG="+old+",asyncpreemptoff=1")
-	} else {
-		env = append(env, "GODEBUG=asyncpreemptoff=1", preemptOffMarker+"=1")
-	}
-	err = syscall.Exec(self, os.Args, env)
-	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
-}
-
-func runEmperor(o *Options) int {
-	ensureNoAsyncPreempt()
-	cfg, err := loadEmperorConfig(o)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
-		return 1
-	}
-	e, err := newEmperor(cfg)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
-		return 1
-	}
-	return e.loop()
-}
-
-// signalsWatched are the signals the emperor acts on (SPEC 7.1).
-var signalsWatched = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGURG, syscall.SIGWINCH}
-
-func notifySignals(ch chan os.Signal) {
-	signal.Notify(ch, signalsWatched...)
-	// Catching SIGPIPE (rather than ignoring it) keeps a closed log pipe from
-	// killing the emperor while vassals still start with the default
-	// disposition: ignored signals survive exec, caught ones do not.
-	signal.Notify(ch, syscall.SIGPIPE)
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// childExit is one reaped process.
-type childExit struct {
-	pid    int
-	status syscall.WaitStatus
-}
-
-// readyFD says a vassal protocol socket became readable (or hung up).
-type readyFD struct {
-	fd    int
-	token uint32
-}
-
-// afterExit is what the loop does once a vassal's process is gone.
-type afterExit int
-
-const (
-	thenRespawn   afterExit = iota // died on its own: respawn through the blacklist gate
-	thenDelete                     // config removed or emperor stopping
-	thenRestart                    // config reload of a vassal that cannot reload in place
-	thenVoluntary                  // asked to be stopped (byte 22)
-	thenIdle                       // on-demand vassal going back to waiting for a client
-)
-
-// vassal is one config and the process running it. Only the loop goroutine
-// touches these.
-type vassal struct {
-	name  string
-	mon   *monitor
-	path  string // what is stat()ed: absolute
-	file  fileState
-	pid   int // 0: not running
-	sock  int // emperor end of the protocol socketpair, -1 when closed
-	token uint32
-	gen   uint64 // bumped per spawn and per exit; timers carry the gen they were set for
-
-	status  int // uWSGI's: 0 running, 1 stopping/cursed, 2 back to on-demand
-	then    afterExit
-	spoke   bool // sent at least one protocol byte in this process
-	loyal   bool
-	ready   bool
-	accept  bool
-	deleted bool
-
-	born, lastMod                       int64
-	firstRun, lastRun, cursed           int64
-	lastLoyal, lastReady, lastAccepting int64
-	lastHeartbeat                       int64
-	heartbeatAt                         time.Time // monotonic twin of lastHeartbeat
-	respawns                            int
-	heartbeatArmed                      bool
-	nextRetry                           time.Time
-	lastExit, lastReason                string
-	uid, gid                            uint32
-
-	starts       int    // processes started for this record
-	spawnPending bool   // collected for a batch of fork+execs, not yet run
-	killedFor    string // why the emperor itself killed the running process
-	exitCode     int    // last exit code, or -signal
-	onDemand     string // socket name; "" for an ordinary vassal
-	odFd         int    // the listening socket the emperor holds, -1 if none
-	odToken      uint32
-}
+// ==== The emperor and its loop ==========================================
 
 type emperor struct {
 	cfg      *emperorConfig
@@ -1221,6 +235,106 @@ func (e *emperor) loop() int {
 	}
 }
 
+// childExit is one reaped process.
+type childExit struct {
+	pid    int
+	status syscall.WaitStatus
+}
+
+// readyFD says a vassal protocol socket became readable (or hung up).
+type readyFD struct {
+	fd    int
+	token uint32
+}
+
+// notifyMsg is one sd_notify datagram from a vassal (or one of its
+// children), with the sender's pid from the kernel.
+type notifyMsg struct {
+	pid  int
+	text string
+}
+
+type odResolved struct {
+	v    *vassal
+	gen  uint64
+	sock string
+}
+
+// ==== Timers ============================================================
+
+// Timer kinds. Every delay is a deadline in the loop's queue: the emperor
+// never sleeps, so a throttled vassal holds up nothing else.
+const (
+	tFullScan = iota
+	tRescan
+	tSweep
+	tMercy
+	tStatus
+	tWatchdog
+	tStatsRetry
+	tRespawn
+	tKill
+	tHeartbeat
+)
+
+type timerItem struct {
+	at   time.Time
+	kind int
+	v    *vassal
+	gen  uint64 // the vassal generation it was set for; stale ones are dropped
+	mon  int
+}
+
+// timerQueue is a binary min-heap on deadline.
+type timerQueue struct{ items []timerItem }
+
+func (q *timerQueue) push(it timerItem) {
+	q.items = append(q.items, it)
+	i := len(q.items) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q.items[i].at.Before(q.items[p].at) {
+			break
+		}
+		q.items[i], q.items[p] = q.items[p], q.items[i]
+		i = p
+	}
+}
+
+func (q *timerQueue) next() (time.Time, bool) {
+	if len(q.items) == 0 {
+		return time.Time{}, false
+	}
+	return q.items[0].at, true
+}
+
+func (q *timerQueue) popDue(now time.Time) (timerItem, bool) {
+	if len(q.items) == 0 || q.items[0].at.After(now) {
+		return timerItem{}, false
+	}
+	top := q.items[0]
+	last := len(q.items) - 1
+	q.items[0] = q.items[last]
+	q.items[last] = timerItem{}
+	q.items = q.items[:last]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(q.items) && q.items[l].at.Before(q.items[m].at) {
+			m = l
+		}
+		if r < len(q.items) && q.items[r].at.Before(q.items[m].at) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q.items[i], q.items[m] = q.items[m], q.items[i]
+		i = m
+	}
+	return top, true
+}
+
 func (e *emperor) armTimer(t *time.Timer) {
 	d := time.Hour
 	if at, ok := e.timers.next(); ok {
@@ -1290,6 +404,20 @@ func (e *emperor) fireVassalTimer(it timerItem) {
 	}
 }
 
+// ==== Signals ===========================================================
+
+// signalsWatched are the signals the emperor acts on (SPEC 7.1).
+var signalsWatched = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGURG, syscall.SIGWINCH}
+
+func notifySignals(ch chan os.Signal) {
+	signal.Notify(ch, signalsWatched...)
+	// Catching SIGPIPE (rather than ignoring it) keeps a closed log pipe from
+	// killing the emperor while vassals still start with the default
+	// disposition: ignored signals survive exec, caught ones do not.
+	signal.Notify(ch, syscall.SIGPIPE)
+}
+
 func (e *emperor) onSignal(s os.Signal) {
 	switch s {
 	case syscall.SIGHUP:
@@ -1332,31 +460,7 @@ func (e *emperor) clearBlacklist() {
 	}
 }
 
-// liveVassals returns the records in insertion order, compacting deleted
-// ones away when they pile up.
-func (e *emperor) liveVassals() []*vassal {
-	if e.nDeleted > 0 {
-		kept := e.order[:0]
-		for _, v := range e.order {
-			if !v.deleted {
-				kept = append(kept, v)
-			}
-		}
-		for i := len(kept); i < len(e.order); i++ {
-			e.order[i] = nil
-		}
-		e.order = kept
-		e.nDeleted = 0
-	}
-	return e.order
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
+// ==== Watching configs ==================================================
 
 // monitor is one --emperor value: a directory or a glob pattern.
 type monitor struct {
@@ -1570,6 +674,16 @@ func (m *monitor) pathOf(name string) string {
 	return filepath.Join(m.dir, name)
 }
 
+// watches reports whether dir is one of the monitor's watched directories;
+// a glob may have thousands, and every inotify event asks.
+func (m *monitor) watches(dir string) bool {
+	if !m.glob {
+		return dir == m.dir
+	}
+	m.watchDirs()
+	return m.globSet[dir]
+}
+
 // candidate is one config the monitor lists: its vassal name and the path
 // to stat.
 type candidate struct{ name, path string }
@@ -1740,6 +854,11 @@ func (e *emperor) digest(path string, st fileState) string {
 	return contentDigest(data)
 }
 
+func contentDigest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return string(sum[:])
+}
+
 // checkChange decides between reload and nothing: new content reloads; the
 // same content reloads only when the same inode got a new mtime (touch);
 // the same content under a new inode is an atomic replace (editor,
@@ -1816,6 +935,166 @@ func (e *emperor) scheduleRescan(m *monitor) {
 		e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
 	}
 }
+
+const fsDebounce = 500 * time.Microsecond
+
+// rescanDirty runs a debounced look: the whole monitor, or just the names
+// inotify reported.
+func (e *emperor) rescanDirty(m *monitor) {
+	m.rescanPending = false
+	dirty, full := m.dirty, m.fullRescan
+	m.dirty, m.fullRescan = nil, false
+	if e.dying {
+		return
+	}
+	e.spawning(func() {
+		if full {
+			e.scanMonitor(m)
+		}
+		// Also after a full scan: a name marked through a symlink chain
+		// must have its chain resolved again even if its stat is the same.
+		for name := range dirty {
+			e.checkOne(m, candidate{name: name, path: m.pathOf(name)})
+		}
+	})
+}
+
+// checkOne is scanMonitor for a single name.
+func (e *emperor) checkOne(m *monitor, c candidate) {
+	// Whatever changed may have been a link on the way: resolve again.
+	e.followLink(m, c)
+	v := e.vassals[c.name]
+	st, ok := e.statConfig(c.path)
+	switch {
+	case !ok:
+		if v != nil && v.mon == m && v.then != thenDelete {
+			e.stop(v, thenDelete)
+		}
+	case v == nil:
+		e.addVassal(m, c, st)
+	case v.mon == m:
+		e.checkChange(v, st)
+	}
+}
+
+func (e *emperor) isWatchedMonitorDir(dir string) bool {
+	for _, m := range e.monitors {
+		if m.watches(dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// fsWatch turns inotify (or kqueue) events into rescan hints. It is only a
+// hint: when it cannot watch (no inotify, NFS, out of watches) the periodic
+// scan still sees everything.
+type fsWatch struct {
+	w      *fsnotify.Watcher
+	failed bool // a watch could not be added: polling is the only source
+	warned bool // the failure was logged (once, not on every retry)
+}
+
+// startFSWatch forwards each event's path ("" after an overflow) to the
+// loop.
+func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
+		return &fsWatch{}
+	}
+	go func() {
+		defer w.Close()
+		for {
+			var dir string
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				logRaw("[emperor] file watch: %v: rescanning everything", err)
+				dir = ""
+			case <-done:
+				return
+			}
+			select {
+			case hints <- dir:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return &fsWatch{w: w}
+}
+
+// retryWatches tries again to watch every directory after a failure (out
+// of inotify watches): polling covers the gap, inotify comes back when it can.
+func (e *emperor) retryWatches() {
+	if e.fs == nil || e.fs.w == nil || !e.fs.failed {
+		return
+	}
+	e.fs.failed = false
+	for _, m := range e.monitors {
+		for _, d := range m.watchDirs() {
+			e.fs.add(d)
+		}
+	}
+	for d := range e.linkDirs {
+		if !e.isWatchedMonitorDir(d) {
+			e.fs.add(d)
+		}
+	}
+	if !e.fs.failed {
+		e.fs.warned = false
+		logRaw("[emperor] file watching restored")
+	}
+}
+
+func (f *fsWatch) remove(dir string) {
+	if f != nil && f.w != nil {
+		_ = f.w.Remove(dir) // already gone with its directory: nothing to do
+	}
+}
+
+// add watches dir and reports whether it now is.
+func (f *fsWatch) add(dir string) bool {
+	if f == nil || f.w == nil {
+		return false
+	}
+	err := f.w.Add(dir)
+	if err != nil && !os.IsNotExist(err) {
+		f.failed = true
+		if !f.warned {
+			f.warned = true
+			logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
+		}
+	}
+	return err == nil
+}
+
+// fullScanInterval keeps the safety-net scan cheap: every emperor-freq for
+// an ordinary directory, but never more than 1% of a core for a huge one,
+// and 0.02% while inotify sees every change (every directory a monitor
+// lists and every one a symlinked config resolves through is watched), when
+// the scan only guards against what no event reports (a network
+// filesystem). With 1,000 configs a scan costs ~2 ms: every ~10 s then;
+// never rarer than once a minute, or emperor-freq if that is longer.
+func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
+	factor := time.Duration(100)
+	if e.fs != nil && e.fs.w != nil && !e.fs.failed {
+		factor = 5000
+	}
+	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
+}
+
+const maxScanInterval = time.Minute
+
+// ==== Symlinked configs =================================================
 
 // linkKey names a config by its monitor and name, so a dangling link (no
 // vassal yet) is followed like a vassal's config.
@@ -1987,69 +1266,76 @@ func splitPath(p string) []string {
 	return out
 }
 
-func (e *emperor) isWatchedMonitorDir(dir string) bool {
-	for _, m := range e.monitors {
-		if m.watches(dir) {
-			return true
-		}
-	}
-	return false
+// ==== Vassals and their lifecycle =======================================
+
+// vassal is one config and the process running it. Only the loop goroutine
+// touches these.
+type vassal struct {
+	name  string
+	mon   *monitor
+	path  string // what is stat()ed: absolute
+	file  fileState
+	pid   int // 0: not running
+	sock  int // emperor end of the protocol socketpair, -1 when closed
+	token uint32
+	gen   uint64 // bumped per spawn and per exit; timers carry the gen they were set for
+
+	status  int // uWSGI's: 0 running, 1 stopping/cursed, 2 back to on-demand
+	then    afterExit
+	spoke   bool // sent at least one protocol byte in this process
+	loyal   bool
+	ready   bool
+	accept  bool
+	deleted bool
+
+	born, lastMod                       int64
+	firstRun, lastRun, cursed           int64
+	lastLoyal, lastReady, lastAccepting int64
+	lastHeartbeat                       int64
+	heartbeatAt                         time.Time // monotonic twin of lastHeartbeat
+	respawns                            int
+	heartbeatArmed                      bool
+	nextRetry                           time.Time
+	lastExit, lastReason                string
+	uid, gid                            uint32
+
+	starts       int    // processes started for this record
+	spawnPending bool   // collected for a batch of fork+execs, not yet run
+	killedFor    string // why the emperor itself killed the running process
+	exitCode     int    // last exit code, or -signal
+	onDemand     string // socket name; "" for an ordinary vassal
+	odFd         int    // the listening socket the emperor holds, -1 if none
+	odToken      uint32
 }
 
-// watches reports whether dir is one of the monitor's watched directories;
-// a glob may have thousands, and every inotify event asks.
-func (m *monitor) watches(dir string) bool {
-	if !m.glob {
-		return dir == m.dir
-	}
-	m.watchDirs()
-	return m.globSet[dir]
-}
+// afterExit is what the loop does once a vassal's process is gone.
+type afterExit int
 
-// rescanDirty runs a debounced look: the whole monitor, or just the names
-// inotify reported.
-func (e *emperor) rescanDirty(m *monitor) {
-	m.rescanPending = false
-	dirty, full := m.dirty, m.fullRescan
-	m.dirty, m.fullRescan = nil, false
-	if e.dying {
-		return
-	}
-	e.spawning(func() {
-		if full {
-			e.scanMonitor(m)
+const (
+	thenRespawn   afterExit = iota // died on its own: respawn through the blacklist gate
+	thenDelete                     // config removed or emperor stopping
+	thenRestart                    // config reload of a vassal that cannot reload in place
+	thenVoluntary                  // asked to be stopped (byte 22)
+	thenIdle                       // on-demand vassal going back to waiting for a client
+)
+
+// liveVassals returns the records in insertion order, compacting deleted
+// ones away when they pile up.
+func (e *emperor) liveVassals() []*vassal {
+	if e.nDeleted > 0 {
+		kept := e.order[:0]
+		for _, v := range e.order {
+			if !v.deleted {
+				kept = append(kept, v)
+			}
 		}
-		// Also after a full scan: a name marked through a symlink chain
-		// must have its chain resolved again even if its stat is the same.
-		for name := range dirty {
-			e.checkOne(m, candidate{name: name, path: m.pathOf(name)})
+		for i := len(kept); i < len(e.order); i++ {
+			e.order[i] = nil
 		}
-	})
-}
-
-// checkOne is scanMonitor for a single name.
-func (e *emperor) checkOne(m *monitor, c candidate) {
-	// Whatever changed may have been a link on the way: resolve again.
-	e.followLink(m, c)
-	v := e.vassals[c.name]
-	st, ok := e.statConfig(c.path)
-	switch {
-	case !ok:
-		if v != nil && v.mon == m && v.then != thenDelete {
-			e.stop(v, thenDelete)
-		}
-	case v == nil:
-		e.addVassal(m, c, st)
-	case v.mon == m:
-		e.checkChange(v, st)
+		e.order = kept
+		e.nDeleted = 0
 	}
-}
-
-const fsDebounce = 500 * time.Microsecond
-
-func contentDigest(data []byte) string {
-	sum := sha256.Sum256(data)
-	return string(sum[:])
+	return e.order
 }
 
 func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
@@ -2107,19 +1393,143 @@ func (e *emperor) wake(v *vassal) {
 	e.armOnDemand(v)
 }
 
-// spawnSpec is what the platform layer needs to start a vassal.
-type spawnSpec struct {
-	cloneFlags uintptr
+// reload asks a running vassal to reload. One that speaks the protocol gets
+// byte 1 and reloads in place (a uWSGI master keeps its pid); one that never
+// spoke it could not act on the byte, so it is restarted instead.
+func (e *emperor) reload(v *vassal, reason string) {
+	if e.dying {
+		return
+	}
+	v.lastReason = reason
+	if v.pid == 0 && v.onDemand != "" {
+		// Idle on-demand: the next client gets the new config anyway.
+		v.ready, v.accept = false, false
+		logVerbose("[emperor] updated configuration for \"on demand\" instance %s", v.name)
+		return
+	}
+	if v.pid == 0 {
+		// A config edit is the operator's kick for a throttled vassal.
+		e.spawn(v)
+		return
+	}
+	if v.status != 0 {
+		return
+	}
+	v.respawns++
+	v.lastRun = time.Now().Unix()
+	v.ready, v.accept = false, false
+	logVerbose("[emperor] reload the uwsgi instance %s", v.name)
+	if v.spoke && e.sendByte(v, 1) {
+		return
+	}
+	e.stop(v, thenRestart)
 }
 
-// vassalArgv is uWSGI's argv: BINARY [before...] --ini NAME [after...].
-func (e *emperor) vassalArgv(v *vassal) []string {
-	argv := make([]string, 0, 3+len(e.cfg.before)+len(e.cfg.after))
-	argv = append(argv, e.cfg.argv0)
-	argv = append(argv, e.cfg.before...)
-	argv = append(argv, e.cfg.configFlag(v.name), v.name)
-	return append(argv, e.cfg.after...)
+// stop asks the vassal to exit: the stop byte, and SIGTERM to its process
+// group when it never spoke the protocol (it cannot have understood the
+// byte). Whatever is left at the deadline is killed with its whole tree.
+func (e *emperor) stop(v *vassal, then afterExit) {
+	if v.pid == 0 {
+		if then == thenDelete {
+			e.deleteVassal(v)
+		}
+		return
+	}
+	if then == thenDelete || v.status == 0 {
+		v.then = then
+	}
+	if v.status != 0 {
+		return
+	}
+	code := byte(0)
+	if e.cfg.gracefulShutdown {
+		code = 2
+	}
+	e.sendByte(v, code)
+	if !v.spoke {
+		signalTree(v.pid, syscall.SIGTERM)
+	}
+	v.status = 1
+	v.cursed = time.Now().Unix()
+	if then == thenIdle {
+		v.status = 2
+	} else if then != thenRestart {
+		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
+	}
+	grace := e.cfg.curseTolerance
+	if e.dying {
+		grace = e.cfg.reloadMercy
+	}
+	e.timers.push(timerItem{at: time.Now().Add(grace), kind: tKill, v: v, gen: v.gen})
 }
+
+func (e *emperor) sendByte(v *vassal, b byte) bool {
+	if v.sock < 0 {
+		return false
+	}
+	_, err := syscall.Write(v.sock, []byte{b})
+	if err != nil && err != syscall.EAGAIN {
+		logVerbose("[emperor] vassal %s: write of byte %d: %v", v.name, b, err)
+		return false
+	}
+	return err == nil
+}
+
+func (e *emperor) closeSock(v *vassal) {
+	if v.sock < 0 {
+		return
+	}
+	e.watcher.remove(v.sock)
+	delete(e.byFd, v.sock)
+	syscall.Close(v.sock)
+	v.sock = -1
+}
+
+func (e *emperor) deleteVassal(v *vassal) {
+	if v.deleted {
+		return
+	}
+	e.closeSock(v)
+	e.closeOnDemand(v)
+	v.deleted = true
+	v.gen++
+	e.nDeleted++
+	delete(e.vassals, v.name)
+	logVerbose("[emperor] removed uwsgi instance %s", v.name)
+	if !v.loyal && !e.cfg.noBlacklist && !e.dying && v.firstRun != 0 {
+		e.black.add(v.name, time.Now())
+	}
+	// Another monitor may list the same name, or the file came back while
+	// the old process was stopping: look again now, not at the next tick.
+	if !e.dying {
+		// Only this name: a full rescan per removal would make a mass
+		// removal quadratic.
+		e.onFSHint(v.path)
+		for _, m := range e.monitors {
+			if !m.glob {
+				e.onFSHint(filepath.Join(m.dir, filepath.Base(v.name)))
+			}
+		}
+	}
+}
+
+// spawnFailed treats a failed start like a crash, so a missing binary or a
+// full process table is retried with the blacklist's growing delay instead
+// of in a tight loop.
+func (e *emperor) spawnFailed(v *vassal, err error) {
+	logVerbose("[emperor] cannot spawn vassal %s: %v", v.name, err)
+	v.lastExit = "spawn failed: " + err.Error()
+	e.black.add(v.name, time.Now())
+	e.scheduleRespawn(v, e.black.wait(v.name, time.Now()))
+}
+
+func (e *emperor) scheduleRespawn(v *vassal, wait time.Duration) {
+	v.gen++
+	v.nextRetry = time.Now().Add(wait)
+	e.timers.push(timerItem{at: v.nextRetry, kind: tRespawn, v: v, gen: v.gen})
+}
+
+// ==== Spawning ==========================================================
 
 // spawn starts the vassal's process with the protocol socket on fd 3,
 // /dev/null on stdin and the emperor's stdout/stderr, in the config's
@@ -2374,6 +1784,20 @@ func (e *emperor) spawner(ready chan<- spawnerState) {
 	}
 }
 
+// spawnSpec is what the platform layer needs to start a vassal.
+type spawnSpec struct {
+	cloneFlags uintptr
+}
+
+// vassalArgv is uWSGI's argv: BINARY [before...] --ini NAME [after...].
+func (e *emperor) vassalArgv(v *vassal) []string {
+	argv := make([]string, 0, 3+len(e.cfg.before)+len(e.cfg.after))
+	argv = append(argv, e.cfg.argv0)
+	argv = append(argv, e.cfg.before...)
+	argv = append(argv, e.cfg.configFlag(v.name), v.name)
+	return append(argv, e.cfg.after...)
+}
+
 // execPlan decides how the vassal is exec'd: directly, with the tyrant's
 // credentials applied by fork, or through the emperor's own pre-exec stage
 // when something must happen between fork and exec that fork cannot do.
@@ -2417,6 +1841,23 @@ type execPlan struct {
 	env  []string
 	attr *syscall.SysProcAttr
 }
+
+// stdinFor: an on-demand vassal gets its listening socket as fd 0 (a uWSGI
+// vassal serves an inherited socket on fd 0 by itself); others /dev/null.
+func (e *emperor) stdinFor(v *vassal) int {
+	if v.odFd >= 0 {
+		e.disarmOnDemand(v)
+		return v.odFd
+	}
+	return int(e.devnull.Fd())
+}
+
+// spawnDir is the vassal's working directory: its config's directory for
+// dir:// monitors, the emperor's start directory for globs (whose names
+// are relative to it), as in uWSGI.
+func (c *emperorConfig) spawnDir(v *vassal) string { return v.mon.dir }
+
+// ==== Direct exec: the runner's work done at fork time ==================
 
 // directRunner says whether vassals may skip the runner: the vassal program
 // is this binary, and nothing needs the runner's own process (tyrant
@@ -2598,155 +2039,39 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, nil
 }
 
-// stdinFor: an on-demand vassal gets its listening socket as fd 0 (a uWSGI
-// vassal serves an inherited socket on fd 0 by itself); others /dev/null.
-func (e *emperor) stdinFor(v *vassal) int {
-	if v.odFd >= 0 {
-		e.disarmOnDemand(v)
-		return v.odFd
-	}
-	return int(e.devnull.Fd())
-}
+// ==== Exits, respawns and strays ========================================
 
-// spawnDir is the vassal's working directory: its config's directory for
-// dir:// monitors, the emperor's start directory for globs (whose names
-// are relative to it), as in uWSGI.
-func (c *emperorConfig) spawnDir(v *vassal) string { return v.mon.dir }
-
-// spawnFailed treats a failed start like a crash, so a missing binary or a
-// full process table is retried with the blacklist's growing delay instead
-// of in a tight loop.
-func (e *emperor) spawnFailed(v *vassal, err error) {
-	logVerbose("[emperor] cannot spawn vassal %s: %v", v.name, err)
-	v.lastExit = "spawn failed: " + err.Error()
-	e.black.add(v.name, time.Now())
-	e.scheduleRespawn(v, e.black.wait(v.name, time.Now()))
-}
-
-func (e *emperor) scheduleRespawn(v *vassal, wait time.Duration) {
-	v.gen++
-	v.nextRetry = time.Now().Add(wait)
-	e.timers.push(timerItem{at: v.nextRetry, kind: tRespawn, v: v, gen: v.gen})
-}
-
-// reload asks a running vassal to reload. One that speaks the protocol gets
-// byte 1 and reloads in place (a uWSGI master keeps its pid); one that never
-// spoke it could not act on the byte, so it is restarted instead.
-func (e *emperor) reload(v *vassal, reason string) {
-	if e.dying {
-		return
-	}
-	v.lastReason = reason
-	if v.pid == 0 && v.onDemand != "" {
-		// Idle on-demand: the next client gets the new config anyway.
-		v.ready, v.accept = false, false
-		logVerbose("[emperor] updated configuration for \"on demand\" instance %s", v.name)
-		return
-	}
-	if v.pid == 0 {
-		// A config edit is the operator's kick for a throttled vassal.
-		e.spawn(v)
-		return
-	}
-	if v.status != 0 {
-		return
-	}
-	v.respawns++
-	v.lastRun = time.Now().Unix()
-	v.ready, v.accept = false, false
-	logVerbose("[emperor] reload the uwsgi instance %s", v.name)
-	if v.spoke && e.sendByte(v, 1) {
-		return
-	}
-	e.stop(v, thenRestart)
-}
-
-// stop asks the vassal to exit: the stop byte, and SIGTERM to its process
-// group when it never spoke the protocol (it cannot have understood the
-// byte). Whatever is left at the deadline is killed with its whole tree.
-func (e *emperor) stop(v *vassal, then afterExit) {
-	if v.pid == 0 {
-		if then == thenDelete {
-			e.deleteVassal(v)
-		}
-		return
-	}
-	if then == thenDelete || v.status == 0 {
-		v.then = then
-	}
-	if v.status != 0 {
-		return
-	}
-	code := byte(0)
-	if e.cfg.gracefulShutdown {
-		code = 2
-	}
-	e.sendByte(v, code)
-	if !v.spoke {
-		signalTree(v.pid, syscall.SIGTERM)
-	}
-	v.status = 1
-	v.cursed = time.Now().Unix()
-	if then == thenIdle {
-		v.status = 2
-	} else if then != thenRestart {
-		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
-	}
-	grace := e.cfg.curseTolerance
-	if e.dying {
-		grace = e.cfg.reloadMercy
-	}
-	e.timers.push(timerItem{at: time.Now().Add(grace), kind: tKill, v: v, gen: v.gen})
-}
-
-func (e *emperor) sendByte(v *vassal, b byte) bool {
-	if v.sock < 0 {
-		return false
-	}
-	_, err := syscall.Write(v.sock, []byte{b})
-	if err != nil && err != syscall.EAGAIN {
-		logVerbose("[emperor] vassal %s: write of byte %d: %v", v.name, b, err)
-		return false
-	}
-	return err == nil
-}
-
-func (e *emperor) closeSock(v *vassal) {
-	if v.sock < 0 {
-		return
-	}
-	e.watcher.remove(v.sock)
-	delete(e.byFd, v.sock)
-	syscall.Close(v.sock)
-	v.sock = -1
-}
-
-func (e *emperor) deleteVassal(v *vassal) {
-	if v.deleted {
-		return
-	}
-	e.closeSock(v)
-	e.closeOnDemand(v)
-	v.deleted = true
-	v.gen++
-	e.nDeleted++
-	delete(e.vassals, v.name)
-	logVerbose("[emperor] removed uwsgi instance %s", v.name)
-	if !v.loyal && !e.cfg.noBlacklist && !e.dying && v.firstRun != 0 {
-		e.black.add(v.name, time.Now())
-	}
-	// Another monitor may list the same name, or the file came back while
-	// the old process was stopping: look again now, not at the next tick.
-	if !e.dying {
-		// Only this name: a full rescan per removal would make a mass
-		// removal quadratic.
-		e.onFSHint(v.path)
-		for _, m := range e.monitors {
-			if !m.glob {
-				e.onFSHint(filepath.Join(m.dir, filepath.Base(v.name)))
+// startReaper owns all waiting: no other code calls wait4, so exits are never
+// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
+// coalesced signals lose nothing.
+func startReaper(out chan<- childExit, done <-chan struct{}) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		defer signal.Stop(sigchld)
+		for {
+			for {
+				var ws syscall.WaitStatus
+				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if pid <= 0 || err != nil {
+					break
+				}
+				select {
+				case out <- childExit{pid: pid, status: ws}:
+				case <-done:
+					return
+				}
+			}
+			select {
+			case <-sigchld:
+			case <-done:
+				return
 			}
 		}
-	}
+	}()
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
@@ -2860,6 +2185,8 @@ func procComm(pid int) string {
 	}
 	return strings.TrimSpace(string(data))
 }
+
+// ==== The Emperor protocol ==============================================
 
 // onReadable drains a vassal's protocol socket: every pending byte, in
 // order, then EOF if the vassal closed its end.
@@ -2982,139 +2309,7 @@ func (e *emperor) checkHeartbeat(v *vassal) {
 	signalTree(v.pid, syscall.SIGKILL)
 }
 
-// ragnarok: stop every vassal, give them reload-mercy, then kill what is
-// left, every descendant included, and exit.
-func (e *emperor) ragnarok() {
-	if e.dying {
-		left := e.cfg.reloadMercy - time.Since(e.dyingSince)
-		logRaw("[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in %d seconds)***", int(left.Seconds()+0.5))
-		return
-	}
-	e.dying, e.dyingSince = true, time.Now()
-	logRaw("[emperor] *** RAGNAROK EVOKED ***")
-	e.notify.send("STOPPING=1")
-	for _, v := range e.liveVassals() {
-		if v.deleted {
-			continue
-		}
-		if v.pid == 0 {
-			e.deleteVassal(v)
-			continue
-		}
-		if v.status != 0 {
-			v.then = thenDelete
-			e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tKill, v: v, gen: v.gen})
-			continue
-		}
-		e.stop(v, thenDelete)
-	}
-	e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tMercy})
-}
-
-func (e *emperor) noMercy() {
-	for _, v := range e.liveVassals() {
-		if v.pid > 0 && !v.deleted {
-			logVerbose("[emperor] NO MERCY for vassal %s !!!", v.name)
-			signalTree(v.pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// bury ends the emperor once every vassal is reaped: kill and reap any
-// descendant still around, then exit 0.
-func (e *emperor) bury() int {
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		kids := childrenOfSelf()
-		if len(kids) == 0 {
-			break
-		}
-		for _, k := range kids {
-			signalTree(k, syscall.SIGKILL)
-		}
-		select {
-		case <-e.exits:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	close(e.done)
-	logVerbose("The Emperor is buried.")
-	e.notify.send("STATUS=The Emperor is buried.")
-	return 0
-}
-
-// Timer kinds. Every delay is a deadline in the loop's queue: the emperor
-// never sleeps, so a throttled vassal holds up nothing else.
-const (
-	tFullScan = iota
-	tRescan
-	tSweep
-	tMercy
-	tStatus
-	tWatchdog
-	tStatsRetry
-	tRespawn
-	tKill
-	tHeartbeat
-)
-
-type timerItem struct {
-	at   time.Time
-	kind int
-	v    *vassal
-	gen  uint64 // the vassal generation it was set for; stale ones are dropped
-	mon  int
-}
-
-// timerQueue is a binary min-heap on deadline.
-type timerQueue struct{ items []timerItem }
-
-func (q *timerQueue) push(it timerItem) {
-	q.items = append(q.items, it)
-	i := len(q.items) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !q.items[i].at.Before(q.items[p].at) {
-			break
-		}
-		q.items[i], q.items[p] = q.items[p], q.items[i]
-		i = p
-	}
-}
-
-func (q *timerQueue) next() (time.Time, bool) {
-	if len(q.items) == 0 {
-		return time.Time{}, false
-	}
-	return q.items[0].at, true
-}
-
-func (q *timerQueue) popDue(now time.Time) (timerItem, bool) {
-	if len(q.items) == 0 || q.items[0].at.After(now) {
-		return timerItem{}, false
-	}
-	top := q.items[0]
-	last := len(q.items) - 1
-	q.items[0] = q.items[last]
-	q.items[last] = timerItem{}
-	q.items = q.items[:last]
-	i := 0
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(q.items) && q.items[l].at.Before(q.items[m].at) {
-			m = l
-		}
-		if r < len(q.items) && q.items[r].at.Before(q.items[m].at) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		q.items[i], q.items[m] = q.items[m], q.items[i]
-		i = m
-	}
-	return top, true
-}
+// ==== The blacklist =====================================================
 
 // blacklist is uWSGI's crash-loop throttle (SPEC 5.2): the first failure of
 // a never-loyal vassal costs emperor-throttle µs (uWSGI's unit slip, kept so
@@ -3188,113 +2383,169 @@ func (b *blacklist) clear() {
 	b.order = nil
 }
 
-// fsWatch turns inotify (or kqueue) events into rescan hints. It is only a
-// hint: when it cannot watch (no inotify, NFS, out of watches) the periodic
-// scan still sees everything.
-type fsWatch struct {
-	w      *fsnotify.Watcher
-	failed bool // a watch could not be added: polling is the only source
-	warned bool // the failure was logged (once, not on every retry)
-}
+// ==== On-demand vassals =================================================
+// The emperor binds the vassal's socket and watches it; the first client
+// starts the vassal with the listener as fd 0. The emperor keeps its
+// listener across crashes and idle periods, so a TCP socket never has to be
+// bound again (uWSGI 2.0 closes and rebinds it, and the rebind can fail with
+// EADDRINUSE).
 
-// fullScanInterval keeps the safety-net scan cheap: every emperor-freq for
-// an ordinary directory, but never more than 1% of a core for a huge one,
-// and 0.02% while inotify sees every change (every directory a monitor
-// lists and every one a symlinked config resolves through is watched), when
-// the scan only guards against what no event reports (a network
-// filesystem). With 1,000 configs a scan costs ~2 ms: every ~10 s then;
-// never rarer than once a minute, or emperor-freq if that is longer.
-func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
-	factor := time.Duration(100)
-	if e.fs != nil && e.fs.w != nil && !e.fs.failed {
-		factor = 5000
-	}
-	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
-}
-
-const maxScanInterval = time.Minute
-
-// startFSWatch forwards each event's path ("" after an overflow) to the
-// loop.
-func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
-		return &fsWatch{}
-	}
-	go func() {
-		defer w.Close()
-		for {
-			var dir string
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				logRaw("[emperor] file watch: %v: rescanning everything", err)
-				dir = ""
-			case <-done:
-				return
-			}
-			select {
-			case hints <- dir:
-			case <-done:
-				return
-			}
+// onDemandName finds the socket for a new record: from NAME+ext, or
+// DIR/BASENAME.socket. The exec method is asynchronous (resolveOnDemandExec).
+func (e *emperor) onDemandName(v *vassal) string {
+	switch {
+	case e.cfg.odExt != "":
+		data, err := os.ReadFile(v.path + e.cfg.odExt)
+		if err != nil {
+			return ""
 		}
-	}()
-	return &fsWatch{w: w}
+		return firstControl(string(data))
+	case e.cfg.odDir != "":
+		base := filepath.Base(v.name)
+		dot := strings.LastIndexByte(base, '.')
+		if dot <= 0 {
+			return ""
+		}
+		return filepath.Join(e.cfg.odDir, base[:dot]+".socket")
+	}
+	return ""
 }
 
-// retryWatches tries again to watch every directory after a failure (out
-// of inotify watches): polling covers the gap, inotify comes back when it can.
-func (e *emperor) retryWatches() {
-	if e.fs == nil || e.fs.w == nil || !e.fs.failed {
+// firstControl cuts s at its first control byte, as uWSGI reads socket names.
+func firstControl(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 32 {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// resolveOnDemandExec runs `CMD "NAME"` off the loop (uWSGI blocks its whole
+// loop on it) and hands the first line of its output back to the loop.
+func (e *emperor) resolveOnDemandExec(v *vassal) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
+		e.placeVassal(v, "")
 		return
 	}
-	e.fs.failed = false
-	for _, m := range e.monitors {
-		for _, d := range m.watchDirs() {
-			e.fs.add(d)
+	cmdline := e.cfg.odExec + " \"" + v.name + "\""
+	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
+		Dir: e.cfg.spawnDir(v), Env: e.baseEnv, Files: []uintptr{e.devnull.Fd(), w.Fd(), 2},
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	w.Close()
+	if err != nil {
+		r.Close()
+		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
+		e.placeVassal(v, "")
+		return
+	}
+	e.aux[pid] = true
+	v.gen++
+	gen := v.gen
+	go func() {
+		defer r.Close()
+		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		out, err := io.ReadAll(io.LimitReader(r, 4096))
+		if err != nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		select {
+		case e.odResult <- odResolved{v: v, gen: gen, sock: firstControl(string(out))}:
+		case <-e.done:
+		}
+	}()
+}
+
+func (e *emperor) onDemandResolved(r odResolved) {
+	if r.v.deleted || r.v.gen != r.gen || r.v.pid != 0 {
+		return
+	}
+	e.placeVassal(r.v, r.sock)
+}
+
+// bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
+// UNIX path (replaced if present, mode 0666 as uWSGI).
+func (e *emperor) bindOnDemand(v *vassal) error {
+	network := "unix"
+	if strings.Contains(v.onDemand, ":") {
+		network = "tcp"
+	} else if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(context.Background(), network, v.onDemand)
+	if err != nil {
+		return err
+	}
+	var f *os.File
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(false)
+		f, err = l.File()
+		if err == nil {
+			err = os.Chmod(v.onDemand, 0o666)
 		}
 	}
-	for d := range e.linkDirs {
-		if !e.isWatchedMonitorDir(d) {
-			e.fs.add(d)
+	ln.Close()
+	if err != nil {
+		if f != nil {
+			f.Close()
 		}
+		return err
 	}
-	if !e.fs.failed {
-		e.fs.warned = false
-		logRaw("[emperor] file watching restored")
+	// Keep a bare descriptor: it is dup'ed into vassals and watched by the
+	// loop's poller, never read by the emperor.
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	syscall.CloseOnExec(fd)
+	if backlog := e.cfg.listen; backlog > 0 {
+		_ = syscall.Listen(fd, backlog)
+	}
+	v.odFd = fd
+	return nil
+}
+
+func (e *emperor) armOnDemand(v *vassal) {
+	if v.odFd < 0 || e.odByFd[v.odFd] == v {
+		return
+	}
+	e.nextToken++
+	v.odToken = e.nextToken
+	e.odByFd[v.odFd] = v
+	if err := e.watcher.add(v.odFd, v.odToken); err != nil {
+		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
 }
 
-func (f *fsWatch) remove(dir string) {
-	if f != nil && f.w != nil {
-		_ = f.w.Remove(dir) // already gone with its directory: nothing to do
+func (e *emperor) disarmOnDemand(v *vassal) {
+	if v.odFd >= 0 && e.odByFd[v.odFd] == v {
+		e.watcher.remove(v.odFd)
+		delete(e.odByFd, v.odFd)
 	}
 }
 
-// add watches dir and reports whether it now is.
-func (f *fsWatch) add(dir string) bool {
-	if f == nil || f.w == nil {
-		return false
+// closeOnDemand drops the listener with the record, and its path.
+func (e *emperor) closeOnDemand(v *vassal) {
+	if v.odFd < 0 {
+		return
 	}
-	err := f.w.Add(dir)
-	if err != nil && !os.IsNotExist(err) {
-		f.failed = true
-		if !f.warned {
-			f.warned = true
-			logRaw("[emperor] cannot watch %s (%v): it is polled every emperor-freq", dir, err)
-		}
+	e.disarmOnDemand(v)
+	syscall.Close(v.odFd)
+	v.odFd = -1
+	if !strings.Contains(v.onDemand, ":") {
+		_ = os.Remove(v.onDemand)
 	}
-	return err == nil
 }
+
+// ==== Stats =============================================================
 
 // statsSnapshot is a copy of what the stats server shows, handed out by the
 // loop so that rendering and writing (to clients that may never read) happen
@@ -3512,6 +2763,67 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.close('}')
 }
 
+// prometheus renders the text exposition format (0.0.4) by hand.
+func (s *statsSnapshot) prometheus() []byte {
+	var b []byte
+	metric := func(name, typ, help string) {
+		b = append(b, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+typ+"\n"...)
+	}
+	sample := func(name, labels string, v int64) {
+		b = append(b, name...)
+		if labels != "" {
+			b = append(b, '{')
+			b = append(b, labels...)
+			b = append(b, '}')
+		}
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, v, 10)
+		b = append(b, '\n')
+	}
+	running, throttled, idle := 0, 0, 0
+	for _, v := range s.vassals {
+		switch {
+		case v.pid > 0:
+			running++
+		case v.onDemand != "":
+			idle++
+		default:
+			throttled++
+		}
+	}
+	metric("emperor_vassals", "gauge", "Vassals by state.")
+	sample("emperor_vassals", `state="running"`, int64(running))
+	sample("emperor_vassals", `state="throttled"`, int64(throttled))
+	sample("emperor_vassals", `state="on_demand"`, int64(idle))
+	perVassal := []struct {
+		name, typ, help string
+		value           func(v *vassalStat) int64
+	}{
+		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat) int64 { return int64(b2i(v.pid > 0)) }},
+		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat) int64 { return int64(b2i(v.loyal)) }},
+		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat) int64 { return int64(b2i(v.ready)) }},
+		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat) int64 { return int64(b2i(v.accepting)) }},
+		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
+		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
+		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
+	}
+	for _, m := range perVassal {
+		metric(m.name, m.typ, m.help)
+		for i := range s.vassals {
+			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
+		}
+	}
+	metric("emperor_vassal_throttle_milliseconds", "gauge", "Blacklist throttle level of a crash-looping vassal.")
+	for _, bl := range s.blacklist {
+		sample("emperor_vassal_throttle_milliseconds", `vassal="`+promLabel(bl.id)+`"`, bl.throttleMs)
+	}
+	return b
+}
+
+func promLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
 // bindStats starts the stats server, or retries every few seconds when its
 // address is taken: no stats is no reason to stop governing.
 func (e *emperor) bindStats() {
@@ -3601,176 +2913,91 @@ func (e *emperor) answerStats(conn net.Conn) {
 	_, _ = conn.Write(snap.render())
 }
 
-// ---------------------------------------------------------------------------
-// On-demand vassals (SPEC 12): the emperor binds the vassal's socket and
-// watches it; the first client starts the vassal with the listener as fd 0.
-// The emperor keeps its listener across crashes and idle periods, so a TCP
-// socket never has to be bound again (uWSGI's rebind race, §16.6).
-
-// onDemandName finds the socket for a new record: from NAME+ext, or
-// DIR/BASENAME.socket. The exec method is asynchronous (resolveOnDemandExec).
-func (e *emperor) onDemandName(v *vassal) string {
-	switch {
-	case e.cfg.odExt != "":
-		data, err := os.ReadFile(v.path + e.cfg.odExt)
-		if err != nil {
-			return ""
-		}
-		return firstControl(string(data))
-	case e.cfg.odDir != "":
-		base := filepath.Base(v.name)
-		dot := strings.LastIndexByte(base, '.')
-		if dot <= 0 {
-			return ""
-		}
-		return filepath.Join(e.cfg.odDir, base[:dot]+".socket")
-	}
-	return ""
-}
-
-// firstControl cuts s at its first control byte, as uWSGI reads socket names.
-func firstControl(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 32 {
-			return s[:i]
-		}
-	}
-	return s
-}
-
-type odResolved struct {
-	v    *vassal
-	gen  uint64
-	sock string
-}
-
-// resolveOnDemandExec runs `CMD "NAME"` off the loop (uWSGI blocks its whole
-// loop on it) and hands the first line of its output back to the loop.
-func (e *emperor) resolveOnDemandExec(v *vassal) {
-	r, w, err := os.Pipe()
+// startHTTPStats serves the same JSON over HTTP at / and a Prometheus text
+// exposition at /metrics.
+func (e *emperor) startHTTPStats(addr string) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
-		e.placeVassal(v, "")
-		return
+		return fmt.Errorf("emperor-stats http://%s: %w", addr, err)
 	}
-	cmdline := e.cfg.odExec + " \"" + v.name + "\""
-	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
-		Dir: e.cfg.spawnDir(v), Env: e.baseEnv, Files: []uintptr{e.devnull.Fd(), w.Fd(), 2},
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+	logRaw("*** Emperor stats server enabled on http://%s ***", addr)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if snap := e.fetchSnapshot(); snap != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			_, _ = w.Write(snap.render())
+		}
 	})
-	w.Close()
-	if err != nil {
-		r.Close()
-		logVerbose("[emperor] emperor-on-demand-exec for %s: %v", v.name, err)
-		e.placeVassal(v, "")
-		return
-	}
-	e.aux[pid] = true
-	v.gen++
-	gen := v.gen
-	go func() {
-		defer r.Close()
-		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
-		out, err := io.ReadAll(io.LimitReader(r, 4096))
-		if err != nil {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if snap := e.fetchSnapshot(); snap != nil {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			_, _ = w.Write(snap.prometheus())
 		}
-		select {
-		case e.odResult <- odResolved{v: v, gen: gen, sock: firstControl(string(out))}:
-		case <-e.done:
-		}
-	}()
-}
-
-func (e *emperor) onDemandResolved(r odResolved) {
-	if r.v.deleted || r.v.gen != r.gen || r.v.pid != 0 {
-		return
-	}
-	e.placeVassal(r.v, r.sock)
-}
-
-// bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
-// UNIX path (replaced if present, mode 0666 as uWSGI).
-func (e *emperor) bindOnDemand(v *vassal) error {
-	network := "unix"
-	if strings.Contains(v.onDemand, ":") {
-		network = "tcp"
-	} else if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	lc := net.ListenConfig{}
-	ln, err := lc.Listen(context.Background(), network, v.onDemand)
-	if err != nil {
-		return err
-	}
-	var f *os.File
-	switch l := ln.(type) {
-	case *net.TCPListener:
-		f, err = l.File()
-	case *net.UnixListener:
-		l.SetUnlinkOnClose(false)
-		f, err = l.File()
-		if err == nil {
-			err = os.Chmod(v.onDemand, 0o666)
-		}
-	}
-	ln.Close()
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		return err
-	}
-	// Keep a bare descriptor: it is dup'ed into vassals and watched by the
-	// loop's poller, never read by the emperor.
-	fd, err := syscall.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		return err
-	}
-	syscall.CloseOnExec(fd)
-	if backlog := e.cfg.listen; backlog > 0 {
-		_ = syscall.Listen(fd, backlog)
-	}
-	v.odFd = fd
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: e.cfg.socketTimeout, WriteTimeout: e.cfg.socketTimeout}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-e.done; srv.Close() }()
 	return nil
 }
 
-func (e *emperor) armOnDemand(v *vassal) {
-	if v.odFd < 0 || e.odByFd[v.odFd] == v {
-		return
+// connectAndRead prints what a stats server sends (uWSGI's --connect-and-read).
+func connectAndRead(addr string) ([]byte, error) {
+	network := "unix"
+	if strings.Contains(addr, ":") {
+		network = "tcp"
 	}
-	e.nextToken++
-	v.odToken = e.nextToken
-	e.odByFd[v.odFd] = v
-	if err := e.watcher.add(v.odFd, v.odToken); err != nil {
-		logVerbose("[emperor] vassal %s: %v", v.name, err)
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, err
 	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return io.ReadAll(conn)
 }
 
-func (e *emperor) disarmOnDemand(v *vassal) {
-	if v.odFd >= 0 && e.odByFd[v.odFd] == v {
-		e.watcher.remove(v.odFd)
-		delete(e.odByFd, v.odFd)
+// printStatus renders a running emperor's stats as one line per vassal.
+func printStatus(w io.Writer, data []byte) error {
+	var doc struct {
+		Pid     int `json:"pid"`
+		Vassals []struct {
+			ID        string `json:"id"`
+			Pid       int    `json:"pid"`
+			Loyal     int    `json:"loyal"`
+			Ready     int    `json:"ready"`
+			Accepting int    `json:"accepting"`
+			Respawns  int    `json:"respawns"`
+			OnDemand  string `json:"on_demand"`
+			LastExit  string `json:"last_exit"`
+			NextRetry int64  `json:"next_retry"`
+		} `json:"vassals"`
 	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("not an emperor stats document: %w", err)
+	}
+	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", doc.Pid, len(doc.Vassals))
+	fmt.Fprintf(w, "%-32s %8s %-10s %5s %8s  %s\n", "VASSAL", "PID", "STATE", "LOYAL", "RELOADS", "LAST EXIT")
+	for _, v := range doc.Vassals {
+		state := "running"
+		switch {
+		case v.Pid <= 0 && v.OnDemand != "":
+			state = "on-demand"
+		case v.Pid <= 0:
+			state = "throttled"
+		case v.Accepting == 1:
+			state = "accepting"
+		case v.Ready == 1:
+			state = "ready"
+		}
+		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", v.ID, v.Pid, state, v.Loyal, v.Respawns, v.LastExit)
+	}
+	return nil
 }
 
-// closeOnDemand drops the listener with the record, and its path.
-func (e *emperor) closeOnDemand(v *vassal) {
-	if v.odFd < 0 {
-		return
-	}
-	e.disarmOnDemand(v)
-	syscall.Close(v.odFd)
-	v.odFd = -1
-	if !strings.Contains(v.onDemand, ":") {
-		_ = os.Remove(v.onDemand)
-	}
-}
-
-// ---------------------------------------------------------------------------
-// systemd: the sd_notify protocol is one datagram per state change to
-// $NOTIFY_SOCKET, written by hand (no libsystemd).
+// ==== systemd and a parent emperor ======================================
+// The sd_notify protocol is one datagram per state change to
+// $NOTIFY_SOCKET, written by hand (no libsystemd). An emperor started by
+// another emperor is its vassal and speaks the Emperor protocol upwards.
 
 type sdNotifier struct {
 	conn     *net.UnixConn
@@ -3809,6 +3036,7 @@ func monotonicUsec() int64 {
 }
 
 var processStart = time.Now()
+
 var processStartMono = monotonicNowUsec()
 
 // statusLine is the one-line summary for systemd's STATUS= and --status.
@@ -3896,13 +3124,6 @@ func (e *emperor) onParentReadable() {
 	}
 }
 
-// notifyMsg is one sd_notify datagram from a vassal (or one of its
-// children), with the sender's pid from the kernel.
-type notifyMsg struct {
-	pid  int
-	text string
-}
-
 // onNotify maps sd_notify states onto the Emperor protocol, so a daemon
 // that only speaks systemd's dialect is ready, heartbeats and stops like a
 // uWSGI vassal: READY=1 is bytes 1, 5 and 17; WATCHDOG=1 is 26; STOPPING=1
@@ -3940,179 +3161,890 @@ func (e *emperor) vassalOf(pid int) *vassal {
 	return nil
 }
 
-// startHTTPStats serves the same JSON over HTTP at / and a Prometheus text
-// exposition at /metrics.
-func (e *emperor) startHTTPStats(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("emperor-stats http://%s: %w", addr, err)
+// ==== Shutdown ==========================================================
+
+// ragnarok: stop every vassal, give them reload-mercy, then kill what is
+// left, every descendant included, and exit.
+func (e *emperor) ragnarok() {
+	if e.dying {
+		left := e.cfg.reloadMercy - time.Since(e.dyingSince)
+		logRaw("[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in %d seconds)***", int(left.Seconds()+0.5))
+		return
 	}
-	logRaw("*** Emperor stats server enabled on http://%s ***", addr)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if snap := e.fetchSnapshot(); snap != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			_, _ = w.Write(snap.render())
+	e.dying, e.dyingSince = true, time.Now()
+	logRaw("[emperor] *** RAGNAROK EVOKED ***")
+	e.notify.send("STOPPING=1")
+	for _, v := range e.liveVassals() {
+		if v.deleted {
+			continue
 		}
-	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		if snap := e.fetchSnapshot(); snap != nil {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			_, _ = w.Write(snap.prometheus())
+		if v.pid == 0 {
+			e.deleteVassal(v)
+			continue
 		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: e.cfg.socketTimeout, WriteTimeout: e.cfg.socketTimeout}
-	go func() { _ = srv.Serve(ln) }()
-	go func() { <-e.done; srv.Close() }()
-	return nil
+		if v.status != 0 {
+			v.then = thenDelete
+			e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tKill, v: v, gen: v.gen})
+			continue
+		}
+		e.stop(v, thenDelete)
+	}
+	e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tMercy})
 }
 
-// prometheus renders the text exposition format (0.0.4) by hand.
-func (s *statsSnapshot) prometheus() []byte {
-	var b []byte
-	metric := func(name, typ, help string) {
-		b = append(b, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+typ+"\n"...)
-	}
-	sample := func(name, labels string, v int64) {
-		b = append(b, name...)
-		if labels != "" {
-			b = append(b, '{')
-			b = append(b, labels...)
-			b = append(b, '}')
-		}
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, v, 10)
-		b = append(b, '\n')
-	}
-	running, throttled, idle := 0, 0, 0
-	for _, v := range s.vassals {
-		switch {
-		case v.pid > 0:
-			running++
-		case v.onDemand != "":
-			idle++
-		default:
-			throttled++
+func (e *emperor) noMercy() {
+	for _, v := range e.liveVassals() {
+		if v.pid > 0 && !v.deleted {
+			logVerbose("[emperor] NO MERCY for vassal %s !!!", v.name)
+			signalTree(v.pid, syscall.SIGKILL)
 		}
 	}
-	metric("emperor_vassals", "gauge", "Vassals by state.")
-	sample("emperor_vassals", `state="running"`, int64(running))
-	sample("emperor_vassals", `state="throttled"`, int64(throttled))
-	sample("emperor_vassals", `state="on_demand"`, int64(idle))
-	perVassal := []struct {
-		name, typ, help string
-		value           func(v *vassalStat) int64
-	}{
-		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat) int64 { return int64(b2i(v.pid > 0)) }},
-		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat) int64 { return int64(b2i(v.loyal)) }},
-		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat) int64 { return int64(b2i(v.ready)) }},
-		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat) int64 { return int64(b2i(v.accepting)) }},
-		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
-		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
-		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
-	}
-	for _, m := range perVassal {
-		metric(m.name, m.typ, m.help)
-		for i := range s.vassals {
-			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
-		}
-	}
-	metric("emperor_vassal_throttle_milliseconds", "gauge", "Blacklist throttle level of a crash-looping vassal.")
-	for _, bl := range s.blacklist {
-		sample("emperor_vassal_throttle_milliseconds", `vassal="`+promLabel(bl.id)+`"`, bl.throttleMs)
-	}
-	return b
 }
 
-func promLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+// bury ends the emperor once every vassal is reaped: kill and reap any
+// descendant still around, then exit 0.
+func (e *emperor) bury() int {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		kids := childrenOfSelf()
+		if len(kids) == 0 {
+			break
+		}
+		for _, k := range kids {
+			signalTree(k, syscall.SIGKILL)
+		}
+		select {
+		case <-e.exits:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	close(e.done)
+	logVerbose("The Emperor is buried.")
+	e.notify.send("STATUS=The Emperor is buried.")
+	return 0
 }
 
-// connectAndRead prints what a stats server sends (uWSGI's --connect-and-read).
-func connectAndRead(addr string) ([]byte, error) {
-	network := "unix"
-	if strings.Contains(addr, ":") {
-		network = "tcp"
+// ==== The emperor's configuration =======================================
+
+// emperorConfig is everything the emperor reads from its options once.
+type emperorConfig struct {
+	monitors         []string
+	freq             time.Duration
+	throttleMs       int64
+	maxThrottleMs    int64
+	heartbeat        time.Duration
+	curseTolerance   time.Duration
+	reloadMercy      time.Duration
+	nofollow         bool
+	noBlacklist      bool
+	gracefulShutdown bool
+	stats            string
+	socketTimeout    time.Duration
+	listen           int
+	pidfile          string
+	binary           string
+	argv0            string
+	extraExt         []string
+	before, after    []string // argv around the vassal config
+	cloneFlags       uintptr
+	tyrant           bool
+	tyrantNofollow   bool
+	vassalCaps       uint64
+	self             string // this executable, for the pre-exec stage
+	own              ownPrivileges
+	odExt            string // on-demand socket name read from NAME+odExt
+	odDir            string // on-demand UNIX socket odDir/BASENAME.socket
+	odExec           string // on-demand socket name printed by this command
+	notifySocket     string // NOTIFY_SOCKET given to vassals, "" when off
+}
+
+func loadEmperorConfig(o *Options) (*emperorConfig, error) {
+	for key := range notImplementedYet {
+		if o.Has(key) {
+			return nil, fmt.Errorf("option --%s is recognised but not implemented yet", key)
+		}
 	}
-	conn, err := net.DialTimeout(network, addr, 5*time.Second)
-	if err != nil {
+	for _, key := range cosmeticOptions {
+		if o.Has(key) {
+			logRaw("[emperor] option --%s is accepted but has no effect here", key)
+		}
+	}
+	c := &emperorConfig{
+		monitors:         o.All("emperor"),
+		freq:             time.Duration(o.Int(3, "emperor-freq")) * time.Second,
+		throttleMs:       int64(o.Int(1000, "emperor-throttle")),
+		maxThrottleMs:    int64(o.Int(180000, "emperor-max-throttle")),
+		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
+		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
+		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
+		nofollow:         o.Flag("emperor-nofollow"),
+		noBlacklist:      o.Flag("emperor-no-blacklist"),
+		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
+		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
+		listen:           o.Int(100, "listen"),
+		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
+	}
+	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
+	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
+	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
+	c.odExec, _ = o.Last("emperor-on-demand-exec")
+	if p, ok := o.Last("vassals-notify-socket"); ok && p != "" {
+		c.notifySocket, _ = filepath.Abs(p)
+	}
+	c.tyrant = o.Flag("emperor-tyrant")
+	c.tyrantNofollow = o.Flag("emperor-tyrant-nofollow")
+	c.self, _ = os.Executable()
+	if list, ok := o.Last("emperor-cap", "vassals-cap", "vassal-cap"); ok && list != "" {
+		var err error
+		if c.vassalCaps, err = parseCaps(list); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.own.load(o); err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return io.ReadAll(conn)
+	c.pidfile, _ = o.Last("emperor-pidfile")
+	if c.freq <= 0 {
+		// uWSGI spins with freq 0; a busy loop helps nobody.
+		c.freq = time.Second
+	}
+	if c.reloadMercy <= 0 {
+		// uWSGI waits 30 s; 5 s is plenty for a brutal stop (byte 0) and
+		// keeps a shutdown with an uncooperative vassal well under 10 s.
+		c.reloadMercy = 5 * time.Second
+	}
+	if c.curseTolerance <= 0 {
+		c.curseTolerance = 30 * time.Second
+	}
+	if err := c.resolveBinary(o); err != nil {
+		return nil, err
+	}
+	c.buildVassalArgs(o)
+	var err error
+	if list, ok := o.Last("emperor-use-clone"); ok && list != "" && list != "0" {
+		if c.cloneFlags, err = parseCloneFlags(list); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
-// printStatus renders a running emperor's stats as one line per vassal.
-func printStatus(w io.Writer, data []byte) error {
-	var doc struct {
-		Pid     int `json:"pid"`
-		Vassals []struct {
-			ID        string `json:"id"`
-			Pid       int    `json:"pid"`
-			Loyal     int    `json:"loyal"`
-			Ready     int    `json:"ready"`
-			Accepting int    `json:"accepting"`
-			Respawns  int    `json:"respawns"`
-			OnDemand  string `json:"on_demand"`
-			LastExit  string `json:"last_exit"`
-			NextRetry int64  `json:"next_retry"`
-		} `json:"vassals"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("not an emperor stats document: %w", err)
-	}
-	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", doc.Pid, len(doc.Vassals))
-	fmt.Fprintf(w, "%-32s %8s %-10s %5s %8s  %s\n", "VASSAL", "PID", "STATE", "LOYAL", "RELOADS", "LAST EXIT")
-	for _, v := range doc.Vassals {
-		state := "running"
-		switch {
-		case v.Pid <= 0 && v.OnDemand != "":
-			state = "on-demand"
-		case v.Pid <= 0:
-			state = "throttled"
-		case v.Accepting == 1:
-			state = "accepting"
-		case v.Ready == 1:
-			state = "ready"
+func (c *emperorConfig) resolveBinary(o *Options) error {
+	bin, ok := o.Last("binary-path")
+	if !ok || bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("binary-path: cannot find my own executable: %w", err)
 		}
-		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", v.ID, v.Pid, state, v.Loyal, v.Respawns, v.LastExit)
+		bin = self
+	}
+	path, err := lookPath(bin)
+	if err != nil {
+		return fmt.Errorf("binary-path %s: %w", bin, err)
+	}
+	c.binary, c.argv0 = path, bin
+	if w, ok := o.Last("emperor-wrapper"); ok && w != "" {
+		if c.binary, err = lookPath(w); err != nil {
+			return fmt.Errorf("emperor-wrapper %s: %w", w, err)
+		}
+		c.argv0 = w
 	}
 	return nil
 }
 
-// startReaper owns all waiting: no other code calls wait4, so exits are never
-// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
-// coalesced signals lose nothing.
-func startReaper(out chan<- childExit, done <-chan struct{}) {
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	go func() {
-		defer signal.Stop(sigchld)
-		for {
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if err == syscall.EINTR {
-					continue
+// buildVassalArgs lays out the argv around the vassal config exactly as
+// uWSGI does (SPEC 2.4).
+func (c *emperorConfig) buildVassalArgs(o *Options) {
+	for _, v := range o.All("vassals-inherit-before") {
+		c.before = append(c.before, "--inherit", v)
+	}
+	for _, v := range o.All("vassals-include-before") {
+		c.before = append(c.before, "--include", v)
+	}
+	for _, v := range o.All("vassal-set", "vassals-set") {
+		c.before = append(c.before, "--set", v)
+	}
+	for _, v := range o.All("vassals-inherit") {
+		c.after = append(c.after, "--inherit", v)
+	}
+	for _, v := range o.All("vassals-include") {
+		c.after = append(c.after, "--include", v)
+	}
+}
+
+// configFlag picks the loader flag from the config name's suffix.
+func (c *emperorConfig) configFlag(name string) string {
+	flag := "--inherit"
+	switch {
+	case strings.HasSuffix(name, ".xml"):
+		flag = "--xml"
+	case strings.HasSuffix(name, ".ini"):
+		flag = "--ini"
+	case strings.HasSuffix(name, ".yml"), strings.HasSuffix(name, ".yaml"):
+		flag = "--yaml"
+	case strings.HasSuffix(name, ".js"), strings.HasSuffix(name, ".json"):
+		flag = "--json"
+	}
+	for _, ext := range c.extraExt {
+		if ext != "" && strings.HasSuffix(name, ext) {
+			flag = "--config"
+		}
+	}
+	return flag
+}
+
+var configSuffixes = []string{".xml", ".ini", ".yml", ".yaml", ".js", ".json"}
+
+// validName decides which directory entries are vassal configs. Dot-files
+// are left out too (editor locks, ConfigMap internals), which uWSGI does not.
+func (c *emperorConfig) validName(name string) bool {
+	base := filepath.Base(name)
+	if len(base) >= 255 || strings.HasPrefix(base, ".") {
+		return false
+	}
+	for _, s := range configSuffixes {
+		if strings.HasSuffix(base, s) {
+			return true
+		}
+	}
+	for _, ext := range c.extraExt {
+		if ext != "" && strings.HasSuffix(base, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// vassalEnv is the emperor's environment as vassals get it: without the
+// variables that belong to the emperor's own parent, and with every
+// UWSGI_VASSAL_X=v turned into UWSGI_X=v (uWSGI 2.0 corrupts this, §16.1).
+func vassalEnv(environ []string) []string {
+	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
+		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
+		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
+	if os.Getenv(preemptOffMarker) != "" {
+		drop["GODEBUG"] = true
+	}
+	rewritten := map[string]string{}
+	var keep []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case drop[k]:
+		case strings.HasPrefix(k, "UWSGI_VASSAL_") && len(k) > len("UWSGI_VASSAL_"):
+			rewritten["UWSGI_"+k[len("UWSGI_VASSAL_"):]] = v
+		default:
+			keep = append(keep, kv)
+		}
+	}
+	out := keep[:0:0]
+	for _, kv := range keep {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, overridden := rewritten[k]; !overridden {
+			out = append(out, kv)
+		}
+	}
+	keys := make([]string, 0, len(rewritten))
+	for k := range rewritten {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+rewritten[k])
+	}
+	return out
+}
+
+// ownPrivileges is what the emperor drops to after binding its sockets.
+type ownPrivileges struct {
+	uid, gid int
+	caps     uint64
+	chroot   string
+}
+
+func (p *ownPrivileges) load(o *Options) error {
+	p.uid, p.gid = -1, -1
+	var err error
+	if u, ok := o.Last("uid"); ok && u != "" {
+		var usr *user.User
+		if usr, p.uid, err = lookupUser(u); err != nil {
+			return err
+		}
+		if usr != nil {
+			p.gid, _ = strconv.Atoi(usr.Gid)
+		}
+	}
+	if g, ok := o.Last("gid"); ok && g != "" {
+		if p.gid, err = lookupGroup(g); err != nil {
+			return err
+		}
+	}
+	if p.uid >= 0 && p.gid < 0 {
+		p.gid = os.Getgid()
+	}
+	if p.gid >= 0 && p.uid < 0 {
+		p.uid = os.Getuid()
+	}
+	if list, ok := o.Last("cap"); ok && list != "" {
+		if p.caps, err = parseCaps(list); err != nil {
+			return err
+		}
+	}
+	p.chroot, _ = o.Last("chroot")
+	return nil
+}
+
+// capNames are uWSGI's capability names, by number (SPEC 9.3).
+var capNames = []string{"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill",
+	"setgid", "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+	"net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot",
+	"sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time",
+	"sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+	"mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read",
+	"perfmon", "bpf", "checkpoint_restore"}
+
+// parseCaps reads a capability list (names or numbers) into a mask.
+func parseCaps(list string) (uint64, error) {
+	var mask uint64
+	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.Atoi(name)
+		if err != nil {
+			n = -1
+			for i, c := range capNames {
+				if c == strings.ToLower(strings.TrimPrefix(strings.ToLower(name), "cap_")) {
+					n = i
 				}
-				if pid <= 0 || err != nil {
-					break
-				}
-				select {
-				case out <- childExit{pid: pid, status: ws}:
-				case <-done:
-					return
-				}
-			}
-			select {
-			case <-sigchld:
-			case <-done:
-				return
 			}
 		}
-	}()
+		if n < 0 || n > 63 {
+			logRaw("[security] unknown capability: %s", name)
+			continue
+		}
+		mask |= 1 << uint(n)
+	}
+	if mask == 0 {
+		return 0, fmt.Errorf("[security] empty capabilities mask !!!")
+	}
+	return mask, nil
+}
+
+// ==== Options and help ==================================================
+
+// optionKind says how the command line reads an option.
+type optionKind int
+
+const (
+	optValue optionKind = iota // takes one argument
+	optFlag                    // takes none
+)
+
+// notImplementedYet lists options that parse but whose feature has not been
+// built yet: they stop the emperor with a clear message rather than being
+// silently ignored.
+var notImplementedYet = map[string]bool{
+	"emperor-broodlord": true, "emperor-magic-exec": true, "emperor-proxy-socket": true,
+	"emperor-wrapper-override": true, "emperor-wrapper-fallback": true,
+	"vassals-start-hook": true, "vassals-stop-hook": true, "hook-emperor-start": true,
+	"hook-as-emperor": true, "mount-as-emperor": true, "umount-as-emperor": true,
+	"exec-as-emperor": true, "call-as-emperor": true, "hook-as-vassal": true, "exec-as-vassal": true,
+	"early-emperor": true, "stats-http": true,
+}
+
+// cosmeticOptions are accepted and ignored with a warning: they change
+// nothing a vassal or a client depends on.
+var cosmeticOptions = []string{"emperor-procname", "log-strftime", "stats-minified", "stats-min",
+	"imperial-monitor-list", "imperial-monitors-list"}
+
+var optionTable = buildOptionTable()
+
+func buildOptionTable() map[string]optionKind {
+	values := []string{
+		"emperor", "emperor-freq", "emperor-throttle", "emperor-max-throttle",
+		"emperor-required-heartbeat", "emperor-curse-tolerance", "emperor-stats",
+		"emperor-stats-server", "emperor-pidfile", "emperor-procname", "emperor-wrapper",
+		"emperor-wrapper-override", "emperor-wrapper-fallback", "emperor-broodlord",
+		"emperor-on-demand-extension", "emperor-on-demand-ext", "emperor-on-demand-directory",
+		"emperor-on-demand-dir", "emperor-on-demand-exec", "emperor-extra-extension",
+		"emperor-extra-ext", "emperor-use-clone", "emperor-cap", "vassals-cap", "vassal-cap",
+		"emperor-proxy-socket", "vassals-inherit", "vassals-include", "vassals-inherit-before",
+		"vassals-include-before", "vassal-set", "vassals-set", "vassals-start-hook",
+		"vassals-stop-hook", "binary-path", "reload-mercy", "socket-timeout", "listen",
+		"hook-emperor-start", "hook-as-emperor", "mount-as-emperor", "umount-as-emperor",
+		"exec-as-emperor", "call-as-emperor", "hook-as-vassal", "exec-as-vassal",
+		"log-strftime", "connect-and-read", "status", "vassals-notify-socket",
+		// vassal runner and config loading
+		"ini", "xml", "json", "js", "yaml", "yml", "include", "inherit", "config", "set",
+		"set-placeholder", "set-ph", "chdir", "env", "uid", "gid", "chroot", "cap",
+		"privileged-binary-patch", "privileged-binary-patch-arg",
+		"unprivileged-binary-patch", "unprivileged-binary-patch-arg",
+		"unshare", "exec-as-root", "exec-as-user", "hook-as-root", "hook-as-user",
+		"hook-pre-jail", "hook-post-jail", "hook-in-jail", "hook-as-user-atexit",
+		"exec-pre-jail", "exec-post-jail", "exec-in-jail", "safe-fd", "pidfile",
+		"socket", "http", "http-socket", "processes", "workers", "master", "module",
+		"wsgi-file", "plugins", "plugin", "procname", "heartbeat", "idle",
+	}
+	flags := []string{
+		"emperor-nofollow", "emperor-tyrant", "emperor-tyrant-nofollow", "emperor-magic-exec",
+		"emperor-no-blacklist", "emperor-graceful-shutdown", "early-emperor",
+		"imperial-monitor-list", "imperial-monitors-list", "stats-http", "stats-minified",
+		"stats-min", "show-config", "version", "help", "strict", "die-on-idle", "die-on-term",
+	}
+	t := make(map[string]optionKind, len(values)+len(flags))
+	for _, v := range values {
+		t[v] = optValue
+	}
+	for _, f := range flags {
+		t[f] = optFlag
+	}
+	return t
+}
+
+func knownOption(name string) (known, isFlag bool) {
+	kind, ok := optionTable[name]
+	return ok, ok && kind == optFlag
+}
+
+func printHelp() {
+	fmt.Println("emperor " + version + ": a drop-in replacement for the uWSGI Emperor")
+	fmt.Println("Usage: emperor --emperor DIR|GLOB [--emperor ...] [options]")
+	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
+	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
+	fmt.Println()
+	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
+	described := map[string]bool{}
+	for _, o := range helpRows {
+		fmt.Printf("  --%-30s %-10s %s\n", o[0], o[1], o[2])
+		described[strings.Fields(o[0])[0]] = true
+	}
+	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
+	var rest []string
+	for name := range optionTable {
+		if !described[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range rest {
+		note := ""
+		switch {
+		case notImplementedYet[name]:
+			note = "(not implemented yet: refused with an error)"
+		case optionTable[name] == optFlag:
+			note = "(flag)"
+		}
+		fmt.Printf("  --%-30s %s\n", name, note)
+	}
+}
+
+// helpRows: option, default, meaning. Kept beside the README's table.
+var helpRows = [][3]string{
+	{"emperor DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
+	{"emperor-freq N", "3", "seconds between full rescans (inotify acts at once)"},
+	{"emperor-throttle MS", "1000", "blacklist step for crash-looping vassals"},
+	{"emperor-max-throttle MS", "180000", "blacklist ceiling"},
+	{"emperor-no-blacklist", "off", "never throttle respawns"},
+	{"emperor-required-heartbeat N", "30", "reload a heartbeating vassal silent for N s"},
+	{"emperor-curse-tolerance N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"reload-mercy N", "5", "seconds vassals get at shutdown before SIGKILL"},
+	{"emperor-nofollow", "off", "use the symlink's own mtime (touch --no-dereference)"},
+	{"emperor-extra-extension EXT", "", "also accept configs ending in EXT (repeatable)"},
+	{"emperor-stats ADDR", "", "stats server on host:port or a UNIX socket path"},
+	{"emperor-pidfile PATH", "", "write the emperor pid"},
+	{"emperor-graceful-shutdown", "off", "send byte 2 (graceful) instead of 0 to stop"},
+	{"binary-path PATH", "self", "program run for each vassal"},
+	{"emperor-wrapper PATH", "", "argv[0] for vassals instead of binary-path"},
+	{"vassal-set K=V", "", "pass --set K=V to every vassal (repeatable)"},
+	{"vassals-include F", "", "pass --include F after the vassal config"},
+	{"vassals-include-before F", "", "pass --include F before the vassal config"},
+	{"vassals-inherit F", "", "pass --inherit F after the vassal config"},
+	{"vassals-inherit-before F", "", "pass --inherit F before the vassal config"},
+	{"socket-timeout N", "4", "stats client write timeout"},
+	{"emperor-tyrant", "off", "run each vassal as the owner of its config"},
+	{"emperor-tyrant-nofollow", "off", "tyrant: the owner of a symlink, not of its target"},
+	{"emperor-use-clone LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
+	{"vassals-cap LIST", "", "capability bounding set of vassals (setpcap kept)"},
+	{"emperor-on-demand-extension EXT", "", "on-demand socket name read from NAME+EXT"},
+	{"emperor-on-demand-directory DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-on-demand-exec CMD", "", "on-demand socket name printed by CMD \"NAME\""},
+	{"vassals-notify-socket PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
+	{"uid / gid USER", "", "the emperor drops to this user after binding its sockets"},
+	{"cap LIST", "", "capabilities the emperor keeps after dropping to uid"},
+	{"chroot DIR", "", "the emperor chroots after binding its sockets"},
+	{"listen N", "100", "backlog of on-demand sockets"},
+	{"connect-and-read ADDR", "", "print the stats document of a running emperor"},
+	{"status ADDR", "", "one line per vassal of a running emperor"},
+	{"version", "", "print the version"},
+}
+
+// ==== Command line and start-up =========================================
+
+const emperorVersion = "0.1.0"
+
+// version is stamped at release builds with -ldflags "-X main.version=...".
+var version = emperorVersion
+
+func init() {
+	// The main thread runs the loop and forks when no spawner thread can:
+	// PDEATHSIG fires when the forking thread exits, not the process, so
+	// forking from a thread the runtime may retire would kill vassals at
+	// random (golang/go#27505). Spawner threads are locked for life too.
+	runtime.LockOSThread()
+}
+
+func main() {
+	if spec := os.Getenv(shimEnv); spec != "" {
+		os.Exit(runShim(spec))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
+		return 1
+	}
+	if args[0] == "--version" || args[0] == "-v" {
+		fmt.Printf("emperor %s (uWSGI 2.0 Emperor compatible)\n", version)
+		return 0
+	}
+	if args[0] == "--help" || args[0] == "-h" {
+		printHelp()
+		return 0
+	}
+	self, _ := os.Executable()
+	cwd, _ := os.Getwd()
+	args = configAsINI(args)
+	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	for _, key := range []string{"connect-and-read", "status"} {
+		if addr, ok := opts.Last(key); ok {
+			return readStatsCommand(key, addr)
+		}
+	}
+	if opts.Has("emperor") {
+		return runEmperor(opts)
+	}
+	return runVassal(opts, args)
+}
+
+func readStatsCommand(key, addr string) int {
+	data, err := connectAndRead(addr)
+	if err == nil && key == "status" {
+		err = printStatus(os.Stdout, data)
+	} else if err == nil {
+		_, err = os.Stdout.Write(data)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: --%s %s: %v\n", key, addr, err)
+		return 1
+	}
+	return 0
+}
+
+func runEmperor(o *Options) int {
+	ensureNoAsyncPreempt()
+	cfg, err := loadEmperorConfig(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	e, err := newEmperor(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
+	return e.loop()
+}
+
+// preemptOffMarker tells the re-executed emperor that GODEBUG was set by
+// its first incarnation, so vassals get the environment the operator gave.
+const preemptOffMarker = "EMPEROR_GODEBUG_SET"
+
+// ensureNoAsyncPreempt re-executes the emperor once with asynchronous
+// preemption off. The runtime preempts goroutines with SIGURG, and os/signal
+// hands those to any program listening for SIGURG; to an emperor SIGURG
+// means "clear the blacklist", so a stray one must be impossible.
+func ensureNoAsyncPreempt() {
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			env = append(env, kv)
+		}
+	}
+	if old := os.Getenv("GODEBUG"); old != "" {
+		env = append(env, "GODEBUG="+old+",asyncpreemptoff=1")
+	} else {
+		env = append(env, "GODEBUG=asyncpreemptoff=1", preemptOffMarker+"=1")
+	}
+	err = syscall.Exec(self, os.Args, env)
+	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
+}
+
+// ==== The vassal runner =================================================
+
+// runVassal is the vassal runner: what a uWSGI instance does with a config
+// that only patches in another program. It applies env, chdir and the
+// privilege drop, then execs the program, which inherits the emperor fd.
+func runVassal(opts *Options, args []string) int {
+	name := configArgName(args)
+	if opts.Flag("show-config") {
+		// uWSGI writes it to its log, stderr.
+		fmt.Fprint(os.Stderr, ShowConfig(opts))
+	}
+	// uWSGI's order (SPEC 11): pre-jail hooks, the privileged patch,
+	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
+	// uid/gid drop, as-user hooks, the unprivileged patch.
+	steps := []func() error{
+		func() error { return applyEnv(opts) },
+		func() error { return runHooks(opts, "pre-jail") },
+		func() error { return execPatch(opts, "privileged-binary-patch", args) },
+		func() error { return unshareFromConfig(opts) },
+		func() error { return chrootFromConfig(opts) },
+		func() error { return runHooks(opts, "in-jail") },
+		func() error { return runHooks(opts, "post-jail") },
+		func() error { return runHooks(opts, "as-root") },
+		func() error { return dropPrivileges(opts) },
+		func() error { return runHooks(opts, "as-user") },
+		func() error { return execPatch(opts, "unprivileged-binary-patch", args) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
+	return 1
+}
+
+func applyEnv(opts *Options) error {
+	for _, kv := range opts.All("env") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
+			return fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
+		}
+		if err := os.Setenv(k, v); err != nil {
+			return fmt.Errorf("env %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func chrootFromConfig(opts *Options) error {
+	dir, _ := opts.Last("chroot")
+	return enterChroot(dir)
+}
+
+// enterChroot jails the process in dir ("" = no jail).
+func enterChroot(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := syscall.Chroot(dir); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return fmt.Errorf("chroot %s: %w", dir, err)
+	}
+	return nil
+}
+
+// runHooks runs one phase's hooks: hook-PHASE actions, then exec-PHASE
+// shell commands, each in config order. Any failure stops the vassal.
+func runHooks(opts *Options, phase string) error {
+	for _, h := range opts.All("hook-" + phase) {
+		if err := runHookAction(h); err != nil {
+			return fmt.Errorf("hook-%s %q: %w", phase, h, err)
+		}
+	}
+	for _, key := range []string{"mount-" + phase, "umount-" + phase} {
+		for _, h := range opts.All(key) {
+			action := strings.TrimSuffix(key, "-"+phase)
+			if err := runHookAction(action + ":" + h); err != nil {
+				return fmt.Errorf("%s %q: %w", key, h, err)
+			}
+		}
+	}
+	for _, cmd := range opts.All("exec-" + phase) {
+		if err := runShell(cmd); err != nil {
+			return fmt.Errorf("exec-%s %q: %w", phase, cmd, err)
+		}
+	}
+	return nil
+}
+
+func runShell(cmdline string) error {
+	cmd := exec.Command("/bin/sh", "-c", cmdline)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// runHookAction performs one uWSGI hook, "action:arguments".
+func runHookAction(h string) error {
+	action, arg, _ := strings.Cut(h, ":")
+	switch action {
+	case "exec":
+		return runShell(arg)
+	case "print", "log":
+		fmt.Fprintln(os.Stderr, arg)
+	case "chdir":
+		return os.Chdir(arg)
+	case "mkdir":
+		return os.Mkdir(arg, 0o777)
+	case "putenv":
+		k, v, _ := strings.Cut(arg, "=")
+		return os.Setenv(k, v)
+	case "unlink":
+		return os.Remove(arg)
+	case "write", "append":
+		path, content, _ := strings.Cut(arg, " ")
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if action == "append" {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		}
+		f, err := os.OpenFile(path, flags, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case "sethostname", "hostname":
+		return setHostname(arg)
+	case "mount":
+		return hookMount(strings.Fields(arg))
+	case "umount":
+		return hookUnmount(strings.Fields(arg))
+	case "exit":
+		code, _ := strconv.Atoi(arg)
+		os.Exit(code)
+	default:
+		return fmt.Errorf("unsupported hook action %q", action)
+	}
+	return nil
+}
+
+// execPatch replaces the runner with the patched program, if the config
+// names one. It only returns on failure or when there is nothing to exec.
+func execPatch(opts *Options, key string, args []string) error {
+	cmd, hasCmd := opts.Last(key)
+	cmdline, hasLine := opts.Last(key + "-arg")
+	if (!hasCmd || cmd == "") && (!hasLine || cmdline == "") {
+		return nil
+	}
+	if dir, ok := opts.Last("chdir"); ok && dir != "" {
+		if err := os.Chdir(dir); err != nil {
+			return fmt.Errorf("chdir: %w", err)
+		}
+	}
+	if hasCmd && cmd != "" {
+		path, err := lookPath(cmd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		argv := append([]string{cmd}, args...)
+		return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	}
+	argv := commandArgv(cmdline)
+	path, err := lookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("%s-arg: %w", key, err)
+	}
+	return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+}
+
+// commandArgv turns a uWSGI "-arg" command line into an argv. Lines without
+// shell syntax are exec'd directly, saving a shell per spawn; anything else
+// goes through /bin/sh -c exactly as uWSGI does.
+func commandArgv(cmdline string) []string {
+	if strings.ContainsAny(cmdline, "\"'`\\$;&|<>(){}*?[]~#=%!\n") {
+		return []string{"/bin/sh", "-c", cmdline}
+	}
+	fields := strings.Fields(cmdline)
+	if len(fields) == 0 {
+		return []string{"/bin/sh", "-c", cmdline}
+	}
+	return fields
+}
+
+func lookPath(prog string) (string, error) {
+	if strings.Contains(prog, "/") {
+		return prog, nil
+	}
+	return exec.LookPath(prog)
+}
+
+// dropPrivileges applies the config's gid then uid (names or numbers), with
+// the user's supplementary groups, as uWSGI's uid/gid options do. Only root
+// can change them; asking for one's own ids is not an error.
+func dropPrivileges(opts *Options) error {
+	if !opts.Has("uid") && !opts.Has("gid") {
+		return nil
+	}
+	cred, err := credentialFor(opts)
+	if err != nil {
+		return err
+	}
+	uid, gid := int(cred.Uid), int(cred.Gid)
+	if os.Getuid() != 0 {
+		if uid != os.Getuid() || gid != os.Getgid() {
+			return fmt.Errorf("cannot switch to uid %d gid %d as non-root user %d", uid, gid, os.Getuid())
+		}
+		return nil
+	}
+	groups := make([]int, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = int(g)
+	}
+	ppid := os.Getppid()
+	if err := setIDs(uid, gid, groups); err != nil {
+		return err
+	}
+	if os.Getenv("UWSGI_EMPEROR_FD") != "" {
+		rearmParentDeath(ppid)
+	}
+	return nil
+}
+
+func lookupUser(s string) (*user.User, int, error) {
+	u, err := user.Lookup(s)
+	if err != nil {
+		if u, err = user.LookupId(s); err != nil {
+			if n, convErr := strconv.Atoi(s); convErr == nil {
+				return nil, n, nil
+			}
+			return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+		}
+	}
+	n, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+	}
+	return u, n, nil
+}
+
+func lookupGroup(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n, nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return 0, fmt.Errorf("gid %s: %w", s, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // setIDs switches the whole process to gid, uid with exactly the given
@@ -4131,4 +4063,113 @@ func setIDs(uid, gid int, groups []int) error {
 		return fmt.Errorf("setuid(%d): %w", uid, err)
 	}
 	return nil
+}
+
+// configAsINI turns "--config FILE" for a name no loader claims (what the
+// emperor passes for --emperor-extra-extension configs) into "--ini FILE":
+// uWSGI would need a configurator plugin; the runner reads such files as INI.
+func configAsINI(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] != "--config" {
+			continue
+		}
+		known := false
+		for _, ext := range configSuffixes {
+			if strings.HasSuffix(out[i+1], ext) {
+				known = true
+			}
+		}
+		if !known {
+			out[i] = "--ini"
+		}
+	}
+	return out
+}
+
+// configArgName finds the vassal config on the runner's command line, for
+// error messages.
+func configArgName(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		key, val, hasVal := strings.Cut(a, "=")
+		switch key {
+		case "ini", "xml", "json", "js", "yaml", "yml", "config":
+			if hasVal {
+				return val
+			}
+			if i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+	}
+	if len(args) > 0 {
+		return args[len(args)-1]
+	}
+	return "?"
+}
+
+// ==== The pre-exec stage ================================================
+
+// shimEnv marks the emperor's own binary running as a vassal's pre-exec
+// stage (see shimNeeded); it never reaches the vassal.
+const shimEnv = "EMPEROR_PRE_EXEC"
+
+type shimSpec struct {
+	exec     string
+	caps     uint64
+	uid, gid int
+	private  bool
+}
+
+func (s shimSpec) String() string {
+	out := fmt.Sprintf("exec=%s caps=%x uid=%d gid=%d", s.exec, s.caps, s.uid, s.gid)
+	if s.private {
+		out += " private=1"
+	}
+	return out
+}
+
+func parseShimSpec(spec string) shimSpec {
+	s := shimSpec{uid: -1, gid: -1}
+	for _, f := range strings.Fields(spec) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "exec":
+			s.exec = v
+		case "caps":
+			s.caps, _ = strconv.ParseUint(v, 16, 64)
+		case "uid":
+			s.uid, _ = strconv.Atoi(v)
+		case "gid":
+			s.gid, _ = strconv.Atoi(v)
+		case "private":
+			s.private = v == "1"
+		}
+	}
+	return s
+}
+
+// ==== Logging and small helpers =========================================
+
+// Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
+// ctime-style stamp. One write per line keeps lines whole when vassals share
+// the same stderr.
+func logRaw(format string, a ...any) {
+	line := fmt.Sprintf(format, a...) + "\n"
+	_, _ = os.Stderr.WriteString(line)
+}
+
+func logVerbose(format string, a ...any) {
+	stamp := time.Now().Format("Mon Jan _2 15:04:05 2006")
+	logRaw(stamp+" - "+format, a...)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

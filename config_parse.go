@@ -1,4 +1,5 @@
-// Config parsing compatible with uWSGI 2.0 (SPEC §10): the ordered option
+// Config parsing compatible with uWSGI 2.0 (core/config.c, core/ini.c,
+// core/xmlconf.c, core/json.c, core/yaml.c and core/logic.c): the ordered option
 // list built from the environment, the command line and config files in every
 // format uWSGI accepts, with magic variables, placeholders and logic blocks.
 //
@@ -718,19 +719,20 @@ var configOptionKind = map[string]string{
 	"json": "json", "js": "json", "config": "",
 }
 
+// configFormats are the config languages uWSGI reads, by file suffix. The
+// kind is also the loader option such a file is passed with (--ini FILE).
+var configFormats = []struct{ suffix, kind string }{
+	{".ini", "ini"}, {".xml", "xml"}, {".yaml", "yaml"}, {".yml", "yaml"}, {".json", "json"}, {".js", "json"},
+}
+
 // configKindByExt is uwsgi_opt_load's extension test. It looks at the file
 // part only, so "include = x.ini:sec" works (uWSGI tests the whole argument
 // and fails on it).
 func configKindByExt(file string) string {
-	switch {
-	case strings.HasSuffix(file, ".ini"):
-		return "ini"
-	case strings.HasSuffix(file, ".xml"):
-		return "xml"
-	case strings.HasSuffix(file, ".yaml"), strings.HasSuffix(file, ".yml"):
-		return "yaml"
-	case strings.HasSuffix(file, ".json"), strings.HasSuffix(file, ".js"):
-		return "json"
+	for _, f := range configFormats {
+		if strings.HasSuffix(file, f.suffix) {
+			return f.kind
+		}
 	}
 	return ""
 }
@@ -883,6 +885,9 @@ func (p *cfgParser) parseData(kind, name string, data []byte, section string) ([
 	return opts, err
 }
 
+// configParseText runs the parser of one format on already magic-substituted
+// text: the options of the asked section ("" = "uwsgi"; for XML, the id asked
+// after ':', "" = any).
 func configParseText(kind string, t *cfgText, section string) ([]Option, error) {
 	switch kind {
 	case "ini":
@@ -1194,12 +1199,6 @@ func configRegexpMatch(pattern, s string) bool {
 	return err == nil && re.MatchString(s)
 }
 
-// configParseINI parses INI text (already magic-substituted) and returns the
-// options of the asked section ("" = "uwsgi").
-func configParseINI(name string, data []byte, section string) ([]Option, error) {
-	return configParseINIText(&cfgText{name: name, data: data}, section)
-}
-
 // configParseINIText follows core/ini.c: no inline comments, no quoting, the
 // section header is the line minus its first and last byte, a key without '='
 // gets an empty value, repeated sections and keys all count.
@@ -1238,11 +1237,6 @@ func configParseINIText(t *cfgText, section string) ([]Option, error) {
 }
 
 func configTrimINI(b []byte) []byte { return bytes.Trim(b, " \t\r") }
-
-// configParseYAML parses YAML text (already magic-substituted).
-func configParseYAML(name string, data []byte, section string) ([]Option, error) {
-	return configParseYAMLText(&cfgText{name: name, data: data}, section)
-}
 
 // configParseYAMLText is uWSGI's line-based YAML subset (core/yaml.c without
 // libyaml) with the parts of the libyaml build that real configs rely on:
@@ -1489,11 +1483,6 @@ func configYAMLFlow(t *cfgText, off int, s string) ([]string, error) {
 			return nil, t.errorf(off, "expected ',' or ']' in flow sequence")
 		}
 	}
-}
-
-// configParseJSON parses JSON text (already magic-substituted).
-func configParseJSON(name string, data []byte, section string) ([]Option, error) {
-	return configParseJSONText(&cfgText{name: name, data: data}, section)
 }
 
 // configParseJSONText follows core/json.c (yajl-tree build): the first member
@@ -1847,12 +1836,6 @@ func configSnippet(b []byte) string {
 		b = b[:20]
 	}
 	return string(b)
-}
-
-// configParseXML parses XML text (already magic-substituted); section is the
-// id asked after ':' ("" = any).
-func configParseXML(name string, data []byte, section string) ([]Option, error) {
-	return configParseXMLText(&cfgText{name: name, data: data}, section)
 }
 
 // cfgXMLNode is the little DOM the XML loader needs: libxml2's node kinds

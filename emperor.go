@@ -3,6 +3,37 @@
 // running per config. Run with an `emperor` option it is the emperor; run
 // with a vassal config (as the emperor runs its vassals by default) it is
 // the vassal runner.
+//
+// Start reading at the emperor and its loop: one goroutine owns all state
+// and selects over the channels of loopInputs; every case is one call into
+// a section below. The sections, in the order the loop uses them:
+//
+//	The emperor and its loop   the state, its start, the select
+//	Timers                     every delay is a deadline on one heap; the kinds and what each fires
+//	Signals                    HUP, INT/TERM/QUIT, USR1, URG, WINCH
+//	Watching configs           monitors (dirs, globs), scans, inotify hints, content digests
+//	Symlinked configs          the chains a symlinked config resolves through, each link watched
+//	Vassals and their lifecycle  records, admission, wake, reload, stop and curse, deletion
+//	Spawning                   fork+exec batches, the spawner threads, how a vassal is exec'd
+//	Direct exec                the runner's work done at fork time for simple configs
+//	Exits, respawns and strays the reaper, what an exit leads to, killing leftovers
+//	The Emperor protocol       bytes from vassals, heartbeats
+//	The blacklist              uWSGI's crash-loop throttle
+//	On-demand vassals          sockets the emperor holds until a client comes
+//	Stats                      the snapshot, uWSGI's JSON layout, Prometheus, the server, --status
+//	systemd and a parent emperor  sd_notify both ways, an emperor as a vassal
+//	Shutdown                   ragnarok, no mercy, the burial
+//	The emperor's configuration   options read once into emperorConfig
+//	Options and help           the one table of options the emperor knows, --help
+//	Command line and start-up  main, run, what an invocation becomes
+//	The vassal runner          a vassal config applied in-process, then exec
+//	The pre-exec stage         the emperor re-executed between fork and exec
+//	Logging and small helpers
+//
+// Beside this file: emperor_linux.go and emperor_other.go hold the
+// operating-system verbs (reaping, epoll, namespaces, capabilities, fd
+// tables), the same API on every system; config_parse.go is uWSGI's config
+// language (ini, xml, json, yaml, magic variables, placeholders, logic).
 package main
 
 import (
@@ -31,83 +62,73 @@ import (
 
 // ==== The emperor and its loop ==========================================
 
+// emperor is the whole state of a running emperor. The loop goroutine owns
+// it: every field is read and written there only, so nothing needs a lock.
+// Other goroutines hand data in through the channels of in and get answers
+// the same way; code that runs off the loop holds a narrow handle of its
+// own (spawnerPool, statsServer), never an *emperor. Each field is one
+// concern, declared at the top of its section below.
 type emperor struct {
-	cfg      *emperorConfig
-	monitors []*monitor
-	vassals  map[string]*vassal
-	order    []*vassal // insertion order: stats and SIGUSR1 list vassals in it
-	nDeleted int
-	byPid    map[int]*vassal
-	byFd     map[int]*vassal
-	odByFd   map[int]*vassal // on-demand listeners being watched
-	aux      map[int]bool    // the emperor's own helper children (on-demand-exec)
-	black    *blacklist
-	timers   timerQueue
-	refused  map[string]fileState        // tyrant refusals already logged
-	links    map[linkKey]linkChain       // symlinked configs, dangling ones too
-	linkIdx  map[string]map[linkKey]bool // path -> configs whose chain holds it
-	linkDirs map[string]int              // watched dirs of those chains, refcounted
+	cfg      *emperorConfig // the options, read once; never changed after start
+	in       loopInputs     // what the loop selects on
+	timers   timerQueue     // every delay, as a deadline on one heap
+	watch    configWatch    // monitors, scans and inotify
+	links    symlinks       // what symlinked configs resolve through
+	vassals  vassalTable    // every vassal record and its indexes
+	spawns   spawnBatch     // forks being prepared, and the spawner threads
+	strays   strayState     // processes that are not vassals
+	poll     pollSet        // descriptors the loop reads, in one epoll set
+	black    *blacklist     // the crash-loop throttle
+	sd       systemdState   // what systemd was told, and when
+	parent   parentLink     // our own emperor, when we are a vassal
+	shutdown shutdownState  // set once ragnarok starts
+}
 
-	exits    chan childExit
-	readable chan readyFD
-	fsHints  chan string
-	sigs     chan os.Signal
-	statsReq chan chan *statsSnapshot
-	notified chan notifyMsg
-	odResult chan odResolved
-	done     chan struct{}
-
-	watcher    *fdWatcher
-	fs         *fsWatch
-	devnull    *os.File
-	baseEnv    []string
-	startCwd   string
-	nextToken  uint32
-	dying      bool
-	dyingSince time.Time
-	sweepDue   bool
-
-	notify        *sdNotifier
-	statusPending bool
-	lastStatus    time.Time
-	parentFd      int // our own emperor's protocol fd when we are a sub-emperor
-	parentToken   uint32
-
-	batch       []*spawnJob // spawns collected by spawning()
-	batchSent   int         // how many of batch the spawner threads took
-	batchDone   int         // how many of those they finished
-	spawnJobs   chan *spawnJob
-	spawnDone   chan struct{}
-	spawnerCnt  int           // spawner threads running; 0: the loop forks itself
-	spawnWaited time.Duration // time the loop spent waiting for spawners
+// loopInputs are the channels the loop selects on. Each is fed by one
+// goroutine that owns its source and exits once done is closed.
+type loopInputs struct {
+	exits    chan childExit           // the reaper: every wait4 result
+	readable chan readyFD             // the poller: a descriptor of poll became readable
+	fsHints  chan string              // inotify: a path changed ("" after an overflow)
+	sigs     chan os.Signal           // signals the emperor acts on
+	statsReq chan chan *statsSnapshot // stats clients, asking for a snapshot
+	notified chan notifyMsg           // sd_notify datagrams from vassals
+	odResult chan odResolved          // on-demand-exec output readers
+	done     chan struct{}            // closed when the emperor is buried
 }
 
 func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	e := &emperor{
-		cfg:      cfg,
-		vassals:  map[string]*vassal{},
-		byPid:    map[int]*vassal{},
-		byFd:     map[int]*vassal{},
-		odByFd:   map[int]*vassal{},
-		aux:      map[int]bool{},
-		odResult: make(chan odResolved, 64),
-		notified: make(chan notifyMsg, 256),
-		black:    newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
-		refused:  map[string]fileState{},
-		links:    map[linkKey]linkChain{},
-		linkIdx:  map[string]map[linkKey]bool{},
-		linkDirs: map[string]int{},
-		exits:    make(chan childExit, 256),
-		readable: make(chan readyFD, 256),
-		fsHints:  make(chan string, 1024),
-		sigs:     make(chan os.Signal, 16),
-		statsReq: make(chan chan *statsSnapshot),
-		done:     make(chan struct{}),
-		baseEnv:  vassalEnv(os.Environ()),
-		parentFd: -1,
+		cfg: cfg,
+		in: loopInputs{
+			exits:    make(chan childExit, 256),
+			readable: make(chan readyFD, 256),
+			fsHints:  make(chan string, 1024),
+			sigs:     make(chan os.Signal, 16),
+			statsReq: make(chan chan *statsSnapshot),
+			notified: make(chan notifyMsg, 256),
+			odResult: make(chan odResolved, 64),
+			done:     make(chan struct{}),
+		},
+		watch: configWatch{refused: map[string]fileState{}},
+		links: symlinks{
+			chains: map[linkKey]linkChain{},
+			byPath: map[string]map[linkKey]bool{},
+			dirs:   map[string]int{},
+		},
+		vassals: vassalTable{
+			byName: map[string]*vassal{},
+			byPid:  map[int]*vassal{},
+			byFd:   map[int]*vassal{},
+			odByFd: map[int]*vassal{},
+		},
+		spawns: spawnBatch{baseEnv: vassalEnv(os.Environ())},
+		strays: strayState{helpers: map[int]bool{}},
+		black:  newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
+		parent: parentLink{fd: -1},
 	}
 	var err error
-	if e.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+	if e.spawns.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
 	// Spawner threads are made now: while threads can be had (creating
@@ -115,24 +136,24 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	// and outside any jail, where /proc tells their fds apart. Inherited
 	// fds are marked close-on-exec first: the threads' tables copy flags.
 	cloexecInherited()
-	e.startSpawners()
+	e.spawns.pool = startSpawnerPool()
 	// The jail comes before the monitors, so their paths (and binary-path)
 	// are read inside it, as uWSGI's are; sockets are bound later, from in
 	// there, and the uid/capability drop comes after binding.
 	if err := enterChroot(cfg.own.chroot); err != nil {
 		return nil, err
 	}
-	if e.startCwd, err = os.Getwd(); err != nil {
+	if e.watch.startCwd, err = os.Getwd(); err != nil {
 		return nil, fmt.Errorf("getcwd: %w", err)
 	}
 	for i, arg := range cfg.monitors {
-		m, err := newMonitor(i, arg, e.startCwd)
+		m, err := newMonitor(i, arg, e.watch.startCwd)
 		if err != nil {
 			return nil, err
 		}
-		e.monitors = append(e.monitors, m)
+		e.watch.monitors = append(e.watch.monitors, m)
 	}
-	if e.watcher, err = newFDWatcher(e.readable, e.done); err != nil {
+	if e.poll.watcher, err = newFDWatcher(e.in.readable, e.in.done); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -152,15 +173,15 @@ func (e *emperor) start() error {
 	if soft, hard, err := nofileLimit(); err == nil {
 		logRaw("[emperor] RLIMIT_NOFILE: %d (hard %d); vassals start with the soft limit the emperor was given", soft, hard)
 	}
-	notifySignals(e.sigs)
-	startReaper(e.exits, e.done)
-	e.notify = newSDNotifier()
+	notifySignals(e.in.sigs)
+	startReaper(e.in.exits, e.in.done)
+	e.sd.notify = newSDNotifier()
 	e.attachParentEmperor()
 	if e.cfg.notifySocket != "" {
-		if err := listenVassalNotify(e.cfg.notifySocket, e.notified, e.done); err != nil {
+		if err := listenVassalNotify(e.cfg.notifySocket, e.in.notified, e.in.done); err != nil {
 			return err
 		}
-		e.baseEnv = append(e.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
+		e.spawns.baseEnv = append(e.spawns.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
 			"WATCHDOG_USEC="+strconv.FormatInt(e.cfg.heartbeat.Microseconds(), 10))
 	}
 	logRaw("*** starting uWSGI Emperor ***")
@@ -174,10 +195,10 @@ func (e *emperor) start() error {
 	if e.cfg.stats != "" {
 		e.bindStats()
 	}
-	e.fs = startFSWatch(e.fsHints, e.done)
-	for _, m := range e.monitors {
+	e.watch.fs = startFSWatch(e.in.fsHints, e.in.done)
+	for _, m := range e.watch.monitors {
 		for _, d := range m.watchDirs() {
-			e.fs.add(d)
+			e.watch.fs.add(d)
 		}
 	}
 	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
@@ -203,33 +224,33 @@ func (e *emperor) loop() int {
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
 	// Every config present at start has been spawned (or is throttled or
 	// waiting for its first client): now the service is up.
-	e.notify.send("READY=1\nSTATUS=" + e.statusLine())
-	e.lastStatus = time.Now()
-	if e.notify != nil && e.notify.watchdog > 0 {
-		e.timers.push(timerItem{at: time.Now().Add(e.notify.watchdog), kind: tWatchdog})
+	e.sd.notify.send("READY=1\nSTATUS=" + e.statusLine())
+	e.sd.lastStatus = time.Now()
+	if e.sd.notify != nil && e.sd.notify.watchdog > 0 {
+		e.timers.push(timerItem{at: time.Now().Add(e.sd.notify.watchdog), kind: tWatchdog})
 	}
 	timer := time.NewTimer(time.Hour)
 	for {
-		if e.dying && len(e.vassals) == 0 {
+		if e.shutdown.dying && len(e.vassals.byName) == 0 {
 			return e.bury()
 		}
 		e.armTimer(timer)
 		select {
-		case ex := <-e.exits:
+		case ex := <-e.in.exits:
 			e.onExit(ex)
-		case r := <-e.readable:
+		case r := <-e.in.readable:
 			e.onReadable(r)
-		case dir := <-e.fsHints:
+		case dir := <-e.in.fsHints:
 			e.onFSHint(dir)
-		case s := <-e.sigs:
+		case s := <-e.in.sigs:
 			e.onSignal(s)
 		case <-timer.C:
 			e.fireTimers()
-		case reply := <-e.statsReq:
+		case reply := <-e.in.statsReq:
 			reply <- e.snapshot()
-		case r := <-e.odResult:
+		case r := <-e.in.odResult:
 			e.onDemandResolved(r)
-		case m := <-e.notified:
+		case m := <-e.in.notified:
 			e.onNotify(m)
 		}
 	}
@@ -260,29 +281,137 @@ type odResolved struct {
 	sock string
 }
 
-// ==== Timers ============================================================
+// startReaper owns all waiting: no other code calls wait4, so exits are never
+// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
+// coalesced signals lose nothing.
+func startReaper(out chan<- childExit, done <-chan struct{}) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		defer signal.Stop(sigchld)
+		for {
+			for {
+				var ws syscall.WaitStatus
+				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+				if err == syscall.EINTR {
+					continue
+				}
+				if pid <= 0 || err != nil {
+					break
+				}
+				select {
+				case out <- childExit{pid: pid, status: ws}:
+				case <-done:
+					return
+				}
+			}
+			select {
+			case <-sigchld:
+			case <-done:
+				return
+			}
+		}
+	}()
+}
 
-// Timer kinds. Every delay is a deadline in the loop's queue: the emperor
-// never sleeps, so a throttled vassal holds up nothing else.
+// signalsWatched are the signals the emperor acts on, as uWSGI's emperor
+// does (core/emperor.c: emperor_loop and its signal handlers).
+var signalsWatched = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGURG, syscall.SIGWINCH}
+
+func notifySignals(ch chan os.Signal) {
+	signal.Notify(ch, signalsWatched...)
+	// Catching SIGPIPE (rather than ignoring it) keeps a closed log pipe from
+	// killing the emperor while vassals still start with the default
+	// disposition: ignored signals survive exec, caught ones do not.
+	signal.Notify(ch, syscall.SIGPIPE)
+}
+
+// startFSWatch forwards each event's path ("" after an overflow) to the
+// loop.
+func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
+		return &fsWatch{}
+	}
+	go func() {
+		defer w.Close()
+		for {
+			var dir string
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				logRaw("[emperor] file watch: %v: rescanning everything", err)
+				dir = ""
+			case <-done:
+				return
+			}
+			select {
+			case hints <- dir:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return &fsWatch{w: w}
+}
+
+// ==== Timers ============================================================
+// Every delay is a deadline in the loop's queue: the emperor never sleeps,
+// so a throttled vassal holds up nothing else.
+
+// timerKind says what a deadline is for. Each kind has its row in
+// timerKinds; a kind without one fails TestEveryTimerKindIsHandled.
+type timerKind uint8
+
 const (
-	tFullScan = iota
-	tRescan
-	tSweep
-	tMercy
-	tStatus
-	tWatchdog
-	tStatsRetry
-	tRespawn
-	tKill
-	tHeartbeat
+	tFullScan   timerKind = iota // the safety-net scan of every monitor
+	tRescan                      // a debounced look at what inotify reported (mon)
+	tSweep                       // look for strays shortly after a vassal ended
+	tMercy                       // reload-mercy ran out at shutdown
+	tStatus                      // STATUS= to systemd, at most once a second
+	tWatchdog                    // WATCHDOG=1 to systemd
+	tStatsRetry                  // bind the stats address again
+	tRespawn                     // a throttled vassal's time has come (v)
+	tKill                        // a stopping vassal overstayed: SIGKILL its tree (v)
+	tHeartbeat                   // a heartbeat deadline (v)
+	numTimerKinds
 )
+
+// timerKinds is, per kind, its name, whether it belongs to one vassal
+// process (then it is dropped once that process or record is gone: its gen
+// moved on), and what firing it does.
+var timerKinds = [numTimerKinds]struct {
+	name   string
+	vassal bool
+	fire   func(e *emperor, it timerItem)
+}{
+	tFullScan:   {"full scan", false, (*emperor).fullScanDue},
+	tRescan:     {"rescan", false, func(e *emperor, it timerItem) { e.rescanDirty(e.watch.monitors[it.mon]) }},
+	tSweep:      {"sweep", false, func(e *emperor, _ timerItem) { e.strays.sweepDue = false; e.sweepStrays() }},
+	tMercy:      {"mercy", false, func(e *emperor, _ timerItem) { e.noMercy() }},
+	tStatus:     {"status", false, func(e *emperor, _ timerItem) { e.sendStatus() }},
+	tWatchdog:   {"watchdog", false, (*emperor).watchdogDue},
+	tStatsRetry: {"stats retry", false, (*emperor).statsRetryDue},
+	tRespawn:    {"respawn", true, func(e *emperor, it timerItem) { e.wake(it.v) }},
+	tKill:       {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
+	tHeartbeat:  {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
+}
 
 type timerItem struct {
 	at   time.Time
-	kind int
-	v    *vassal
-	gen  uint64 // the vassal generation it was set for; stale ones are dropped
-	mon  int
+	kind timerKind
+	v    *vassal // vassal kinds: the record
+	gen  uint64  // vassal kinds: the generation it was set for
+	mon  int     // tRescan: the monitor's index
 }
 
 // timerQueue is a binary min-heap on deadline.
@@ -346,6 +475,7 @@ func (e *emperor) armTimer(t *time.Timer) {
 	t.Reset(d)
 }
 
+// fireTimers runs every deadline that has passed, in deadline order.
 func (e *emperor) fireTimers() {
 	now := time.Now()
 	for {
@@ -353,70 +483,38 @@ func (e *emperor) fireTimers() {
 		if !ok {
 			return
 		}
-		switch it.kind {
-		case tFullScan:
-			t0, waited := time.Now(), e.spawnWaited
-			if !e.dying {
-				e.retryWatches()
-				e.scanAll()
-			}
-			// The scan's own cost: waiting for forks of configs it found
-			// is not scanning.
-			cost := time.Since(t0) - (e.spawnWaited - waited)
-			e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(cost)), kind: tFullScan})
-		case tRescan:
-			e.rescanDirty(e.monitors[it.mon])
-		case tSweep:
-			e.sweepDue = false
-			e.sweepStrays()
-		case tMercy:
-			e.noMercy()
-		case tStatus:
-			e.sendStatus()
-		case tStatsRetry:
-			if !e.dying {
-				e.bindStats()
-			}
-		case tWatchdog:
-			e.notify.send("WATCHDOG=1")
-			e.timers.push(timerItem{at: time.Now().Add(e.notify.watchdog), kind: tWatchdog})
-		default:
-			if it.v != nil && it.v.gen == it.gen && !it.v.deleted {
-				e.fireVassalTimer(it)
-			}
+		kind := timerKinds[it.kind]
+		if kind.vassal && (it.v.gen != it.gen || it.v.deleted) {
+			continue
 		}
+		kind.fire(e, it)
 	}
 }
 
-func (e *emperor) fireVassalTimer(it timerItem) {
-	v := it.v
-	switch it.kind {
-	case tRespawn:
-		e.wake(v)
-	case tKill:
-		if v.pid > 0 {
-			logVerbose("[emperor] vassal %s (pid: %d) did not stop in time, killing it", v.name, v.pid)
-			signalTree(v.pid, syscall.SIGKILL)
-			e.timers.push(timerItem{at: time.Now().Add(e.cfg.curseTolerance), kind: tKill, v: v, gen: v.gen})
-		}
-	case tHeartbeat:
-		e.checkHeartbeat(v)
+func (e *emperor) fullScanDue(timerItem) {
+	t0, waited := time.Now(), e.spawns.waited
+	if !e.shutdown.dying {
+		e.retryWatches()
+		e.scanAll()
+	}
+	// The scan's own cost: waiting for forks of configs it found is not
+	// scanning.
+	cost := time.Since(t0) - (e.spawns.waited - waited)
+	e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(cost)), kind: tFullScan})
+}
+
+func (e *emperor) watchdogDue(timerItem) {
+	e.sd.notify.send("WATCHDOG=1")
+	e.timers.push(timerItem{at: time.Now().Add(e.sd.notify.watchdog), kind: tWatchdog})
+}
+
+func (e *emperor) statsRetryDue(timerItem) {
+	if !e.shutdown.dying {
+		e.bindStats()
 	}
 }
 
 // ==== Signals ===========================================================
-
-// signalsWatched are the signals the emperor acts on (SPEC 7.1).
-var signalsWatched = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGURG, syscall.SIGWINCH}
-
-func notifySignals(ch chan os.Signal) {
-	signal.Notify(ch, signalsWatched...)
-	// Catching SIGPIPE (rather than ignoring it) keeps a closed log pipe from
-	// killing the emperor while vassals still start with the default
-	// disposition: ignored signals survive exec, caught ones do not.
-	signal.Notify(ch, syscall.SIGPIPE)
-}
 
 func (e *emperor) onSignal(s os.Signal) {
 	switch s {
@@ -429,24 +527,24 @@ func (e *emperor) onSignal(s os.Signal) {
 	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT:
 		e.ragnarok()
 	case syscall.SIGWINCH:
-		if !e.dying {
+		if !e.shutdown.dying {
 			e.scanAll()
 		}
 	}
 }
 
 func (e *emperor) reloadAll() {
-	e.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	e.sd.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	now := time.Now().Unix()
-	for _, v := range e.liveVassals() {
+	for _, v := range e.vassals.live() {
 		v.lastMod = now
 		e.reload(v, "SIGHUP")
 	}
-	e.notify.send("READY=1\nSTATUS=" + e.statusLine())
+	e.sd.notify.send("READY=1\nSTATUS=" + e.statusLine())
 }
 
 func (e *emperor) dumpStatus() {
-	for _, v := range e.liveVassals() {
+	for _, v := range e.vassals.live() {
 		logRaw("vassal instance %s (last modified %d) status %d loyal %d zerg 0", v.name, v.lastMod, v.status, b2i(v.loyal))
 	}
 }
@@ -455,12 +553,22 @@ func (e *emperor) clearBlacklist() {
 	logVerbose("[emperor] cleaning up blacklist ...")
 	e.black.clear()
 	// The operator's kick: everything waiting out a throttle starts now.
-	for _, v := range e.liveVassals() {
+	for _, v := range e.vassals.live() {
 		e.wake(v)
 	}
 }
 
 // ==== Watching configs ==================================================
+
+// configWatch is what the loop knows of the places configs come from.
+// Invariant: every directory a monitor lists is watched by fs (or fs has
+// failed and the periodic scan is the only source, at a shorter interval).
+type configWatch struct {
+	monitors []*monitor           // one per --emperor value, in order; fixed after start
+	fs       *fsWatch             // inotify (kqueue elsewhere); nil-safe
+	startCwd string               // the emperor's cwd inside its jail: base of relative globs
+	refused  map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+}
 
 // monitor is one --emperor value: a directory or a glob pattern.
 type monitor struct {
@@ -608,13 +716,13 @@ func (e *emperor) refreshGlobDirs(m *monitor) {
 	oldDirs, oldSet := m.watchDirs(), m.globSet
 	m.setGlobDirs(m.listGlobDirs())
 	for _, d := range m.globDirs {
-		if (!oldSet[d] || m.globReadd[d]) && e.fs.add(d) {
+		if (!oldSet[d] || m.globReadd[d]) && e.watch.fs.add(d) {
 			delete(m.globReadd, d)
 		}
 	}
 	for _, d := range oldDirs {
-		if !m.globSet[d] && !e.isWatchedMonitorDir(d) && e.linkDirs[d] == 0 {
-			e.fs.remove(d)
+		if !m.globSet[d] && !e.isWatchedMonitorDir(d) && e.links.dirs[d] == 0 {
+			e.watch.fs.remove(d)
 		}
 	}
 }
@@ -722,7 +830,7 @@ func (m *monitor) list() ([]candidate, error) {
 
 func (e *emperor) scanAll() {
 	e.spawning(func() {
-		for _, m := range e.monitors {
+		for _, m := range e.watch.monitors {
 			e.scanMonitor(m)
 		}
 	})
@@ -748,7 +856,7 @@ func (e *emperor) scanMonitor(m *monitor) {
 		logVerbose("[emperor] %s is readable again", m.arg)
 		m.lastErr = ""
 		for _, d := range m.watchDirs() {
-			e.fs.add(d) // a directory that came back needs a new watch
+			e.watch.fs.add(d) // a directory that came back needs a new watch
 		}
 	}
 	seen := make(map[string]bool, len(cands))
@@ -758,7 +866,7 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		listed[c.name] = true
-		v := e.vassals[c.name]
+		v := e.vassals.byName[c.name]
 		st, ok := e.statConfig(c.path)
 		if !ok || v == nil || (v.mon == m && !v.file.sameStat(st)) {
 			// New, changed or dangling: watch its chain first, then look
@@ -777,12 +885,12 @@ func (e *emperor) scanMonitor(m *monitor) {
 			e.checkChange(v, st)
 		}
 	}
-	for key := range e.links {
+	for key := range e.links.chains {
 		if key.mon == m && !listed[key.name] {
 			e.unfollowLink(key)
 		}
 	}
-	for _, v := range e.liveVassals() {
+	for _, v := range e.vassals.live() {
 		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete {
 			e.stop(v, thenDelete)
 		}
@@ -893,7 +1001,7 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 // overflow, "" for "look everywhere") rescans the whole monitor. Both wait a
 // short debounce that folds an editor's save or a tar's burst into one look.
 func (e *emperor) onFSHint(path string) {
-	for _, m := range e.monitors {
+	for _, m := range e.watch.monitors {
 		switch {
 		case path == "" || path == m.dir:
 			m.fullRescan = true
@@ -913,10 +1021,14 @@ func (e *emperor) onFSHint(path string) {
 		}
 		e.scheduleRescan(m)
 	}
-	// Something a symlinked config resolves through changed (a link on the
-	// way, the file it reaches, the missing name of a dangling link, or a
-	// watched directory itself): look at those configs again.
-	for key := range e.linkIdx[path] {
+	e.recheckLinked(path)
+}
+
+// recheckLinked looks again at every symlinked config whose chain holds
+// path: a link on the way, the file it reaches, the missing name of a
+// dangling link, or a watched directory itself changed.
+func (e *emperor) recheckLinked(path string) {
+	for key := range e.links.byPath[path] {
 		e.markDirty(key.mon, key.name)
 		e.scheduleRescan(key.mon)
 	}
@@ -944,7 +1056,7 @@ func (e *emperor) rescanDirty(m *monitor) {
 	m.rescanPending = false
 	dirty, full := m.dirty, m.fullRescan
 	m.dirty, m.fullRescan = nil, false
-	if e.dying {
+	if e.shutdown.dying {
 		return
 	}
 	e.spawning(func() {
@@ -963,7 +1075,7 @@ func (e *emperor) rescanDirty(m *monitor) {
 func (e *emperor) checkOne(m *monitor, c candidate) {
 	// Whatever changed may have been a link on the way: resolve again.
 	e.followLink(m, c)
-	v := e.vassals[c.name]
+	v := e.vassals.byName[c.name]
 	st, ok := e.statConfig(c.path)
 	switch {
 	case !ok:
@@ -978,7 +1090,7 @@ func (e *emperor) checkOne(m *monitor, c candidate) {
 }
 
 func (e *emperor) isWatchedMonitorDir(dir string) bool {
-	for _, m := range e.monitors {
+	for _, m := range e.watch.monitors {
 		if m.watches(dir) {
 			return true
 		}
@@ -995,62 +1107,25 @@ type fsWatch struct {
 	warned bool // the failure was logged (once, not on every retry)
 }
 
-// startFSWatch forwards each event's path ("" after an overflow) to the
-// loop.
-func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
-		return &fsWatch{}
-	}
-	go func() {
-		defer w.Close()
-		for {
-			var dir string
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				logRaw("[emperor] file watch: %v: rescanning everything", err)
-				dir = ""
-			case <-done:
-				return
-			}
-			select {
-			case hints <- dir:
-			case <-done:
-				return
-			}
-		}
-	}()
-	return &fsWatch{w: w}
-}
-
 // retryWatches tries again to watch every directory after a failure (out
 // of inotify watches): polling covers the gap, inotify comes back when it can.
 func (e *emperor) retryWatches() {
-	if e.fs == nil || e.fs.w == nil || !e.fs.failed {
+	if e.watch.fs == nil || e.watch.fs.w == nil || !e.watch.fs.failed {
 		return
 	}
-	e.fs.failed = false
-	for _, m := range e.monitors {
+	e.watch.fs.failed = false
+	for _, m := range e.watch.monitors {
 		for _, d := range m.watchDirs() {
-			e.fs.add(d)
+			e.watch.fs.add(d)
 		}
 	}
-	for d := range e.linkDirs {
+	for d := range e.links.dirs {
 		if !e.isWatchedMonitorDir(d) {
-			e.fs.add(d)
+			e.watch.fs.add(d)
 		}
 	}
-	if !e.fs.failed {
-		e.fs.warned = false
+	if !e.watch.fs.failed {
+		e.watch.fs.warned = false
 		logRaw("[emperor] file watching restored")
 	}
 }
@@ -1086,7 +1161,7 @@ func (f *fsWatch) add(dir string) bool {
 // never rarer than once a minute, or emperor-freq if that is longer.
 func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 	factor := time.Duration(100)
-	if e.fs != nil && e.fs.w != nil && !e.fs.failed {
+	if e.watch.fs != nil && e.watch.fs.w != nil && !e.watch.fs.failed {
 		factor = 5000
 	}
 	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
@@ -1095,6 +1170,16 @@ func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 const maxScanInterval = time.Minute
 
 // ==== Symlinked configs =================================================
+
+// symlinks is every symlinked config being followed. Invariants: byPath
+// and dirs are derived from chains (each path and directory of a chain
+// names its key; each directory counts the chains holding it), and a
+// directory is watched while its count is above zero or a monitor lists it.
+type symlinks struct {
+	chains map[linkKey]linkChain       // symlinked configs, dangling ones too
+	byPath map[string]map[linkKey]bool // path -> configs whose chain holds it
+	dirs   map[string]int              // watched dirs of those chains, refcounted
+}
 
 // linkKey names a config by its monitor and name, so a dangling link (no
 // vassal yet) is followed like a vassal's config.
@@ -1143,7 +1228,7 @@ func (e *emperor) resolveLink(path string) linkChain {
 // watchChain makes chain what key follows, and reports whether it has
 // anything to watch.
 func (e *emperor) watchChain(key linkKey, chain linkChain) bool {
-	old := e.links[key]
+	old := e.links.chains[key]
 	if len(chain.paths) == 0 {
 		if len(old.paths) != 0 {
 			e.unfollowLink(key)
@@ -1154,34 +1239,34 @@ func (e *emperor) watchChain(key linkKey, chain linkChain) bool {
 	// is never unwatched in between. Every watch is added again: a
 	// directory replaced under the same name needs a new one.
 	for _, dir := range chain.dirs {
-		e.linkDirs[dir]++
+		e.links.dirs[dir]++
 		if !e.isWatchedMonitorDir(dir) {
-			e.fs.add(dir)
+			e.watch.fs.add(dir)
 		}
 	}
 	for _, p := range slices.Concat(chain.paths, chain.dirs) {
-		if e.linkIdx[p] == nil {
-			e.linkIdx[p] = map[linkKey]bool{}
+		if e.links.byPath[p] == nil {
+			e.links.byPath[p] = map[linkKey]bool{}
 		}
-		e.linkIdx[p][key] = true
+		e.links.byPath[p][key] = true
 	}
 	e.releaseChain(key, old, chain)
-	e.links[key] = chain
+	e.links.chains[key] = chain
 	return true
 }
 
 func (e *emperor) unfollowLink(key linkKey) {
-	e.releaseChain(key, e.links[key], linkChain{})
-	delete(e.links, key)
+	e.releaseChain(key, e.links.chains[key], linkChain{})
+	delete(e.links.chains, key)
 }
 
 // releaseChain drops what old holds for key and kept does not.
 func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
 	for _, dir := range old.dirs {
-		if e.linkDirs[dir]--; e.linkDirs[dir] <= 0 {
-			delete(e.linkDirs, dir)
+		if e.links.dirs[dir]--; e.links.dirs[dir] <= 0 {
+			delete(e.links.dirs, dir)
 			if !e.isWatchedMonitorDir(dir) {
-				e.fs.remove(dir)
+				e.watch.fs.remove(dir)
 			}
 		}
 	}
@@ -1189,10 +1274,10 @@ func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
 		if slices.Contains(kept.paths, p) || slices.Contains(kept.dirs, p) {
 			continue
 		}
-		if set := e.linkIdx[p]; set != nil {
+		if set := e.links.byPath[p]; set != nil {
 			delete(set, key)
 			if len(set) == 0 {
-				delete(e.linkIdx, p)
+				delete(e.links.byPath, p)
 			}
 		}
 	}
@@ -1268,45 +1353,78 @@ func splitPath(p string) []string {
 
 // ==== Vassals and their lifecycle =======================================
 
+// vassalTable is every vassal record and the indexes the loop finds one
+// by. Invariants: byName holds exactly the records not deleted; order holds
+// them in insertion order (stats and SIGUSR1 list them so), plus nDeleted
+// deleted ones until live() compacts them; byPid holds v while v.pid > 0,
+// byFd while v.sock >= 0, odByFd while v's listener is in the epoll set.
+type vassalTable struct {
+	byName   map[string]*vassal
+	order    []*vassal
+	nDeleted int
+	byPid    map[int]*vassal
+	byFd     map[int]*vassal
+	odByFd   map[int]*vassal
+}
+
 // vassal is one config and the process running it. Only the loop goroutine
 // touches these.
 type vassal struct {
-	name  string
-	mon   *monitor
-	path  string // what is stat()ed: absolute
-	file  fileState
-	pid   int // 0: not running
-	sock  int // emperor end of the protocol socketpair, -1 when closed
-	token uint32
-	gen   uint64 // bumped per spawn and per exit; timers carry the gen they were set for
+	// The config.
+	name string    // as uWSGI names it: the file name (dir monitor) or the matched path (glob)
+	mon  *monitor  // the monitor that listed it
+	path string    // what is stat()ed: absolute
+	file fileState // the config as last admitted
+	uid  uint32    // the config's owner: who a tyrant vassal runs as
+	gid  uint32
 
-	status  int // uWSGI's: 0 running, 1 stopping/cursed, 2 back to on-demand
-	then    afterExit
-	spoke   bool // sent at least one protocol byte in this process
-	loyal   bool
-	ready   bool
-	accept  bool
-	deleted bool
+	// The process. gen is bumped per spawn and per exit: a timer carries
+	// the gen it was set for, and one set for an earlier process is dropped.
+	pid          int    // 0: not running
+	sock         int    // emperor end of the protocol socketpair, -1 when closed
+	token        uint32 // sock's registration in the poll set
+	gen          uint64
+	spawnPending bool // collected for a batch of fork+execs, not yet run
 
-	born, lastMod                       int64
-	firstRun, lastRun, cursed           int64
+	// Where it is in its life.
+	status    vassalStatus
+	then      afterExit // what happens once the process is gone
+	deleted   bool      // the record is gone from the table; timers for it are dropped
+	killedFor string    // why the emperor itself killed the running process, for restart_reason
+
+	// What the process said on the protocol (reset at each spawn).
+	spoke          bool      // sent at least one byte: it understands the protocol
+	loyal          bool      // byte 17
+	ready          bool      // byte 1
+	accept         bool      // byte 5
+	heartbeatAt    time.Time // the last byte 26, on the monotonic clock
+	heartbeatArmed bool      // a tHeartbeat timer is queued
+
+	// On demand: the socket name and the listener the emperor holds.
+	onDemand string // "" for an ordinary vassal
+	odFd     int    // -1 if none
+	odToken  uint32 // odFd's registration in the poll set
+
+	// The stats document's fields, Unix seconds (uWSGI's names and units).
+	born, lastMod                       int64 // the config's mtime at admission and at the last change
+	firstRun, lastRun, cursed           int64 // spawn times; when it was last asked to stop
 	lastLoyal, lastReady, lastAccepting int64
 	lastHeartbeat                       int64
-	heartbeatAt                         time.Time // monotonic twin of lastHeartbeat
-	respawns                            int
-	heartbeatArmed                      bool
-	nextRetry                           time.Time
-	lastExit, lastReason                string
-	uid, gid                            uint32
-
-	starts       int    // processes started for this record
-	spawnPending bool   // collected for a batch of fork+execs, not yet run
-	killedFor    string // why the emperor itself killed the running process
-	exitCode     int    // last exit code, or -signal
-	onDemand     string // socket name; "" for an ordinary vassal
-	odFd         int    // the listening socket the emperor holds, -1 if none
-	odToken      uint32
+	respawns                            int       // reloads (uWSGI counts them as respawns)
+	starts                              int       // processes started for this record
+	nextRetry                           time.Time // when a throttled vassal starts again
+	lastExit, lastReason                string    // how the last process ended; why it was restarted
+	exitCode                            int       // last exit code, or -signal
 }
+
+// vassalStatus is uWSGI's status of a vassal; SIGUSR1 prints its number.
+type vassalStatus uint8
+
+const (
+	statusRunning    vassalStatus = iota // running, or waiting to run
+	statusCursed                         // asked to stop; killed at its deadline
+	statusToOnDemand                     // stopping, to wait for its next client
+)
 
 // afterExit is what the loop does once a vassal's process is gone.
 type afterExit int
@@ -1319,40 +1437,40 @@ const (
 	thenIdle                       // on-demand vassal going back to waiting for a client
 )
 
-// liveVassals returns the records in insertion order, compacting deleted
-// ones away when they pile up.
-func (e *emperor) liveVassals() []*vassal {
-	if e.nDeleted > 0 {
-		kept := e.order[:0]
-		for _, v := range e.order {
+// live returns the records in insertion order, compacting deleted ones
+// away when they pile up.
+func (t *vassalTable) live() []*vassal {
+	if t.nDeleted > 0 {
+		kept := t.order[:0]
+		for _, v := range t.order {
 			if !v.deleted {
 				kept = append(kept, v)
 			}
 		}
-		for i := len(kept); i < len(e.order); i++ {
-			e.order[i] = nil
+		for i := len(kept); i < len(t.order); i++ {
+			t.order[i] = nil
 		}
-		e.order = kept
-		e.nDeleted = 0
+		t.order = kept
+		t.nDeleted = 0
 	}
-	return e.order
+	return t.order
 }
 
 func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 	if e.cfg.tyrant && (st.uid == 0 || st.gid == 0) {
 		// Logged once per change of the file, not on every scan.
-		if prev, seen := e.refused[c.name]; !seen || !prev.sameStat(st) {
+		if prev, seen := e.watch.refused[c.name]; !seen || !prev.sameStat(st) {
 			logRaw("[emperor-tyrant] invalid permissions for vassal %s", c.name)
-			e.refused[c.name] = st
+			e.watch.refused[c.name] = st
 		}
 		return
 	}
-	delete(e.refused, c.name)
+	delete(e.watch.refused, c.name)
 	st.digest = e.digest(c.path, st)
 	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1, odFd: -1,
 		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
-	e.vassals[c.name] = v
-	e.order = append(e.order, v)
+	e.vassals.byName[c.name] = v
+	e.vassals.order = append(e.vassals.order, v)
 	if e.cfg.odExt == "" && e.cfg.odDir == "" && e.cfg.odExec != "" {
 		e.resolveOnDemandExec(v)
 		return
@@ -1374,7 +1492,7 @@ func (e *emperor) placeVassal(v *vassal, sock string) {
 // wake starts a vassal whose time has come: an on-demand one goes back to
 // watching its socket, any other is spawned.
 func (e *emperor) wake(v *vassal) {
-	if v.pid != 0 || e.dying || v.deleted {
+	if v.pid != 0 || e.shutdown.dying || v.deleted {
 		return
 	}
 	if v.onDemand == "" {
@@ -1397,7 +1515,7 @@ func (e *emperor) wake(v *vassal) {
 // byte 1 and reloads in place (a uWSGI master keeps its pid); one that never
 // spoke it could not act on the byte, so it is restarted instead.
 func (e *emperor) reload(v *vassal, reason string) {
-	if e.dying {
+	if e.shutdown.dying {
 		return
 	}
 	v.lastReason = reason
@@ -1412,7 +1530,7 @@ func (e *emperor) reload(v *vassal, reason string) {
 		e.spawn(v)
 		return
 	}
-	if v.status != 0 {
+	if v.status != statusRunning {
 		return
 	}
 	v.respawns++
@@ -1435,10 +1553,10 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 		}
 		return
 	}
-	if then == thenDelete || v.status == 0 {
+	if then == thenDelete || v.status == statusRunning {
 		v.then = then
 	}
-	if v.status != 0 {
+	if v.status != statusRunning {
 		return
 	}
 	code := byte(0)
@@ -1449,18 +1567,39 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 	if !v.spoke {
 		signalTree(v.pid, syscall.SIGTERM)
 	}
-	v.status = 1
-	v.cursed = time.Now().Unix()
+	status := statusCursed
 	if then == thenIdle {
-		v.status = 2
+		status = statusToOnDemand
 	} else if then != thenRestart {
 		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
 	}
 	grace := e.cfg.curseTolerance
-	if e.dying {
+	if e.shutdown.dying {
 		grace = e.cfg.reloadMercy
 	}
-	e.timers.push(timerItem{at: time.Now().Add(grace), kind: tKill, v: v, gen: v.gen})
+	e.curse(v, status, grace)
+}
+
+// curse marks v as stopping (uWSGI's curse) and arms its deadline:
+// whatever of it is left after grace is killed with its whole tree.
+func (e *emperor) curse(v *vassal, status vassalStatus, grace time.Duration) {
+	v.status, v.cursed = status, time.Now().Unix()
+	e.armKill(v, grace)
+}
+
+func (e *emperor) armKill(v *vassal, after time.Duration) {
+	e.timers.push(timerItem{at: time.Now().Add(after), kind: tKill, v: v, gen: v.gen})
+}
+
+// killDue: a stopping vassal overstayed its deadline. Its tree is killed,
+// again every curse-tolerance until it is gone (a process in D state may
+// take a while).
+func (e *emperor) killDue(v *vassal) {
+	if v.pid > 0 {
+		logVerbose("[emperor] vassal %s (pid: %d) did not stop in time, killing it", v.name, v.pid)
+		signalTree(v.pid, syscall.SIGKILL)
+		e.armKill(v, e.cfg.curseTolerance)
+	}
 }
 
 func (e *emperor) sendByte(v *vassal, b byte) bool {
@@ -1479,8 +1618,8 @@ func (e *emperor) closeSock(v *vassal) {
 	if v.sock < 0 {
 		return
 	}
-	e.watcher.remove(v.sock)
-	delete(e.byFd, v.sock)
+	e.poll.watcher.remove(v.sock)
+	delete(e.vassals.byFd, v.sock)
 	syscall.Close(v.sock)
 	v.sock = -1
 }
@@ -1493,24 +1632,35 @@ func (e *emperor) deleteVassal(v *vassal) {
 	e.closeOnDemand(v)
 	v.deleted = true
 	v.gen++
-	e.nDeleted++
-	delete(e.vassals, v.name)
+	e.vassals.nDeleted++
+	delete(e.vassals.byName, v.name)
 	logVerbose("[emperor] removed uwsgi instance %s", v.name)
-	if !v.loyal && !e.cfg.noBlacklist && !e.dying && v.firstRun != 0 {
+	if !v.loyal && !e.cfg.noBlacklist && !e.shutdown.dying && v.firstRun != 0 {
 		e.black.add(v.name, time.Now())
 	}
-	// Another monitor may list the same name, or the file came back while
-	// the old process was stopping: look again now, not at the next tick.
-	if !e.dying {
-		// Only this name: a full rescan per removal would make a mass
-		// removal quadratic.
-		e.onFSHint(v.path)
-		for _, m := range e.monitors {
-			if !m.glob {
-				e.onFSHint(filepath.Join(m.dir, filepath.Base(v.name)))
+	if !e.shutdown.dying {
+		e.recheck(v)
+	}
+}
+
+// recheck looks again, after the debounce, at the name a record just gave
+// up, in every monitor that may list it: another monitor may list the same
+// name, or the config came back while the old process was stopping. Only
+// the name: a full rescan per removal would make a mass removal quadratic.
+func (e *emperor) recheck(v *vassal) {
+	for _, m := range e.watch.monitors {
+		if m.glob {
+			if e.globHint(m, v.path) {
+				e.scheduleRescan(m)
 			}
+			continue
+		}
+		if name := filepath.Base(v.name); e.cfg.validName(name) {
+			e.markDirty(m, name)
+			e.scheduleRescan(m)
 		}
 	}
+	e.recheckLinked(v.path)
 }
 
 // spawnFailed treats a failed start like a crash, so a missing binary or a
@@ -1531,6 +1681,20 @@ func (e *emperor) scheduleRespawn(v *vassal, wait time.Duration) {
 
 // ==== Spawning ==========================================================
 
+// spawnBatch is the loop's side of starting processes. Invariants: batch
+// is nil outside spawning(); inside, sent <= len(batch) jobs went to the
+// pool and finished <= sent came back; a job's vassal has spawnPending set
+// until finishSpawn.
+type spawnBatch struct {
+	batch    []*spawnJob   // spawns collected by spawning()
+	sent     int           // how many of batch the spawner threads took
+	finished int           // how many of those they finished
+	pool     *spawnerPool  // the spawner threads (pool.n == 0: the loop forks itself)
+	waited   time.Duration // time the loop spent waiting for spawners
+	devnull  *os.File      // stdin of every vassal but on-demand ones
+	baseEnv  []string      // the environment every vassal starts from
+}
+
 // spawn starts the vassal's process with the protocol socket on fd 3,
 // /dev/null on stdin and the emperor's stdout/stderr, in the config's
 // directory, in a process group of its own. Within spawning() the fork is
@@ -1540,7 +1704,7 @@ func (e *emperor) spawn(v *vassal) {
 	if v.spawnPending {
 		return // already collected in this batch
 	}
-	if e.batch == nil {
+	if e.spawns.batch == nil {
 		e.spawning(func() { e.spawn(v) })
 		return
 	}
@@ -1548,11 +1712,11 @@ func (e *emperor) spawn(v *vassal) {
 	if job == nil {
 		return
 	}
-	e.batch = append(e.batch, job)
+	e.spawns.batch = append(e.spawns.batch, job)
 	e.feedSpawners(false)
 	// Preparing is faster than forking: past a short queue, wait for the
 	// spawners rather than hold every prepared plan of a storm at once.
-	for len(e.batch)-e.batchSent > maxQueuedSpawns && e.spawnerCnt > 0 {
+	for len(e.spawns.batch)-e.spawns.sent > maxQueuedSpawns && e.spawns.pool.n > 0 {
 		e.feedSpawner()
 	}
 }
@@ -1626,11 +1790,10 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 		return
 	}
 	_ = syscall.SetNonblock(ours, true)
-	e.nextToken++
-	v.token = e.nextToken
+	v.token = e.poll.token()
 	v.sock, v.pid = ours, pid
 	v.gen++
-	v.status, v.then, v.cursed = 0, thenRespawn, 0
+	v.status, v.then, v.cursed = statusRunning, thenRespawn, 0
 	v.spoke, v.loyal, v.ready, v.accept, v.heartbeatArmed = false, false, false, false, false
 	v.lastHeartbeat, v.nextRetry = 0, time.Time{}
 	now := time.Now().Unix()
@@ -1638,10 +1801,10 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 		v.firstRun = now
 	}
 	v.lastRun = now
-	e.byPid[pid] = v
-	e.byFd[ours] = v
+	e.vassals.byPid[pid] = v
+	e.vassals.byFd[ours] = v
 	v.starts++
-	if err := e.watcher.add(ours, v.token); err != nil {
+	if err := e.poll.watcher.add(ours, v.token); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
@@ -1654,21 +1817,21 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 // cannot be handled before they are recorded: the loop is here until all
 // are. Nested calls join the outer batch.
 func (e *emperor) spawning(f func()) {
-	if e.batch != nil {
+	if e.spawns.batch != nil {
 		f()
 		return
 	}
-	e.batch, e.batchSent, e.batchDone = []*spawnJob{}, 0, 0
+	e.spawns.batch, e.spawns.sent, e.spawns.finished = []*spawnJob{}, 0, 0
 	f()
-	if e.spawnerCnt == 0 {
-		for _, j := range e.batch {
+	if e.spawns.pool.n == 0 {
+		for _, j := range e.spawns.batch {
 			j.run(sharedForkTable)
 		}
 	} else {
 		e.feedSpawners(true)
 	}
-	jobs := e.batch
-	e.batch = nil
+	jobs := e.spawns.batch
+	e.spawns.batch = nil
 	for _, j := range jobs {
 		e.finishSpawn(j)
 	}
@@ -1678,10 +1841,10 @@ func (e *emperor) spawning(f func()) {
 // finished ones: without waiting (while f is still collecting), or until
 // every job is done.
 func (e *emperor) feedSpawners(wait bool) {
-	if e.spawnerCnt == 0 {
+	if e.spawns.pool.n == 0 {
 		return
 	}
-	for e.batchDone < len(e.batch) {
+	for e.spawns.finished < len(e.spawns.batch) {
 		if wait {
 			e.feedSpawner()
 		} else if !e.trySpawnerStep() {
@@ -1694,20 +1857,20 @@ func (e *emperor) feedSpawners(wait bool) {
 // channel once all are handed over. feedSpawner then waits for one step (a
 // hand-over or a finished job), trySpawnerStep takes one only if ready.
 func (e *emperor) spawnerStep() (chan<- *spawnJob, *spawnJob) {
-	if e.batchSent < len(e.batch) {
-		return e.spawnJobs, e.batch[e.batchSent]
+	if e.spawns.sent < len(e.spawns.batch) {
+		return e.spawns.pool.jobs, e.spawns.batch[e.spawns.sent]
 	}
 	return nil, nil // a nil channel: only finished jobs can come
 }
 
 func (e *emperor) feedSpawner() {
 	jobs, next := e.spawnerStep()
-	defer func(t0 time.Time) { e.spawnWaited += time.Since(t0) }(time.Now())
+	defer func(t0 time.Time) { e.spawns.waited += time.Since(t0) }(time.Now())
 	select {
 	case jobs <- next:
-		e.batchSent++
-	case <-e.spawnDone:
-		e.batchDone++
+		e.spawns.sent++
+	case <-e.spawns.pool.done:
+		e.spawns.finished++
 	}
 }
 
@@ -1715,9 +1878,9 @@ func (e *emperor) trySpawnerStep() bool {
 	jobs, next := e.spawnerStep()
 	select {
 	case jobs <- next:
-		e.batchSent++
-	case <-e.spawnDone:
-		e.batchDone++
+		e.spawns.sent++
+	case <-e.spawns.pool.done:
+		e.spawns.finished++
 	default:
 		return false
 	}
@@ -1728,24 +1891,32 @@ func (e *emperor) trySpawnerStep() bool {
 // the kernel's process-table lock anyway.
 const maxSpawners = 4
 
-// startSpawners starts one spawner thread per CPU (at most maxSpawners),
-// each with an fd table of its own (see forkTable). They are locked to
-// their OS threads and never return, so each thread lives as long as the
-// emperor: PDEATHSIG is tied to the forking thread (golang/go#27505).
-func (e *emperor) startSpawners() {
+// spawnerPool is the handle the spawner threads hold: they run off the
+// loop and see nothing of the emperor but a job in and a token out. A job
+// is owned by its thread from the hand-over until the token comes back.
+type spawnerPool struct {
+	jobs chan *spawnJob // the loop hands a job over
+	done chan struct{}  // a spawner finished one
+	n    int            // threads running; read by the loop only, set before any job
+}
+
+// startSpawnerPool starts one spawner thread per CPU (at most
+// maxSpawners), each with an fd table of its own (see forkTable). They are
+// locked to their OS threads and never return, so each thread lives as long
+// as the emperor: PDEATHSIG is tied to the forking thread (golang/go#27505).
+func startSpawnerPool() *spawnerPool {
 	n := min(max(runtime.NumCPU(), 1), runtime.GOMAXPROCS(0), maxSpawners)
-	e.spawnJobs = make(chan *spawnJob, n)
-	e.spawnDone = make(chan struct{}, n)
+	p := &spawnerPool{jobs: make(chan *spawnJob, n), done: make(chan struct{}, n)}
 	ready := make(chan spawnerState)
 	for i := 0; i < n; i++ {
-		go e.spawner(ready)
+		go p.spawner(ready)
 	}
 	shared, gone := 0, 0
 	var why error
 	for i := 0; i < n; i++ {
 		st := <-ready
 		if st.running {
-			e.spawnerCnt++
+			p.n++
 		}
 		if st.err == nil {
 			continue
@@ -1763,6 +1934,7 @@ func (e *emperor) startSpawners() {
 	if gone > 0 {
 		logRaw("[emperor] %d of %d spawner threads could not start (%v)", gone, n, why)
 	}
+	return p
 }
 
 type spawnerState struct {
@@ -1770,7 +1942,8 @@ type spawnerState struct {
 	err     error // why the thread has no private fd table
 }
 
-func (e *emperor) spawner(ready chan<- spawnerState) {
+// spawner is one spawner thread: off the loop, for the emperor's lifetime.
+func (p *spawnerPool) spawner(ready chan<- spawnerState) {
 	runtime.LockOSThread()
 	clearSpawnThreadSigmask()
 	ft, err := privateForkTable()
@@ -1778,9 +1951,9 @@ func (e *emperor) spawner(ready chan<- spawnerState) {
 	if ft == nil {
 		return // the thread goes, with its half-made table
 	}
-	for j := range e.spawnJobs {
+	for j := range p.jobs {
 		j.run(ft)
-		e.spawnDone <- struct{}{}
+		p.done <- struct{}{}
 	}
 }
 
@@ -1802,7 +1975,7 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // credentials applied by fork, or through the emperor's own pre-exec stage
 // when something must happen between fork and exec that fork cannot do.
 func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
-	env := append(e.baseEnv[:len(e.baseEnv):len(e.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_EMPEROR_FD=3")
 	attr, err := platformSysProcAttr(&spawnSpec{cloneFlags: e.cfg.cloneFlags})
 	if err != nil {
 		return nil, err
@@ -1849,7 +2022,7 @@ func (e *emperor) stdinFor(v *vassal) int {
 		e.disarmOnDemand(v)
 		return v.odFd
 	}
-	return int(e.devnull.Fd())
+	return int(e.spawns.devnull.Fd())
 }
 
 // spawnDir is the vassal's working directory: its config's directory for
@@ -1912,8 +2085,8 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 			return nil
 		}
 	}
-	env, ok := applyEnvTo(base.env, opts.All("env"))
-	if !ok {
+	env, err := withEnv(base.env, opts.All("env"))
+	if err != nil {
 		return nil
 	}
 	dir := base.dir
@@ -1949,23 +2122,35 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 // patch (before the uid/gid drop), else an unprivileged one.
 func patchArgv(opts *Options, args []string) ([]string, bool) {
 	for _, key := range []string{"privileged-binary-patch", "unprivileged-binary-patch"} {
-		if cmd, ok := opts.Last(key); ok && cmd != "" {
-			return append([]string{cmd}, args...), key == "privileged-binary-patch"
-		}
-		if cmdline, ok := opts.Last(key + "-arg"); ok && cmdline != "" {
-			return commandArgv(cmdline), key == "privileged-binary-patch"
+		if argv := patchCommand(opts, key, args); argv != nil {
+			return argv, key == "privileged-binary-patch"
 		}
 	}
 	return nil, false
 }
 
-// applyEnvTo is applyEnv on an environment list instead of the process.
-func applyEnvTo(env []string, sets []string) ([]string, bool) {
+// patchCommand is the argv of a binary patch: KEY (the program, with the
+// runner's own arguments, as uWSGI passes its argv on) or KEY-arg (a
+// command line); nil when the config sets neither.
+func patchCommand(opts *Options, key string, args []string) []string {
+	if cmd, ok := opts.Last(key); ok && cmd != "" {
+		return append([]string{cmd}, args...)
+	}
+	if cmdline, ok := opts.Last(key + "-arg"); ok && cmdline != "" {
+		return commandArgv(cmdline)
+	}
+	return nil
+}
+
+// withEnv returns env with the KEY=VALUE settings of a config's env
+// options applied in order, as the runner applies them.
+func withEnv(env []string, sets []string) ([]string, error) {
 	out := append([]string(nil), env...)
 	for _, kv := range sets {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok {
-			return nil, false
+			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
+			return nil, fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
 		}
 		replaced := false
 		for i, old := range out {
@@ -1977,7 +2162,7 @@ func applyEnvTo(env []string, sets []string) ([]string, bool) {
 			out = append(out, kv)
 		}
 	}
-	return out, true
+	return out, nil
 }
 
 func envValue(env []string, key string) string {
@@ -2041,48 +2226,22 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 
 // ==== Exits, respawns and strays ========================================
 
-// startReaper owns all waiting: no other code calls wait4, so exits are never
-// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
-// coalesced signals lose nothing.
-func startReaper(out chan<- childExit, done <-chan struct{}) {
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, syscall.SIGCHLD)
-	go func() {
-		defer signal.Stop(sigchld)
-		for {
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if err == syscall.EINTR {
-					continue
-				}
-				if pid <= 0 || err != nil {
-					break
-				}
-				select {
-				case out <- childExit{pid: pid, status: ws}:
-				case <-done:
-					return
-				}
-			}
-			select {
-			case <-sigchld:
-			case <-done:
-				return
-			}
-		}
-	}()
+// strayState tells the emperor's own helper children from vassals' strays:
+// every child that is neither a vassal nor a helper is a stray.
+type strayState struct {
+	helpers  map[int]bool // the emperor's own children (on-demand-exec commands)
+	sweepDue bool         // a sweep is queued
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
 // re-parented to the emperor and is simply collected.
 func (e *emperor) onExit(ex childExit) {
-	v := e.byPid[ex.pid]
+	v := e.vassals.byPid[ex.pid]
 	if v == nil {
-		delete(e.aux, ex.pid)
+		delete(e.strays.helpers, ex.pid)
 		return
 	}
-	delete(e.byPid, ex.pid)
+	delete(e.vassals.byPid, ex.pid)
 	e.markStatusDirty()
 	// The group outlives its leader only by accident: clear it before a
 	// respawn, so an old worker cannot hold the new one's port.
@@ -2103,17 +2262,17 @@ func (e *emperor) onExit(ex childExit) {
 		v.exitCode = -int(ex.status.Signal())
 	}
 	then := v.then
-	if e.dying {
+	if e.shutdown.dying {
 		then = thenDelete
 	}
 	switch then {
 	case thenDelete:
 		e.deleteVassal(v)
 	case thenRestart:
-		v.status = 0
+		v.status = statusRunning
 		e.wake(v)
 	case thenIdle:
-		v.status, v.cursed = 0, 0
+		v.status, v.cursed = statusRunning, 0
 		v.ready, v.accept = false, false
 		e.wake(v)
 		logRaw("[uwsgi-emperor] %s -> back to \"on demand\" mode, waiting for connections on socket \"%s\" ...", v.name, v.onDemand)
@@ -2125,7 +2284,7 @@ func (e *emperor) onExit(ex childExit) {
 // died respawns a vassal that ended without being asked to, through the
 // blacklist: a vassal that never became loyal waits a growing delay.
 func (e *emperor) died(v *vassal, ex childExit) {
-	if v.status == 0 {
+	if v.status == statusRunning {
 		logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, ex.pid)
 	}
 	logVerbose("[emperor] vassal %s (pid: %d) %s", v.name, ex.pid, v.lastExit)
@@ -2137,7 +2296,7 @@ func (e *emperor) died(v *vassal, ex childExit) {
 	default:
 		v.lastReason = "exit"
 	}
-	v.status = 0
+	v.status = statusRunning
 	now := time.Now()
 	if !v.loyal && !e.cfg.noBlacklist {
 		e.black.add(v.name, now)
@@ -2158,10 +2317,10 @@ func describeExit(ws syscall.WaitStatus) string {
 // scheduleSweep arranges one look for stray processes shortly after a
 // vassal ends: its orphaned descendants land on the emperor (subreaper).
 func (e *emperor) scheduleSweep() {
-	if e.sweepDue {
+	if e.strays.sweepDue {
 		return
 	}
-	e.sweepDue = true
+	e.strays.sweepDue = true
 	e.timers.push(timerItem{at: time.Now().Add(20 * time.Millisecond), kind: tSweep})
 }
 
@@ -2170,7 +2329,7 @@ func (e *emperor) scheduleSweep() {
 // vassal.
 func (e *emperor) sweepStrays() {
 	for _, pid := range childrenOfSelf() {
-		if e.byPid[pid] != nil || e.aux[pid] {
+		if e.vassals.byPid[pid] != nil || e.strays.helpers[pid] {
 			continue
 		}
 		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
@@ -2188,25 +2347,39 @@ func procComm(pid int) string {
 
 // ==== The Emperor protocol ==============================================
 
+// pollSet is the epoll set of every descriptor the loop reads: vassal
+// protocol sockets, on-demand listeners and a parent emperor's fd. Each
+// registration gets a fresh token, so a late report for a closed and
+// reused fd number is told apart from a live one.
+type pollSet struct {
+	watcher   *fdWatcher
+	nextToken uint32
+}
+
+func (p *pollSet) token() uint32 {
+	p.nextToken++
+	return p.nextToken
+}
+
 // onReadable drains a vassal's protocol socket: every pending byte, in
 // order, then EOF if the vassal closed its end.
 func (e *emperor) onReadable(r readyFD) {
-	if r.fd == e.parentFd && r.token == e.parentToken {
+	if r.fd == e.parent.fd && r.token == e.parent.token {
 		e.onParentReadable()
 		return
 	}
-	if v := e.odByFd[r.fd]; v != nil {
+	if v := e.vassals.odByFd[r.fd]; v != nil {
 		if v.odToken == r.token {
 			// A client waits in the backlog: the vassal, not the emperor,
 			// accepts it.
 			e.disarmOnDemand(v)
-			if v.pid == 0 && !e.dying {
+			if v.pid == 0 && !e.shutdown.dying {
 				e.spawn(v)
 			}
 		}
 		return
 	}
-	v := e.byFd[r.fd]
+	v := e.vassals.byFd[r.fd]
 	if v == nil || v.token != r.token {
 		return // a report for a descriptor already closed
 	}
@@ -2235,7 +2408,7 @@ func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 			continue
 		}
 		if err == syscall.EAGAIN {
-			e.watcher.rearm(fd, token)
+			e.poll.watcher.rearm(fd, token)
 			return false
 		}
 		return true
@@ -2247,16 +2420,16 @@ func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 // left alone.
 func (e *emperor) onHangup(v *vassal) {
 	e.closeSock(v)
-	if !v.spoke || v.status != 0 || v.pid == 0 {
+	if !v.spoke || v.status != statusRunning || v.pid == 0 {
 		return
 	}
 	logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, v.pid)
-	v.status = 1
-	v.cursed = time.Now().Unix()
-	e.timers.push(timerItem{at: time.Now().Add(e.cfg.curseTolerance), kind: tKill, v: v, gen: v.gen})
+	e.curse(v, statusCursed, e.cfg.curseTolerance)
 }
 
-// onByte acts on one Emperor-protocol byte (SPEC 4.2).
+// onByte acts on one Emperor-protocol byte from a vassal (uWSGI's
+// core/emperor.c, emperor_loop: 1 ready, 5 accepting, 17 loyal, 22
+// voluntary stop, 26 heartbeat).
 func (e *emperor) onByte(v *vassal, b byte) {
 	v.spoke = true
 	now := time.Now().Unix()
@@ -2272,10 +2445,10 @@ func (e *emperor) onByte(v *vassal, b byte) {
 		logVerbose("[emperor] vassal %s is now loyal", v.name)
 		e.black.remove(v.name)
 	case 22:
-		if v.status == 0 && v.onDemand != "" {
+		if v.status == statusRunning && v.onDemand != "" {
 			logVerbose("[emperor] bringing back instance %s to on-demand mode", v.name)
 			e.stop(v, thenIdle)
-		} else if v.status == 0 {
+		} else if v.status == statusRunning {
 			e.stop(v, thenVoluntary)
 		}
 	case 26:
@@ -2290,7 +2463,7 @@ func (e *emperor) onByte(v *vassal, b byte) {
 // checkHeartbeat runs when a heartbeat deadline passes; the timer is
 // re-armed from the latest heartbeat rather than on every byte.
 func (e *emperor) checkHeartbeat(v *vassal) {
-	if v.pid == 0 || v.status != 0 || v.lastHeartbeat == 0 {
+	if v.pid == 0 || v.status != statusRunning || v.lastHeartbeat == 0 {
 		v.heartbeatArmed = false
 		return
 	}
@@ -2311,7 +2484,8 @@ func (e *emperor) checkHeartbeat(v *vassal) {
 
 // ==== The blacklist =====================================================
 
-// blacklist is uWSGI's crash-loop throttle (SPEC 5.2): the first failure of
+// blacklist is uWSGI's crash-loop throttle (core/emperor.c,
+// uwsgi_emperor_blacklist_add): the first failure of
 // a never-loyal vassal costs emperor-throttle µs (uWSGI's unit slip, kept so
 // the first retry is immediate), each further one emperor-throttle ms more,
 // halved on reaching emperor-max-throttle. Entries go on loyalty or SIGURG.
@@ -2432,7 +2606,7 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 	}
 	cmdline := e.cfg.odExec + " \"" + v.name + "\""
 	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
-		Dir: e.cfg.spawnDir(v), Env: e.baseEnv, Files: []uintptr{e.devnull.Fd(), w.Fd(), 2},
+		Dir: e.cfg.spawnDir(v), Env: e.spawns.baseEnv, Files: []uintptr{e.spawns.devnull.Fd(), w.Fd(), 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
 	w.Close()
@@ -2442,21 +2616,26 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 		e.placeVassal(v, "")
 		return
 	}
-	e.aux[pid] = true
+	e.strays.helpers[pid] = true
 	v.gen++
-	gen := v.gen
-	go func() {
-		defer r.Close()
-		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
-		out, err := io.ReadAll(io.LimitReader(r, 4096))
-		if err != nil {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
-		select {
-		case e.odResult <- odResolved{v: v, gen: gen, sock: firstControl(string(out))}:
-		case <-e.done:
-		}
-	}()
+	go readOnDemandExec(r, pid, odResolved{v: v, gen: v.gen}, e.in.odResult, e.in.done)
+}
+
+// readOnDemandExec runs off the loop: it reads the command's first line
+// (bounded in size and time) and hands it back with the record it is for,
+// which it does not touch.
+func readOnDemandExec(r *os.File, pid int, res odResolved, out chan<- odResolved, done <-chan struct{}) {
+	defer r.Close()
+	_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+	data, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	res.sock = firstControl(string(data))
+	select {
+	case out <- res:
+	case <-done:
+	}
 }
 
 func (e *emperor) onDemandResolved(r odResolved) {
@@ -2469,11 +2648,11 @@ func (e *emperor) onDemandResolved(r odResolved) {
 // bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
 // UNIX path (replaced if present, mode 0666 as uWSGI).
 func (e *emperor) bindOnDemand(v *vassal) error {
-	network := "unix"
-	if strings.Contains(v.onDemand, ":") {
-		network = "tcp"
-	} else if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
-		return err
+	network := socketNetwork(v.onDemand)
+	if network == "unix" {
+		if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 	}
 	lc := net.ListenConfig{}
 	ln, err := lc.Listen(context.Background(), network, v.onDemand)
@@ -2514,21 +2693,20 @@ func (e *emperor) bindOnDemand(v *vassal) error {
 }
 
 func (e *emperor) armOnDemand(v *vassal) {
-	if v.odFd < 0 || e.odByFd[v.odFd] == v {
+	if v.odFd < 0 || e.vassals.odByFd[v.odFd] == v {
 		return
 	}
-	e.nextToken++
-	v.odToken = e.nextToken
-	e.odByFd[v.odFd] = v
-	if err := e.watcher.add(v.odFd, v.odToken); err != nil {
+	v.odToken = e.poll.token()
+	e.vassals.odByFd[v.odFd] = v
+	if err := e.poll.watcher.add(v.odFd, v.odToken); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
 }
 
 func (e *emperor) disarmOnDemand(v *vassal) {
-	if v.odFd >= 0 && e.odByFd[v.odFd] == v {
-		e.watcher.remove(v.odFd)
-		delete(e.odByFd, v.odFd)
+	if v.odFd >= 0 && e.vassals.odByFd[v.odFd] == v {
+		e.poll.watcher.remove(v.odFd)
+		delete(e.vassals.odByFd, v.odFd)
 	}
 }
 
@@ -2540,12 +2718,35 @@ func (e *emperor) closeOnDemand(v *vassal) {
 	e.disarmOnDemand(v)
 	syscall.Close(v.odFd)
 	v.odFd = -1
-	if !strings.Contains(v.onDemand, ":") {
+	if socketNetwork(v.onDemand) == "unix" {
 		_ = os.Remove(v.onDemand)
 	}
 }
 
 // ==== Stats =============================================================
+
+// vassalState is what a vassal is doing, in the three classes systemd's
+// STATUS=, the Prometheus gauge and --status count.
+type vassalState uint8
+
+const (
+	stateRunning   vassalState = iota // a process is running
+	stateThrottled                    // no process: waiting out the blacklist (or a failed spawn)
+	stateOnDemand                     // no process: waiting for a client on its socket
+	numVassalStates
+)
+
+// stateOf classifies a vassal by its pid (0 or -1: none) and on-demand
+// socket name.
+func stateOf(pid int, onDemand string) vassalState {
+	switch {
+	case pid > 0:
+		return stateRunning
+	case onDemand != "":
+		return stateOnDemand
+	}
+	return stateThrottled
+}
 
 // statsSnapshot is a copy of what the stats server shows, handed out by the
 // loop so that rendering and writing (to clients that may never read) happen
@@ -2582,14 +2783,14 @@ type blackStat struct {
 }
 
 func (e *emperor) snapshot() *statsSnapshot {
-	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.startCwd, tyrant: e.cfg.tyrant}
-	if len(e.monitors) == 1 && !e.monitors[0].glob {
-		s.cwd = e.monitors[0].dir // uWSGI sits in its vassal directory
+	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant}
+	if len(e.watch.monitors) == 1 && !e.watch.monitors[0].glob {
+		s.cwd = e.watch.monitors[0].dir // uWSGI sits in its vassal directory
 	}
-	for _, m := range e.monitors {
+	for _, m := range e.watch.monitors {
 		s.monitors = append(s.monitors, m.arg)
 	}
-	live := e.liveVassals()
+	live := e.vassals.live()
 	s.vassals = make([]vassalStat, 0, len(live))
 	for _, v := range live {
 		st := vassalStat{id: v.name, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
@@ -2780,21 +2981,14 @@ func (s *statsSnapshot) prometheus() []byte {
 		b = strconv.AppendInt(b, v, 10)
 		b = append(b, '\n')
 	}
-	running, throttled, idle := 0, 0, 0
+	var n [numVassalStates]int64
 	for _, v := range s.vassals {
-		switch {
-		case v.pid > 0:
-			running++
-		case v.onDemand != "":
-			idle++
-		default:
-			throttled++
-		}
+		n[stateOf(v.pid, v.onDemand)]++
 	}
 	metric("emperor_vassals", "gauge", "Vassals by state.")
-	sample("emperor_vassals", `state="running"`, int64(running))
-	sample("emperor_vassals", `state="throttled"`, int64(throttled))
-	sample("emperor_vassals", `state="on_demand"`, int64(idle))
+	sample("emperor_vassals", `state="running"`, n[stateRunning])
+	sample("emperor_vassals", `state="throttled"`, n[stateThrottled])
+	sample("emperor_vassals", `state="on_demand"`, n[stateOnDemand])
 	perVassal := []struct {
 		name, typ, help string
 		value           func(v *vassalStat) int64
@@ -2833,17 +3027,29 @@ func (e *emperor) bindStats() {
 	}
 }
 
+// statsServer is what the stats server's goroutines hold: they run off
+// the loop, and the only thing they get from it is a snapshot, asked for
+// over req. Rendering and writing happen on their side, so a client that
+// never reads costs the loop nothing.
+type statsServer struct {
+	req     chan<- chan *statsSnapshot
+	done    <-chan struct{}
+	timeout time.Duration // write deadline per client
+}
+
+func (e *emperor) statsServer() statsServer {
+	return statsServer{req: e.in.statsReq, done: e.in.done, timeout: e.cfg.socketTimeout}
+}
+
 // startStats binds the stats server: host:port is TCP, anything else a
 // UNIX socket path.
 func (e *emperor) startStats() error {
 	addr := e.cfg.stats
 	if strings.HasPrefix(addr, "http://") {
-		return e.startHTTPStats(strings.TrimPrefix(addr, "http://"))
+		return e.statsServer().startHTTP(strings.TrimPrefix(addr, "http://"))
 	}
-	network := "unix"
-	if strings.Contains(addr, ":") {
-		network = "tcp"
-	} else {
+	network := socketNetwork(addr)
+	if network == "unix" {
 		_ = os.Remove(addr)
 	}
 	ln, err := net.Listen(network, addr)
@@ -2857,18 +3063,19 @@ func (e *emperor) startStats() error {
 		}
 	}
 	logRaw("*** Emperor stats server enabled on %s fd: %d ***", addr, fd)
-	go e.serveStats(ln)
-	go func() { <-e.done; ln.Close() }()
+	srv := e.statsServer()
+	go srv.serve(ln)
+	go func() { <-srv.done; ln.Close() }()
 	return nil
 }
 
-func (e *emperor) serveStats(ln net.Listener) {
+func (s statsServer) serve(ln net.Listener) {
 	slots := make(chan struct{}, 64)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			select {
-			case <-e.done:
+			case <-s.done:
 				return
 			default:
 			}
@@ -2882,40 +3089,40 @@ func (e *emperor) serveStats(ln net.Listener) {
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots }()
-			e.answerStats(conn)
+			s.answer(conn)
 		}()
 	}
 }
 
-// fetchSnapshot asks the loop for a copy of its state.
-func (e *emperor) fetchSnapshot() *statsSnapshot {
+// fetch asks the loop for a copy of its state.
+func (s statsServer) fetch() *statsSnapshot {
 	reply := make(chan *statsSnapshot, 1)
 	select {
-	case e.statsReq <- reply:
-	case <-e.done:
+	case s.req <- reply:
+	case <-s.done:
 		return nil
 	}
 	select {
 	case snap := <-reply:
 		return snap
-	case <-e.done:
+	case <-s.done:
 		return nil
 	}
 }
 
-func (e *emperor) answerStats(conn net.Conn) {
+func (s statsServer) answer(conn net.Conn) {
 	defer conn.Close()
-	snap := e.fetchSnapshot()
+	snap := s.fetch()
 	if snap == nil {
 		return
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(e.cfg.socketTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
 	_, _ = conn.Write(snap.render())
 }
 
-// startHTTPStats serves the same JSON over HTTP at / and a Prometheus text
+// startHTTP serves the same JSON over HTTP at / and a Prometheus text
 // exposition at /metrics.
-func (e *emperor) startHTTPStats(addr string) error {
+func (s statsServer) startHTTP(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("emperor-stats http://%s: %w", addr, err)
@@ -2923,31 +3130,36 @@ func (e *emperor) startHTTPStats(addr string) error {
 	logRaw("*** Emperor stats server enabled on http://%s ***", addr)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if snap := e.fetchSnapshot(); snap != nil {
+		if snap := s.fetch(); snap != nil {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Access-Control-Allow-Origin", "*")
 			_, _ = w.Write(snap.render())
 		}
 	})
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		if snap := e.fetchSnapshot(); snap != nil {
+		if snap := s.fetch(); snap != nil {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			_, _ = w.Write(snap.prometheus())
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: e.cfg.socketTimeout, WriteTimeout: e.cfg.socketTimeout}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: s.timeout, WriteTimeout: s.timeout}
 	go func() { _ = srv.Serve(ln) }()
-	go func() { <-e.done; srv.Close() }()
+	go func() { <-s.done; srv.Close() }()
 	return nil
+}
+
+// socketNetwork is uWSGI's rule for a socket address: "host:port" (or
+// ":port") is TCP, anything else a UNIX socket path.
+func socketNetwork(addr string) string {
+	if strings.Contains(addr, ":") {
+		return "tcp"
+	}
+	return "unix"
 }
 
 // connectAndRead prints what a stats server sends (uWSGI's --connect-and-read).
 func connectAndRead(addr string) ([]byte, error) {
-	network := "unix"
-	if strings.Contains(addr, ":") {
-		network = "tcp"
-	}
-	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	conn, err := net.DialTimeout(socketNetwork(addr), addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -2978,12 +3190,9 @@ func printStatus(w io.Writer, data []byte) error {
 	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", doc.Pid, len(doc.Vassals))
 	fmt.Fprintf(w, "%-32s %8s %-10s %5s %8s  %s\n", "VASSAL", "PID", "STATE", "LOYAL", "RELOADS", "LAST EXIT")
 	for _, v := range doc.Vassals {
-		state := "running"
+		state := [numVassalStates]string{stateRunning: "running", stateThrottled: "throttled", stateOnDemand: "on-demand"}[stateOf(v.Pid, v.OnDemand)]
 		switch {
-		case v.Pid <= 0 && v.OnDemand != "":
-			state = "on-demand"
-		case v.Pid <= 0:
-			state = "throttled"
+		case state != "running":
 		case v.Accepting == 1:
 			state = "accepting"
 		case v.Ready == 1:
@@ -2998,6 +3207,21 @@ func printStatus(w io.Writer, data []byte) error {
 // The sd_notify protocol is one datagram per state change to
 // $NOTIFY_SOCKET, written by hand (no libsystemd). An emperor started by
 // another emperor is its vassal and speaks the Emperor protocol upwards.
+
+// systemdState is what systemd was last told. Invariant: statusPending is
+// true while exactly one tStatus timer is queued.
+type systemdState struct {
+	notify        *sdNotifier // nil when not started by systemd with NOTIFY_SOCKET
+	statusPending bool
+	lastStatus    time.Time
+}
+
+// parentLink is our own emperor's protocol fd when we are a sub-emperor,
+// -1 otherwise.
+type parentLink struct {
+	fd    int
+	token uint32
+}
 
 type sdNotifier struct {
 	conn     *net.UnixConn
@@ -3041,28 +3265,22 @@ var processStartMono = monotonicNowUsec()
 
 // statusLine is the one-line summary for systemd's STATUS= and --status.
 func (e *emperor) statusLine() string {
-	running, throttled, idle := 0, 0, 0
-	for _, v := range e.liveVassals() {
-		switch {
-		case v.pid != 0:
-			running++
-		case v.onDemand != "":
-			idle++
-		default:
-			throttled++
-		}
+	var n [numVassalStates]int
+	for _, v := range e.vassals.live() {
+		n[stateOf(v.pid, v.onDemand)]++
 	}
-	return fmt.Sprintf("The Emperor is governing %d vassals (%d running, %d throttled, %d on demand)", running+throttled+idle, running, throttled, idle)
+	return fmt.Sprintf("The Emperor is governing %d vassals (%d running, %d throttled, %d on demand)",
+		n[stateRunning]+n[stateThrottled]+n[stateOnDemand], n[stateRunning], n[stateThrottled], n[stateOnDemand])
 }
 
 // markStatusDirty arranges one STATUS= update, at most once a second, and
 // only when something changed: an idle host costs nothing.
 func (e *emperor) markStatusDirty() {
-	if e.notify == nil || e.statusPending {
+	if e.sd.notify == nil || e.sd.statusPending {
 		return
 	}
-	e.statusPending = true
-	at := e.lastStatus.Add(time.Second)
+	e.sd.statusPending = true
+	at := e.sd.lastStatus.Add(time.Second)
 	if now := time.Now(); at.Before(now) {
 		at = now
 	}
@@ -3070,9 +3288,9 @@ func (e *emperor) markStatusDirty() {
 }
 
 func (e *emperor) sendStatus() {
-	e.statusPending = false
-	e.lastStatus = time.Now()
-	e.notify.send("STATUS=" + e.statusLine())
+	e.sd.statusPending = false
+	e.sd.lastStatus = time.Now()
+	e.sd.notify.send("STATUS=" + e.statusLine())
 }
 
 // Sub-emperor: an emperor started by another emperor is its vassal. It is
@@ -3087,9 +3305,8 @@ func (e *emperor) attachParentEmperor() {
 	_, _ = syscall.Write(fd, []byte{17})
 	_ = syscall.SetNonblock(fd, true)
 	syscall.CloseOnExec(fd)
-	e.nextToken++
-	e.parentFd, e.parentToken = fd, e.nextToken
-	if err := e.watcher.add(fd, e.parentToken); err != nil {
+	e.parent.fd, e.parent.token = fd, e.poll.token()
+	if err := e.poll.watcher.add(fd, e.parent.token); err != nil {
 		logRaw("[emperor] watching my emperor's fd: %v", err)
 	}
 }
@@ -3097,19 +3314,19 @@ func (e *emperor) attachParentEmperor() {
 func (e *emperor) onParentReadable() {
 	var buf [16]byte
 	for {
-		n, err := syscall.Read(e.parentFd, buf[:])
+		n, err := syscall.Read(e.parent.fd, buf[:])
 		if err == syscall.EINTR {
 			continue
 		}
 		if err == syscall.EAGAIN {
-			e.watcher.rearm(e.parentFd, e.parentToken)
+			e.poll.watcher.rearm(e.parent.fd, e.parent.token)
 			return
 		}
 		if n <= 0 {
 			logRaw("lost connection with my emperor !!!")
-			e.watcher.remove(e.parentFd)
-			syscall.Close(e.parentFd)
-			e.parentFd = -1
+			e.poll.watcher.remove(e.parent.fd)
+			syscall.Close(e.parent.fd)
+			e.parent.fd = -1
 			e.ragnarok()
 			return
 		}
@@ -3153,7 +3370,7 @@ func (e *emperor) onNotify(m notifyMsg) {
 // ancestor that is a vassal.
 func (e *emperor) vassalOf(pid int) *vassal {
 	for i := 0; i < 32 && pid > 1; i++ {
-		if v := e.byPid[pid]; v != nil {
+		if v := e.vassals.byPid[pid]; v != nil {
 			return v
 		}
 		pid = parentPid(pid)
@@ -3163,18 +3380,25 @@ func (e *emperor) vassalOf(pid int) *vassal {
 
 // ==== Shutdown ==========================================================
 
+// shutdownState: once dying is set (ragnarok) nothing is spawned or
+// reloaded again, and the loop exits when the last vassal is reaped.
+type shutdownState struct {
+	dying bool
+	since time.Time
+}
+
 // ragnarok: stop every vassal, give them reload-mercy, then kill what is
 // left, every descendant included, and exit.
 func (e *emperor) ragnarok() {
-	if e.dying {
-		left := e.cfg.reloadMercy - time.Since(e.dyingSince)
+	if e.shutdown.dying {
+		left := e.cfg.reloadMercy - time.Since(e.shutdown.since)
 		logRaw("[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in %d seconds)***", int(left.Seconds()+0.5))
 		return
 	}
-	e.dying, e.dyingSince = true, time.Now()
+	e.shutdown.dying, e.shutdown.since = true, time.Now()
 	logRaw("[emperor] *** RAGNAROK EVOKED ***")
-	e.notify.send("STOPPING=1")
-	for _, v := range e.liveVassals() {
+	e.sd.notify.send("STOPPING=1")
+	for _, v := range e.vassals.live() {
 		if v.deleted {
 			continue
 		}
@@ -3182,9 +3406,9 @@ func (e *emperor) ragnarok() {
 			e.deleteVassal(v)
 			continue
 		}
-		if v.status != 0 {
+		if v.status != statusRunning {
 			v.then = thenDelete
-			e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tKill, v: v, gen: v.gen})
+			e.armKill(v, e.cfg.reloadMercy)
 			continue
 		}
 		e.stop(v, thenDelete)
@@ -3193,7 +3417,7 @@ func (e *emperor) ragnarok() {
 }
 
 func (e *emperor) noMercy() {
-	for _, v := range e.liveVassals() {
+	for _, v := range e.vassals.live() {
 		if v.pid > 0 && !v.deleted {
 			logVerbose("[emperor] NO MERCY for vassal %s !!!", v.name)
 			signalTree(v.pid, syscall.SIGKILL)
@@ -3214,13 +3438,13 @@ func (e *emperor) bury() int {
 			signalTree(k, syscall.SIGKILL)
 		}
 		select {
-		case <-e.exits:
+		case <-e.in.exits:
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	close(e.done)
+	close(e.in.done)
 	logVerbose("The Emperor is buried.")
-	e.notify.send("STATUS=The Emperor is buried.")
+	e.sd.notify.send("STATUS=The Emperor is buried.")
 	return 0
 }
 
@@ -3259,15 +3483,11 @@ type emperorConfig struct {
 }
 
 func loadEmperorConfig(o *Options) (*emperorConfig, error) {
-	for key := range notImplementedYet {
-		if o.Has(key) {
-			return nil, fmt.Errorf("option --%s is recognised but not implemented yet", key)
-		}
+	if keys := optionsIn(o, useNotYet); len(keys) > 0 {
+		return nil, fmt.Errorf("option --%s is recognised but not implemented yet", keys[0])
 	}
-	for _, key := range cosmeticOptions {
-		if o.Has(key) {
-			logRaw("[emperor] option --%s is accepted but has no effect here", key)
-		}
+	for _, key := range optionsIn(o, useCosmetic) {
+		logRaw("[emperor] option --%s is accepted but has no effect here", key)
 	}
 	c := &emperorConfig{
 		monitors:         o.All("emperor"),
@@ -3353,7 +3573,7 @@ func (c *emperorConfig) resolveBinary(o *Options) error {
 }
 
 // buildVassalArgs lays out the argv around the vassal config exactly as
-// uWSGI does (SPEC 2.4).
+// uWSGI does (core/emperor.c, uwsgi_emperor_spawn_vassal).
 func (c *emperorConfig) buildVassalArgs(o *Options) {
 	for _, v := range o.All("vassals-inherit-before") {
 		c.before = append(c.before, "--inherit", v)
@@ -3372,28 +3592,26 @@ func (c *emperorConfig) buildVassalArgs(o *Options) {
 	}
 }
 
-// configFlag picks the loader flag from the config name's suffix.
+// configFlag picks the loader flag from the config name's suffix; an
+// --emperor-extra-extension name is passed with --config.
 func (c *emperorConfig) configFlag(name string) string {
-	flag := "--inherit"
-	switch {
-	case strings.HasSuffix(name, ".xml"):
-		flag = "--xml"
-	case strings.HasSuffix(name, ".ini"):
-		flag = "--ini"
-	case strings.HasSuffix(name, ".yml"), strings.HasSuffix(name, ".yaml"):
-		flag = "--yaml"
-	case strings.HasSuffix(name, ".js"), strings.HasSuffix(name, ".json"):
-		flag = "--json"
+	if c.extraExtension(name) {
+		return "--config"
 	}
-	for _, ext := range c.extraExt {
-		if ext != "" && strings.HasSuffix(name, ext) {
-			flag = "--config"
-		}
+	if kind := configKindByExt(name); kind != "" {
+		return "--" + kind
 	}
-	return flag
+	return "--inherit"
 }
 
-var configSuffixes = []string{".xml", ".ini", ".yml", ".yaml", ".js", ".json"}
+func (c *emperorConfig) extraExtension(name string) bool {
+	for _, ext := range c.extraExt {
+		if ext != "" && strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
 
 // validName decides which directory entries are vassal configs. Dot-files
 // are left out too (editor locks, ConfigMap internals), which uWSGI does not.
@@ -3402,22 +3620,13 @@ func (c *emperorConfig) validName(name string) bool {
 	if len(base) >= 255 || strings.HasPrefix(base, ".") {
 		return false
 	}
-	for _, s := range configSuffixes {
-		if strings.HasSuffix(base, s) {
-			return true
-		}
-	}
-	for _, ext := range c.extraExt {
-		if ext != "" && strings.HasSuffix(base, ext) {
-			return true
-		}
-	}
-	return false
+	return configKindByExt(base) != "" || c.extraExtension(base)
 }
 
 // vassalEnv is the emperor's environment as vassals get it: without the
 // variables that belong to the emperor's own parent, and with every
-// UWSGI_VASSAL_X=v turned into UWSGI_X=v (uWSGI 2.0 corrupts this, §16.1).
+// UWSGI_VASSAL_X=v turned into UWSGI_X=v. (uWSGI 2.0.21 unsets the variable
+// before it reads it, so it passes on whatever entry slid into its place.)
 func vassalEnv(environ []string) []string {
 	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
@@ -3494,7 +3703,8 @@ func (p *ownPrivileges) load(o *Options) error {
 	return nil
 }
 
-// capNames are uWSGI's capability names, by number (SPEC 9.3).
+// capNames are uWSGI's capability names (core/utils.c,
+// uwsgi_build_cap), by capability number.
 var capNames = []string{"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill",
 	"setgid", "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
 	"net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot",
@@ -3531,77 +3741,177 @@ func parseCaps(list string) (uint64, error) {
 // ==== Options and help ==================================================
 
 // optionKind says how the command line reads an option.
-type optionKind int
+type optionKind uint8
 
 const (
 	optValue optionKind = iota // takes one argument
 	optFlag                    // takes none
 )
 
-// notImplementedYet lists options that parse but whose feature has not been
-// built yet: they stop the emperor with a clear message rather than being
-// silently ignored.
-var notImplementedYet = map[string]bool{
-	"emperor-broodlord": true, "emperor-magic-exec": true, "emperor-proxy-socket": true,
-	"emperor-wrapper-override": true, "emperor-wrapper-fallback": true,
-	"vassals-start-hook": true, "vassals-stop-hook": true, "hook-emperor-start": true,
-	"hook-as-emperor": true, "mount-as-emperor": true, "umount-as-emperor": true,
-	"exec-as-emperor": true, "call-as-emperor": true, "hook-as-vassal": true, "exec-as-vassal": true,
-	"early-emperor": true, "stats-http": true,
+// optionUse is what the emperor does with an option it knows.
+type optionUse uint8
+
+const (
+	useEmperor  optionUse = iota // read by the emperor or the vassal runner, or passed to uWSGI
+	useCosmetic                  // accepted, with a warning that it has no effect here
+	useNotYet                    // recognised, but its feature is not built: refused with an error
+)
+
+// optionSpec is one option the emperor knows. Those with help text are
+// listed first by --help, in table order, with their argument and default;
+// the rest after them, by name.
+type optionSpec struct {
+	name     string
+	kind     optionKind
+	use      optionUse
+	arg, def string
+	help     string
 }
 
-// cosmeticOptions are accepted and ignored with a warning: they change
-// nothing a vassal or a client depends on.
-var cosmeticOptions = []string{"emperor-procname", "log-strftime", "stats-minified", "stats-min",
-	"imperial-monitor-list", "imperial-monitors-list"}
-
-var optionTable = buildOptionTable()
-
-func buildOptionTable() map[string]optionKind {
-	values := []string{
-		"emperor", "emperor-freq", "emperor-throttle", "emperor-max-throttle",
-		"emperor-required-heartbeat", "emperor-curse-tolerance", "emperor-stats",
-		"emperor-stats-server", "emperor-pidfile", "emperor-procname", "emperor-wrapper",
-		"emperor-wrapper-override", "emperor-wrapper-fallback", "emperor-broodlord",
-		"emperor-on-demand-extension", "emperor-on-demand-ext", "emperor-on-demand-directory",
-		"emperor-on-demand-dir", "emperor-on-demand-exec", "emperor-extra-extension",
-		"emperor-extra-ext", "emperor-use-clone", "emperor-cap", "vassals-cap", "vassal-cap",
-		"emperor-proxy-socket", "vassals-inherit", "vassals-include", "vassals-inherit-before",
-		"vassals-include-before", "vassal-set", "vassals-set", "vassals-start-hook",
-		"vassals-stop-hook", "binary-path", "reload-mercy", "socket-timeout", "listen",
-		"hook-emperor-start", "hook-as-emperor", "mount-as-emperor", "umount-as-emperor",
-		"exec-as-emperor", "call-as-emperor", "hook-as-vassal", "exec-as-vassal",
-		"log-strftime", "connect-and-read", "status", "vassals-notify-socket",
-		// vassal runner and config loading
-		"ini", "xml", "json", "js", "yaml", "yml", "include", "inherit", "config", "set",
-		"set-placeholder", "set-ph", "chdir", "env", "uid", "gid", "chroot", "cap",
-		"privileged-binary-patch", "privileged-binary-patch-arg",
-		"unprivileged-binary-patch", "unprivileged-binary-patch-arg",
-		"unshare", "exec-as-root", "exec-as-user", "hook-as-root", "hook-as-user",
-		"hook-pre-jail", "hook-post-jail", "hook-in-jail", "hook-as-user-atexit",
-		"exec-pre-jail", "exec-post-jail", "exec-in-jail", "safe-fd", "pidfile",
-		"socket", "http", "http-socket", "processes", "workers", "master", "module",
-		"wsgi-file", "plugins", "plugin", "procname", "heartbeat", "idle",
-	}
-	flags := []string{
-		"emperor-nofollow", "emperor-tyrant", "emperor-tyrant-nofollow", "emperor-magic-exec",
-		"emperor-no-blacklist", "emperor-graceful-shutdown", "early-emperor",
-		"imperial-monitor-list", "imperial-monitors-list", "stats-http", "stats-minified",
-		"stats-min", "show-config", "version", "help", "strict", "die-on-idle", "die-on-term",
-	}
-	t := make(map[string]optionKind, len(values)+len(flags))
-	for _, v := range values {
-		t[v] = optValue
-	}
-	for _, f := range flags {
-		t[f] = optFlag
-	}
-	return t
+// options is everything the emperor knows about its options, in one place.
+var options = []optionSpec{
+	{"emperor", optValue, useEmperor, "DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
+	{"emperor-freq", optValue, useEmperor, "N", "3", "seconds between full rescans (inotify acts at once)"},
+	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
+	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
+	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
+	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
+	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
+	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
+	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
+	{"emperor-stats", optValue, useEmperor, "ADDR", "", "stats server on host:port or a UNIX socket path"},
+	{"emperor-pidfile", optValue, useEmperor, "PATH", "", "write the emperor pid"},
+	{"emperor-graceful-shutdown", optFlag, useEmperor, "", "off", "send byte 2 (graceful) instead of 0 to stop"},
+	{"binary-path", optValue, useEmperor, "PATH", "self", "program run for each vassal"},
+	{"emperor-wrapper", optValue, useEmperor, "PATH", "", "argv[0] for vassals instead of binary-path"},
+	{"vassal-set", optValue, useEmperor, "K=V", "", "pass --set K=V to every vassal (repeatable)"},
+	{"vassals-include", optValue, useEmperor, "F", "", "pass --include F after the vassal config"},
+	{"vassals-include-before", optValue, useEmperor, "F", "", "pass --include F before the vassal config"},
+	{"vassals-inherit", optValue, useEmperor, "F", "", "pass --inherit F after the vassal config"},
+	{"vassals-inherit-before", optValue, useEmperor, "F", "", "pass --inherit F before the vassal config"},
+	{"socket-timeout", optValue, useEmperor, "N", "4", "stats client write timeout"},
+	{"emperor-tyrant", optFlag, useEmperor, "", "off", "run each vassal as the owner of its config"},
+	{"emperor-tyrant-nofollow", optFlag, useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
+	{"emperor-use-clone", optValue, useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
+	{"vassals-cap", optValue, useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
+	{"emperor-on-demand-extension", optValue, useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
+	{"emperor-on-demand-directory", optValue, useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-on-demand-exec", optValue, useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
+	{"vassals-notify-socket", optValue, useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
+	{"uid", optValue, useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
+	{"gid", optValue, useEmperor, "GROUP", "", "the emperor drops to this group after binding its sockets"},
+	{"cap", optValue, useEmperor, "LIST", "", "capabilities the emperor keeps after dropping to uid"},
+	{"chroot", optValue, useEmperor, "DIR", "", "the emperor chroots after binding its sockets"},
+	{"listen", optValue, useEmperor, "N", "100", "backlog of on-demand sockets"},
+	{"connect-and-read", optValue, useEmperor, "ADDR", "", "print the stats document of a running emperor"},
+	{"status", optValue, useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
+	{"version", optFlag, useEmperor, "", "", "print the version"},
+	{name: "emperor-stats-server", kind: optValue, use: useEmperor},
+	{name: "emperor-procname", kind: optValue, use: useCosmetic},
+	{name: "emperor-wrapper-override", kind: optValue, use: useNotYet},
+	{name: "emperor-wrapper-fallback", kind: optValue, use: useNotYet},
+	{name: "emperor-broodlord", kind: optValue, use: useNotYet},
+	{name: "emperor-on-demand-ext", kind: optValue, use: useEmperor},
+	{name: "emperor-on-demand-dir", kind: optValue, use: useEmperor},
+	{name: "emperor-extra-ext", kind: optValue, use: useEmperor},
+	{name: "emperor-cap", kind: optValue, use: useEmperor},
+	{name: "vassal-cap", kind: optValue, use: useEmperor},
+	{name: "emperor-proxy-socket", kind: optValue, use: useNotYet},
+	{name: "vassals-set", kind: optValue, use: useEmperor},
+	{name: "vassals-start-hook", kind: optValue, use: useNotYet},
+	{name: "vassals-stop-hook", kind: optValue, use: useNotYet},
+	{name: "hook-emperor-start", kind: optValue, use: useNotYet},
+	{name: "hook-as-emperor", kind: optValue, use: useNotYet},
+	{name: "mount-as-emperor", kind: optValue, use: useNotYet},
+	{name: "umount-as-emperor", kind: optValue, use: useNotYet},
+	{name: "exec-as-emperor", kind: optValue, use: useNotYet},
+	{name: "call-as-emperor", kind: optValue, use: useNotYet},
+	{name: "hook-as-vassal", kind: optValue, use: useNotYet},
+	{name: "exec-as-vassal", kind: optValue, use: useNotYet},
+	{name: "log-strftime", kind: optValue, use: useCosmetic},
+	{name: "ini", kind: optValue, use: useEmperor},
+	{name: "xml", kind: optValue, use: useEmperor},
+	{name: "json", kind: optValue, use: useEmperor},
+	{name: "js", kind: optValue, use: useEmperor},
+	{name: "yaml", kind: optValue, use: useEmperor},
+	{name: "yml", kind: optValue, use: useEmperor},
+	{name: "include", kind: optValue, use: useEmperor},
+	{name: "inherit", kind: optValue, use: useEmperor},
+	{name: "config", kind: optValue, use: useEmperor},
+	{name: "set", kind: optValue, use: useEmperor},
+	{name: "set-placeholder", kind: optValue, use: useEmperor},
+	{name: "set-ph", kind: optValue, use: useEmperor},
+	{name: "chdir", kind: optValue, use: useEmperor},
+	{name: "env", kind: optValue, use: useEmperor},
+	{name: "privileged-binary-patch", kind: optValue, use: useEmperor},
+	{name: "privileged-binary-patch-arg", kind: optValue, use: useEmperor},
+	{name: "unprivileged-binary-patch", kind: optValue, use: useEmperor},
+	{name: "unprivileged-binary-patch-arg", kind: optValue, use: useEmperor},
+	{name: "unshare", kind: optValue, use: useEmperor},
+	{name: "exec-as-root", kind: optValue, use: useEmperor},
+	{name: "exec-as-user", kind: optValue, use: useEmperor},
+	{name: "hook-as-root", kind: optValue, use: useEmperor},
+	{name: "hook-as-user", kind: optValue, use: useEmperor},
+	{name: "hook-pre-jail", kind: optValue, use: useEmperor},
+	{name: "hook-post-jail", kind: optValue, use: useEmperor},
+	{name: "hook-in-jail", kind: optValue, use: useEmperor},
+	{name: "hook-as-user-atexit", kind: optValue, use: useEmperor},
+	{name: "exec-pre-jail", kind: optValue, use: useEmperor},
+	{name: "exec-post-jail", kind: optValue, use: useEmperor},
+	{name: "exec-in-jail", kind: optValue, use: useEmperor},
+	{name: "safe-fd", kind: optValue, use: useEmperor},
+	{name: "pidfile", kind: optValue, use: useEmperor},
+	{name: "socket", kind: optValue, use: useEmperor},
+	{name: "http", kind: optValue, use: useEmperor},
+	{name: "http-socket", kind: optValue, use: useEmperor},
+	{name: "processes", kind: optValue, use: useEmperor},
+	{name: "workers", kind: optValue, use: useEmperor},
+	{name: "master", kind: optValue, use: useEmperor},
+	{name: "module", kind: optValue, use: useEmperor},
+	{name: "wsgi-file", kind: optValue, use: useEmperor},
+	{name: "plugins", kind: optValue, use: useEmperor},
+	{name: "plugin", kind: optValue, use: useEmperor},
+	{name: "procname", kind: optValue, use: useEmperor},
+	{name: "heartbeat", kind: optValue, use: useEmperor},
+	{name: "idle", kind: optValue, use: useEmperor},
+	{name: "emperor-magic-exec", kind: optFlag, use: useNotYet},
+	{name: "early-emperor", kind: optFlag, use: useNotYet},
+	{name: "imperial-monitor-list", kind: optFlag, use: useCosmetic},
+	{name: "imperial-monitors-list", kind: optFlag, use: useCosmetic},
+	{name: "stats-http", kind: optFlag, use: useNotYet},
+	{name: "stats-minified", kind: optFlag, use: useCosmetic},
+	{name: "stats-min", kind: optFlag, use: useCosmetic},
+	{name: "show-config", kind: optFlag, use: useEmperor},
+	{name: "help", kind: optFlag, use: useEmperor},
+	{name: "strict", kind: optFlag, use: useEmperor},
+	{name: "die-on-idle", kind: optFlag, use: useEmperor},
+	{name: "die-on-term", kind: optFlag, use: useEmperor},
 }
+
+// optionIndex finds an option's row by name.
+var optionIndex = func() map[string]*optionSpec {
+	m := make(map[string]*optionSpec, len(options))
+	for i := range options {
+		m[options[i].name] = &options[i]
+	}
+	return m
+}()
 
 func knownOption(name string) (known, isFlag bool) {
-	kind, ok := optionTable[name]
-	return ok, ok && kind == optFlag
+	o := optionIndex[name]
+	return o != nil, o != nil && o.kind == optFlag
+}
+
+// optionsIn are the options of the given use that o sets.
+func optionsIn(o *Options, use optionUse) []string {
+	var out []string
+	for _, spec := range options {
+		if spec.use == use && o.Has(spec.name) {
+			out = append(out, spec.name)
+		}
+	}
+	return out
 }
 
 func printHelp() {
@@ -3611,69 +3921,26 @@ func printHelp() {
 	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
 	fmt.Println()
 	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
-	described := map[string]bool{}
-	for _, o := range helpRows {
-		fmt.Printf("  --%-30s %-10s %s\n", o[0], o[1], o[2])
-		described[strings.Fields(o[0])[0]] = true
+	var rest []string
+	for _, o := range options {
+		if o.help == "" {
+			rest = append(rest, o.name)
+			continue
+		}
+		fmt.Printf("  --%-30s %-10s %s\n", strings.TrimSpace(o.name+" "+o.arg), o.def, o.help)
 	}
 	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
-	var rest []string
-	for name := range optionTable {
-		if !described[name] {
-			rest = append(rest, name)
-		}
-	}
 	sort.Strings(rest)
 	for _, name := range rest {
 		note := ""
-		switch {
-		case notImplementedYet[name]:
+		switch o := optionIndex[name]; {
+		case o.use == useNotYet:
 			note = "(not implemented yet: refused with an error)"
-		case optionTable[name] == optFlag:
+		case o.kind == optFlag:
 			note = "(flag)"
 		}
 		fmt.Printf("  --%-30s %s\n", name, note)
 	}
-}
-
-// helpRows: option, default, meaning. Kept beside the README's table.
-var helpRows = [][3]string{
-	{"emperor DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
-	{"emperor-freq N", "3", "seconds between full rescans (inotify acts at once)"},
-	{"emperor-throttle MS", "1000", "blacklist step for crash-looping vassals"},
-	{"emperor-max-throttle MS", "180000", "blacklist ceiling"},
-	{"emperor-no-blacklist", "off", "never throttle respawns"},
-	{"emperor-required-heartbeat N", "30", "reload a heartbeating vassal silent for N s"},
-	{"emperor-curse-tolerance N", "30", "seconds a stopping vassal may linger before SIGKILL"},
-	{"reload-mercy N", "5", "seconds vassals get at shutdown before SIGKILL"},
-	{"emperor-nofollow", "off", "use the symlink's own mtime (touch --no-dereference)"},
-	{"emperor-extra-extension EXT", "", "also accept configs ending in EXT (repeatable)"},
-	{"emperor-stats ADDR", "", "stats server on host:port or a UNIX socket path"},
-	{"emperor-pidfile PATH", "", "write the emperor pid"},
-	{"emperor-graceful-shutdown", "off", "send byte 2 (graceful) instead of 0 to stop"},
-	{"binary-path PATH", "self", "program run for each vassal"},
-	{"emperor-wrapper PATH", "", "argv[0] for vassals instead of binary-path"},
-	{"vassal-set K=V", "", "pass --set K=V to every vassal (repeatable)"},
-	{"vassals-include F", "", "pass --include F after the vassal config"},
-	{"vassals-include-before F", "", "pass --include F before the vassal config"},
-	{"vassals-inherit F", "", "pass --inherit F after the vassal config"},
-	{"vassals-inherit-before F", "", "pass --inherit F before the vassal config"},
-	{"socket-timeout N", "4", "stats client write timeout"},
-	{"emperor-tyrant", "off", "run each vassal as the owner of its config"},
-	{"emperor-tyrant-nofollow", "off", "tyrant: the owner of a symlink, not of its target"},
-	{"emperor-use-clone LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
-	{"vassals-cap LIST", "", "capability bounding set of vassals (setpcap kept)"},
-	{"emperor-on-demand-extension EXT", "", "on-demand socket name read from NAME+EXT"},
-	{"emperor-on-demand-directory DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
-	{"emperor-on-demand-exec CMD", "", "on-demand socket name printed by CMD \"NAME\""},
-	{"vassals-notify-socket PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
-	{"uid / gid USER", "", "the emperor drops to this user after binding its sockets"},
-	{"cap LIST", "", "capabilities the emperor keeps after dropping to uid"},
-	{"chroot DIR", "", "the emperor chroots after binding its sockets"},
-	{"listen N", "100", "backlog of on-demand sockets"},
-	{"connect-and-read ADDR", "", "print the stats document of a running emperor"},
-	{"status ADDR", "", "one line per vassal of a running emperor"},
-	{"version", "", "print the version"},
 }
 
 // ==== Command line and start-up =========================================
@@ -3801,7 +4068,7 @@ func runVassal(opts *Options, args []string) int {
 		// uWSGI writes it to its log, stderr.
 		fmt.Fprint(os.Stderr, ShowConfig(opts))
 	}
-	// uWSGI's order (SPEC 11): pre-jail hooks, the privileged patch,
+	// uWSGI's order (core/uwsgi.c, uwsgi_setup): pre-jail hooks, the privileged patch,
 	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
 	// uid/gid drop, as-user hooks, the unprivileged patch.
 	steps := []func() error{
@@ -3827,13 +4094,16 @@ func runVassal(opts *Options, args []string) int {
 	return 1
 }
 
+// applyEnv sets the config's env options in the runner's own environment,
+// which its hooks and the patched program inherit.
 func applyEnv(opts *Options) error {
-	for _, kv := range opts.All("env") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
-			return fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
-		}
+	env, err := withEnv(os.Environ(), opts.All("env"))
+	if err != nil {
+		return err
+	}
+	os.Clearenv()
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
 		if err := os.Setenv(k, v); err != nil {
 			return fmt.Errorf("env %s: %w", k, err)
 		}
@@ -3940,9 +4210,8 @@ func runHookAction(h string) error {
 // execPatch replaces the runner with the patched program, if the config
 // names one. It only returns on failure or when there is nothing to exec.
 func execPatch(opts *Options, key string, args []string) error {
-	cmd, hasCmd := opts.Last(key)
-	cmdline, hasLine := opts.Last(key + "-arg")
-	if (!hasCmd || cmd == "") && (!hasLine || cmdline == "") {
+	argv := patchCommand(opts, key, args)
+	if argv == nil {
 		return nil
 	}
 	if dir, ok := opts.Last("chdir"); ok && dir != "" {
@@ -3950,20 +4219,11 @@ func execPatch(opts *Options, key string, args []string) error {
 			return fmt.Errorf("chdir: %w", err)
 		}
 	}
-	if hasCmd && cmd != "" {
-		path, err := lookPath(cmd)
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		argv := append([]string{cmd}, args...)
-		return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
-	}
-	argv := commandArgv(cmdline)
 	path, err := lookPath(argv[0])
 	if err != nil {
-		return fmt.Errorf("%s-arg: %w", key, err)
+		return fmt.Errorf("%s: %w", key, err)
 	}
-	return fmt.Errorf("%s-arg: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
 }
 
 // commandArgv turns a uWSGI "-arg" command line into an argv. Lines without
@@ -3980,12 +4240,8 @@ func commandArgv(cmdline string) []string {
 	return fields
 }
 
-func lookPath(prog string) (string, error) {
-	if strings.Contains(prog, "/") {
-		return prog, nil
-	}
-	return exec.LookPath(prog)
-}
+// lookPath finds a program the way the vassal's own PATH would.
+func lookPath(prog string) (string, error) { return lookPathIn(prog, os.Getenv("PATH")) }
 
 // dropPrivileges applies the config's gid then uid (names or numbers), with
 // the user's supplementary groups, as uWSGI's uid/gid options do. Only root
@@ -4074,13 +4330,7 @@ func configAsINI(args []string) []string {
 		if out[i] != "--config" {
 			continue
 		}
-		known := false
-		for _, ext := range configSuffixes {
-			if strings.HasSuffix(out[i+1], ext) {
-				known = true
-			}
-		}
-		if !known {
+		if configKindByExt(out[i+1]) == "" {
 			out[i] = "--ini"
 		}
 	}
@@ -4093,14 +4343,14 @@ func configArgName(args []string) string {
 	for i := 0; i < len(args); i++ {
 		a := strings.TrimLeft(args[i], "-")
 		key, val, hasVal := strings.Cut(a, "=")
-		switch key {
-		case "ini", "xml", "json", "js", "yaml", "yml", "config":
-			if hasVal {
-				return val
-			}
-			if i+1 < len(args) {
-				return args[i+1]
-			}
+		if _, loader := configOptionKind[key]; !loader {
+			continue
+		}
+		if hasVal {
+			return val
+		}
+		if i+1 < len(args) {
+			return args[i+1]
 		}
 	}
 	if len(args) > 0 {

@@ -33,9 +33,6 @@ func parseCloneFlags(list string) (uintptr, error) {
 	return 0, fmt.Errorf("emperor-use-clone: namespaces are not supported on %s", runtime.GOOS)
 }
 
-func childrenOf(pid int) []int    { return nil }
-func descendantsOf(pid int) []int { return nil }
-
 func signalTree(pid int, sig syscall.Signal) {
 	if pid <= 0 {
 		return

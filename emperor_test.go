@@ -4033,9 +4033,9 @@ func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name := range optionTable {
-		if !strings.Contains(string(out), "--"+name+" ") {
-			t.Errorf("--help does not list --%s", name)
+	for _, o := range options {
+		if !strings.Contains(string(out), "--"+o.name+" ") {
+			t.Errorf("--help does not list --%s", o.name)
 		}
 	}
 	if !strings.Contains(string(out), "--emperor-freq N") || !strings.Contains(string(out), " 3 ") {
@@ -4153,7 +4153,7 @@ func TestConfigINI(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			opts, err := configParseINI("t.ini", []byte(c.text), c.section)
+			opts, err := parseAs("ini")("t.ini", []byte(c.text), c.section)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -4166,7 +4166,7 @@ func TestConfigINI(t *testing.T) {
 }
 
 func TestConfigINISrcLines(t *testing.T) {
-	opts, err := configParseINI("a.ini", []byte("[uwsgi]\n\na=1\n; c\nb=2\n"), "")
+	opts, err := parseAs("ini")("a.ini", []byte("[uwsgi]\n\na=1\n; c\nb=2\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -4782,7 +4782,7 @@ func TestConfigJSONCases(t *testing.T) {
 		{"unterminated comment", `{"uwsgi": {} /*`, "", "", "unterminated comment"},
 	}
 	for _, c := range cases {
-		opts, err := configParseJSON("t.json", []byte(c.text), c.section)
+		opts, err := parseAs("json")("t.json", []byte(c.text), c.section)
 		configCheckCase(t, c.name, opts, err, c.want, c.err)
 	}
 }
@@ -4826,7 +4826,7 @@ func TestConfigXMLCases(t *testing.T) {
 		{"garbage", "\x01\x02\x03", "", "", "t.xml:1:"},
 	}
 	for _, c := range cases {
-		opts, err := configParseXML("t.xml", []byte(c.text), c.id)
+		opts, err := parseAs("xml")("t.xml", []byte(c.text), c.id)
 		configCheckCase(t, c.name, opts, err, c.want, c.err)
 	}
 }
@@ -4855,7 +4855,7 @@ func TestConfigYAMLCases(t *testing.T) {
 		{"bad escape", "uwsgi:\n  a: \"\\q\"\n", "", "", "invalid escape"},
 	}
 	for _, c := range cases {
-		opts, err := configParseYAML("t.yml", []byte(c.text), c.section)
+		opts, err := parseAs("yaml")("t.yml", []byte(c.text), c.section)
 		configCheckCase(t, c.name, opts, err, c.want, c.err)
 	}
 }
@@ -4923,6 +4923,14 @@ type fuzzSeed struct {
 	section string
 }
 
+// parseAs is one format's parser on already magic-substituted text, as
+// parseData runs it after the magic pass.
+func parseAs(kind string) func(name string, data []byte, section string) ([]Option, error) {
+	return func(name string, data []byte, section string) ([]Option, error) {
+		return configParseText(kind, &cfgText{name: name, data: data}, section)
+	}
+}
+
 // fuzzFormat fuzzes one config format's parser: it must never panic and
 // must fail with a one-line error naming the file (configFuzzCheck).
 func fuzzFormat(f *testing.F, file string, parse func(string, []byte, string) ([]Option, error), seeds ...fuzzSeed) {
@@ -4936,28 +4944,28 @@ func fuzzFormat(f *testing.F, file string, parse func(string, []byte, string) ([
 }
 
 func FuzzConfigINI(f *testing.F) {
-	fuzzFormat(f, "f.ini", configParseINI,
+	fuzzFormat(f, "f.ini", parseAs("ini"),
 		fuzzSeed{[]byte(configTypicalINI), ""},
 		fuzzSeed{[]byte("[uwsgi]\nk=v\n[x]\n[\n=\n"), "x"},
 	)
 }
 
 func FuzzConfigJSON(f *testing.F) {
-	fuzzFormat(f, "f.json", configParseJSON,
+	fuzzFormat(f, "f.json", parseAs("json"),
 		fuzzSeed{[]byte(`{"uwsgi": {"a": [1, true, null, "x\u00e9"], "b": {"c": 1.5e3}}}`), ""},
 		fuzzSeed{[]byte("/* c */ {\"x\": {\"a\": \"\\ud800\"}} // c"), "x"},
 	)
 }
 
 func FuzzConfigXML(f *testing.F) {
-	fuzzFormat(f, "f.xml", configParseXML,
+	fuzzFormat(f, "f.xml", parseAs("xml"),
 		fuzzSeed{[]byte("<?xml version='1.0'?><r><uwsgi id='a'><x id='a'>1</x><app mountpoint='/'>s</app><![CDATA[c]]></uwsgi></r>"), "a"},
 		fuzzSeed{[]byte("<uwsgi><a><!--c--></a><b/></uwsgi>"), ""},
 	)
 }
 
 func FuzzConfigYAML(f *testing.F) {
-	fuzzFormat(f, "f.yml", configParseYAML,
+	fuzzFormat(f, "f.yml", parseAs("yaml"),
 		fuzzSeed{[]byte("uwsgi:\n  a: 1\n  env:\n    - x\n  l: [a, 'b', \"c\"]\n  q: \"\\u00e9\"\n"), ""},
 		fuzzSeed{[]byte("x:\n\tuwsgi:\n - a\n{a: b}\n"), "x"},
 	)
@@ -5271,4 +5279,14 @@ func TestPollingWhenOutOfWatches(t *testing.T) {
 	em.waitLog(t, "removed uwsgi instance w.ini", 10*time.Second)
 	// With watches to be had again, the emperor goes back to inotify.
 	em.waitLog(t, "file watching restored", 10*time.Second)
+}
+
+// TestEveryTimerKindIsHandled: a timer kind without its row in timerKinds
+// would fire nothing (or crash the loop), so every kind needs one.
+func TestEveryTimerKindIsHandled(t *testing.T) {
+	for k := range numTimerKinds {
+		if timerKinds[k].fire == nil || timerKinds[k].name == "" {
+			t.Errorf("timer kind %d has no row in timerKinds", k)
+		}
+	}
 }

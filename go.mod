@@ -3,6 +3,6 @@ module emperor
 go 1.26.8
 
 require (
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/fsnotify/fsnotify v1.10.1
+	golang.org/x/sys v0.50.0
 )

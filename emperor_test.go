@@ -2229,10 +2229,11 @@ func TestUnknownNamespaceIsAClearError(t *testing.T) {
 	}
 }
 
-// TestSeedNamespaceExample runs the seed document's vassal as written, with
-// its psgi app swapped for a binary patch: hostname set, /proc remounted in
-// new fs+pid+uts namespaces, privileges dropped.
-func TestSeedNamespaceExample(t *testing.T) {
+// TestNamespacedVassalExample runs a vassal shaped like the namespace
+// example of uWSGI's Emperor documentation, with its psgi app swapped for a
+// binary patch: hostname set, /proc remounted in new fs+pid+uts namespaces,
+// privileges dropped.
+func TestNamespacedVassalExample(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("useradd"); err != nil {
 		t.Skip("useradd not available")

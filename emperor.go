@@ -42,7 +42,6 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 
 	"fmt"
 	"github.com/fsnotify/fsnotify"
@@ -56,6 +55,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -3034,43 +3034,108 @@ func (e *emperor) bindStats() {
 type statsServer struct {
 	req     chan<- chan *statsSnapshot
 	done    <-chan struct{}
-	timeout time.Duration // write deadline per client
+	timeout time.Duration // per client: to send an HTTP request, and to take the answer
 }
 
 func (e *emperor) statsServer() statsServer {
 	return statsServer{req: e.in.statsReq, done: e.in.done, timeout: e.cfg.socketTimeout}
 }
 
-// startStats binds the stats server: host:port is TCP, anything else a
-// UNIX socket path.
+// startStats binds the stats server: http://host:port is HTTP over TCP,
+// host:port raw TCP, anything else a UNIX socket path. Both forms share
+// the listener, the accepting goroutine and the cap on clients; the raw
+// form writes the JSON at once, the HTTP form reads a request first.
 func (e *emperor) startStats() error {
-	addr := e.cfg.stats
-	if strings.HasPrefix(addr, "http://") {
-		return e.statsServer().startHTTP(strings.TrimPrefix(addr, "http://"))
+	addr, isHTTP := strings.CutPrefix(e.cfg.stats, "http://")
+	network := "tcp"
+	if !isHTTP {
+		network = socketNetwork(addr)
 	}
-	network := socketNetwork(addr)
 	if network == "unix" {
 		_ = os.Remove(addr)
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		return fmt.Errorf("emperor-stats %s: %w", addr, err)
+		return fmt.Errorf("emperor-stats %s: %w", e.cfg.stats, err)
 	}
-	fd := -1
-	if sc, ok := ln.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			_ = rc.Control(func(f uintptr) { fd = int(f) })
-		}
-	}
-	logRaw("*** Emperor stats server enabled on %s fd: %d ***", addr, fd)
 	srv := e.statsServer()
-	go srv.serve(ln)
+	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
+	answer := srv.answer
+	if isHTTP {
+		logRaw("*** Emperor stats server enabled on http://%s ***", addr)
+		answer = func(conn net.Conn) { srv.answerHTTP(conn, clients) }
+	} else {
+		fd := -1
+		if sc, ok := ln.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				_ = rc.Control(func(f uintptr) { fd = int(f) })
+			}
+		}
+		logRaw("*** Emperor stats server enabled on %s fd: %d ***", addr, fd)
+	}
+	go srv.serve(ln, clients, answer)
 	go func() { <-srv.done; ln.Close() }()
 	return nil
 }
 
-func (s statsServer) serve(ln net.Listener) {
-	slots := make(chan struct{}, 64)
+// maxStatsClients is how many stats clients are served at once, each with
+// a descriptor and a goroutine of its own; more wait in the kernel's accept
+// queue.
+const maxStatsClients = 64
+
+// statsClients is the cap on clients, shared by the accepting goroutine
+// and the clients' own (hence the one lock in this file). A client that is
+// still sending its HTTP request, or has had its answer and is only being
+// let go, is idle: it costs a descriptor and nothing else, so when every
+// slot is taken the one idle longest is cut off to make room. A crowd of
+// connections that never send anything cannot lock real clients out for
+// their whole timeout, only compete with them for slots.
+type statsClients struct {
+	slots chan struct{} // one token per client being served; cap maxStatsClients
+	mu    sync.Mutex    // guards idle
+	idle  []net.Conn    // idle clients, the next to be cut off first
+}
+
+// admit takes a slot for a new client, cutting off an idle one if none is
+// free; it waits only while every client is busy being written to (each
+// for at most its write timeout).
+func (c *statsClients) admit() {
+	select {
+	case c.slots <- struct{}{}:
+		return
+	default:
+	}
+	c.mu.Lock()
+	if len(c.idle) > 0 {
+		// A deadline in the past ends the client's pending read at once;
+		// its goroutine then closes it and gives the slot back.
+		_ = c.idle[0].SetReadDeadline(time.Unix(1, 0))
+		c.idle = c.idle[1:]
+	}
+	c.mu.Unlock()
+	c.slots <- struct{}{}
+}
+
+func (c *statsClients) leave() { <-c.slots }
+
+// setIdle marks conn idle (first in line to be cut off when served
+// already, last when it has just arrived) or, with idle false, busy.
+func (c *statsClients) setIdle(conn net.Conn, idle, served bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i := slices.Index(c.idle, conn); i >= 0 {
+		c.idle = slices.Delete(c.idle, i, i+1)
+	}
+	switch {
+	case !idle:
+	case served:
+		c.idle = slices.Insert(c.idle, 0, conn)
+	default:
+		c.idle = append(c.idle, conn)
+	}
+}
+
+func (s statsServer) serve(ln net.Listener, clients *statsClients, answer func(net.Conn)) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -3086,10 +3151,10 @@ func (s statsServer) serve(ln net.Listener) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		slots <- struct{}{}
+		clients.admit()
 		go func() {
-			defer func() { <-slots }()
-			s.answer(conn)
+			defer clients.leave()
+			answer(conn)
 		}()
 	}
 }
@@ -3120,32 +3185,233 @@ func (s statsServer) answer(conn net.Conn) {
 	_, _ = conn.Write(snap.render())
 }
 
-// startHTTP serves the same JSON over HTTP at / and a Prometheus text
-// exposition at /metrics.
-func (s statsServer) startHTTP(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("emperor-stats http://%s: %w", addr, err)
+// The HTTP form is a minimal HTTP/1.0 and 1.1 server (RFC 9112): one
+// request per connection, answered with Connection: close, GET and HEAD of
+// / (the JSON) and /metrics (Prometheus text). A request head is a few
+// hundred bytes from Prometheus, curl or a browser; these limits bound
+// what one client can make the emperor hold.
+const (
+	httpMaxHead    = 8 << 10 // request line and header fields, in bytes
+	httpMaxHeaders = 64      // header fields
+)
+
+// httpStatusText holds every status the server answers with.
+var httpStatusText = map[int]string{
+	200: "OK",
+	400: "Bad Request",
+	404: "Not Found",
+	405: "Method Not Allowed",
+	414: "URI Too Long",
+	431: "Request Header Fields Too Large",
+	505: "HTTP Version Not Supported",
+}
+
+// answerHTTP reads one request within the socket timeout and answers it.
+// A client that sends nothing, or too slowly, is closed without an answer
+// once the timeout has run out (or earlier, to make room for another).
+func (s statsServer) answerHTTP(conn net.Conn, clients *statsClients) {
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
+	clients.setIdle(conn, true, false)
+	req, status := readHTTPRequest(conn)
+	clients.setIdle(conn, false, false)
+	if status == 0 {
+		return
 	}
-	logRaw("*** Emperor stats server enabled on http://%s ***", addr)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if snap := s.fetch(); snap != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			_, _ = w.Write(snap.render())
+	resp := httpResponse{status: status}
+	if status == 200 {
+		snap := s.fetch()
+		if snap == nil {
+			return
 		}
-	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		if snap := s.fetch(); snap != nil {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			_, _ = w.Write(snap.prometheus())
+		resp = statsPage(snap, req.path)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	if resp.write(conn, req.head) != nil {
+		return
+	}
+	// Closing with unread bytes in the socket (a body, a pipelined
+	// request) makes the kernel send a reset, which can destroy the answer
+	// before the client has read it: say we are done and wait for the
+	// client's end, reading at most what a head may hold, a timeout long.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
+	clients.setIdle(conn, true, true)
+	_, _ = io.CopyN(io.Discard, conn, httpMaxHead)
+	clients.setIdle(conn, false, false)
+}
+
+// statsPage is the answer for one of the two pages (the request's path is
+// known good).
+func statsPage(snap *statsSnapshot, path string) httpResponse {
+	if path == "/metrics" {
+		return httpResponse{status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: snap.prometheus()}
+	}
+	return httpResponse{status: 200, contentType: "application/json", body: snap.render(),
+		fields: "Access-Control-Allow-Origin: *\r\n"}
+}
+
+// httpRequest is what the server needs of a request.
+type httpRequest struct {
+	path string // the target's path, without a query
+	head bool   // HEAD: the answer without its body
+}
+
+// readHTTPRequest reads a request head (through the empty line) from r
+// and checks it. The status is what to answer: 200 for a good request of
+// a page, an error status otherwise, 0 when the client went away or ran
+// out of time first (nothing is answered). A body is never read.
+func readHTTPRequest(r io.Reader) (httpRequest, int) {
+	buf := make([]byte, httpMaxHead)
+	n, start, lineStart, lines := 0, 0, 0, 0
+	for {
+		m, err := r.Read(buf[n:])
+		for i := n; i < n+m; i++ {
+			if buf[i] != '\n' {
+				continue
+			}
+			empty := i == lineStart || i == lineStart+1 && buf[lineStart] == '\r'
+			switch {
+			case empty && lines == 0:
+				// An empty line before the request line is to be
+				// ignored (RFC 9112, 2.2).
+				start = i + 1
+			case empty:
+				return parseHTTPRequest(buf[start : lineStart-1])
+			case lines > httpMaxHeaders:
+				return httpRequest{}, 431
+			default:
+				lines++
+			}
+			lineStart = i + 1
 		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: s.timeout, WriteTimeout: s.timeout}
-	go func() { _ = srv.Serve(ln) }()
-	go func() { <-s.done; srv.Close() }()
-	return nil
+		n += m
+		if n == len(buf) {
+			if lines == 0 {
+				return httpRequest{}, 414 // the request line alone fills the limit
+			}
+			return httpRequest{}, 431
+		}
+		if err != nil {
+			return httpRequest{}, 0
+		}
+	}
+}
+
+// parseHTTPRequest checks a request head (the request line and the header
+// fields, separated by LF or CRLF) and returns the request and the status
+// to answer it with.
+func parseHTTPRequest(head []byte) (httpRequest, int) {
+	lines := strings.Split(string(head), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "\r")
+	}
+	method, rest, ok1 := strings.Cut(lines[0], " ")
+	target, version, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !isHTTPToken(method) || target == "" || !httpFieldOK(target) || strings.ContainsRune(target, ' ') {
+		return httpRequest{}, 400
+	}
+	switch {
+	case version == "HTTP/1.0" || version == "HTTP/1.1":
+	case len(version) == 8 && strings.HasPrefix(version, "HTTP/") && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]):
+		return httpRequest{}, 505
+	default:
+		return httpRequest{}, 400
+	}
+	hosts := 0
+	for _, line := range lines[1:] {
+		name, value, ok := strings.Cut(line, ":")
+		// A name must touch its colon, and obsolete line folding (a line
+		// starting with white space) is refused (RFC 9112, 5.1 and 5.2).
+		if !ok || !isHTTPToken(name) || !httpFieldOK(value) {
+			return httpRequest{}, 400
+		}
+		if strings.EqualFold(name, "Host") {
+			hosts++
+		}
+	}
+	// HTTP/1.1 requires exactly one Host field; 1.0 allows none (RFC 9112, 3.2).
+	if hosts > 1 || hosts == 0 && version == "HTTP/1.1" {
+		return httpRequest{}, 400
+	}
+	// The absolute form (http://host/path) must be accepted too (3.2.2).
+	if scheme, after, ok := strings.Cut(target, "://"); ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")) {
+		target = "/"
+		if i := strings.IndexByte(after, '/'); i >= 0 {
+			target = after[i:]
+		}
+	}
+	path, _, _ := strings.Cut(target, "?")
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		return httpRequest{}, 400
+	case path != "/" && path != "/metrics":
+		return httpRequest{}, 404
+	case method != "GET" && method != "HEAD":
+		return httpRequest{}, 405
+	}
+	return httpRequest{path: path, head: method == "HEAD"}, 200
+}
+
+// isHTTPToken: a method or field name, RFC 9110's token.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// httpFieldOK: no control characters but tab (a stray CR or a NUL is how
+// requests get smuggled past a parser).
+func httpFieldOK(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// httpResponse is an answer: every one says Connection: close and carries
+// its length, and an error one a line of text.
+type httpResponse struct {
+	status      int
+	contentType string
+	fields      string // more header fields, each ending in CRLF
+	body        []byte
+}
+
+func (r httpResponse) write(w io.Writer, headOnly bool) error {
+	text := httpStatusText[r.status]
+	if r.status != 200 {
+		r.contentType = "text/plain; charset=utf-8"
+		r.body = []byte(strconv.Itoa(r.status) + " " + text + "\n")
+		if r.status == 405 {
+			r.fields = "Allow: GET, HEAD\r\n"
+		}
+	}
+	h := make([]byte, 0, 256)
+	h = append(h, "HTTP/1.1 "+strconv.Itoa(r.status)+" "+text+"\r\nContent-Type: "+r.contentType+"\r\n"+r.fields+"Content-Length: "...)
+	h = strconv.AppendInt(h, int64(len(r.body)), 10)
+	h = append(h, "\r\nDate: "...)
+	h = time.Now().UTC().AppendFormat(h, "Mon, 02 Jan 2006 15:04:05 GMT")
+	h = append(h, "\r\nConnection: close\r\n\r\n"...)
+	bufs := net.Buffers{h}
+	if !headOnly {
+		bufs = append(bufs, r.body)
+	}
+	_, err := bufs.WriteTo(w)
+	return err
 }
 
 // socketNetwork is uWSGI's rule for a socket address: "host:port" (or
@@ -3790,7 +4056,7 @@ var options = []optionSpec{
 	{"vassals-include-before", optValue, useEmperor, "F", "", "pass --include F before the vassal config"},
 	{"vassals-inherit", optValue, useEmperor, "F", "", "pass --inherit F after the vassal config"},
 	{"vassals-inherit-before", optValue, useEmperor, "F", "", "pass --inherit F before the vassal config"},
-	{"socket-timeout", optValue, useEmperor, "N", "4", "stats client write timeout"},
+	{"socket-timeout", optValue, useEmperor, "N", "4", "stats client timeout: to send an HTTP request, to read the answer"},
 	{"emperor-tyrant", optFlag, useEmperor, "", "off", "run each vassal as the owner of its config"},
 	{"emperor-tyrant-nofollow", optFlag, useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
 	{"emperor-use-clone", optValue, useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},

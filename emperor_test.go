@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -2668,6 +2670,140 @@ func TestHTTPStatsAndPrometheus(t *testing.T) {
 	}
 }
 
+// httpExchange sends raw bytes to addr, half-closes, and returns the whole
+// answer (the server closes every connection after one answer).
+func httpExchange(t testing.TB, addr, req string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(conn); err != nil {
+		t.Fatalf("%q: %v after %q", req, err, b.String())
+	}
+	return b.String()
+}
+
+// TestHTTPStatsRequests: the HTTP stats server answers good requests of
+// its two pages with their headers and exact length, and bad, oversized
+// and unknown ones with the status for each; a request never finished
+// gets no answer.
+func TestHTTPStatsRequests(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	env.vassal(t, "h.ini", "h", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+addr, "--socket-timeout", "1")
+	em.waitLog(t, "*** Emperor stats server enabled on http://"+addr, 5*time.Second)
+	env.sink.waitStart(t, 0, "h")
+	many := strings.Repeat("X-A: b\r\n", 100)
+	for _, c := range []struct {
+		req, status, want string // want: a header line or body part the answer must have
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", "Access-Control-Allow-Origin: *"},
+		{"GET /?pretty=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n", "200 OK", "Content-Type: application/json"},
+		{"GET /metrics?x HTTP/1.1\r\nhost: x\r\n\r\n", "200 OK", "Content-Type: text/plain; version=0.0.4; charset=utf-8"},
+		{"GET http://x/metrics HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", "emperor_vassal_up"},
+		{"\r\nGET / HTTP/1.0\n\n", "200 OK", `"id":"h.ini"`},
+		{"HEAD /metrics HTTP/1.0\r\n\r\n", "200 OK", "Connection: close"},
+		{"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", "404 Not Found", "404 Not Found\n"},
+		{"GET /metrics/ HTTP/1.0\r\n\r\n", "404 Not Found", ""},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "405 Method Not Allowed", "Allow: GET, HEAD"},
+		{"DELETE /metrics HTTP/1.0\r\n\r\n", "405 Method Not Allowed", ""},
+		{"GET / HTTP/1.1\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/1.1\r\nHost: x\rX-Smuggled: y\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/1.1\r\nHost: x\x00\r\n\r\n", "400 Bad Request", ""},
+		{"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request", ""},
+		{"GET / FTP/1.0\r\n\r\n", "400 Bad Request", ""},
+		{"G(T / HTTP/1.0\r\n\r\n", "400 Bad Request", ""},
+		{"GET * HTTP/1.0\r\n\r\n", "400 Bad Request", ""},
+		{"GET / HTTP/2.0\r\n\r\n", "505 HTTP Version Not Supported", ""},
+		{"GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "414 URI Too Long", ""},
+		{"GET / HTTP/1.1\r\nHost: x\r\n" + many + "\r\n", "431 Request Header Fields Too Large", ""},
+		{"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 9000) + "\r\n\r\n", "431 Request Header Fields Too Large", ""},
+		{"GET / HTTP/1.1\r\nHost: x\r\n", "", ""},                // never finished: closed unanswered
+		{"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "", ""}, // a TLS hello
+	} {
+		resp := httpExchange(t, addr, c.req)
+		if c.status == "" {
+			if resp != "" {
+				t.Errorf("%q: answered %q", c.req, resp)
+			}
+			continue
+		}
+		head, body, ok := strings.Cut(resp, "\r\n\r\n")
+		lines := strings.Split(head, "\r\n")
+		if !ok || lines[0] != "HTTP/1.1 "+c.status || !slices.Contains(lines, "Connection: close") {
+			t.Errorf("%.40q: answer %.300q, want %s", c.req, resp, c.status)
+			continue
+		}
+		length := -1
+		for _, l := range lines {
+			if v, ok := strings.CutPrefix(l, "Content-Length: "); ok {
+				length, _ = strconv.Atoi(v)
+			}
+		}
+		isHead := strings.HasPrefix(c.req, "HEAD ")
+		if isHead && (body != "" || length <= 0) || !isHead && length != len(body) {
+			t.Errorf("%.40q: Content-Length %d, body of %d bytes", c.req, length, len(body))
+		}
+		if !strings.Contains(resp, c.want) {
+			t.Errorf("%.40q: answer lacks %q:\n%.500s", c.req, c.want, resp)
+		}
+	}
+}
+
+// TestHTTPStatsIdleClients: 300 connections that never send a request
+// hold at most the server's cap of descriptors, do not keep a new vassal
+// from spawning nor a real client from its answer, and are all closed in
+// the end (socket-timeout).
+func TestHTTPStatsIdleClients(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+addr, "--socket-timeout", "2")
+	em.waitLog(t, "*** Emperor stats server enabled on http://"+addr, 5*time.Second)
+	fdDir := fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid)
+	base, _ := os.ReadDir(fdDir)
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	env.vassal(t, "late.ini", "late", "")
+	env.sink.waitStart(t, 0, "late")
+	resp := httpExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body, _ := strings.Cut(resp, "\r\n\r\n"); parseStats(t, []byte(body)).vassal("late.ini") == nil {
+		t.Errorf("stats with 300 idle clients: %.300q", resp)
+	}
+	if fds, _ := os.ReadDir(fdDir); len(fds) > len(base)+64+4 {
+		t.Errorf("%d fds with 300 idle stats clients, %d before", len(fds), len(base))
+	}
+	for i, c := range idle {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("idle client %d: read %d bytes, %v: still open", i, n, err)
+		}
+	}
+}
+
 // checkPrometheusText applies the exposition format's rules: HELP and TYPE
 // once per family and before its samples, valid names, quoted and escaped
 // label values, numeric values, families not interleaved.
@@ -5297,5 +5433,41 @@ func FuzzConfigArgs(f *testing.F) {
 			return
 		}
 		_ = ShowConfig(o)
+	})
+}
+
+// oneByteReader hands out its input a byte per Read, as a slow client does.
+type oneByteReader struct{ data []byte }
+
+func (r *oneByteReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	p[0], r.data = r.data[0], r.data[1:]
+	return 1, nil
+}
+
+// FuzzHTTPRequest: the stats server's request reader never panics, reads
+// at most its limit, answers only with statuses it has text for, and
+// decides the same whether the request arrives at once or byte by byte.
+func FuzzHTTPRequest(f *testing.F) {
+	f.Add([]byte("GET /metrics?x HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("\r\nHEAD http://h/ HTTP/1.0\n\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n x\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		req, status := readHTTPRequest(r)
+		if read := len(data) - r.Len(); read > httpMaxHead {
+			t.Fatalf("read %d bytes", read)
+		}
+		if _, ok := httpStatusText[status]; !ok && status != 0 {
+			t.Fatalf("status %d", status)
+		}
+		if status == 200 && req.path != "/" && req.path != "/metrics" {
+			t.Fatalf("200 for %q", req.path)
+		}
+		if req2, status2 := readHTTPRequest(&oneByteReader{data}); req2 != req || status2 != status {
+			t.Fatalf("byte by byte: %v %d, at once: %v %d", req2, status2, req, status)
+		}
 	})
 }

@@ -39,7 +39,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
+	"errors"
 	"io"
 	"net"
 
@@ -3435,38 +3435,56 @@ func connectAndRead(addr string) ([]byte, error) {
 }
 
 // printStatus renders a running emperor's stats as one line per vassal.
+// The document is read with the config language's JSON parser (uWSGI's
+// stats are JSON too); encoding/json would double the binary's size for it.
 func printStatus(w io.Writer, data []byte) error {
-	var doc struct {
-		Pid     int `json:"pid"`
-		Vassals []struct {
-			ID        string `json:"id"`
-			Pid       int    `json:"pid"`
-			Loyal     int    `json:"loyal"`
-			Ready     int    `json:"ready"`
-			Accepting int    `json:"accepting"`
-			Respawns  int    `json:"respawns"`
-			OnDemand  string `json:"on_demand"`
-			LastExit  string `json:"last_exit"`
-			NextRetry int64  `json:"next_retry"`
-		} `json:"vassals"`
+	doc, err := (&cfgJSON{t: &cfgText{name: "stats", data: data}}).document()
+	if err == nil && doc.kind != '{' {
+		err = errors.New("not an object")
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	if err != nil {
 		return fmt.Errorf("not an emperor stats document: %w", err)
 	}
-	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", doc.Pid, len(doc.Vassals))
+	vassals := jsonField(doc, "vassals")
+	fmt.Fprintf(w, "emperor pid %d, %d vassals\n", jsonInt(jsonField(doc, "pid")), len(vassals.vals))
 	fmt.Fprintf(w, "%-32s %8s %-10s %5s %8s  %s\n", "VASSAL", "PID", "STATE", "LOYAL", "RELOADS", "LAST EXIT")
-	for _, v := range doc.Vassals {
-		state := [numVassalStates]string{stateRunning: "running", stateThrottled: "throttled", stateOnDemand: "on-demand"}[stateOf(v.Pid, v.OnDemand)]
+	for _, v := range vassals.vals {
+		num := func(key string) int { return jsonInt(jsonField(v, key)) }
+		str := func(key string) string { return jsonField(v, key).str }
+		pid := num("pid")
+		state := [numVassalStates]string{stateRunning: "running", stateThrottled: "throttled", stateOnDemand: "on-demand"}[stateOf(pid, str("on_demand"))]
 		switch {
 		case state != "running":
-		case v.Accepting == 1:
+		case num("accepting") == 1:
 			state = "accepting"
-		case v.Ready == 1:
+		case num("ready") == 1:
 			state = "ready"
 		}
-		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", v.ID, v.Pid, state, v.Loyal, v.Respawns, v.LastExit)
+		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", str("id"), pid, state, num("loyal"), num("respawns"), str("last_exit"))
 	}
 	return nil
+}
+
+// jsonField is the value of key in obj (the last, if repeated), or an
+// empty value when obj is not an object or lacks it.
+func jsonField(obj *cfgJSONValue, key string) *cfgJSONValue {
+	if obj.kind == '{' {
+		for i := len(obj.keys) - 1; i >= 0; i-- {
+			if obj.keys[i] == key {
+				return obj.vals[i]
+			}
+		}
+	}
+	return &cfgJSONValue{}
+}
+
+// jsonInt is an integer value (0 for anything else).
+func jsonInt(v *cfgJSONValue) int {
+	if v.kind != 'n' {
+		return 0
+	}
+	n, _ := strconv.Atoi(v.str)
+	return n
 }
 
 // ==== systemd and a parent emperor ======================================

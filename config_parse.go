@@ -25,7 +25,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -41,6 +40,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -1783,12 +1783,46 @@ func (j *cfgJSON) str() (string, error) {
 	if !utf8.Valid(raw) {
 		return "", j.t.errorf(start, "lexical error: invalid bytes in UTF8 string")
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil { // strEnd validated the escapes
-		return "", j.t.errorf(start, "lexical error: invalid string: %v", err)
-	}
 	j.pos = end
-	return s, nil
+	return configJSONUnquote(raw[1 : len(raw)-1]), nil
+}
+
+// configJSONUnquote decodes the escapes of a string's contents that strEnd
+// has validated, as encoding/json does: a \u escape of half a surrogate
+// pair that the next one does not complete becomes U+FFFD.
+func configJSONUnquote(raw []byte) string {
+	b := make([]byte, 0, len(raw))
+	hex4 := func(h []byte) rune {
+		n, _ := strconv.ParseUint(string(h), 16, 32)
+		return rune(n)
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			b = append(b, raw[i])
+			continue
+		}
+		i++
+		switch c := raw[i]; c {
+		case 'b', 'f', 'n', 'r', 't':
+			b = append(b, "\b\f\n\r\t"[strings.IndexByte("bfnrt", c)])
+		case 'u':
+			r := hex4(raw[i+1 : i+5])
+			i += 4
+			if utf16.IsSurrogate(r) {
+				pair := utf8.RuneError
+				if i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+					pair = utf16.DecodeRune(r, hex4(raw[i+3:i+7]))
+				}
+				if r = pair; r != utf8.RuneError {
+					i += 6
+				}
+			}
+			b = utf8.AppendRune(b, r)
+		default: // " \ /
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // strEnd finds the end of the string at j.pos, validating escapes and

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -5371,6 +5372,32 @@ func FuzzConfigJSON(f *testing.F) {
 		fuzzSeed{[]byte(`{"uwsgi": {"a": [1, true, null, "x\u00e9"], "b": {"c": 1.5e3}}}`), ""},
 		fuzzSeed{[]byte("/* c */ {\"x\": {\"a\": \"\\ud800\"}} // c"), "x"},
 	)
+}
+
+// FuzzConfigJSONString: a JSON string decodes as encoding/json decodes
+// it, escapes and broken surrogate pairs included, or is refused by both.
+func FuzzConfigJSONString(f *testing.F) {
+	for _, s := range []string{`a\"\\\/\b\f\n\r\t`, `\u00e9\ud83d\ude00`, `\ud800`, `\ud800\u0041`, `\udc00\ud800\udc00`, `\ud83d\ud83d\ude00`, `x\ud800\`, "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		quoted := []byte(`"` + s + `"`)
+		j := &cfgJSON{t: &cfgText{name: "f.json", data: quoted}}
+		got, err := j.str()
+		if err == nil && j.pos != len(quoted) {
+			return // s holds a quote: one string and more
+		}
+		var want string
+		jsonErr := json.Unmarshal(quoted, &want)
+		switch {
+		case err == nil && jsonErr != nil:
+			t.Fatalf("%q: decoded as %q, encoding/json refuses it: %v", quoted, got, jsonErr)
+		case err == nil && got != want:
+			t.Fatalf("%q: decoded as %q, encoding/json: %q", quoted, got, want)
+		case err != nil && jsonErr == nil && utf8.ValidString(s):
+			t.Fatalf("%q: refused (%v), encoding/json reads %q", quoted, err, want)
+		}
+	})
 }
 
 func FuzzConfigXML(f *testing.F) {

@@ -16,6 +16,8 @@
 //   - YAML: uWSGI's line subset plus what Debian's libyaml build accepts in
 //     practice (sequences, [a, b], quoting, nested keys flattened, '#' after a
 //     blank); block scalars are refused;
+//   - if-hostname-match: PCRE's syntax without its extensions (listed at
+//     configRegexpMatch), on bytes; a pattern beyond it matches nothing;
 //   - options uWSGI executes but that do not shape the list (declare-option,
 //     blacklist, inject-before, plugins...) are kept but not executed; no
 //     plugin is ever loaded for if-plugin.
@@ -34,7 +36,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -1194,9 +1195,534 @@ func configInode(st os.FileInfo) (uint64, bool) {
 	return 0, false
 }
 
+// configRegexpMatch reports whether pattern, a Perl-compatible regular
+// expression as uWSGI hands it to PCRE for if-hostname-match, matches
+// somewhere in s. An invalid pattern, or one beyond the subset below,
+// matches nothing.
 func configRegexpMatch(pattern, s string) bool {
-	re, err := regexp.Compile(pattern)
-	return err == nil && re.MatchString(s)
+	prog, err := configCompileRegexp(pattern)
+	return err == nil && prog.match(s)
+}
+
+// The regular expressions are PCRE's syntax without its extensions, on
+// bytes (a hostname is ASCII): literals and \-escaped punctuation, . [...]
+// [^...] with ranges and [:alpha:]-style classes, \d \w \s \D \W \S, \n \t
+// \r \f \e \a \xHH, ^ $ \A \z \Z \b \B, ( ) (?: ) |, * + ? {n} {n,} {n,m}
+// and their lazy forms (which match the same strings). Backreferences,
+// lookaround, possessive quantifiers, (?flags), \Q..\E, \p and \v \h are
+// errors. Matching runs a Thompson NFA (a Pike VM without captures): time
+// is linear in the subject whatever the pattern, and these limits bound the
+// program a pattern can make.
+const (
+	configRegexpMaxRepeat = 1000  // the largest count in {n,m}, as RE2's
+	configRegexpMaxProg   = 10000 // instructions: a{1000}{1000} is refused
+	configRegexpMaxDepth  = 200   // nested groups
+)
+
+// reSet is a set of bytes.
+type reSet [4]uint64
+
+func (s *reSet) add(lo, hi byte) {
+	for c := int(lo); c <= int(hi); c++ {
+		s[c>>6] |= 1 << (c & 63)
+	}
+}
+
+func (s *reSet) has(c byte) bool { return s[c>>6]&(1<<(c&63)) != 0 }
+
+func (s *reSet) union(t *reSet) {
+	for i := range s {
+		s[i] |= t[i]
+	}
+}
+
+func (s *reSet) invert() {
+	for i := range s {
+		s[i] = ^s[i]
+	}
+}
+
+// reNode is a parsed pattern: kind 'c' a byte of set, 'a' the assertion
+// op, '.' the concatenation of subs, '|' the alternation of subs, '*' sub
+// repeated min to max times (max -1: unbounded).
+type reNode struct {
+	kind     byte
+	set      reSet
+	op       byte
+	subs     []*reNode
+	min, max int
+}
+
+type reParser struct {
+	src   string
+	pos   int
+	depth int
+}
+
+func (p *reParser) errorf(format string, a ...any) error {
+	return fmt.Errorf("regexp %q at %d: %s", p.src, p.pos, fmt.Sprintf(format, a...))
+}
+
+func (p *reParser) peek(c byte) bool { return p.pos < len(p.src) && p.src[p.pos] == c }
+
+func (p *reParser) alternation() (*reNode, error) {
+	n := &reNode{kind: '|'}
+	for {
+		seq, err := p.sequence()
+		if err != nil {
+			return nil, err
+		}
+		n.subs = append(n.subs, seq)
+		if !p.peek('|') {
+			return n, nil
+		}
+		p.pos++
+	}
+}
+
+func (p *reParser) sequence() (*reNode, error) {
+	n := &reNode{kind: '.'}
+	for p.pos < len(p.src) && !p.peek('|') && !p.peek(')') {
+		atom, err := p.atom()
+		if err != nil {
+			return nil, err
+		}
+		if min, max, ok, err := p.quantifier(); err != nil {
+			return nil, err
+		} else if ok {
+			if atom.kind == 'a' {
+				return nil, p.errorf("quantified assertion")
+			}
+			switch {
+			case p.peek('?'): // lazy: the same strings match
+				p.pos++
+			case p.peek('+'):
+				return nil, p.errorf("possessive quantifiers are not supported")
+			}
+			atom = &reNode{kind: '*', subs: []*reNode{atom}, min: min, max: max}
+		}
+		n.subs = append(n.subs, atom)
+	}
+	return n, nil
+}
+
+// quantifier reads * + ? {n} {n,} {n,m}; a brace that starts none of
+// these is a literal, as in PCRE.
+func (p *reParser) quantifier() (min, max int, ok bool, err error) {
+	if p.pos >= len(p.src) {
+		return 0, 0, false, nil
+	}
+	switch p.src[p.pos] {
+	case '*':
+		p.pos++
+		return 0, -1, true, nil
+	case '+':
+		p.pos++
+		return 1, -1, true, nil
+	case '?':
+		p.pos++
+		return 0, 1, true, nil
+	case '{':
+	default:
+		return 0, 0, false, nil
+	}
+	end := strings.IndexByte(p.src[p.pos:], '}')
+	if end < 0 {
+		return 0, 0, false, nil
+	}
+	lo, hi, comma := strings.Cut(p.src[p.pos+1:p.pos+end], ",")
+	min, err1 := strconv.Atoi(lo)
+	max, err2 := min, error(nil)
+	if comma {
+		max, err2 = -1, nil
+		if hi != "" {
+			max, err2 = strconv.Atoi(hi)
+		}
+	}
+	if err1 != nil || err2 != nil || lo[0] == '+' || lo[0] == '-' || hi != "" && (hi[0] == '+' || hi[0] == '-') {
+		return 0, 0, false, nil
+	}
+	p.pos += end + 1
+	switch {
+	case min > configRegexpMaxRepeat || max > configRegexpMaxRepeat:
+		return 0, 0, false, p.errorf("repeat count over %d", configRegexpMaxRepeat)
+	case max >= 0 && max < min:
+		return 0, 0, false, p.errorf("numbers out of order in {} quantifier")
+	}
+	return min, max, true, nil
+}
+
+func (p *reParser) atom() (*reNode, error) {
+	c := p.src[p.pos]
+	p.pos++
+	n := &reNode{kind: 'c'}
+	switch c {
+	case '(':
+		if p.depth++; p.depth > configRegexpMaxDepth {
+			return nil, p.errorf("groups nested deeper than %d", configRegexpMaxDepth)
+		}
+		if strings.HasPrefix(p.src[p.pos:], "?:") {
+			p.pos += 2
+		} else if p.peek('?') || p.peek('*') {
+			return nil, p.errorf("(%c is not supported", p.src[p.pos])
+		}
+		sub, err := p.alternation()
+		if err != nil {
+			return nil, err
+		}
+		if !p.peek(')') {
+			return nil, p.errorf("missing )")
+		}
+		p.pos++
+		p.depth--
+		return sub, nil
+	case '[':
+		return n, p.class(&n.set)
+	case '.':
+		n.set.add(0, 255)
+		n.set[0] &^= 1 << '\n'
+	case '^', '$':
+		return &reNode{kind: 'a', op: c}, nil
+	case '\\':
+		op, err := p.escape(&n.set, false)
+		if op != 0 {
+			return &reNode{kind: 'a', op: op}, err
+		}
+		return n, err
+	case '*', '+', '?':
+		return nil, p.errorf("nothing to repeat")
+	case '{':
+		p.pos--
+		if _, _, ok, _ := p.quantifier(); ok {
+			return nil, p.errorf("nothing to repeat")
+		}
+		p.pos++
+		n.set.add(c, c)
+	default:
+		n.set.add(c, c)
+	}
+	return n, nil
+}
+
+// escape reads what follows a backslash into set, or returns the
+// assertion it is (outside a class).
+func (p *reParser) escape(set *reSet, inClass bool) (assertion byte, err error) {
+	if p.pos >= len(p.src) {
+		return 0, p.errorf("\\ at end of pattern")
+	}
+	c := p.src[p.pos]
+	p.pos++
+	var class reSet
+	switch c {
+	case 'd', 'D':
+		class.add('0', '9')
+	case 'w', 'W':
+		class = reWord
+	case 's', 'S':
+		class.add('\t', '\r') // \t \n \v \f \r, as PCRE 8.34 on
+		class.add(' ', ' ')
+	case 'n', 't', 'r', 'f', 'e', 'a':
+		b := "\n\t\r\f\x1b\x07"[strings.IndexByte("ntrfea", c)]
+		set.add(b, b)
+		return 0, nil
+	case 'x':
+		if p.pos+2 > len(p.src) || !configIsHex([]byte(p.src[p.pos:p.pos+2])) {
+			return 0, p.errorf("\\x takes two hex digits here")
+		}
+		v, _ := strconv.ParseUint(p.src[p.pos:p.pos+2], 16, 8)
+		p.pos += 2
+		set.add(byte(v), byte(v))
+		return 0, nil
+	case 'b', 'B', 'A', 'z', 'Z':
+		switch {
+		case c == 'b' && inClass: // a backspace in a class
+			set.add('\b', '\b')
+			return 0, nil
+		case inClass:
+			return 0, p.errorf("\\%c in a class", c)
+		}
+		return c, nil
+	default:
+		if c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return 0, p.errorf("\\%c is not supported", c)
+		}
+		set.add(c, c)
+		return 0, nil
+	}
+	if c >= 'A' && c <= 'Z' {
+		class.invert()
+	}
+	set.union(&class)
+	return 0, nil
+}
+
+// reWord is \w: the bytes of a word, for \b too.
+var reWord = func() (s reSet) {
+	s.add('a', 'z')
+	s.add('A', 'Z')
+	s.add('0', '9')
+	s.add('_', '_')
+	return s
+}()
+
+// rePOSIX are the [:name:] classes.
+var rePOSIX = map[string]string{
+	"alpha": "AZaz", "digit": "09", "alnum": "AZaz09", "upper": "AZ", "lower": "az",
+	"space": "\t\r  ", "blank": "\t\t  ", "xdigit": "09AFaf", "word": "AZaz09__",
+	"cntrl": "\x00\x1f\x7f\x7f", "print": " ~", "graph": "!~", "punct": "!/:@[`{~",
+}
+
+// class reads a bracket expression, after its [.
+func (p *reParser) class(set *reSet) error {
+	negate := p.peek('^')
+	if negate {
+		p.pos++
+	}
+	for first := true; ; first = false {
+		if p.pos >= len(p.src) {
+			return p.errorf("missing terminating ] for character class")
+		}
+		if p.peek(']') && !first {
+			p.pos++
+			break
+		}
+		if strings.HasPrefix(p.src[p.pos:], "[:") {
+			end := strings.Index(p.src[p.pos:], ":]")
+			name := ""
+			if end > 2 {
+				name = p.src[p.pos+2 : p.pos+end]
+			}
+			not := strings.HasPrefix(name, "^")
+			ranges, ok := rePOSIX[strings.TrimPrefix(name, "^")]
+			if !ok {
+				return p.errorf("unknown POSIX class [:%s:]", name)
+			}
+			var c reSet
+			for i := 0; i < len(ranges); i += 2 {
+				c.add(ranges[i], ranges[i+1])
+			}
+			if not {
+				c.invert()
+			}
+			set.union(&c)
+			p.pos += end + 2
+			continue
+		}
+		lo, single, err := p.classAtom(set)
+		if err != nil {
+			return err
+		}
+		if !single || !p.peek('-') || p.pos+1 >= len(p.src) || p.src[p.pos+1] == ']' {
+			continue
+		}
+		p.pos++
+		var hiSet reSet
+		hi, single, err := p.classAtom(&hiSet)
+		if err != nil {
+			return err
+		}
+		if !single {
+			return p.errorf("invalid range in character class")
+		}
+		if hi < lo {
+			return p.errorf("range out of order in character class")
+		}
+		set.add(lo, hi)
+	}
+	if negate {
+		set.invert()
+	}
+	return nil
+}
+
+// classAtom adds one member of a class to set; single tells it was one
+// byte, b, which may start a range.
+func (p *reParser) classAtom(set *reSet) (b byte, single bool, err error) {
+	c := p.src[p.pos]
+	p.pos++
+	if c != '\\' {
+		set.add(c, c)
+		return c, true, nil
+	}
+	var one reSet
+	if _, err := p.escape(&one, true); err != nil {
+		return 0, false, err
+	}
+	set.union(&one)
+	n := 0
+	for i := 0; i < 256; i++ {
+		if one.has(byte(i)) {
+			b, n = byte(i), n+1
+		}
+	}
+	return b, n == 1, nil
+}
+
+// reInst is one instruction: op 'c' consumes a byte of set, '|' forks to
+// x and y, 'j' jumps to x, 'm' is a match, anything else is an assertion
+// (^ $ A z Z b B); all but '|' and 'j' go on at the next instruction.
+type reInst struct {
+	op   byte
+	x, y int
+	set  reSet
+}
+
+type reProg []reInst
+
+func configCompileRegexp(pattern string) (reProg, error) {
+	p := &reParser{src: pattern}
+	tree, err := p.alternation()
+	if err != nil {
+		return nil, err
+	}
+	if p.pos < len(p.src) {
+		return nil, p.errorf("unmatched )")
+	}
+	var prog reProg
+	if err := prog.compile(tree); err != nil {
+		return nil, fmt.Errorf("regexp %q: %w", pattern, err)
+	}
+	return append(prog, reInst{op: 'm'}), nil
+}
+
+func (prog *reProg) emit(in reInst) int {
+	*prog = append(*prog, in)
+	return len(*prog) - 1
+}
+
+func (prog *reProg) compile(n *reNode) error {
+	if len(*prog) > configRegexpMaxProg {
+		return fmt.Errorf("over %d instructions", configRegexpMaxProg)
+	}
+	switch n.kind {
+	case 'c':
+		prog.emit(reInst{op: 'c', set: n.set})
+	case 'a':
+		prog.emit(reInst{op: n.op})
+	case '.':
+		for _, sub := range n.subs {
+			if err := prog.compile(sub); err != nil {
+				return err
+			}
+		}
+	case '|':
+		var jumps []int
+		for i, sub := range n.subs {
+			fork := -1
+			if i < len(n.subs)-1 {
+				fork = prog.emit(reInst{op: '|'})
+				(*prog)[fork].x = fork + 1
+			}
+			if err := prog.compile(sub); err != nil {
+				return err
+			}
+			if fork >= 0 {
+				jumps = append(jumps, prog.emit(reInst{op: 'j'}))
+				(*prog)[fork].y = len(*prog)
+			}
+		}
+		for _, j := range jumps {
+			(*prog)[j].x = len(*prog)
+		}
+	case '*':
+		for i := 0; i < n.min; i++ {
+			if err := prog.compile(n.subs[0]); err != nil {
+				return err
+			}
+		}
+		if n.max < 0 { // a loop: fork into the body or out, the body jumps back
+			fork := prog.emit(reInst{op: '|'})
+			(*prog)[fork].x = fork + 1
+			if err := prog.compile(n.subs[0]); err != nil {
+				return err
+			}
+			prog.emit(reInst{op: 'j', x: fork})
+			(*prog)[fork].y = len(*prog)
+			return nil
+		}
+		var forks []int // up to max-min more, each optional
+		for i := n.min; i < n.max; i++ {
+			fork := prog.emit(reInst{op: '|'})
+			(*prog)[fork].x = fork + 1
+			forks = append(forks, fork)
+			if err := prog.compile(n.subs[0]); err != nil {
+				return err
+			}
+		}
+		for _, fork := range forks {
+			(*prog)[fork].y = len(*prog)
+		}
+	}
+	return nil
+}
+
+// holds reports whether assertion op is true between s[:pos] and s[pos:].
+func (prog reProg) holds(op byte, s string, pos int) bool {
+	word := func(i int) bool { return i >= 0 && i < len(s) && reWord.has(s[i]) }
+	switch op {
+	case '^', 'A':
+		return pos == 0
+	case 'z':
+		return pos == len(s)
+	case '$', 'Z': // the end, or before a final newline
+		return pos == len(s) || pos == len(s)-1 && s[pos] == '\n'
+	case 'b':
+		return word(pos-1) != word(pos)
+	case 'B':
+		return word(pos-1) == word(pos)
+	}
+	return false
+}
+
+// match runs the program over s, starting a thread at every position
+// (PCRE searches; it does not anchor) until one reaches the match.
+func (prog reProg) match(s string) bool {
+	cur, next := make([]int, 0, len(prog)), make([]int, 0, len(prog))
+	seen := make([]int, len(prog)) // the step a pc was last added at, plus one
+	var stack []int
+	// add follows forks, jumps and assertions from pc at pos, appending
+	// the byte-consuming instructions reached to list; true on a match.
+	add := func(list *[]int, pc, pos int) bool {
+		stack = append(stack[:0], pc)
+		for len(stack) > 0 {
+			pc := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[pc] == pos+1 {
+				continue
+			}
+			seen[pc] = pos + 1
+			switch in := &prog[pc]; in.op {
+			case 'm':
+				return true
+			case 'c':
+				*list = append(*list, pc)
+			case 'j':
+				stack = append(stack, in.x)
+			case '|':
+				stack = append(stack, in.y, in.x)
+			default:
+				if prog.holds(in.op, s, pos) {
+					stack = append(stack, pc+1)
+				}
+			}
+		}
+		return false
+	}
+	for pos := 0; ; pos++ {
+		if add(&cur, 0, pos) {
+			return true
+		}
+		if pos == len(s) {
+			return false
+		}
+		next = next[:0]
+		for _, pc := range cur {
+			if prog[pc].set.has(s[pos]) && add(&next, pc+1, pos+1) {
+				return true
+			}
+		}
+		cur, next = next, cur
+	}
 }
 
 // configParseINIText follows core/ini.c: no inline comments, no quoting, the

@@ -5414,6 +5414,31 @@ func FuzzConfigYAML(f *testing.F) {
 	)
 }
 
+// FuzzConfigRegexp holds if-hostname-match's regular expressions to Go's
+// regexp package where the two languages agree: patterns drawn from
+// their common syntax, subjects without newlines, both compiling.
+func FuzzConfigRegexp(f *testing.F) {
+	f.Add([]byte("^(a|b)*[^a-b]\\d{1,3}$"), []byte("ab-123"))
+	f.Add([]byte("\\ba+?\\B.[[:digit:]]"), []byte("x_aa1"))
+	const patternBytes = `ab.*+?|()[]^$\dwsbBDWSz{}0123,:-`
+	const subjectBytes = "ab_- .1A"
+	f.Fuzz(func(t *testing.T, pattern, subject []byte) {
+		for i, c := range pattern {
+			pattern[i] = patternBytes[int(c)%len(patternBytes)]
+		}
+		for i, c := range subject {
+			subject[i] = subjectBytes[int(c)%len(subjectBytes)]
+		}
+		re, err := regexp.Compile(string(pattern))
+		if _, ours := configCompileRegexp(string(pattern)); ours != nil || err != nil {
+			return
+		}
+		if got, want := configRegexpMatch(string(pattern), string(subject)), re.MatchString(string(subject)); got != want {
+			t.Fatalf("%q on %q: %v, Go's regexp: %v", pattern, subject, got, want)
+		}
+	})
+}
+
 // FuzzConfigSubst drives the magic-variable pass and the $ and % passes with
 // placeholders defined by the input.
 func FuzzConfigSubst(f *testing.F) {

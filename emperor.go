@@ -37,6 +37,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -373,16 +374,17 @@ func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 type timerKind uint8
 
 const (
-	tFullScan   timerKind = iota // the safety-net scan of every monitor
-	tRescan                      // a debounced look at what inotify reported (mon)
-	tSweep                       // look for strays shortly after a vassal ended
-	tMercy                       // reload-mercy ran out at shutdown
-	tStatus                      // STATUS= to systemd, at most once a second
-	tWatchdog                    // WATCHDOG=1 to systemd
-	tStatsRetry                  // bind the stats address again
-	tRespawn                     // a throttled vassal's time has come (v)
-	tKill                        // a stopping vassal overstayed: SIGKILL its tree (v)
-	tHeartbeat                   // a heartbeat deadline (v)
+	tFullScan    timerKind = iota // the safety-net scan of every monitor
+	tRescan                       // a debounced look at what inotify reported (mon)
+	tSweep                        // look for strays shortly after a vassal ended
+	tMercy                        // reload-mercy ran out at shutdown
+	tStatus                       // STATUS= to systemd, at most once a second
+	tWatchdog                     // WATCHDOG=1 to systemd
+	tStatsRetry                   // bind the stats address again
+	tRespawn                      // a throttled vassal's time has come (v)
+	tKill                         // a stopping vassal overstayed: SIGKILL its tree (v)
+	tHeartbeat                    // a heartbeat deadline (v)
+	tReloadCheck                  // did a vassal read its reload byte? (v)
 	numTimerKinds
 )
 
@@ -394,16 +396,17 @@ var timerKinds = [numTimerKinds]struct {
 	vassal bool
 	fire   func(e *emperor, it timerItem)
 }{
-	tFullScan:   {"full scan", false, (*emperor).fullScanDue},
-	tRescan:     {"rescan", false, func(e *emperor, it timerItem) { e.rescanDirty(e.watch.monitors[it.mon]) }},
-	tSweep:      {"sweep", false, func(e *emperor, _ timerItem) { e.strays.sweepDue = false; e.sweepStrays() }},
-	tMercy:      {"mercy", false, func(e *emperor, _ timerItem) { e.noMercy() }},
-	tStatus:     {"status", false, func(e *emperor, _ timerItem) { e.sendStatus() }},
-	tWatchdog:   {"watchdog", false, (*emperor).watchdogDue},
-	tStatsRetry: {"stats retry", false, (*emperor).statsRetryDue},
-	tRespawn:    {"respawn", true, func(e *emperor, it timerItem) { e.wake(it.v) }},
-	tKill:       {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
-	tHeartbeat:  {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
+	tFullScan:    {"full scan", false, (*emperor).fullScanDue},
+	tRescan:      {"rescan", false, func(e *emperor, it timerItem) { e.rescanDirty(e.watch.monitors[it.mon]) }},
+	tSweep:       {"sweep", false, func(e *emperor, _ timerItem) { e.strays.sweepDue = false; e.sweepStrays() }},
+	tMercy:       {"mercy", false, func(e *emperor, _ timerItem) { e.noMercy() }},
+	tStatus:      {"status", false, func(e *emperor, _ timerItem) { e.sendStatus() }},
+	tWatchdog:    {"watchdog", false, (*emperor).watchdogDue},
+	tStatsRetry:  {"stats retry", false, (*emperor).statsRetryDue},
+	tRespawn:     {"respawn", true, func(e *emperor, it timerItem) { e.wake(it.v) }},
+	tKill:        {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
+	tHeartbeat:   {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
+	tReloadCheck: {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
 }
 
 type timerItem struct {
@@ -1013,6 +1016,7 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 	switch {
 	case st.digest == 0 || st.digest != old.digest:
 		v.lastMod = st.mtime / 1e9
+		v.noDirect = false // a new config: its program may be exec'd directly again
 		e.reload(v, "config change")
 	case sameInode && st.mtime != old.mtime:
 		v.lastMod = st.mtime / 1e9
@@ -1410,6 +1414,7 @@ type vassal struct {
 	token        uint32 // sock's registration in the poll set
 	gen          uint64
 	spawnPending bool // collected for a batch of fork+execs, not yet run
+	noDirect     bool // exec'ing its program directly failed: the runner starts it
 
 	// Where it is in its life.
 	status    vassalStatus
@@ -1558,11 +1563,40 @@ func (e *emperor) reload(v *vassal, reason string) {
 	if v.status != statusRunning {
 		return
 	}
+	if !e.sendByte(v, 1) {
+		// The vassal could be dead already (uWSGI curses it here): a
+		// restart gets the new config running either way.
+		e.stop(v, thenRestart)
+		return
+	}
 	v.respawns++
 	v.lastRun = time.Now().Unix()
 	v.ready, v.accept = false, false
 	logVerbose("[emperor] reload the uwsgi instance %s", v.name)
-	if v.spoke && e.sendByte(v, 1) {
+	if !v.spoke {
+		// It may not know the protocol at all (nginx, a plain binary):
+		// whether it took the byte decides, after a grace.
+		e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadGrace), kind: tReloadCheck, v: v, gen: v.gen})
+	}
+}
+
+// reloadCheckDue decides for a vassal that has never spoken the protocol
+// and was sent the reload byte a grace ago. Still unread on our end of
+// the socketpair (SIOCOUTQ), it never will be: the vassal does not read
+// its emperor fd, and is restarted instead. Read, the vassal is left to
+// reload itself, exactly as uWSGI leaves every vassal.
+func (e *emperor) reloadCheckDue(v *vassal) {
+	if v.pid == 0 || v.status != statusRunning || v.sock < 0 || v.spoke {
+		return
+	}
+	unread, err := unreadBytes(v.sock)
+	switch {
+	case err != nil:
+		logVerbose("[emperor] vassal %s: cannot tell whether it read its reload byte (%v): restarting it", v.name, err)
+	case unread > 0:
+		logVerbose("[emperor] vassal %s did not read its reload byte in %v: restarting it", v.name, e.cfg.reloadGrace)
+	default:
+		logVerbose("[emperor] vassal %s read its reload byte: it reloads itself", v.name)
 		return
 	}
 	e.stop(v, thenRestart)
@@ -1756,6 +1790,7 @@ const maxQueuedSpawns = 64
 type spawnJob struct {
 	v            *vassal
 	plan         *execPlan
+	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
 	pid          int
@@ -1801,7 +1836,7 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	return &spawnJob{v: v, plan: plan, stdin: e.stdinFor(v), ours: ours, theirs: theirs}
+	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs}
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -1809,6 +1844,15 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v, ours, pid := j.v, j.ours, j.pid
 	v.spawnPending = false
 	syscall.Close(j.theirs)
+	if j.err != nil && j.direct {
+		// The program could not be exec'd directly (a script without #!,
+		// say, which sh runs as a shell script): the runner does it the
+		// shell's way, at once and from now on.
+		syscall.Close(ours)
+		v.noDirect = true
+		e.spawn(v)
+		return
+	}
 	if j.err != nil {
 		syscall.Close(ours)
 		e.spawnFailed(v, j.err)
@@ -2006,7 +2050,7 @@ func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 		return nil, err
 	}
 	plan := &execPlan{path: e.cfg.binary, argv: e.vassalArgv(v), dir: e.cfg.spawnDir(v), env: env, attr: attr}
-	if e.directRunner() {
+	if e.directRunner() && !v.noDirect {
 		if direct := e.directPlan(plan); direct != nil {
 			return direct, nil
 		}
@@ -2033,11 +2077,12 @@ func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 
 // execPlan is how one vassal process is started.
 type execPlan struct {
-	path string
-	argv []string
-	dir  string
-	env  []string
-	attr *syscall.SysProcAttr
+	path   string
+	argv   []string
+	dir    string
+	env    []string
+	attr   *syscall.SysProcAttr
+	direct bool // the vassal's program itself, without the runner (directPlan)
 }
 
 // stdinFor: an on-demand vassal gets its listening socket as fd 0 (a uWSGI
@@ -2121,14 +2166,15 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		}
 		dir = d
 	}
-	argv, privileged := patchArgv(opts, args)
-	if argv == nil {
-		return nil
+	cmd, privileged := patchFirst(opts, args)
+	if cmd == nil || cmd.shell && cmd.direct == nil {
+		return nil // a shell line: the runner execs /bin/sh itself
 	}
-	path, err := lookPathIn(argv[0], envValue(env, "PATH"))
-	if err != nil {
-		return nil
+	paths := cmd.candidates(env, dir)
+	if len(paths) == 0 {
+		return nil // the runner reports it, as sh or execvp would
 	}
+	argv, env := cmd.argvEnv(env, dir)
 	attr := *base.attr
 	if !privileged && (opts.Has("uid") || opts.Has("gid")) {
 		if os.Getuid() != 0 {
@@ -2140,29 +2186,30 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		}
 		attr.Credential = cred
 	}
-	return &execPlan{path: path, argv: argv, dir: dir, env: env, attr: &attr}
+	return &execPlan{path: paths[0], argv: argv, dir: dir, env: env, attr: &attr, direct: true}
 }
 
-// patchArgv picks the program the runner would exec first: a privileged
-// patch (before the uid/gid drop), else an unprivileged one.
-func patchArgv(opts *Options, args []string) ([]string, bool) {
+// patchFirst picks the patch the runner would exec first: a privileged
+// one (before the uid/gid drop), else an unprivileged one.
+func patchFirst(opts *Options, args []string) (*command, bool) {
 	for _, key := range []string{"privileged-binary-patch", "unprivileged-binary-patch"} {
-		if argv := patchCommand(opts, key, args); argv != nil {
-			return argv, key == "privileged-binary-patch"
+		if cmd := patchCommand(opts, key, args); cmd != nil {
+			return cmd, key == "privileged-binary-patch"
 		}
 	}
 	return nil, false
 }
 
-// patchCommand is the argv of a binary patch: KEY (the program, with the
-// runner's own arguments, as uWSGI passes its argv on) or KEY-arg (a
-// command line); nil when the config sets neither.
-func patchCommand(opts *Options, key string, args []string) []string {
-	if cmd, ok := opts.Last(key); ok && cmd != "" {
-		return append([]string{cmd}, args...)
+// patchCommand is a binary patch: KEY (a program, given the runner's own
+// arguments, as uWSGI passes its argv on) or KEY-arg (a command line); nil
+// when the config sets neither.
+func patchCommand(opts *Options, key string, args []string) *command {
+	if prog, ok := opts.Last(key); ok && prog != "" {
+		return &command{argv: append([]string{prog}, args...)}
 	}
-	if cmdline, ok := opts.Last(key + "-arg"); ok && cmdline != "" {
-		return commandArgv(cmdline)
+	if line, ok := opts.Last(key + "-arg"); ok {
+		// Empty too: uWSGI runs /bin/sh -c "", which exits at once.
+		return shellCommand(line)
 	}
 	return nil
 }
@@ -2188,32 +2235,6 @@ func withEnv(env []string, sets []string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func envValue(env []string, key string) string {
-	for _, kv := range env {
-		if strings.HasPrefix(kv, key+"=") {
-			return kv[len(key)+1:]
-		}
-	}
-	return ""
-}
-
-// lookPathIn is exec.LookPath with the vassal's PATH, not the emperor's.
-func lookPathIn(prog, path string) (string, error) {
-	if strings.Contains(prog, "/") {
-		return prog, nil
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, prog)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found in PATH", prog)
 }
 
 // credentialFor resolves the config's uid/gid the way dropPrivileges does.
@@ -2928,7 +2949,7 @@ func appendJSONString(b []byte, s string) []byte {
 func (s *statsSnapshot) render() []byte {
 	w := &jsonWriter{b: make([]byte, 0, 1024+len(s.vassals)*560)}
 	w.open("", '{')
-	w.str("version", "2.0.21-emperor-"+version)
+	w.str("version", uwsgiVersion())
 	w.num("pid", int64(s.pid))
 	w.num("uid", int64(s.uid))
 	w.num("gid", int64(s.gid))
@@ -3449,14 +3470,46 @@ func socketNetwork(addr string) string {
 }
 
 // connectAndRead prints what a stats server sends (uWSGI's --connect-and-read).
+// An http:// address is asked for its document with a plain GET.
 func connectAndRead(addr string) ([]byte, error) {
-	conn, err := net.DialTimeout(socketNetwork(addr), addr, 5*time.Second)
+	hostport, isHTTP := strings.CutPrefix(addr, "http://")
+	hostport, _, _ = strings.Cut(hostport, "/")
+	if !isHTTP {
+		hostport = addr
+	}
+	conn, err := net.DialTimeout(socketNetwork(hostport), hostport, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return io.ReadAll(conn)
+	if isHTTP {
+		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", hostport); err != nil {
+			return nil, err
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(conn, maxStatsDocument))
+	if err != nil || !isHTTP {
+		return data, err
+	}
+	return httpBody(data)
+}
+
+// maxStatsDocument bounds what --status and --connect-and-read read: the
+// document for 10,000 vassals is under 5 MB.
+const maxStatsDocument = 256 << 20
+
+// httpBody is the body of a complete HTTP/1.x response with status 200.
+func httpBody(resp []byte) ([]byte, error) {
+	head, body, ok := bytes.Cut(resp, []byte("\r\n\r\n"))
+	if !ok {
+		return nil, fmt.Errorf("not an HTTP response")
+	}
+	status, _, _ := bytes.Cut(head, []byte("\r\n"))
+	if f := strings.Fields(string(status)); len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/1.") || f[1] != "200" {
+		return nil, fmt.Errorf("HTTP status %q", status)
+	}
+	return body, nil
 }
 
 // printStatus renders a running emperor's stats as one line per vassal.
@@ -3767,6 +3820,7 @@ type emperorConfig struct {
 	maxThrottleMs    int64
 	heartbeat        time.Duration
 	curseTolerance   time.Duration
+	reloadGrace      time.Duration // how long a vassal that never spoke has to read the reload byte
 	reloadMercy      time.Duration
 	nofollow         bool
 	noBlacklist      bool
@@ -3805,6 +3859,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		maxThrottleMs:    int64(o.Int(180000, "emperor-max-throttle")),
 		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
 		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
+		reloadGrace:      time.Duration(o.Int(1000, "emperor-reload-grace")) * time.Millisecond,
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
@@ -4086,6 +4141,7 @@ var options = []optionSpec{
 	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
 	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
 	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
 	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
@@ -4279,12 +4335,12 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
 		return 1
 	}
-	if args[0] == "--version" || args[0] == "-v" {
-		fmt.Printf("emperor %s (uWSGI 2.0 Emperor compatible)\n", version)
-		return 0
-	}
-	if args[0] == "--help" || args[0] == "-h" {
+	switch immediateOption(args) {
+	case "help":
 		printHelp()
+		return 0
+	case "version":
+		fmt.Println(uwsgiVersion())
 		return 0
 	}
 	self, _ := os.Executable()
@@ -4306,12 +4362,42 @@ func run(args []string) int {
 	return runVassal(opts, args)
 }
 
+// immediateOption finds --help (-h, --usage) or --version anywhere on the
+// command line, as uWSGI acts on them wherever they stand (help wins over
+// version); an option's value is never taken for one.
+func immediateOption(args []string) string {
+	found := ""
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--help", "-h", "--usage":
+			return "help"
+		case "--version":
+			found = "version"
+			continue
+		}
+		name, hasValue := strings.CutPrefix(args[i], "--")
+		if !hasValue || strings.Contains(name, "=") {
+			continue
+		}
+		if known, isFlag := knownOption(name); known && !isFlag {
+			i++ // its value
+		}
+	}
+	return found
+}
+
+// uwsgiVersion is what --version prints and the stats document's version:
+// uWSGI's version first, so scripts that parse `uwsgi --version` read the
+// release whose behaviour this emperor follows.
+func uwsgiVersion() string { return "2.0.21-emperor-" + version }
+
 func readStatsCommand(key, addr string) int {
 	data, err := connectAndRead(addr)
 	if err == nil && key == "status" {
 		err = printStatus(os.Stdout, data)
 	} else if err == nil {
-		_, err = os.Stdout.Write(data)
+		// uWSGI copies what it reads to its log, stderr.
+		_, err = os.Stderr.Write(data)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: --%s %s: %v\n", key, addr, err)
@@ -4364,6 +4450,239 @@ func ensureNoAsyncPreempt() {
 	}
 	err = syscall.Exec(self, os.Args, env)
 	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
+}
+
+// ==== Command lines =====================================================
+// uWSGI runs every command line (binary-patch "-arg" lines, exec hooks,
+// on-demand exec) as /bin/sh -c LINE. A line with no shell syntax is
+// exec'd directly instead, one process less, but only when that is provably
+// what sh would exec: the same program, found the same way, with the same
+// argv and environment. The rules below follow dash, Debian's /bin/sh (its
+// parser, find_command and shellexec in exec.c, and the exported
+// environment of var.c).
+
+// command is something to exec: a program with its argv (a plain binary
+// patch, found in PATH), or a shell line with, when sh would run it
+// unchanged, the argv it would exec.
+type command struct {
+	argv   []string // a plain patch: the program and its arguments
+	shell  bool     // a command line for /bin/sh -c
+	line   string
+	direct []string // the line's argv, when exec'ing it is what sh would do; nil: use sh
+}
+
+// shellCommand is a command line, with its direct argv when provable.
+func shellCommand(line string) *command {
+	return &command{shell: true, line: line, direct: directArgv(line)}
+}
+
+// directArgv returns the argv that /bin/sh -c line would exec, when it
+// is provably that: nil for anything the shell would expand, split,
+// redirect, parse or run itself.
+func directArgv(line string) []string {
+	// dash reads a leading - or + as its own options (uWSGI passes no --).
+	if line == "" || line[0] == '-' || line[0] == '+' {
+		return nil
+	}
+	if strings.ContainsAny(line, shellSpecial) {
+		return nil
+	}
+	// Words are split on blanks only: \r, \v, \f and Unicode spaces are word
+	// characters to dash.
+	words := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
+	for _, w := range words {
+		if w[0] == '#' || w[0] == '~' { // a comment; tilde expansion
+			return nil
+		}
+	}
+	builtinsApply := true
+	if len(words) > 1 && words[0] == "exec" {
+		// dash's exec goes straight to the PATH search, past builtins.
+		words, builtinsApply = words[1:], false
+	}
+	if len(words) == 0 || shellReserved[words[0]] || strings.Contains(words[0], "=") ||
+		builtinsApply && shellBuiltins[words[0]] {
+		return nil
+	}
+	return words
+}
+
+// shellSpecial are the characters that make a line shell syntax anywhere
+// in it: operators, quoting, expansions, globs, newlines.
+const shellSpecial = "\n|&;<>()$`\\\"'*?["
+
+// shellReserved are dash's reserved words; in command position they are
+// syntax, not a program.
+var shellReserved = map[string]bool{"!": true, "{": true, "}": true, "case": true, "do": true, "done": true,
+	"elif": true, "else": true, "esac": true, "fi": true, "for": true, "if": true, "in": true, "then": true,
+	"until": true, "while": true}
+
+// shellBuiltins are dash's builtins (builtins.def): sh runs these itself,
+// not the program of the same name (echo -e, printf, kill, test differ).
+var shellBuiltins = map[string]bool{".": true, ":": true, "[": true, "alias": true, "bg": true, "break": true,
+	"cd": true, "chdir": true, "command": true, "continue": true, "echo": true, "eval": true, "exec": true,
+	"exit": true, "export": true, "false": true, "fc": true, "fg": true, "getopts": true, "hash": true,
+	"jobs": true, "kill": true, "local": true, "printf": true, "pwd": true, "read": true, "readonly": true,
+	"return": true, "set": true, "shift": true, "test": true, "times": true, "trap": true, "true": true,
+	"type": true, "ulimit": true, "umask": true, "unalias": true, "unset": true, "wait": true}
+
+// dashDefaultPath is what dash searches when PATH is unset.
+const dashDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// candidates are the files an exec of the command would try, in order,
+// for a process with env in dir: dash's find_command (each PATH element,
+// an empty one meaning dir; a regular file with execute permission), then
+// every later element (shellexec goes on after ENOENT). Empty: not found,
+// or a PATH dash would treat specially.
+func (c *command) candidates(env []string, dir string) []string {
+	name := c.program()
+	if name == "" {
+		return nil
+	}
+	if strings.Contains(name, "/") {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
+		return []string{name}
+	}
+	path, ok := envLookup(env, "PATH")
+	if !ok {
+		path = dashDefaultPath
+	}
+	if strings.Contains(path, "%") {
+		return nil // %builtin and %func elements: dash's own lookup
+	}
+	var paths []string
+	for _, elem := range strings.Split(path, ":") {
+		p := filepath.Join(elem, name)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		paths = append(paths, p)
+	}
+	for i, p := range paths {
+		if executableFile(p) {
+			return paths[i:]
+		}
+	}
+	return nil
+}
+
+// program is the name the command execs, "" for a line only sh can run.
+func (c *command) program() string {
+	switch {
+	case !c.shell:
+		return c.argv[0]
+	case c.direct != nil:
+		return c.direct[0]
+	}
+	return ""
+}
+
+// argvEnv is the argv and environment the program gets: a shell line's
+// words, with the environment dash would pass on; a plain patch's argv
+// and env unchanged.
+func (c *command) argvEnv(env []string, dir string) ([]string, []string) {
+	if !c.shell {
+		return c.argv, env
+	}
+	return c.direct, dashEnv(env, dir)
+}
+
+// exec replaces the process with the command. A candidate that turns out
+// to be missing is passed over, as dash does; any other failure, or no
+// candidate at all, execs /bin/sh -c LINE instead: nothing has run yet,
+// and sh then does (and reports) exactly what uWSGI's would. It returns
+// only on failure.
+func (c *command) exec(env []string, dir string) error {
+	argv, penv := c.argvEnv(env, dir)
+	err := fmt.Errorf("%s: not found", c.program())
+	for _, p := range c.candidates(env, dir) {
+		err = syscall.Exec(p, argv, penv)
+		if err != syscall.ENOENT && err != syscall.ENOTDIR {
+			break
+		}
+	}
+	if !c.shell {
+		return fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	return fmt.Errorf("exec /bin/sh: %w", syscall.Exec("/bin/sh", []string{"/bin/sh", "-c", c.line}, env))
+}
+
+// dashEnv is the environment dash exports to what it runs: only entries
+// with a valid name, the last of duplicates, IFS and OPTIND reset when
+// inherited, and PWD always, corrected when it does not name dir.
+func dashEnv(env []string, dir string) []string {
+	idx := map[string]int{}
+	var out []string
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !shellName(k) {
+			continue
+		}
+		switch k {
+		case "IFS":
+			v = " \t\n"
+		case "OPTIND":
+			v = "1"
+		}
+		if i, seen := idx[k]; seen {
+			out[i] = k + "=" + v
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, k+"="+v)
+	}
+	pwd, ok := envLookup(out, "PWD")
+	if !ok || !filepath.IsAbs(pwd) || !sameFile(pwd, dir) {
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			real = dir
+		}
+		if i, seen := idx["PWD"]; seen {
+			out[i] = "PWD=" + real
+		} else {
+			out = append(out, "PWD="+real)
+		}
+	}
+	return out
+}
+
+// sameFile reports whether two paths name the same file.
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+// shellName is a valid shell variable name.
+func shellName(s string) bool {
+	for i, c := range s {
+		if c != '_' && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// envLookup is the value of key in env, the last one where repeated.
+func envLookup(env []string, key string) (string, bool) {
+	val, found := "", false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			val, found = v, true
+		}
+	}
+	return val, found
+}
+
+// lookPath finds a program in the emperor's own PATH, as execvp would.
+func lookPath(prog string) (string, error) {
+	cwd, _ := os.Getwd()
+	if paths := (&command{argv: []string{prog}}).candidates(os.Environ(), cwd); len(paths) > 0 {
+		return paths[0], nil
+	}
+	return "", fmt.Errorf("%s: not found in PATH", prog)
 }
 
 // ==== The vassal runner =================================================
@@ -4519,8 +4838,8 @@ func runHookAction(h string) error {
 // execPatch replaces the runner with the patched program, if the config
 // names one. It only returns on failure or when there is nothing to exec.
 func execPatch(opts *Options, key string, args []string) error {
-	argv := patchCommand(opts, key, args)
-	if argv == nil {
+	cmd := patchCommand(opts, key, args)
+	if cmd == nil {
 		return nil
 	}
 	if dir, ok := opts.Last("chdir"); ok && dir != "" {
@@ -4528,29 +4847,12 @@ func execPatch(opts *Options, key string, args []string) error {
 			return fmt.Errorf("chdir: %w", err)
 		}
 	}
-	path, err := lookPath(argv[0])
+	cwd, err := os.Getwd()
 	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
+		return fmt.Errorf("%s: getcwd: %w", key, err)
 	}
-	return fmt.Errorf("%s: exec %s: %w", key, path, syscall.Exec(path, argv, os.Environ()))
+	return fmt.Errorf("%s: %w", key, cmd.exec(os.Environ(), cwd))
 }
-
-// commandArgv turns a uWSGI "-arg" command line into an argv. Lines without
-// shell syntax are exec'd directly, saving a shell per spawn; anything else
-// goes through /bin/sh -c exactly as uWSGI does.
-func commandArgv(cmdline string) []string {
-	if strings.ContainsAny(cmdline, "\"'`\\$;&|<>(){}*?[]~#=%!\n") {
-		return []string{"/bin/sh", "-c", cmdline}
-	}
-	fields := strings.Fields(cmdline)
-	if len(fields) == 0 {
-		return []string{"/bin/sh", "-c", cmdline}
-	}
-	return fields
-}
-
-// lookPath finds a program the way the vassal's own PATH would.
-func lookPath(prog string) (string, error) { return lookPathIn(prog, os.Getenv("PATH")) }
 
 // dropPrivileges applies the config's gid then uid (names or numbers), with
 // the user's supplementary groups, as uWSGI's uid/gid options do. Only root

@@ -209,6 +209,27 @@ func statOwner(fi os.FileInfo) (uint32, uint32, uint64, uint64) {
 	return 0, 0, 0, 0
 }
 
+// unreadBytes is how much of what the emperor wrote on its end of a
+// protocol socket the vassal has not read yet (SIOCOUTQ: for a UNIX stream
+// socket, data stays charged to the sender until the receiver consumes it).
+func unreadBytes(fd int) (int, error) {
+	return unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+}
+
+// executableFile is dash's test for a command candidate: a regular file
+// (through symlinks) the caller may execute; for root, one with any
+// execute bit (Debian's dash checks it so).
+func executableFile(path string) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	if unix.Geteuid() == 0 {
+		return st.Mode&0o111 != 0
+	}
+	return unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS) == nil
+}
+
 // protocolSocketpair makes the Emperor-protocol channel, close-on-exec from
 // birth so no other vassal can inherit it.
 func protocolSocketpair() (int, int, error) {

@@ -134,6 +134,21 @@ func statOwner(fi os.FileInfo) (uint32, uint32, uint64, uint64) {
 	return 0, 0, 0, 0
 }
 
+// unreadBytes: without SIOCOUTQ, a vassal that never spoke the protocol
+// counts as one that did not read its reload byte, and is restarted.
+func unreadBytes(fd int) (int, error) { return 1, nil }
+
+func executableFile(path string) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	if unix.Geteuid() == 0 {
+		return st.Mode&0o111 != 0
+	}
+	return unix.Access(path, unix.X_OK) == nil
+}
+
 // protocolSocketpair: without SOCK_CLOEXEC, set it under the fork lock so
 // a concurrent fork cannot inherit the pair.
 func protocolSocketpair() (int, int, error) {

@@ -49,6 +49,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EMPEROR_PROBE") != "" {
 		os.Exit(runProbe())
 	}
+	if os.Getenv("EMPEROR_DUMP") != "" {
+		os.Exit(runDumper())
+	}
 	if os.Getenv("EMPEROR_DENY_PIDFD_GETFD") != "" {
 		os.Exit(execDenyingPidfdGetfd(os.Args[1:]))
 	}
@@ -110,6 +113,8 @@ func monoNow() int64 {
 //
 //	send=N        write byte N to the emperor fd at start (repeatable, in order)
 //	ignore-stop   do not exit on byte 0
+//	exit-on-reload  exit (code 0) on byte 1, as a vassal that reloads by restarting
+//	no-read       never read the emperor fd (a program that knows nothing of it)
 //	ignore-term   ignore SIGTERM
 //	exit=N        exit with code N right after start
 //	fork          start a grandchild (sleep) in our process group
@@ -149,7 +154,7 @@ func runProbe() int {
 	if s := os.Getenv("UWSGI_EMPEROR_FD"); s != "" {
 		efd, _ = strconv.Atoi(s)
 	}
-	ignoreStop := false
+	ignoreStop, exitOnReload, noRead := false, false, false
 	for _, a := range strings.Split(os.Getenv("PROBE_ACTIONS"), ",") {
 		key, val, _ := strings.Cut(a, "=")
 		switch key {
@@ -160,6 +165,10 @@ func runProbe() int {
 			}
 		case "ignore-stop":
 			ignoreStop = true
+		case "exit-on-reload":
+			exitOnReload = true
+		case "no-read":
+			noRead = true
 		case "ignore-term":
 			signalIgnore(syscall.SIGTERM)
 		case "exit":
@@ -232,7 +241,7 @@ func runProbe() int {
 			report("env", fmt.Sprintf("%s=%s(%v)", val, v, ok))
 		}
 	}
-	if efd < 0 {
+	if efd < 0 || noRead {
 		select {}
 	}
 	buf := make([]byte, 1)
@@ -246,7 +255,7 @@ func runProbe() int {
 			select {}
 		}
 		report("byte", strconv.Itoa(int(buf[0])))
-		if buf[0] == 0 && !ignoreStop {
+		if buf[0] == 0 && !ignoreStop || buf[0] == 1 && exitOnReload {
 			return 0
 		}
 	}
@@ -455,6 +464,15 @@ func (s *probeSink) events(match func(probeEvent) bool) []probeEvent {
 	return out
 }
 
+// reloadOf matches the reload of a vassal: the reload byte at its probe,
+// or a new start (a vassal that does not read its emperor fd is restarted
+// instead, and one that exits on the byte is respawned).
+func reloadOf(name string) func(probeEvent) bool {
+	return func(ev probeEvent) bool {
+		return ev.name == name && (ev.event == "start" || ev.event == "byte" && ev.extra == "1")
+	}
+}
+
 func evIs(name, event string) func(probeEvent) bool {
 	return func(ev probeEvent) bool { return ev.name == name && ev.event == event }
 }
@@ -627,12 +645,13 @@ func (env *testEnv) vassal(t testing.TB, file, name, actions string) string {
 
 // touchRestarts touches path and waits, briefly (these changes are events,
 // not something a scan finds), for each named probe to start again.
-func (env *testEnv) touchRestarts(t *testing.T, path string, names ...string) {
+// touchReloads touches path and waits for each named vassal to reload.
+func (env *testEnv) touchReloads(t *testing.T, path string, names ...string) {
 	t.Helper()
 	mark := env.sink.count()
 	touch(t, path, time.Now().Add(2*time.Second))
 	for _, name := range names {
-		env.sink.waitFor(t, mark, 5*time.Second, name+" restart after touching "+filepath.Base(path), evIs(name, "start"))
+		env.sink.waitFor(t, mark, 5*time.Second, name+" reload after touching "+filepath.Base(path), reloadOf(name))
 	}
 }
 
@@ -756,6 +775,22 @@ func setSysctl(t *testing.T, knob, value string) func() {
 	return restore
 }
 
+// runDumper is the test binary as a program a command line runs: it prints
+// what it was started with (argv, the executable, cwd, the environment in
+// sorted order) and, with DUMP_STDIN set, its stdin.
+func runDumper() int {
+	exe, _ := os.Readlink("/proc/self/exe")
+	cwd, _ := os.Getwd()
+	envs := os.Environ()
+	sort.Strings(envs)
+	fmt.Printf("argv=%q\nexe=%s\ncwd=%s\nenv=%q\n", os.Args, exe, cwd, envs)
+	if os.Getenv("DUMP_STDIN") != "" {
+		in, _ := io.ReadAll(io.LimitReader(os.Stdin, 1<<16))
+		fmt.Printf("stdin=%q\n", in)
+	}
+	return 0
+}
+
 // ==== The loop and the vassal lifecycle =================================
 
 func TestSpawnEachFormat(t *testing.T) {
@@ -855,19 +890,43 @@ func TestLifecycleTouchRemoveKillRename(t *testing.T) {
 	env := newTestEnv(t)
 	// ignore-term: the probe then always sees the stop byte before it goes,
 	// instead of racing the SIGTERM that non-protocol vassals also get.
-	path := env.vassal(t, "app.ini", "app", "ignore-term")
-	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	path := env.vassal(t, "app.ini", "app", "ignore-term,exit-on-reload")
+	deaf := env.vassal(t, "deaf.ini", "deaf", "no-read")
+	listener := env.vassal(t, "listener.ini", "listener", "")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-reload-grace", "300")
 	first := env.sink.waitStart(t, 0, "app")
+	deafStart := env.sink.waitStart(t, 0, "deaf")
+	listenerStart := env.sink.waitStart(t, 0, "listener")
 
-	t.Run("touch restarts a vassal that does not speak the protocol", func(t *testing.T) {
+	t.Run("touch sends byte 1 to a vassal that reads without speaking, which reloads itself", func(t *testing.T) {
+		mark := env.sink.count()
+		touch(t, listener, time.Now().Add(2*time.Second))
+		env.sink.waitFor(t, mark, 10*time.Second, "byte 1", func(ev probeEvent) bool {
+			return ev.pid == listenerStart.pid && ev.event == "byte" && ev.extra == "1"
+		})
+		em.waitLog(t, "vassal listener.ini read its reload byte: it reloads itself", 5*time.Second)
+		if !alive(listenerStart.pid) {
+			t.Fatal("a vassal that read byte 1 was stopped")
+		}
+	})
+	t.Run("touch restarts a vassal that does not read its emperor fd", func(t *testing.T) {
+		mark := env.sink.count()
+		touch(t, deaf, time.Now().Add(2*time.Second))
+		next := env.sink.waitStart(t, mark, "deaf")
+		if next.pid == deafStart.pid {
+			t.Fatal("not restarted")
+		}
+		em.waitLog(t, "vassal deaf.ini did not read its reload byte in 300ms: restarting it", time.Second)
+	})
+	t.Run("touch: byte 1, and a vassal that exits on it is respawned", func(t *testing.T) {
 		mark := env.sink.count()
 		touch(t, path, time.Now().Add(2*time.Second))
-		env.sink.waitFor(t, mark, 10*time.Second, "stop byte", func(ev probeEvent) bool {
-			return ev.pid == first.pid && ev.event == "byte" && ev.extra == "0"
+		env.sink.waitFor(t, mark, 10*time.Second, "byte 1", func(ev probeEvent) bool {
+			return ev.pid == first.pid && ev.event == "byte" && ev.extra == "1"
 		})
 		next := env.sink.waitStart(t, mark, "app")
 		if next.pid == first.pid {
-			t.Fatal("not restarted")
+			t.Fatal("not respawned")
 		}
 		first = next
 		em.waitLog(t, "[emperor] reload the uwsgi instance app.ini", time.Second)
@@ -884,7 +943,7 @@ func TestLifecycleTouchRemoveKillRename(t *testing.T) {
 	t.Run("rename stops the old name and spawns the new one", func(t *testing.T) {
 		mark := env.sink.count()
 		newPath := filepath.Join(env.vassals, "renamed.ini")
-		writeFile(t, path, probeINI(env.sink, "renamed", "ignore-term"))
+		writeFile(t, path, probeINI(env.sink, "renamed", "ignore-term,exit-on-reload"))
 		// The content change above reloads; wait for it before renaming.
 		env.sink.waitStart(t, mark, "renamed")
 		mark = env.sink.count()
@@ -934,18 +993,25 @@ func TestSIGHUPReloadsAll(t *testing.T) {
 	env := newTestEnv(t)
 	env.vassal(t, "s1.ini", "s1", "send=1")
 	env.vassal(t, "s2.ini", "s2", "")
-	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	env.vassal(t, "s3.ini", "s3", "no-read")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-reload-grace", "300")
 	s1 := env.sink.waitStart(t, 0, "s1")
 	s2 := env.sink.waitStart(t, 0, "s2")
+	s3 := env.sink.waitStart(t, 0, "s3")
 	em.waitLog(t, "vassal s1.ini has been spawned", 5*time.Second)
 	mark := env.sink.count()
 	em.cmd.Process.Signal(syscall.SIGHUP)
 	env.sink.waitFor(t, mark, 5*time.Second, "byte 1 to s1", func(ev probeEvent) bool {
 		return ev.pid == s1.pid && ev.event == "byte" && ev.extra == "1"
 	})
-	next := env.sink.waitStart(t, mark, "s2")
-	if next.pid == s2.pid {
-		t.Fatal("s2 not restarted")
+	env.sink.waitFor(t, mark, 5*time.Second, "byte 1 to s2", func(ev probeEvent) bool {
+		return ev.pid == s2.pid && ev.event == "byte" && ev.extra == "1"
+	})
+	if next := env.sink.waitStart(t, mark, "s3"); next.pid == s3.pid {
+		t.Fatal("s3, which does not read its emperor fd, was not restarted")
+	}
+	if !alive(s1.pid) || !alive(s2.pid) {
+		t.Fatal("a vassal that read its reload byte was stopped")
 	}
 }
 
@@ -1142,12 +1208,11 @@ func TestConfigMapSwap(t *testing.T) {
 	mark := env.sink.count()
 	time.Sleep(20 * time.Millisecond) // new files get a visibly newer mtime
 	writeVersion("10_05_00.2", map[string]string{"a.ini": probeINI(env.sink, "a", ""), "b.ini": probeINI(env.sink, "b", "env=X")})
-	env.sink.waitStart(t, mark, "b")
-	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload of unchanged a.ini", evIs("a", "start"))
-	if !alive(a.pid) {
-		t.Fatal("a.ini's vassal was restarted by a swap that did not change it")
+	env.sink.waitFor(t, mark, 5*time.Second, "reload of b.ini", reloadOf("b"))
+	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload of unchanged a.ini", reloadOf("a"))
+	if !alive(a.pid) || !alive(b.pid) {
+		t.Fatal("a vassal was stopped by a swap")
 	}
-	waitDead(t, b.pid, 5*time.Second)
 }
 
 // TestGlobWildcardDirsAreEvents: glob:///ROOT/apps/*/uwsgi.ini watches each
@@ -1162,7 +1227,7 @@ func TestGlobWildcardDirsAreEvents(t *testing.T) {
 	startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(apps, "*", "uwsgi.ini"), "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "a")
 
-	env.touchRestarts(t, cfgA, "a")
+	env.touchReloads(t, cfgA, "a")
 
 	os.Mkdir(filepath.Join(apps, "b"), 0o755)
 	time.Sleep(50 * time.Millisecond) // a separate step, as a deploy would be
@@ -1191,12 +1256,12 @@ func TestGlobDirSwap(t *testing.T) {
 	if err := os.Rename(staging, filepath.Join(apps, "a")); err != nil {
 		t.Fatal(err)
 	}
-	env.sink.waitFor(t, mark, 5*time.Second, "a restarted with v2", evIs("a", "start"))
+	env.sink.waitFor(t, mark, 5*time.Second, "a restarted with v2", reloadOf("a"))
 	time.Sleep(200 * time.Millisecond)
 	if n := inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(apps, "a")); n != 1 {
 		t.Errorf("%d watches on the new apps/a, want 1", n)
 	}
-	env.touchRestarts(t, cfg, "a")
+	env.touchReloads(t, cfg, "a")
 }
 
 // TestGlobAliasedDir: two glob directories that are one inode (a
@@ -1216,7 +1281,7 @@ func TestGlobAliasedDir(t *testing.T) {
 	if n := inotifyWatchesOn(t, em.cmd.Process.Pid, filepath.Join(apps, "b-app")); n != 1 {
 		t.Errorf("%d watches on apps/b-app, want 1", n)
 	}
-	env.touchRestarts(t, cfg, "b")
+	env.touchReloads(t, cfg, "b")
 }
 
 // TestBrokenConfigsDisturbNothing: malformed configs next to a good one:
@@ -1261,7 +1326,7 @@ func TestPollingWithoutInotify(t *testing.T) {
 	first := env.sink.waitStart(t, 0, "poll")
 	mark := env.sink.count()
 	touch(t, path, time.Now().Add(5*time.Second))
-	env.sink.waitStart(t, mark, "poll")
+	env.sink.waitFor(t, mark, 10*time.Second, "reload after touch", reloadOf("poll"))
 	os.Remove(path)
 	em.waitLog(t, "removed uwsgi instance poll.ini", 10*time.Second)
 	_ = first
@@ -1286,7 +1351,7 @@ func TestPollingWhenOutOfWatches(t *testing.T) {
 	env.sink.waitStart(t, 0, "w")
 	mark := env.sink.count()
 	touch(t, path, time.Now().Add(5*time.Second))
-	env.sink.waitStart(t, mark, "w")
+	env.sink.waitFor(t, mark, 10*time.Second, "reload after touch", reloadOf("w"))
 	os.Remove(path)
 	em.waitLog(t, "removed uwsgi instance w.ini", 10*time.Second)
 	// With watches to be had again, the emperor goes back to inotify.
@@ -1355,7 +1420,7 @@ func TestSymlinkTargetChangesAreEvents(t *testing.T) {
 	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 2 {
 		t.Errorf("%d inotify watches, want 2 (the vassal dir and the target's)", n)
 	}
-	started := evIs("app", "start")
+	started := reloadOf("app")
 	mark := env.sink.count()
 	touch(t, target, time.Now().Add(2*time.Second))
 	env.sink.waitFor(t, mark, 5*time.Second, "restart after touching the target", started)
@@ -1456,7 +1521,7 @@ func TestSymlinkRepointIsAnEvent(t *testing.T) {
 			if err := os.Rename(tmp, current); err != nil {
 				t.Fatal(err)
 			}
-			env.sink.waitFor(t, mark, 5*time.Second, "restart after re-pointing current", evIs("dep", "start"))
+			env.sink.waitFor(t, mark, 5*time.Second, "reload after re-pointing current", reloadOf("dep"))
 		})
 	}
 }
@@ -1477,7 +1542,7 @@ func TestSymlinkSkeletonInWatchedDir(t *testing.T) {
 	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 1 {
 		t.Errorf("%d inotify watches, want 1: the skeleton is in the watched dir", n)
 	}
-	env.touchRestarts(t, skel, "app1", "app2")
+	env.touchReloads(t, skel, "app1", "app2")
 }
 
 // TestSymlinkDanglingAndDirSwap: a link whose target does not exist yet
@@ -1500,7 +1565,7 @@ func TestSymlinkDanglingAndDirSwap(t *testing.T) {
 	}
 	os.Mkdir(avail, 0o755)
 	writeFile(t, filepath.Join(avail, "late.ini"), probeINI(env.sink, "late", "ignore-term")+"# new dir\n")
-	env.sink.waitFor(t, mark, 5*time.Second, "start from the new directory", evIs("late", "start"))
+	env.sink.waitFor(t, mark, 5*time.Second, "reload from the new directory", reloadOf("late"))
 }
 
 // TestSymlinkHardLinkedRelease: releases share the config as a hard link
@@ -1548,7 +1613,7 @@ func TestSymlinkHardLinkedRelease(t *testing.T) {
 			}
 			f.WriteString("# edited in release 2\n")
 			f.Close()
-			env.sink.waitFor(t, mark, 5*time.Second, "restart after editing release 2", evIs("dep", "start"))
+			env.sink.waitFor(t, mark, 5*time.Second, "reload after editing release 2", reloadOf("dep"))
 		})
 	}
 }
@@ -1568,7 +1633,7 @@ func TestLinkDirAliasedByGlob(t *testing.T) {
 	os.Symlink(target, filepath.Join(env.vassals, "x.ini"))
 	startEmperor(t, env.root, "--emperor", "glob://"+filepath.Join(apps, "*", "uwsgi.ini"), "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "x")
-	env.touchRestarts(t, target, "x")
+	env.touchReloads(t, target, "x")
 }
 
 // TestSymlinkToAnotherVassal: b.ini -> a.ini in the same directory: a
@@ -1581,7 +1646,7 @@ func TestSymlinkToAnotherVassal(t *testing.T) {
 	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "a")
 	env.sink.waitStart(t, 0, "b")
-	env.touchRestarts(t, a, "a", "b")
+	env.touchReloads(t, a, "a", "b")
 }
 
 func TestNofollowSkeleton(t *testing.T) {
@@ -1598,23 +1663,17 @@ func TestNofollowSkeleton(t *testing.T) {
 	mark := env.sink.count()
 	// Touching the target does nothing with nofollow.
 	touch(t, skel, time.Now().Add(3*time.Second))
-	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload after touching the target", evIs("skel", "start"))
+	env.sink.expectNone(t, mark, 1500*time.Millisecond, "reload after touching the target", reloadOf("skel"))
 	// touch --no-dereference on one link reloads that one only.
 	when := time.Now().Add(5 * time.Second)
 	ts := []unix.Timespec{unix.NsecToTimespec(when.UnixNano()), unix.NsecToTimespec(when.UnixNano())}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(env.vassals, "app1.ini"), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		t.Fatal(err)
 	}
-	env.sink.waitStart(t, mark, "skel")
-	env.sink.expectNone(t, env.sink.count(), time.Second, "second reload", evIs("skel", "start"))
-	stopped := 0
-	for _, s := range starts {
-		if !alive(s.pid) {
-			stopped++
-		}
-	}
-	if stopped != 1 {
-		t.Fatalf("%d of the two vassals restarted, want exactly 1", stopped)
+	env.sink.waitFor(t, mark, 5*time.Second, "reload of app1.ini", reloadOf("skel"))
+	env.sink.expectNone(t, env.sink.count(), time.Second, "second reload", reloadOf("skel"))
+	if got := len(env.sink.events(reloadOf("skel"))) - len(starts); got != 1 {
+		t.Fatalf("%d reloads, want exactly 1 (app1.ini's)", got)
 	}
 }
 
@@ -1826,6 +1885,119 @@ func TestDirectExecMatchesRunner(t *testing.T) {
 	}
 	if a, b := report("direct", "env"), report("runner", "env"); a != "FROM_CONFIG=direct(true)" || b != "FROM_CONFIG=runner(true)" {
 		t.Errorf("env: %s / %s", a, b)
+	}
+}
+
+// ==== Command lines =====================================================
+
+// shellLines are command lines as operators write them in "-arg" options:
+// builtins, reserved words, quoting, globs, expansions, redirections,
+// assignments, pipes and lists, blanks and odd bytes, and the plain lines
+// the runner execs itself. dumper is the test binary printing what it got.
+var shellLines = []string{
+	"dumper a b", "exec dumper a b", "dumper  a   b", "dumper\ta", "dumper a ", "  dumper a",
+	"dumper ünïcödé ☃", "dumper a=b", "dumper if then fi", "dumper {a,b}", "dumper a!b",
+	"dumper %n 100%", "dumper a\rb", "dumper a\vb", "dumper a\u00a0b", "dumper a#b", "./rel-dumper x",
+	"exec echo -e x", "exec", "nonexistent-prog a", "noexec a", "noshebang arg1", "dirprog", "-x dumper",
+	"+x dumper", "exec -- dumper", "nohup dumper n", "env FOO=1 dumper", "", "   ",
+	"echo hello", "echo -e 'a\\tb'", "printf '%s\\n' x", "cd /tmp && dumper", "ulimit -n 64; dumper",
+	"umask 077; exec dumper", "export FOO=bar; dumper", "FOO=bar dumper", "set -e; false; echo no",
+	"trap 'echo t' EXIT; true", ". ./sourced.sh", "eval dumper x", "if true; then dumper; fi",
+	"for i in 1 2; do echo $i; done", "while false; do :; done; echo done", "case x in x) echo y;; esac",
+	"! false", "{ echo a; echo b; }", "dumper \"a b\" 'c d'", "dumper a\\ b", "dumper *.txt", "dumper ?.txt",
+	"dumper [ab].txt", "dumper ~", "dumper ~/x", "dumper $HOME", "dumper ${HOME}x", "dumper $(echo sub)",
+	"dumper `echo bt`", "dumper $((1+2))", "dumper > out.txt", "DUMP_STDIN=1 dumper < in.txt",
+	"dumper >> out.txt", "dumper 2>&1", "echo a | DUMP_STDIN=1 dumper", "true && dumper", "false || dumper",
+	"dumper; echo after", "dumper & wait", "dumper # comment", "# only a comment", "dumper\n",
+	"command dumper", "kill -0 $$", "test -d /tmp && echo dir", "exec echo", "dumper x\n\n",
+}
+
+// TestCommandLinesMatchSh runs each line as a binary patch under the runner
+// and under /bin/sh -c, as uWSGI runs it, in identical directories with the
+// same environment, and compares what is observable: stdout, stderr, the
+// exit status, and the files left behind.
+func TestCommandLinesMatchSh(t *testing.T) {
+	t.Parallel()
+	self := selfExe(t)
+	bin := t.TempDir()
+	os.Symlink(self, filepath.Join(bin, "dumper"))
+	writeFile(t, filepath.Join(bin, "noshebang"), "echo ran-as-sh \"$1\"\n")
+	os.Chmod(filepath.Join(bin, "noshebang"), 0o755)
+	writeFile(t, filepath.Join(bin, "noexec"), "echo never\n")
+	os.Mkdir(filepath.Join(bin, "dirprog"), 0o755)
+	direct := 0
+	for _, line := range shellLines {
+		if directArgv(line) != nil {
+			direct++
+		}
+		run := func(argv ...string) string {
+			dir := t.TempDir()
+			for name, content := range map[string]string{"in.txt": "input\n", "a.txt": "", "b.txt": "", "sourced.sh": "echo sourced\n"} {
+				writeFile(t, filepath.Join(dir, name), content)
+			}
+			os.Symlink(self, filepath.Join(dir, "rel-dumper"))
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Dir = dir
+			cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "HOME=" + dir, "EMPEROR_DUMP=1", "LANG=C.UTF-8"}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := cmd.ProcessState.ExitCode()
+			if code < 0 && err != nil {
+				code = -1
+			}
+			got := fmt.Sprintf("exit %d\nstdout %q\nstderr %q\n", code, stdout.String(), stderr.String())
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				data := []byte("(not a regular file)")
+				if e.Type().IsRegular() {
+					data, _ = os.ReadFile(filepath.Join(dir, e.Name()))
+				}
+				got += fmt.Sprintf("file %s %q\n", e.Name(), data)
+			}
+			return strings.ReplaceAll(got, dir, "DIR")
+		}
+		want := run("/bin/sh", "-c", line)
+		got := run(emperorBin, "--unprivileged-binary-patch-arg", line)
+		if got != want {
+			t.Errorf("%q (direct: %v):\nrunner:\n%s/bin/sh -c:\n%s", line, directArgv(line) != nil, got, want)
+		}
+	}
+	if len(shellLines) < 60 || direct < 20 {
+		t.Errorf("%d lines, %d of them exec'd directly: the table lost its coverage", len(shellLines), direct)
+	}
+}
+
+// TestShellLineVassals: vassals whose binary patch is a shell command line
+// as uWSGI's documentation writes them (exec, cd, ulimit, a pipe) start
+// under the emperor, directly or through /bin/sh, and run where and how sh
+// would run them.
+func TestShellLineVassals(t *testing.T) {
+	env := newTestEnv(t)
+	self := selfExe(t)
+	os.Mkdir(filepath.Join(env.vassals, "sub"), 0o755)
+	lines := map[string]string{
+		"exec":   "exec " + self,
+		"plain":  self + " plain",
+		"cd":     "cd sub && exec " + self,
+		"ulimit": "ulimit -n 256; exec " + self,
+		"assign": "PROBE_EXTRA=1 " + self,
+	}
+	for name, line := range lines {
+		writeFile(t, filepath.Join(env.vassals, name+".json"), fmt.Sprintf(
+			`{"uwsgi": {"env": ["EMPEROR_PROBE=1", "PROBE_SOCK=%s", "PROBE_NAME=%s", "PROBE_ACTIONS=report-proc"], "unprivileged-binary-patch-arg": %q}}`,
+			env.sink.path, name, line))
+	}
+	startEmperor(t, env.root, "--emperor", env.vassals)
+	for name := range lines {
+		ev, _ := env.sink.waitFor(t, 0, 10*time.Second, name+" proc report", evIs(name, "proc"))
+		wantCwd := env.vassals
+		if name == "cd" {
+			wantCwd = filepath.Join(env.vassals, "sub")
+		}
+		if !strings.HasSuffix(ev.extra, "cwd:"+wantCwd) {
+			t.Errorf("%s: %s, want cwd %s", name, ev.extra, wantCwd)
+		}
 	}
 }
 
@@ -2607,24 +2779,41 @@ func TestStatusAndConnectAndRead(t *testing.T) {
 	env.vassal(t, "one.ini", "one", "send=1,send=5")
 	env.vassal(t, "crash.ini", "crash", "exit=3")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	web := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", addr)
-	em.waitLog(t, "vassal one.ini is ready to accept requests", 30*time.Second)
-	env.sink.waitN(t, 3, 30*time.Second, "crash loop", evIs("crash", "start"))
-	out, err := exec.Command(emperorBin, "--status", addr).CombinedOutput()
-	if err != nil {
-		t.Fatalf("--status: %v %s", err, out)
+	em2 := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", web)
+	for _, p := range []*emperorProc{em, em2} {
+		p.waitLog(t, "vassal one.ini is ready to accept requests", 30*time.Second)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[1], "VASSAL") {
-		t.Fatalf("--status output:\n%s", out)
+	env.sink.waitN(t, 6, 30*time.Second, "crash loops", evIs("crash", "start"))
+	for _, a := range []string{addr, web} {
+		out, err := exec.Command(emperorBin, "--status", a).CombinedOutput()
+		if err != nil {
+			t.Fatalf("--status %s: %v %s", a, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 4 || !strings.HasPrefix(lines[1], "VASSAL") {
+			t.Fatalf("--status %s output:\n%s", a, out)
+		}
+		table := strings.Join(lines[2:], "\n")
+		if !configRegexpMatch(`one\.ini\s+\d+ accepting\s+0\s+0`, table) || !configRegexpMatch(`crash\.ini\s+-?\d+ \w+\s+\d+\s+0  exited with code 3`, table) {
+			t.Errorf("--status %s table:\n%s", a, out)
+		}
+		// uWSGI's --connect-and-read copies the document to stderr.
+		cmd := exec.Command(emperorBin, "--connect-and-read", a)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if out, err := cmd.Output(); err != nil || len(out) != 0 || parseStats(t, stderr.Bytes()).vassal("one.ini") == nil {
+			t.Errorf("--connect-and-read %s: %v stdout %q stderr %s", a, err, out, stderr.Bytes())
+		}
 	}
-	table := strings.Join(lines[2:], "\n")
-	if !configRegexpMatch(`one\.ini\s+\d+ accepting\s+0\s+0`, table) || !configRegexpMatch(`crash\.ini\s+-?\d+ \w+\s+0\s+0  exited with code 3`, table) {
-		t.Errorf("--status table:\n%s", out)
-	}
-	raw, err := exec.Command(emperorBin, "--connect-and-read", addr).Output()
-	if err != nil || parseStats(t, raw).vassal("one.ini") == nil {
-		t.Errorf("--connect-and-read: %v %s", err, raw)
+	if _, err := os.Stat("/usr/bin/uwsgi"); err == nil {
+		cmd := exec.Command("/usr/bin/uwsgi", "--connect-and-read", addr)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil || parseStats(t, stderr.Bytes()).vassal("one.ini") == nil {
+			t.Errorf("uwsgi --connect-and-read of our stats: %v %s", err, stderr.Bytes())
+		}
 	}
 }
 
@@ -3090,9 +3279,17 @@ func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 	if !strings.Contains(string(out), "--emperor-freq N") || !strings.Contains(string(out), " 3 ") {
 		t.Error("--help lacks defaults")
 	}
-	v, err := exec.Command(emperorBin, "--version").Output()
-	if err != nil || !strings.HasPrefix(string(v), "emperor ") {
-		t.Errorf("--version: %q %v", v, err)
+	for _, args := range [][]string{{"--version"}, {"--emperor", "/nonexistent", "--version"}, {"--vassal-set", "a=b", "--version", "--emperor", "/x"}} {
+		v, err := exec.Command(emperorBin, args...).Output()
+		if err != nil || !strings.HasPrefix(string(v), "2.0.21-emperor-") {
+			t.Errorf("%q: %q %v", args, v, err)
+		}
+	}
+	for _, args := range [][]string{{"--emperor", "/nonexistent", "--help"}, {"--version", "--help"}, {"-h"}} {
+		out, err := exec.Command(emperorBin, args...).Output()
+		if err != nil || !strings.Contains(string(out), "Usage: emperor") {
+			t.Errorf("%q: %q %v", args, out, err)
+		}
 	}
 }
 
@@ -3647,10 +3844,9 @@ func TestFaultFullFilesystem(t *testing.T) {
 	first := env.sink.waitStart(t, 0, "full")
 	mark := env.sink.count()
 	touch(t, path, time.Now().Add(3*time.Second))
-	next := env.sink.waitStart(t, mark, "full")
-	if next.pid == first.pid {
-		t.Error("touch on a full filesystem not acted on")
-	}
+	env.sink.waitFor(t, mark, 5*time.Second, "reload after touch on a full filesystem", func(ev probeEvent) bool {
+		return ev.pid == first.pid && ev.event == "byte" && ev.extra == "1"
+	})
 }
 
 // TestFaultUnreadableConfig: an emperor running as an ordinary user meets a

@@ -52,6 +52,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -77,6 +78,7 @@ type emperor struct {
 	links    symlinks       // what symlinked configs resolve through
 	vassals  vassalTable    // every vassal record and its indexes
 	spawns   spawnBatch     // forks being prepared, and the spawner threads
+	mem      memoryState    // a burst's memory, given back once it settles
 	strays   strayState     // processes that are not vassals
 	poll     pollSet        // descriptors the loop reads, in one epoll set
 	black    *blacklist     // the crash-loop throttle
@@ -374,17 +376,18 @@ func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
 type timerKind uint8
 
 const (
-	tFullScan    timerKind = iota // the safety-net scan of every monitor
-	tRescan                       // a debounced look at what inotify reported (mon)
-	tSweep                        // look for strays shortly after a vassal ended
-	tMercy                        // reload-mercy ran out at shutdown
-	tStatus                       // STATUS= to systemd, at most once a second
-	tWatchdog                     // WATCHDOG=1 to systemd
-	tStatsRetry                   // bind the stats address again
-	tRespawn                      // a throttled vassal's time has come (v)
-	tKill                         // a stopping vassal overstayed: SIGKILL its tree (v)
-	tHeartbeat                    // a heartbeat deadline (v)
-	tReloadCheck                  // did a vassal read its reload byte? (v)
+	tFullScan      timerKind = iota // the safety-net scan of every monitor
+	tRescan                         // a debounced look at what inotify reported (mon)
+	tSweep                          // look for strays shortly after a vassal ended
+	tMercy                          // reload-mercy ran out at shutdown
+	tStatus                         // STATUS= to systemd, at most once a second
+	tWatchdog                       // WATCHDOG=1 to systemd
+	tStatsRetry                     // bind the stats address again
+	tRespawn                        // a throttled vassal's time has come (v)
+	tKill                           // a stopping vassal overstayed: SIGKILL its tree (v)
+	tHeartbeat                      // a heartbeat deadline (v)
+	tReloadCheck                    // did a vassal read its reload byte? (v)
+	tReleaseMemory                  // spawning may have settled: give the burst's memory back
 	numTimerKinds
 )
 
@@ -396,17 +399,18 @@ var timerKinds = [numTimerKinds]struct {
 	vassal bool
 	fire   func(e *emperor, it timerItem)
 }{
-	tFullScan:    {"full scan", false, (*emperor).fullScanDue},
-	tRescan:      {"rescan", false, func(e *emperor, it timerItem) { e.rescanDirty(e.watch.monitors[it.mon]) }},
-	tSweep:       {"sweep", false, func(e *emperor, _ timerItem) { e.strays.sweepDue = false; e.sweepStrays() }},
-	tMercy:       {"mercy", false, func(e *emperor, _ timerItem) { e.noMercy() }},
-	tStatus:      {"status", false, func(e *emperor, _ timerItem) { e.sendStatus() }},
-	tWatchdog:    {"watchdog", false, (*emperor).watchdogDue},
-	tStatsRetry:  {"stats retry", false, (*emperor).statsRetryDue},
-	tRespawn:     {"respawn", true, func(e *emperor, it timerItem) { e.wake(it.v) }},
-	tKill:        {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
-	tHeartbeat:   {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
-	tReloadCheck: {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
+	tFullScan:      {"full scan", false, (*emperor).fullScanDue},
+	tRescan:        {"rescan", false, func(e *emperor, it timerItem) { e.rescanDirty(e.watch.monitors[it.mon]) }},
+	tSweep:         {"sweep", false, func(e *emperor, _ timerItem) { e.strays.sweepDue = false; e.sweepStrays() }},
+	tMercy:         {"mercy", false, func(e *emperor, _ timerItem) { e.noMercy() }},
+	tStatus:        {"status", false, func(e *emperor, _ timerItem) { e.sendStatus() }},
+	tWatchdog:      {"watchdog", false, (*emperor).watchdogDue},
+	tStatsRetry:    {"stats retry", false, (*emperor).statsRetryDue},
+	tRespawn:       {"respawn", true, func(e *emperor, it timerItem) { e.wake(it.v) }},
+	tKill:          {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
+	tHeartbeat:     {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
+	tReloadCheck:   {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
+	tReleaseMemory: {"release memory", false, (*emperor).releaseMemoryDue},
 }
 
 type timerItem struct {
@@ -1904,6 +1908,44 @@ func (e *emperor) spawning(f func()) {
 	for _, j := range jobs {
 		e.finishSpawn(j)
 	}
+	e.spawned(len(jobs))
+}
+
+// memoryState gives a burst's memory back to the system. A burst of
+// spawns (configs read and parsed, exec plans, environments) grows the Go
+// heap several times over what the vassal records need; the runtime keeps
+// the freed pages for reuse and scavenges them back only slowly, while an
+// emperor idles far more than it bursts. So once no spawn has come for
+// memSettle, the garbage is collected and every free page returned.
+type memoryState struct {
+	spawns uint64 // processes started, ever
+	seen   uint64 // spawns when the tReleaseMemory timer was set
+	due    bool   // a tReleaseMemory timer is queued
+}
+
+// memSettle is how long spawning must pause before memory is given back:
+// longer than the gaps within a storm (a rescan's debounce), short next to
+// how long an emperor then idles.
+const memSettle = 2 * time.Second
+
+func (e *emperor) spawned(n int) {
+	e.mem.spawns += uint64(n)
+	if !e.mem.due && n > 0 {
+		e.mem.due, e.mem.seen = true, e.mem.spawns
+		e.timers.push(timerItem{at: time.Now().Add(memSettle), kind: tReleaseMemory})
+	}
+}
+
+func (e *emperor) releaseMemoryDue(timerItem) {
+	if e.mem.spawns != e.mem.seen { // still spawning: look again later
+		e.mem.seen = e.mem.spawns
+		e.timers.push(timerItem{at: time.Now().Add(memSettle), kind: tReleaseMemory})
+		return
+	}
+	e.mem.due = false
+	// Off the loop: the collection takes milliseconds with 10,000 vassals,
+	// and the loop need not wait for it. The goroutine ends with the call.
+	go debug.FreeOSMemory()
 }
 
 // feedSpawners hands collected jobs to the spawner threads and counts the

@@ -4574,6 +4574,184 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
+// procMem is what the kernel counts of a process's memory, in kB:
+// resident and proportional set size (each shared page divided among its
+// sharers) from smaps_rollup, the peak RSS so far, and its threads.
+type procMem struct{ rss, pss, peak, threads int }
+
+func readProcMem(t testing.TB, pid int) procMem {
+	t.Helper()
+	var m procMem
+	for _, f := range []struct {
+		file string
+		keys map[string]*int
+	}{
+		{"smaps_rollup", map[string]*int{"Rss:": &m.rss, "Pss:": &m.pss}},
+		{"status", map[string]*int{"VmHWM:": &m.peak, "Threads:": &m.threads}},
+	} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if fields := strings.Fields(line); len(fields) >= 2 && f.keys[fields[0]] != nil {
+				*f.keys[fields[0]], _ = strconv.Atoi(fields[1])
+			}
+		}
+	}
+	return m
+}
+
+// stageSleepers writes n configs of tiny vassals (sleep) into a staging
+// directory beside dir; moveIn then renames them into dir, all at once.
+func stageSleepers(t testing.TB, dir string, n int) string {
+	t.Helper()
+	staging := dir + ".staging"
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for j := 0; j < n; j++ {
+		writeFile(t, filepath.Join(staging, fmt.Sprintf("v%05d.ini", j)), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
+	}
+	return staging
+}
+
+func moveIn(t testing.TB, staging, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(staging)
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(staging, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitSleepers waits until n descendants of pid run sleep, and returns how
+// long that took from t0.
+func waitSleepers(t testing.TB, pid, n int, t0 time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	for {
+		up := 0
+		for _, p := range descendantsOf(pid) {
+			if procComm(p) == "sleep" {
+				up++
+			}
+		}
+		if up >= n {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > timeout {
+			t.Fatalf("%d of %d vassals running after %v", up, n, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// uwsgiEmperor runs the real uWSGI emperor on dir (uwsgi-core vassals,
+// which run `sleep` through unprivileged-binary-patch-arg) in a process
+// group of its own, killed whole at the end.
+func uwsgiEmperor(t testing.TB, dir string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/uwsgi", "--emperor", dir, "--binary-path", configUWSGI)
+	cmd.Dir = filepath.Dir(dir)
+	log, err := os.Create(filepath.Join(cmd.Dir, "uwsgi.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		log.Close()
+	})
+	return cmd
+}
+
+// memIdle is how long an emperor idles after its burst before its memory
+// is read: long enough for the Go runtime's scavenger and our own release
+// of memory after a burst to have run.
+const memIdle = 20 * time.Second
+
+// BenchmarkMemory starts a burst of 1000 tiny vassals under our emperor
+// and under uWSGI's (/usr/bin/uwsgi --emperor, uwsgi-core vassals) in the
+// same run, and reports each emperor's RSS and PSS after the burst and 20 s
+// idle; then a burst of EMPEROR_MEM_N (default 10,000; 0 skips it) under
+// ours alone: its peak RSS during the burst and RSS after 20 s idle.
+//
+//	go test -run '^$' -bench Memory -benchtime 1x -timeout 20m
+func BenchmarkMemory(b *testing.B) {
+	const n = 1000
+	big := 10000
+	if v, err := strconv.Atoi(os.Getenv("EMPEROR_MEM_N")); err == nil {
+		big = v
+	}
+	_, err := os.Stat(configUWSGI)
+	haveUWSGI := err == nil
+	if !haveUWSGI {
+		b.Logf("%s is not installed (apt-get install uwsgi-core): ours alone", configUWSGI)
+	}
+	for i := 0; i < b.N; i++ {
+		env := newTestEnv(b)
+		staging := stageSleepers(b, env.vassals, n)
+		ours := startEmperor(b, env.root, "--emperor", env.vassals)
+		ours.waitLog(b, "starting uWSGI Emperor", 10*time.Second)
+		t0 := time.Now()
+		moveIn(b, staging, env.vassals)
+		took := waitSleepers(b, ours.cmd.Process.Pid, n, t0, 2*time.Minute)
+		oursIdle := time.Now()
+		b.Logf("ours: %d running in %v", n, took.Round(time.Millisecond))
+		var theirs procMem
+		if haveUWSGI {
+			uenv := newTestEnv(b)
+			staging := stageSleepers(b, uenv.vassals, n)
+			uw := uwsgiEmperor(b, uenv.vassals)
+			t0 := time.Now()
+			moveIn(b, staging, uenv.vassals)
+			took := waitSleepers(b, uw.Process.Pid, n, t0, 5*time.Minute)
+			b.Logf("uWSGI: %d running in %v", n, took.Round(time.Millisecond))
+			time.Sleep(time.Until(oursIdle.Add(memIdle)))
+			mine := readProcMem(b, ours.cmd.Process.Pid)
+			time.Sleep(time.Until(t0.Add(took + memIdle)))
+			theirs = readProcMem(b, uw.Process.Pid)
+			b.ReportMetric(float64(theirs.rss)/1024, "MB-rss-uwsgi")
+			b.ReportMetric(float64(theirs.pss)/1024, "MB-pss-uwsgi")
+			b.ReportMetric(float64(mine.rss)/float64(theirs.rss), "x-rss-vs-uwsgi")
+			b.Logf("after %d vassals + %v idle: ours RSS %d kB, PSS %d kB, %d threads; uWSGI RSS %d kB, PSS %d kB, %d threads",
+				n, memIdle, mine.rss, mine.pss, mine.threads, theirs.rss, theirs.pss, theirs.threads)
+			b.ReportMetric(float64(mine.rss)/1024, "MB-rss")
+			b.ReportMetric(float64(mine.pss)/1024, "MB-pss")
+		} else {
+			time.Sleep(time.Until(oursIdle.Add(memIdle)))
+			mine := readProcMem(b, ours.cmd.Process.Pid)
+			b.ReportMetric(float64(mine.rss)/1024, "MB-rss")
+			b.ReportMetric(float64(mine.pss)/1024, "MB-pss")
+		}
+		ours.signalAndWait(b, syscall.SIGTERM, time.Minute)
+		if big > 0 {
+			env := newTestEnv(b)
+			staging := stageSleepers(b, env.vassals, big)
+			em := startEmperor(b, env.root, "--emperor", env.vassals)
+			em.waitLog(b, "starting uWSGI Emperor", 10*time.Second)
+			t0 := time.Now()
+			moveIn(b, staging, env.vassals)
+			// Counting log lines, not walking /proc, keeps the watching cheap.
+			em.waitLogCount(b, ".ini started (pid:", big, 10*time.Minute)
+			b.Logf("ours: %d running in %v", big, time.Since(t0).Round(time.Millisecond))
+			time.Sleep(memIdle)
+			idle := readProcMem(b, em.cmd.Process.Pid)
+			b.Logf("%d vassals: peak RSS %d kB during the burst, RSS %d kB, PSS %d kB, %d threads after %v idle", big, idle.peak, idle.rss, idle.pss, idle.threads, memIdle)
+			b.ReportMetric(float64(idle.peak)/1024, fmt.Sprintf("MB-peak-rss-%d", big))
+			b.ReportMetric(float64(idle.rss)/1024, fmt.Sprintf("MB-rss-%d", big))
+			em.signalAndWait(b, syscall.SIGTERM, 5*time.Minute)
+		}
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
 // ==== The config language (config_parse.go) =============================
 
 // configKnownTable is a small stand-in for the program's option table:

@@ -4752,6 +4752,188 @@ func BenchmarkMemory(b *testing.B) {
 	}
 }
 
+// cSleeper compiles testdata/csleeper.c, a service any supervisor can run
+// that reports its start and then sleeps; "" without a C compiler.
+func cSleeper(b *testing.B) string {
+	out := filepath.Join(filepath.Dir(emperorBin), "csleeper")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	if err := exec.Command("cc", "-O2", "-o", out, "testdata/csleeper.c").Run(); err != nil {
+		b.Logf("no C compiler: %v", err)
+		return ""
+	}
+	return out
+}
+
+// supervisorUnderTest is one supervisor a user might pick: the program that
+// must be installed (and its Debian package), and how to write n services
+// that run prog into dir and make the command that starts them all.
+type supervisorUnderTest struct {
+	name, program, pkg string
+	setup              func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd
+}
+
+// svcName is the name of service j, also what it reports as.
+func svcName(j int) string { return fmt.Sprintf("s%04d", j) }
+
+// runScript is a service directory's run file for s6 and runit, the way
+// their users write one.
+func runScript(b *testing.B, dir, prog, sink, name string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\nexport PROBE_SOCK=%s PROBE_NAME=%s\nexec %s\n", sink, name, prog)
+	if err := os.WriteFile(filepath.Join(dir, "run"), []byte(script), 0o755); err != nil {
+		b.Fatal(err)
+	}
+}
+
+var supervisorsUnderTest = []supervisorUnderTest{
+	{"emperor", "", "", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+		for j := 0; j < n; j++ {
+			writeFile(b, filepath.Join(dir, svcName(j)+".ini"), fmt.Sprintf(
+				"[uwsgi]\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nunprivileged-binary-patch = %s\n", sink, svcName(j), prog))
+		}
+		return exec.Command(emperorBin, "--emperor", dir)
+	}},
+	{"uWSGI", "/usr/bin/uwsgi", "uwsgi-core", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+		for j := 0; j < n; j++ {
+			writeFile(b, filepath.Join(dir, svcName(j)+".ini"), fmt.Sprintf(
+				"[uwsgi]\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nunprivileged-binary-patch = %s\n", sink, svcName(j), prog))
+		}
+		return exec.Command("/usr/bin/uwsgi", "--emperor", dir, "--binary-path", configUWSGI)
+	}},
+	{"s6", "s6-svscan", "s6", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+		for j := 0; j < n; j++ {
+			runScript(b, filepath.Join(dir, svcName(j)), prog, sink, svcName(j))
+		}
+		// -c: s6-svscan supervises at most 500 services unless told more.
+		return exec.Command("s6-svscan", "-c", strconv.Itoa(n), dir)
+	}},
+	{"runit", "runsvdir", "runit", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+		for j := 0; j < n; j++ {
+			runScript(b, filepath.Join(dir, svcName(j)), prog, sink, svcName(j))
+		}
+		// runsvdir straight on a private directory: nothing of runit's
+		// init (runit-init, /etc/service) is involved.
+		return exec.Command("runsvdir", "-P", dir)
+	}},
+	{"supervisord", "supervisord", "supervisor", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+		conf := fmt.Sprintf("[supervisord]\nnodaemon=true\nlogfile=%[1]s/supervisord.log\npidfile=%[1]s/supervisord.pid\nchildlogdir=%[1]s\n", dir)
+		for j := 0; j < n; j++ {
+			conf += fmt.Sprintf("[program:%s]\ncommand=%s\nenvironment=PROBE_SOCK=\"%s\",PROBE_NAME=\"%s\"\nstdout_logfile=NONE\nstderr_logfile=NONE\n",
+				svcName(j), prog, sink, svcName(j))
+		}
+		path := filepath.Join(dir, "supervisord.conf")
+		writeFile(b, path, conf)
+		return exec.Command("supervisord", "-c", path)
+	}},
+}
+
+// killTree SIGKILLs pid and every descendant, parents first, so no
+// supervisor is left to restart what was just killed.
+func killTree(pid int) {
+	tree := append([]int{pid}, descendantsOf(pid)...)
+	for _, p := range tree {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+}
+
+// BenchmarkSupervisors starts 1000 services (testdata/csleeper.c: it
+// reports its start, then sleeps) at once under each supervisor a user
+// might pick instead, each from a private temporary directory: ours,
+// uWSGI's emperor, s6 (s6-svscan), runit (runsvdir) and supervisord;
+// those not installed are skipped with a message. It reports the time
+// from starting the supervisor until every service runs, and the
+// supervisor's PSS 20 s later: all its processes but the services (one
+// s6-supervise or runsv per service for s6 and runit). EMPEROR_SUPERVISORS_N
+// changes the number of services.
+//
+//	apt-get install -y s6 runit supervisor uwsgi-core
+//	go test -run '^$' -bench Supervisors -benchtime 1x -timeout 30m
+func BenchmarkSupervisors(b *testing.B) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("EMPEROR_SUPERVISORS_N")); err == nil {
+		n = v
+	}
+	prog := cSleeper(b)
+	if prog == "" {
+		b.Skip("the services are C programs: apt-get install -y gcc")
+	}
+	for i := 0; i < b.N; i++ {
+		var table []string
+		for _, s := range supervisorsUnderTest {
+			if s.program != "" {
+				if _, err := exec.LookPath(s.program); err != nil {
+					b.Logf("%s: %s is not installed (apt-get install -y %s): skipped", s.name, s.program, s.pkg)
+					continue
+				}
+			}
+			up, pss, procs := superviseBurst(b, s, prog, n)
+			b.ReportMetric(up.Seconds(), "s-up-"+s.name)
+			b.ReportMetric(float64(pss)/1024, "MB-pss-"+s.name)
+			table = append(table, fmt.Sprintf("%-12s %8.2f s %9.1f MB  (%d processes)", s.name, up.Seconds(), float64(pss)/1024, procs))
+		}
+		b.Logf("%d services at once: all up after, supervisor PSS %v later\n%s", n, memIdle, strings.Join(table, "\n"))
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// superviseBurst runs one supervisor on n services and returns the time
+// until all of them ran, the PSS (kB) of its own processes after memIdle
+// and how many processes those are.
+func superviseBurst(b *testing.B, s supervisorUnderTest, prog string, n int) (time.Duration, int, int) {
+	root := shortTempDir(b)
+	dir := filepath.Join(root, "services")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	sink := newProbeSink(b, root)
+	cmd := s.setup(b, dir, prog, sink.path, n)
+	cmd.Dir = root
+	log, err := os.Create(filepath.Join(root, "supervisor.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	t0 := monoNow()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		killTree(cmd.Process.Pid)
+		cmd.Wait()
+	}()
+	seen := map[string]bool{}
+	starts := sink.waitN(b, n, 5*time.Minute, s.name+" services up", func(e probeEvent) bool {
+		first := e.event == "start" && !seen[e.name]
+		seen[e.name] = true
+		return first
+	})
+	up := time.Duration(lastMono(starts) - t0)
+	time.Sleep(memIdle)
+	pss, procs := 0, 0
+	for _, p := range append([]int{cmd.Process.Pid}, descendantsOf(cmd.Process.Pid)...) {
+		if procComm(p) == "csleeper" {
+			continue
+		}
+		// A process that is gone by now (a run script's shell) counts nothing.
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p)); err == nil {
+			for _, line := range strings.Split(string(data), "\n") {
+				if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+					kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(v, "kB")))
+					pss += kb
+					procs++
+				}
+			}
+		}
+	}
+	return up, pss, procs
+}
+
 // ==== The config language (config_parse.go) =============================
 
 // configKnownTable is a small stand-in for the program's option table:

@@ -1918,28 +1918,29 @@ func (e *emperor) spawning(f func()) {
 // emperor idles far more than it bursts. So once no spawn has come for
 // memSettle, the garbage is collected and every free page returned.
 type memoryState struct {
-	spawns uint64 // processes started, ever
-	seen   uint64 // spawns when the tReleaseMemory timer was set
-	due    bool   // a tReleaseMemory timer is queued
+	lastSpawn time.Time // when the last batch of spawns ended
+	due       bool      // a tReleaseMemory timer is queued
 }
 
 // memSettle is how long spawning must pause before memory is given back:
-// longer than the gaps within a storm (a rescan's debounce), short next to
-// how long an emperor then idles.
-const memSettle = 2 * time.Second
+// far longer than the gaps within a storm, short next to how long an
+// emperor then idles.
+const memSettle = time.Second
 
 func (e *emperor) spawned(n int) {
-	e.mem.spawns += uint64(n)
-	if !e.mem.due && n > 0 {
-		e.mem.due, e.mem.seen = true, e.mem.spawns
-		e.timers.push(timerItem{at: time.Now().Add(memSettle), kind: tReleaseMemory})
+	if n == 0 {
+		return
+	}
+	e.mem.lastSpawn = time.Now()
+	if !e.mem.due {
+		e.mem.due = true
+		e.timers.push(timerItem{at: e.mem.lastSpawn.Add(memSettle), kind: tReleaseMemory})
 	}
 }
 
 func (e *emperor) releaseMemoryDue(timerItem) {
-	if e.mem.spawns != e.mem.seen { // still spawning: look again later
-		e.mem.seen = e.mem.spawns
-		e.timers.push(timerItem{at: time.Now().Add(memSettle), kind: tReleaseMemory})
+	if settled := e.mem.lastSpawn.Add(memSettle); time.Now().Before(settled) {
+		e.timers.push(timerItem{at: settled, kind: tReleaseMemory}) // still spawning
 		return
 	}
 	e.mem.due = false

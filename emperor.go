@@ -46,7 +46,6 @@ import (
 	"net/http"
 
 	"fmt"
-	"github.com/fsnotify/fsnotify"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -90,7 +89,7 @@ type emperor struct {
 type loopInputs struct {
 	exits    chan childExit           // the reaper: every wait4 result
 	readable chan readyFD             // the poller: a descriptor of poll became readable
-	fsHints  chan string              // inotify: a path changed ("" after an overflow)
+	fsHints  chan fsEvent             // file events, where they come over a channel (not Linux)
 	sigs     chan os.Signal           // signals the emperor acts on
 	statsReq chan chan *statsSnapshot // stats clients, asking for a snapshot
 	notified chan notifyMsg           // sd_notify datagrams from vassals
@@ -104,14 +103,14 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		in: loopInputs{
 			exits:    make(chan childExit, 256),
 			readable: make(chan readyFD, 256),
-			fsHints:  make(chan string, 1024),
+			fsHints:  make(chan fsEvent, 1024),
 			sigs:     make(chan os.Signal, 16),
 			statsReq: make(chan chan *statsSnapshot),
 			notified: make(chan notifyMsg, 256),
 			odResult: make(chan odResolved, 64),
 			done:     make(chan struct{}),
 		},
-		watch: configWatch{refused: map[string]fileState{}},
+		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}},
 		links: symlinks{
 			chains: map[linkKey]linkChain{},
 			byPath: map[string]map[linkKey]bool{},
@@ -196,8 +195,13 @@ func (e *emperor) start() error {
 	if e.cfg.stats != "" {
 		e.bindStats()
 	}
-	e.watch.fs = startFSWatch(e.in.fsHints, e.in.done)
+	e.watch.fs = e.startFileWatch()
 	for _, m := range e.watch.monitors {
+		if m.missing {
+			logRaw("[emperor] vassal directory %s does not exist: waiting for it to appear", m.dir)
+			e.awaitDir(m)
+			continue
+		}
 		for _, d := range m.watchDirs() {
 			e.watch.fs.add(d)
 		}
@@ -222,6 +226,7 @@ func (e *emperor) loop() int {
 		return 1
 	}
 	e.scanAll()
+	e.watch.scanned = true
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
 	// Every config present at start has been spawned (or is throttled or
 	// waiting for its first client): now the service is up.
@@ -241,8 +246,8 @@ func (e *emperor) loop() int {
 			e.onExit(ex)
 		case r := <-e.in.readable:
 			e.onReadable(r)
-		case dir := <-e.in.fsHints:
-			e.onFSHint(dir)
+		case ev := <-e.in.fsHints:
+			e.onFSEvent(ev)
 		case s := <-e.in.sigs:
 			e.onSignal(s)
 		case <-timer.C:
@@ -328,41 +333,24 @@ func notifySignals(ch chan os.Signal) {
 	signal.Notify(ch, syscall.SIGPIPE)
 }
 
-// startFSWatch forwards each event's path ("" after an overflow) to the
-// loop.
-func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
-	w, err := fsnotify.NewWatcher()
+// startFileWatch opens the kernel's file events: on Linux inotify, read by
+// the loop from its poll set; elsewhere fsnotify, whose goroutine sends
+// them on fsHints.
+func (e *emperor) startFileWatch() *fileWatch {
+	k, err := newFSWatch(e.in.fsHints, e.in.done)
 	if err != nil {
 		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
-		return &fsWatch{}
+		return &fileWatch{}
 	}
-	go func() {
-		defer w.Close()
-		for {
-			var dir string
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				logRaw("[emperor] file watch: %v: rescanning everything", err)
-				dir = ""
-			case <-done:
-				return
-			}
-			select {
-			case hints <- dir:
-			case <-done:
-				return
-			}
+	fw := &fileWatch{k: k}
+	if fd := k.pollFD(); fd >= 0 {
+		fw.token = e.poll.token()
+		if err := e.poll.watcher.add(fd, fw.token); err != nil {
+			logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
+			return &fileWatch{}
 		}
-	}()
-	return &fsWatch{w: w}
+	}
+	return fw
 }
 
 // ==== Timers ============================================================
@@ -385,6 +373,7 @@ const (
 	tKill                         // a stopping vassal overstayed: SIGKILL its tree (v)
 	tHeartbeat                    // a heartbeat deadline (v)
 	tReloadCheck                  // did a vassal read its reload byte? (v)
+	tSettle                       // files written to and left open: quiet long enough?
 	numTimerKinds
 )
 
@@ -407,6 +396,7 @@ var timerKinds = [numTimerKinds]struct {
 	tKill:        {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
 	tHeartbeat:   {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
 	tReloadCheck: {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
+	tSettle:      {"settle", false, (*emperor).settleDue},
 }
 
 type timerItem struct {
@@ -567,10 +557,13 @@ func (e *emperor) clearBlacklist() {
 // Invariant: every directory a monitor lists is watched by fs (or fs has
 // failed and the periodic scan is the only source, at a shorter interval).
 type configWatch struct {
-	monitors []*monitor           // one per --emperor value, in order; fixed after start
-	fs       *fsWatch             // inotify (kqueue elsewhere); nil-safe
-	startCwd string               // the emperor's cwd inside its jail: base of relative globs
-	refused  map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+	monitors      []*monitor           // one per --emperor value, in order; fixed after start
+	fs            *fileWatch           // inotify (kqueue elsewhere); nil-safe
+	startCwd      string               // the emperor's cwd inside its jail: base of relative globs
+	refused       map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+	writing       map[string]time.Time // files open for writing (by path), with their last write
+	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
+	scanned       bool                 // the first scan is done
 }
 
 // monitor is one --emperor value: a directory or a glob pattern.
@@ -590,6 +583,8 @@ type monitor struct {
 	globBase      string              // globLevels, computed once
 	globLevelPats []string
 	lastErr       string
+	missing       bool   // dir: the directory does not exist (yet); awaited
+	awaitAt       string // missing: its nearest existing ancestor, watched
 }
 
 func newMonitor(id int, value, startCwd string) (*monitor, error) {
@@ -607,8 +602,18 @@ func newMonitor(id int, value, startCwd string) (*monitor, error) {
 	if fi, err := os.Stat(value); err == nil && fi.IsDir() {
 		return m, m.initDir(value, startCwd)
 	}
-	// Like uWSGI: anything that is not an existing directory is a glob,
-	// which may match nothing yet.
+	if _, err := os.Lstat(value); os.IsNotExist(err) && !strings.ContainsAny(value, "*?[") && configKindByExt(value) == "" {
+		// uWSGI takes it for a glob that only ever matches itself, and
+		// never notices the directory once it is made (a typo in the
+		// path looks like an emperor governing nothing). It is awaited.
+		if !filepath.IsAbs(value) {
+			value = filepath.Join(startCwd, value)
+		}
+		m.dir, m.arg, m.missing = filepath.Clean(value), filepath.Clean(value), true
+		return m, nil
+	}
+	// Like uWSGI: anything else that is not an existing directory is a
+	// glob, which may match nothing yet.
 	m.initGlob(value, startCwd)
 	return m, nil
 }
@@ -724,8 +729,8 @@ func (e *emperor) refreshGlobDirs(m *monitor) {
 		}
 	}
 	for _, d := range oldDirs {
-		if !m.globSet[d] && !e.isWatchedMonitorDir(d) && e.links.dirs[d] == 0 {
-			e.watch.fs.remove(d)
+		if !m.globSet[d] {
+			e.releaseWatch(d)
 		}
 	}
 }
@@ -842,6 +847,10 @@ func (e *emperor) scanAll() {
 // scanMonitor is the source of truth: list, stat, compare. inotify only
 // decides when it runs.
 func (e *emperor) scanMonitor(m *monitor) {
+	if m.missing {
+		e.awaitDir(m) // the safety net for an awaited directory, too
+		return
+	}
 	if m.glob {
 		e.refreshGlobDirs(m)
 	}
@@ -869,6 +878,10 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		listed[c.name] = true
+		if e.beingWritten(m, c) {
+			seen[c.name] = true // read once its writer is done
+			continue
+		}
 		v := e.vassals.byName[c.name]
 		st, ok := e.statConfig(c.path)
 		if !ok || v == nil || (v.mon == m && !v.file.sameStat(st)) {
@@ -881,6 +894,9 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		seen[c.name] = true
+		if (v == nil || !v.file.sameStat(st)) && e.mayBeWriting(c.path, st) {
+			continue
+		}
 		switch {
 		case v == nil:
 			e.addVassal(m, c, st)
@@ -1004,9 +1020,14 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 // not a thousand full scans); anything else (a ..data swap, a directory, an
 // overflow, "" for "look everywhere") rescans the whole monitor. Both wait a
 // short debounce that folds an editor's save or a tar's burst into one look.
-func (e *emperor) onFSHint(path string) {
+// It reports whether the path was a config (or on a symlinked config's
+// way).
+func (e *emperor) onFSHint(path string) bool {
+	config := false
 	for _, m := range e.watch.monitors {
 		switch {
+		case m.missing:
+			continue
 		case path == "" || path == m.dir:
 			m.fullRescan = true
 		case !m.glob && filepath.Dir(path) == m.dir:
@@ -1016,26 +1037,258 @@ func (e *emperor) onFSHint(path string) {
 				break
 			}
 			e.markDirty(m, name)
+			config = true
 		case m.glob:
 			if !e.globHint(m, path) {
 				continue
 			}
+			config = true
 		default:
 			continue
 		}
 		e.scheduleRescan(m)
 	}
-	e.recheckLinked(path)
+	return e.recheckLinked(path) || config
 }
 
 // recheckLinked looks again at every symlinked config whose chain holds
 // path: a link on the way, the file it reaches, the missing name of a
 // dangling link, or a watched directory itself changed.
-func (e *emperor) recheckLinked(path string) {
+func (e *emperor) recheckLinked(path string) bool {
 	for key := range e.links.byPath[path] {
 		e.markDirty(key.mon, key.name)
 		e.scheduleRescan(key.mon)
 	}
+	return len(e.links.byPath[path]) > 0
+}
+
+// fsEvent is one file event: what happened to a path in a watched
+// directory (or to the directory itself).
+type fsEvent struct {
+	path string
+	op   fsOp
+}
+
+// fsOp is a set of what happened.
+type fsOp uint16
+
+const (
+	fsWrite    fsOp = 1 << iota // content changed; the writer may not be done
+	fsCreate                    // a new name: a file its creator may still be writing
+	fsClose                     // a writer closed the file: it is done
+	fsMovedIn                   // renamed into the directory: complete
+	fsGone                      // deleted, or renamed away
+	fsAttrib                    // metadata: touch, chmod, chown
+	fsSelfGone                  // the watched directory itself was deleted or moved
+	fsOverflow                  // events were lost: look everywhere
+	fsDir                       // the name is a directory
+)
+
+// writeSettle is how long a file written to and not closed (a writer that
+// keeps it open) must stay quiet before it is read: long enough for a
+// slow writer's next chunk, short next to the time a human takes.
+const writeSettle = time.Second
+
+// onFSEvent acts on a file event at once, except for a file still being
+// written (cat > app.ini, echo >> app.ini, an editor writing in place):
+// that is read when its writer closes it, or once it has been quiet for
+// writeSettle. A file renamed into place is complete, and read at once.
+func (e *emperor) onFSEvent(ev fsEvent) {
+	switch {
+	case ev.op&fsOverflow != 0:
+		e.onFSHint("")
+		return
+	case ev.op&fsSelfGone != 0:
+		e.watchedDirGone(ev.path)
+	}
+	e.awaitedChanged(ev.path)
+	w := &e.watch
+	switch {
+	case ev.op&(fsClose|fsMovedIn|fsGone) != 0:
+		delete(w.writing, ev.path)
+	case ev.op&fsDir != 0:
+	case ev.op&fsWrite != 0 || ev.op&fsCreate != 0 && regularFile(ev.path):
+		if e.onFSHint(ev.path) {
+			w.writing[ev.path] = time.Now()
+			if !w.settlePending {
+				w.settlePending = true
+				e.timers.push(timerItem{at: time.Now().Add(writeSettle), kind: tSettle})
+			}
+		}
+		return
+	case ev.op&fsAttrib != 0 && !w.writing[ev.path].IsZero():
+		return // a chmod while the file is being written
+	}
+	e.onFSHint(ev.path)
+}
+
+// settleDue reads the files that stayed quiet for writeSettle while open
+// for writing, and waits again for the rest.
+func (e *emperor) settleDue(timerItem) {
+	w := &e.watch
+	w.settlePending = false
+	next := time.Time{}
+	for path, last := range w.writing {
+		if due := last.Add(writeSettle); time.Now().Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		delete(w.writing, path)
+		e.onFSHint(path)
+	}
+	if !next.IsZero() {
+		w.settlePending = true
+		e.timers.push(timerItem{at: next, kind: tSettle})
+	}
+}
+
+// beingWritten reports whether a config (or the file a symlinked one
+// reaches) is open for writing: not to be read yet.
+func (e *emperor) beingWritten(m *monitor, c candidate) bool {
+	if len(e.watch.writing) == 0 {
+		return false
+	}
+	if !e.watch.writing[c.path].IsZero() {
+		return true
+	}
+	for _, p := range e.links.chains[linkKey{m, c.name}].paths {
+		if !e.watch.writing[p].IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeWriting: a scan (not an event) found a new or changed config
+// written to less than writeSettle ago. No event says its writer is done
+// (it was written before the watch existed, or there is no watch), so it is
+// read once it has been quiet for writeSettle, or its close is seen.
+//
+// The first scan trusts what it finds, as uWSGI does: configs present at
+// start are spawned before systemd hears READY=1.
+func (e *emperor) mayBeWriting(path string, st fileState) bool {
+	if !e.watch.scanned {
+		return false
+	}
+	last := time.Unix(0, st.mtime)
+	if age := time.Since(last); age < 0 || age >= writeSettle {
+		return false // quiet long enough; or stamped in the future (touch -d)
+	}
+	w := &e.watch
+	if w.writing[path].Before(last) {
+		w.writing[path] = last
+	}
+	if !w.settlePending {
+		w.settlePending = true
+		e.timers.push(timerItem{at: last.Add(writeSettle), kind: tSettle})
+	}
+	return true
+}
+
+// regularFile reports whether path is a regular file itself (not a link).
+func regularFile(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// awaitDir watches a missing monitor directory's nearest existing
+// ancestor, so its creation (or a parent's) is an event; if it exists by
+// now, it is watched and scanned.
+func (e *emperor) awaitDir(m *monitor) {
+	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
+		e.dirBack(m)
+		return
+	}
+	at := filepath.Dir(m.dir)
+	for {
+		if fi, err := os.Stat(at); err == nil && fi.IsDir() {
+			break
+		}
+		if at == filepath.Dir(at) {
+			return // not even / (a jail without it): the scans look
+		}
+		at = filepath.Dir(at)
+	}
+	if at != m.awaitAt {
+		old := m.awaitAt
+		m.awaitAt = at
+		e.watch.fs.add(at)
+		e.releaseWatch(old)
+	}
+	// Made meanwhile, before the watch was in place: seen now.
+	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
+		e.dirBack(m)
+	}
+}
+
+// dirBack: an awaited monitor directory exists (again). It is watched and
+// scanned in full: the scan starts what it holds and stops the vassals
+// whose configs it no longer holds.
+func (e *emperor) dirBack(m *monitor) {
+	if real, err := filepath.EvalSymlinks(m.dir); err == nil {
+		m.dir = real
+	}
+	m.missing = false
+	old := m.awaitAt
+	m.awaitAt = ""
+	e.watch.fs.add(m.dir)
+	e.releaseWatch(old)
+	logRaw("[emperor] vassal directory %s is there: watching it", m.dir)
+	m.fullRescan = true
+	e.scheduleRescan(m)
+}
+
+// watchedDirGone: the kernel dropped a watched directory (deleted, moved
+// away). A monitor's own directory is awaited again; its vassals keep
+// running until it is back and says otherwise.
+func (e *emperor) watchedDirGone(dir string) {
+	for _, m := range e.watch.monitors {
+		if m.glob || m.missing || m.dir != dir {
+			continue
+		}
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			e.watch.fs.add(dir) // replaced at once by another directory
+			m.fullRescan = true
+			e.scheduleRescan(m)
+			continue
+		}
+		logRaw("[emperor] vassal directory %s is gone: its vassals keep running until it is back", dir)
+		m.missing = true
+		e.awaitDir(m)
+	}
+}
+
+// awaitedChanged looks again for every missing monitor directory awaited
+// in the directory an event happened in.
+func (e *emperor) awaitedChanged(path string) {
+	for _, m := range e.watch.monitors {
+		if m.missing && (filepath.Dir(path) == m.awaitAt || path == m.awaitAt) {
+			e.awaitDir(m)
+		}
+	}
+}
+
+// releaseWatch drops the watch on dir unless something else still needs it.
+func (e *emperor) releaseWatch(dir string) {
+	if dir != "" && !e.dirInUse(dir) {
+		e.watch.fs.remove(dir)
+	}
+}
+
+// dirInUse reports whether a monitor, a symlink chain or an awaited
+// directory needs dir watched.
+func (e *emperor) dirInUse(dir string) bool {
+	if e.isWatchedMonitorDir(dir) || e.links.dirs[dir] > 0 {
+		return true
+	}
+	for _, m := range e.watch.monitors {
+		if m.missing && m.awaitAt == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *emperor) markDirty(m *monitor, name string) {
@@ -1079,6 +1332,9 @@ func (e *emperor) rescanDirty(m *monitor) {
 func (e *emperor) checkOne(m *monitor, c candidate) {
 	// Whatever changed may have been a link on the way: resolve again.
 	e.followLink(m, c)
+	if e.beingWritten(m, c) {
+		return // read once its writer is done
+	}
 	v := e.vassals.byName[c.name]
 	st, ok := e.statConfig(c.path)
 	switch {
@@ -1102,19 +1358,23 @@ func (e *emperor) isWatchedMonitorDir(dir string) bool {
 	return false
 }
 
-// fsWatch turns inotify (or kqueue) events into rescan hints. It is only a
-// hint: when it cannot watch (no inotify, NFS, out of watches) the periodic
-// scan still sees everything.
-type fsWatch struct {
-	w      *fsnotify.Watcher
-	failed bool // a watch could not be added: polling is the only source
-	warned bool // the failure was logged (once, not on every retry)
+// fileWatch is the loop's side of the kernel's file events. They are only
+// hints: when it cannot watch (no inotify, NFS, out of watches) the
+// periodic scan still sees everything.
+type fileWatch struct {
+	k      *fsWatch // the platform's watcher (emperor_linux.go, emperor_other.go); nil: none
+	token  uint32   // k's registration in the poll set
+	failed bool     // a watch could not be added: polling is the only source
+	warned bool     // the failure was logged (once, not on every retry)
 }
+
+// live reports whether every directory that matters is watched.
+func (f *fileWatch) live() bool { return f != nil && f.k != nil && !f.failed }
 
 // retryWatches tries again to watch every directory after a failure (out
 // of inotify watches): polling covers the gap, inotify comes back when it can.
 func (e *emperor) retryWatches() {
-	if e.watch.fs == nil || e.watch.fs.w == nil || !e.watch.fs.failed {
+	if e.watch.fs == nil || e.watch.fs.k == nil || !e.watch.fs.failed {
 		return
 	}
 	e.watch.fs.failed = false
@@ -1134,18 +1394,18 @@ func (e *emperor) retryWatches() {
 	}
 }
 
-func (f *fsWatch) remove(dir string) {
-	if f != nil && f.w != nil {
-		_ = f.w.Remove(dir) // already gone with its directory: nothing to do
+func (f *fileWatch) remove(dir string) {
+	if f != nil && f.k != nil {
+		f.k.remove(dir)
 	}
 }
 
 // add watches dir and reports whether it now is.
-func (f *fsWatch) add(dir string) bool {
-	if f == nil || f.w == nil {
+func (f *fileWatch) add(dir string) bool {
+	if f == nil || f.k == nil {
 		return false
 	}
-	err := f.w.Add(dir)
+	err := f.k.add(dir)
 	if err != nil && !os.IsNotExist(err) {
 		f.failed = true
 		if !f.warned {
@@ -1165,7 +1425,7 @@ func (f *fsWatch) add(dir string) bool {
 // never rarer than once a minute, or emperor-freq if that is longer.
 func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 	factor := time.Duration(100)
-	if e.watch.fs != nil && e.watch.fs.w != nil && !e.watch.fs.failed {
+	if e.watch.fs.live() {
 		factor = 5000
 	}
 	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
@@ -1269,9 +1529,7 @@ func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
 	for _, dir := range old.dirs {
 		if e.links.dirs[dir]--; e.links.dirs[dir] <= 0 {
 			delete(e.links.dirs, dir)
-			if !e.isWatchedMonitorDir(dir) {
-				e.watch.fs.remove(dir)
-			}
+			e.releaseWatch(dir)
 		}
 	}
 	for _, p := range slices.Concat(old.paths, old.dirs) {
@@ -2387,6 +2645,13 @@ func (p *pollSet) token() uint32 {
 func (e *emperor) onReadable(r readyFD) {
 	if r.fd == e.parent.fd && r.token == e.parent.token {
 		e.onParentReadable()
+		return
+	}
+	if fw := e.watch.fs; fw != nil && fw.k != nil && r.token == fw.token && r.fd == fw.k.pollFD() {
+		if err := fw.k.drain(e.onFSEvent); err != nil {
+			logRaw("[emperor] %v: rescanning everything", err)
+			e.onFSHint("")
+		}
 		return
 	}
 	if v := e.vassals.odByFd[r.fd]; v != nil {

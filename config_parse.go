@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -938,41 +939,43 @@ func (p *cfgParser) readConfigOnce(file string) ([]byte, error) {
 
 // configReadFile reads a regular file of at most configMaxFileSize bytes.
 // Non-regular files are refused so a FIFO or device can never block the parse.
-func configReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := configCheckFile(path, st); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
+func configReadFile(path string) ([]byte, error) { return readRegularFile(path, configMaxFileSize) }
+
+// readRegularFile reads a regular file of at most max bytes without ever
+// blocking on what a file's owner controls: the open is non-blocking (a
+// FIFO swapped in opens at once, and a file under a lease fails with
+// EWOULDBLOCK instead of waiting out the lease break), the type is checked
+// on the open descriptor, and the size cap is checked while reading (a
+// /proc file says size 0 and never ends; a sparse file lies the other way).
+func readRegularFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err = f.Stat(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := configCheckFile(path, st); err != nil { // replaced since the first stat
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, configMaxFileSize+1))
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > configMaxFileSize {
-		return nil, fmt.Errorf("%s: file too large (grew past the %d MiB limit while reading)", path, configMaxFileSize>>20)
+	if err := configCheckFile(path, st, max); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: file too large (grew past the %d KiB limit while reading)", path, max>>10)
 	}
 	return data, nil
 }
 
-func configCheckFile(path string, st os.FileInfo) error {
+func configCheckFile(path string, st os.FileInfo, max int64) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
 	}
-	if st.Size() > configMaxFileSize {
-		return fmt.Errorf("%s: file too large (%d bytes, the limit is %d MiB)", path, st.Size(), configMaxFileSize>>20)
+	if st.Size() > max {
+		return fmt.Errorf("%s: file too large (%d bytes, the limit is %d KiB)", path, st.Size(), max>>10)
 	}
 	return nil
 }

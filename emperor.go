@@ -820,7 +820,8 @@ func (m *monitor) list() ([]candidate, error) {
 		}
 		return out, nil
 	}
-	f, err := os.Open(m.dir)
+	// A FIFO swapped in for the directory must not block the open.
+	f, err := os.OpenFile(m.dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -971,12 +972,9 @@ func (e *emperor) digest(path string, st fileState) string {
 		}
 		return "link:" + target
 	}
-	if st.size > maxDigestSize {
-		return ""
-	}
-	data, err := os.ReadFile(path)
-	if err != nil || int64(len(data)) > maxDigestSize {
-		return ""
+	data, err := readRegularFile(path, maxDigestSize)
+	if err != nil {
+		return "" // unreadable now, or too big: counts as changed
 	}
 	return contentDigest(data)
 }
@@ -2369,9 +2367,9 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(base.dir, name)
 	}
-	raw, err := os.ReadFile(name)
-	if err != nil || len(raw) > maxDigestSize {
-		return nil
+	raw, err := readRegularFile(name, maxDigestSize)
+	if err != nil {
+		return nil // the runner reads it and says what is wrong
 	}
 	for _, risky := range []string{"exec://", "@(", "include", "inherit", "config"} {
 		if strings.Contains(string(raw), risky) {

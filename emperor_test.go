@@ -1473,6 +1473,68 @@ func TestHalfWrittenConfigs(t *testing.T) {
 	}
 }
 
+// statsPrompt reads the stats document and says how long it took: a loop
+// blocked on a file would take seconds.
+func statsPrompt(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	readStats(t, "tcp", addr)
+	d := time.Since(t0)
+	if d > time.Second {
+		t.Errorf("stats took %v: the loop was blocked", d)
+	}
+	return d
+}
+
+// TestHostileConfigFiles: files a vassal directory's writer controls never
+// block or exhaust the loop: a FIFO in place of a config (also swapped in
+// for one that ran), a symlink to an endless /proc file, a 3 GiB sparse
+// config, a config under a write lease. Throughout, stats answer, and a
+// good vassal is spawned and reloaded at event speed.
+func TestHostileConfigFiles(t *testing.T) {
+	env := newTestEnv(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", addr, "--emperor-freq", "1")
+	fifo := filepath.Join(env.vassals, "fifo.ini")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("/proc/self/pagemap", filepath.Join(env.vassals, "pagemap.ini"))
+	sparse, _ := os.Create(filepath.Join(env.vassals, "sparse.ini"))
+	sparse.Truncate(3 << 30)
+	sparse.Close()
+	leased := env.vassal(t, "leased.ini", "leased", "")
+	env.sink.waitStart(t, 0, "leased")
+	// A write lease: every open of the file, for reading too, waits for
+	// its holder (up to lease-break-time, 45 s) unless it is non-blocking.
+	lf, err := os.OpenFile(leased, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if _, err := unix.FcntlInt(lf.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Fatalf("F_SETLEASE: %v", err)
+	}
+	// A vassal that ran has its config replaced by a FIFO.
+	victim := env.vassal(t, "victim.ini", "victim", "")
+	first := env.sink.waitStart(t, 0, "victim")
+	tmp := filepath.Join(env.vassals, ".victim.tmp")
+	syscall.Mkfifo(tmp, 0o644)
+	os.Rename(tmp, victim)
+	waitDead(t, first.pid, 5*time.Second)
+	for i := 0; i < 3; i++ { // three scans and every kind of event meanwhile
+		touch(t, leased, time.Now().Add(time.Duration(i+2)*time.Second))
+		touch(t, filepath.Join(env.vassals, "sparse.ini"), time.Now().Add(time.Duration(i+2)*time.Second))
+		good := env.vassal(t, fmt.Sprintf("good%d.ini", i), fmt.Sprintf("good%d", i), "")
+		env.sink.waitStart(t, 0, fmt.Sprintf("good%d", i))
+		mark := env.sink.count()
+		touch(t, good, time.Now().Add(3*time.Second))
+		env.sink.waitFor(t, mark, 5*time.Second, "reload of a good vassal", reloadOf(fmt.Sprintf("good%d", i)))
+		t.Logf("stats in %v", statsPrompt(t, addr))
+		time.Sleep(time.Second)
+	}
+}
+
 // ==== Symlinked configs =================================================
 
 // TestSymlinkTargetChangesAreEvents: a config that is a symlink into

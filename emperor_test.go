@@ -4220,6 +4220,24 @@ func BenchmarkLatency(b *testing.B) {
 		reportLatency(b, ds)
 		os.Remove(path)
 	})
+	b.Run("touch-to-restart-nonreading", func(b *testing.B) {
+		// A program that knows nothing of its emperor fd: restarted once
+		// the reload byte has stayed unread for --emperor-reload-grace.
+		name := benchName("n")
+		mark := env.sink.count()
+		path := env.vassal(b, name+".ini", name, "no-read")
+		env.sink.waitStart(b, mark, name)
+		var ds []time.Duration
+		for i := 0; i < b.N; i++ {
+			mark := env.sink.count()
+			t0 := monoNow()
+			touch(b, path, time.Now().Add(time.Duration(i+1)*time.Second))
+			ev := env.sink.waitStart(b, mark, name)
+			ds = append(ds, time.Duration(ev.mono-t0))
+		}
+		reportLatency(b, ds)
+		os.Remove(path)
+	})
 	b.Run("remove-to-stop", func(b *testing.B) {
 		var ds []time.Duration
 		for i := 0; i < b.N; i++ {

@@ -930,9 +930,9 @@ func (p *cfgParser) readConfigOnce(file string) ([]byte, error) {
 	case s == "exec://" && !configNoExec.Load():
 		return p.execOutput(file[len(s):])
 	case s != "":
-		return nil, fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://"))
+		return nil, configUnsupported(fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://")))
 	case file == "-":
-		return nil, errors.New("reading a config from standard input is not supported")
+		return nil, configUnsupported(errors.New("reading a config from standard input is not supported"))
 	}
 	return configReadFile(p.abs(file))
 }
@@ -1175,6 +1175,16 @@ func (t *cfgText) line(off int) int {
 func (t *cfgText) src(off int) string { return t.name + ":" + strconv.Itoa(t.line(off)) }
 
 // errorf builds the one-line "name:line: message" error.
+// ConfigUnsupportedError is a config this parser refuses although uWSGI
+// may read it (a scheme, a YAML or XML form it does not implement): the
+// vassal runner hands such a config to a real uWSGI.
+type ConfigUnsupportedError struct{ err error }
+
+func (e *ConfigUnsupportedError) Error() string { return e.err.Error() }
+func (e *ConfigUnsupportedError) Unwrap() error { return e.err }
+
+func configUnsupported(err error) error { return &ConfigUnsupportedError{err} }
+
 func (t *cfgText) errorf(off int, format string, a ...any) error {
 	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(fmt.Sprintf(format, a...))
 	return fmt.Errorf("%s: %s", t.src(off), msg)
@@ -1383,7 +1393,7 @@ func configYAMLScalar(t *cfgText, off int, s string) (string, bool, error) {
 		}
 		return v, true, nil
 	case '|', '>':
-		return "", false, t.errorf(off, "YAML block scalars (%c) are not supported", s[0])
+		return "", false, configUnsupported(t.errorf(off, "YAML block scalars (%c) are not supported", s[0]))
 	}
 	for i := 1; i < len(s); i++ {
 		if s[i] == '#' && (s[i-1] == ' ' || s[i-1] == '\t') {
@@ -1463,7 +1473,7 @@ func configYAMLFlow(t *cfgText, off int, s string) ([]string, error) {
 			return items, nil
 		}
 		if s[0] == '[' || s[0] == '{' {
-			return nil, t.errorf(off, "nested flow collections are not supported")
+			return nil, configUnsupported(t.errorf(off, "nested flow collections are not supported"))
 		}
 		var item string
 		if s[0] == '"' || s[0] == '\'' {
@@ -2039,7 +2049,7 @@ func configCharsetReader(charset string, in io.Reader) (io.Reader, error) {
 		}
 		return strings.NewReader(b.String()), nil
 	}
-	return nil, fmt.Errorf("unsupported XML encoding %q", charset)
+	return nil, configUnsupported(fmt.Errorf("unsupported XML encoding %q", charset))
 }
 
 // applyPasses runs uWSGI's three substitution passes over every option not

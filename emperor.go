@@ -41,6 +41,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -126,6 +127,9 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		strays: strayState{helpers: map[int]bool{}},
 		black:  newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		parent: parentLink{fd: -1},
+	}
+	if cfg.uwsgi != "" {
+		e.spawns.baseEnv = append(e.spawns.baseEnv, uwsgiBinaryEnv+"="+cfg.uwsgi)
 	}
 	var err error
 	if e.spawns.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
@@ -2377,6 +2381,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		}
 	}
 	args := configAsINI(base.argv[1:])
+	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
 	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version})
 	if err != nil {
 		return nil
@@ -2386,7 +2391,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 			return nil
 		}
 	}
-	env, err := withEnv(base.env, opts.All("env"))
+	env, err := withEnv(penv, opts.All("env"))
 	if err != nil {
 		return nil
 	}
@@ -2398,7 +2403,15 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		dir = d
 	}
 	cmd, privileged := patchFirst(opts, args)
-	if cmd == nil || cmd.shell && cmd.direct == nil {
+	if cmd == nil {
+		// An app server's config: what the runner would exec, at once.
+		bin, err := findUWSGI(base.env)
+		if err != nil {
+			return nil // the runner says why
+		}
+		return &execPlan{path: bin, argv: append([]string{bin}, base.argv[1:]...), dir: base.dir, env: penv, attr: base.attr, direct: true}
+	}
+	if cmd.shell && cmd.direct == nil {
 		return nil // a shell line: the runner execs /bin/sh itself
 	}
 	paths := cmd.candidates(env, dir)
@@ -3785,6 +3798,7 @@ type emperorConfig struct {
 	pidfile          string
 	binary           string
 	argv0            string
+	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
 	extraExt         []string
 	before, after    []string // argv around the vassal config
 	cloneFlags       uintptr
@@ -3867,20 +3881,26 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	return c, nil
 }
 
+// Vassals are started as this binary, the vassal runner, which decides
+// per vassal: a binary patch it runs itself, anything else (an app
+// server's config) it hands to a real uWSGI: binary-path when given (and
+// not this binary, which an operator may have installed as uwsgi), else
+// one found on PATH.
 func (c *emperorConfig) resolveBinary(o *Options) error {
-	bin, ok := o.Last("binary-path")
-	if !ok || bin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("binary-path: cannot find my own executable: %w", err)
-		}
-		bin = self
-	}
-	path, err := lookPath(bin)
+	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("binary-path %s: %w", bin, err)
+		return fmt.Errorf("cannot find my own executable: %w", err)
 	}
-	c.binary, c.argv0 = path, bin
+	c.binary, c.argv0 = self, self
+	if bin, ok := o.Last("binary-path"); ok && bin != "" {
+		path, err := lookPath(bin)
+		if err != nil {
+			return fmt.Errorf("binary-path %s: %w", bin, err)
+		}
+		if !sameFile(path, self) {
+			c.uwsgi = path
+		}
+	}
 	if w, ok := o.Last("emperor-wrapper"); ok && w != "" {
 		if c.binary, err = lookPath(w); err != nil {
 			return fmt.Errorf("emperor-wrapper %s: %w", w, err)
@@ -3946,7 +3966,7 @@ func (c *emperorConfig) validName(name string) bool {
 // UWSGI_VASSAL_X=v turned into UWSGI_X=v. (uWSGI 2.0.21 unsets the variable
 // before it reads it, so it passes on whatever entry slid into its place.)
 func vassalEnv(environ []string) []string {
-	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
+	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
 		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
 	if os.Getenv(preemptOffMarker) != "" {
@@ -4299,8 +4319,17 @@ func run(args []string) int {
 	}
 	self, _ := os.Executable()
 	cwd, _ := os.Getwd()
+	orig := args
 	args = configAsINI(args)
 	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	var unsupported *ConfigUnsupportedError
+	if errors.As(err, &unsupported) && os.Getenv("UWSGI_EMPEROR_FD") != "" {
+		if _, found := findUWSGI(os.Environ()); found == nil {
+			// A vassal config in a form this parser does not implement:
+			// uWSGI reads it, or says why not.
+			return execUWSGI(configArgName(orig), orig)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
@@ -4313,7 +4342,7 @@ func run(args []string) int {
 	if opts.Has("emperor") {
 		return runEmperor(opts)
 	}
-	return runVassal(opts, args)
+	return runVassal(opts, args, orig)
 }
 
 // immediateOption finds --help (-h, --usage) or --version anywhere on the
@@ -4609,6 +4638,17 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
+// withoutEnv is env without key.
+func withoutEnv(env []string, key string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // shellName is a valid shell variable name.
 func shellName(s string) bool {
 	for i, c := range s {
@@ -4644,8 +4684,13 @@ func lookPath(prog string) (string, error) {
 // runVassal is the vassal runner: what a uWSGI instance does with a config
 // that only patches in another program. It applies env, chdir and the
 // privilege drop, then execs the program, which inherits the emperor fd.
-func runVassal(opts *Options, args []string) int {
+func runVassal(opts *Options, args, orig []string) int {
 	name := configArgName(args)
+	if cmd, _ := patchFirst(opts, args); cmd == nil {
+		// Not a binary patch: an app server's config, for a real uWSGI.
+		return execUWSGI(name, orig)
+	}
+	os.Unsetenv(uwsgiBinaryEnv)
 	if opts.Flag("show-config") {
 		// uWSGI writes it to its log, stderr.
 		fmt.Fprint(os.Stderr, ShowConfig(opts))
@@ -4674,6 +4719,44 @@ func runVassal(opts *Options, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
 	return 1
+}
+
+// uwsgiBinaryEnv carries binary-path from the emperor to its vassal
+// runners; it never reaches a vassal's own program.
+const uwsgiBinaryEnv = "EMPEROR_UWSGI_BINARY"
+
+// execUWSGI replaces the runner with a real uWSGI for a vassal that is an
+// app server's config, with the runner's own arguments: uWSGI reads the
+// config itself, from the same directory, with the emperor fd inherited.
+func execUWSGI(name string, args []string) int {
+	bin, err := findUWSGI(os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
+		return 1
+	}
+	os.Unsetenv(uwsgiBinaryEnv)
+	err = syscall.Exec(bin, append([]string{bin}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "emperor: vassal %s: exec %s: %v\n", name, bin, err)
+	return 1
+}
+
+// findUWSGI is the uWSGI app vassals run with: binary-path, else
+// uwsgi-core or uwsgi on PATH, never this binary (which may be installed
+// as /usr/bin/uwsgi).
+func findUWSGI(env []string) (string, error) {
+	if bin, ok := envLookup(env, uwsgiBinaryEnv); ok && bin != "" {
+		return bin, nil
+	}
+	self, _ := os.Executable()
+	cwd, _ := os.Getwd()
+	for _, name := range []string{"uwsgi-core", "uwsgi"} {
+		for _, p := range (&command{argv: []string{name}}).candidates(env, cwd) {
+			if executableFile(p) && !sameFile(p, self) {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("it is an app server's config (no unprivileged-binary-patch-arg), and no uWSGI is installed: apt-get install uwsgi-core (and its plugins, e.g. uwsgi-plugin-python3), or set binary-path")
 }
 
 // applyEnv sets the config's env options in the runner's own environment,

@@ -3247,17 +3247,22 @@ func TestEmperorOwnConfigFile(t *testing.T) {
 	}
 }
 
-func TestRunnerWithoutProgramFails(t *testing.T) {
+// TestAppVassalWithoutUWSGI: a config that patches in no program is an app
+// server's; with no uWSGI installed the runner says so in one line naming
+// the vassal and what to install or set.
+func TestAppVassalWithoutUWSGI(t *testing.T) {
 	dir := shortTempDir(t)
-	writeFile(t, filepath.Join(dir, "empty.ini"), "[uwsgi]\nchdir = /\n")
-	cmd := exec.Command(emperorBin, "--ini", "empty.ini")
+	writeFile(t, filepath.Join(dir, "app.ini"), "[uwsgi]\nchdir = /\nmodule = app\n")
+	cmd := exec.Command(emperorBin, "--ini", "app.ini")
 	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + dir} // no uwsgi-core, no uwsgi
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatal("runner with nothing to run exited 0")
 	}
-	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "empty.ini") {
-		t.Errorf("want one line naming empty.ini, got %q", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "app.ini") || !strings.Contains(lines[0], "apt-get install uwsgi-core") {
+		t.Errorf("want one line naming app.ini and what to install, got %q", out)
 	}
 }
 
@@ -3376,10 +3381,39 @@ func uwsgiMaster(t testing.TB, emperorPid int, config string) int {
 	return 0
 }
 
+// TestMixedDirectoryPicksUWSGIPerVassal: without binary-path, a Python
+// WSGI app's config runs under the real uWSGI found on PATH while a binary
+// patch beside it runs under the runner: one directory, both kinds, as an
+// operator moving from uWSGI has them.
+func TestMixedDirectoryPicksUWSGIPerVassal(t *testing.T) {
+	needUWSGI(t)
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
+		t.Skip("uwsgi-plugin-python3 not installed (apt-get install -y uwsgi-plugin-python3); CI installs it")
+	}
+	env := newTestEnv(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	writeFile(t, filepath.Join(env.vassals, "hello.py"), "def application(env, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'hello from wsgi']\n")
+	writeFile(t, filepath.Join(env.vassals, "flask.ini"), fmt.Sprintf("[uwsgi]\nplugins = python3\nhttp-socket = %s\nwsgi-file = hello.py\nmaster = true\nprocesses = 1\n", addr))
+	env.vassal(t, "probe.ini", "probe", "")
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	env.sink.waitStart(t, 0, "probe")
+	waitHTTP(t, addr, 20*time.Second)
+	if body, err := httpGet(addr); err != nil || !strings.Contains(body, "hello from wsgi") {
+		t.Fatalf("the WSGI app answered %q, %v", body, err)
+	}
+	master := uwsgiMaster(t, em.cmd.Process.Pid, "flask.ini")
+	if comm := procComm(master); comm != "uwsgi-core" && comm != "uwsgi" {
+		t.Errorf("the app vassal runs as %q, want uWSGI", comm)
+	}
+}
+
+// TestRealUWSGIEachFormat: app vassals in every format run under the
+// uWSGI found on PATH, with no binary-path, as under uWSGI's emperor.
 func TestRealUWSGIEachFormat(t *testing.T) {
 	needUWSGI(t)
 	env := newTestEnv(t)
-	startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", uwsgiCore)
+	startEmperor(t, env.root, "--emperor", env.vassals)
 	for _, ext := range []string{".ini", ".json", ".xml", ".yaml", ".yml"} {
 		t.Run(ext, func(t *testing.T) {
 			port := freePort(t)
@@ -3666,27 +3700,29 @@ func TestFaultStatsAddressTaken(t *testing.T) {
 
 func TestFaultMissingBinary(t *testing.T) {
 	env := newTestEnv(t)
-	writeFile(t, filepath.Join(env.vassals, "x.ini"), "[uwsgi]\n")
+	writeFile(t, filepath.Join(env.vassals, "x.ini"), "[uwsgi]\nmodule = app\n")
 	env.vassal(t, "good.ini", "good", "")
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--binary-path", "/nonexistent/uwsgi")
-	em.waitLog(t, "cannot spawn vassal x.ini: exec /nonexistent/uwsgi: no such file or directory", 5*time.Second)
-	// A vanished binary after start: each spawn fails with a clear line and
-	// is retried with the throttle, and the emperor goes on.
+	em.waitLog(t, "vassal x.ini: exec /nonexistent/uwsgi: no such file or directory", 5*time.Second)
+	em.waitLog(t, "unloyal bad behaving vassal found: x.ini", 10*time.Second)
+	// The emperor's own binary vanishing after start (an upgrade gone
+	// wrong): each spawn fails with a clear line and is retried with the
+	// throttle, and the emperor goes on.
 	env2 := newTestEnv(t)
-	bin := filepath.Join(env2.root, "runner")
+	bin := filepath.Join(env2.root, "emperor")
 	data, _ := os.ReadFile(emperorBin)
 	os.WriteFile(bin, data, 0o755)
-	em2 := startEmperor(t, env2.root, "--emperor", env2.vassals, "--binary-path", bin)
+	em2 := startEmperorCmd(t, exec.Command(bin, "--emperor", env2.vassals))
 	env2.vassal(t, "one.ini", "one", "")
 	env2.sink.waitStart(t, 0, "one")
 	os.Remove(bin)
-	env2.vassal(t, "two.ini", "two", "")
+	// A hook needs the runner: the binary that is gone.
+	writeFile(t, filepath.Join(env2.vassals, "two.ini"), probeINI(env2.sink, "two", "")+"hook-pre-jail = print:via the runner\n")
 	em2.waitLog(t, "cannot spawn vassal two.ini: exec "+bin, 10*time.Second)
 	em2.waitLog(t, "unloyal bad behaving vassal found: two.ini", 10*time.Second)
-	if !alive(env2.sink.events(evIs("one", "start"))[0].pid) {
+	if !alive(env2.sink.events(evIs("one", "start"))[0].pid) || !alive(env.sink.events(evIs("good", "start"))[0].pid) {
 		t.Error("a running vassal was disturbed")
 	}
-	_ = em
 }
 
 // TestNofileLimits: started with a soft fd limit far below the hard one,

@@ -111,7 +111,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 			odResult: make(chan odResolved, 64),
 			done:     make(chan struct{}),
 		},
-		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}},
+		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}, logReopen: map[string]bool{}},
 		links: symlinks{
 			chains: map[linkKey]linkChain{},
 			byPath: map[string]map[linkKey]bool{},
@@ -185,17 +185,12 @@ func (e *emperor) start() error {
 		if err := listenVassalNotify(e.cfg.notifySocket, e.in.notified, e.in.done); err != nil {
 			return err
 		}
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, e.cfg.notifySocket)
 		e.spawns.baseEnv = append(e.spawns.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
 			"WATCHDOG_USEC="+strconv.FormatInt(e.cfg.heartbeat.Microseconds(), 10))
 	}
 	logRaw("*** starting uWSGI Emperor ***")
-	if e.cfg.pidfile != "" {
-		logRaw("writing pidfile to %s", e.cfg.pidfile)
-		if err := os.WriteFile(e.cfg.pidfile, []byte(itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			// uWSGI goes on too: a full disk must not stop the vassals.
-			logRaw("could not write pidfile. (%v)", err)
-		}
-	}
+	e.cfg.daemon.writePidfiles(e.cfg.daemon.pidfiles)
 	if e.cfg.stats != "" {
 		e.bindStats()
 	}
@@ -219,6 +214,14 @@ func (e *emperor) start() error {
 			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
 		}
 	}
+	if d := &e.cfg.daemon; d.logto2 != "" {
+		if err := d.useLog(d.logto2); err != nil {
+			return err
+		}
+	}
+	e.cfg.daemon.writePidfiles(e.cfg.daemon.pidfiles2)
+	e.watchLogReopen()
+	daemonUp()
 	return nil
 }
 
@@ -516,6 +519,9 @@ func (e *emperor) statsRetryDue(timerItem) {
 func (e *emperor) onSignal(s os.Signal) {
 	switch s {
 	case syscall.SIGHUP:
+		if e.cfg.daemon.logReopen {
+			e.cfg.daemon.reopenLog()
+		}
 		e.reloadAll()
 	case syscall.SIGUSR1:
 		e.dumpStatus()
@@ -568,6 +574,7 @@ type configWatch struct {
 	writing       map[string]time.Time // files open for writing (by path), with their last write
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
 	scanned       bool                 // the first scan is done
+	logReopen     map[string]bool      // touch-logreopen files, by absolute path
 }
 
 // monitor is one --emperor value: a directory or a glob pattern.
@@ -1105,6 +1112,9 @@ func (e *emperor) onFSEvent(ev fsEvent) {
 	}
 	e.awaitedChanged(ev.path)
 	w := &e.watch
+	if w.logReopen[ev.path] && ev.op&(fsAttrib|fsClose|fsMovedIn|fsCreate) != 0 {
+		e.cfg.daemon.reopenLog()
+	}
 	switch {
 	case ev.op&(fsClose|fsMovedIn|fsGone) != 0:
 		delete(w.writing, ev.path)
@@ -1284,6 +1294,11 @@ func (e *emperor) releaseWatch(dir string) {
 func (e *emperor) dirInUse(dir string) bool {
 	if e.isWatchedMonitorDir(dir) || e.links.dirs[dir] > 0 {
 		return true
+	}
+	for p := range e.watch.logReopen {
+		if filepath.Dir(p) == dir {
+			return true
+		}
 	}
 	for _, m := range e.watch.monitors {
 		if m.missing && m.awaitAt == dir {
@@ -2110,6 +2125,14 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v.starts++
 	if err := e.poll.watcher.add(ours, v.token); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
+	}
+	if e.cfg.daemon.limitAS > 0 {
+		// uWSGI's limit-as binds the whole instance; here it binds the
+		// vassals, whose limit it is meant to be (the emperor's runtime
+		// reserves address space it never uses).
+		if err := setAddressSpaceLimit(pid, e.cfg.daemon.limitAS); err != nil {
+			logVerbose("[emperor] vassal %s: limit-as: %v", v.name, err)
+		}
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
 	e.markStatusDirty()
@@ -3353,6 +3376,9 @@ func (e *emperor) startStats() error {
 	if err != nil {
 		return fmt.Errorf("emperor-stats %s: %w", addr, err)
 	}
+	if network == "unix" {
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
+	}
 	fd := -1
 	if sc, ok := ln.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -3772,6 +3798,7 @@ func (e *emperor) bury() int {
 		}
 	}
 	close(e.in.done)
+	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")
 	e.sd.notify.send("STATUS=The Emperor is buried.")
 	return 0
@@ -3795,7 +3822,7 @@ type emperorConfig struct {
 	stats            string
 	socketTimeout    time.Duration
 	listen           int
-	pidfile          string
+	daemon           daemonConfig
 	binary           string
 	argv0            string
 	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
@@ -3855,7 +3882,9 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err := c.own.load(o); err != nil {
 		return nil, err
 	}
-	c.pidfile, _ = o.Last("emperor-pidfile")
+	if err := c.daemon.load(o, c.own); err != nil {
+		return nil, err
+	}
 	if c.freq <= 0 {
 		// uWSGI spins with freq 0; a busy loop helps nobody.
 		c.freq = time.Second
@@ -3966,7 +3995,7 @@ func (c *emperorConfig) validName(name string) bool {
 // UWSGI_VASSAL_X=v turned into UWSGI_X=v. (uWSGI 2.0.21 unsets the variable
 // before it reads it, so it passes on whatever entry slid into its place.)
 func vassalEnv(environ []string) []string {
-	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
+	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, daemonEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
 		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
 	if os.Getenv(preemptOffMarker) != "" {
@@ -4201,6 +4230,23 @@ var options = []optionSpec{
 	{name: "exec-in-jail", kind: optValue, use: useEmperor},
 	{name: "safe-fd", kind: optValue, use: useEmperor},
 	{name: "pidfile", kind: optValue, use: useEmperor},
+	{name: "log-date", kind: optValue, use: useEmperor},
+	{name: "logdate", kind: optValue, use: useEmperor},
+	{name: "daemonize", kind: optValue, use: useEmperor},
+	{name: "daemonize2", kind: optValue, use: useEmperor},
+	{name: "logto", kind: optValue, use: useEmperor},
+	{name: "logto2", kind: optValue, use: useEmperor},
+	{name: "touch-logreopen", kind: optValue, use: useEmperor},
+	{name: "pidfile2", kind: optValue, use: useEmperor},
+	{name: "safe-pidfile", kind: optValue, use: useEmperor},
+	{name: "safe-pidfile2", kind: optValue, use: useEmperor},
+	{name: "max-fd", kind: optValue, use: useEmperor},
+	{name: "limit-as", kind: optValue, use: useEmperor},
+	{name: "logfile-chown", kind: optFlag, use: useEmperor},
+	{name: "log-reopen", kind: optFlag, use: useEmperor},
+	{name: "vacuum", kind: optFlag, use: useEmperor},
+	{name: "die-on-term", kind: optFlag, use: useEmperor},
+	{name: "no-orphans", kind: optFlag, use: useEmperor},
 	{name: "socket", kind: optValue, use: useEmperor},
 	{name: "http", kind: optValue, use: useEmperor},
 	{name: "http-socket", kind: optValue, use: useEmperor},
@@ -4396,6 +4442,11 @@ func runEmperor(o *Options) int {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
+	cfg.daemon.detach()
+	if err := cfg.daemon.startLog(); err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
 	e, err := newEmperor(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
@@ -4416,10 +4467,7 @@ func ensureNoAsyncPreempt() {
 	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
 		return
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
+	self := reexecPath()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GODEBUG=") {
@@ -4431,7 +4479,7 @@ func ensureNoAsyncPreempt() {
 	} else {
 		env = append(env, "GODEBUG=asyncpreemptoff=1", preemptOffMarker+"=1")
 	}
-	err = syscall.Exec(self, os.Args, env)
+	err := syscall.Exec(self, os.Args, env)
 	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
 }
 
@@ -4677,6 +4725,364 @@ func lookPath(prog string) (string, error) {
 		return paths[0], nil
 	}
 	return "", fmt.Errorf("%s: not found in PATH", prog)
+}
+
+// ==== Daemon life: logs, pidfiles, detaching ============================
+// What init scripts and units expect of an emperor (Debian's uwsgi-emperor
+// runs `--daemonize LOG --pidfile PID` under start-stop-daemon, which finds
+// it again by pidfile, executable and process name), as uWSGI's
+// core/uwsgi.c, core/logging.c and core/utils.c do it.
+
+// daemonConfig is the emperor's own process settings, read once.
+type daemonConfig struct {
+	daemonize      string   // daemonize / daemonize2: detach, logging to this file
+	logto, logto2  string   // log file (or udp host:port), before / after the privilege drop
+	logChown       bool     // logfile-chown: the log file to the emperor's uid/gid
+	logReopen      bool     // log-reopen: open the log again on SIGHUP
+	touchReopen    []string // touch-logreopen: open the log again when one of these is touched
+	pidfiles       []string // pidfile, safe-pidfile, emperor-pidfile: before the drop
+	pidfiles2      []string // pidfile2, safe-pidfile2: after the drop
+	safePid        map[string]bool
+	vacuum         bool   // remove pidfiles and UNIX sockets at a clean exit
+	procname       string // procname / emperor-procname: the name ps and top show
+	maxFD          uint64 // max-fd: RLIMIT_NOFILE for the emperor and its vassals
+	limitAS        uint64 // limit-as, bytes: RLIMIT_AS of every vassal
+	uid, gid       int    // for logfile-chown
+	logFile        string // the log actually opened ("" for stderr as given)
+	createdSockets []string
+}
+
+func (d *daemonConfig) load(o *Options, own ownPrivileges) error {
+	d.daemonize, _ = o.Last("daemonize", "daemonize2")
+	d.logto, _ = o.Last("logto")
+	d.logto2, _ = o.Last("logto2")
+	d.logChown = o.Flag("logfile-chown")
+	d.logReopen = o.Flag("log-reopen")
+	d.touchReopen = o.All("touch-logreopen")
+	d.safePid = map[string]bool{}
+	for _, key := range []string{"pidfile", "safe-pidfile", "emperor-pidfile", "pidfile2", "safe-pidfile2"} {
+		p, ok := o.Last(key)
+		if !ok || p == "" {
+			continue
+		}
+		if strings.HasSuffix(key, "2") {
+			d.pidfiles2 = append(d.pidfiles2, p)
+		} else {
+			d.pidfiles = append(d.pidfiles, p)
+		}
+		d.safePid[p] = strings.HasPrefix(key, "safe-")
+	}
+	d.vacuum = o.Flag("vacuum")
+	d.procname, _ = o.Last("emperor-procname", "procname")
+	if n := o.Int(0, "max-fd"); n > 0 {
+		d.maxFD = uint64(n)
+	}
+	if n := o.Int(0, "limit-as"); n > 0 {
+		d.limitAS = uint64(n) << 20
+	}
+	d.uid, d.gid = own.uid, own.gid
+	if v, ok := o.Last("log-date", "logdate"); ok {
+		logSettings.date = true
+		switch strings.ToLower(v) {
+		case "", "true", "1", "on", "yes":
+		default:
+			logSettings.strftime = v
+		}
+	}
+	return nil
+}
+
+// daemonEnv marks the detached emperor; its value is the fd on which it
+// tells the process that started it that it is up.
+const daemonEnv = "EMPEROR_DAEMONIZED"
+
+// detach runs the emperor again as a daemon in a session of its own, with
+// the log file as stdout and stderr, and exits once it is up (its pidfile
+// written), so the init script's next step finds it: 0 when it is up, 1
+// when it failed (its reason is in the log).
+func (d *daemonConfig) detach() {
+	if d.daemonize == "" || os.Getenv(daemonEnv) != "" {
+		return
+	}
+	log, err := openLogFile(d.daemonize)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	_, err = syscall.ForkExec(reexecPath(), os.Args, &syscall.ProcAttr{
+		Env:   append(os.Environ(), daemonEnv+"=3"),
+		Files: []uintptr{null.Fd(), log.Fd(), log.Fd(), w.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	_ = r.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var up [1]byte
+	if n, _ := r.Read(up[:]); n == 1 {
+		os.Exit(0)
+	}
+	os.Exit(1)
+}
+
+// daemonUp tells the process that detached this one that it is up.
+func daemonUp() {
+	fd, err := strconv.Atoi(os.Getenv(daemonEnv))
+	if err != nil || fd < 3 {
+		return
+	}
+	os.Unsetenv(daemonEnv)
+	_, _ = syscall.Write(fd, []byte{'1'})
+	syscall.Close(fd)
+}
+
+// reexecPath is the path to exec this binary again by: the one it was
+// started as, so the process keeps its name (comm is the basename of the
+// path exec'd: an emperor installed as /usr/bin/uwsgi stays "uwsgi", which
+// start-stop-daemon --name looks for), else the executable itself.
+func reexecPath() string {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	arg0 := os.Args[0]
+	if !strings.Contains(arg0, "/") {
+		if p, err := lookPath(arg0); err == nil {
+			arg0 = p
+		}
+	}
+	if sameFile(arg0, self) {
+		return arg0
+	}
+	return self
+}
+
+// openLogFile opens a log file as uWSGI does: appended to, made if
+// missing (0640, not touched by the umask), never truncated (logrotate's
+// copytruncate relies on O_APPEND). "host:port" is a UDP logger.
+func openLogFile(path string) (*os.File, error) {
+	if socketNetwork(path) == "tcp" && !strings.Contains(path, "/") {
+		c, err := net.Dial("udp", path)
+		if err != nil {
+			return nil, fmt.Errorf("udp logger %s: %w", path, err)
+		}
+		defer c.Close()
+		return c.(*net.UDPConn).File()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// useLog makes path the emperor's stdout and stderr, which vassals
+// inherit, as uWSGI's logto does.
+func (d *daemonConfig) useLog(path string) error {
+	f, err := openLogFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if d.logChown && d.uid >= 0 {
+		_ = f.Chown(d.uid, d.gid)
+	}
+	if err := dupOnto(int(f.Fd()), 1); err != nil {
+		return err
+	}
+	if err := dupOnto(int(f.Fd()), 2); err != nil {
+		return err
+	}
+	d.logFile = path
+	return nil
+}
+
+// reopenLog opens the log file again (log-reopen on SIGHUP,
+// touch-logreopen), after logrotate moved it away.
+func (d *daemonConfig) reopenLog() {
+	path := d.logFile
+	if path == "" {
+		path = d.daemonize
+	}
+	if path == "" {
+		return
+	}
+	if err := d.useLog(path); err != nil {
+		logRaw("[emperor] cannot reopen the log: %v", err)
+		return
+	}
+	logRaw("[emperor] log reopened")
+}
+
+// writePidfiles writes the emperor's pid, mode 0644 whatever the umask
+// (start-stop-daemon refuses a pidfile others can write), a "safe" one
+// through a rename so a reader never sees it half written.
+func (d *daemonConfig) writePidfiles(paths []string) {
+	for _, p := range paths {
+		logRaw("writing pidfile to %s", p)
+		if err := writePidfile(p, d.safePid[p]); err != nil {
+			// uWSGI goes on too: a full disk must not stop the vassals.
+			logRaw("could not write pidfile. (%v)", err)
+		}
+	}
+}
+
+func writePidfile(path string, safe bool) error {
+	target := path
+	if safe {
+		path = filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(itoa(os.Getpid()) + "\n")
+	if cerr := f.Chmod(0o644); err == nil {
+		err = cerr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && safe {
+		err = os.Rename(path, target)
+	}
+	return err
+}
+
+// startLog opens logto (a daemon already writes to its log), notices the
+// journal, and applies the process limits: all before anything is logged
+// that should go there.
+func (d *daemonConfig) startLog() error {
+	if d.logto != "" && d.daemonize == "" {
+		if err := d.useLog(d.logto); err != nil {
+			return err
+		}
+	}
+	if d.daemonize != "" {
+		d.logFile = d.daemonize
+	}
+	logSettings.journal = stderrIsJournal()
+	return d.processLimits()
+}
+
+// watchLogReopen watches the touch-logreopen files' directories: touching
+// one reopens the log at once.
+func (e *emperor) watchLogReopen() {
+	for _, p := range e.cfg.daemon.touchReopen {
+		if abs, err := filepath.Abs(p); err == nil {
+			e.watch.logReopen[abs] = true
+			e.watch.fs.add(filepath.Dir(abs))
+		}
+	}
+}
+
+// processLimits applies max-fd to the emperor (and so to every vassal, as
+// in uWSGI) and names the process.
+func (d *daemonConfig) processLimits() error {
+	if d.maxFD > 0 {
+		lim := syscall.Rlimit{Cur: d.maxFD, Max: d.maxFD}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("max-fd %d: %w", d.maxFD, err)
+		}
+	}
+	if d.procname != "" {
+		setProcName(d.procname)
+	}
+	return nil
+}
+
+// cleanUp is vacuum at a clean exit: the pidfiles and the UNIX sockets the
+// emperor made are removed.
+func (d *daemonConfig) cleanUp() {
+	if !d.vacuum {
+		return
+	}
+	for _, p := range slices.Concat(d.pidfiles, d.pidfiles2, d.createdSockets) {
+		if err := os.Remove(p); err == nil {
+			logRaw("[emperor] removed %s", p)
+		}
+	}
+}
+
+// strftime formats t with a C strftime pattern (log-date=FORMAT), for the
+// conversions log formats use.
+func strftime(format string, t time.Time) string {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' || i+1 == len(format) {
+			b.WriteByte(format[i])
+			continue
+		}
+		i++
+		switch c := format[i]; c {
+		case 'a':
+			b.WriteString(t.Format("Mon"))
+		case 'A':
+			b.WriteString(t.Format("Monday"))
+		case 'b', 'h':
+			b.WriteString(t.Format("Jan"))
+		case 'B':
+			b.WriteString(t.Format("January"))
+		case 'c':
+			b.WriteString(t.Format("Mon Jan _2 15:04:05 2006"))
+		case 'd':
+			b.WriteString(t.Format("02"))
+		case 'e':
+			b.WriteString(t.Format("_2"))
+		case 'F':
+			b.WriteString(t.Format("2006-01-02"))
+		case 'H':
+			b.WriteString(t.Format("15"))
+		case 'I':
+			b.WriteString(t.Format("03"))
+		case 'j':
+			fmt.Fprintf(&b, "%03d", t.YearDay())
+		case 'm':
+			b.WriteString(t.Format("01"))
+		case 'M':
+			b.WriteString(t.Format("04"))
+		case 'n':
+			b.WriteByte('\n')
+		case 'p':
+			b.WriteString(t.Format("PM"))
+		case 's':
+			b.WriteString(strconv.FormatInt(t.Unix(), 10))
+		case 'S':
+			b.WriteString(t.Format("05"))
+		case 't':
+			b.WriteByte('\t')
+		case 'T':
+			b.WriteString(t.Format("15:04:05"))
+		case 'D':
+			b.WriteString(t.Format("01/02/06"))
+		case 'y':
+			b.WriteString(t.Format("06"))
+		case 'Y':
+			b.WriteString(t.Format("2006"))
+		case 'z':
+			b.WriteString(t.Format("-0700"))
+		case 'Z':
+			b.WriteString(t.Format("MST"))
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // ==== The vassal runner =================================================
@@ -5053,14 +5459,44 @@ func parseShimSpec(spec string) shimSpec {
 // Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
 // ctime-style stamp. One write per line keeps lines whole when vassals share
 // the same stderr.
-func logRaw(format string, a ...any) {
-	line := fmt.Sprintf(format, a...) + "\n"
-	_, _ = os.Stderr.WriteString(line)
+func logRaw(format string, a ...any) { writeLog(logSettings.date, format, a...) }
+
+func logVerbose(format string, a ...any) { writeLog(true, format, a...) }
+
+// logSettings shape the emperor's own lines (uWSGI's core/logging.c). They
+// are set at start, before any other goroutine logs.
+var logSettings struct {
+	date     bool   // log-date: raw lines are stamped too
+	strftime string // log-date=FORMAT: the stamp's format ("": ctime's)
+	journal  bool   // stderr is systemd's journal, which stamps lines itself
 }
 
-func logVerbose(format string, a ...any) {
-	stamp := time.Now().Format("Mon Jan _2 15:04:05 2006")
-	logRaw(stamp+" - "+format, a...)
+func writeLog(stamped bool, format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	if stamped && !logSettings.journal {
+		t := time.Now()
+		stamp := t.Format("Mon Jan _2 15:04:05 2006")
+		if logSettings.strftime != "" {
+			stamp = strftime(logSettings.strftime, t)
+		}
+		line = stamp + " - " + line
+	}
+	_, _ = os.Stderr.WriteString(line + "\n")
+}
+
+// stderrIsJournal reports whether stderr is the stream systemd named in
+// JOURNAL_STREAM (device:inode), not just inherited by something below it.
+func stderrIsJournal() bool {
+	dev, ino, ok := strings.Cut(os.Getenv("JOURNAL_STREAM"), ":")
+	if !ok {
+		return false
+	}
+	fi, err := os.Stderr.Stat()
+	if err != nil {
+		return false
+	}
+	_, _, d, i := statOwner(fi)
+	return strconv.FormatUint(d, 10) == dev && strconv.FormatUint(i, 10) == ino
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

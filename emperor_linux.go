@@ -232,6 +232,20 @@ func executableFile(path string) bool {
 	return unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS) == nil
 }
 
+// dupOnto makes fd also be newfd (a log file as stdout and stderr).
+func dupOnto(fd, newfd int) error { return unix.Dup3(fd, newfd, 0) }
+
+// setProcName sets the name ps and top show (the kernel's comm, 15 bytes).
+func setProcName(name string) {
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append([]byte(name), 0)[0])), 0, 0, 0)
+}
+
+// setAddressSpaceLimit binds a process's virtual memory (limit-as).
+func setAddressSpaceLimit(pid int, bytes uint64) error {
+	lim := unix.Rlimit{Cur: bytes, Max: bytes}
+	return unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil)
+}
+
 // protocolSocketpair makes the Emperor-protocol channel, close-on-exec from
 // birth so no other vassal can inherit it.
 func protocolSocketpair() (int, int, error) {

@@ -151,6 +151,15 @@ func executableFile(path string) bool {
 	return unix.Access(path, unix.X_OK) == nil
 }
 
+func dupOnto(fd, newfd int) error { return unix.Dup2(fd, newfd) }
+
+// setProcName: the process name is left as it is elsewhere.
+func setProcName(name string) {}
+
+func setAddressSpaceLimit(pid int, bytes uint64) error {
+	return fmt.Errorf("limit-as: not supported on %s", runtime.GOOS)
+}
+
 // protocolSocketpair: without SOCK_CLOEXEC, set it under the fork lock so
 // a concurrent fork cannot inherit the pair.
 func protocolSocketpair() (int, int, error) {

@@ -3224,6 +3224,106 @@ func TestEmperorOwnChroot(t *testing.T) {
 
 // ==== The command line and options ======================================
 
+// TestDaemonLikeInitScripts runs the emperor the way Debian's init script
+// does (start-stop-daemon --exec /usr/bin/uwsgi --name uwsgi, then --ini
+// emperor.ini --die-on-term --pidfile --daemonize): the command returns once
+// the daemon is up, the pidfile holds the daemon's pid (0644: the script
+// refuses others' writable pidfiles), the daemon is named uwsgi in a session
+// of its own, the log gets the emperor's and vassals' lines, a logrotate
+// move plus touch-logreopen reopens it, and SIGTERM stops it and (vacuum)
+// removes the pidfile.
+func TestDaemonLikeInitScripts(t *testing.T) {
+	env := newTestEnv(t)
+	bin := filepath.Join(env.root, "uwsgi")
+	if err := os.Symlink(emperorBin, bin); err != nil {
+		t.Fatal(err)
+	}
+	ini := filepath.Join(env.root, "emperor.ini")
+	writeFile(t, ini, "[uwsgi]\nmaster = true\nlog-date = true\nvacuum = true\nemperor = "+env.vassals+"\n")
+	pidfile, logfile, reopen := filepath.Join(env.root, "emperor.pid"), filepath.Join(env.root, "emperor.log"), filepath.Join(env.root, "reopen")
+	writeFile(t, reopen, "")
+	env.vassal(t, "app.ini", "app", "")
+	out, err := exec.Command(bin, "--ini", ini, "--die-on-term", "--pidfile", pidfile, "--daemonize", logfile, "--touch-logreopen", reopen).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("start: %v %q", err, out)
+	}
+	data, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if fi, _ := os.Stat(pidfile); fi.Mode().Perm() != 0o644 {
+		t.Errorf("pidfile mode %v, want 0644", fi.Mode().Perm())
+	}
+	if comm := procComm(pid); comm != "uwsgi" {
+		t.Errorf("daemon named %q, want uwsgi", comm)
+	}
+	if sid, _ := unix.Getsid(pid); sid != pid {
+		t.Errorf("daemon in session %d, want its own", sid)
+	}
+	env.sink.waitStart(t, 0, "app")
+	logged := func(substr string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if data, _ := os.ReadFile(logfile); strings.Contains(string(data), substr) {
+				return
+			}
+			if time.Now().After(deadline) {
+				data, _ := os.ReadFile(logfile)
+				t.Fatalf("the log lacks %q:\n%s", substr, data)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	logged(" - *** starting uWSGI Emperor ***") // log-date stamps the raw lines too
+	logged("[emperor] vassal app.ini started")
+	os.Rename(logfile, logfile+".1")
+	touch(t, reopen, time.Now())
+	logged("[emperor] log reopened")
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitDead(t, pid, 10*time.Second)
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("vacuum left the pidfile: %v", err)
+	}
+}
+
+// TestJournalStreamDropsStamps: under systemd's journal (JOURNAL_STREAM
+// naming stderr) the emperor leaves timestamps to journald; with stderr
+// elsewhere the variable changes nothing.
+func TestJournalStreamDropsStamps(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "")
+	for _, journal := range []bool{true, false} {
+		f, err := os.CreateTemp(env.root, "journal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := f.Stat()
+		st := fi.Sys().(*syscall.Stat_t)
+		cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+		cmd.Stderr = f
+		stream := fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+		if !journal {
+			stream = "1:1"
+		}
+		cmd.Env = append(os.Environ(), "JOURNAL_STREAM="+stream)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		env.sink.waitN(t, map[bool]int{true: 1, false: 2}[journal], 10*time.Second, "a start", evIs("a", "start"))
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		f.Close()
+		data, _ := os.ReadFile(f.Name())
+		stamped := configRegexpMatch(`(?m)^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} - \[emperor\] vassal a.ini started`, string(data))
+		if stamped == journal || !strings.Contains(string(data), "[emperor] vassal a.ini started") {
+			t.Errorf("journal %v, stamped %v:\n%s", journal, stamped, data)
+		}
+	}
+}
+
 func TestBadCommandLine(t *testing.T) {
 	out, err := exec.Command(emperorBin, "--emperor", "/tmp", "--no-such-option", "x").CombinedOutput()
 	if err == nil {

@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -930,50 +931,52 @@ func (p *cfgParser) readConfigOnce(file string) ([]byte, error) {
 	case s == "exec://" && !configNoExec.Load():
 		return p.execOutput(file[len(s):])
 	case s != "":
-		return nil, fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://"))
+		return nil, configUnsupported(fmt.Errorf("%s: the %s scheme is not supported", file, strings.TrimSuffix(s, "://")))
 	case file == "-":
-		return nil, errors.New("reading a config from standard input is not supported")
+		return nil, configUnsupported(errors.New("reading a config from standard input is not supported"))
 	}
 	return configReadFile(p.abs(file))
 }
 
 // configReadFile reads a regular file of at most configMaxFileSize bytes.
 // Non-regular files are refused so a FIFO or device can never block the parse.
-func configReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := configCheckFile(path, st); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
+func configReadFile(path string) ([]byte, error) { return readRegularFile(path, configMaxFileSize) }
+
+// readRegularFile reads a regular file of at most max bytes without ever
+// blocking on what a file's owner controls: the open is non-blocking (a
+// FIFO swapped in opens at once, and a file under a lease fails with
+// EWOULDBLOCK instead of waiting out the lease break), the type is checked
+// on the open descriptor, and the size cap is checked while reading (a
+// /proc file says size 0 and never ends; a sparse file lies the other way).
+func readRegularFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if st, err = f.Stat(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := configCheckFile(path, st); err != nil { // replaced since the first stat
-		return nil, err
-	}
-	data, err := io.ReadAll(io.LimitReader(f, configMaxFileSize+1))
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > configMaxFileSize {
-		return nil, fmt.Errorf("%s: file too large (grew past the %d MiB limit while reading)", path, configMaxFileSize>>20)
+	if err := configCheckFile(path, st, max); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: file too large (grew past the %d KiB limit while reading)", path, max>>10)
 	}
 	return data, nil
 }
 
-func configCheckFile(path string, st os.FileInfo) error {
+func configCheckFile(path string, st os.FileInfo, max int64) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
 	}
-	if st.Size() > configMaxFileSize {
-		return fmt.Errorf("%s: file too large (%d bytes, the limit is %d MiB)", path, st.Size(), configMaxFileSize>>20)
+	if st.Size() > max {
+		return fmt.Errorf("%s: file too large (%d bytes, the limit is %d KiB)", path, st.Size(), max>>10)
 	}
 	return nil
 }
@@ -1173,6 +1176,16 @@ func (t *cfgText) line(off int) int {
 func (t *cfgText) src(off int) string { return t.name + ":" + strconv.Itoa(t.line(off)) }
 
 // errorf builds the one-line "name:line: message" error.
+// ConfigUnsupportedError is a config this parser refuses although uWSGI
+// may read it (a scheme, a YAML or XML form it does not implement): the
+// vassal runner hands such a config to a real uWSGI.
+type ConfigUnsupportedError struct{ err error }
+
+func (e *ConfigUnsupportedError) Error() string { return e.err.Error() }
+func (e *ConfigUnsupportedError) Unwrap() error { return e.err }
+
+func configUnsupported(err error) error { return &ConfigUnsupportedError{err} }
+
 func (t *cfgText) errorf(off int, format string, a ...any) error {
 	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(fmt.Sprintf(format, a...))
 	return fmt.Errorf("%s: %s", t.src(off), msg)
@@ -1906,7 +1919,7 @@ func configYAMLScalar(t *cfgText, off int, s string) (string, bool, error) {
 		}
 		return v, true, nil
 	case '|', '>':
-		return "", false, t.errorf(off, "YAML block scalars (%c) are not supported", s[0])
+		return "", false, configUnsupported(t.errorf(off, "YAML block scalars (%c) are not supported", s[0]))
 	}
 	for i := 1; i < len(s); i++ {
 		if s[i] == '#' && (s[i-1] == ' ' || s[i-1] == '\t') {
@@ -1986,7 +1999,7 @@ func configYAMLFlow(t *cfgText, off int, s string) ([]string, error) {
 			return items, nil
 		}
 		if s[0] == '[' || s[0] == '{' {
-			return nil, t.errorf(off, "nested flow collections are not supported")
+			return nil, configUnsupported(t.errorf(off, "nested flow collections are not supported"))
 		}
 		var item string
 		if s[0] == '"' || s[0] == '\'' {
@@ -2596,7 +2609,7 @@ func configCharsetReader(charset string, in io.Reader) (io.Reader, error) {
 		}
 		return strings.NewReader(b.String()), nil
 	}
-	return nil, fmt.Errorf("unsupported XML encoding %q", charset)
+	return nil, configUnsupported(fmt.Errorf("unsupported XML encoding %q", charset))
 }
 
 // applyPasses runs uWSGI's three substitution passes over every option not

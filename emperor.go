@@ -44,7 +44,6 @@ import (
 	"net"
 
 	"fmt"
-	"github.com/fsnotify/fsnotify"
 	"hash/maphash"
 	"os"
 	"os/exec"
@@ -92,7 +91,7 @@ type emperor struct {
 type loopInputs struct {
 	exits    chan childExit           // the reaper: every wait4 result
 	readable chan readyFD             // the poller: a descriptor of poll became readable
-	fsHints  chan string              // inotify: a path changed ("" after an overflow)
+	fsHints  chan fsEvent             // file events, where they come over a channel (not Linux)
 	sigs     chan os.Signal           // signals the emperor acts on
 	statsReq chan chan *statsSnapshot // stats clients, asking for a snapshot
 	notified chan notifyMsg           // sd_notify datagrams from vassals
@@ -106,14 +105,14 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		in: loopInputs{
 			exits:    make(chan childExit, 256),
 			readable: make(chan readyFD, 256),
-			fsHints:  make(chan string, 1024),
+			fsHints:  make(chan fsEvent, 1024),
 			sigs:     make(chan os.Signal, 16),
 			statsReq: make(chan chan *statsSnapshot),
 			notified: make(chan notifyMsg, 256),
 			odResult: make(chan odResolved, 64),
 			done:     make(chan struct{}),
 		},
-		watch: configWatch{refused: map[string]fileState{}},
+		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}, logReopen: map[string]bool{}},
 		links: symlinks{
 			chains: map[linkKey]linkChain{},
 			byPath: map[string]map[linkKey]bool{},
@@ -129,6 +128,9 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		strays: strayState{helpers: map[int]bool{}},
 		black:  newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		parent: parentLink{fd: -1},
+	}
+	if cfg.uwsgi != "" {
+		e.spawns.baseEnv = append(e.spawns.baseEnv, uwsgiBinaryEnv+"="+cfg.uwsgi)
 	}
 	var err error
 	if e.spawns.devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
@@ -184,22 +186,22 @@ func (e *emperor) start() error {
 		if err := listenVassalNotify(e.cfg.notifySocket, e.in.notified, e.in.done); err != nil {
 			return err
 		}
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, e.cfg.notifySocket)
 		e.spawns.baseEnv = append(e.spawns.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
 			"WATCHDOG_USEC="+strconv.FormatInt(e.cfg.heartbeat.Microseconds(), 10))
 	}
 	logRaw("*** starting uWSGI Emperor ***")
-	if e.cfg.pidfile != "" {
-		logRaw("writing pidfile to %s", e.cfg.pidfile)
-		if err := os.WriteFile(e.cfg.pidfile, []byte(itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			// uWSGI goes on too: a full disk must not stop the vassals.
-			logRaw("could not write pidfile. (%v)", err)
-		}
-	}
+	e.cfg.daemon.writePidfiles(e.cfg.daemon.pidfiles)
 	if e.cfg.stats != "" {
 		e.bindStats()
 	}
-	e.watch.fs = startFSWatch(e.in.fsHints, e.in.done)
+	e.watch.fs = e.startFileWatch()
 	for _, m := range e.watch.monitors {
+		if m.missing {
+			logRaw("[emperor] vassal directory %s does not exist: waiting for it to appear", m.dir)
+			e.awaitDir(m)
+			continue
+		}
 		for _, d := range m.watchDirs() {
 			e.watch.fs.add(d)
 		}
@@ -213,6 +215,14 @@ func (e *emperor) start() error {
 			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
 		}
 	}
+	if d := &e.cfg.daemon; d.logto2 != "" {
+		if err := d.useLog(d.logto2); err != nil {
+			return err
+		}
+	}
+	e.cfg.daemon.writePidfiles(e.cfg.daemon.pidfiles2)
+	e.watchLogReopen()
+	daemonUp()
 	return nil
 }
 
@@ -224,6 +234,7 @@ func (e *emperor) loop() int {
 		return 1
 	}
 	e.scanAll()
+	e.watch.scanned = true
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
 	// Every config present at start has been spawned (or is throttled or
 	// waiting for its first client): now the service is up.
@@ -243,8 +254,8 @@ func (e *emperor) loop() int {
 			e.onExit(ex)
 		case r := <-e.in.readable:
 			e.onReadable(r)
-		case dir := <-e.in.fsHints:
-			e.onFSHint(dir)
+		case ev := <-e.in.fsHints:
+			e.onFSEvent(ev)
 		case s := <-e.in.sigs:
 			e.onSignal(s)
 		case <-timer.C:
@@ -330,41 +341,24 @@ func notifySignals(ch chan os.Signal) {
 	signal.Notify(ch, syscall.SIGPIPE)
 }
 
-// startFSWatch forwards each event's path ("" after an overflow) to the
-// loop.
-func startFSWatch(hints chan<- string, done <-chan struct{}) *fsWatch {
-	w, err := fsnotify.NewWatcher()
+// startFileWatch opens the kernel's file events: on Linux inotify, read by
+// the loop from its poll set; elsewhere fsnotify, whose goroutine sends
+// them on fsHints.
+func (e *emperor) startFileWatch() *fileWatch {
+	k, err := newFSWatch(e.in.fsHints, e.in.done)
 	if err != nil {
 		logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
-		return &fsWatch{}
+		return &fileWatch{}
 	}
-	go func() {
-		defer w.Close()
-		for {
-			var dir string
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				dir = filepath.Clean(ev.Name) // fsnotify names events in / "//x"
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				logRaw("[emperor] file watch: %v: rescanning everything", err)
-				dir = ""
-			case <-done:
-				return
-			}
-			select {
-			case hints <- dir:
-			case <-done:
-				return
-			}
+	fw := &fileWatch{k: k}
+	if fd := k.pollFD(); fd >= 0 {
+		fw.token = e.poll.token()
+		if err := e.poll.watcher.add(fd, fw.token); err != nil {
+			logRaw("[emperor] file watching unavailable (%v): polling every emperor-freq", err)
+			return &fileWatch{}
 		}
-	}()
-	return &fsWatch{w: w}
+	}
+	return fw
 }
 
 // ==== Timers ============================================================
@@ -387,6 +381,7 @@ const (
 	tKill                           // a stopping vassal overstayed: SIGKILL its tree (v)
 	tHeartbeat                      // a heartbeat deadline (v)
 	tReloadCheck                    // did a vassal read its reload byte? (v)
+	tSettle                         // files written to and left open: quiet long enough?
 	tReleaseMemory                  // spawning may have settled: give the burst's memory back
 	numTimerKinds
 )
@@ -410,6 +405,7 @@ var timerKinds = [numTimerKinds]struct {
 	tKill:          {"kill", true, func(e *emperor, it timerItem) { e.killDue(it.v) }},
 	tHeartbeat:     {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
 	tReloadCheck:   {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
+	tSettle:        {"settle", false, (*emperor).settleDue},
 	tReleaseMemory: {"release memory", false, (*emperor).releaseMemoryDue},
 }
 
@@ -526,6 +522,9 @@ func (e *emperor) statsRetryDue(timerItem) {
 func (e *emperor) onSignal(s os.Signal) {
 	switch s {
 	case syscall.SIGHUP:
+		if e.cfg.daemon.logReopen {
+			e.cfg.daemon.reopenLog()
+		}
 		e.reloadAll()
 	case syscall.SIGUSR1:
 		e.dumpStatus()
@@ -571,10 +570,14 @@ func (e *emperor) clearBlacklist() {
 // Invariant: every directory a monitor lists is watched by fs (or fs has
 // failed and the periodic scan is the only source, at a shorter interval).
 type configWatch struct {
-	monitors []*monitor           // one per --emperor value, in order; fixed after start
-	fs       *fsWatch             // inotify (kqueue elsewhere); nil-safe
-	startCwd string               // the emperor's cwd inside its jail: base of relative globs
-	refused  map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+	monitors      []*monitor           // one per --emperor value, in order; fixed after start
+	fs            *fileWatch           // inotify (kqueue elsewhere); nil-safe
+	startCwd      string               // the emperor's cwd inside its jail: base of relative globs
+	refused       map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+	writing       map[string]time.Time // files open for writing (by path), with their last write
+	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
+	scanned       bool                 // the first scan is done
+	logReopen     map[string]bool      // touch-logreopen files, by absolute path
 }
 
 // monitor is one --emperor value: a directory or a glob pattern.
@@ -594,6 +597,8 @@ type monitor struct {
 	globBase      string              // globLevels, computed once
 	globLevelPats []string
 	lastErr       string
+	missing       bool   // dir: the directory does not exist (yet); awaited
+	awaitAt       string // missing: its nearest existing ancestor, watched
 }
 
 func newMonitor(id int, value, startCwd string) (*monitor, error) {
@@ -611,8 +616,18 @@ func newMonitor(id int, value, startCwd string) (*monitor, error) {
 	if fi, err := os.Stat(value); err == nil && fi.IsDir() {
 		return m, m.initDir(value, startCwd)
 	}
-	// Like uWSGI: anything that is not an existing directory is a glob,
-	// which may match nothing yet.
+	if _, err := os.Lstat(value); os.IsNotExist(err) && !strings.ContainsAny(value, "*?[") && configKindByExt(value) == "" {
+		// uWSGI takes it for a glob that only ever matches itself, and
+		// never notices the directory once it is made (a typo in the
+		// path looks like an emperor governing nothing). It is awaited.
+		if !filepath.IsAbs(value) {
+			value = filepath.Join(startCwd, value)
+		}
+		m.dir, m.arg, m.missing = filepath.Clean(value), filepath.Clean(value), true
+		return m, nil
+	}
+	// Like uWSGI: anything else that is not an existing directory is a
+	// glob, which may match nothing yet.
 	m.initGlob(value, startCwd)
 	return m, nil
 }
@@ -728,8 +743,8 @@ func (e *emperor) refreshGlobDirs(m *monitor) {
 		}
 	}
 	for _, d := range oldDirs {
-		if !m.globSet[d] && !e.isWatchedMonitorDir(d) && e.links.dirs[d] == 0 {
-			e.watch.fs.remove(d)
+		if !m.globSet[d] {
+			e.releaseWatch(d)
 		}
 	}
 }
@@ -819,7 +834,8 @@ func (m *monitor) list() ([]candidate, error) {
 		}
 		return out, nil
 	}
-	f, err := os.Open(m.dir)
+	// A FIFO swapped in for the directory must not block the open.
+	f, err := os.OpenFile(m.dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -846,6 +862,10 @@ func (e *emperor) scanAll() {
 // scanMonitor is the source of truth: list, stat, compare. inotify only
 // decides when it runs.
 func (e *emperor) scanMonitor(m *monitor) {
+	if m.missing {
+		e.awaitDir(m) // the safety net for an awaited directory, too
+		return
+	}
 	if m.glob {
 		e.refreshGlobDirs(m)
 	}
@@ -873,6 +893,10 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		listed[c.name] = true
+		if e.beingWritten(m, c) {
+			seen[c.name] = true // read once its writer is done
+			continue
+		}
 		v := e.vassals.byName[c.name]
 		st, ok := e.statConfig(c.path)
 		if !ok || v == nil || (v.mon == m && !v.file.sameStat(st)) {
@@ -885,6 +909,9 @@ func (e *emperor) scanMonitor(m *monitor) {
 			continue
 		}
 		seen[c.name] = true
+		if (v == nil || !v.file.sameStat(st)) && e.mayBeWriting(c.path, st) {
+			continue
+		}
 		switch {
 		case v == nil:
 			e.addVassal(m, c, st)
@@ -971,32 +998,13 @@ func (e *emperor) digest(path string, st fileState) uint64 {
 		h.WriteString(target)
 		return h.Sum64() | 1
 	}
-	if st.size > maxDigestSize {
-		return 0
-	}
-	// Read in place: a burst of configs leaves no file-sized garbage.
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	data, err := readRegularFile(path, maxDigestSize)
 	if err != nil {
-		return 0
+		return 0 // unreadable now, or too big: counts as changed
 	}
-	defer syscall.Close(fd)
 	h.WriteByte('f')
-	var buf [4096]byte
-	for total := 0; ; {
-		n, err := syscall.Read(fd, buf[:])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err != nil:
-			return 0
-		case n == 0:
-			return h.Sum64() | 1 // never 0, which means unknown
-		}
-		if total += n; total > maxDigestSize {
-			return 0
-		}
-		h.Write(buf[:n])
-	}
+	h.Write(data)
+	return h.Sum64() | 1 // never 0, which means unknown
 }
 
 // checkChange decides between reload and nothing: new content reloads; the
@@ -1033,9 +1041,14 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 // not a thousand full scans); anything else (a ..data swap, a directory, an
 // overflow, "" for "look everywhere") rescans the whole monitor. Both wait a
 // short debounce that folds an editor's save or a tar's burst into one look.
-func (e *emperor) onFSHint(path string) {
+// It reports whether the path was a config (or on a symlinked config's
+// way).
+func (e *emperor) onFSHint(path string) bool {
+	config := false
 	for _, m := range e.watch.monitors {
 		switch {
+		case m.missing:
+			continue
 		case path == "" || path == m.dir:
 			m.fullRescan = true
 		case !m.glob && filepath.Dir(path) == m.dir:
@@ -1045,26 +1058,266 @@ func (e *emperor) onFSHint(path string) {
 				break
 			}
 			e.markDirty(m, name)
+			config = true
 		case m.glob:
 			if !e.globHint(m, path) {
 				continue
 			}
+			config = true
 		default:
 			continue
 		}
 		e.scheduleRescan(m)
 	}
-	e.recheckLinked(path)
+	return e.recheckLinked(path) || config
 }
 
 // recheckLinked looks again at every symlinked config whose chain holds
 // path: a link on the way, the file it reaches, the missing name of a
 // dangling link, or a watched directory itself changed.
-func (e *emperor) recheckLinked(path string) {
+func (e *emperor) recheckLinked(path string) bool {
 	for key := range e.links.byPath[path] {
 		e.markDirty(key.mon, key.name)
 		e.scheduleRescan(key.mon)
 	}
+	return len(e.links.byPath[path]) > 0
+}
+
+// fsEvent is one file event: what happened to a path in a watched
+// directory (or to the directory itself).
+type fsEvent struct {
+	path string
+	op   fsOp
+}
+
+// fsOp is a set of what happened.
+type fsOp uint16
+
+const (
+	fsWrite    fsOp = 1 << iota // content changed; the writer may not be done
+	fsCreate                    // a new name: a file its creator may still be writing
+	fsClose                     // a writer closed the file: it is done
+	fsMovedIn                   // renamed into the directory: complete
+	fsGone                      // deleted, or renamed away
+	fsAttrib                    // metadata: touch, chmod, chown
+	fsSelfGone                  // the watched directory itself was deleted or moved
+	fsOverflow                  // events were lost: look everywhere
+	fsDir                       // the name is a directory
+)
+
+// writeSettle is how long a file written to and not closed (a writer that
+// keeps it open) must stay quiet before it is read: long enough for a
+// slow writer's next chunk, short next to the time a human takes.
+const writeSettle = time.Second
+
+// onFSEvent acts on a file event at once, except for a file still being
+// written (cat > app.ini, echo >> app.ini, an editor writing in place):
+// that is read when its writer closes it, or once it has been quiet for
+// writeSettle. A file renamed into place is complete, and read at once.
+func (e *emperor) onFSEvent(ev fsEvent) {
+	switch {
+	case ev.op&fsOverflow != 0:
+		e.onFSHint("")
+		return
+	case ev.op&fsSelfGone != 0:
+		e.watchedDirGone(ev.path)
+	}
+	e.awaitedChanged(ev.path)
+	w := &e.watch
+	if w.logReopen[ev.path] && ev.op&(fsAttrib|fsClose|fsMovedIn|fsCreate) != 0 {
+		e.cfg.daemon.reopenLog()
+	}
+	switch {
+	case ev.op&(fsClose|fsMovedIn|fsGone) != 0:
+		delete(w.writing, ev.path)
+	case ev.op&fsDir != 0:
+	case ev.op&fsWrite != 0 || ev.op&fsCreate != 0 && regularFile(ev.path):
+		if e.onFSHint(ev.path) {
+			w.writing[ev.path] = time.Now()
+			if !w.settlePending {
+				w.settlePending = true
+				e.timers.push(timerItem{at: time.Now().Add(writeSettle), kind: tSettle})
+			}
+		}
+		return
+	case ev.op&fsAttrib != 0 && !w.writing[ev.path].IsZero():
+		return // a chmod while the file is being written
+	}
+	e.onFSHint(ev.path)
+}
+
+// settleDue reads the files that stayed quiet for writeSettle while open
+// for writing, and waits again for the rest.
+func (e *emperor) settleDue(timerItem) {
+	w := &e.watch
+	w.settlePending = false
+	next := time.Time{}
+	for path, last := range w.writing {
+		if due := last.Add(writeSettle); time.Now().Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		delete(w.writing, path)
+		e.onFSHint(path)
+	}
+	if !next.IsZero() {
+		w.settlePending = true
+		e.timers.push(timerItem{at: next, kind: tSettle})
+	}
+}
+
+// beingWritten reports whether a config (or the file a symlinked one
+// reaches) is open for writing: not to be read yet.
+func (e *emperor) beingWritten(m *monitor, c candidate) bool {
+	if len(e.watch.writing) == 0 {
+		return false
+	}
+	if !e.watch.writing[c.path].IsZero() {
+		return true
+	}
+	for _, p := range e.links.chains[linkKey{m, c.name}].paths {
+		if !e.watch.writing[p].IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeWriting: a scan (not an event) found a new or changed config
+// written to less than writeSettle ago. No event says its writer is done
+// (it was written before the watch existed, or there is no watch), so it is
+// read once it has been quiet for writeSettle, or its close is seen.
+//
+// The first scan trusts what it finds, as uWSGI does: configs present at
+// start are spawned before systemd hears READY=1.
+func (e *emperor) mayBeWriting(path string, st fileState) bool {
+	if !e.watch.scanned {
+		return false
+	}
+	last := time.Unix(0, st.mtime)
+	if age := time.Since(last); age < 0 || age >= writeSettle {
+		return false // quiet long enough; or stamped in the future (touch -d)
+	}
+	w := &e.watch
+	if w.writing[path].Before(last) {
+		w.writing[path] = last
+	}
+	if !w.settlePending {
+		w.settlePending = true
+		e.timers.push(timerItem{at: last.Add(writeSettle), kind: tSettle})
+	}
+	return true
+}
+
+// regularFile reports whether path is a regular file itself (not a link).
+func regularFile(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// awaitDir watches a missing monitor directory's nearest existing
+// ancestor, so its creation (or a parent's) is an event; if it exists by
+// now, it is watched and scanned.
+func (e *emperor) awaitDir(m *monitor) {
+	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
+		e.dirBack(m)
+		return
+	}
+	at := filepath.Dir(m.dir)
+	for {
+		if fi, err := os.Stat(at); err == nil && fi.IsDir() {
+			break
+		}
+		if at == filepath.Dir(at) {
+			return // not even / (a jail without it): the scans look
+		}
+		at = filepath.Dir(at)
+	}
+	if at != m.awaitAt {
+		old := m.awaitAt
+		m.awaitAt = at
+		e.watch.fs.add(at)
+		e.releaseWatch(old)
+	}
+	// Made meanwhile, before the watch was in place: seen now.
+	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
+		e.dirBack(m)
+	}
+}
+
+// dirBack: an awaited monitor directory exists (again). It is watched and
+// scanned in full: the scan starts what it holds and stops the vassals
+// whose configs it no longer holds.
+func (e *emperor) dirBack(m *monitor) {
+	if real, err := filepath.EvalSymlinks(m.dir); err == nil {
+		m.dir = real
+	}
+	m.missing = false
+	old := m.awaitAt
+	m.awaitAt = ""
+	e.watch.fs.add(m.dir)
+	e.releaseWatch(old)
+	logRaw("[emperor] vassal directory %s is there: watching it", m.dir)
+	m.fullRescan = true
+	e.scheduleRescan(m)
+}
+
+// watchedDirGone: the kernel dropped a watched directory (deleted, moved
+// away). A monitor's own directory is awaited again; its vassals keep
+// running until it is back and says otherwise.
+func (e *emperor) watchedDirGone(dir string) {
+	for _, m := range e.watch.monitors {
+		if m.glob || m.missing || m.dir != dir {
+			continue
+		}
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			e.watch.fs.add(dir) // replaced at once by another directory
+			m.fullRescan = true
+			e.scheduleRescan(m)
+			continue
+		}
+		logRaw("[emperor] vassal directory %s is gone: its vassals keep running until it is back", dir)
+		m.missing = true
+		e.awaitDir(m)
+	}
+}
+
+// awaitedChanged looks again for every missing monitor directory awaited
+// in the directory an event happened in.
+func (e *emperor) awaitedChanged(path string) {
+	for _, m := range e.watch.monitors {
+		if m.missing && (filepath.Dir(path) == m.awaitAt || path == m.awaitAt) {
+			e.awaitDir(m)
+		}
+	}
+}
+
+// releaseWatch drops the watch on dir unless something else still needs it.
+func (e *emperor) releaseWatch(dir string) {
+	if dir != "" && !e.dirInUse(dir) {
+		e.watch.fs.remove(dir)
+	}
+}
+
+// dirInUse reports whether a monitor, a symlink chain or an awaited
+// directory needs dir watched.
+func (e *emperor) dirInUse(dir string) bool {
+	if e.isWatchedMonitorDir(dir) || e.links.dirs[dir] > 0 {
+		return true
+	}
+	for p := range e.watch.logReopen {
+		if filepath.Dir(p) == dir {
+			return true
+		}
+	}
+	for _, m := range e.watch.monitors {
+		if m.missing && m.awaitAt == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *emperor) markDirty(m *monitor, name string) {
@@ -1108,6 +1361,9 @@ func (e *emperor) rescanDirty(m *monitor) {
 func (e *emperor) checkOne(m *monitor, c candidate) {
 	// Whatever changed may have been a link on the way: resolve again.
 	e.followLink(m, c)
+	if e.beingWritten(m, c) {
+		return // read once its writer is done
+	}
 	v := e.vassals.byName[c.name]
 	st, ok := e.statConfig(c.path)
 	switch {
@@ -1131,19 +1387,23 @@ func (e *emperor) isWatchedMonitorDir(dir string) bool {
 	return false
 }
 
-// fsWatch turns inotify (or kqueue) events into rescan hints. It is only a
-// hint: when it cannot watch (no inotify, NFS, out of watches) the periodic
-// scan still sees everything.
-type fsWatch struct {
-	w      *fsnotify.Watcher
-	failed bool // a watch could not be added: polling is the only source
-	warned bool // the failure was logged (once, not on every retry)
+// fileWatch is the loop's side of the kernel's file events. They are only
+// hints: when it cannot watch (no inotify, NFS, out of watches) the
+// periodic scan still sees everything.
+type fileWatch struct {
+	k      *fsWatch // the platform's watcher (emperor_linux.go, emperor_other.go); nil: none
+	token  uint32   // k's registration in the poll set
+	failed bool     // a watch could not be added: polling is the only source
+	warned bool     // the failure was logged (once, not on every retry)
 }
+
+// live reports whether every directory that matters is watched.
+func (f *fileWatch) live() bool { return f != nil && f.k != nil && !f.failed }
 
 // retryWatches tries again to watch every directory after a failure (out
 // of inotify watches): polling covers the gap, inotify comes back when it can.
 func (e *emperor) retryWatches() {
-	if e.watch.fs == nil || e.watch.fs.w == nil || !e.watch.fs.failed {
+	if e.watch.fs == nil || e.watch.fs.k == nil || !e.watch.fs.failed {
 		return
 	}
 	e.watch.fs.failed = false
@@ -1163,18 +1423,18 @@ func (e *emperor) retryWatches() {
 	}
 }
 
-func (f *fsWatch) remove(dir string) {
-	if f != nil && f.w != nil {
-		_ = f.w.Remove(dir) // already gone with its directory: nothing to do
+func (f *fileWatch) remove(dir string) {
+	if f != nil && f.k != nil {
+		f.k.remove(dir)
 	}
 }
 
 // add watches dir and reports whether it now is.
-func (f *fsWatch) add(dir string) bool {
-	if f == nil || f.w == nil {
+func (f *fileWatch) add(dir string) bool {
+	if f == nil || f.k == nil {
 		return false
 	}
-	err := f.w.Add(dir)
+	err := f.k.add(dir)
 	if err != nil && !os.IsNotExist(err) {
 		f.failed = true
 		if !f.warned {
@@ -1194,7 +1454,7 @@ func (f *fsWatch) add(dir string) bool {
 // never rarer than once a minute, or emperor-freq if that is longer.
 func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 	factor := time.Duration(100)
-	if e.watch.fs != nil && e.watch.fs.w != nil && !e.watch.fs.failed {
+	if e.watch.fs.live() {
 		factor = 5000
 	}
 	return min(max(cost*factor, e.cfg.freq), max(maxScanInterval, e.cfg.freq))
@@ -1298,9 +1558,7 @@ func (e *emperor) releaseChain(key linkKey, old, kept linkChain) {
 	for _, dir := range old.dirs {
 		if e.links.dirs[dir]--; e.links.dirs[dir] <= 0 {
 			delete(e.links.dirs, dir)
-			if !e.isWatchedMonitorDir(dir) {
-				e.watch.fs.remove(dir)
-			}
+			e.releaseWatch(dir)
 		}
 	}
 	for _, p := range slices.Concat(old.paths, old.dirs) {
@@ -1880,6 +2138,14 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	if err := e.poll.watcher.add(ours, v.token); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}
+	if e.cfg.daemon.limitAS > 0 {
+		// uWSGI's limit-as binds the whole instance; here it binds the
+		// vassals, whose limit it is meant to be (the emperor's runtime
+		// reserves address space it never uses).
+		if err := setAddressSpaceLimit(pid, e.cfg.daemon.limitAS); err != nil {
+			logVerbose("[emperor] vassal %s: limit-as: %v", v.name, err)
+		}
+	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
 	e.markStatusDirty()
 }
@@ -2179,9 +2445,9 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(base.dir, name)
 	}
-	raw, err := os.ReadFile(name)
-	if err != nil || len(raw) > maxDigestSize {
-		return nil
+	raw, err := readRegularFile(name, maxDigestSize)
+	if err != nil {
+		return nil // the runner reads it and says what is wrong
 	}
 	for _, risky := range []string{"exec://", "@(", "include", "inherit", "config"} {
 		if strings.Contains(string(raw), risky) {
@@ -2189,6 +2455,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		}
 	}
 	args := configAsINI(base.argv[1:])
+	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
 	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version})
 	if err != nil {
 		return nil
@@ -2198,7 +2465,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 			return nil
 		}
 	}
-	env, err := withEnv(base.env, opts.All("env"))
+	env, err := withEnv(penv, opts.All("env"))
 	if err != nil {
 		return nil
 	}
@@ -2210,7 +2477,15 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 		dir = d
 	}
 	cmd, privileged := patchFirst(opts, args)
-	if cmd == nil || cmd.shell && cmd.direct == nil {
+	if cmd == nil {
+		// An app server's config: what the runner would exec, at once.
+		bin, err := findUWSGI(base.env)
+		if err != nil {
+			return nil // the runner says why
+		}
+		return &execPlan{path: bin, argv: append([]string{bin}, base.argv[1:]...), dir: base.dir, env: penv, attr: base.attr, direct: true}
+	}
+	if cmd.shell && cmd.direct == nil {
 		return nil // a shell line: the runner execs /bin/sh itself
 	}
 	paths := cmd.candidates(env, dir)
@@ -2455,6 +2730,13 @@ func (p *pollSet) token() uint32 {
 func (e *emperor) onReadable(r readyFD) {
 	if r.fd == e.parent.fd && r.token == e.parent.token {
 		e.onParentReadable()
+		return
+	}
+	if fw := e.watch.fs; fw != nil && fw.k != nil && r.token == fw.token && r.fd == fw.k.pollFD() {
+		if err := fw.k.drain(e.onFSEvent); err != nil {
+			logRaw("[emperor] %v: rescanning everything", err)
+			e.onFSHint("")
+		}
 		return
 	}
 	if v := e.vassals.odByFd[r.fd]; v != nil {
@@ -3146,6 +3428,9 @@ func (e *emperor) startStats() error {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return fmt.Errorf("emperor-stats %s: %w", e.cfg.stats, err)
+	}
+	if network == "unix" {
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
 	}
 	srv := e.statsServer()
 	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
@@ -3848,6 +4133,7 @@ func (e *emperor) bury() int {
 		}
 	}
 	close(e.in.done)
+	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")
 	e.sd.notify.send("STATUS=The Emperor is buried.")
 	return 0
@@ -3871,9 +4157,10 @@ type emperorConfig struct {
 	stats            string
 	socketTimeout    time.Duration
 	listen           int
-	pidfile          string
+	daemon           daemonConfig
 	binary           string
 	argv0            string
+	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
 	extraExt         []string
 	before, after    []string // argv around the vassal config
 	cloneFlags       uintptr
@@ -3930,7 +4217,9 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err := c.own.load(o); err != nil {
 		return nil, err
 	}
-	c.pidfile, _ = o.Last("emperor-pidfile")
+	if err := c.daemon.load(o, c.own); err != nil {
+		return nil, err
+	}
 	if c.freq <= 0 {
 		// uWSGI spins with freq 0; a busy loop helps nobody.
 		c.freq = time.Second
@@ -3956,20 +4245,26 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	return c, nil
 }
 
+// Vassals are started as this binary, the vassal runner, which decides
+// per vassal: a binary patch it runs itself, anything else (an app
+// server's config) it hands to a real uWSGI: binary-path when given (and
+// not this binary, which an operator may have installed as uwsgi), else
+// one found on PATH.
 func (c *emperorConfig) resolveBinary(o *Options) error {
-	bin, ok := o.Last("binary-path")
-	if !ok || bin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("binary-path: cannot find my own executable: %w", err)
-		}
-		bin = self
-	}
-	path, err := lookPath(bin)
+	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("binary-path %s: %w", bin, err)
+		return fmt.Errorf("cannot find my own executable: %w", err)
 	}
-	c.binary, c.argv0 = path, bin
+	c.binary, c.argv0 = self, self
+	if bin, ok := o.Last("binary-path"); ok && bin != "" {
+		path, err := lookPath(bin)
+		if err != nil {
+			return fmt.Errorf("binary-path %s: %w", bin, err)
+		}
+		if !sameFile(path, self) {
+			c.uwsgi = path
+		}
+	}
 	if w, ok := o.Last("emperor-wrapper"); ok && w != "" {
 		if c.binary, err = lookPath(w); err != nil {
 			return fmt.Errorf("emperor-wrapper %s: %w", w, err)
@@ -4035,7 +4330,7 @@ func (c *emperorConfig) validName(name string) bool {
 // UWSGI_VASSAL_X=v turned into UWSGI_X=v. (uWSGI 2.0.21 unsets the variable
 // before it reads it, so it passes on whatever entry slid into its place.)
 func vassalEnv(environ []string) []string {
-	drop := map[string]bool{preemptOffMarker: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
+	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, daemonEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
 		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
 	if os.Getenv(preemptOffMarker) != "" {
@@ -4270,6 +4565,23 @@ var options = []optionSpec{
 	{name: "exec-in-jail", kind: optValue, use: useEmperor},
 	{name: "safe-fd", kind: optValue, use: useEmperor},
 	{name: "pidfile", kind: optValue, use: useEmperor},
+	{name: "log-date", kind: optValue, use: useEmperor},
+	{name: "logdate", kind: optValue, use: useEmperor},
+	{name: "daemonize", kind: optValue, use: useEmperor},
+	{name: "daemonize2", kind: optValue, use: useEmperor},
+	{name: "logto", kind: optValue, use: useEmperor},
+	{name: "logto2", kind: optValue, use: useEmperor},
+	{name: "touch-logreopen", kind: optValue, use: useEmperor},
+	{name: "pidfile2", kind: optValue, use: useEmperor},
+	{name: "safe-pidfile", kind: optValue, use: useEmperor},
+	{name: "safe-pidfile2", kind: optValue, use: useEmperor},
+	{name: "max-fd", kind: optValue, use: useEmperor},
+	{name: "limit-as", kind: optValue, use: useEmperor},
+	{name: "logfile-chown", kind: optFlag, use: useEmperor},
+	{name: "log-reopen", kind: optFlag, use: useEmperor},
+	{name: "vacuum", kind: optFlag, use: useEmperor},
+	{name: "die-on-term", kind: optFlag, use: useEmperor},
+	{name: "no-orphans", kind: optFlag, use: useEmperor},
 	{name: "socket", kind: optValue, use: useEmperor},
 	{name: "http", kind: optValue, use: useEmperor},
 	{name: "http-socket", kind: optValue, use: useEmperor},
@@ -4388,8 +4700,17 @@ func run(args []string) int {
 	}
 	self, _ := os.Executable()
 	cwd, _ := os.Getwd()
+	orig := args
 	args = configAsINI(args)
 	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	var unsupported *ConfigUnsupportedError
+	if errors.As(err, &unsupported) && os.Getenv("UWSGI_EMPEROR_FD") != "" {
+		if _, found := findUWSGI(os.Environ()); found == nil {
+			// A vassal config in a form this parser does not implement:
+			// uWSGI reads it, or says why not.
+			return execUWSGI(configArgName(orig), orig)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
@@ -4402,7 +4723,7 @@ func run(args []string) int {
 	if opts.Has("emperor") {
 		return runEmperor(opts)
 	}
-	return runVassal(opts, args)
+	return runVassal(opts, args, orig)
 }
 
 // immediateOption finds --help (-h, --usage) or --version anywhere on the
@@ -4456,6 +4777,11 @@ func runEmperor(o *Options) int {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
+	cfg.daemon.detach()
+	if err := cfg.daemon.startLog(); err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
+	}
 	e, err := newEmperor(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
@@ -4476,10 +4802,7 @@ func ensureNoAsyncPreempt() {
 	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
 		return
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
+	self := reexecPath()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GODEBUG=") {
@@ -4491,7 +4814,7 @@ func ensureNoAsyncPreempt() {
 	} else {
 		env = append(env, "GODEBUG=asyncpreemptoff=1", preemptOffMarker+"=1")
 	}
-	err = syscall.Exec(self, os.Args, env)
+	err := syscall.Exec(self, os.Args, env)
 	logRaw("[emperor] cannot re-exec with asyncpreemptoff (%v): SIGURG may be spurious", err)
 }
 
@@ -4698,6 +5021,17 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
+// withoutEnv is env without key.
+func withoutEnv(env []string, key string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // shellName is a valid shell variable name.
 func shellName(s string) bool {
 	for i, c := range s {
@@ -4728,13 +5062,376 @@ func lookPath(prog string) (string, error) {
 	return "", fmt.Errorf("%s: not found in PATH", prog)
 }
 
+// ==== Daemon life: logs, pidfiles, detaching ============================
+// What init scripts and units expect of an emperor (Debian's uwsgi-emperor
+// runs `--daemonize LOG --pidfile PID` under start-stop-daemon, which finds
+// it again by pidfile, executable and process name), as uWSGI's
+// core/uwsgi.c, core/logging.c and core/utils.c do it.
+
+// daemonConfig is the emperor's own process settings, read once.
+type daemonConfig struct {
+	daemonize      string   // daemonize / daemonize2: detach, logging to this file
+	logto, logto2  string   // log file (or udp host:port), before / after the privilege drop
+	logChown       bool     // logfile-chown: the log file to the emperor's uid/gid
+	logReopen      bool     // log-reopen: open the log again on SIGHUP
+	touchReopen    []string // touch-logreopen: open the log again when one of these is touched
+	pidfiles       []string // pidfile, safe-pidfile, emperor-pidfile: before the drop
+	pidfiles2      []string // pidfile2, safe-pidfile2: after the drop
+	safePid        map[string]bool
+	vacuum         bool   // remove pidfiles and UNIX sockets at a clean exit
+	procname       string // procname / emperor-procname: the name ps and top show
+	maxFD          uint64 // max-fd: RLIMIT_NOFILE for the emperor and its vassals
+	limitAS        uint64 // limit-as, bytes: RLIMIT_AS of every vassal
+	uid, gid       int    // for logfile-chown
+	logFile        string // the log actually opened ("" for stderr as given)
+	createdSockets []string
+}
+
+func (d *daemonConfig) load(o *Options, own ownPrivileges) error {
+	d.daemonize, _ = o.Last("daemonize", "daemonize2")
+	d.logto, _ = o.Last("logto")
+	d.logto2, _ = o.Last("logto2")
+	d.logChown = o.Flag("logfile-chown")
+	d.logReopen = o.Flag("log-reopen")
+	d.touchReopen = o.All("touch-logreopen")
+	d.safePid = map[string]bool{}
+	for _, key := range []string{"pidfile", "safe-pidfile", "emperor-pidfile", "pidfile2", "safe-pidfile2"} {
+		p, ok := o.Last(key)
+		if !ok || p == "" {
+			continue
+		}
+		if strings.HasSuffix(key, "2") {
+			d.pidfiles2 = append(d.pidfiles2, p)
+		} else {
+			d.pidfiles = append(d.pidfiles, p)
+		}
+		d.safePid[p] = strings.HasPrefix(key, "safe-")
+	}
+	d.vacuum = o.Flag("vacuum")
+	d.procname, _ = o.Last("emperor-procname", "procname")
+	if n := o.Int(0, "max-fd"); n > 0 {
+		d.maxFD = uint64(n)
+	}
+	if n := o.Int(0, "limit-as"); n > 0 {
+		d.limitAS = uint64(n) << 20
+	}
+	d.uid, d.gid = own.uid, own.gid
+	if v, ok := o.Last("log-date", "logdate"); ok {
+		logSettings.date = true
+		switch strings.ToLower(v) {
+		case "", "true", "1", "on", "yes":
+		default:
+			logSettings.strftime = v
+		}
+	}
+	return nil
+}
+
+// daemonEnv marks the detached emperor; its value is the fd on which it
+// tells the process that started it that it is up.
+const daemonEnv = "EMPEROR_DAEMONIZED"
+
+// detach runs the emperor again as a daemon in a session of its own, with
+// the log file as stdout and stderr, and exits once it is up (its pidfile
+// written), so the init script's next step finds it: 0 when it is up, 1
+// when it failed (its reason is in the log).
+func (d *daemonConfig) detach() {
+	if d.daemonize == "" || os.Getenv(daemonEnv) != "" {
+		return
+	}
+	log, err := openLogFile(d.daemonize)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	_, err = syscall.ForkExec(reexecPath(), os.Args, &syscall.ProcAttr{
+		Env:   append(os.Environ(), daemonEnv+"=3"),
+		Files: []uintptr{null.Fd(), log.Fd(), log.Fd(), w.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: daemonize: %v\n", err)
+		os.Exit(1)
+	}
+	_ = r.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var up [1]byte
+	if n, _ := r.Read(up[:]); n == 1 {
+		os.Exit(0)
+	}
+	os.Exit(1)
+}
+
+// daemonUp tells the process that detached this one that it is up.
+func daemonUp() {
+	fd, err := strconv.Atoi(os.Getenv(daemonEnv))
+	if err != nil || fd < 3 {
+		return
+	}
+	os.Unsetenv(daemonEnv)
+	_, _ = syscall.Write(fd, []byte{'1'})
+	syscall.Close(fd)
+}
+
+// reexecPath is the path to exec this binary again by: the one it was
+// started as, so the process keeps its name (comm is the basename of the
+// path exec'd: an emperor installed as /usr/bin/uwsgi stays "uwsgi", which
+// start-stop-daemon --name looks for), else the executable itself.
+func reexecPath() string {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	arg0 := os.Args[0]
+	if !strings.Contains(arg0, "/") {
+		if p, err := lookPath(arg0); err == nil {
+			arg0 = p
+		}
+	}
+	if sameFile(arg0, self) {
+		return arg0
+	}
+	return self
+}
+
+// openLogFile opens a log file as uWSGI does: appended to, made if
+// missing (0640, not touched by the umask), never truncated (logrotate's
+// copytruncate relies on O_APPEND). "host:port" is a UDP logger.
+func openLogFile(path string) (*os.File, error) {
+	if socketNetwork(path) == "tcp" && !strings.Contains(path, "/") {
+		c, err := net.Dial("udp", path)
+		if err != nil {
+			return nil, fmt.Errorf("udp logger %s: %w", path, err)
+		}
+		defer c.Close()
+		return c.(*net.UDPConn).File()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// useLog makes path the emperor's stdout and stderr, which vassals
+// inherit, as uWSGI's logto does.
+func (d *daemonConfig) useLog(path string) error {
+	f, err := openLogFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if d.logChown && d.uid >= 0 {
+		_ = f.Chown(d.uid, d.gid)
+	}
+	if err := dupOnto(int(f.Fd()), 1); err != nil {
+		return err
+	}
+	if err := dupOnto(int(f.Fd()), 2); err != nil {
+		return err
+	}
+	d.logFile = path
+	return nil
+}
+
+// reopenLog opens the log file again (log-reopen on SIGHUP,
+// touch-logreopen), after logrotate moved it away.
+func (d *daemonConfig) reopenLog() {
+	path := d.logFile
+	if path == "" {
+		path = d.daemonize
+	}
+	if path == "" {
+		return
+	}
+	if err := d.useLog(path); err != nil {
+		logRaw("[emperor] cannot reopen the log: %v", err)
+		return
+	}
+	logRaw("[emperor] log reopened")
+}
+
+// writePidfiles writes the emperor's pid, mode 0644 whatever the umask
+// (start-stop-daemon refuses a pidfile others can write), a "safe" one
+// through a rename so a reader never sees it half written.
+func (d *daemonConfig) writePidfiles(paths []string) {
+	for _, p := range paths {
+		logRaw("writing pidfile to %s", p)
+		if err := writePidfile(p, d.safePid[p]); err != nil {
+			// uWSGI goes on too: a full disk must not stop the vassals.
+			logRaw("could not write pidfile. (%v)", err)
+		}
+	}
+}
+
+func writePidfile(path string, safe bool) error {
+	target := path
+	if safe {
+		path = filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(itoa(os.Getpid()) + "\n")
+	if cerr := f.Chmod(0o644); err == nil {
+		err = cerr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && safe {
+		err = os.Rename(path, target)
+	}
+	return err
+}
+
+// startLog opens logto (a daemon already writes to its log), notices the
+// journal, and applies the process limits: all before anything is logged
+// that should go there.
+func (d *daemonConfig) startLog() error {
+	if d.logto != "" && d.daemonize == "" {
+		if err := d.useLog(d.logto); err != nil {
+			return err
+		}
+	}
+	if d.daemonize != "" {
+		d.logFile = d.daemonize
+	}
+	logSettings.journal = stderrIsJournal()
+	return d.processLimits()
+}
+
+// watchLogReopen watches the touch-logreopen files' directories: touching
+// one reopens the log at once.
+func (e *emperor) watchLogReopen() {
+	for _, p := range e.cfg.daemon.touchReopen {
+		if abs, err := filepath.Abs(p); err == nil {
+			e.watch.logReopen[abs] = true
+			e.watch.fs.add(filepath.Dir(abs))
+		}
+	}
+}
+
+// processLimits applies max-fd to the emperor (and so to every vassal, as
+// in uWSGI) and names the process.
+func (d *daemonConfig) processLimits() error {
+	if d.maxFD > 0 {
+		lim := syscall.Rlimit{Cur: d.maxFD, Max: d.maxFD}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("max-fd %d: %w", d.maxFD, err)
+		}
+	}
+	if d.procname != "" {
+		setProcName(d.procname)
+	}
+	return nil
+}
+
+// cleanUp is vacuum at a clean exit: the pidfiles and the UNIX sockets the
+// emperor made are removed.
+func (d *daemonConfig) cleanUp() {
+	if !d.vacuum {
+		return
+	}
+	for _, p := range slices.Concat(d.pidfiles, d.pidfiles2, d.createdSockets) {
+		if err := os.Remove(p); err == nil {
+			logRaw("[emperor] removed %s", p)
+		}
+	}
+}
+
+// strftime formats t with a C strftime pattern (log-date=FORMAT), for the
+// conversions log formats use.
+func strftime(format string, t time.Time) string {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' || i+1 == len(format) {
+			b.WriteByte(format[i])
+			continue
+		}
+		i++
+		switch c := format[i]; c {
+		case 'a':
+			b.WriteString(t.Format("Mon"))
+		case 'A':
+			b.WriteString(t.Format("Monday"))
+		case 'b', 'h':
+			b.WriteString(t.Format("Jan"))
+		case 'B':
+			b.WriteString(t.Format("January"))
+		case 'c':
+			b.WriteString(t.Format("Mon Jan _2 15:04:05 2006"))
+		case 'd':
+			b.WriteString(t.Format("02"))
+		case 'e':
+			b.WriteString(t.Format("_2"))
+		case 'F':
+			b.WriteString(t.Format("2006-01-02"))
+		case 'H':
+			b.WriteString(t.Format("15"))
+		case 'I':
+			b.WriteString(t.Format("03"))
+		case 'j':
+			fmt.Fprintf(&b, "%03d", t.YearDay())
+		case 'm':
+			b.WriteString(t.Format("01"))
+		case 'M':
+			b.WriteString(t.Format("04"))
+		case 'n':
+			b.WriteByte('\n')
+		case 'p':
+			b.WriteString(t.Format("PM"))
+		case 's':
+			b.WriteString(strconv.FormatInt(t.Unix(), 10))
+		case 'S':
+			b.WriteString(t.Format("05"))
+		case 't':
+			b.WriteByte('\t')
+		case 'T':
+			b.WriteString(t.Format("15:04:05"))
+		case 'D':
+			b.WriteString(t.Format("01/02/06"))
+		case 'y':
+			b.WriteString(t.Format("06"))
+		case 'Y':
+			b.WriteString(t.Format("2006"))
+		case 'z':
+			b.WriteString(t.Format("-0700"))
+		case 'Z':
+			b.WriteString(t.Format("MST"))
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 // ==== The vassal runner =================================================
 
 // runVassal is the vassal runner: what a uWSGI instance does with a config
 // that only patches in another program. It applies env, chdir and the
 // privilege drop, then execs the program, which inherits the emperor fd.
-func runVassal(opts *Options, args []string) int {
+func runVassal(opts *Options, args, orig []string) int {
 	name := configArgName(args)
+	if cmd, _ := patchFirst(opts, args); cmd == nil {
+		// Not a binary patch: an app server's config, for a real uWSGI.
+		return execUWSGI(name, orig)
+	}
+	os.Unsetenv(uwsgiBinaryEnv)
 	if opts.Flag("show-config") {
 		// uWSGI writes it to its log, stderr.
 		fmt.Fprint(os.Stderr, ShowConfig(opts))
@@ -4763,6 +5460,44 @@ func runVassal(opts *Options, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
 	return 1
+}
+
+// uwsgiBinaryEnv carries binary-path from the emperor to its vassal
+// runners; it never reaches a vassal's own program.
+const uwsgiBinaryEnv = "EMPEROR_UWSGI_BINARY"
+
+// execUWSGI replaces the runner with a real uWSGI for a vassal that is an
+// app server's config, with the runner's own arguments: uWSGI reads the
+// config itself, from the same directory, with the emperor fd inherited.
+func execUWSGI(name string, args []string) int {
+	bin, err := findUWSGI(os.Environ())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
+		return 1
+	}
+	os.Unsetenv(uwsgiBinaryEnv)
+	err = syscall.Exec(bin, append([]string{bin}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "emperor: vassal %s: exec %s: %v\n", name, bin, err)
+	return 1
+}
+
+// findUWSGI is the uWSGI app vassals run with: binary-path, else
+// uwsgi-core or uwsgi on PATH, never this binary (which may be installed
+// as /usr/bin/uwsgi).
+func findUWSGI(env []string) (string, error) {
+	if bin, ok := envLookup(env, uwsgiBinaryEnv); ok && bin != "" {
+		return bin, nil
+	}
+	self, _ := os.Executable()
+	cwd, _ := os.Getwd()
+	for _, name := range []string{"uwsgi-core", "uwsgi"} {
+		for _, p := range (&command{argv: []string{name}}).candidates(env, cwd) {
+			if executableFile(p) && !sameFile(p, self) {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("it is an app server's config (no unprivileged-binary-patch-arg), and no uWSGI is installed: apt-get install uwsgi-core (and its plugins, e.g. uwsgi-plugin-python3), or set binary-path")
 }
 
 // applyEnv sets the config's env options in the runner's own environment,
@@ -5059,14 +5794,44 @@ func parseShimSpec(spec string) shimSpec {
 // Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
 // ctime-style stamp. One write per line keeps lines whole when vassals share
 // the same stderr.
-func logRaw(format string, a ...any) {
-	line := fmt.Sprintf(format, a...) + "\n"
-	_, _ = os.Stderr.WriteString(line)
+func logRaw(format string, a ...any) { writeLog(logSettings.date, format, a...) }
+
+func logVerbose(format string, a ...any) { writeLog(true, format, a...) }
+
+// logSettings shape the emperor's own lines (uWSGI's core/logging.c). They
+// are set at start, before any other goroutine logs.
+var logSettings struct {
+	date     bool   // log-date: raw lines are stamped too
+	strftime string // log-date=FORMAT: the stamp's format ("": ctime's)
+	journal  bool   // stderr is systemd's journal, which stamps lines itself
 }
 
-func logVerbose(format string, a ...any) {
-	stamp := time.Now().Format("Mon Jan _2 15:04:05 2006")
-	logRaw(stamp+" - "+format, a...)
+func writeLog(stamped bool, format string, a ...any) {
+	line := fmt.Sprintf(format, a...)
+	if stamped && !logSettings.journal {
+		t := time.Now()
+		stamp := t.Format("Mon Jan _2 15:04:05 2006")
+		if logSettings.strftime != "" {
+			stamp = strftime(logSettings.strftime, t)
+		}
+		line = stamp + " - " + line
+	}
+	_, _ = os.Stderr.WriteString(line + "\n")
+}
+
+// stderrIsJournal reports whether stderr is the stream systemd named in
+// JOURNAL_STREAM (device:inode), not just inherited by something below it.
+func stderrIsJournal() bool {
+	dev, ino, ok := strings.Cut(os.Getenv("JOURNAL_STREAM"), ":")
+	if !ok {
+		return false
+	}
+	fi, err := os.Stderr.Stat()
+	if err != nil {
+		return false
+	}
+	_, _, d, i := statOwner(fi)
+	return strconv.FormatUint(d, 10) == dev && strconv.FormatUint(i, 10) == ino
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -228,6 +230,20 @@ func executableFile(path string) bool {
 		return st.Mode&0o111 != 0
 	}
 	return unix.Faccessat(unix.AT_FDCWD, path, unix.X_OK, unix.AT_EACCESS) == nil
+}
+
+// dupOnto makes fd also be newfd (a log file as stdout and stderr).
+func dupOnto(fd, newfd int) error { return unix.Dup3(fd, newfd, 0) }
+
+// setProcName sets the name ps and top show (the kernel's comm, 15 bytes).
+func setProcName(name string) {
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append([]byte(name), 0)[0])), 0, 0, 0)
+}
+
+// setAddressSpaceLimit binds a process's virtual memory (limit-as).
+func setAddressSpaceLimit(pid int, bytes uint64) error {
+	lim := unix.Rlimit{Cur: bytes, Max: bytes}
+	return unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil)
 }
 
 // protocolSocketpair makes the Emperor-protocol channel, close-on-exec from
@@ -649,4 +665,116 @@ func (t *forkTable) giveBack(fd int) {
 	if t.self >= 0 {
 		unix.Close(fd)
 	}
+}
+
+// fsWatch is the kernel's inotify, read by the loop itself: its descriptor
+// sits in the loop's poll set, so an event costs no goroutine hop, and
+// close-after-write (IN_CLOSE_WRITE) tells a finished file from one still
+// being written. Only the loop goroutine touches it.
+type fsWatch struct {
+	fd    int
+	byWd  map[int32]string // watch descriptor -> the directory it was added as
+	byDir map[string]int32
+	buf   []byte
+}
+
+// inotifyMask is what the emperor wants to hear of a watched directory.
+const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
+	unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
+
+func newFSWatch(chan<- fsEvent, <-chan struct{}) (*fsWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	return &fsWatch{fd: fd, byWd: map[int32]string{}, byDir: map[string]int32{}, buf: make([]byte, 64<<10)}, nil
+}
+
+// pollFD is the descriptor the loop polls; drain reads it.
+func (f *fsWatch) pollFD() int { return f.fd }
+
+func (f *fsWatch) add(dir string) error {
+	wd, err := unix.InotifyAddWatch(f.fd, dir, inotifyMask)
+	if err != nil {
+		return err
+	}
+	// The same inode under a second name returns the same watch: events
+	// keep the first name, as the caller's physical paths expect.
+	if _, known := f.byWd[int32(wd)]; !known {
+		f.byWd[int32(wd)] = dir
+		f.byDir[dir] = int32(wd)
+	}
+	return nil
+}
+
+func (f *fsWatch) remove(dir string) {
+	wd, ok := f.byDir[dir]
+	if !ok {
+		return
+	}
+	delete(f.byDir, dir)
+	delete(f.byWd, wd)
+	_, _ = unix.InotifyRmWatch(f.fd, uint32(wd)) // gone with its directory already: nothing to do
+}
+
+// drain reads every queued event (the queue is bounded by the kernel's
+// max_queued_events) and hands each to fn.
+func (f *fsWatch) drain(fn func(fsEvent)) error {
+	for {
+		n, err := unix.Read(f.fd, f.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading inotify: %w", err)
+		}
+		f.parse(f.buf[:n], fn)
+	}
+}
+
+func (f *fsWatch) parse(b []byte, fn func(fsEvent)) {
+	for len(b) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(b) {
+			return
+		}
+		name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00"))
+		b = b[end:]
+		if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+			fn(fsEvent{op: fsOverflow})
+			continue
+		}
+		dir, ok := f.byWd[ev.Wd]
+		if !ok {
+			continue // a watch removed with events still queued
+		}
+		if ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0 {
+			// The directory itself went (or moved, and its watch with
+			// it): events from the old inode would carry the wrong name.
+			f.remove(dir)
+			fn(fsEvent{path: dir, op: fsSelfGone | fsDir})
+			continue
+		}
+		fn(fsEvent{path: filepath.Join(dir, name), op: inotifyOp(ev.Mask)})
+	}
+}
+
+func inotifyOp(mask uint32) fsOp {
+	var op fsOp
+	for _, m := range []struct {
+		bit uint32
+		op  fsOp
+	}{{unix.IN_MODIFY, fsWrite}, {unix.IN_CREATE, fsCreate}, {unix.IN_CLOSE_WRITE, fsClose},
+		{unix.IN_MOVED_TO, fsMovedIn}, {unix.IN_DELETE, fsGone}, {unix.IN_MOVED_FROM, fsGone},
+		{unix.IN_ATTRIB, fsAttrib}, {unix.IN_ISDIR, fsDir}} {
+		if mask&m.bit != 0 {
+			op |= m.op
+		}
+	}
+	return op
 }

@@ -5,10 +5,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
 
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,6 +151,15 @@ func executableFile(path string) bool {
 	return unix.Access(path, unix.X_OK) == nil
 }
 
+func dupOnto(fd, newfd int) error { return unix.Dup2(fd, newfd) }
+
+// setProcName: the process name is left as it is elsewhere.
+func setProcName(name string) {}
+
+func setAddressSpaceLimit(pid int, bytes uint64) error {
+	return fmt.Errorf("limit-as: not supported on %s", runtime.GOOS)
+}
+
 // protocolSocketpair: without SOCK_CLOEXEC, set it under the fork lock so
 // a concurrent fork cannot inherit the pair.
 func protocolSocketpair() (int, int, error) {
@@ -248,3 +259,64 @@ var sharedForkTable = &forkTable{}
 func privateForkTable() (*forkTable, error)     { return sharedForkTable, nil }
 func (t *forkTable) borrow(fd int) (int, error) { return fd, nil }
 func (t *forkTable) giveBack(fd int)            {}
+
+// fsWatch elsewhere is fsnotify (kqueue): one goroutine forwards its
+// events to the loop. There is no close-after-write event, so a file
+// written to is acted on once it has been quiet for a while.
+type fsWatch struct{ w *fsnotify.Watcher }
+
+func newFSWatch(out chan<- fsEvent, done <-chan struct{}) (*fsWatch, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer w.Close()
+		for {
+			var ev fsEvent
+			select {
+			case e, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				ev = fsEvent{path: filepath.Clean(e.Name), op: fsnotifyOp(e)}
+			case _, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				ev = fsEvent{op: fsOverflow}
+			case <-done:
+				return
+			}
+			select {
+			case out <- ev:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return &fsWatch{w: w}, nil
+}
+
+func fsnotifyOp(e fsnotify.Event) fsOp {
+	var op fsOp
+	if e.Has(fsnotify.Write) {
+		op |= fsWrite
+	}
+	if e.Has(fsnotify.Create) {
+		op |= fsCreate
+	}
+	if e.Has(fsnotify.Remove) || e.Has(fsnotify.Rename) {
+		op |= fsGone
+	}
+	if e.Has(fsnotify.Chmod) {
+		op |= fsAttrib
+	}
+	return op
+}
+
+// pollFD: events come over the channel, not from a descriptor.
+func (f *fsWatch) pollFD() int                  { return -1 }
+func (f *fsWatch) drain(fn func(fsEvent)) error { return nil }
+func (f *fsWatch) add(dir string) error         { return f.w.Add(dir) }
+func (f *fsWatch) remove(dir string)            { _ = f.w.Remove(dir) }

@@ -1221,8 +1221,10 @@ func configRegexpMatch(pattern, s string) bool {
 // bytes (a hostname is ASCII): literals and \-escaped punctuation, . [...]
 // [^...] with ranges and [:alpha:]-style classes, \d \w \s \D \W \S, \n \t
 // \r \f \e \a \xHH, ^ $ \A \z \Z \b \B, ( ) (?: ) |, * + ? {n} {n,} {n,m}
-// and their lazy forms (which match the same strings). Backreferences,
-// lookaround, possessive quantifiers, (?flags), \Q..\E, \p and \v \h are
+// and their lazy forms (which match the same strings), the options i
+// (caseless), m (multiline) and s (dot matches newline) as (?ims-ims) for
+// the rest of the group and (?ims-ims:...). Backreferences, lookaround,
+// possessive quantifiers, other options, \Q..\E, \p and \v \h are
 // errors. Matching runs a Thompson NFA (a Pike VM without captures): time
 // is linear in the subject whatever the pattern, and these limits bound the
 // program a pattern can make.
@@ -1255,6 +1257,16 @@ func (s *reSet) invert() {
 	}
 }
 
+// fold adds the other case of every ASCII letter in s.
+func (s *reSet) fold() {
+	for c := byte('a'); c <= 'z'; c++ {
+		if s.has(c) || s.has(c-'a'+'A') {
+			s.add(c, c)
+			s.add(c-'a'+'A', c-'a'+'A')
+		}
+	}
+}
+
 // reNode is a parsed pattern: kind 'c' a byte of set, 'a' the assertion
 // op, '.' the concatenation of subs, '|' the alternation of subs, '*' sub
 // repeated min to max times (max -1: unbounded).
@@ -1270,6 +1282,9 @@ type reParser struct {
 	src   string
 	pos   int
 	depth int
+	// The options in force: i caseless, m ^ and $ at line ends too, s a
+	// dot matches a newline.
+	caseless, multiline, dotall bool
 }
 
 func (p *reParser) errorf(format string, a ...any) error {
@@ -1374,10 +1389,22 @@ func (p *reParser) atom() (*reNode, error) {
 		if p.depth++; p.depth > configRegexpMaxDepth {
 			return nil, p.errorf("groups nested deeper than %d", configRegexpMaxDepth)
 		}
-		if strings.HasPrefix(p.src[p.pos:], "?:") {
-			p.pos += 2
-		} else if p.peek('?') || p.peek('*') {
-			return nil, p.errorf("(%c is not supported", p.src[p.pos])
+		// Options set inside a group end with it.
+		saved := [3]bool{p.caseless, p.multiline, p.dotall}
+		defer func() { p.caseless, p.multiline, p.dotall = saved[0], saved[1], saved[2] }()
+		if p.peek('?') {
+			p.pos++
+			alone, err := p.options()
+			if err != nil {
+				return nil, err
+			}
+			if alone { // (?ims): for the rest of the enclosing group
+				saved = [3]bool{p.caseless, p.multiline, p.dotall}
+				p.depth--
+				return &reNode{kind: '.'}, nil
+			}
+		} else if p.peek('*') {
+			return nil, p.errorf("(* is not supported")
 		}
 		sub, err := p.alternation()
 		if err != nil {
@@ -1393,13 +1420,21 @@ func (p *reParser) atom() (*reNode, error) {
 		return n, p.class(&n.set)
 	case '.':
 		n.set.add(0, 255)
-		n.set[0] &^= 1 << '\n'
+		if !p.dotall {
+			n.set[0] &^= 1 << '\n'
+		}
 	case '^', '$':
+		if p.multiline {
+			c = map[byte]byte{'^': 'L', '$': 'E'}[c]
+		}
 		return &reNode{kind: 'a', op: c}, nil
 	case '\\':
 		op, err := p.escape(&n.set, false)
 		if op != 0 {
 			return &reNode{kind: 'a', op: op}, err
+		}
+		if p.caseless {
+			n.set.fold()
 		}
 		return n, err
 	case '*', '+', '?':
@@ -1414,7 +1449,38 @@ func (p *reParser) atom() (*reNode, error) {
 	default:
 		n.set.add(c, c)
 	}
+	if p.caseless {
+		n.set.fold()
+	}
 	return n, nil
+}
+
+// options reads the letters after "(?": i m s, a - before those to turn
+// off, then ")" (they hold for the rest of the enclosing group: alone is
+// true) or ":" (a group of its own follows, under them).
+func (p *reParser) options() (alone bool, err error) {
+	on := true
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		p.pos++
+		switch c {
+		case 'i':
+			p.caseless = on
+		case 'm':
+			p.multiline = on
+		case 's':
+			p.dotall = on
+		case '-':
+			on = false
+		case ')':
+			return true, nil
+		case ':':
+			return false, nil
+		default:
+			return false, p.errorf("(?%c is not supported", c)
+		}
+	}
+	return false, p.errorf("missing )")
 }
 
 // escape reads what follows a backslash into set, or returns the
@@ -1542,6 +1608,9 @@ func (p *reParser) class(set *reSet) error {
 		}
 		set.add(lo, hi)
 	}
+	if p.caseless {
+		set.fold()
+	}
 	if negate {
 		set.invert()
 	}
@@ -1573,7 +1642,8 @@ func (p *reParser) classAtom(set *reSet) (b byte, single bool, err error) {
 
 // reInst is one instruction: op 'c' consumes a byte of set, '|' forks to
 // x and y, 'j' jumps to x, 'm' is a match, anything else is an assertion
-// (^ $ A z Z b B); all but '|' and 'j' go on at the next instruction.
+// (^ $ A z Z b B, and L E: line start and end); all but '|' and 'j' go on
+// at the next instruction.
 type reInst struct {
 	op   byte
 	x, y int
@@ -1679,6 +1749,10 @@ func (prog reProg) holds(op byte, s string, pos int) bool {
 		return pos == len(s)
 	case '$', 'Z': // the end, or before a final newline
 		return pos == len(s) || pos == len(s)-1 && s[pos] == '\n'
+	case 'L':
+		return pos == 0 || s[pos-1] == '\n'
+	case 'E':
+		return pos == len(s) || s[pos] == '\n'
 	case 'b':
 		return word(pos-1) != word(pos)
 	case 'B':

@@ -151,6 +151,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if e.watch.startCwd, err = os.Getwd(); err != nil {
 		return nil, fmt.Errorf("getcwd: %w", err)
 	}
+	e.watch.own = &monitor{id: -1, dir: e.watch.startCwd}
 	for i, arg := range cfg.monitors {
 		m, err := newMonitor(i, arg, e.watch.startCwd)
 		if err != nil {
@@ -234,6 +235,7 @@ func (e *emperor) loop() int {
 		logRaw("emperor: %v", err)
 		return 1
 	}
+	e.addCompanions()
 	e.scanAll()
 	e.watch.scanned = true
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.freq), kind: tFullScan})
@@ -383,6 +385,7 @@ const (
 	tHeartbeat                      // a heartbeat deadline (v)
 	tReloadCheck                    // did a vassal read its reload byte? (v)
 	tSettle                         // files written to and left open: quiet long enough?
+	tAdopt                          // a smart daemon's pidfile: written yet? (v)
 	tReleaseMemory                  // spawning may have settled: give the burst's memory back
 	numTimerKinds
 )
@@ -407,6 +410,7 @@ var timerKinds = [numTimerKinds]struct {
 	tHeartbeat:     {"heartbeat", true, func(e *emperor, it timerItem) { e.checkHeartbeat(it.v) }},
 	tReloadCheck:   {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
 	tSettle:        {"settle", false, (*emperor).settleDue},
+	tAdopt:         {"adopt", true, func(e *emperor, it timerItem) { e.adoptDue(it.v) }},
 	tReleaseMemory: {"release memory", false, (*emperor).releaseMemoryDue},
 }
 
@@ -574,6 +578,7 @@ type configWatch struct {
 	monitors      []*monitor           // one per --emperor value, in order; fixed after start
 	fs            *fileWatch           // inotify (kqueue elsewhere); nil-safe
 	startCwd      string               // the emperor's cwd inside its jail: base of relative globs
+	own           *monitor             // the monitor of the emperor's own servers and daemons; no scan lists it
 	refused       map[string]fileState // tyrant refusals already logged, by name, with the stat logged
 	writing       map[string]time.Time // files open for writing (by path), with their last write
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
@@ -1676,8 +1681,11 @@ type vassal struct {
 	sock         int    // emperor end of the protocol socketpair, -1 when closed
 	token        uint32 // sock's registration in the poll set
 	gen          uint64
-	spawnPending bool // collected for a batch of fork+execs, not yet run
-	noDirect     bool // exec'ing its program directly failed: the runner starts it
+	spawnPending bool       // collected for a batch of fork+execs, not yet run
+	noDirect     bool       // exec'ing its program directly failed: the runner starts it
+	companion    *companion // one of the emperor's own servers or daemons; nil for a config's vassal
+	adoptTries   int        // a smart daemon's pidfile looked for since its launcher exited
+	adopting     bool       // its process is being looked for: no stray sweep meanwhile (it is a child too)
 
 	// Where it is in its life.
 	status    vassalStatus
@@ -1887,7 +1895,11 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 	}
 	e.sendByte(v, code)
 	if !v.spoke {
-		signalTree(v.pid, syscall.SIGTERM)
+		sig := syscall.SIGTERM
+		if v.companion != nil && v.companion.stopSig != 0 {
+			sig = v.companion.stopSig
+		}
+		signalTree(v.pid, sig)
 	}
 	status := statusCursed
 	if then == thenIdle {
@@ -2406,6 +2418,9 @@ func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v.companion != nil {
+		return e.companionPlan(v, env, attr)
+	}
 	plan := &execPlan{path: e.cfg.binary, argv: e.vassalArgv(v), dir: e.cfg.spawnDir(v), env: env, attr: attr}
 	if e.directRunner() && !v.noDirect {
 		if direct := e.directPlan(plan); direct != nil {
@@ -2655,9 +2670,13 @@ func (e *emperor) onExit(ex childExit) {
 	}
 	delete(e.vassals.byPid, ex.pid)
 	e.markStatusDirty()
-	// The group outlives its leader only by accident: clear it before a
-	// respawn, so an old worker cannot hold the new one's port.
-	_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
+	launched := v.companion != nil && v.companion.pidfile != "" && v.then == thenRespawn && !e.shutdown.dying &&
+		ex.status.Exited() && ex.status.ExitStatus() == 0
+	if !launched {
+		// The group outlives its leader only by accident: clear it before
+		// a respawn, so an old worker cannot hold the new one's port.
+		_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
+	}
 	e.scheduleSweep()
 	// The pid is gone (and may be reused): nothing below may signal it.
 	v.pid = 0
@@ -2672,6 +2691,13 @@ func (e *emperor) onExit(ex childExit) {
 	v.exitCode = ex.status.ExitStatus()
 	if ex.status.Signaled() {
 		v.exitCode = -int(ex.status.Signal())
+	}
+	if launched {
+		// A smart daemon's launcher, done daemonizing: the daemon is
+		// the process its pidfile names, once it is written.
+		v.adoptTries, v.adopting = 0, true
+		e.adoptDue(v)
+		return
 	}
 	then := v.then
 	if e.shutdown.dying {
@@ -2740,6 +2766,12 @@ func (e *emperor) scheduleSweep() {
 // can only be descendants of vassals that are gone. Nothing outlives its
 // vassal.
 func (e *emperor) sweepStrays() {
+	for _, c := range e.cfg.companions {
+		if v := e.vassals.byName[c.name]; v != nil && v.adopting {
+			e.scheduleSweep() // after the smart daemon is found
+			return
+		}
+	}
 	for _, pid := range childrenOfSelf() {
 		if e.vassals.byPid[pid] != nil || e.strays.helpers[pid] {
 			continue
@@ -4206,6 +4238,7 @@ type emperorConfig struct {
 	socketTimeout    time.Duration
 	listen           int
 	daemon           daemonConfig
+	companions       []companion // the routers and daemons of the emperor's own config
 	binary           string
 	argv0            string
 	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
@@ -4268,6 +4301,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err := c.daemon.load(o, c.own); err != nil {
 		return nil, err
 	}
+	c.companions = companions(o)
 	if c.freq <= 0 {
 		// uWSGI spins with freq 0; a busy loop helps nobody.
 		c.freq = time.Second
@@ -5466,6 +5500,184 @@ func strftime(format string, t time.Time) string {
 		}
 	}
 	return b.String()
+}
+
+// ==== The emperor's own servers and daemons ==============================
+// uWSGI runs the routers and servers of an emperor's own config (fastrouter,
+// http, https, rawrouter, sslrouter, stats: the classic Emperor +
+// FastRouter deployment) and its attach-daemon commands inside the emperor
+// instance. Here the routers go to one companion uWSGI process, and every
+// attached daemon is a process of its own; each is supervised like a
+// vassal (respawned through the blacklist, in the stats, stopped at
+// shutdown, gone with the emperor), under a name no config can have: "!".
+
+// companion is one of those processes: its fixed argv, and for a daemon
+// that daemonizes itself (smart-attach-daemon), the pidfile that names the
+// process to watch once its launcher is gone.
+type companion struct {
+	name    string
+	argv    []string
+	pidfile string
+	stopSig syscall.Signal // the daemon's stop signal (attach-daemon2 stopsignal=); 0: SIGTERM
+}
+
+// gatewayOption reports whether an option of the emperor's own config
+// belongs to the companion uWSGI: a router's or gateway's, or the
+// instance's stats server (the emperor's own stats are emperor-stats).
+func gatewayOption(name string) bool {
+	for _, p := range []string{"http", "fastrouter", "rawrouter", "sslrouter", "forkptyrouter", "forkpty-router",
+		"forkptyurouter", "forkpty-urouter", "tuntap-router", "tuntap-device"} {
+		if name == p || strings.HasPrefix(name, p+"-") || p == "http" && strings.HasPrefix(name, "https") {
+			return true
+		}
+	}
+	return name == "stats" || name == "stats-server" || strings.HasPrefix(name, "stats-")
+}
+
+// companions reads the routers and daemons of the emperor's own config.
+func companions(o *Options) []companion {
+	var out []companion
+	var gateway []string
+	for _, op := range o.List {
+		if gatewayOption(op.Key) {
+			gateway = append(gateway, commandLineArg(op)...)
+		}
+	}
+	if len(gateway) > 0 {
+		// The gateways' plugins (Debian builds them as plugins), and what
+		// the instance's routers run as.
+		var with []string
+		for _, op := range o.List {
+			switch op.Key {
+			case "plugin", "plugins", "uid", "gid":
+				with = append(with, commandLineArg(op)...)
+			}
+		}
+		out = append(out, companion{name: "!gateways", argv: slices.Concat([]string{"--master", "--die-on-term"}, with, gateway)})
+	}
+	for i, cmd := range o.All("attach-daemon", "attach-control-daemon", "legion-attach-daemon") {
+		out = append(out, companion{name: "!attach-daemon:" + itoa(i+1), argv: shellArgv(cmd)})
+	}
+	for i, v := range o.All("smart-attach-daemon", "smart-attach-daemon2") {
+		pidfile, cmd, _ := strings.Cut(strings.TrimSpace(v), " ")
+		out = append(out, companion{name: "!smart-attach-daemon:" + itoa(i+1), argv: shellArgv(cmd), pidfile: pidfile})
+	}
+	for i, v := range o.All("attach-daemon2") {
+		kv := keyvals(v)
+		c := companion{name: "!attach-daemon2:" + itoa(i+1), argv: shellArgv(kv["cmd"])}
+		if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
+			c.pidfile = kv["pidfile"]
+		}
+		if n, err := strconv.Atoi(kv["stopsignal"]); err == nil {
+			c.stopSig = syscall.Signal(n)
+		}
+		if kv["cmd"] != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// shellArgv is how uWSGI runs a daemon's command: /bin/sh -c, or the
+// program itself when that is provably the same.
+func shellArgv(line string) []string {
+	if argv := directArgv(line); argv != nil {
+		return argv
+	}
+	return []string{"/bin/sh", "-c", line}
+}
+
+// keyvals reads uWSGI's "k=v,k=v" option form.
+func keyvals(s string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(f, "=")
+		m[strings.TrimSpace(k)] = v
+	}
+	return m
+}
+
+// commandLineArg is one option as a uWSGI command-line argument.
+func commandLineArg(op Option) []string {
+	if known, isFlag := knownOption(op.Key); known && isFlag {
+		if !configTrue(op.Value) {
+			return nil
+		}
+		return []string{"--" + op.Key}
+	}
+	return []string{"--" + op.Key + "=" + op.Value}
+}
+
+// addCompanions adds the records of the emperor's own servers and daemons
+// (once, at start, before the first scan).
+func (e *emperor) addCompanions() {
+	for i := range e.cfg.companions {
+		c := &e.cfg.companions[i]
+		if c.name == "!gateways" {
+			bin, err := findUWSGI(e.spawns.baseEnv)
+			if err != nil {
+				logRaw("[emperor] the routers and servers of the emperor's config need uWSGI: %v", err)
+				continue
+			}
+			c.argv = append([]string{bin}, c.argv...)
+		}
+		v := &vassal{name: c.name, mon: e.watch.own, path: c.name, sock: -1, odFd: -1, companion: c,
+			uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
+		e.vassals.byName[v.name] = v
+		e.vassals.order = append(e.vassals.order, v)
+		logVerbose("[emperor] %s: %s", c.name, strings.Join(c.argv, " "))
+		e.wake(v)
+	}
+}
+
+// companionPlan is how a companion is exec'd: its own argv, as the
+// emperor, in the emperor's directory.
+func (e *emperor) companionPlan(v *vassal, env []string, attr *syscall.SysProcAttr) (*execPlan, error) {
+	c := v.companion
+	path := c.argv[0]
+	if !strings.Contains(path, "/") {
+		found, err := lookPath(path)
+		if err != nil {
+			return nil, err
+		}
+		path = found
+	}
+	return &execPlan{path: path, argv: c.argv, dir: e.watch.startCwd, env: env, attr: attr}, nil
+}
+
+// adoptDue looks for a smart daemon's process, for up to two seconds after
+// its launcher exited; a daemon that never appears has died.
+func (e *emperor) adoptDue(v *vassal) {
+	if v.pid != 0 || v.deleted || e.shutdown.dying || e.adoptDaemon(v) {
+		v.adopting = false
+		return
+	}
+	if v.adoptTries++; v.adoptTries < 20 {
+		e.timers.push(timerItem{at: time.Now().Add(100 * time.Millisecond), kind: tAdopt, v: v, gen: v.gen})
+		return
+	}
+	v.adopting = false
+	v.lastExit = "no process in " + v.companion.pidfile
+	e.died(v, childExit{})
+}
+
+// adoptDaemon: a smart daemon's launcher exited after daemonizing; the
+// process its pidfile names (re-parented to the emperor, its subreaper)
+// is the daemon from now on.
+func (e *emperor) adoptDaemon(v *vassal) bool {
+	data, err := readRegularFile(v.companion.pidfile, 64)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 || e.vassals.byPid[pid] != nil || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	v.pid = pid
+	v.gen++
+	e.vassals.byPid[pid] = v
+	logVerbose("[emperor] %s: watching pid %d from %s", v.name, pid, v.companion.pidfile)
+	return true
 }
 
 // ==== The vassal runner =================================================

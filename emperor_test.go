@@ -3360,6 +3360,78 @@ func TestEmperorOwnChroot(t *testing.T) {
 
 // ==== The command line and options ======================================
 
+// TestEmperorGatewaysAndDaemons: the routers of the emperor's own config
+// run in a companion uWSGI and its attach-daemon commands as processes of
+// their own, each supervised like a vassal: in the stats, respawned when
+// killed, stopped with the emperor.
+func TestEmperorGatewaysAndDaemons(t *testing.T) {
+	needUWSGI(t)
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/fastrouter_plugin.so"); err != nil {
+		t.Skip("no fastrouter plugin in this uwsgi-core")
+	}
+	env := newTestEnv(t)
+	router, subs, stats := freePort(t), freePort(t), freePort(t)
+	pidfile := filepath.Join(env.root, "smart.pid")
+	ini := filepath.Join(env.root, "emperor.ini")
+	writeFile(t, ini, fmt.Sprintf(`[uwsgi]
+plugins = fastrouter
+master = true
+emperor = %s
+emperor-stats = 127.0.0.1:%d
+fastrouter = 127.0.0.1:%d
+fastrouter-subscription-server = 127.0.0.1:%d
+attach-daemon = EMPEROR_PROBE=1 PROBE_SOCK=%s PROBE_NAME=daemon %s
+smart-attach-daemon = %s sh -c 'sleep 1000 & echo $! > %s'
+`, env.vassals, stats, router, subs, env.sink.path, selfExe(t), pidfile, pidfile))
+	em := startEmperor(t, env.root, "--ini", ini)
+	waitHTTP := func(port int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				c.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nothing listens on %d", port)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitHTTP(router)
+	first := env.sink.waitStart(t, 0, "daemon")
+	doc := parseStats(t, readStats(t, "tcp", fmt.Sprintf("127.0.0.1:%d", stats)))
+	for _, id := range []string{"!gateways", "!attach-daemon:1", "!smart-attach-daemon:1"} {
+		if v := doc.vassal(id); v == nil || v["pid"].(float64) <= 0 {
+			t.Errorf("stats: %s missing or not running: %v", id, v)
+		}
+	}
+	smart := func() int {
+		data, _ := os.ReadFile(pidfile)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return n
+	}
+	oldSmart := smart()
+	syscall.Kill(first.pid, syscall.SIGKILL)
+	env.sink.waitStart(t, env.sink.count()-0, "daemon")
+	if !alive(oldSmart) {
+		t.Errorf("the smart daemon %d died with another daemon", oldSmart)
+	}
+	syscall.Kill(oldSmart, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for smart() == oldSmart || !alive(smart()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the smart daemon was not started again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	em.signalAndWait(t, syscall.SIGTERM, 15*time.Second)
+	if alive(smart()) {
+		t.Error("the smart daemon outlived the emperor")
+	}
+}
+
+
 // TestDaemonLikeInitScripts runs the emperor the way Debian's init script
 // does (start-stop-daemon --exec /usr/bin/uwsgi --name uwsgi, then --ini
 // emperor.ini --die-on-term --pidfile --daemonize): the command returns once

@@ -274,17 +274,18 @@ func cloexecInherited() {
 	}
 }
 
-// shimNeeded says whether vassals must pass through the pre-exec shim: Go's
-// fork cannot shrink the bounding set or make mounts private between fork
-// and exec, so the emperor execs itself for that, then the real vassal.
+// shimNeeded says whether vassals must pass through the pre-exec stage:
+// Go's fork cannot shrink the bounding set, make mounts private or run the
+// vassal-side hooks between fork and exec, so the emperor execs itself for
+// that, then the real vassal.
 func shimNeeded(c *emperorConfig) bool {
-	return c.vassalCaps != 0 || c.cloneFlags&unix.CLONE_NEWNS != 0
+	return c.vassalCaps != 0 || c.cloneFlags&unix.CLONE_NEWNS != 0 || c.hooks.preExec()
 }
 
 // runShim runs in the child, still as root, between the emperor's fork and
 // the vassal's exec: private mounts (so a vassal's umount cannot reach the
 // host through shared propagation), the capability bounding set, then the
-// tyrant's uid/gid, then exec. spec is "exec=PATH caps=HEX uid=N gid=N private=1".
+// tyrant's uid/gid, then the vassal-side hooks and the exec (asVassal).
 func runShim(spec string) int {
 	os.Unsetenv(shimEnv)
 	s := parseShimSpec(spec)
@@ -292,24 +293,24 @@ func runShim(spec string) int {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
 		return 1
 	}
-	if s.private {
+	if s.Private {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fail(fmt.Errorf("making mounts private: %w", err))
 		}
 	}
-	if s.caps != 0 {
-		if err := shrinkBoundingSet(s.caps | 1<<unix.CAP_SETPCAP); err != nil {
+	if s.Caps != 0 {
+		if err := shrinkBoundingSet(s.Caps | 1<<unix.CAP_SETPCAP); err != nil {
 			return fail(err)
 		}
 	}
-	if s.uid >= 0 {
+	if s.UID >= 0 {
 		ppid := os.Getppid()
-		if err := setIDs(s.uid, s.gid, nil); err != nil {
+		if err := setIDs(s.UID, s.GID, nil); err != nil {
 			return fail(err)
 		}
 		rearmParentDeath(ppid)
 	}
-	return fail(fmt.Errorf("exec %s: %w", s.exec, syscall.Exec(s.exec, os.Args, os.Environ())))
+	return s.asVassal()
 }
 
 // shrinkBoundingSet drops every capability not in keep from the bounding set

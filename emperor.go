@@ -4268,7 +4268,7 @@ var options = []optionSpec{
 	{"status", optValue, useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
 	{"version", optFlag, useEmperor, "", "", "print the version"},
 	{name: "emperor-stats-server", kind: optValue, use: useEmperor},
-	{name: "emperor-procname", kind: optValue, use: useCosmetic},
+	{name: "emperor-procname", kind: optValue, use: useEmperor},
 	{name: "emperor-wrapper-override", kind: optValue, use: useEmperor},
 	{name: "emperor-wrapper-fallback", kind: optValue, use: useEmperor},
 	{name: "emperor-broodlord", kind: optValue, use: useEmperor},
@@ -4852,7 +4852,7 @@ type daemonConfig struct {
 	pidfiles2      []string // pidfile2, safe-pidfile2: after the drop
 	safePid        map[string]bool
 	vacuum         bool   // remove pidfiles and UNIX sockets at a clean exit
-	procname       string // procname / emperor-procname: the name ps and top show
+	procname       string // emperor-procname: the command line ps shows (comm stays, as in uWSGI)
 	maxFD          uint64 // max-fd: RLIMIT_NOFILE for the emperor and its vassals
 	limitAS        uint64 // limit-as, bytes: RLIMIT_AS of every vassal
 	uid, gid       int    // for logfile-chown
@@ -4881,7 +4881,7 @@ func (d *daemonConfig) load(o *Options, own ownPrivileges) error {
 		d.safePid[p] = strings.HasPrefix(key, "safe-")
 	}
 	d.vacuum = o.Flag("vacuum")
-	d.procname, _ = o.Last("emperor-procname", "procname")
+	d.procname, _ = o.Last("emperor-procname")
 	if n := o.Int(0, "max-fd"); n > 0 {
 		d.maxFD = uint64(n)
 	}
@@ -5106,7 +5106,7 @@ func (d *daemonConfig) processLimits() error {
 		}
 	}
 	if d.procname != "" {
-		setProcName(d.procname)
+		setProcTitle(d.procname)
 	}
 	return nil
 }

@@ -235,9 +235,37 @@ func executableFile(path string) bool {
 // dupOnto makes fd also be newfd (a log file as stdout and stderr).
 func dupOnto(fd, newfd int) error { return unix.Dup3(fd, newfd, 0) }
 
-// setProcName sets the name ps and top show (the kernel's comm, 15 bytes).
-func setProcName(name string) {
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append([]byte(name), 0)[0])), 0, 0, 0)
+// setProcTitle makes the process's command line (what ps shows) name, as
+// uWSGI's emperor-procname does: written over the argv area, cut to its
+// size; the kernel's comm (start-stop-daemon's --name) stays. os.Args,
+// whose strings live in that area, is copied first.
+func setProcTitle(name string) {
+	if len(argvArea) > 1 {
+		n := copy(argvArea[:len(argvArea)-1], name)
+		clear(argvArea[n:])
+	}
+}
+
+// argvArea is the memory the kernel laid the command line out in. os.Args
+// is copied out of it before anything reads it, so that writing a title
+// there changes no string of the program.
+var argvArea []byte
+
+func init() {
+	if len(os.Args) == 0 {
+		return
+	}
+	start := unsafe.StringData(os.Args[0])
+	last := os.Args[len(os.Args)-1]
+	size := int(uintptr(unsafe.Pointer(unsafe.StringData(last)))-uintptr(unsafe.Pointer(start))) + len(last) + 1
+	if size > 1 && size < 1<<20 {
+		argvArea = unsafe.Slice(start, size)
+	}
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = strings.Clone(a)
+	}
+	os.Args = args
 }
 
 // setAddressSpaceLimit binds a process's virtual memory (limit-as).

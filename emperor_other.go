@@ -153,8 +153,8 @@ func executableFile(path string) bool {
 
 func dupOnto(fd, newfd int) error { return unix.Dup2(fd, newfd) }
 
-// setProcName: the process name is left as it is elsewhere.
-func setProcName(name string) {}
+// setProcTitle: the command line is left as it is elsewhere.
+func setProcTitle(name string) {}
 
 func setAddressSpaceLimit(pid int, bytes uint64) error {
 	return fmt.Errorf("limit-as: not supported on %s", runtime.GOOS)

@@ -3360,6 +3360,26 @@ func TestDaemonLikeInitScripts(t *testing.T) {
 	}
 }
 
+// TestEmperorProcname: emperor-procname is the command line ps shows, as
+// uWSGI writes it over its argv; the process name (comm, which init scripts
+// match) stays.
+func TestEmperorProcname(t *testing.T) {
+	env := newTestEnv(t)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-procname", "my-emperor", "--emperor-pidfile", filepath.Join(env.root, "pid"))
+	em.waitLog(t, "writing pidfile", 5*time.Second)
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", em.cmd.Process.Pid))
+	if args := strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " ")); len(args) != 1 || args[0] != "my-emperor" {
+		t.Errorf("command line %q, want my-emperor", cmdline)
+	}
+	if comm := procComm(em.cmd.Process.Pid); comm != "emperor" {
+		t.Errorf("comm %q changed", comm)
+	}
+	data, _ := os.ReadFile(filepath.Join(env.root, "pid"))
+	if strings.TrimSpace(string(data)) != itoa(em.cmd.Process.Pid) {
+		t.Errorf("pidfile %q: options read from the command line were damaged", data)
+	}
+}
+
 // TestJournalStreamDropsStamps: under systemd's journal (JOURNAL_STREAM
 // naming stderr) the emperor leaves timestamps to journald; with stderr
 // elsewhere the variable changes nothing.

@@ -125,7 +125,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 			odByFd: map[int]*vassal{},
 		},
 		spawns: spawnBatch{baseEnv: vassalEnv(os.Environ())},
-		strays: strayState{helpers: map[int]bool{}},
+		strays: strayState{helpers: map[int]string{}},
 		black:  newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		parent: parentLink{fd: -1},
 	}
@@ -232,6 +232,10 @@ func (e *emperor) start() error {
 // through the channels it selects on.
 func (e *emperor) loop() int {
 	if err := e.start(); err != nil {
+		logRaw("emperor: %v", err)
+		return 1
+	}
+	if err := e.runEmperorStart(); err != nil {
 		logRaw("emperor: %v", err)
 		return 1
 	}
@@ -556,7 +560,7 @@ func (e *emperor) reloadAll() {
 
 func (e *emperor) dumpStatus() {
 	for _, v := range e.vassals.live() {
-		logRaw("vassal instance %s (last modified %d) status %d loyal %d zerg 0", v.name, v.lastMod, v.status, b2i(v.loyal))
+		logRaw("vassal instance %s (last modified %d) status %d loyal %d zerg %d", v.shownName(), v.lastMod, v.status, b2i(v.loyal), b2i(v.zergOf != nil))
 	}
 }
 
@@ -931,7 +935,7 @@ func (e *emperor) scanMonitor(m *monitor) {
 		}
 	}
 	for _, v := range e.vassals.live() {
-		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete {
+		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete && v.zergOf == nil {
 			e.stop(v, thenDelete)
 		}
 	}
@@ -1656,12 +1660,14 @@ func splitPath(p string) []string {
 // deleted ones until live() compacts them; byPid holds v while v.pid > 0,
 // byFd while v.sock >= 0, odByFd while v's listener is in the epoll set.
 type vassalTable struct {
-	byName   map[string]*vassal
-	order    []*vassal
-	nDeleted int
-	byPid    map[int]*vassal
-	byFd     map[int]*vassal
-	odByFd   map[int]*vassal
+	byName     map[string]*vassal
+	order      []*vassal
+	nDeleted   int
+	byPid      map[int]*vassal
+	byFd       map[int]*vassal
+	odByFd     map[int]*vassal
+	zergs      int // zerg records, at most emperor-broodlord
+	zergStarts int // zerg records ever made: UWSGI_BROODLORD_NUM never goes down
 }
 
 // vassal is one config and the process running it. Only the loop goroutine
@@ -1683,6 +1689,9 @@ type vassal struct {
 	gen          uint64
 	spawnPending bool       // collected for a batch of fork+execs, not yet run
 	noDirect     bool       // exec'ing its program directly failed: the runner starts it
+	zergOf       *vassal    // a zerg: the vassal it reinforces (emperor-broodlord)
+	zergNum      int        // a zerg: UWSGI_BROODLORD_NUM, the count of zerg starts
+	hookRan      bool       // vassals-stop-hook ran for the last process's end
 	companion    *companion // one of the emperor's own servers or daemons; nil for a config's vassal
 	adoptTries   int        // a smart daemon's pidfile looked for since its launcher exited
 	adopting     bool       // its process is being looked for: no stray sweep meanwhile (it is a child too)
@@ -1968,7 +1977,18 @@ func (e *emperor) deleteVassal(v *vassal) {
 	v.gen++
 	e.vassals.nDeleted++
 	delete(e.vassals.byName, v.name)
-	logVerbose("[emperor] removed uwsgi instance %s", v.name)
+	if !v.hookRan {
+		e.runStopHook(v)
+	}
+	logVerbose("[emperor] removed uwsgi instance %s", v.shownName())
+	if v.zergOf != nil {
+		e.vassals.zergs--
+	}
+	for _, z := range e.vassals.live() {
+		if z.zergOf == v && !z.deleted {
+			e.stop(z, thenDelete) // a zerg goes with its vassal's config
+		}
+	}
 	if !v.loyal && !e.cfg.noBlacklist && !e.shutdown.dying && v.firstRun != 0 {
 		e.black.add(v.name, time.Now())
 	}
@@ -2161,6 +2181,8 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 		}
 	}
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
+	v.hookRan = false
+	e.startAsEmperor(v)
 	e.markStatusDirty()
 }
 
@@ -2405,7 +2427,13 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 	argv := make([]string, 0, 3+len(e.cfg.before)+len(e.cfg.after))
 	argv = append(argv, e.cfg.argv0)
 	argv = append(argv, e.cfg.before...)
-	argv = append(argv, e.cfg.configFlag(v.name), v.name)
+	if v.zergOf != nil {
+		// The [zerg] section of the same file: every config format reads
+		// FILE:SECTION so.
+		argv = append(argv, e.cfg.configFlag(v.zergOf.name), v.zergOf.name+":zerg")
+	} else {
+		argv = append(argv, e.cfg.configFlag(v.name), e.magicConfig(v))
+	}
 	return append(argv, e.cfg.after...)
 }
 
@@ -2414,6 +2442,9 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // when something must happen between fork and exec that fork cannot do.
 func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	if v.zergOf != nil {
+		env = append(env, "UWSGI_BROODLORD_NUM="+itoa(v.zergNum))
+	}
 	attr, err := platformSysProcAttr(&spawnSpec{cloneFlags: e.cfg.cloneFlags})
 	if err != nil {
 		return nil, err
@@ -2434,10 +2465,11 @@ func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 	}
 	inUserNS := userNSMappings(attr, uid, gid)
 	if shimNeeded(e.cfg) {
-		spec := shimSpec{exec: e.cfg.binary, caps: e.cfg.vassalCaps, uid: -1, gid: -1, private: e.cfg.cloneFlags != 0}
+		spec := shimSpec{Exec: e.cfg.binary, Caps: e.cfg.vassalCaps, UID: -1, GID: -1, Private: e.cfg.cloneFlags != 0}
 		if e.cfg.tyrant {
-			spec.uid, spec.gid = uid, gid
+			spec.UID, spec.GID = uid, gid
 		}
+		e.preExecSpec(&spec, v)
 		plan.path, plan.env = e.cfg.self, append(env, shimEnv+"="+spec.String())
 		return plan, nil
 	}
@@ -2479,7 +2511,7 @@ func (c *emperorConfig) spawnDir(v *vassal) string { return v.mon.dir }
 // credentials, namespaces and capabilities keep their proven paths).
 func (e *emperor) directRunner() bool {
 	return e.cfg.binary == e.cfg.self && e.cfg.argv0 == e.cfg.binary && !e.cfg.tyrant &&
-		e.cfg.cloneFlags == 0 && e.cfg.vassalCaps == 0
+		e.cfg.cloneFlags == 0 && e.cfg.vassalCaps == 0 && !e.cfg.hooks.preExec()
 }
 
 // runnerOnly are config keys only the runner's own process can carry out.
@@ -2656,8 +2688,8 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 // strayState tells the emperor's own helper children from vassals' strays:
 // every child that is neither a vassal nor a helper is a stray.
 type strayState struct {
-	helpers  map[int]bool // the emperor's own children (on-demand-exec commands)
-	sweepDue bool         // a sweep is queued
+	helpers  map[int]string // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
+	sweepDue bool           // a sweep is queued
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
@@ -2665,6 +2697,9 @@ type strayState struct {
 func (e *emperor) onExit(ex childExit) {
 	v := e.vassals.byPid[ex.pid]
 	if v == nil {
+		if note := e.strays.helpers[ex.pid]; note != "" {
+			logRaw("[emperor] %s returned %d", note, exitCode(ex.status))
+		}
 		delete(e.strays.helpers, ex.pid)
 		return
 	}
@@ -2702,6 +2737,10 @@ func (e *emperor) onExit(ex childExit) {
 	then := v.then
 	if e.shutdown.dying {
 		then = thenDelete
+	}
+	if then != thenIdle {
+		e.runStopHook(v)
+		v.hookRan = true
 	}
 	switch then {
 	case thenDelete:
@@ -2742,6 +2781,14 @@ func (e *emperor) died(v *vassal, ex childExit) {
 	e.scheduleRespawn(v, e.black.wait(v.name, now))
 }
 
+// exitCode is a status as a shell reports it: the code, or 128+signal.
+func exitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
 func describeExit(ws syscall.WaitStatus) string {
 	switch {
 	case ws.Signaled():
@@ -2773,7 +2820,7 @@ func (e *emperor) sweepStrays() {
 		}
 	}
 	for _, pid := range childrenOfSelf() {
-		if e.vassals.byPid[pid] != nil || e.strays.helpers[pid] {
+		if _, helper := e.strays.helpers[pid]; e.vassals.byPid[pid] != nil || helper {
 			continue
 		}
 		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
@@ -2896,12 +2943,18 @@ func (e *emperor) onByte(v *vassal, b byte) {
 		logVerbose("[emperor] vassal %s is now loyal", v.name)
 		e.black.remove(v.name)
 	case 22:
-		if v.status == statusRunning && v.onDemand != "" {
+		switch {
+		case v.status != statusRunning:
+		case v.onDemand != "":
 			logVerbose("[emperor] bringing back instance %s to on-demand mode", v.name)
 			e.stop(v, thenIdle)
-		} else if v.status == statusRunning {
+		case v.zergOf != nil:
+			e.stop(v, thenDelete) // an idle zerg retires
+		default:
 			e.stop(v, thenVoluntary)
 		}
+	case 30:
+		e.onSOS(v)
 	case 26:
 		v.lastHeartbeat, v.heartbeatAt = now, time.Now()
 		if !v.heartbeatArmed {
@@ -3067,7 +3120,7 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 		e.placeVassal(v, "")
 		return
 	}
-	e.strays.helpers[pid] = true
+	e.strays.helpers[pid] = ""
 	v.gen++
 	go readOnDemandExec(r, pid, odResolved{v: v, gen: v.gen}, e.in.odResult, e.in.done)
 }
@@ -3212,6 +3265,7 @@ type statsSnapshot struct {
 }
 
 type vassalStat struct {
+	zerg                                bool
 	id                                  string
 	pid                                 int
 	born, lastMod, lastHeartbeat        int64
@@ -3244,7 +3298,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 	live := e.vassals.live()
 	s.vassals = make([]vassalStat, 0, len(live))
 	for _, v := range live {
-		st := vassalStat{id: v.name, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
+		st := vassalStat{id: v.shownName(), zerg: v.zergOf != nil, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
 			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
 			lastAccepting: v.lastAccepting, firstRun: v.firstRun, lastRun: v.lastRun, cursed: v.cursed,
 			starts: v.starts, exitCode: v.exitCode,
@@ -3402,7 +3456,7 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.num("first_run", v.firstRun)
 	w.num("last_run", v.lastRun)
 	w.num("cursed", v.cursed)
-	w.num("zerg", 0)
+	w.num("zerg", int64(b2i(v.zerg)))
 	w.str("on_demand", v.onDemand)
 	w.num("uid", int64(v.uid))
 	w.num("gid", int64(v.gid))
@@ -4238,6 +4292,7 @@ type emperorConfig struct {
 	socketTimeout    time.Duration
 	listen           int
 	daemon           daemonConfig
+	hooks            hookConfig
 	companions       []companion // the routers and daemons of the emperor's own config
 	binary           string
 	argv0            string
@@ -4302,6 +4357,9 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		return nil, err
 	}
 	c.companions = companions(o)
+	if err := c.hooks.load(o); err != nil {
+		return nil, err
+	}
 	if c.freq <= 0 {
 		// uWSGI spins with freq 0; a busy loop helps nobody.
 		c.freq = time.Second
@@ -4593,27 +4651,40 @@ var options = []optionSpec{
 	{"status", optValue, useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
 	{"version", optFlag, useEmperor, "", "", "print the version"},
 	{name: "emperor-stats-server", kind: optValue, use: useEmperor},
-	{name: "emperor-procname", kind: optValue, use: useCosmetic},
-	{name: "emperor-wrapper-override", kind: optValue, use: useNotYet},
-	{name: "emperor-wrapper-fallback", kind: optValue, use: useNotYet},
-	{name: "emperor-broodlord", kind: optValue, use: useNotYet},
+	{name: "emperor-procname", kind: optValue, use: useEmperor},
+	{name: "emperor-wrapper-override", kind: optValue, use: useEmperor},
+	{name: "emperor-wrapper-fallback", kind: optValue, use: useEmperor},
+	{name: "emperor-broodlord", kind: optValue, use: useEmperor},
 	{name: "emperor-on-demand-ext", kind: optValue, use: useEmperor},
 	{name: "emperor-on-demand-dir", kind: optValue, use: useEmperor},
 	{name: "emperor-extra-ext", kind: optValue, use: useEmperor},
 	{name: "emperor-cap", kind: optValue, use: useEmperor},
 	{name: "vassal-cap", kind: optValue, use: useEmperor},
-	{name: "emperor-proxy-socket", kind: optValue, use: useNotYet},
+	{name: "emperor-proxy-socket", kind: optValue, use: useEmperor},
 	{name: "vassals-set", kind: optValue, use: useEmperor},
-	{name: "vassals-start-hook", kind: optValue, use: useNotYet},
-	{name: "vassals-stop-hook", kind: optValue, use: useNotYet},
-	{name: "hook-emperor-start", kind: optValue, use: useNotYet},
-	{name: "hook-as-emperor", kind: optValue, use: useNotYet},
-	{name: "mount-as-emperor", kind: optValue, use: useNotYet},
-	{name: "umount-as-emperor", kind: optValue, use: useNotYet},
-	{name: "exec-as-emperor", kind: optValue, use: useNotYet},
-	{name: "call-as-emperor", kind: optValue, use: useNotYet},
-	{name: "hook-as-vassal", kind: optValue, use: useNotYet},
-	{name: "exec-as-vassal", kind: optValue, use: useNotYet},
+	{name: "vassals-start-hook", kind: optValue, use: useEmperor},
+	{name: "vassals-stop-hook", kind: optValue, use: useEmperor},
+	{name: "hook-emperor-start", kind: optValue, use: useEmperor},
+	{name: "hook-as-emperor", kind: optValue, use: useEmperor},
+	{name: "mount-as-emperor", kind: optValue, use: useEmperor},
+	{name: "umount-as-emperor", kind: optValue, use: useEmperor},
+	{name: "exec-as-emperor", kind: optValue, use: useEmperor},
+	{name: "call-as-emperor", kind: optValue, use: useEmperor},
+	{name: "hook-as-vassal", kind: optValue, use: useEmperor},
+	{name: "exec-as-vassal", kind: optValue, use: useEmperor},
+	{name: "mount-as-vassal", kind: optValue, use: useEmperor},
+	{name: "umount-as-vassal", kind: optValue, use: useEmperor},
+	{name: "call-as-vassal", kind: optValue, use: useEmperor},
+	{name: "call-as-vassal1", kind: optValue, use: useEmperor},
+	{name: "call-as-vassal3", kind: optValue, use: useEmperor},
+	{name: "call-as-emperor1", kind: optValue, use: useEmperor},
+	{name: "call-as-emperor2", kind: optValue, use: useEmperor},
+	{name: "call-as-emperor4", kind: optValue, use: useEmperor},
+	{name: "vassal-sos", kind: optValue, use: useEmperor},
+	{name: "vassal-sos-backlog", kind: optValue, use: useEmperor},
+	{name: "hook-emperor-stop", kind: optValue, use: useEmperor},
+	{name: "hook-emperor-reload", kind: optValue, use: useEmperor},
+	{name: "hook-emperor-lost", kind: optValue, use: useEmperor},
 	{name: "log-strftime", kind: optValue, use: useCosmetic},
 	{name: "ini", kind: optValue, use: useEmperor},
 	{name: "xml", kind: optValue, use: useEmperor},
@@ -4677,8 +4748,8 @@ var options = []optionSpec{
 	{name: "procname", kind: optValue, use: useEmperor},
 	{name: "heartbeat", kind: optValue, use: useEmperor},
 	{name: "idle", kind: optValue, use: useEmperor},
-	{name: "emperor-magic-exec", kind: optFlag, use: useNotYet},
-	{name: "early-emperor", kind: optFlag, use: useNotYet},
+	{name: "emperor-magic-exec", kind: optFlag, use: useEmperor},
+	{name: "early-emperor", kind: optFlag, use: useEmperor},
 	{name: "imperial-monitor-list", kind: optFlag, use: useCosmetic},
 	{name: "imperial-monitors-list", kind: optFlag, use: useCosmetic},
 	{name: "stats-http", kind: optFlag, use: useNotYet},
@@ -4763,6 +4834,9 @@ func init() {
 func main() {
 	if spec := os.Getenv(shimEnv); spec != "" {
 		os.Exit(runShim(spec))
+	}
+	if spec := os.Getenv(asEmperorEnv); spec != "" {
+		os.Exit(runAsEmperor(spec))
 	}
 	os.Exit(run(os.Args[1:]))
 }
@@ -5161,7 +5235,7 @@ type daemonConfig struct {
 	pidfiles2      []string // pidfile2, safe-pidfile2: after the drop
 	safePid        map[string]bool
 	vacuum         bool   // remove pidfiles and UNIX sockets at a clean exit
-	procname       string // procname / emperor-procname: the name ps and top show
+	procname       string // emperor-procname: the command line ps shows (comm stays, as in uWSGI)
 	maxFD          uint64 // max-fd: RLIMIT_NOFILE for the emperor and its vassals
 	limitAS        uint64 // limit-as, bytes: RLIMIT_AS of every vassal
 	uid, gid       int    // for logfile-chown
@@ -5190,7 +5264,7 @@ func (d *daemonConfig) load(o *Options, own ownPrivileges) error {
 		d.safePid[p] = strings.HasPrefix(key, "safe-")
 	}
 	d.vacuum = o.Flag("vacuum")
-	d.procname, _ = o.Last("emperor-procname", "procname")
+	d.procname, _ = o.Last("emperor-procname")
 	if n := o.Int(0, "max-fd"); n > 0 {
 		d.maxFD = uint64(n)
 	}
@@ -5415,7 +5489,7 @@ func (d *daemonConfig) processLimits() error {
 		}
 	}
 	if d.procname != "" {
-		setProcName(d.procname)
+		setProcTitle(d.procname)
 	}
 	return nil
 }
@@ -5799,20 +5873,34 @@ func enterChroot(dir string) error {
 // runHooks runs one phase's hooks: hook-PHASE actions, then exec-PHASE
 // shell commands, each in config order. Any failure stops the vassal.
 func runHooks(opts *Options, phase string) error {
-	for _, h := range opts.All("hook-" + phase) {
-		if err := runHookAction(h); err != nil {
+	return runHookPhase(phase, opts.All("hook-"+phase), opts.All("mount-"+phase), opts.All("umount-"+phase), opts.All("exec-"+phase), nil)
+}
+
+// runHookPhase runs one phase's hooks as uWSGI's core/hooks.c does, each
+// logged before it runs: hook actions, mounts, umounts, then exec command
+// lines (through /bin/sh -c), each in config order. The first failure
+// stops the phase; what it means is the caller's (fatal for a vassal's).
+func runHookPhase(phase string, hooks, mounts, umounts, execs, _ []string) error {
+	for _, h := range hooks {
+		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", h, phase)
+		if err := runHookAction(strings.TrimPrefix(h, "!")); err != nil {
 			return fmt.Errorf("hook-%s %q: %w", phase, h, err)
 		}
 	}
-	for _, key := range []string{"mount-" + phase, "umount-" + phase} {
-		for _, h := range opts.All(key) {
-			action := strings.TrimSuffix(key, "-"+phase)
-			if err := runHookAction(action + ":" + h); err != nil {
-				return fmt.Errorf("%s %q: %w", key, h, err)
-			}
+	for _, m := range mounts {
+		fmt.Fprintf(os.Stderr, "mounting \"%s\" (%s)...\n", m, phase)
+		if err := runHookAction("mount:" + m); err != nil {
+			return fmt.Errorf("mount-%s %q: %w", phase, m, err)
 		}
 	}
-	for _, cmd := range opts.All("exec-" + phase) {
+	for _, m := range umounts {
+		fmt.Fprintf(os.Stderr, "un-mounting \"%s\" (%s)...\n", m, phase)
+		if err := runHookAction("umount:" + m); err != nil {
+			return fmt.Errorf("umount-%s %q: %w", phase, m, err)
+		}
+	}
+	for _, cmd := range execs {
+		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", cmd, phase)
 		if err := runShell(cmd); err != nil {
 			return fmt.Errorf("exec-%s %q: %w", phase, cmd, err)
 		}
@@ -5820,18 +5908,42 @@ func runHooks(opts *Options, phase string) error {
 	return nil
 }
 
+// runShell runs a hook's command line through /bin/sh -c, as uWSGI does,
+// and fails, saying so as uWSGI does, on a non-zero exit.
 func runShell(cmdline string) error {
-	cmd := exec.Command("/bin/sh", "-c", cmdline)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
+	if rc := runWait(exec.Command("/bin/sh", "-c", cmdline)); rc != 0 {
+		fmt.Fprintf(os.Stderr, "command \"%s\" exited with non-zero code: %d\n", cmdline, rc)
+		return fmt.Errorf("exited with code %d", rc)
+	}
+	return nil
 }
 
 // runHookAction performs one uWSGI hook, "action:arguments".
 func runHookAction(h string) error {
-	action, arg, _ := strings.Cut(h, ":")
+	action, arg, ok := strings.Cut(h, ":")
+	if !ok {
+		return fmt.Errorf("invalid hook syntax, must be hook:args")
+	}
 	switch action {
 	case "exec":
 		return runShell(arg)
+	case "safeexec":
+		_ = runShell(arg) // logged, never fails
+	case "cd":
+		return os.Chdir(arg)
+	case "create", "creat":
+		f, err := os.OpenFile(arg, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			err = f.Close()
+		}
+		return err
+	case "chmod":
+		path, mode, _ := strings.Cut(arg, " ")
+		m, err := strconv.ParseUint(strings.TrimSpace(mode), 8, 32)
+		if err != nil {
+			return fmt.Errorf("chmod %s: bad mode %q", path, mode)
+		}
+		return os.Chmod(path, os.FileMode(m))
 	case "print", "log":
 		fmt.Fprintln(os.Stderr, arg)
 	case "chdir":
@@ -5868,7 +5980,7 @@ func runHookAction(h string) error {
 		code, _ := strconv.Atoi(arg)
 		os.Exit(code)
 	default:
-		return fmt.Errorf("unsupported hook action %q", action)
+		return fmt.Errorf("hook action not found: %s", action)
 	}
 	return nil
 }
@@ -6008,45 +6120,356 @@ func configArgName(args []string) string {
 	return "?"
 }
 
+// ==== Hooks around vassals ===============================================
+// uWSGI's hooks of an emperor's config (core/emperor.c): vassals-start-hook
+// and the *-as-vassal options run in the vassal's process before its exec
+// (the pre-exec stage), the *-as-emperor options and vassals-stop-hook in
+// processes of the emperor's own, never on the loop: a slow hook delays
+// nothing else (uWSGI's loop waits for each).
+
+// hookConfig is every hook option of the emperor's config, read once.
+type hookConfig struct {
+	startHook, stopHook string
+	asVassal            phaseHooks // hook-, mount-, umount-, exec-as-vassal
+	asEmperor           phaseHooks // hook-, mount-, umount-, exec-as-emperor
+	emperorStart        []string   // hook-emperor-start: once, before the first scan; fatal
+	overrides           []string   // emperor-wrapper-override
+	fallbacks           []string   // emperor-wrapper-fallback
+	magicExec           bool       // emperor-magic-exec: an executable config is run for its output
+	broodlord           int        // emperor-broodlord: zergs at most at once
+}
+
+type phaseHooks struct{ hooks, mounts, umounts, execs []string }
+
+func (p phaseHooks) any() bool {
+	return len(p.hooks)+len(p.mounts)+len(p.umounts)+len(p.execs) > 0
+}
+
+func (h *hookConfig) load(o *Options) error {
+	for _, key := range []string{"call-as-vassal", "call-as-vassal1", "call-as-vassal3", "call-as-emperor",
+		"call-as-emperor1", "call-as-emperor2", "call-as-emperor4"} {
+		if o.Has(key) {
+			return fmt.Errorf("option --%s calls a C function inside a uWSGI binary by its symbol name: there is none here (use exec-%s or hook-%s)", key,
+				strings.TrimRight(strings.TrimPrefix(key, "call-"), "1234"), strings.TrimRight(strings.TrimPrefix(key, "call-"), "1234"))
+		}
+	}
+	h.startHook, _ = o.Last("vassals-start-hook")
+	h.stopHook, _ = o.Last("vassals-stop-hook")
+	h.asVassal = phaseHooks{o.All("hook-as-vassal"), o.All("mount-as-vassal"), o.All("umount-as-vassal"), o.All("exec-as-vassal")}
+	h.asEmperor = phaseHooks{o.All("hook-as-emperor"), o.All("mount-as-emperor"), o.All("umount-as-emperor"), o.All("exec-as-emperor")}
+	h.emperorStart = o.All("hook-emperor-start")
+	h.overrides = o.All("emperor-wrapper-override")
+	h.fallbacks = o.All("emperor-wrapper-fallback")
+	h.magicExec = o.Flag("emperor-magic-exec")
+	h.broodlord = o.Int(0, "emperor-broodlord")
+	// uWSGI dies at the first vassal start on a malformed hook; here the
+	// emperor does not start, with the reason.
+	for _, hk := range slices.Concat(h.asVassal.hooks, h.asEmperor.hooks, h.emperorStart) {
+		action, _, ok := strings.Cut(strings.TrimPrefix(hk, "!"), ":")
+		if !ok {
+			return fmt.Errorf("hook %q: invalid hook syntax, must be hook:args", hk)
+		}
+		if !hookActions[action] {
+			return fmt.Errorf("hook %q: hook action not found: %s", hk, action)
+		}
+	}
+	for _, opt := range []struct {
+		name string
+		why  string
+	}{
+		{"early-emperor", "the emperor starts at once anyway; --uid and --gid apply after its sockets are bound"},
+		{"emperor-proxy-socket", "it is an option of a uWSGI vassal, which binds the socket itself"},
+		{"vassal-sos", "it is an option of a uWSGI vassal, which sends the SOS itself"},
+		{"vassal-sos-backlog", "it is an option of a uWSGI vassal, which sends the SOS itself"},
+	} {
+		if o.Has(opt.name) {
+			logRaw("[emperor] --%s: %s", opt.name, opt.why)
+		}
+	}
+	return nil
+}
+
+// hookActions are the hook actions the runner and the emperor carry out.
+var hookActions = map[string]bool{"exec": true, "safeexec": true, "print": true, "log": true, "chdir": true,
+	"cd": true, "mkdir": true, "putenv": true, "unlink": true, "write": true, "append": true, "create": true,
+	"creat": true, "chmod": true, "sethostname": true, "hostname": true, "mount": true, "umount": true, "exit": true}
+
+// preExec reports whether vassals need the pre-exec stage for hooks.
+func (h *hookConfig) preExec() bool {
+	return h.startHook != "" || h.asVassal.any() || len(h.overrides)+len(h.fallbacks) > 0
+}
+
+// preExecSpec adds the vassal-side hooks of v to the pre-exec stage.
+func (e *emperor) preExecSpec(s *shimSpec, v *vassal) {
+	h := &e.cfg.hooks
+	s.Name, s.StartHook = v.name, h.startHook
+	s.Dir = e.cfg.spawnDir(v)
+	s.Hooks, s.Mounts, s.Umounts, s.Execs = h.asVassal.hooks, h.asVassal.mounts, h.asVassal.umounts, h.asVassal.execs
+	s.Overrides, s.Fallbacks = h.overrides, h.fallbacks
+}
+
+// startAsEmperor runs the emperor-side hooks of a vassal that just
+// started, in a process of their own that the loop does not wait for.
+func (e *emperor) startAsEmperor(v *vassal) {
+	h := e.cfg.hooks.asEmperor
+	if !h.any() {
+		return
+	}
+	spec := asEmperorSpec{Name: v.name, PID: v.pid, UID: int(v.uid), GID: int(v.gid),
+		Hooks: h.hooks, Mounts: h.mounts, Umounts: h.umounts, Execs: h.execs}
+	data, _ := json.Marshal(spec)
+	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+string(data)), e.cfg.spawnDir(v), "")
+}
+
+// runStopHook runs vassals-stop-hook for a vassal whose process is gone:
+// [CMD, NAME], no shell, with UWSGI_VASSALS_DIR, as uWSGI runs it, but in
+// a process the loop does not wait for.
+func (e *emperor) runStopHook(v *vassal) {
+	cmd := e.cfg.hooks.stopHook
+	if cmd == "" || v.companion != nil {
+		return
+	}
+	path, err := lookPath(cmd)
+	if err != nil {
+		logRaw("[emperor] running vassal stop-hook: %s %s", cmd, v.name)
+		logRaw("[emperor] %s stop-hook returned 1", v.name)
+		return
+	}
+	logRaw("[emperor] running vassal stop-hook: %s %s", cmd, v.name)
+	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_VASSALS_DIR="+e.cfg.spawnDir(v))
+	e.helper(path, []string{cmd, v.name}, env, e.cfg.spawnDir(v), v.name+" stop-hook")
+}
+
+// helper starts one of the emperor's own processes: it gets stdio only
+// (never a vassal's socket), its exit is collected by the reaper, and,
+// with a note, logged as "[emperor] NOTE returned CODE".
+func (e *emperor) helper(path string, argv, env []string, dir, note string) {
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Dir: dir, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		logRaw("[emperor] %s: %v", filepath.Base(path), err)
+		return
+	}
+	e.strays.helpers[pid] = note
+}
+
+// runEmperorStart runs hook-emperor-start once, before the first scan, in
+// a process of its own in the first directory monitor's directory (uWSGI's
+// emperor sits in its last one), and waits for it: a failure is fatal, as in
+// uWSGI.
+func (e *emperor) runEmperorStart() error {
+	if len(e.cfg.hooks.emperorStart) == 0 {
+		return nil
+	}
+	spec, _ := json.Marshal(asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart})
+	cmd := exec.Command(e.cfg.self)
+	cmd.Env = append(os.Environ(), asEmperorEnv+"="+string(spec))
+	cmd.Dir = e.watch.startCwd
+	for _, m := range e.watch.monitors {
+		if !m.glob && !m.missing {
+			cmd.Dir = m.dir
+		}
+	}
+	if rc := runWait(cmd); rc != 0 {
+		logVerbose("FATAL hook failed, destroying instance")
+		return fmt.Errorf("hook-emperor-start failed")
+	}
+	return nil
+}
+
+// magicConfig is emperor-magic-exec: an executable config is run, and its
+// output is the config (exec://). uWSGI hands the name to /bin/sh -c,
+// relative for a directory monitor (so it is looked for in PATH, and a
+// name with shell syntax is a command): here the absolute path, quoted.
+func (e *emperor) magicConfig(v *vassal) string {
+	if !e.cfg.hooks.magicExec || v.companion != nil || v.zergOf != nil {
+		return v.name
+	}
+	fi, err := os.Stat(v.path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return v.name
+	}
+	return "exec://" + shellQuote(v.path)
+}
+
+// shellQuote is s as one word for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// onSOS is byte 30, a vassal asking for reinforcements: with
+// emperor-broodlord N, a zerg is started from the [zerg] section of the
+// vassal's config (NAME:zerg), at most N at once. Zergs go away when they
+// send byte 22 (idle), when the config goes, or with the emperor.
+func (e *emperor) onSOS(v *vassal) {
+	b := e.cfg.hooks.broodlord
+	if b <= 0 || v.zergOf != nil || v.companion != nil || e.shutdown.dying || e.vassals.zergs >= b {
+		return
+	}
+	logVerbose("[emperor] going in broodlord mode: launching zergs for %s", v.name)
+	e.vassals.zergs++
+	e.vassals.zergStarts++
+	z := &vassal{name: v.name + ":zerg#" + itoa(e.vassals.zergStarts), mon: v.mon, path: v.path, sock: -1, odFd: -1,
+		zergOf: v, zergNum: e.vassals.zergStarts, born: time.Now().Unix(), uid: v.uid, gid: v.gid, file: v.file}
+	z.lastMod = z.born
+	e.vassals.byName[z.name] = z
+	e.vassals.order = append(e.vassals.order, z)
+	e.spawn(z)
+}
+
+// shownName is a vassal's name as uWSGI shows it: every zerg of a.ini is
+// a.ini:zerg.
+func (v *vassal) shownName() string {
+	if v.zergOf != nil {
+		return v.zergOf.name + ":zerg"
+	}
+	return v.name
+}
+
 // ==== The pre-exec stage ================================================
+// What must happen in a vassal's process between the emperor's fork and the
+// vassal's exec, where Go's fork cannot run code: the emperor execs itself
+// with shimEnv set. The platform part (emperor_linux.go's runShim: private
+// mounts, the capability bounding set, the tyrant's uid/gid) comes first;
+// then, as the vassal's user, uWSGI's vassal-side options in uWSGI's order
+// (core/emperor.c, uwsgi_emperor_spawn_vassal): vassals-start-hook,
+// hook-as-vassal, mount-as-vassal, umount-as-vassal, exec-as-vassal, then
+// the exec: each emperor-wrapper-override, the program, each
+// emperor-wrapper-fallback, and exit 26 when none could be exec'd.
 
 // shimEnv marks the emperor's own binary running as a vassal's pre-exec
-// stage (see shimNeeded); it never reaches the vassal.
+// stage; it never reaches the vassal.
 const shimEnv = "EMPEROR_PRE_EXEC"
 
+// shimSpec is the pre-exec stage's instructions, JSON in shimEnv.
 type shimSpec struct {
-	exec     string
-	caps     uint64
-	uid, gid int
-	private  bool
+	Exec      string   // the program
+	Caps      uint64   `json:",omitempty"` // bounding set to keep
+	UID, GID  int      // the tyrant's ids, -1: unchanged
+	Private   bool     `json:",omitempty"` // make mounts private (a new mount namespace)
+	Name      string   // the vassal, as hooks are told
+	Dir       string   `json:",omitempty"` // UWSGI_VASSALS_DIR for the start hook
+	StartHook string   `json:",omitempty"`
+	Hooks     []string `json:",omitempty"` // hook-as-vassal
+	Mounts    []string `json:",omitempty"`
+	Umounts   []string `json:",omitempty"`
+	Execs     []string `json:",omitempty"` // exec-as-vassal
+	Overrides []string `json:",omitempty"`
+	Fallbacks []string `json:",omitempty"`
 }
 
 func (s shimSpec) String() string {
-	out := fmt.Sprintf("exec=%s caps=%x uid=%d gid=%d", s.exec, s.caps, s.uid, s.gid)
-	if s.private {
-		out += " private=1"
-	}
-	return out
+	data, _ := json.Marshal(s)
+	return string(data)
 }
 
 func parseShimSpec(spec string) shimSpec {
-	s := shimSpec{uid: -1, gid: -1}
-	for _, f := range strings.Fields(spec) {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "exec":
-			s.exec = v
-		case "caps":
-			s.caps, _ = strconv.ParseUint(v, 16, 64)
-		case "uid":
-			s.uid, _ = strconv.Atoi(v)
-		case "gid":
-			s.gid, _ = strconv.Atoi(v)
-		case "private":
-			s.private = v == "1"
-		}
+	s := shimSpec{UID: -1, GID: -1}
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: bad instructions: %v\n", err)
+		os.Exit(1)
 	}
 	return s
+}
+
+// asVassal runs the vassal-side options and execs the program; it returns
+// only the exit code of a vassal that could not be started.
+func (s shimSpec) asVassal() int {
+	if s.StartHook != "" {
+		if s.Dir != "" {
+			os.Setenv("UWSGI_VASSALS_DIR", s.Dir)
+		}
+		fmt.Fprintf(os.Stderr, "[emperor] running vassal start-hook: %s %s\n", s.StartHook, s.Name)
+		rc := runWait(exec.Command(s.StartHook, s.Name))
+		fmt.Fprintf(os.Stderr, "[emperor] %s start-hook returned %d\n", s.Name, rc)
+	}
+	if err := runHookPhase("as-vassal", s.Hooks, s.Mounts, s.Umounts, s.Execs, nil); err != nil {
+		logVerbose("FATAL hook failed, destroying instance")
+		return 1
+	}
+	os.Unsetenv("UWSGI_VASSALS_DIR")
+	argv := os.Args
+	for _, w := range s.Overrides {
+		fmt.Fprintf(os.Stderr, "[emperor] trying to use %s as binary wrapper ...\n", w)
+		execvp(w, argv)
+	}
+	if err := execvp(s.Exec, argv); err != nil {
+		fmt.Fprintf(os.Stderr, "execvp(): %v\n[emperor] binary path: %s\n[emperor] is the uwsgi binary in your system PATH ?\n", err, argv[0])
+	}
+	for _, f := range s.Fallbacks {
+		fmt.Fprintf(os.Stderr, "[emperor] trying to use %s as binary fallback ...\n", f)
+		execvp(f, argv)
+	}
+	return 26 // uWSGI's "exile" code
+}
+
+// execvp execs prog (looked up in PATH) with argv[0] as prog; it returns
+// only on failure.
+func execvp(prog string, argv []string) error {
+	path, err := lookPath(prog)
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(path, append([]string{prog}, argv[1:]...), os.Environ())
+}
+
+// runWait runs a command to its end and is its exit code as uWSGI's
+// uwsgi_run_command_and_wait reports it: the status, 1 when it cannot run,
+// the shell's 128+N for a signal.
+func runWait(cmd *exec.Cmd) int {
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		fmt.Fprintf(os.Stderr, "execvp(): %v\n", err)
+		return 1
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// asEmperorEnv marks the emperor's own binary running the emperor-side
+// options for a vassal that just started, off the loop: hook-as-emperor,
+// mount-as-emperor, umount-as-emperor, exec-as-emperor (uWSGI runs them in
+// its only loop, which waits for each).
+const asEmperorEnv = "EMPEROR_AS_EMPEROR"
+
+type asEmperorSpec struct {
+	Phase           string `json:",omitempty"` // hooks of another phase (emperor-start), fatal
+	Name            string
+	PID, UID, GID   int
+	Hooks           []string `json:",omitempty"`
+	Mounts, Umounts []string `json:",omitempty"`
+	Execs           []string `json:",omitempty"`
+}
+
+func runAsEmperor(spec string) int {
+	os.Unsetenv(asEmperorEnv)
+	var s asEmperorSpec
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		fmt.Fprintf(os.Stderr, "[emperor] as-emperor: bad instructions: %v\n", err)
+		return 1
+	}
+	if s.Phase != "" {
+		if runHookPhase(s.Phase, s.Hooks, nil, nil, nil, nil) != nil {
+			return 1
+		}
+		return 0
+	}
+	who := fmt.Sprintf("as-emperor for vassal \"%s\" pid: %d uid: %d gid: %d", s.Name, s.PID, s.UID, s.GID)
+	_ = runHookPhase("as-emperor", s.Hooks, nil, nil, nil, nil)
+	_ = runHookPhase(who, nil, s.Mounts, s.Umounts, nil, nil)
+	for _, c := range s.Execs {
+		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", c, who)
+		cmd := exec.Command("/bin/sh", "-c", c)
+		cmd.Env = append(os.Environ(), "UWSGI_VASSAL_CONFIG="+s.Name, "UWSGI_VASSAL_PID="+itoa(s.PID),
+			"UWSGI_VASSAL_UID="+itoa(s.UID), "UWSGI_VASSAL_GID="+itoa(s.GID))
+		fmt.Fprintf(os.Stderr, "command \"%s\" exited with code: %d\n", c, runWait(cmd))
+	}
+	return 0
 }
 
 // ==== Logging and small helpers =========================================

@@ -235,9 +235,37 @@ func executableFile(path string) bool {
 // dupOnto makes fd also be newfd (a log file as stdout and stderr).
 func dupOnto(fd, newfd int) error { return unix.Dup3(fd, newfd, 0) }
 
-// setProcName sets the name ps and top show (the kernel's comm, 15 bytes).
-func setProcName(name string) {
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&append([]byte(name), 0)[0])), 0, 0, 0)
+// setProcTitle makes the process's command line (what ps shows) name, as
+// uWSGI's emperor-procname does: written over the argv area, cut to its
+// size; the kernel's comm (start-stop-daemon's --name) stays. os.Args,
+// whose strings live in that area, is copied first.
+func setProcTitle(name string) {
+	if len(argvArea) > 1 {
+		n := copy(argvArea[:len(argvArea)-1], name)
+		clear(argvArea[n:])
+	}
+}
+
+// argvArea is the memory the kernel laid the command line out in. os.Args
+// is copied out of it before anything reads it, so that writing a title
+// there changes no string of the program.
+var argvArea []byte
+
+func init() {
+	if len(os.Args) == 0 {
+		return
+	}
+	start := unsafe.StringData(os.Args[0])
+	last := os.Args[len(os.Args)-1]
+	size := int(uintptr(unsafe.Pointer(unsafe.StringData(last)))-uintptr(unsafe.Pointer(start))) + len(last) + 1
+	if size > 1 && size < 1<<20 {
+		argvArea = unsafe.Slice(start, size)
+	}
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = strings.Clone(a)
+	}
+	os.Args = args
 }
 
 // setAddressSpaceLimit binds a process's virtual memory (limit-as).
@@ -274,17 +302,18 @@ func cloexecInherited() {
 	}
 }
 
-// shimNeeded says whether vassals must pass through the pre-exec shim: Go's
-// fork cannot shrink the bounding set or make mounts private between fork
-// and exec, so the emperor execs itself for that, then the real vassal.
+// shimNeeded says whether vassals must pass through the pre-exec stage:
+// Go's fork cannot shrink the bounding set, make mounts private or run the
+// vassal-side hooks between fork and exec, so the emperor execs itself for
+// that, then the real vassal.
 func shimNeeded(c *emperorConfig) bool {
-	return c.vassalCaps != 0 || c.cloneFlags&unix.CLONE_NEWNS != 0
+	return c.vassalCaps != 0 || c.cloneFlags&unix.CLONE_NEWNS != 0 || c.hooks.preExec()
 }
 
 // runShim runs in the child, still as root, between the emperor's fork and
 // the vassal's exec: private mounts (so a vassal's umount cannot reach the
 // host through shared propagation), the capability bounding set, then the
-// tyrant's uid/gid, then exec. spec is "exec=PATH caps=HEX uid=N gid=N private=1".
+// tyrant's uid/gid, then the vassal-side hooks and the exec (asVassal).
 func runShim(spec string) int {
 	os.Unsetenv(shimEnv)
 	s := parseShimSpec(spec)
@@ -292,24 +321,24 @@ func runShim(spec string) int {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
 		return 1
 	}
-	if s.private {
+	if s.Private {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fail(fmt.Errorf("making mounts private: %w", err))
 		}
 	}
-	if s.caps != 0 {
-		if err := shrinkBoundingSet(s.caps | 1<<unix.CAP_SETPCAP); err != nil {
+	if s.Caps != 0 {
+		if err := shrinkBoundingSet(s.Caps | 1<<unix.CAP_SETPCAP); err != nil {
 			return fail(err)
 		}
 	}
-	if s.uid >= 0 {
+	if s.UID >= 0 {
 		ppid := os.Getppid()
-		if err := setIDs(s.uid, s.gid, nil); err != nil {
+		if err := setIDs(s.UID, s.GID, nil); err != nil {
 			return fail(err)
 		}
 		rearmParentDeath(ppid)
 	}
-	return fail(fmt.Errorf("exec %s: %w", s.exec, syscall.Exec(s.exec, os.Args, os.Environ())))
+	return s.asVassal()
 }
 
 // shrinkBoundingSet drops every capability not in keep from the bounding set

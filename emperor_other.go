@@ -153,8 +153,8 @@ func executableFile(path string) bool {
 
 func dupOnto(fd, newfd int) error { return unix.Dup2(fd, newfd) }
 
-// setProcName: the process name is left as it is elsewhere.
-func setProcName(name string) {}
+// setProcTitle: the command line is left as it is elsewhere.
+func setProcTitle(name string) {}
 
 func setAddressSpaceLimit(pid int, bytes uint64) error {
 	return fmt.Errorf("limit-as: not supported on %s", runtime.GOOS)
@@ -187,24 +187,22 @@ func cloexecInherited() {
 	}
 }
 
-func shimNeeded(c *emperorConfig) bool { return c.vassalCaps != 0 }
+func shimNeeded(c *emperorConfig) bool { return c.vassalCaps != 0 || c.hooks.preExec() }
 
 func runShim(spec string) int {
 	os.Unsetenv(shimEnv)
 	s := parseShimSpec(spec)
-	if s.caps != 0 {
+	if s.Caps != 0 {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal-cap: capabilities are not supported on %s\n", runtime.GOOS)
 		return 1
 	}
-	if s.uid >= 0 {
-		if err := setIDs(s.uid, s.gid, nil); err != nil {
+	if s.UID >= 0 {
+		if err := setIDs(s.UID, s.GID, nil); err != nil {
 			fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
 			return 1
 		}
 	}
-	err := syscall.Exec(s.exec, os.Args, os.Environ())
-	fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: exec %s: %v\n", s.exec, err)
-	return 1
+	return s.asVassal()
 }
 
 func dropEmperorPrivileges(uid, gid int, keep uint64) error {

@@ -3431,7 +3431,6 @@ smart-attach-daemon = %s sh -c 'sleep 1000 & echo $! > %s'
 	}
 }
 
-
 // TestDaemonLikeInitScripts runs the emperor the way Debian's init script
 // does (start-stop-daemon --exec /usr/bin/uwsgi --name uwsgi, then --ini
 // emperor.ini --die-on-term --pidfile --daemonize): the command returns once
@@ -3494,6 +3493,26 @@ func TestDaemonLikeInitScripts(t *testing.T) {
 	waitDead(t, pid, 10*time.Second)
 	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
 		t.Errorf("vacuum left the pidfile: %v", err)
+	}
+}
+
+// TestEmperorProcname: emperor-procname is the command line ps shows, as
+// uWSGI writes it over its argv; the process name (comm, which init scripts
+// match) stays.
+func TestEmperorProcname(t *testing.T) {
+	env := newTestEnv(t)
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-procname", "my-emperor", "--emperor-pidfile", filepath.Join(env.root, "pid"))
+	em.waitLog(t, "writing pidfile", 5*time.Second)
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", em.cmd.Process.Pid))
+	if args := strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " ")); len(args) != 1 || args[0] != "my-emperor" {
+		t.Errorf("command line %q, want my-emperor", cmdline)
+	}
+	if comm := procComm(em.cmd.Process.Pid); comm != "emperor" {
+		t.Errorf("comm %q changed", comm)
+	}
+	data, _ := os.ReadFile(filepath.Join(env.root, "pid"))
+	if strings.TrimSpace(string(data)) != itoa(em.cmd.Process.Pid) {
+		t.Errorf("pidfile %q: options read from the command line were damaged", data)
 	}
 }
 
@@ -3575,11 +3594,22 @@ func TestAppVassalWithoutUWSGI(t *testing.T) {
 }
 
 func TestNotYetImplementedOptionsFailLoudly(t *testing.T) {
-	for _, opt := range []string{"--vassals-start-hook=/bin/true", "--emperor-broodlord=4", "--emperor-magic-exec"} {
+	for _, opt := range []string{"--stats-http"} {
 		out, err := exec.Command(emperorBin, "--emperor", "/tmp", opt).CombinedOutput()
 		name := strings.TrimPrefix(strings.SplitN(opt, "=", 2)[0], "--")
 		if err == nil || !strings.Contains(string(out), "option --"+name+" is recognised but not implemented yet") {
 			t.Errorf("%s: %v %q", opt, err, out)
+		}
+	}
+}
+
+// TestCallAsOptionsAreRefused: call-as-* call a C symbol inside a uWSGI
+// binary; there is none here, and the emperor says so instead of starting.
+func TestCallAsOptionsAreRefused(t *testing.T) {
+	for _, opt := range []string{"call-as-vassal", "call-as-emperor4"} {
+		out, err := exec.Command(emperorBin, "--emperor", t.TempDir(), "--"+opt, "sym").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "calls a C function inside a uWSGI binary") {
+			t.Errorf("--%s: %v %q", opt, err, out)
 		}
 	}
 }
@@ -3607,6 +3637,170 @@ func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 		out, err := exec.Command(emperorBin, args...).Output()
 		if err != nil || !strings.Contains(string(out), "Usage: emperor") {
 			t.Errorf("%q: %q %v", args, out, err)
+		}
+	}
+}
+
+// ==== Hooks, wrappers, magic exec, Broodlord =============================
+
+// hookRecorder writes a script that appends what it was started with
+// (its tag, its arguments, uid, cwd and the variables hooks are given) to
+// log.
+func hookRecorder(t *testing.T, dir, log, tag string) string {
+	t.Helper()
+	path := filepath.Join(dir, "rec-"+tag)
+	writeFile(t, path, "#!/bin/sh\necho \""+tag+" args=[$*] uid=$(id -u) cwd=$(pwd) dir=${UWSGI_VASSALS_DIR-} vcfg=${UWSGI_VASSAL_CONFIG-} vpid=${UWSGI_VASSAL_PID:+set} vuid=${UWSGI_VASSAL_UID-}\" >> "+log+"\n")
+	os.Chmod(path, 0o755)
+	return path
+}
+
+// hookRuns waits for n lines in a recorder's log and returns them sorted.
+func hookRuns(t *testing.T, log string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		data, _ := os.ReadFile(log)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(data) > 0 && len(lines) >= n {
+			sort.Strings(lines)
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d hook runs, want %d:\n%s", len(lines), n, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestHooksMatchUWSGI runs every hook of an emperor's config under the
+// real uWSGI emperor and under ours, with the same recorders: each hook runs
+// at the same moment (start: the start hook, as-vassal and as-emperor
+// hooks; removal: the stop hook), with the same arguments, uid, directory
+// and variables.
+func TestHooksMatchUWSGI(t *testing.T) {
+	needUWSGI(t)
+	run := func(real bool) []string {
+		env := newTestEnv(t)
+		log := filepath.Join(env.root, "hooks.log")
+		rec := func(tag string) string { return hookRecorder(t, env.root, log, tag) }
+		// A vassal that stops on the stop byte, under either emperor.
+		writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec head -c 1 <&$UWSGI_EMPEROR_FD\n")
+		args := []string{"--emperor", env.vassals, "--vassals-start-hook", rec("start"), "--vassals-stop-hook", rec("stop"),
+			"--exec-as-emperor", rec("exec-as-emperor") + " x", "--exec-as-vassal", rec("exec-as-vassal") + " 'y z'",
+			"--hook-as-vassal", "exec:" + rec("hook-as-vassal"), "--hook-as-emperor", "exec:" + rec("hook-as-emperor"),
+			"--hook-emperor-start", "exec:" + rec("emperor-start")}
+		bin := emperorBin
+		if real {
+			bin = "/usr/bin/uwsgi"
+			args = append(args, "--binary-path", uwsgiCore, "--emperor-freq", "1")
+		}
+		em := startEmperorCmd(t, exec.Command(bin, args...))
+		hookRuns(t, log, 6, 20*time.Second)
+		os.Remove(filepath.Join(env.vassals, "a.ini"))
+		all := hookRuns(t, log, 7, 20*time.Second)
+		em.cmd.Process.Kill()
+		for i, l := range all {
+			all[i] = strings.ReplaceAll(l, env.root, "ROOT")
+		}
+		return all
+	}
+	var ours, theirs []string
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ours = run(false) }()
+	go func() { defer wg.Done(); theirs = run(true) }()
+	wg.Wait()
+	t.Logf("hook runs:\n%s", strings.Join(ours, "\n"))
+	if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+		t.Errorf("hook runs differ:\nours:\n%s\nuWSGI:\n%s", strings.Join(ours, "\n"), strings.Join(theirs, "\n"))
+	}
+}
+
+// TestBroodlord: with emperor-broodlord 2, a vassal's SOS bytes (30) start
+// zergs from the [zerg] section of its own config, two at most, each told
+// its number; an idle zerg (byte 22) retires and frees its place; the
+// vassal's config going takes its zergs along.
+func TestBroodlord(t *testing.T) {
+	env := newTestEnv(t)
+	path := filepath.Join(env.vassals, "a.ini")
+	zerg := strings.Replace(probeINI(env.sink, "zerg", "env=UWSGI_BROODLORD_NUM"), "[uwsgi]", "[zerg]", 1)
+	writeFile(t, path, probeINI(env.sink, "app", "send=17,send=30,send=30,send=30")+zerg)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-broodlord", "2", "--emperor-stats", addr)
+	zergs := env.sink.waitN(t, 2, 10*time.Second, "two zergs", evIs("zerg", "start"))
+	env.sink.expectNone(t, env.sink.count(), time.Second, "a third zerg", evIs("zerg", "start"))
+	nums := []string{}
+	for _, ev := range env.sink.events(evIs("zerg", "env")) {
+		nums = append(nums, ev.extra)
+	}
+	sort.Strings(nums)
+	if strings.Join(nums, " ") != "UWSGI_BROODLORD_NUM=1(true) UWSGI_BROODLORD_NUM=2(true)" {
+		t.Errorf("zerg numbers %v", nums)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", zergs[0].pid))
+	if !strings.Contains(string(cmdline), "--ini\x00a.ini:zerg") {
+		t.Errorf("zerg argv %q", cmdline)
+	}
+	if n := strings.Count(em.log.String(), "[emperor] going in broodlord mode: launching zergs for a.ini"); n != 2 {
+		t.Errorf("%d broodlord lines, want 2", n)
+	}
+	doc := parseStats(t, readStats(t, "tcp", addr))
+	n := 0
+	for _, v := range doc.Vassals {
+		if v["id"] == "a.ini:zerg" && v["zerg"] == float64(1) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d zergs in the stats, want 2", n)
+	}
+	os.Remove(path)
+	for _, z := range zergs {
+		waitDead(t, z.pid, 10*time.Second)
+	}
+	em.waitLog(t, "removed uwsgi instance a.ini:zerg", 5*time.Second)
+}
+
+// TestWrappers: emperor-wrapper-override programs are tried first, the
+// vassal's own program next, emperor-wrapper-fallback ones last, each with
+// uWSGI's log line; when none can be exec'd the vassal exits 26 and is
+// retried through the blacklist.
+func TestWrappers(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "w.ini", "w", "")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-wrapper", "/nonexistent/wrapper",
+		"--emperor-wrapper-override", "/nonexistent/override", "--emperor-wrapper-fallback", "/nonexistent/fallback1",
+		"--emperor-wrapper-fallback", emperorBin)
+	env.sink.waitStart(t, 0, "w")
+	for _, line := range []string{"[emperor] trying to use /nonexistent/override as binary wrapper ...",
+		"[emperor] binary path: /nonexistent/wrapper", "[emperor] trying to use /nonexistent/fallback1 as binary fallback ...",
+		"[emperor] trying to use " + emperorBin + " as binary fallback ..."} {
+		em.waitLog(t, line, 5*time.Second)
+	}
+	env2 := newTestEnv(t)
+	env2.vassal(t, "x.ini", "x", "")
+	em2 := startEmperor(t, env2.root, "--emperor", env2.vassals, "--emperor-wrapper", "/nonexistent/wrapper", "--emperor-wrapper-override", "/nonexistent/o")
+	em2.waitLog(t, "vassal x.ini (pid:", 5*time.Second)
+	em2.waitLog(t, "exited with code 26", 5*time.Second)
+	em2.waitLog(t, "unloyal bad behaving vassal found: x.ini", 10*time.Second)
+}
+
+// TestMagicExec: with emperor-magic-exec an executable config is run and
+// its output is the config, by its absolute path: a directory monitor's
+// configs work (uWSGI's relative name is looked for in PATH), and shell
+// syntax in a file name stays a name.
+func TestMagicExec(t *testing.T) {
+	env := newTestEnv(t)
+	for _, name := range []string{"gen.ini", "x;touch${IFS}PWNED;.ini"} {
+		path := filepath.Join(env.vassals, name)
+		writeFile(t, path, "#!/bin/sh\ncat <<'EOF'\n"+probeINI(env.sink, "gen", "")+"EOF\n")
+		os.Chmod(path, 0o755)
+	}
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-magic-exec")
+	env.sink.waitN(t, 2, 10*time.Second, "two vassals from generated configs", evIs("gen", "start"))
+	for _, dir := range []string{env.vassals, env.root} {
+		if _, err := os.Stat(filepath.Join(dir, "PWNED")); err == nil {
+			t.Fatal("a file name ran as a shell command")
 		}
 	}
 }

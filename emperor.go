@@ -39,7 +39,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -6218,8 +6217,7 @@ func (e *emperor) startAsEmperor(v *vassal) {
 	}
 	spec := asEmperorSpec{Name: v.name, PID: v.pid, UID: int(v.uid), GID: int(v.gid),
 		Hooks: h.hooks, Mounts: h.mounts, Umounts: h.umounts, Execs: h.execs}
-	data, _ := json.Marshal(spec)
-	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+string(data)), e.cfg.spawnDir(v), "")
+	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+spec.String()), e.cfg.spawnDir(v), "")
 }
 
 // runStopHook runs vassals-stop-hook for a vassal whose process is gone:
@@ -6264,9 +6262,9 @@ func (e *emperor) runEmperorStart() error {
 	if len(e.cfg.hooks.emperorStart) == 0 {
 		return nil
 	}
-	spec, _ := json.Marshal(asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart})
+	spec := asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart}.String()
 	cmd := exec.Command(e.cfg.self)
-	cmd.Env = append(os.Environ(), asEmperorEnv+"="+string(spec))
+	cmd.Env = append(os.Environ(), asEmperorEnv+"="+spec)
 	cmd.Dir = e.watch.startCwd
 	for _, m := range e.watch.monitors {
 		if !m.glob && !m.missing {
@@ -6344,35 +6342,126 @@ func (v *vassal) shownName() string {
 // stage; it never reaches the vassal.
 const shimEnv = "EMPEROR_PRE_EXEC"
 
-// shimSpec is the pre-exec stage's instructions, JSON in shimEnv.
+// shimSpec is the pre-exec stage's instructions, a specRecord in shimEnv.
 type shimSpec struct {
-	Exec      string   // the program
-	Caps      uint64   `json:",omitempty"` // bounding set to keep
-	UID, GID  int      // the tyrant's ids, -1: unchanged
-	Private   bool     `json:",omitempty"` // make mounts private (a new mount namespace)
-	Name      string   // the vassal, as hooks are told
-	Dir       string   `json:",omitempty"` // UWSGI_VASSALS_DIR for the start hook
-	StartHook string   `json:",omitempty"`
-	Hooks     []string `json:",omitempty"` // hook-as-vassal
-	Mounts    []string `json:",omitempty"`
-	Umounts   []string `json:",omitempty"`
-	Execs     []string `json:",omitempty"` // exec-as-vassal
-	Overrides []string `json:",omitempty"`
-	Fallbacks []string `json:",omitempty"`
+	Exec      string // the program
+	Caps      uint64 // bounding set to keep
+	UID, GID  int    // the tyrant's ids, -1: unchanged
+	Private   bool   // make mounts private (a new mount namespace)
+	Name      string // the vassal, as hooks are told
+	Dir       string // UWSGI_VASSALS_DIR for the start hook
+	StartHook string
+	Hooks     []string // hook-as-vassal
+	Mounts    []string
+	Umounts   []string
+	Execs     []string // exec-as-vassal
+	Overrides []string
+	Fallbacks []string
 }
 
 func (s shimSpec) String() string {
-	data, _ := json.Marshal(s)
-	return string(data)
+	var r specRecord
+	r.add("Exec", s.Exec)
+	r.add("Caps", strconv.FormatUint(s.Caps, 10))
+	r.add("UID", strconv.Itoa(s.UID))
+	r.add("GID", strconv.Itoa(s.GID))
+	r.add("Private", strconv.FormatBool(s.Private))
+	r.add("Name", s.Name)
+	r.add("Dir", s.Dir)
+	r.add("StartHook", s.StartHook)
+	r.list("Hooks", s.Hooks)
+	r.list("Mounts", s.Mounts)
+	r.list("Umounts", s.Umounts)
+	r.list("Execs", s.Execs)
+	r.list("Overrides", s.Overrides)
+	r.list("Fallbacks", s.Fallbacks)
+	return string(r.b)
 }
 
 func parseShimSpec(spec string) shimSpec {
 	s := shimSpec{UID: -1, GID: -1}
-	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+	err := parseSpecRecord(spec, func(name, v string) (err error) {
+		switch name {
+		case "Exec":
+			s.Exec = v
+		case "Caps":
+			s.Caps, err = strconv.ParseUint(v, 10, 64)
+		case "UID":
+			s.UID, err = strconv.Atoi(v)
+		case "GID":
+			s.GID, err = strconv.Atoi(v)
+		case "Private":
+			s.Private, err = strconv.ParseBool(v)
+		case "Name":
+			s.Name = v
+		case "Dir":
+			s.Dir = v
+		case "StartHook":
+			s.StartHook = v
+		case "Hooks":
+			s.Hooks = append(s.Hooks, v)
+		case "Mounts":
+			s.Mounts = append(s.Mounts, v)
+		case "Umounts":
+			s.Umounts = append(s.Umounts, v)
+		case "Execs":
+			s.Execs = append(s.Execs, v)
+		case "Overrides":
+			s.Overrides = append(s.Overrides, v)
+		case "Fallbacks":
+			s.Fallbacks = append(s.Fallbacks, v)
+		default:
+			err = errors.New("unknown field")
+		}
+		return err
+	})
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: bad instructions: %v\n", err)
 		os.Exit(1)
 	}
 	return s
+}
+
+// specRecord is how the emperor hands instructions to processes of its own
+// through the environment (shimEnv, asEmperorEnv): space-separated
+// NAME=VALUE fields, each value Go-quoted (so any bytes survive), a list
+// as its name repeated. encoding/json would double the binary's size for
+// these two structs.
+type specRecord struct{ b []byte }
+
+func (r *specRecord) add(name, value string) {
+	if len(r.b) > 0 {
+		r.b = append(r.b, ' ')
+	}
+	r.b = append(r.b, name...)
+	r.b = append(r.b, '=')
+	r.b = strconv.AppendQuote(r.b, value)
+}
+
+func (r *specRecord) list(name string, values []string) {
+	for _, v := range values {
+		r.add(name, v)
+	}
+}
+
+// parseSpecRecord hands each field of a record to field, in order.
+func parseSpecRecord(s string, field func(name, value string) error) error {
+	for s != "" {
+		name, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			return fmt.Errorf("%q: no value", name)
+		}
+		quoted, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		value, _ := strconv.Unquote(quoted)
+		if err := field(name, value); err != nil {
+			return fmt.Errorf("%s=%s: %w", name, quoted, err)
+		}
+		s = strings.TrimPrefix(rest[len(quoted):], " ")
+	}
+	return nil
 }
 
 // asVassal runs the vassal-side options and execs the program; it returns
@@ -6439,18 +6528,61 @@ func runWait(cmd *exec.Cmd) int {
 const asEmperorEnv = "EMPEROR_AS_EMPEROR"
 
 type asEmperorSpec struct {
-	Phase           string `json:",omitempty"` // hooks of another phase (emperor-start), fatal
+	Phase           string // hooks of another phase (emperor-start), fatal
 	Name            string
 	PID, UID, GID   int
-	Hooks           []string `json:",omitempty"`
-	Mounts, Umounts []string `json:",omitempty"`
-	Execs           []string `json:",omitempty"`
+	Hooks           []string
+	Mounts, Umounts []string
+	Execs           []string
+}
+
+func (s asEmperorSpec) String() string {
+	var r specRecord
+	r.add("Phase", s.Phase)
+	r.add("Name", s.Name)
+	r.add("PID", strconv.Itoa(s.PID))
+	r.add("UID", strconv.Itoa(s.UID))
+	r.add("GID", strconv.Itoa(s.GID))
+	r.list("Hooks", s.Hooks)
+	r.list("Mounts", s.Mounts)
+	r.list("Umounts", s.Umounts)
+	r.list("Execs", s.Execs)
+	return string(r.b)
+}
+
+func parseAsEmperorSpec(spec string) (s asEmperorSpec, err error) {
+	err = parseSpecRecord(spec, func(name, v string) (err error) {
+		switch name {
+		case "Phase":
+			s.Phase = v
+		case "Name":
+			s.Name = v
+		case "PID":
+			s.PID, err = strconv.Atoi(v)
+		case "UID":
+			s.UID, err = strconv.Atoi(v)
+		case "GID":
+			s.GID, err = strconv.Atoi(v)
+		case "Hooks":
+			s.Hooks = append(s.Hooks, v)
+		case "Mounts":
+			s.Mounts = append(s.Mounts, v)
+		case "Umounts":
+			s.Umounts = append(s.Umounts, v)
+		case "Execs":
+			s.Execs = append(s.Execs, v)
+		default:
+			err = errors.New("unknown field")
+		}
+		return err
+	})
+	return s, err
 }
 
 func runAsEmperor(spec string) int {
 	os.Unsetenv(asEmperorEnv)
-	var s asEmperorSpec
-	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+	s, err := parseAsEmperorSpec(spec)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "[emperor] as-emperor: bad instructions: %v\n", err)
 		return 1
 	}

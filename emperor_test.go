@@ -6644,3 +6644,20 @@ func FuzzHTTPRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSpecRecord: any instructions the emperor hands its pre-exec stage
+// come out of the record as they went in.
+func FuzzSpecRecord(f *testing.F) {
+	f.Add("/usr/bin/uwsgi-core", "a b\"c", "exec:touch /tmp/x", "\x00\xff\n=", uint64(1<<40), -1)
+	f.Fuzz(func(t *testing.T, exec, name, hook, mount string, caps uint64, uid int) {
+		in := shimSpec{Exec: exec, Caps: caps, UID: uid, GID: -1, Private: caps&1 == 1, Name: name,
+			Hooks: []string{hook, hook}, Mounts: []string{mount}, Fallbacks: []string{name, ""}}
+		if out := parseShimSpec(in.String()); !reflect.DeepEqual(in, out) {
+			t.Fatalf("%+v\nbecame %+v", in, out)
+		}
+		em := asEmperorSpec{Name: name, PID: uid, Hooks: []string{hook}, Execs: []string{mount}}
+		if out, err := parseAsEmperorSpec(em.String()); err != nil || !reflect.DeepEqual(em, out) {
+			t.Fatalf("%+v\nbecame %+v, %v", em, out, err)
+		}
+	})
+}

@@ -584,6 +584,8 @@ type configWatch struct {
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
 	scanned       bool                 // the first scan is done
 	logReopen     map[string]bool      // touch-logreopen files, by absolute path
+	inBatch       bool                 // kernel events are being read: rescans wait for the batch's end
+	batch         []*monitor           // monitors marked during the batch
 }
 
 // monitor is one --emperor value: a directory or a glob pattern.
@@ -1112,6 +1114,7 @@ const writeSettle = time.Second
 // that is read when its writer closes it, or once it has been quiet for
 // writeSettle. A file renamed into place is complete, and read at once.
 func (e *emperor) onFSEvent(ev fsEvent) {
+	trace("event", ev.path)
 	switch {
 	case ev.op&fsOverflow != 0:
 		e.onFSHint("")
@@ -1324,14 +1327,45 @@ func (e *emperor) markDirty(m *monitor, name string) {
 	m.dirty[name] = true
 }
 
+// scheduleRescan arranges a look at what was marked in m: right after the
+// batch of kernel events being read (one look for every event of one read:
+// a tar's burst, an editor's save), or, when events come one by one over a
+// channel (fsnotify elsewhere, and the emperor's own rechecks), after
+// fsDebounce, while more may still arrive.
 func (e *emperor) scheduleRescan(m *monitor) {
-	if !m.rescanPending {
-		m.rescanPending = true
-		e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
+	if m.rescanPending {
+		return
 	}
+	m.rescanPending = true
+	if e.watch.inBatch {
+		e.watch.batch = append(e.watch.batch, m)
+		return
+	}
+	e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
 }
 
 const fsDebounce = 500 * time.Microsecond
+
+// drainFileEvents reads every queued kernel file event, then looks at what
+// they marked, at once.
+func (e *emperor) drainFileEvents(fw *fileWatch) {
+	e.watch.inBatch = true
+	err := fw.k.drain(e.onFSEvent)
+	e.watch.inBatch = false
+	if err != nil {
+		logRaw("[emperor] %v: rescanning everything", err)
+		e.onFSHint("")
+	}
+	batch := e.watch.batch
+	e.watch.batch = nil
+	e.spawning(func() {
+		for _, m := range batch {
+			if m.rescanPending {
+				e.rescanDirty(m)
+			}
+		}
+	})
+}
 
 // rescanDirty runs a debounced look: the whole monitor, or just the names
 // inotify reported.
@@ -1356,6 +1390,7 @@ func (e *emperor) rescanDirty(m *monitor) {
 
 // checkOne is scanMonitor for a single name.
 func (e *emperor) checkOne(m *monitor, c candidate) {
+	trace("check", c.name)
 	// Whatever changed may have been a link on the way: resolve again.
 	e.followLink(m, c)
 	if e.beingWritten(m, c) {
@@ -1873,6 +1908,7 @@ func (e *emperor) reloadCheckDue(v *vassal) {
 // group when it never spoke the protocol (it cannot have understood the
 // byte). Whatever is left at the deadline is killed with its whole tree.
 func (e *emperor) stop(v *vassal, then afterExit) {
+	trace("stop", v.name)
 	if v.pid == 0 {
 		if then == thenDelete {
 			e.deleteVassal(v)
@@ -2105,6 +2141,7 @@ func (j *spawnJob) run(ft *forkTable) {
 }
 
 func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
+	trace("prepare", v.name)
 	ours, theirs, err := protocolSocketpair()
 	if err != nil {
 		e.spawnFailed(v, fmt.Errorf("socketpair: %w", err))
@@ -2166,6 +2203,7 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 			logVerbose("[emperor] vassal %s: limit-as: %v", v.name, err)
 		}
 	}
+	trace("forked", v.name)
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
 	v.hookRan = false
 	e.startAsEmperor(v)
@@ -2605,6 +2643,7 @@ func (e *emperor) onExit(ex childExit) {
 		return
 	}
 	delete(e.vassals.byPid, ex.pid)
+	trace("reaped", v.name)
 	e.markStatusDirty()
 	launched := v.companion != nil && v.companion.pidfile != "" && v.then == thenRespawn && !e.shutdown.dying &&
 		ex.status.Exited() && ex.status.ExitStatus() == 0
@@ -2761,10 +2800,7 @@ func (e *emperor) onReadable(r readyFD) {
 		return
 	}
 	if fw := e.watch.fs; fw != nil && fw.k != nil && r.token == fw.token && r.fd == fw.k.pollFD() {
-		if err := fw.k.drain(e.onFSEvent); err != nil {
-			logRaw("[emperor] %v: rescanning everything", err)
-			e.onFSHint("")
-		}
+		e.drainFileEvents(fw)
 		return
 	}
 	if v := e.vassals.odByFd[r.fd]; v != nil {
@@ -6095,6 +6131,16 @@ func runAsEmperor(spec string) int {
 // ctime-style stamp. One write per line keeps lines whole when vassals share
 // the same stderr.
 func logRaw(format string, a ...any) { writeLog(logSettings.date, format, a...) }
+
+// tracing: EMPEROR_TRACE=1 logs the CLOCK_MONOTONIC time of each step an
+// event takes through the emperor (the latency benchmark's breakdown).
+var tracing = os.Getenv("EMPEROR_TRACE") != ""
+
+func trace(step, name string) {
+	if tracing {
+		_, _ = os.Stderr.WriteString("TRACE " + strconv.FormatInt(monotonicNowUsec()*1000, 10) + " " + step + " " + name + "\n")
+	}
+}
 
 func logVerbose(format string, a ...any) { writeLog(true, format, a...) }
 

@@ -4679,14 +4679,135 @@ func BenchmarkLatency(b *testing.B) {
 // cProbe compiles testdata/cprobe.c, a vassal small enough that the burst
 // benchmark measures the emperor rather than Go start-up; "" without a C
 // compiler.
+// BenchmarkLatencyC measures the emperor's event latencies at a static C
+// probe, which stamps CLOCK_MONOTONIC as its first instruction (the Go
+// probe's own start-up is ~2.5 ms), with a breakdown of where the time
+// goes from the emperor's EMPEROR_TRACE steps: the event read, the check
+// of the name, the spawn's preparation, the fork+exec's return, and the
+// vassal's first instruction.
+func BenchmarkLatencyC(b *testing.B) {
+	prog := cProbe(b)
+	if prog == "" {
+		b.Skip("no C compiler")
+	}
+	env := newTestEnv(b)
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Env = append(os.Environ(), "EMPEROR_TRACE=1")
+	em := startEmperorCmd(b, cmd)
+	em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
+	steps := func(name string, from int64, names ...string) []int64 {
+		out := []int64{from}
+		for _, step := range names {
+			out = append(out, traceTime(b, em, step, name, out[len(out)-1]))
+		}
+		return out
+	}
+	report := func(b *testing.B, labels []string, rows [][]int64, end []int64) {
+		var total []time.Duration
+		per := make([][]time.Duration, len(labels))
+		for i, r := range rows {
+			total = append(total, time.Duration(end[i]-r[0]))
+			for j := range labels {
+				next := end[i]
+				if j+1 < len(r) {
+					next = r[j+1]
+				}
+				per[j] = append(per[j], time.Duration(next-r[j]))
+			}
+		}
+		reportLatency(b, total)
+		for j, l := range labels {
+			b.ReportMetric(float64(median(per[j]).Microseconds())/1000, l+"-ms")
+		}
+	}
+	b.Run("config-to-spawn", func(b *testing.B) {
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			name := benchName("cc")
+			mark := env.sink.count()
+			tmp := filepath.Join(env.root, name+".ini")
+			writeFile(b, tmp, burstConfig(env.sink, name, prog))
+			t0 := monoNow()
+			os.Rename(tmp, filepath.Join(env.vassals, name+".ini"))
+			ev := env.sink.waitStart(b, mark, name)
+			rows = append(rows, steps(name, t0, "event", "check", "prepare", "forked"))
+			end = append(end, ev.mono)
+			os.Remove(filepath.Join(env.vassals, name+".ini"))
+		}
+		report(b, []string{"inotify", "debounce", "check+parse", "fork+exec", "exec-to-vassal"}, rows, end)
+	})
+	b.Run("remove-to-stop", func(b *testing.B) {
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			name := benchName("cr")
+			mark := env.sink.count()
+			path := filepath.Join(env.vassals, name+".ini")
+			writeFile(b, path, burstConfig(env.sink, name, prog))
+			ev := env.sink.waitStart(b, mark, name)
+			time.Sleep(10 * time.Millisecond) // loyalty lands
+			mark = env.sink.count()
+			t0 := monoNow()
+			os.Remove(path)
+			got, _ := env.sink.waitFor(b, mark, 10*time.Second, "byte 0", func(e probeEvent) bool { return e.pid == ev.pid && e.event == "byte" })
+			rows = append(rows, steps(name, t0, "event", "check", "stop"))
+			end = append(end, got.mono)
+		}
+		report(b, []string{"inotify", "debounce", "check", "byte-to-vassal"}, rows, end)
+	})
+	b.Run("crash-to-respawn", func(b *testing.B) {
+		name := benchName("ck")
+		mark := env.sink.count()
+		path := filepath.Join(env.vassals, name+".ini")
+		writeFile(b, path, burstConfig(env.sink, name, prog))
+		ev := env.sink.waitStart(b, mark, name)
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			time.Sleep(10 * time.Millisecond) // loyalty (byte 17) lands: no throttle
+			mark := env.sink.count()
+			t0 := monoNow()
+			syscall.Kill(ev.pid, syscall.SIGKILL)
+			ev = env.sink.waitStart(b, mark, name)
+			rows = append(rows, steps(name, t0, "reaped", "prepare", "forked"))
+			end = append(end, ev.mono)
+		}
+		report(b, []string{"reap", "to-spawn", "fork+exec", "exec-to-vassal"}, rows, end)
+		os.Remove(path)
+	})
+}
+
+// traceTime is the first EMPEROR_TRACE time of step for name at or after
+// from.
+func traceTime(b *testing.B, em *emperorProc, step, name string, from int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(em.log.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 4 && f[0] == "TRACE" && f[2] == step && strings.Contains(f[3], name) {
+				if t, _ := strconv.ParseInt(f[1], 10, 64); t >= from {
+					return t
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no trace of %s for %s", step, name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func cProbe(b *testing.B) string {
 	out := filepath.Join(filepath.Dir(emperorBin), "cprobe")
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	if err := exec.Command("cc", "-O2", "-o", out, "testdata/cprobe.c").Run(); err != nil {
-		b.Logf("no C compiler (%v): the burst uses the Go probe", err)
-		return ""
+	if err := exec.Command("cc", "-O2", "-static", "-o", out, "testdata/cprobe.c").Run(); err != nil {
+		if err := exec.Command("cc", "-O2", "-o", out, "testdata/cprobe.c").Run(); err != nil {
+			b.Logf("no C compiler (%v): the Go probe is used", err)
+			return ""
+		}
 	}
 	return out
 }

@@ -5827,6 +5827,13 @@ const (
 	// again. Ours keeps the instance (crash → respawn row): it logs how
 	// the process ended instead, and "removed" only for a removed config.
 	diffRowSameInstance = "(consequence of crash → respawn) a respawned vassal stays the same instance"
+	// uWSGI curses a vassal whose emperor socket closed, whatever it is.
+	diffRowFDClosed = "(not in the table) a vassal that never spoke and closes its emperor fd is left running"
+	// uWSGI's scan ignores the config of a throttled vassal until the
+	// throttle runs out.
+	diffRowTouchThrottled = "(not in the table; README Crash loops) a touch starts a throttled vassal at once"
+	// uWSGI leaves the socket file of a removed on-demand config behind.
+	diffRowOnDemandRemoval = "(not in the table; README On-demand) removing an idle on-demand config unlinks its socket"
 	// uWSGI logs it again on every scan for as long as the file is there.
 	diffRowLogOnce = "(not in the table) a refused tyrant config is logged once, not on every scan"
 )
@@ -5840,7 +5847,8 @@ const diffAtOnce = 300 * time.Millisecond
 // how it was started (event "diff", a JSON diffStart) and the signals the
 // emperor sends it (event "signal"), then does what runProbe does. Extra
 // PROBE_ACTIONS: die-after=MS (exit 1 that long after the start), delay=MS
-// (wait that long before runProbe's actions).
+// (wait that long before runProbe's actions), close-efd (close the emperor
+// fd half a second after the start, and live on).
 func runDiffProbe() int {
 	rep := diffStart{Argv: os.Args, Env: os.Environ(), FDs: diffFDs(), Ppid: os.Getppid(),
 		Pgid: syscall.Getpgrp(), Uid: os.Getuid(), Gid: os.Getgid()}
@@ -5896,6 +5904,11 @@ func runDiffProbe() int {
 			})
 		case "delay":
 			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "close-efd":
+			// As a daemon that closes every inherited fd does. (A read
+			// blocked on it would keep it open: use with no-read.)
+			n, _ := strconv.Atoi(os.Getenv("UWSGI_EMPEROR_FD"))
+			time.AfterFunc(500*time.Millisecond, func() { syscall.Close(n) })
 		}
 	}
 	return runProbe()
@@ -6309,6 +6322,9 @@ func (s *diffSide) received(m diffMark, file string, pid int) string {
 var (
 	diffStamp = regexp.MustCompile(`^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4} - `)
 	diffPid   = regexp.MustCompile(`\(pid: \d+\)`)
+	diffMercy = regexp.MustCompile(`mercyless in \d+ seconds`)
+	// diffLineStart finds where an emperor's line starts.
+	diffLineStart = regexp.MustCompile(`[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4} - |\[emperor|\[uwsgi-emperor\]|!!! permissions|vassal instance `)
 	// diffOurLogExtras are lines only ours prints, each saying more about
 	// an event uWSGI logs too (or does silently): additions, not changes.
 	diffOurLogExtras = regexp.MustCompile(`\] vassal \S+ started \(pid: N\)$|\] vassal \S+ \(pid: N\) (exited|killed|dumped)|reload byte`)
@@ -6321,12 +6337,17 @@ var (
 func (s *diffSide) logLines(m diffMark, names ...string) []string {
 	var out []string
 	for _, line := range strings.Split(s.em.log.String()[m.log:], "\n") {
+		// A vassal's output without a newline can run into the line.
+		if i := diffLineStart.FindStringIndex(line); i != nil {
+			line = line[i[0]:]
+		}
 		if !strings.Contains(line, "emperor]") && !strings.Contains(line, "[emperor-tyrant]") && !strings.HasPrefix(line, "vassal instance ") &&
 			!strings.Contains(line, "!!! permissions") && !strings.Contains(line, "The Emperor is buried") {
 			continue
 		}
 		line = diffStamp.ReplaceAllString(line, "TS - ")
 		line = diffPid.ReplaceAllString(line, "(pid: N)")
+		line = diffMercy.ReplaceAllString(line, "mercyless in N seconds")
 		line = s.norm(line)
 		if !s.uwsgi() && diffOurLogExtras.MatchString(line) {
 			continue
@@ -6418,6 +6439,14 @@ var diffScenarios = []struct {
 	{"vassal_set_and_include", diffVassalSetAndInclude},
 	{"vassal_env_rewrite", diffVassalEnvRewrite},
 	{"stats", diffStats},
+	{"glob_and_two_dirs", diffGlobAndTwoDirs},
+	{"on_demand_idle", diffOnDemandIdle},
+	{"on_demand_stats", diffOnDemandStats},
+	{"graceful_shutdown", diffGracefulShutdown},
+	{"fd_closed", diffFDClosed},
+	{"loyal_crash", diffLoyalCrash},
+	{"touch_throttled", diffTouchThrottled},
+	{"malformed", diffMalformed},
 }
 
 const diffConcurrency = 6
@@ -6506,20 +6535,21 @@ func diffTouch(t *testing.T) {
 		for _, f := range []string{"r.ini", "n.ini"} {
 			s.facts.set(f, "%s, still running: %v", s.received(m, f, pids[f]), alive(pids[f]))
 		}
-		s.logFact("log", m, files...)
+		s.logFactNoCurse("log", m, files...)
 		_, d := s.readStats(t)
 		for _, f := range files {
 			if v := d.vassal(f); v != nil {
 				s.facts.set(f+" stats", "respawns %v ready %v", v["respawns"], v["ready"])
 			}
 		}
+		s.facts.set("r.ini stats record", "%s", s.statsRecord(d, "r.ini"))
 		_ = next
 	})
 	diffCompare(t, uw, ours, map[string]diffImproved{
 		"n.ini": {row: diffRowUnread, uwsgi: "bytes [] signals [], still running: true", ours: "bytes [] signals [15], still running: false"},
 		"log": {row: diffRowSameInstance,
-			uwsgi: "TS - [emperor] curse the uwsgi instance x.ini (pid: N) | TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini | TS - [emperor] removed uwsgi instance x.ini",
-			ours:  "TS - [emperor] curse the uwsgi instance x.ini (pid: N) | TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini"},
+			uwsgi: "TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini | TS - [emperor] removed uwsgi instance x.ini",
+			ours:  "TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini"},
 		"x.ini stats": {row: diffRowSameInstance, uwsgi: "respawns 0 ready 0", ours: "respawns 1 ready 0"},
 	})
 }
@@ -6621,16 +6651,17 @@ func diffRename(t *testing.T) {
 func diffSIGHUP(t *testing.T) {
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
 		files := []string{"r.ini", "s.ini", "n.ini"}
-		s.vassal(t, "r.ini", "")
-		s.vassal(t, "s.ini", "send=1")
-		s.vassal(t, "n.ini", "no-read")
+		for f, actions := range map[string]string{"r.ini": "", "s.ini": "send=1,send=5", "n.ini": "no-read"} {
+			// An mtime in the past: SIGHUP's reload time is "now".
+			touch(t, s.vassal(t, f, actions), time.Now().Add(-10*time.Second))
+		}
 		s.start(t, nil)
 		pids := map[string]int{}
 		for _, f := range files {
 			_, ev := s.diffStarted(t, 0, f)
 			pids[f] = ev.pid
 		}
-		s.waitLogAfter(t, diffMark{}, "vassal s.ini has been spawned", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal s.ini is ready to accept requests", 10*time.Second)
 		m := s.mark()
 		s.em.cmd.Process.Signal(syscall.SIGHUP)
 		for _, f := range []string{"r.ini", "s.ini"} {
@@ -6647,6 +6678,10 @@ func diffSIGHUP(t *testing.T) {
 		}
 		s.logFact("log", m, files...)
 		s.facts.set("emperor running", "%v", alive(s.em.cmd.Process.Pid))
+		_, d := s.readStats(t)
+		for _, f := range []string{"r.ini", "s.ini"} {
+			s.facts.set(f+" stats", "%s", s.statsRecord(d, f))
+		}
 	})
 	diffCompare(t, uw, ours, map[string]diffImproved{
 		"n.ini after": {row: diffRowUnread, uwsgi: "bytes [] signals [], still running: true", ours: "bytes [] signals [15], still running: false"},
@@ -6669,7 +6704,9 @@ func diffRagnarok(t *testing.T, sig syscall.Signal) {
 		t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) }) // uWSGI leaves it behind
 		s.waitLogAfter(t, diffMark{}, "vassal st.ini is ready to accept requests", 10*time.Second)
 		m := s.mark()
-		code, _ := s.em.signalAndWait(t, sig, 20*time.Second)
+		s.em.cmd.Process.Signal(sig)
+		time.Sleep(300 * time.Millisecond)
+		code, _ := s.em.signalAndWait(t, sig, 20*time.Second) // a second one
 		s.facts.set("exit code", "%d", code)
 		for _, f := range []string{"c.ini", "st.ini"} {
 			pid := map[string]int{"c.ini": c.pid, "st.ini": st.pid}[f]
@@ -6679,6 +6716,7 @@ func diffRagnarok(t *testing.T, sig syscall.Signal) {
 		s.facts.set("c.ini's child alive", "%v", alive(grandchild))
 		s.logFact("log", m, "c.ini", "st.ini")
 	})
+	again := "[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in N seconds)***"
 	diffCompare(t, uw, ours, map[string]diffImproved{
 		"c.ini": {row: "a shell vassal ignoring SIGTERM at shutdown",
 			uwsgi: "byte 0 at once; bytes [0] signals []; alive: false", ours: "byte 0 at once; bytes [0] signals [15]; alive: false"},
@@ -6687,10 +6725,10 @@ func diffRagnarok(t *testing.T, sig syscall.Signal) {
 		// is reaped ("removed"), and the mercy's kill is logged twice.
 		"log": {row: "a shell vassal ignoring SIGTERM at shutdown",
 			uwsgi: "TS - The Emperor is buried. | TS - [emperor] NO MERCY for vassal c.ini !!! | TS - [emperor] NO MERCY for vassal st.ini !!! | " +
-				"TS - [emperor] stop the uwsgi instance c.ini | TS - [emperor] stop the uwsgi instance st.ini | [emperor] *** RAGNAROK EVOKED ***",
+				"TS - [emperor] stop the uwsgi instance c.ini | TS - [emperor] stop the uwsgi instance st.ini | " + again + " | [emperor] *** RAGNAROK EVOKED ***",
 			ours: "TS - The Emperor is buried. | TS - [emperor] NO MERCY for vassal st.ini !!! | TS - [emperor] removed uwsgi instance c.ini | " +
 				"TS - [emperor] removed uwsgi instance st.ini | TS - [emperor] stop the uwsgi instance c.ini | TS - [emperor] stop the uwsgi instance st.ini | " +
-				"TS - [emperor] vassal st.ini (pid: N) did not stop in time, killing it | [emperor] *** RAGNAROK EVOKED ***"},
+				"TS - [emperor] vassal st.ini (pid: N) did not stop in time, killing it | " + again + " | [emperor] *** RAGNAROK EVOKED ***"},
 	})
 }
 
@@ -6699,17 +6737,28 @@ func diffSIGUSR1(t *testing.T) {
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
 		s.vassal(t, "u1.ini", "send=17")
 		s.vassal(t, "u2.ini", "")
-		s.start(t, nil)
+		cu := s.vassal(t, "cu.ini", "send=5,ignore-stop")
+		s.start(t, nil, "--reload-mercy", "1")
 		s.diffStarted(t, 0, "u2.ini")
 		s.waitLogAfter(t, diffMark{}, "vassal u1.ini is now loyal", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal cu.ini is ready to accept requests", 10*time.Second)
+		cuMtime, _ := os.Stat(cu)
+		os.Remove(cu) // it ignores the stop byte: stopping for 30 s
+		s.waitLogAfter(t, diffMark{}, "stop the uwsgi instance cu.ini", 10*time.Second)
+		_, d := s.readStats(t)
+		s.facts.set("stopping vassal in stats", "cursed set %v", d.vassal("cu.ini")["cursed"] != float64(0))
 		m := s.mark()
 		s.em.cmd.Process.Signal(syscall.SIGUSR1)
 		s.waitLogAfter(t, m, "vassal instance u2.ini", 5*time.Second)
 		s.waitLogAfter(t, m, "vassal instance u1.ini", 5*time.Second)
+		s.waitLogAfter(t, m, "vassal instance cu.ini", 5*time.Second)
 		var lines []string
-		for _, l := range s.logLines(m, "u1.ini", "u2.ini") {
-			for _, f := range []string{"u1.ini", "u2.ini"} {
-				st, _ := os.Stat(filepath.Join(s.env.vassals, f))
+		for _, l := range s.logLines(m, "u1.ini", "u2.ini", "cu.ini") {
+			for _, f := range []string{"u1.ini", "u2.ini", "cu.ini"} {
+				st, err := os.Stat(filepath.Join(s.env.vassals, f))
+				if err != nil {
+					st = cuMtime
+				}
 				l = strings.ReplaceAll(l, fmt.Sprintf("%s (last modified %d)", f, st.ModTime().Unix()), f+" (last modified MTIME)")
 			}
 			lines = append(lines, l)
@@ -6910,6 +6959,7 @@ func diffTyrant(t *testing.T) {
 		ty := s.vassal(t, "ty.ini", "")
 		os.Chown(ty, 23456, 23457)
 		s.vassal(t, "root.ini", "")
+		os.Chown(s.vassal(t, "gid0.ini", ""), 23456, 0)
 		s.start(t, nil, "--emperor-tyrant")
 		rep, ev := s.diffStarted(t, 0, "ty.ini")
 		s.describe("ty.ini", rep)
@@ -6918,6 +6968,7 @@ func diffTyrant(t *testing.T) {
 		s.facts.set("ty.ini stats", "uid %v gid %v", v["uid"], v["gid"])
 		time.Sleep(2500 * time.Millisecond) // two of uWSGI's scans
 		s.facts.set("root.ini started", "%v", len(s.env.sink.events(evIs("root.ini", "diff"))) > 0)
+		s.facts.set("gid0.ini (group root) started", "%v", len(s.env.sink.events(evIs("gid0.ini", "diff"))) > 0)
 		refusals := strings.Count(s.em.log.String(), "[emperor-tyrant] invalid permissions for vassal root.ini")
 		s.facts.set("root.ini refusal logged", "%s", map[bool]string{true: "once", false: "every scan"}[refusals == 1])
 		m := s.mark()
@@ -6993,26 +7044,7 @@ func diffStats(t *testing.T) {
 			d.Pid == s.em.cmd.Process.Pid, diffJSON(raw, "uid"), diffJSON(raw, "gid"), s.norm(diffJSON(raw, "cwd")), s.norm(fmt.Sprint(d.Emperor)))
 		s.facts.set("emperor_tyrant throttle_level", "%s %s", diffJSON(raw, "emperor_tyrant"), diffJSON(raw, "throttle_level"))
 		for _, id := range []string{"st.ini", "ly.ini", "cl.ini"} {
-			st, _ := os.Stat(filepath.Join(s.env.vassals, id))
-			v := d.vassal(id)
-			var kv []string
-			for _, k := range []string{"pid", "born", "last_mod", "last_heartbeat", "loyal", "ready", "accepting", "last_loyal",
-				"last_ready", "last_accepting", "first_run", "last_run", "cursed", "zerg", "on_demand", "uid", "gid", "monitor", "respawns"} {
-				val := s.norm(fmt.Sprint(v[k]))
-				if f, ok := v[k].(float64); ok {
-					val = strconv.FormatFloat(f, 'f', -1, 64)
-				}
-				switch {
-				case (k == "born" || k == "last_mod") && val == fmt.Sprint(st.ModTime().Unix()):
-					val = "MTIME"
-				case k == "pid" || strings.HasPrefix(k, "last_") || strings.HasSuffix(k, "_run"):
-					if val != "0" {
-						val = "set"
-					}
-				}
-				kv = append(kv, k+"="+val)
-			}
-			s.facts.set(id, "%s", strings.Join(kv, " "))
+			s.facts.set(id, "%s", s.statsRecord(d, id))
 		}
 		for _, b := range d.Blacklist {
 			s.facts.set("blacklist "+fmt.Sprint(b["id"]), "throttle_level %v attempt %v first_attempt set %v last_attempt set %v",
@@ -7022,9 +7054,271 @@ func diffStats(t *testing.T) {
 	diffCompare(t, uw, ours, nil)
 }
 
+// statsRecord is the stats record of vassal id, normalised: times as
+// MTIME (the config's mtime), "now" (within 3 s), "set" or 0, pid as "set"
+// unless it is -1 or 0.
+func (s *diffSide) statsRecord(d statsDoc, id string) string {
+	v := d.vassal(id)
+	if v == nil {
+		return "absent"
+	}
+	var mtime int64 = -1
+	if st, err := os.Stat(filepath.Join(s.env.vassals, id)); err == nil {
+		mtime = st.ModTime().Unix()
+	}
+	var kv []string
+	for _, k := range []string{"pid", "born", "last_mod", "last_heartbeat", "loyal", "ready", "accepting", "last_loyal",
+		"last_ready", "last_accepting", "first_run", "last_run", "cursed", "zerg", "on_demand", "uid", "gid", "monitor", "respawns"} {
+		val := s.norm(fmt.Sprint(v[k]))
+		f, isNum := v[k].(float64)
+		if isNum {
+			val = strconv.FormatFloat(f, 'f', -1, 64)
+		}
+		switch {
+		case !isNum || k == "loyal" || k == "ready" || k == "accepting" || k == "zerg" || k == "uid" || k == "gid" || k == "respawns" || f <= 0:
+		case k == "pid":
+			val = "set"
+		case (k == "born" || k == "last_mod") && int64(f) == mtime:
+			val = "MTIME"
+		case (k == "born" || k == "last_mod") && f >= float64(time.Now().Unix()-3):
+			val = "now"
+		default:
+			val = "set"
+		}
+		kv = append(kv, k+"="+val)
+	}
+	return strings.Join(kv, " ")
+}
+
 // diffJSON is the raw text of a top-level key's value in a stats document.
 func diffJSON(raw []byte, key string) string {
 	var m map[string]json.RawMessage
 	json.Unmarshal(raw, &m)
 	return string(m[key])
+}
+
+// diffGlobAndTwoDirs: a glob monitor (ids are paths, vassals run in the
+// emperor's cwd) beside a directory monitor.
+func diffGlobAndTwoDirs(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		d2 := filepath.Join(s.env.root, "d2")
+		os.Mkdir(d2, 0o755)
+		s.vassal(t, "g1.ini", "")
+		s.vassal(t, "g2.xml", "")
+		writeFile(t, filepath.Join(d2, "d.ini"), diffConfig("d.ini", s.probeOptions("d.ini", "")))
+		s.dir = filepath.Join(s.env.vassals, "*.ini")
+		s.start(t, nil, "--emperor", d2)
+		rep, _ := s.diffStarted(t, 0, "g1.ini")
+		s.describe("g1.ini", rep)
+		rep, _ = s.diffStarted(t, 0, "d.ini")
+		s.describe("d.ini", rep)
+		s.env.sink.expectNone(t, 0, 1500*time.Millisecond, "g2.xml start", evIs("g2.xml", "diff"))
+		_, d := s.readStats(t)
+		var vassals []string
+		for _, v := range d.Vassals {
+			vassals = append(vassals, s.norm(fmt.Sprintf("%v in %v", v["id"], v["monitor"])))
+		}
+		sort.Strings(vassals)
+		s.facts.set("stats vassals", "%s", strings.Join(vassals, ", "))
+		s.facts.set("stats emperor", "%s", s.norm(fmt.Sprint(d.Emperor)))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffOnDemandIdle: an idle on-demand vassal touched, reloaded by SIGHUP
+// and removed.
+func diffOnDemandIdle(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		dir := filepath.Join(s.env.root, "od")
+		os.Mkdir(dir, 0o755)
+		// mtimes in the past: uWSGI's SIGHUP sets the reload time to now,
+		// and a later mtime would reload again at its next scan.
+		path := s.vassal(t, "oi.ini", "serve-stdin")
+		touch(t, path, time.Now().Add(-10*time.Second))
+		s.start(t, nil, "--emperor-on-demand-directory", dir)
+		s.waitLogAfter(t, diffMark{}, `oi.ini -> "on demand" instance detected`, 10*time.Second)
+		m := s.mark()
+		touch(t, path, time.Now().Add(-5*time.Second))
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance oi.ini`, 10*time.Second)
+		s.logFact("log after touch", m, "oi.ini")
+		m = s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(500 * time.Millisecond)
+		s.logFact("log after SIGHUP", m, "oi.ini")
+		m = s.mark()
+		os.Remove(path)
+		s.waitLogAfter(t, m, "removed uwsgi instance oi.ini", 10*time.Second)
+		s.logFact("log after removal", m, "oi.ini")
+		_, err := os.Stat(filepath.Join(dir, "oi.socket"))
+		s.facts.set("socket after removal", "exists %v", err == nil)
+		s.facts.set("started", "%d times", len(s.env.sink.events(evIs("oi.ini", "diff"))))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		// There is no process to stop: ours says only that it is removed.
+		"log after removal": {row: diffRowOnDemandRemoval,
+			uwsgi: "TS - [emperor] removed uwsgi instance oi.ini | TS - [emperor] stop the uwsgi instance oi.ini", ours: "TS - [emperor] removed uwsgi instance oi.ini"},
+		"socket after removal": {row: diffRowOnDemandRemoval, uwsgi: "exists true", ours: "exists false"},
+	})
+}
+
+// diffOnDemandStats: the stats record of an on-demand vassal while it
+// waits, after a touch, after SIGHUP and once a client started it.
+func diffOnDemandStats(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		dir := filepath.Join(s.env.root, "od")
+		os.Mkdir(dir, 0o755)
+		path := s.vassal(t, "os.ini", "serve-stdin")
+		touch(t, path, time.Now().Add(-10*time.Second))
+		s.start(t, nil, "--emperor-on-demand-directory", dir)
+		s.waitLogAfter(t, diffMark{}, `os.ini -> "on demand" instance detected`, 10*time.Second)
+		_, d := s.readStats(t)
+		s.facts.set("waiting", "%s", s.statsRecord(d, "os.ini"))
+		m := s.mark()
+		touch(t, path, time.Now().Add(-5*time.Second))
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance os.ini`, 10*time.Second)
+		_, d = s.readStats(t)
+		s.facts.set("after a touch", "%s", s.statsRecord(d, "os.ini"))
+		m = s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance os.ini`, 10*time.Second)
+		_, d = s.readStats(t)
+		s.facts.set("after SIGHUP", "%s", s.statsRecord(d, "os.ini"))
+		m = s.mark()
+		if _, err := dialGreeting("unix", filepath.Join(dir, "os.socket")); err != nil {
+			t.Fatal(err)
+		}
+		s.diffStarted(t, m.ev, "os.ini")
+		_, d = s.readStats(t)
+		s.facts.set("started by a client", "%s", s.statsRecord(d, "os.ini"))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffGracefulShutdown: --emperor-graceful-shutdown makes the stop byte 2,
+// on removal and at shutdown.
+func diffGracefulShutdown(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		g1 := s.vassal(t, "g1.ini", "send=5")
+		s.vassal(t, "g2.ini", "send=5")
+		s.start(t, nil, "--emperor-graceful-shutdown", "--emperor-curse-tolerance", "1", "--reload-mercy", "1")
+		_, p1 := s.diffStarted(t, 0, "g1.ini")
+		_, p2 := s.diffStarted(t, 0, "g2.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal g2.ini is ready to accept requests", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal g1.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		os.Remove(g1)
+		s.waitByte(t, m, "g1.ini", p1.pid, 2)
+		waitDead(t, p1.pid, 10*time.Second)
+		s.facts.set("g1.ini removed", "%s", s.received(m, "g1.ini", p1.pid))
+		m = s.mark()
+		code, _ := s.em.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+		s.facts.set("g2.ini at shutdown", "%s; exit code %d", s.received(m, "g2.ini", p2.pid), code)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffFDClosed: a vassal that closes its emperor fd and lives on. uWSGI
+// curses it, SIGKILLs it after the curse tolerance and respawns it (forever,
+// for a daemon that closes inherited fds); ours does that only to one that
+// spoke the protocol first.
+func diffFDClosed(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "quiet.ini", "no-read,close-efd", [2]string{"env", "PROBE_ACTIONS_LATER="})
+		s.vassal(t, "spoke.ini", "send=17,no-read,close-efd", [2]string{"env", "PROBE_ACTIONS_LATER=send=17"})
+		s.start(t, nil, "--emperor-curse-tolerance", "1")
+		_, q := s.diffStarted(t, 0, "quiet.ini")
+		_, sp := s.diffStarted(t, 0, "spoke.ini")
+		s.waitRespawn(t, diffMark{}, "spoke.ini", sp.pid)
+		if s.uwsgi() {
+			s.waitRespawn(t, diffMark{}, "quiet.ini", q.pid)
+		} else {
+			s.env.sink.expectNone(t, 0, 3*time.Second, "quiet.ini restart", func(ev probeEvent) bool {
+				return ev.name == "quiet.ini" && ev.event == "diff" && ev.pid != q.pid
+			})
+		}
+		s.facts.set("quiet.ini", "first process alive %v", alive(q.pid))
+		s.facts.set("spoke.ini", "first process alive %v", alive(sp.pid))
+		s.em.waitLogCount(t, "vassal spoke.ini is now loyal", 2, 10*time.Second)
+		s.logFactNoCurse("log", diffMark{}, "spoke.ini")
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"quiet.ini": {row: diffRowFDClosed, uwsgi: "first process alive false", ours: "first process alive true"},
+		"log": {row: diffRowSameInstance, uwsgi: "TS - [emperor] removed uwsgi instance spoke.ini | TS - [emperor] vassal spoke.ini is now loyal | TS - [emperor] vassal spoke.ini is now loyal",
+			ours: "TS - [emperor] vassal spoke.ini (pid: N) did not stop in time, killing it | TS - [emperor] vassal spoke.ini is now loyal | TS - [emperor] vassal spoke.ini is now loyal"},
+	})
+}
+
+// diffLoyalCrash: a loyal vassal that dies is respawned without the
+// blacklist, and is not loyal again until it says so.
+func diffLoyalCrash(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "lc.ini", "send=17,die-after=300", [2]string{"env", "PROBE_ACTIONS_LATER="})
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "lc.ini")
+		s.waitRespawn(t, diffMark{}, "lc.ini", first.pid)
+		_, d := s.readStats(t)
+		s.facts.set("after the respawn", "%s; blacklist %s", s.statsRecord(d, "lc.ini"), blacklistItem(d, "lc.ini"))
+	})
+	record := "pid=set born=MTIME last_mod=MTIME last_heartbeat=0 loyal=0 ready=0 accepting=0 last_loyal=%s last_ready=0 last_accepting=0 " +
+		"first_run=set last_run=set cursed=0 zerg=0 on_demand= uid=0 gid=0 monitor=VASSALS respawns=0; blacklist none"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		// Ours keeps when it last became loyal.
+		"after the respawn": {row: diffRowSameInstance, uwsgi: fmt.Sprintf(record, "0"), ours: fmt.Sprintf(record, "set")},
+	})
+}
+
+// diffTouchThrottled: touching the config of a vassal waiting out its
+// throttle.
+func diffTouchThrottled(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "tt.ini", "die-after=200")
+		s.start(t, nil, "--emperor-throttle", "5000")
+		s.env.sink.waitN(t, 2, 15*time.Second, "2 deaths", evIs("tt.ini", "exiting"))
+		time.Sleep(300 * time.Millisecond) // reaped: 5 s to wait
+		m := s.mark()
+		touch(t, path, time.Now().Add(2*time.Second))
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "tt.ini start", evIs("tt.ini", "diff"))
+		} else {
+			s.diffStarted(t, m.ev, "tt.ini")
+		}
+		s.facts.set("started before the throttle ran out", "%v", len(s.env.sink.events(evIs("tt.ini", "diff"))) > 2)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"started before the throttle ran out": {row: diffRowTouchThrottled, uwsgi: "false", ours: "true"},
+	})
+}
+
+// diffMalformed: configs that do not parse fail in the vassal and go
+// through the blacklist; the emperor and the other vassals are unaffected.
+func diffMalformed(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "good.ini", "")
+		writeFile(t, filepath.Join(s.env.vassals, "bad.json"), `{"uwsgi": {"env": "X=1",`)
+		writeFile(t, filepath.Join(s.env.vassals, "bad.xml"), "<uwsgi><env>X=1</uwsgi>")
+		s.start(t, nil)
+		_, good := s.diffStarted(t, 0, "good.ini")
+		for _, f := range []string{"bad.json", "bad.xml"} {
+			s.em.waitLogCount(t, "unloyal bad behaving vassal found: "+f, 1, 15*time.Second)
+		}
+		_, d := s.readStats(t)
+		for _, f := range []string{"bad.json", "bad.xml"} {
+			s.facts.set(f+" blacklisted", "%v", blacklistItem(d, f) != "none")
+			var lines []string
+			for _, l := range s.logLines(diffMark{}, f) {
+				lines = append(lines, l)
+			}
+			slices.Sort(lines)
+			s.facts.set(f+" log (distinct lines)", "%s", strings.Join(slices.Compact(lines), " | "))
+		}
+		s.facts.set("good.ini", "alive %v, started %d times", alive(good.pid), len(s.env.sink.events(evIs("good.ini", "diff"))))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"bad.json log (distinct lines)": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] curse the uwsgi instance bad.json (pid: N) | TS - [emperor] removed uwsgi instance bad.json | TS - [emperor] unloyal bad behaving vassal found: bad.json throttling it...",
+			ours:  "TS - [emperor] curse the uwsgi instance bad.json (pid: N) | TS - [emperor] unloyal bad behaving vassal found: bad.json throttling it..."},
+		"bad.xml log (distinct lines)": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] removed uwsgi instance bad.xml | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it...",
+			ours:  "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it..."},
+	})
 }

@@ -5832,8 +5832,16 @@ const (
 	// uWSGI's scan ignores the config of a throttled vassal until the
 	// throttle runs out.
 	diffRowTouchThrottled = "(not in the table; README Crash loops) a touch starts a throttled vassal at once"
-	// uWSGI leaves the socket file of a removed on-demand config behind.
-	diffRowOnDemandRemoval = "(not in the table; README On-demand) removing an idle on-demand config unlinks its socket"
+	// uWSGI leaves the socket file of an on-demand vassal behind.
+	diffRowOnDemandRemoval = "(not in the table; README On-demand) an on-demand socket file is unlinked with its config and at shutdown"
+	// uWSGI's scan does not see a config that was gone for less than a
+	// scan: to it, a removal and a new file are a change (byte 1, the old
+	// process goes on). Ours sees both: the vassal is stopped and a new one
+	// started with the new file (a restart, not a graceful reload).
+	diffRowRemoveReadd = "(not in the table) a config removed and written again is a stop and a new start"
+	// uWSGI compares whole-second mtimes, so it misses a rewrite that keeps
+	// the mtime (cp -p, rsync -t, or a write in the second of its scan).
+	diffRowContent = "(not in the table) new content reloads even when the mtime did not move"
 	// uWSGI logs it again on every scan for as long as the file is there.
 	diffRowLogOnce = "(not in the table) a refused tyrant config is logged once, not on every scan"
 )
@@ -6303,6 +6311,14 @@ func (s *diffSide) waitRespawn(t *testing.T, m diffMark, file string, old int) (
 	return rep, ev
 }
 
+// reloadOf matches a reload of file's vassal pid: byte 1 at it, or a
+// start of another process.
+func (s *diffSide) reloadOf(file string, pid int) func(probeEvent) bool {
+	return func(ev probeEvent) bool {
+		return ev.name == file && (ev.event == "byte" && ev.extra == "1" && ev.pid == pid || ev.event == "diff" && ev.pid != pid)
+	}
+}
+
 // received is what file's vassal pid reported after m: the bytes in
 // order, the signals (a signal and a byte race to be reported) and whether
 // it said it was exiting.
@@ -6456,6 +6472,10 @@ var diffScenarios = []struct {
 	{"loyal_crash", diffLoyalCrash},
 	{"touch_throttled", diffTouchThrottled},
 	{"malformed", diffMalformed},
+	{"symlink", diffSymlink},
+	{"burst", diffBurst},
+	{"remove_readd", diffRemoveReadd},
+	{"rewrite_same_mtime", diffRewriteSameMtime},
 }
 
 const diffConcurrency = 6
@@ -6588,7 +6608,7 @@ func diffContentChange(t *testing.T) {
 		if s.uwsgi() {
 			s.waitByte(t, m, "c.ini", first.pid, 1)
 		} else {
-			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", reloadOf("c.ini"))
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", s.reloadOf("c.ini", first.pid))
 		}
 		s.facts.set("same content moved into place", "%s", s.received(m, "c.ini", first.pid))
 		s.facts.set("still running", "%v", alive(first.pid))
@@ -6871,7 +6891,9 @@ func diffLoyalty(t *testing.T) {
 		s.vassal(t, "ly.ini", "send=17")
 		s.vassal(t, "q.ini", "")
 		s.vassal(t, "lb.ini", "die-after=200", [2]string{"env", "PROBE_ACTIONS_LATER=delay=700,send=17"})
+		s.vassal(t, "pr.ini", "send=1,send=5,send=99,send=17")
 		s.start(t, nil)
+		s.waitLogAfter(t, diffMark{}, "vassal pr.ini is now loyal", 10*time.Second)
 		s.waitLogAfter(t, diffMark{}, "vassal ly.ini is now loyal", 10*time.Second)
 		s.diffStarted(t, 0, "q.ini")
 		_, d := s.readStats(t)
@@ -6886,7 +6908,8 @@ func diffLoyalty(t *testing.T) {
 		s.waitLogAfter(t, diffMark{}, "vassal lb.ini is now loyal", 10*time.Second)
 		_, d = s.readStats(t)
 		s.facts.set("lb.ini loyal: blacklist", "%s", blacklistItem(d, "lb.ini"))
-		s.logFact("log", diffMark{}, "ly.ini", "q.ini")
+		s.logFact("log", diffMark{}, "ly.ini", "q.ini", "pr.ini")
+		s.facts.set("pr.ini stats", "%s", s.statsRecord(d, "pr.ini"))
 	})
 	diffCompare(t, uw, ours, nil)
 }
@@ -6901,6 +6924,12 @@ func diffHeartbeat(t *testing.T) {
 		_, hb := s.diffStarted(t, 0, "hb.ini")
 		_, nohb := s.diffStarted(t, 0, "nohb.ini")
 		m := s.mark()
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, d := s.readStats(t); d.vassal("hb.ini")["last_heartbeat"] != float64(0) {
+				s.facts.set("last_heartbeat", "hb.ini set, nohb.ini %v", d.vassal("nohb.ini")["last_heartbeat"])
+				break
+			}
+		}
 		s.waitRespawn(t, m, "hb.ini", hb.pid)
 		s.facts.set("hb.ini before it died", "%s", s.received(diffMark{}, "hb.ini", hb.pid))
 		s.facts.set("nohb.ini", "alive %v", alive(nohb.pid))
@@ -6970,8 +6999,13 @@ func diffOnDemand(t *testing.T) {
 		greeting, err = dialGreeting("unix", sock)
 		_, ev2 := s.diffStarted(t, m.ev, "od.ini")
 		s.facts.set("second client", "%v %v new pid %v", greeting == fmt.Sprintf("hello from od.ini %d", ev2.pid), err, ev2.pid != ev.pid)
+		code, _ := s.em.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+		_, err = os.Stat(sock)
+		s.facts.set("after shutdown", "exit code %d, socket file left %v", code, err == nil)
 	})
-	diffCompare(t, uw, ours, nil)
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"after shutdown": {row: diffRowOnDemandRemoval, uwsgi: "exit code 0, socket file left true", ours: "exit code 0, socket file left false"},
+	})
 }
 
 // diffTyrant: a config owned by a user runs as that user, without
@@ -7346,5 +7380,98 @@ func diffMalformed(t *testing.T) {
 		"bad.xml log (distinct lines)": {row: diffRowSameInstance,
 			uwsgi: "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] removed uwsgi instance bad.xml | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it...",
 			ours:  "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it..."},
+	})
+}
+
+// diffSymlink: a config that is a symlink runs under the link's name and
+// reloads when its target changes.
+func diffSymlink(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		target := filepath.Join(s.env.root, "target.ini")
+		writeFile(t, target, diffConfig("l.ini", s.probeOptions("l.ini", "")))
+		os.Symlink(target, filepath.Join(s.env.vassals, "l.ini"))
+		s.start(t, nil)
+		rep, ev := s.diffStarted(t, 0, "l.ini")
+		s.describe("l.ini", rep)
+		m := s.mark()
+		touch(t, target, time.Now().Add(2*time.Second))
+		s.waitByte(t, m, "l.ini", ev.pid, 1)
+		s.waitLogAfter(t, m, "reload the uwsgi instance l.ini", 5*time.Second)
+		s.logFact("log after touching the target", m, "l.ini")
+		_, d := s.readStats(t)
+		s.facts.set("stats", "%s", s.statsRecord(d, "l.ini"))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffBurst: twelve configs at once all start (uWSGI 2.0.21 does not
+// throttle new vassals).
+func diffBurst(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.start(t, nil)
+		for i := range 12 {
+			s.vassal(t, fmt.Sprintf("b%02d.ini", i), "")
+		}
+		s.env.sink.waitN(t, 12, 20*time.Second, "12 starts", func(ev probeEvent) bool { return ev.event == "diff" })
+		_, d := s.readStats(t)
+		s.facts.set("vassals in stats", "%d", len(d.Vassals))
+		s.facts.set("blacklist", "%d", len(d.Blacklist))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRemoveReadd: a config removed and written again (new content) a
+// moment later: one vassal runs, and it got byte 1 or a successor.
+func diffRemoveReadd(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "ra.ini", "send=5") // spoke: no SIGTERM racing byte 0
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "ra.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal ra.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		os.Remove(path)
+		time.Sleep(50 * time.Millisecond)
+		writeFile(t, path, diffConfig("ra.ini", append(s.probeOptions("ra.ini", "send=5"), [2]string{"env", "DIFF_NEW=1"})))
+		touch(t, path, time.Now().Add(2*time.Second))
+		s.waitLogAfter(t, m, "ra.ini", 10*time.Second)
+		time.Sleep(2 * time.Second) // a scan and a half
+		s.logFact("log", m, "ra.ini")
+		var pids []string
+		for _, ev := range s.env.sink.events(evIs("ra.ini", "diff")) {
+			if alive(ev.pid) {
+				pids = append(pids, map[bool]string{true: "the first", false: "a new one"}[ev.pid == first.pid])
+			}
+		}
+		s.facts.set("running", "%v", pids)
+		s.facts.set("the first vassal", "%s", s.received(m, "ra.ini", first.pid))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"running":          {row: diffRowRemoveReadd, uwsgi: "[the first]", ours: "[a new one]"},
+		"the first vassal": {row: diffRowRemoveReadd, uwsgi: "bytes [1] signals []", ours: "bytes [0] signals []"},
+		"log": {row: diffRowRemoveReadd, uwsgi: "TS - [emperor] reload the uwsgi instance ra.ini",
+			ours: "TS - [emperor] removed uwsgi instance ra.ini | TS - [emperor] stop the uwsgi instance ra.ini | TS - [emperor] vassal ra.ini is ready to accept requests"},
+	})
+}
+
+// diffRewriteSameMtime: new content written with the mtime it had.
+func diffRewriteSameMtime(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "sm.ini", "")
+		then := time.Now().Add(-10 * time.Second)
+		touch(t, path, then)
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "sm.ini")
+		m := s.mark()
+		writeFile(t, path, diffConfig("sm.ini", append(s.probeOptions("sm.ini", ""), [2]string{"env", "DIFF_NEW=1"})))
+		touch(t, path, then)
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", s.reloadOf("sm.ini", first.pid))
+		} else {
+			s.waitByte(t, m, "sm.ini", first.pid, 1)
+		}
+		s.facts.set("sm.ini", "%s", s.received(m, "sm.ini", first.pid))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"sm.ini": {row: diffRowContent, uwsgi: "bytes [] signals []", ours: "bytes [1] signals []"},
 	})
 }

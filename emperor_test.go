@@ -6060,14 +6060,14 @@ func diffRun(t *testing.T, scenario func(t *testing.T, s *diffSide)) (uw, ours *
 	t.Helper()
 	sides := []*diffSide{{name: "uwsgi"}, {name: "ours"}}
 	wall0, mono0 := time.Now().Round(0), monoNow()
-	defer func() {
+	t.Cleanup(func() {
 		// uWSGI's scans, throttles and heartbeats run on time(): a step of
 		// the wall clock (TestFaultClockJump in another process, NTP) voids
 		// what its side saw.
 		if step := time.Since(wall0) - time.Duration(monoNow()-mono0); t.Failed() && (step > time.Second || step < -time.Second) {
 			t.Logf("the wall clock stepped by %v during this scenario: uWSGI's side is not to be trusted", step.Round(time.Second))
 		}
-	}()
+	})
 	var wg sync.WaitGroup
 	ok := make([]bool, len(sides))
 	for i, s := range sides {

@@ -6458,7 +6458,9 @@ func needDiff(t *testing.T) {
 
 // diffScenarios are the differential tests. They wait on uWSGI's scan most
 // of the time, so TestDiffUWSGI runs them diffConcurrency at a time, more
-// than -parallel's one per CPU would.
+// than -parallel's one per CPU would. TestDiffUWSGI itself is not parallel:
+// twelve emperors and their probes at once would starve the tests that
+// hold a time budget (TestConfigBudgets) on a 2-core machine.
 var diffScenarios = []struct {
 	name string
 	run  func(t *testing.T)
@@ -6507,7 +6509,6 @@ const diffConcurrency = 6
 
 func TestDiffUWSGI(t *testing.T) {
 	needDiff(t)
-	t.Parallel()
 	sem := make(chan struct{}, diffConcurrency)
 	var wg sync.WaitGroup
 	for _, sc := range diffScenarios {

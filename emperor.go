@@ -205,6 +205,12 @@ func (e *emperor) start() error {
 		for _, d := range m.watchDirs() {
 			e.watch.fs.add(d)
 		}
+		if !m.glob {
+			// A directory removed while a vassal sits in it lives on
+			// until that process goes (no DELETE_SELF before): its
+			// parent sees the name go, and come back.
+			e.watch.fs.add(filepath.Dir(m.dir))
+		}
 	}
 	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
 		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps); err != nil {
@@ -388,6 +394,7 @@ const (
 	tReloadCheck                  // did a vassal read its reload byte? (v)
 	tSettle                       // files written to and left open: quiet long enough?
 	tAdopt                        // a smart daemon's pidfile: written yet? (v)
+	tGone                         // a config gone a removal-grace ago: still gone? (v, any gen)
 	numTimerKinds
 )
 
@@ -412,6 +419,7 @@ var timerKinds = [numTimerKinds]struct {
 	tReloadCheck: {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
 	tSettle:      {"settle", false, (*emperor).settleDue},
 	tAdopt:       {"adopt", true, func(e *emperor, it timerItem) { e.adoptDue(it.v) }},
+	tGone:        {"gone", false, (*emperor).goneDue},
 }
 
 type timerItem struct {
@@ -933,8 +941,10 @@ func (e *emperor) scanMonitor(m *monitor) {
 		}
 	}
 	for _, v := range e.vassals.live() {
-		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete && v.zergOf == nil {
-			e.stop(v, thenDelete)
+		if v.mon == m && !v.deleted && !seen[v.name] && v.zergOf == nil {
+			e.configGone(v)
+		} else if v.mon == m && seen[v.name] {
+			v.goneSince = time.Time{}
 		}
 	}
 }
@@ -1123,6 +1133,9 @@ func (e *emperor) onFSEvent(ev fsEvent) {
 		e.watchedDirGone(ev.path)
 	}
 	e.awaitedChanged(ev.path)
+	if ev.op&(fsGone|fsDir) == fsGone|fsDir {
+		e.watchedDirGone(ev.path) // a monitor's directory, seen from its parent
+	}
 	w := &e.watch
 	if w.logReopen[ev.path] && ev.op&(fsAttrib|fsClose|fsMovedIn|fsCreate) != 0 {
 		e.cfg.daemon.reopenLog()
@@ -1313,7 +1326,7 @@ func (e *emperor) dirInUse(dir string) bool {
 		}
 	}
 	for _, m := range e.watch.monitors {
-		if m.missing && m.awaitAt == dir {
+		if m.missing && m.awaitAt == dir || !m.glob && filepath.Dir(m.dir) == dir {
 			return true
 		}
 	}
@@ -1388,6 +1401,42 @@ func (e *emperor) rescanDirty(m *monitor) {
 	})
 }
 
+// configGone: v's config is no longer there. The vassal is stopped once
+// the config has stayed gone for removal-grace: a config deleted and
+// written again (git checkout, rm then cp) is a change, as uWSGI's scan
+// sees it, not a stop and a new process; and while the whole directory is
+// gone (rm -rf, a swap) its vassals run on until it is back.
+func (e *emperor) configGone(v *vassal) {
+	if v.then == thenDelete || v.deleted {
+		return
+	}
+	if v.goneSince.IsZero() {
+		v.goneSince = time.Now()
+		if e.cfg.removalGrace > 0 {
+			e.timers.push(timerItem{at: v.goneSince.Add(e.cfg.removalGrace), kind: tGone, v: v})
+			return
+		}
+	}
+	if time.Since(v.goneSince) < e.cfg.removalGrace || v.mon.missing || !dirExists(v.mon.dir) {
+		return
+	}
+	e.stop(v, thenDelete)
+}
+
+// goneDue looks again at a config that went a removal-grace ago.
+func (e *emperor) goneDue(it timerItem) {
+	v := it.v
+	if v.deleted || v.goneSince.IsZero() || e.shutdown.dying {
+		return
+	}
+	e.spawning(func() { e.checkOne(v.mon, candidate{name: v.name, path: v.path}) })
+}
+
+func dirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
+}
+
 // checkOne is scanMonitor for a single name.
 func (e *emperor) checkOne(m *monitor, c candidate) {
 	trace("check", c.name)
@@ -1400,12 +1449,13 @@ func (e *emperor) checkOne(m *monitor, c candidate) {
 	st, ok := e.statConfig(c.path)
 	switch {
 	case !ok:
-		if v != nil && v.mon == m && v.then != thenDelete {
-			e.stop(v, thenDelete)
+		if v != nil && v.mon == m {
+			e.configGone(v)
 		}
 	case v == nil:
 		e.addVassal(m, c, st)
 	case v.mon == m:
+		v.goneSince = time.Time{}
 		e.checkChange(v, st)
 	}
 }
@@ -1723,6 +1773,7 @@ type vassal struct {
 	then      afterExit // what happens once the process is gone
 	deleted   bool      // the record is gone from the table; timers for it are dropped
 	killedFor string    // why the emperor itself killed the running process, for restart_reason
+	goneSince time.Time // when its config was last seen gone; zero while it is there
 
 	// What the process said on the protocol (reset at each spawn).
 	spoke          bool      // sent at least one byte: it understands the protocol
@@ -1814,6 +1865,11 @@ func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 // wait for a client, others spawn; both respect the blacklist.
 func (e *emperor) placeVassal(v *vassal, sock string) {
 	v.onDemand = sock
+	if sock != "" && v.firstRun == 0 {
+		// uWSGI stamps an instance when it registers it, before any run.
+		v.firstRun = time.Now().Unix()
+		v.lastRun = v.firstRun
+	}
 	if wait := e.black.wait(v.name, time.Now()); wait > 0 {
 		e.scheduleRespawn(v, wait)
 		return
@@ -1950,7 +2006,9 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 // whatever of it is left after grace is killed with its whole tree.
 func (e *emperor) curse(v *vassal, status vassalStatus, grace time.Duration) {
 	v.status, v.cursed = status, time.Now().Unix()
-	e.armKill(v, grace)
+	if !e.shutdown.dying {
+		e.armKill(v, grace) // at shutdown, reload-mercy's end kills what is left
+	}
 }
 
 func (e *emperor) armKill(v *vassal, after time.Duration) {
@@ -3885,7 +3943,6 @@ func (e *emperor) ragnarok() {
 		}
 		if v.status != statusRunning {
 			v.then = thenDelete
-			e.armKill(v, e.cfg.reloadMercy)
 			continue
 		}
 		e.stop(v, thenDelete)
@@ -3937,6 +3994,7 @@ type emperorConfig struct {
 	heartbeat        time.Duration
 	curseTolerance   time.Duration
 	reloadGrace      time.Duration // how long a vassal that never spoke has to read the reload byte
+	removalGrace     time.Duration // how long a config must stay gone before its vassal is stopped
 	reloadMercy      time.Duration
 	nofollow         bool
 	noBlacklist      bool
@@ -3979,6 +4037,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
 		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
 		reloadGrace:      time.Duration(o.Int(1000, "emperor-reload-grace")) * time.Millisecond,
+		removalGrace:     time.Duration(o.Int(250, "emperor-removal-grace")) * time.Millisecond,
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
@@ -4273,6 +4332,7 @@ var options = []optionSpec{
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
 	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
+	{"emperor-removal-grace", optValue, useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
 	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
 	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
 	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},

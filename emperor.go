@@ -207,6 +207,12 @@ func (e *emperor) start() error {
 		for _, d := range m.watchDirs() {
 			e.watch.fs.add(d)
 		}
+		if !m.glob {
+			// A directory removed while a vassal sits in it lives on
+			// until that process goes (no DELETE_SELF before): its
+			// parent sees the name go, and come back.
+			e.watch.fs.add(filepath.Dir(m.dir))
+		}
 	}
 	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
 		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps); err != nil {
@@ -390,6 +396,7 @@ const (
 	tReloadCheck                    // did a vassal read its reload byte? (v)
 	tSettle                         // files written to and left open: quiet long enough?
 	tAdopt                          // a smart daemon's pidfile: written yet? (v)
+	tGone                           // a config gone a removal-grace ago: still gone? (v, any gen)
 	tReleaseMemory                  // spawning may have settled: give the burst's memory back
 	numTimerKinds
 )
@@ -415,6 +422,7 @@ var timerKinds = [numTimerKinds]struct {
 	tReloadCheck:   {"reload check", true, func(e *emperor, it timerItem) { e.reloadCheckDue(it.v) }},
 	tSettle:        {"settle", false, (*emperor).settleDue},
 	tAdopt:         {"adopt", true, func(e *emperor, it timerItem) { e.adoptDue(it.v) }},
+	tGone:          {"gone", false, (*emperor).goneDue},
 	tReleaseMemory: {"release memory", false, (*emperor).releaseMemoryDue},
 }
 
@@ -588,6 +596,8 @@ type configWatch struct {
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
 	scanned       bool                 // the first scan is done
 	logReopen     map[string]bool      // touch-logreopen files, by absolute path
+	inBatch       bool                 // kernel events are being read: rescans wait for the batch's end
+	batch         []*monitor           // monitors marked during the batch
 }
 
 // monitor is one --emperor value: a directory or a glob pattern.
@@ -935,8 +945,10 @@ func (e *emperor) scanMonitor(m *monitor) {
 		}
 	}
 	for _, v := range e.vassals.live() {
-		if v.mon == m && !v.deleted && !seen[v.name] && v.then != thenDelete && v.zergOf == nil {
-			e.stop(v, thenDelete)
+		if v.mon == m && !v.deleted && !seen[v.name] && v.zergOf == nil {
+			e.configGone(v)
+		} else if v.mon == m && seen[v.name] {
+			v.goneSince = time.Time{}
 		}
 	}
 }
@@ -1125,6 +1137,7 @@ const writeSettle = time.Second
 // that is read when its writer closes it, or once it has been quiet for
 // writeSettle. A file renamed into place is complete, and read at once.
 func (e *emperor) onFSEvent(ev fsEvent) {
+	trace("event", ev.path)
 	switch {
 	case ev.op&fsOverflow != 0:
 		e.onFSHint("")
@@ -1133,6 +1146,9 @@ func (e *emperor) onFSEvent(ev fsEvent) {
 		e.watchedDirGone(ev.path)
 	}
 	e.awaitedChanged(ev.path)
+	if ev.op&(fsGone|fsDir) == fsGone|fsDir {
+		e.watchedDirGone(ev.path) // a monitor's directory, seen from its parent
+	}
 	w := &e.watch
 	if w.logReopen[ev.path] && ev.op&(fsAttrib|fsClose|fsMovedIn|fsCreate) != 0 {
 		e.cfg.daemon.reopenLog()
@@ -1323,7 +1339,7 @@ func (e *emperor) dirInUse(dir string) bool {
 		}
 	}
 	for _, m := range e.watch.monitors {
-		if m.missing && m.awaitAt == dir {
+		if m.missing && m.awaitAt == dir || !m.glob && filepath.Dir(m.dir) == dir {
 			return true
 		}
 	}
@@ -1337,14 +1353,45 @@ func (e *emperor) markDirty(m *monitor, name string) {
 	m.dirty[name] = true
 }
 
+// scheduleRescan arranges a look at what was marked in m: right after the
+// batch of kernel events being read (one look for every event of one read:
+// a tar's burst, an editor's save), or, when events come one by one over a
+// channel (fsnotify elsewhere, and the emperor's own rechecks), after
+// fsDebounce, while more may still arrive.
 func (e *emperor) scheduleRescan(m *monitor) {
-	if !m.rescanPending {
-		m.rescanPending = true
-		e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
+	if m.rescanPending {
+		return
 	}
+	m.rescanPending = true
+	if e.watch.inBatch {
+		e.watch.batch = append(e.watch.batch, m)
+		return
+	}
+	e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
 }
 
 const fsDebounce = 500 * time.Microsecond
+
+// drainFileEvents reads every queued kernel file event, then looks at what
+// they marked, at once.
+func (e *emperor) drainFileEvents(fw *fileWatch) {
+	e.watch.inBatch = true
+	err := fw.k.drain(e.onFSEvent)
+	e.watch.inBatch = false
+	if err != nil {
+		logRaw("[emperor] %v: rescanning everything", err)
+		e.onFSHint("")
+	}
+	batch := e.watch.batch
+	e.watch.batch = nil
+	e.spawning(func() {
+		for _, m := range batch {
+			if m.rescanPending {
+				e.rescanDirty(m)
+			}
+		}
+	})
+}
 
 // rescanDirty runs a debounced look: the whole monitor, or just the names
 // inotify reported.
@@ -1367,8 +1414,45 @@ func (e *emperor) rescanDirty(m *monitor) {
 	})
 }
 
+// configGone: v's config is no longer there. The vassal is stopped once
+// the config has stayed gone for removal-grace: a config deleted and
+// written again (git checkout, rm then cp) is a change, as uWSGI's scan
+// sees it, not a stop and a new process; and while the whole directory is
+// gone (rm -rf, a swap) its vassals run on until it is back.
+func (e *emperor) configGone(v *vassal) {
+	if v.then == thenDelete || v.deleted {
+		return
+	}
+	if v.goneSince.IsZero() {
+		v.goneSince = time.Now()
+		if e.cfg.removalGrace > 0 {
+			e.timers.push(timerItem{at: v.goneSince.Add(e.cfg.removalGrace), kind: tGone, v: v})
+			return
+		}
+	}
+	if time.Since(v.goneSince) < e.cfg.removalGrace || v.mon.missing || !dirExists(v.mon.dir) {
+		return
+	}
+	e.stop(v, thenDelete)
+}
+
+// goneDue looks again at a config that went a removal-grace ago.
+func (e *emperor) goneDue(it timerItem) {
+	v := it.v
+	if v.deleted || v.goneSince.IsZero() || e.shutdown.dying {
+		return
+	}
+	e.spawning(func() { e.checkOne(v.mon, candidate{name: v.name, path: v.path}) })
+}
+
+func dirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
+}
+
 // checkOne is scanMonitor for a single name.
 func (e *emperor) checkOne(m *monitor, c candidate) {
+	trace("check", c.name)
 	// Whatever changed may have been a link on the way: resolve again.
 	e.followLink(m, c)
 	if e.beingWritten(m, c) {
@@ -1378,12 +1462,13 @@ func (e *emperor) checkOne(m *monitor, c candidate) {
 	st, ok := e.statConfig(c.path)
 	switch {
 	case !ok:
-		if v != nil && v.mon == m && v.then != thenDelete {
-			e.stop(v, thenDelete)
+		if v != nil && v.mon == m {
+			e.configGone(v)
 		}
 	case v == nil:
 		e.addVassal(m, c, st)
 	case v.mon == m:
+		v.goneSince = time.Time{}
 		e.checkChange(v, st)
 	}
 }
@@ -1701,6 +1786,7 @@ type vassal struct {
 	then      afterExit // what happens once the process is gone
 	deleted   bool      // the record is gone from the table; timers for it are dropped
 	killedFor string    // why the emperor itself killed the running process, for restart_reason
+	goneSince time.Time // when its config was last seen gone; zero while it is there
 
 	// What the process said on the protocol (reset at each spawn).
 	spoke          bool      // sent at least one byte: it understands the protocol
@@ -1792,6 +1878,11 @@ func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 // wait for a client, others spawn; both respect the blacklist.
 func (e *emperor) placeVassal(v *vassal, sock string) {
 	v.onDemand = sock
+	if sock != "" && v.firstRun == 0 {
+		// uWSGI stamps an instance when it registers it, before any run.
+		v.firstRun = time.Now().Unix()
+		v.lastRun = v.firstRun
+	}
 	if wait := e.black.wait(v.name, time.Now()); wait > 0 {
 		e.scheduleRespawn(v, wait)
 		return
@@ -1886,6 +1977,7 @@ func (e *emperor) reloadCheckDue(v *vassal) {
 // group when it never spoke the protocol (it cannot have understood the
 // byte). Whatever is left at the deadline is killed with its whole tree.
 func (e *emperor) stop(v *vassal, then afterExit) {
+	trace("stop", v.name)
 	if v.pid == 0 {
 		if then == thenDelete {
 			e.deleteVassal(v)
@@ -1927,7 +2019,9 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 // whatever of it is left after grace is killed with its whole tree.
 func (e *emperor) curse(v *vassal, status vassalStatus, grace time.Duration) {
 	v.status, v.cursed = status, time.Now().Unix()
-	e.armKill(v, grace)
+	if !e.shutdown.dying {
+		e.armKill(v, grace) // at shutdown, reload-mercy's end kills what is left
+	}
 }
 
 func (e *emperor) armKill(v *vassal, after time.Duration) {
@@ -2119,6 +2213,7 @@ func (j *spawnJob) run(ft *forkTable) {
 }
 
 func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
+	trace("prepare", v.name)
 	ours, theirs, err := protocolSocketpair()
 	if err != nil {
 		e.spawnFailed(v, fmt.Errorf("socketpair: %w", err))
@@ -2180,6 +2275,7 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 			logVerbose("[emperor] vassal %s: limit-as: %v", v.name, err)
 		}
 	}
+	trace("forked", v.name)
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
 	v.hookRan = false
 	e.startAsEmperor(v)
@@ -2704,6 +2800,7 @@ func (e *emperor) onExit(ex childExit) {
 		return
 	}
 	delete(e.vassals.byPid, ex.pid)
+	trace("reaped", v.name)
 	e.markStatusDirty()
 	launched := v.companion != nil && v.companion.pidfile != "" && v.then == thenRespawn && !e.shutdown.dying &&
 		ex.status.Exited() && ex.status.ExitStatus() == 0
@@ -2860,10 +2957,7 @@ func (e *emperor) onReadable(r readyFD) {
 		return
 	}
 	if fw := e.watch.fs; fw != nil && fw.k != nil && r.token == fw.token && r.fd == fw.k.pollFD() {
-		if err := fw.k.drain(e.onFSEvent); err != nil {
-			logRaw("[emperor] %v: rescanning everything", err)
-			e.onFSHint("")
-		}
+		e.drainFileEvents(fw)
 		return
 	}
 	if v := e.vassals.odByFd[r.fd]; v != nil {
@@ -4232,7 +4326,6 @@ func (e *emperor) ragnarok() {
 		}
 		if v.status != statusRunning {
 			v.then = thenDelete
-			e.armKill(v, e.cfg.reloadMercy)
 			continue
 		}
 		e.stop(v, thenDelete)
@@ -4284,6 +4377,7 @@ type emperorConfig struct {
 	heartbeat        time.Duration
 	curseTolerance   time.Duration
 	reloadGrace      time.Duration // how long a vassal that never spoke has to read the reload byte
+	removalGrace     time.Duration // how long a config must stay gone before its vassal is stopped
 	reloadMercy      time.Duration
 	nofollow         bool
 	noBlacklist      bool
@@ -4326,6 +4420,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
 		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
 		reloadGrace:      time.Duration(o.Int(1000, "emperor-reload-grace")) * time.Millisecond,
+		removalGrace:     time.Duration(o.Int(250, "emperor-removal-grace")) * time.Millisecond,
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
@@ -4620,6 +4715,7 @@ var options = []optionSpec{
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
 	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
+	{"emperor-removal-grace", optValue, useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
 	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
 	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
 	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
@@ -6611,6 +6707,16 @@ func runAsEmperor(spec string) int {
 // ctime-style stamp. One write per line keeps lines whole when vassals share
 // the same stderr.
 func logRaw(format string, a ...any) { writeLog(logSettings.date, format, a...) }
+
+// tracing: EMPEROR_TRACE=1 logs the CLOCK_MONOTONIC time of each step an
+// event takes through the emperor (the latency benchmark's breakdown).
+var tracing = os.Getenv("EMPEROR_TRACE") != ""
+
+func trace(step, name string) {
+	if tracing {
+		_, _ = os.Stderr.WriteString("TRACE " + strconv.FormatInt(monotonicNowUsec()*1000, 10) + " " + step + " " + name + "\n")
+	}
+}
 
 func logVerbose(format string, a ...any) { writeLog(true, format, a...) }
 

@@ -729,7 +729,8 @@ func (f *fsWatch) add(dir string) error {
 		return err
 	}
 	// The same inode under a second name returns the same watch: events
-	// keep the first name, as the caller's physical paths expect.
+	// keep the first name, as the caller's physical paths expect. A name
+	// watched again on a new inode (a directory made anew) gets the new one.
 	if _, known := f.byWd[int32(wd)]; !known {
 		f.byWd[int32(wd)] = dir
 		f.byDir[dir] = int32(wd)
@@ -785,7 +786,12 @@ func (f *fsWatch) parse(b []byte, fn func(fsEvent)) {
 		if ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0 {
 			// The directory itself went (or moved, and its watch with
 			// it): events from the old inode would carry the wrong name.
-			f.remove(dir)
+			// The name may be watched anew already, on another inode.
+			delete(f.byWd, ev.Wd)
+			if f.byDir[dir] == ev.Wd {
+				delete(f.byDir, dir)
+			}
+			_, _ = unix.InotifyRmWatch(f.fd, uint32(ev.Wd))
 			fn(fsEvent{path: dir, op: fsSelfGone | fsDir})
 			continue
 		}

@@ -55,6 +55,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EMPEROR_DENY_PIDFD_GETFD") != "" {
 		os.Exit(execDenyingPidfdGetfd(os.Args[1:]))
 	}
+	if os.Getenv("EMPEROR_DIFFPROBE") != "" {
+		os.Exit(runDiffProbe())
+	}
 	dir, err := os.MkdirTemp("", "emperor-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -1558,8 +1561,8 @@ func TestSymlinkTargetChangesAreEvents(t *testing.T) {
 	}
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "app")
-	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 2 {
-		t.Errorf("%d inotify watches, want 2 (the vassal dir and the target's)", n)
+	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 3 {
+		t.Errorf("%d inotify watches, want 3 (the vassal dir, its parent and the target's)", n)
 	}
 	started := reloadOf("app")
 	mark := env.sink.count()
@@ -1576,8 +1579,8 @@ func TestSymlinkTargetChangesAreEvents(t *testing.T) {
 
 	os.Remove(link)
 	em.waitLog(t, "removed uwsgi instance app.ini", 10*time.Second)
-	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 1 {
-		t.Errorf("%d inotify watches after the link went, want 1", n)
+	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 2 {
+		t.Errorf("%d inotify watches after the link went, want 2", n)
 	}
 }
 
@@ -1680,8 +1683,8 @@ func TestSymlinkSkeletonInWatchedDir(t *testing.T) {
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "60")
 	env.sink.waitStart(t, 0, "app1")
 	env.sink.waitStart(t, 0, "app2")
-	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 1 {
-		t.Errorf("%d inotify watches, want 1: the skeleton is in the watched dir", n)
+	if n := inotifyWatches(t, em.cmd.Process.Pid); n != 2 {
+		t.Errorf("%d inotify watches, want 2 (the vassal dir and its parent): the skeleton is in the watched dir", n)
 	}
 	env.touchReloads(t, skel, "app1", "app2")
 }
@@ -4613,7 +4616,8 @@ func soakCheck(t *testing.T, env *testEnv, em *emperorProc, present map[string]b
 		}
 		// Every vassal start is in the log, with its pid (under the file
 		// name it had then: configs get renamed).
-		if ev.event == "start" && !strings.Contains(em.log.String(), fmt.Sprintf(".ini started (pid: %d)", pid)) {
+		// The vassal may report before the emperor has written the line.
+		if ev.event == "start" && !logsWithin(em, fmt.Sprintf(".ini started (pid: %d)", pid), 2*time.Second) {
 			t.Errorf("start of %s (pid %d) not logged", ev.name, pid)
 		}
 	}
@@ -4645,6 +4649,18 @@ func soakCheck(t *testing.T, env *testEnv, em *emperorProc, present map[string]b
 
 // outsideTree reports whether pid stays alive and outside emperorPid's
 // tree for a second (see soakCheck).
+// logsWithin reports whether the emperor's log holds substr, now or within d.
+func logsWithin(em *emperorProc, substr string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(em.log.String(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 func outsideTree(emperorPid, pid int) bool {
 	for try := 0; try < 20; try++ {
 		if !alive(pid) || slices.Contains(descendantsOf(emperorPid), pid) {
@@ -4815,14 +4831,135 @@ func BenchmarkLatency(b *testing.B) {
 // cProbe compiles testdata/cprobe.c, a vassal small enough that the burst
 // benchmark measures the emperor rather than Go start-up; "" without a C
 // compiler.
+// BenchmarkLatencyC measures the emperor's event latencies at a static C
+// probe, which stamps CLOCK_MONOTONIC as its first instruction (the Go
+// probe's own start-up is ~2.5 ms), with a breakdown of where the time
+// goes from the emperor's EMPEROR_TRACE steps: the event read, the check
+// of the name, the spawn's preparation, the fork+exec's return, and the
+// vassal's first instruction.
+func BenchmarkLatencyC(b *testing.B) {
+	prog := cProbe(b)
+	if prog == "" {
+		b.Skip("no C compiler")
+	}
+	env := newTestEnv(b)
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Env = append(os.Environ(), "EMPEROR_TRACE=1")
+	em := startEmperorCmd(b, cmd)
+	em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
+	steps := func(name string, from int64, names ...string) []int64 {
+		out := []int64{from}
+		for _, step := range names {
+			out = append(out, traceTime(b, em, step, name, out[len(out)-1]))
+		}
+		return out
+	}
+	report := func(b *testing.B, labels []string, rows [][]int64, end []int64) {
+		var total []time.Duration
+		per := make([][]time.Duration, len(labels))
+		for i, r := range rows {
+			total = append(total, time.Duration(end[i]-r[0]))
+			for j := range labels {
+				next := end[i]
+				if j+1 < len(r) {
+					next = r[j+1]
+				}
+				per[j] = append(per[j], time.Duration(next-r[j]))
+			}
+		}
+		reportLatency(b, total)
+		for j, l := range labels {
+			b.ReportMetric(float64(median(per[j]).Microseconds())/1000, l+"-ms")
+		}
+	}
+	b.Run("config-to-spawn", func(b *testing.B) {
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			name := benchName("cc")
+			mark := env.sink.count()
+			tmp := filepath.Join(env.root, name+".ini")
+			writeFile(b, tmp, burstConfig(env.sink, name, prog))
+			t0 := monoNow()
+			os.Rename(tmp, filepath.Join(env.vassals, name+".ini"))
+			ev := env.sink.waitStart(b, mark, name)
+			rows = append(rows, steps(name, t0, "event", "check", "prepare", "forked"))
+			end = append(end, ev.mono)
+			os.Remove(filepath.Join(env.vassals, name+".ini"))
+		}
+		report(b, []string{"inotify", "debounce", "check+parse", "fork+exec", "exec-to-vassal"}, rows, end)
+	})
+	b.Run("remove-to-stop", func(b *testing.B) {
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			name := benchName("cr")
+			mark := env.sink.count()
+			path := filepath.Join(env.vassals, name+".ini")
+			writeFile(b, path, burstConfig(env.sink, name, prog))
+			ev := env.sink.waitStart(b, mark, name)
+			time.Sleep(10 * time.Millisecond) // loyalty lands
+			mark = env.sink.count()
+			t0 := monoNow()
+			os.Remove(path)
+			got, _ := env.sink.waitFor(b, mark, 10*time.Second, "byte 0", func(e probeEvent) bool { return e.pid == ev.pid && e.event == "byte" })
+			rows = append(rows, steps(name, t0, "event", "check", "stop"))
+			end = append(end, got.mono)
+		}
+		report(b, []string{"inotify", "debounce", "check", "byte-to-vassal"}, rows, end)
+	})
+	b.Run("crash-to-respawn", func(b *testing.B) {
+		name := benchName("ck")
+		mark := env.sink.count()
+		path := filepath.Join(env.vassals, name+".ini")
+		writeFile(b, path, burstConfig(env.sink, name, prog))
+		ev := env.sink.waitStart(b, mark, name)
+		var rows [][]int64
+		var end []int64
+		for i := 0; i < b.N; i++ {
+			time.Sleep(10 * time.Millisecond) // loyalty (byte 17) lands: no throttle
+			mark := env.sink.count()
+			t0 := monoNow()
+			syscall.Kill(ev.pid, syscall.SIGKILL)
+			ev = env.sink.waitStart(b, mark, name)
+			rows = append(rows, steps(name, t0, "reaped", "prepare", "forked"))
+			end = append(end, ev.mono)
+		}
+		report(b, []string{"reap", "to-spawn", "fork+exec", "exec-to-vassal"}, rows, end)
+		os.Remove(path)
+	})
+}
+
+// traceTime is the first EMPEROR_TRACE time of step for name at or after
+// from.
+func traceTime(b *testing.B, em *emperorProc, step, name string, from int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(em.log.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 4 && f[0] == "TRACE" && f[2] == step && strings.Contains(f[3], name) {
+				if t, _ := strconv.ParseInt(f[1], 10, 64); t >= from {
+					return t
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no trace of %s for %s", step, name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func cProbe(b *testing.B) string {
 	out := filepath.Join(filepath.Dir(emperorBin), "cprobe")
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	if err := exec.Command("cc", "-O2", "-o", out, "testdata/cprobe.c").Run(); err != nil {
-		b.Logf("no C compiler (%v): the burst uses the Go probe", err)
-		return ""
+	if err := exec.Command("cc", "-O2", "-static", "-o", out, "testdata/cprobe.c").Run(); err != nil {
+		if err := exec.Command("cc", "-O2", "-o", out, "testdata/cprobe.c").Run(); err != nil {
+			b.Logf("no C compiler (%v): the Go probe is used", err)
+			return ""
+		}
 	}
 	return out
 }
@@ -5208,10 +5345,10 @@ func waitSleepers(t testing.TB, pid, n int, t0 time.Time, timeout time.Duration)
 	}
 }
 
-// uwsgiEmperor runs the real uWSGI emperor on dir (uwsgi-core vassals,
+// startUWSGIEmperor runs the real uWSGI emperor on dir (uwsgi-core vassals,
 // which run `sleep` through unprivileged-binary-patch-arg) in a process
 // group of its own, killed whole at the end.
-func uwsgiEmperor(t testing.TB, dir string) *exec.Cmd {
+func startUWSGIEmperor(t testing.TB, dir string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("/usr/bin/uwsgi", "--emperor", dir, "--binary-path", configUWSGI)
 	cmd.Dir = filepath.Dir(dir)
@@ -5269,7 +5406,7 @@ func BenchmarkMemory(b *testing.B) {
 		if haveUWSGI {
 			uenv := newTestEnv(b)
 			staging := stageSleepers(b, uenv.vassals, n)
-			uw := uwsgiEmperor(b, uenv.vassals)
+			uw := startUWSGIEmperor(b, uenv.vassals)
 			t0 := time.Now()
 			moveIn(b, staging, uenv.vassals)
 			took := waitSleepers(b, uw.Process.Pid, n, t0, 5*time.Minute)
@@ -6659,5 +6796,1868 @@ func FuzzSpecRecord(f *testing.F) {
 		if out, err := parseAsEmperorSpec(em.String()); err != nil || !reflect.DeepEqual(em, out) {
 			t.Fatalf("%+v\nbecame %+v, %v", em, out, err)
 		}
+	})
+}
+
+// ==== Differential tests against the real uWSGI emperor ==================
+// Each scenario runs twice at once: under uWSGI 2.0.21's emperor (`uwsgi
+// --emperor DIR --binary-path /usr/bin/uwsgi-core --emperor-freq 1`) and
+// under ours (its own vassal runner), with the same probe vassal: the test
+// binary as runDiffProbe, started by `privileged-binary-patch` (uwsgi-core
+// applies the unprivileged patch only when started as root, so tyrant
+// vassals could not use it). Each side writes down what it saw as facts:
+// the bytes each vassal received, its argv, environment, cwd, fds, signal
+// masks and parent, the stats documents and the emperor's log lines. The
+// facts must be equal, except those a scenario lists as a documented
+// improvement: there uWSGI's side must show what uWSGI is known to do and
+// ours what the README's "Where it is better than uWSGI 2.0.21" row says.
+// uWSGI acts on a 1 s scan, so where that decides when something happens,
+// a fact names the outcome, not the time; a timing class ("at once" within
+// diffAtOnce, else "later") is compared only where both act on an event.
+// DIFF_DEBUG=1 logs both emperors' whole logs.
+
+const uwsgiEmperor = "/usr/bin/uwsgi"
+
+// Rows of the README's table that scenarios name more than once, and the
+// differences it does not list ("not in the table"), each arguably better
+// than what uWSGI does.
+const (
+	// The README row is about touch; SIGHUP is the same reload.
+	diffRowUnread = "touch of a vassal that never reads its emperor fd (nginx, a plain binary)"
+	// uWSGI never sends SIGTERM; a vassal that cannot understand byte 0
+	// lingers until SIGKILL after --emperor-curse-tolerance (30 s).
+	diffRowStopTerm = "(not in the table) a vassal that never spoke gets SIGTERM with its stop byte"
+	// uWSGI deletes an instance whose process ended and re-adds it at the
+	// next scan: it logs "removed uwsgi instance" and starts its counters
+	// again. Ours keeps the instance (crash → respawn row): it logs how
+	// the process ended instead, and "removed" only for a removed config.
+	diffRowSameInstance = "(consequence of crash → respawn) a respawned vassal stays the same instance"
+	// uWSGI curses a vassal whose emperor socket closed, whatever it is.
+	diffRowFDClosed = "(not in the table) a vassal that never spoke and closes its emperor fd is left running"
+	// uWSGI's scan ignores the config of a throttled vassal until the
+	// throttle runs out.
+	diffRowTouchThrottled = "(not in the table; README Crash loops) a touch starts a throttled vassal at once"
+	// uWSGI leaves the socket file of an on-demand vassal behind.
+	diffRowOnDemandRemoval = "(not in the table; README On-demand) an on-demand socket file is unlinked with its config and at shutdown"
+	// uWSGI compares whole-second mtimes, so it misses a rewrite that keeps
+	// the mtime (cp -p, rsync -t, or a write in the second of its scan).
+	diffRowContent = "a config rewritten within the same second"
+	// uWSGI logs it again on every scan for as long as the file is there.
+	diffRowLogOnce = "(not in the table) a refused tyrant config is logged once, not on every scan"
+)
+
+// diffOwnGroup: every vassal of ours leads a process group of its own,
+// which is how the emperor signals and kills its whole tree; uWSGI's stay
+// in the emperor's group (and so get a terminal's ^C themselves).
+var diffOwnGroup = diffImproved{row: "a shell vassal ignoring SIGTERM at shutdown; grandchildren of vassals (the group is the tree)",
+	uwsgi: "the emperor's, session the emperor's", ours: "its own, session the emperor's"}
+
+// diffAtOnce is the bound of the "at once" timing class: well under
+// uWSGI's 1 s scan, well over the time a signal to the emperor takes to
+// become a byte at a running vassal on a loaded 2-core machine.
+const diffAtOnce = 300 * time.Millisecond
+
+// runDiffProbe is the vassal program of the differential tests: it reports
+// how it was started (event "diff", a JSON diffStart) and the signals the
+// emperor sends it (event "signal"), then does what runProbe does. Extra
+// PROBE_ACTIONS: die-after=MS (exit 1 that long after the start), delay=MS
+// (wait that long before runProbe's actions), close-efd (close the emperor
+// fd half a second after the start, and live on).
+func runDiffProbe() int {
+	rep := diffStart{Argv: os.Args, Env: os.Environ(), FDs: diffFDs(), Pid: os.Getpid(), Ppid: os.Getppid(),
+		Pgid: syscall.Getpgrp(), Uid: os.Getuid(), Gid: os.Getgid()}
+	rep.Cwd, _ = os.Getwd()
+	rep.Sid, _ = unix.Getsid(0)
+	rep.Groups, _ = os.Getgroups()
+	rep.SigIgn, rep.SigBlk = diffSigMasks("/proc/self/status")
+	if file := os.Getenv("DIFF_SIGFILE"); file != "" {
+		// The shell that started us wrote its masks there before its exec:
+		// the Go runtime has already changed ours.
+		rep.SigIgn, rep.SigBlk = diffSigMasks(file)
+		rep.SigFromShell = true
+	}
+	report := func(event, extra string) {
+		conn, err := net.Dial("unixgram", os.Getenv("PROBE_SOCK"))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "diffprobe: %v\n", err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "%s %s %d %d %s", os.Getenv("PROBE_NAME"), event, os.Getpid(), monoNow(), extra)
+	}
+	data, _ := json.Marshal(rep)
+	report("diff", string(data))
+	// A signal is reported, then dies as it would have (the Go runtime
+	// would otherwise have killed us without a word).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-sigs
+		report("signal", strconv.Itoa(int(sig.(syscall.Signal))))
+		// A byte the emperor wrote before the signal gets reported first.
+		time.Sleep(200 * time.Millisecond)
+		signal.Reset(sig)
+		_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+	}()
+	// PROBE_ACTIONS_LATER replaces PROBE_ACTIONS from the second start on.
+	marker := filepath.Join(filepath.Dir(os.Getenv("PROBE_SOCK")), "started-"+os.Getenv("PROBE_NAME"))
+	if _, err := os.Stat(marker); err == nil {
+		if later, ok := os.LookupEnv("PROBE_ACTIONS_LATER"); ok {
+			os.Setenv("PROBE_ACTIONS", later)
+		}
+	}
+	os.WriteFile(marker, nil, 0o644)
+	for _, a := range strings.Split(os.Getenv("PROBE_ACTIONS"), ",") {
+		key, val, _ := strings.Cut(a, "=")
+		ms, _ := strconv.Atoi(val)
+		switch key {
+		case "die-after":
+			time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
+				report("exiting", "")
+				os.Exit(1)
+			})
+		case "delay":
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "close-efd":
+			// As a daemon that closes every inherited fd does. (A read
+			// blocked on it would keep it open: use with no-read.)
+			n, _ := strconv.Atoi(os.Getenv("UWSGI_EMPEROR_FD"))
+			time.AfterFunc(500*time.Millisecond, func() { syscall.Close(n) })
+		}
+	}
+	return runProbe()
+}
+
+// diffStart is how a diffprobe found itself started.
+type diffStart struct {
+	Argv, Env, FDs []string
+	Cwd            string
+	Pid, Ppid      int
+	Pgid, Sid      int
+	Uid, Gid       int
+	Groups         []int
+	SigIgn, SigBlk string
+	SigFromShell   bool
+}
+
+// diffFDs lists the open fds as "N=kind" (/dev/null, pipe, socket, a path).
+func diffFDs() []string {
+	var out []string
+	for _, fd := range probeFDs() {
+		n, target, _ := strings.Cut(fd, "=")
+		if kind, _, ok := strings.Cut(target, ":["); ok {
+			target = kind
+		}
+		out = append(out, n+"="+target)
+	}
+	return out
+}
+
+func diffSigMasks(statusFile string) (ign, blk string) {
+	data, _ := os.ReadFile(statusFile)
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "SigIgn":
+			ign = strings.TrimSpace(v)
+		case "SigBlk":
+			blk = strings.TrimSpace(v)
+		}
+	}
+	return ign, blk
+}
+
+// diffFacts is what one side of a scenario showed: named facts, in the
+// order they were found.
+type diffFacts struct {
+	keys []string
+	m    map[string]string
+}
+
+func (f *diffFacts) set(key, format string, a ...any) {
+	if f.m == nil {
+		f.m = map[string]string{}
+	}
+	if _, ok := f.m[key]; !ok {
+		f.keys = append(f.keys, key)
+	}
+	f.m[key] = fmt.Sprintf(format, a...)
+}
+
+// diffImproved is a fact that differs by design: what each side must show,
+// and the README row that documents it.
+type diffImproved struct {
+	row, uwsgi, ours string
+}
+
+// diffCompare fails on every fact the two sides disagree on, unless it is
+// listed in improved, where each side must show its own value.
+func diffCompare(t *testing.T, uw, ours *diffFacts, improved map[string]diffImproved) {
+	t.Helper()
+	keys := append([]string(nil), uw.keys...)
+	for _, k := range ours.keys {
+		if _, ok := uw.m[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	for k := range improved {
+		if _, ok := uw.m[k]; !ok {
+			if _, ok := ours.m[k]; !ok {
+				t.Errorf("fact %q (README: %s) was not observed on either side", k, improved[k].row)
+			}
+		}
+	}
+	for _, k := range keys {
+		u, uok := uw.m[k]
+		o, ook := ours.m[k]
+		imp, ok := improved[k]
+		if !ok && strings.HasSuffix(k, " process group") {
+			imp, ok = diffOwnGroup, true
+		}
+		if ok {
+			if u != imp.uwsgi {
+				t.Errorf("%s: uWSGI shows %q, expected %q (README: %s)", k, u, imp.uwsgi, imp.row)
+			}
+			if o != imp.ours {
+				t.Errorf("%s: ours shows %q, expected %q (README: %s)", k, o, imp.ours, imp.row)
+			}
+			continue
+		}
+		switch {
+		case !uok:
+			t.Errorf("%s: only ours: %q", k, o)
+		case !ook:
+			t.Errorf("%s: only uWSGI: %q", k, u)
+		case u != o:
+			t.Errorf("%s differs:\n  uWSGI: %s\n  ours:  %s", k, u, o)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("uWSGI facts:\n%s\nour facts:\n%s", uw, ours)
+	}
+}
+
+func (f *diffFacts) String() string {
+	var b strings.Builder
+	for _, k := range f.keys {
+		fmt.Fprintf(&b, "  %s: %s\n", k, f.m[k])
+	}
+	return b.String()
+}
+
+// diffSide is one emperor of a scenario with its vassal dir and probe sink.
+type diffSide struct {
+	name  string // "uwsgi" or "ours"
+	env   *testEnv
+	em    *emperorProc
+	dir   string // what --emperor watches: the vassal dir unless set
+	stats string // the stats server's UNIX socket
+	probe string // the vassal program
+	facts diffFacts
+}
+
+func (s *diffSide) uwsgi() bool { return s.name == "uwsgi" }
+
+// diffRun runs scenario under both emperors at once and returns their
+// facts (uWSGI's first). A side that failed fails the scenario.
+func diffRun(t *testing.T, scenario func(t *testing.T, s *diffSide)) (uw, ours *diffFacts) {
+	t.Helper()
+	sides := []*diffSide{{name: "uwsgi"}, {name: "ours"}}
+	wall0, mono0 := time.Now().Round(0), monoNow()
+	t.Cleanup(func() {
+		// uWSGI's scans, throttles and heartbeats run on time(): a step of
+		// the wall clock (TestFaultClockJump in another process, NTP) voids
+		// what its side saw.
+		if step := time.Since(wall0) - time.Duration(monoNow()-mono0); t.Failed() && (step > time.Second || step < -time.Second) {
+			t.Logf("the wall clock stepped by %v during this scenario: uWSGI's side is not to be trusted", step.Round(time.Second))
+		}
+	})
+	var wg sync.WaitGroup
+	ok := make([]bool, len(sides))
+	for i, s := range sides {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = t.Run(s.name, func(t *testing.T) {
+				s.env = newTestEnv(t)
+				s.probe = selfExe(t)
+				scenario(t, s)
+				if os.Getenv("DIFF_DEBUG") != "" {
+					t.Logf("emperor log:\n%s", s.em.log.String())
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	if !ok[0] || !ok[1] {
+		t.FailNow()
+	}
+	return &sides[0].facts, &sides[1].facts
+}
+
+// start runs this side's emperor on its vassal dir with the scenario's
+// options (and extra environment), stats on a UNIX socket.
+func (s *diffSide) start(t *testing.T, environ []string, args ...string) {
+	t.Helper()
+	s.stats = filepath.Join(s.env.root, "stats.sock")
+	if s.dir == "" {
+		s.dir = s.env.vassals
+	}
+	var cmd *exec.Cmd
+	if s.uwsgi() {
+		cmd = exec.Command(uwsgiEmperor, append([]string{"--emperor", s.dir, "--binary-path", uwsgiCore,
+			"--emperor-freq", "1", "--emperor-stats", s.stats}, args...)...)
+	} else {
+		cmd = exec.Command(emperorBin, append([]string{"--emperor", s.dir, "--emperor-stats", s.stats}, args...)...)
+	}
+	cmd.Dir = s.env.root
+	cmd.Env = append(os.Environ(), environ...)
+	s.em = startEmperorCmd(t, cmd)
+	if s.uwsgi() {
+		// Done with it: a graceful stop would wait out the mercy (30 s) for
+		// vassals that ignore byte 0, and leave their children behind.
+		pid := cmd.Process.Pid
+		t.Cleanup(func() {
+			kids := descendantsOf(pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+			for _, k := range kids {
+				syscall.Kill(k, syscall.SIGKILL)
+			}
+		})
+	}
+	s.em.waitLog(t, "*** Emperor stats server enabled on "+s.stats, 10*time.Second)
+}
+
+// probeOptions are the options of a probe vassal config named file.
+func (s *diffSide) probeOptions(file, actions string) [][2]string {
+	return [][2]string{{"env", "EMPEROR_DIFFPROBE=1"}, {"env", "PROBE_SOCK=" + s.env.sink.path},
+		{"env", "PROBE_NAME=" + file}, {"env", "PROBE_ACTIONS=" + actions}, {"privileged-binary-patch", s.probe}}
+}
+
+// vassal writes a probe config, in the format its name says, with more
+// options after the probe's.
+func (s *diffSide) vassal(t *testing.T, file, actions string, more ...[2]string) string {
+	t.Helper()
+	path := filepath.Join(s.env.vassals, file)
+	writeFile(t, path, diffConfig(file, append(s.probeOptions(file, actions), more...)))
+	return path
+}
+
+// diffConfig renders options as a config in the format of file's
+// extension; repeated keys become repeated entries (a JSON list).
+func diffConfig(file string, opts [][2]string) string {
+	var b strings.Builder
+	switch filepath.Ext(file) {
+	case ".json", ".js":
+		var order []string
+		vals := map[string][]string{}
+		for _, kv := range opts {
+			if _, ok := vals[kv[0]]; !ok {
+				order = append(order, kv[0])
+			}
+			vals[kv[0]] = append(vals[kv[0]], kv[1])
+		}
+		b.WriteString(`{"uwsgi": {`)
+		for i, k := range order {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			v, _ := json.Marshal(vals[k])
+			if len(vals[k]) == 1 {
+				v, _ = json.Marshal(vals[k][0])
+			}
+			fmt.Fprintf(&b, "%q: %s", k, v)
+		}
+		b.WriteString("}}\n")
+	case ".xml":
+		b.WriteString("<uwsgi>\n")
+		for _, kv := range opts {
+			fmt.Fprintf(&b, "  <%s>%s</%s>\n", kv[0], kv[1], kv[0])
+		}
+		b.WriteString("</uwsgi>\n")
+	case ".yml", ".yaml":
+		b.WriteString("uwsgi:\n")
+		for _, kv := range opts {
+			fmt.Fprintf(&b, "  %s: %s\n", kv[0], kv[1])
+		}
+	default:
+		b.WriteString("[uwsgi]\n")
+		for _, kv := range opts {
+			fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
+		}
+	}
+	return b.String()
+}
+
+// diffStarted waits for the next start report of file's vassal.
+func (s *diffSide) diffStarted(t *testing.T, since int, file string) (diffStart, probeEvent) {
+	t.Helper()
+	ev, _ := s.env.sink.waitFor(t, since, 15*time.Second, file+" start report", evIs(file, "diff"))
+	var rep diffStart
+	if err := json.Unmarshal([]byte(ev.extra), &rep); err != nil {
+		t.Fatalf("diffprobe report: %v", err)
+	}
+	return rep, ev
+}
+
+// describe writes down how a vassal was started, normalised: the probe's
+// path, the vassal dir and the test root by name, the emperor fd by role,
+// the environment as its difference from the emperor's.
+func (s *diffSide) describe(prefix string, rep diffStart) {
+	var argv []string
+	for _, a := range rep.Argv {
+		argv = append(argv, s.norm(a))
+	}
+	s.facts.set(prefix+" argv", "%q", argv)
+	s.facts.set(prefix+" cwd", "%s", s.norm(rep.Cwd))
+	efd := ""
+	for _, kv := range rep.Env {
+		if v, ok := strings.CutPrefix(kv, "UWSGI_EMPEROR_FD="); ok {
+			efd = v
+		}
+	}
+	var fds []string
+	for _, fd := range rep.FDs {
+		n, kind, _ := strings.Cut(fd, "=")
+		if n == efd {
+			n = "EMPEROR_FD"
+		}
+		fds = append(fds, n+"="+s.norm(kind))
+	}
+	s.facts.set(prefix+" fds", "%s", strings.Join(fds, " "))
+	s.facts.set(prefix+" env", "%s", strings.Join(s.envDelta(rep.Env, efd), " "))
+	parent := "not the emperor"
+	if rep.Ppid == s.em.cmd.Process.Pid {
+		parent = "the emperor"
+	}
+	s.facts.set(prefix+" parent", "%s", parent)
+	emPgid, _ := syscall.Getpgid(s.em.cmd.Process.Pid)
+	emSid, _ := unix.Getsid(s.em.cmd.Process.Pid)
+	whose := func(id, own, emperor int) string {
+		switch id {
+		case own:
+			return "its own"
+		case emperor:
+			return "the emperor's"
+		}
+		return "another"
+	}
+	s.facts.set(prefix+" process group", "%s, session %s", whose(rep.Pgid, rep.Pid, emPgid), whose(rep.Sid, rep.Pid, emSid))
+	s.facts.set(prefix+" ids", "uid %d gid %d groups %v", rep.Uid, rep.Gid, rep.Groups)
+	if rep.SigFromShell {
+		s.facts.set(prefix+" signals", "SigIgn %s SigBlk %s", rep.SigIgn, rep.SigBlk)
+	}
+}
+
+// diffEnvInternal are variables uWSGI processes set for themselves, which a
+// program they exec inherits: not the emperor's doing, nothing for our
+// runner (which replaces uwsgi-core) to imitate.
+var diffEnvInternal = map[string]string{
+	"UWSGI_ORIGINAL_PROC_NAME": "the uWSGI emperor sets it in its own environment at start, for its process names",
+	"UWSGI_RELOADS":            "uwsgi-core's reload counter, set by uwsgi-core itself before it execs the patch",
+}
+
+// envDelta is env as its difference from the environment the emperor was
+// given: "K=V" added or changed, "-K" removed, sorted.
+func (s *diffSide) envDelta(env []string, efd string) []string {
+	base := map[string]string{}
+	for _, kv := range s.em.cmd.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		base[k] = v
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		seen[k] = true
+		if _, internal := diffEnvInternal[k]; internal {
+			continue
+		}
+		if k == "UWSGI_EMPEROR_FD" && v == efd {
+			v = "EMPEROR_FD"
+		}
+		if old, ok := base[k]; !ok || old != v {
+			out = append(out, k+"="+s.norm(v))
+		}
+	}
+	for k := range base {
+		if !seen[k] {
+			out = append(out, "-"+k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *diffSide) norm(v string) string {
+	v = strings.ReplaceAll(v, s.probe, "PROBE")
+	v = strings.ReplaceAll(v, s.env.vassals, "VASSALS")
+	return strings.ReplaceAll(v, s.env.root, "ROOT")
+}
+
+// diffMark is a point in a side's history: its probe events, its log, the
+// monotonic clock.
+type diffMark struct {
+	ev, log int
+	mono    int64
+}
+
+func (s *diffSide) mark() diffMark {
+	return diffMark{ev: s.env.sink.count(), log: len(s.em.log.String()), mono: monoNow()}
+}
+
+// class is the timing class of ev after m.
+func (m diffMark) class(ev probeEvent) string {
+	if time.Duration(ev.mono-m.mono) < diffAtOnce {
+		return "at once"
+	}
+	return "later"
+}
+
+// waitByte waits for byte b at file's vassal pid (any pid if 0) after m.
+func (s *diffSide) waitByte(t *testing.T, m diffMark, file string, pid, b int) probeEvent {
+	t.Helper()
+	ev, _ := s.env.sink.waitFor(t, m.ev, 15*time.Second, fmt.Sprintf("byte %d at %s", b, file), func(ev probeEvent) bool {
+		return ev.name == file && ev.event == "byte" && ev.extra == strconv.Itoa(b) && (pid == 0 || ev.pid == pid)
+	})
+	return ev
+}
+
+// waitRespawn waits for a start of file's vassal with a pid other than old.
+func (s *diffSide) waitRespawn(t *testing.T, m diffMark, file string, old int) (diffStart, probeEvent) {
+	t.Helper()
+	ev, _ := s.env.sink.waitFor(t, m.ev, 15*time.Second, file+" respawn", func(ev probeEvent) bool {
+		return ev.name == file && ev.event == "diff" && ev.pid != old
+	})
+	var rep diffStart
+	json.Unmarshal([]byte(ev.extra), &rep)
+	return rep, ev
+}
+
+// reloadOf matches a reload of file's vassal pid: byte 1 at it, or a
+// start of another process.
+func (s *diffSide) reloadOf(file string, pid int) func(probeEvent) bool {
+	return func(ev probeEvent) bool {
+		return ev.name == file && (ev.event == "byte" && ev.extra == "1" && ev.pid == pid || ev.event == "diff" && ev.pid != pid)
+	}
+}
+
+// received is what file's vassal pid reported after m: the bytes in
+// order, the signals (a signal and a byte race to be reported) and whether
+// it said it was exiting.
+func (s *diffSide) received(m diffMark, file string, pid int) string {
+	var bytes, sigs []string
+	exit := ""
+	s.env.sink.mu.Lock()
+	for _, ev := range s.env.sink.all[m.ev:] {
+		if ev.name != file || ev.pid != pid {
+			continue
+		}
+		switch ev.event {
+		case "byte":
+			bytes = append(bytes, ev.extra)
+		case "signal":
+			sigs = append(sigs, ev.extra)
+		case "exiting", "eof":
+			exit = ", " + ev.event
+		}
+	}
+	s.env.sink.mu.Unlock()
+	sort.Strings(sigs)
+	return fmt.Sprintf("bytes [%s] signals [%s]%s", strings.Join(bytes, " "), strings.Join(sigs, " "), exit)
+}
+
+var (
+	diffStamp = regexp.MustCompile(`^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4} - `)
+	diffPid   = regexp.MustCompile(`\(pid: \d+\)`)
+	diffMercy = regexp.MustCompile(`mercyless in \d+ seconds`)
+	// diffLineStart finds where an emperor's line starts.
+	diffLineStart = regexp.MustCompile(`[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4} - |\[emperor|\[uwsgi-emperor\]|!!! permissions|vassal instance `)
+	// diffOurLogExtras are lines only ours prints, each saying more about
+	// an event uWSGI logs too (or does silently): additions, not changes.
+	diffOurLogExtras = regexp.MustCompile(`\] vassal \S+ started \(pid: N\)$|\] vassal \S+ \(pid: N\) (exited|killed|dumped)|reload byte`)
+)
+
+// logLines are the emperor's own lines since m that mention one of names
+// (or an emperor-wide event), normalised: "TS - " for a timestamp, "pid: N",
+// ROOT and VASSALS for the test's paths; ours without its extra lines.
+// Sorted: the order of events of different vassals is not compared.
+func (s *diffSide) logLines(m diffMark, names ...string) []string {
+	var out []string
+	for _, line := range strings.Split(s.em.log.String()[m.log:], "\n") {
+		// A vassal's output without a newline can run into the line.
+		if i := diffLineStart.FindStringIndex(line); i != nil {
+			line = line[i[0]:]
+		}
+		if !strings.Contains(line, "emperor]") && !strings.Contains(line, "[emperor-tyrant]") && !strings.HasPrefix(line, "vassal instance ") &&
+			!strings.Contains(line, "!!! permissions") && !strings.Contains(line, "The Emperor is buried") {
+			continue
+		}
+		line = diffStamp.ReplaceAllString(line, "TS - ")
+		line = diffPid.ReplaceAllString(line, "(pid: N)")
+		line = diffMercy.ReplaceAllString(line, "mercyless in N seconds")
+		line = s.norm(line)
+		if !s.uwsgi() && diffOurLogExtras.MatchString(line) {
+			continue
+		}
+		mentioned := strings.Contains(line, "RAGNAROK") || strings.Contains(line, "Emperor is buried") || strings.Contains(line, "cleaning up blacklist")
+		for _, n := range names {
+			n = s.norm(n)
+			mentioned = mentioned || strings.Contains(line, " "+n+" ") || strings.HasSuffix(line, " "+n)
+		}
+		if mentioned {
+			out = append(out, line)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *diffSide) logFact(key string, m diffMark, names ...string) {
+	s.facts.set(key, "%s", strings.Join(s.logLines(m, names...), " | "))
+}
+
+// logFactNoCurse is logFact without "curse" lines: uWSGI curses a vassal
+// whose socket closed only if it notices that before it reaps the process,
+// which is a race when the emperor killed or stopped it.
+func (s *diffSide) logFactNoCurse(key string, m diffMark, names ...string) {
+	var lines []string
+	for _, l := range s.logLines(m, names...) {
+		if !strings.Contains(l, "] curse the uwsgi instance ") {
+			lines = append(lines, l)
+		}
+	}
+	s.facts.set(key, "%s", strings.Join(lines, " | "))
+}
+
+// waitLogAfter waits for a log line containing substr after m.
+func (s *diffSide) waitLogAfter(t *testing.T, m diffMark, substr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(s.em.log.String()[m.log:], substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for log line %q", timeout, substr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *diffSide) readStats(t *testing.T) ([]byte, statsDoc) {
+	t.Helper()
+	raw := readStats(t, "unix", s.stats)
+	return raw, parseStats(t, raw)
+}
+
+// needDiff skips without the real uWSGI emperor, or without root: uwsgi-core
+// only applies binary patches when started as root.
+func needDiff(t *testing.T) {
+	t.Helper()
+	for _, bin := range []string{uwsgiEmperor, uwsgiCore} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("%s not installed (apt-get install -y uwsgi-core); CI installs it", bin)
+		}
+	}
+	needRoot(t)
+}
+
+// diffScenarios are the differential tests. They wait on uWSGI's scan most
+// of the time, so TestDiffUWSGI runs them diffConcurrency at a time, more
+// than -parallel's one per CPU would. TestDiffUWSGI itself is not parallel:
+// twelve emperors and their probes at once would starve the tests that
+// hold a time budget (TestConfigBudgets) on a 2-core machine.
+var diffScenarios = []struct {
+	name string
+	run  func(t *testing.T)
+}{
+	{"spawn_formats", diffSpawnFormats},
+	{"process_state", diffProcessState},
+	{"touch", diffTouch},
+	{"content_change", diffContentChange},
+	{"remove", diffRemove},
+	{"rename", diffRename},
+	{"sighup", diffSIGHUP},
+	{"sigterm", func(t *testing.T) { diffRagnarok(t, syscall.SIGTERM) }},
+	{"sigint", func(t *testing.T) { diffRagnarok(t, syscall.SIGINT) }},
+	{"sigquit", func(t *testing.T) { diffRagnarok(t, syscall.SIGQUIT) }},
+	{"sigusr1", diffSIGUSR1},
+	{"blacklist", diffBlacklist},
+	{"sigurg", diffSIGURG},
+	{"loyalty", diffLoyalty},
+	{"heartbeat", diffHeartbeat},
+	{"voluntary_shutdown", diffVoluntaryShutdown},
+	{"on_demand", diffOnDemand},
+	{"tyrant", diffTyrant},
+	{"vassal_set_and_include", diffVassalSetAndInclude},
+	{"vassal_env_rewrite", diffVassalEnvRewrite},
+	{"stats", diffStats},
+	{"glob_and_two_dirs", diffGlobAndTwoDirs},
+	{"on_demand_idle", diffOnDemandIdle},
+	{"on_demand_stats", diffOnDemandStats},
+	{"graceful_shutdown", diffGracefulShutdown},
+	{"fd_closed", diffFDClosed},
+	{"loyal_crash", diffLoyalCrash},
+	{"touch_throttled", diffTouchThrottled},
+	{"malformed", diffMalformed},
+	{"symlink", diffSymlink},
+	{"burst", diffBurst},
+	{"remove_readd", diffRemoveReadd},
+	{"rewrite_same_mtime", diffRewriteSameMtime},
+	{"missing_dir", diffMissingDir},
+	{"dir_swap", diffDirSwap},
+	{"dot_files", diffDotFiles},
+	{"half_written", diffHalfWritten},
+	{"arg_line", diffArgLine},
+}
+
+const diffConcurrency = 6
+
+func TestDiffUWSGI(t *testing.T) {
+	needDiff(t)
+	sem := make(chan struct{}, diffConcurrency)
+	var wg sync.WaitGroup
+	for _, sc := range diffScenarios {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t.Run(sc.name, sc.run)
+		}()
+	}
+	wg.Wait()
+}
+
+// diffSpawnFormats: a config in each format spawns a vassal exec'd the
+// same way: argv, cwd, environment, fds, parent.
+func diffSpawnFormats(t *testing.T) {
+	files := []string{"a.ini", "b.json", "c.xml", "d.yaml", "e.yml", "f.js"}
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		for _, f := range files {
+			s.vassal(t, f, "")
+		}
+		s.start(t, nil)
+		for _, f := range files {
+			rep, _ := s.diffStarted(t, 0, f)
+			s.describe(f, rep)
+		}
+		_, d := s.readStats(t)
+		var vassals []string
+		for _, v := range d.Vassals {
+			vassals = append(vassals, s.norm(fmt.Sprintf("%v in %v", v["id"], v["monitor"])))
+		}
+		sort.Strings(vassals)
+		s.facts.set("stats vassals", "%s", strings.Join(vassals, ", "))
+		s.logFact("log", diffMark{}, files...)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffProcessState: a vassal's process as the emperor leaves it, seen by
+// the shell uWSGI would run the -arg line with, before anything else runs.
+func diffProcessState(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		sigs := filepath.Join(s.env.root, "p.sigs")
+		opts := s.probeOptions("p.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"env", "DIFF_SIGFILE=" + sigs},
+			[2]string{"privileged-binary-patch-arg", "grep ^Sig /proc/self/status >" + sigs + "; exec " + s.probe + " x  'y z'"})
+		writeFile(t, filepath.Join(s.env.vassals, "p.ini"), diffConfig("p.ini", opts))
+		s.start(t, nil)
+		rep, _ := s.diffStarted(t, 0, "p.ini")
+		s.describe("p.ini", rep)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"p.ini signals": {row: "signals and fds in vassals",
+			uwsgi: "SigIgn 0000000000005001 SigBlk 0000000000000000", ours: "SigIgn 0000000000000000 SigBlk 0000000000000000"},
+	})
+}
+
+// diffTouch: a newer mtime sends byte 1. A vassal that reads it keeps
+// running; one that exits on it is respawned; one that never reads its
+// emperor fd is left alone by uWSGI and restarted by ours.
+func diffTouch(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		files := []string{"r.ini", "x.ini", "n.ini"}
+		s.vassal(t, "r.ini", "")
+		s.vassal(t, "x.ini", "exit-on-reload")
+		s.vassal(t, "n.ini", "no-read")
+		s.start(t, nil)
+		pids := map[string]int{}
+		for _, f := range files {
+			_, ev := s.diffStarted(t, 0, f)
+			pids[f] = ev.pid
+		}
+		m := s.mark()
+		for _, f := range files {
+			touch(t, filepath.Join(s.env.vassals, f), time.Now().Add(2*time.Second))
+		}
+		s.waitByte(t, m, "r.ini", pids["r.ini"], 1)
+		s.waitByte(t, m, "x.ini", pids["x.ini"], 1)
+		s.waitRespawn(t, m, "x.ini", pids["x.ini"])
+		s.facts.set("x.ini", "%s, then respawned", s.received(m, "x.ini", pids["x.ini"]))
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "n.ini restart", evIs("n.ini", "diff"))
+		} else {
+			s.waitRespawn(t, m, "n.ini", pids["n.ini"])
+		}
+		for _, f := range []string{"r.ini", "n.ini"} {
+			s.facts.set(f, "%s, still running: %v", s.received(m, f, pids[f]), alive(pids[f]))
+		}
+		s.logFactNoCurse("log", m, files...)
+		_, d := s.readStats(t)
+		for _, f := range files {
+			if v := d.vassal(f); v != nil {
+				s.facts.set(f+" stats", "respawns %v ready %v", v["respawns"], v["ready"])
+			}
+		}
+		s.facts.set("r.ini stats record", "%s", s.statsRecord(d, "r.ini"))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"n.ini": {row: diffRowUnread, uwsgi: "bytes [] signals [], still running: true", ours: "bytes [] signals [15], still running: false"},
+		"log": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini | TS - [emperor] removed uwsgi instance x.ini",
+			ours:  "TS - [emperor] reload the uwsgi instance n.ini | TS - [emperor] reload the uwsgi instance r.ini | TS - [emperor] reload the uwsgi instance x.ini"},
+		"x.ini stats": {row: diffRowSameInstance, uwsgi: "respawns 0 ready 0", ours: "respawns 1 ready 0"},
+	})
+}
+
+// diffContentChange: new content with a newer mtime sends byte 1; the same
+// content moved into place (a new inode, a newer mtime) does only under
+// uWSGI.
+func diffContentChange(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "c.ini", "")
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "c.ini")
+		m := s.mark()
+		content := diffConfig("c.ini", append(s.probeOptions("c.ini", ""), [2]string{"env", "DIFF_NEW=1"}))
+		writeFile(t, path, content)
+		touch(t, path, time.Now().Add(2*time.Second))
+		s.waitByte(t, m, "c.ini", first.pid, 1)
+		s.waitLogAfter(t, m, "reload the uwsgi instance c.ini", 5*time.Second)
+		s.logFact("log after new content", m, "c.ini")
+		m = s.mark()
+		tmp := filepath.Join(s.env.vassals, ".c.ini.tmp")
+		writeFile(t, tmp, content)
+		touch(t, tmp, time.Now().Add(4*time.Second))
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		if s.uwsgi() {
+			s.waitByte(t, m, "c.ini", first.pid, 1)
+		} else {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", s.reloadOf("c.ini", first.pid))
+		}
+		s.facts.set("same content moved into place", "%s", s.received(m, "c.ini", first.pid))
+		s.facts.set("still running", "%v", alive(first.pid))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"same content moved into place": {row: "config replaced atomically with the same content",
+			uwsgi: "bytes [1] signals []", ours: "bytes [] signals []"},
+	})
+}
+
+// diffRemove: removal sends byte 0, and the vassal is not respawned. A
+// vassal that ignores the byte is killed after the curse tolerance.
+func diffRemove(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "s.ini", "send=5")
+		s.vassal(t, "q.ini", "ignore-stop")
+		s.start(t, nil, "--emperor-curse-tolerance", "2")
+		_, sp := s.diffStarted(t, 0, "s.ini")
+		_, qp := s.diffStarted(t, 0, "q.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal s.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		os.Remove(filepath.Join(s.env.vassals, "s.ini"))
+		os.Remove(filepath.Join(s.env.vassals, "q.ini"))
+		s.waitByte(t, m, "s.ini", sp.pid, 0)
+		s.waitByte(t, m, "q.ini", qp.pid, 0)
+		waitDead(t, sp.pid, 10*time.Second)
+		waitDead(t, qp.pid, 10*time.Second)
+		s.waitLogAfter(t, m, "removed uwsgi instance q.ini", 10*time.Second)
+		s.env.sink.expectNone(t, m.ev, 1500*time.Millisecond, "respawn", func(ev probeEvent) bool { return ev.event == "diff" })
+		s.facts.set("s.ini", "%s", s.received(m, "s.ini", sp.pid))
+		s.facts.set("q.ini", "%s", s.received(m, "q.ini", qp.pid))
+		s.logFact("log", m, "s.ini", "q.ini")
+		_, d := s.readStats(t)
+		s.facts.set("stats vassals", "%d", len(d.Vassals))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"q.ini": {row: diffRowStopTerm, uwsgi: "bytes [0] signals []", ours: "bytes [0] signals [15]"},
+	})
+}
+
+// diffRename: the new name is spawned, the old one stopped.
+func diffRename(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		old := s.vassal(t, "old.ini", "send=5")
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "old.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal old.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		if err := os.Rename(old, filepath.Join(s.env.vassals, "new.ini")); err != nil {
+			t.Fatal(err)
+		}
+		rep, _ := s.waitRespawn(t, m, "old.ini", first.pid)
+		s.waitByte(t, m, "old.ini", first.pid, 0)
+		waitDead(t, first.pid, 10*time.Second)
+		s.waitLogAfter(t, m, "removed uwsgi instance old.ini", 10*time.Second)
+		s.waitLogAfter(t, m, "vassal new.ini is ready to accept requests", 10*time.Second)
+		s.facts.set("old vassal", "%s", s.received(m, "old.ini", first.pid))
+		s.facts.set("new vassal argv", "%q", rep.Argv[1:])
+		s.logFact("log", m, "old.ini", "new.ini")
+		_, d := s.readStats(t)
+		var ids []string
+		for _, v := range d.Vassals {
+			ids = append(ids, fmt.Sprint(v["id"]))
+		}
+		s.facts.set("stats ids", "%v", ids)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffSIGHUP: byte 1 to every vassal at once; the emperor keeps running.
+func diffSIGHUP(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		files := []string{"r.ini", "s.ini", "n.ini"}
+		for f, actions := range map[string]string{"r.ini": "", "s.ini": "send=1,send=5", "n.ini": "no-read"} {
+			// An mtime in the past: SIGHUP's reload time is "now".
+			touch(t, s.vassal(t, f, actions), time.Now().Add(-10*time.Second))
+		}
+		s.start(t, nil)
+		pids := map[string]int{}
+		for _, f := range files {
+			_, ev := s.diffStarted(t, 0, f)
+			pids[f] = ev.pid
+		}
+		s.waitLogAfter(t, diffMark{}, "vassal s.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		for _, f := range []string{"r.ini", "s.ini"} {
+			ev := s.waitByte(t, m, f, pids[f], 1)
+			s.facts.set(f, "byte 1 %s", m.class(ev))
+		}
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "n.ini restart", evIs("n.ini", "diff"))
+		} else {
+			s.waitRespawn(t, m, "n.ini", pids["n.ini"])
+		}
+		for _, f := range files {
+			s.facts.set(f+" after", "%s, still running: %v", s.received(m, f, pids[f]), alive(pids[f]))
+		}
+		s.logFact("log", m, files...)
+		s.facts.set("emperor running", "%v", alive(s.em.cmd.Process.Pid))
+		_, d := s.readStats(t)
+		for _, f := range []string{"r.ini", "s.ini"} {
+			s.facts.set(f+" stats", "%s", s.statsRecord(d, f))
+		}
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"n.ini after": {row: diffRowUnread, uwsgi: "bytes [] signals [], still running: true", ours: "bytes [] signals [15], still running: false"},
+	})
+}
+
+// diffRagnarok: SIGTERM, SIGINT and SIGQUIT stop every vassal with byte 0
+// at once and the emperor exits 0. Both vassals ignore the byte: one that
+// spoke the protocol is killed after --reload-mercy by both; one that never
+// spoke gets SIGTERM at once from ours, and its child dies too. The SIGTERM
+// case fails on how ours logs the kill at the end of the mercy: its stop
+// timer (armed with the mercy at shutdown) and the mercy's own timer both
+// fire, so it logs "did not stop in time, killing it", and uWSGI's "NO
+// MERCY for vassal ... !!!" only when the kill was not reaped in between.
+func diffRagnarok(t *testing.T, sig syscall.Signal) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "c.ini", "fork,ignore-stop")
+		s.vassal(t, "st.ini", "send=5,ignore-stop")
+		s.start(t, nil, "--reload-mercy", "2")
+		_, c := s.diffStarted(t, 0, "c.ini")
+		_, st := s.diffStarted(t, 0, "st.ini")
+		kid, _ := s.env.sink.waitFor(t, 0, 10*time.Second, "c.ini's child", evIs("c.ini", "child"))
+		grandchild, _ := strconv.Atoi(kid.extra)
+		t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) }) // uWSGI leaves it behind
+		s.waitLogAfter(t, diffMark{}, "vassal st.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		s.em.cmd.Process.Signal(sig)
+		time.Sleep(300 * time.Millisecond)
+		code, _ := s.em.signalAndWait(t, sig, 20*time.Second) // a second one
+		s.facts.set("exit code", "%d", code)
+		for _, f := range []string{"c.ini", "st.ini"} {
+			pid := map[string]int{"c.ini": c.pid, "st.ini": st.pid}[f]
+			ev := s.waitByte(t, m, f, pid, 0)
+			s.facts.set(f, "byte 0 %s; %s; alive: %v", m.class(ev), s.received(m, f, pid), diffAliveAfter(pid, 2*time.Second))
+		}
+		s.facts.set("c.ini's child alive", "%v", diffAliveAfter(grandchild, 2*time.Second))
+		// st.ini's kill at the end of the mercy, apart: uWSGI logs NO MERCY
+		// for it; ours logs that and its own line, or, when the kill was
+		// reaped before the mercy's timer ran, only its own line.
+		var lines, kill []string
+		for _, l := range s.logLines(m, "c.ini", "st.ini") {
+			switch {
+			case strings.Contains(l, "NO MERCY for vassal st.ini"):
+				kill = append(kill, "NO MERCY")
+			case strings.Contains(l, "vassal st.ini (pid: N) did not stop in time, killing it"):
+				kill = append(kill, "did not stop in time")
+			default:
+				lines = append(lines, l)
+			}
+		}
+		s.facts.set("log", "%s", strings.Join(lines, " | "))
+		if sig == syscall.SIGTERM { // one signal is enough to show it
+			s.facts.set("st.ini's kill at the end of the mercy logged as", "%q", kill)
+		}
+	})
+	again := "[emperor] *** RAGNAROK ALREADY EVOKED (mercyless in N seconds)***"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"c.ini": {row: "a shell vassal ignoring SIGTERM at shutdown",
+			uwsgi: "byte 0 at once; bytes [0] signals []; alive: false", ours: "byte 0 at once; bytes [0] signals [15]; alive: false"},
+		"c.ini's child alive": {row: "grandchildren of vassals", uwsgi: "true", ours: "false"},
+		// Ours: c.ini is gone before the mercy is up (SIGTERM), and each
+		// vassal is reaped ("removed"): uWSGI exits without reaping.
+		"log": {row: "a shell vassal ignoring SIGTERM at shutdown",
+			uwsgi: "TS - The Emperor is buried. | TS - [emperor] NO MERCY for vassal c.ini !!! | " +
+				"TS - [emperor] stop the uwsgi instance c.ini | TS - [emperor] stop the uwsgi instance st.ini | " + again + " | [emperor] *** RAGNAROK EVOKED ***",
+			ours: "TS - The Emperor is buried. | TS - [emperor] removed uwsgi instance c.ini | " +
+				"TS - [emperor] removed uwsgi instance st.ini | TS - [emperor] stop the uwsgi instance c.ini | TS - [emperor] stop the uwsgi instance st.ini | " +
+				again + " | [emperor] *** RAGNAROK EVOKED ***"},
+	})
+}
+
+// diffAliveAfter reports whether pid is still alive d from now (a killed
+// process can take a moment to go).
+func diffAliveAfter(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return alive(pid)
+}
+
+// diffSIGUSR1: one status line per vassal.
+func diffSIGUSR1(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "u1.ini", "send=17")
+		s.vassal(t, "u2.ini", "")
+		cu := s.vassal(t, "cu.ini", "send=5,ignore-stop")
+		s.start(t, nil, "--reload-mercy", "1")
+		s.diffStarted(t, 0, "u2.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal u1.ini is now loyal", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal cu.ini is ready to accept requests", 10*time.Second)
+		cuMtime, _ := os.Stat(cu)
+		os.Remove(cu) // it ignores the stop byte: stopping for 30 s
+		s.waitLogAfter(t, diffMark{}, "stop the uwsgi instance cu.ini", 10*time.Second)
+		_, d := s.readStats(t)
+		s.facts.set("stopping vassal in stats", "cursed set %v", d.vassal("cu.ini")["cursed"] != float64(0))
+		m := s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGUSR1)
+		s.waitLogAfter(t, m, "vassal instance u2.ini", 5*time.Second)
+		s.waitLogAfter(t, m, "vassal instance u1.ini", 5*time.Second)
+		s.waitLogAfter(t, m, "vassal instance cu.ini", 5*time.Second)
+		var lines []string
+		for _, l := range s.logLines(m, "u1.ini", "u2.ini", "cu.ini") {
+			for _, f := range []string{"u1.ini", "u2.ini", "cu.ini"} {
+				st, err := os.Stat(filepath.Join(s.env.vassals, f))
+				if err != nil {
+					st = cuMtime
+				}
+				l = strings.ReplaceAll(l, fmt.Sprintf("%s (last modified %d)", f, st.ModTime().Unix()), f+" (last modified MTIME)")
+			}
+			lines = append(lines, l)
+		}
+		s.facts.set("lines", "%s", strings.Join(lines, " | "))
+		s.facts.set("emperor running", "%v", alive(s.em.cmd.Process.Pid))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// blacklistItem is the stats blacklist entry of id, as "throttle_level N
+// attempt N", or "none".
+func blacklistItem(d statsDoc, id string) string {
+	for _, b := range d.Blacklist {
+		if b["id"] == id {
+			return fmt.Sprintf("throttle_level %v attempt %v", b["throttle_level"], b["attempt"])
+		}
+	}
+	return "none"
+}
+
+// diffBlacklist: a vassal that dies without having been loyal is
+// respawned through the blacklist; its stats item at each respawn.
+func diffBlacklist(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "cl.ini", "die-after=300")
+		s.start(t, nil, "--emperor-throttle", "500")
+		m := s.mark()
+		since := 0
+		for k := 1; k <= 5; k++ {
+			_, ev := s.diffStarted(t, since, "cl.ini")
+			_, since = s.env.sink.waitFor(t, since, time.Second, "that start", func(e probeEvent) bool { return e == ev })
+			since++
+			_, d := s.readStats(t)
+			s.facts.set(fmt.Sprintf("start %d: blacklist", k), "%s", blacklistItem(d, "cl.ini"))
+		}
+		s.env.sink.waitN(t, 4, 10*time.Second, "4 deaths", evIs("cl.ini", "exiting"))
+		s.em.waitLogCount(t, "curse the uwsgi instance cl.ini", 4, 10*time.Second)
+		if s.uwsgi() {
+			s.em.waitLogCount(t, "removed uwsgi instance cl.ini", 4, 10*time.Second)
+		}
+		s.logFact("log", m, "cl.ini")
+	})
+	curse, removed := strings.Repeat("TS - [emperor] curse the uwsgi instance cl.ini (pid: N) | ", 4), strings.Repeat("TS - [emperor] removed uwsgi instance cl.ini | ", 4)
+	unloyal := "TS - [emperor] unloyal bad behaving vassal found: cl.ini throttling it..."
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"log": {row: diffRowSameInstance, uwsgi: curse + removed + unloyal, ours: curse + unloyal},
+	})
+}
+
+// diffSIGURG: SIGURG empties the blacklist, and a vassal waiting out its
+// throttle starts again.
+func diffSIGURG(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "u.ini", "die-after=1000")
+		s.start(t, nil, "--emperor-throttle", "4000")
+		s.env.sink.waitN(t, 2, 15*time.Second, "2 deaths", evIs("u.ini", "exiting"))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, d := s.readStats(t)
+			if blacklistItem(d, "u.ini") == "throttle_level 4004 attempt 1" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("blacklist never reached the second level: %v", d.Blacklist)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		m := s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGURG)
+		// uWSGI starts it at its next scan, which may or may not be at once.
+		s.diffStarted(t, m.ev, "u.ini")
+		s.facts.set("after SIGURG", "respawned")
+		// A fresh item or none: when uWSGI reaps a vassal before it sees its
+		// socket close, it re-adds it at once and blacklists it after.
+		_, d := s.readStats(t)
+		item := blacklistItem(d, "u.ini")
+		s.facts.set("blacklist at the respawn", "%s", map[bool]string{true: "fresh", false: item}[item == "none" || item == "throttle_level 4 attempt 0"])
+		s.waitLogAfter(t, m, "cleaning up blacklist", 5*time.Second)
+		s.logFact("log", m)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffLoyalty: byte 17 makes a vassal loyal in the stats and takes it off
+// the blacklist.
+func diffLoyalty(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "ly.ini", "send=17")
+		s.vassal(t, "q.ini", "")
+		s.vassal(t, "lb.ini", "die-after=200", [2]string{"env", "PROBE_ACTIONS_LATER=delay=700,send=17"})
+		s.vassal(t, "pr.ini", "send=1,send=5,send=99,send=17")
+		s.start(t, nil)
+		s.waitLogAfter(t, diffMark{}, "vassal pr.ini is now loyal", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal ly.ini is now loyal", 10*time.Second)
+		s.diffStarted(t, 0, "q.ini")
+		_, d := s.readStats(t)
+		for _, id := range []string{"ly.ini", "q.ini"} {
+			v := d.vassal(id)
+			s.facts.set(id, "loyal %v last_loyal set %v", v["loyal"], v["last_loyal"] != float64(0))
+		}
+		_, first := s.diffStarted(t, 0, "lb.ini")
+		s.waitRespawn(t, diffMark{}, "lb.ini", first.pid)
+		_, d = s.readStats(t)
+		s.facts.set("lb.ini respawned, not yet loyal: blacklist", "%s", blacklistItem(d, "lb.ini"))
+		s.waitLogAfter(t, diffMark{}, "vassal lb.ini is now loyal", 10*time.Second)
+		_, d = s.readStats(t)
+		s.facts.set("lb.ini loyal: blacklist", "%s", blacklistItem(d, "lb.ini"))
+		s.logFact("log", diffMark{}, "ly.ini", "q.ini", "pr.ini")
+		s.facts.set("pr.ini stats", "%s", s.statsRecord(d, "pr.ini"))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffHeartbeat: a vassal that sent byte 26 and then went silent is
+// SIGKILLed (no stop byte) and respawned; one that never sent 26 is not.
+func diffHeartbeat(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "hb.ini", "send=17,send=26", [2]string{"env", "PROBE_ACTIONS_LATER=send=17"})
+		s.vassal(t, "nohb.ini", "send=17")
+		s.start(t, nil, "--emperor-required-heartbeat", "1")
+		_, hb := s.diffStarted(t, 0, "hb.ini")
+		_, nohb := s.diffStarted(t, 0, "nohb.ini")
+		m := s.mark()
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, d := s.readStats(t); d.vassal("hb.ini")["last_heartbeat"] != float64(0) {
+				s.facts.set("last_heartbeat", "hb.ini set, nohb.ini %v", d.vassal("nohb.ini")["last_heartbeat"])
+				break
+			}
+		}
+		s.waitRespawn(t, m, "hb.ini", hb.pid)
+		s.facts.set("hb.ini before it died", "%s", s.received(diffMark{}, "hb.ini", hb.pid))
+		s.facts.set("nohb.ini", "alive %v", alive(nohb.pid))
+		s.em.waitLogCount(t, "vassal hb.ini is now loyal", 2, 10*time.Second)
+		s.logFactNoCurse("log", diffMark{}, "hb.ini", "nohb.ini")
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"log": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] removed uwsgi instance hb.ini | TS - [emperor] vassal hb.ini is now loyal | " +
+				"TS - [emperor] vassal hb.ini is now loyal | TS - [emperor] vassal nohb.ini is now loyal | [emperor] vassal hb.ini sent no heartbeat in last 1 seconds, brutally respawning it...",
+			ours: "TS - [emperor] vassal hb.ini is now loyal | " +
+				"TS - [emperor] vassal hb.ini is now loyal | TS - [emperor] vassal nohb.ini is now loyal | [emperor] vassal hb.ini sent no heartbeat in last 1 seconds, brutally respawning it..."},
+	})
+}
+
+// diffVoluntaryShutdown: byte 22 gets the stop byte; the config is still
+// there, so the vassal comes back.
+func diffVoluntaryShutdown(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "vo.ini", "send=17,send=22", [2]string{"env", "PROBE_ACTIONS_LATER=send=17"})
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "vo.ini")
+		s.waitByte(t, diffMark{}, "vo.ini", first.pid, 0)
+		s.waitRespawn(t, diffMark{}, "vo.ini", first.pid)
+		waitDead(t, first.pid, 5*time.Second)
+		s.facts.set("first vassal", "%s", s.received(diffMark{}, "vo.ini", first.pid))
+		s.em.waitLogCount(t, "vassal vo.ini is now loyal", 2, 10*time.Second)
+		s.logFact("log", diffMark{}, "vo.ini")
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"log": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] removed uwsgi instance vo.ini | TS - [emperor] stop the uwsgi instance vo.ini | TS - [emperor] vassal vo.ini is now loyal | TS - [emperor] vassal vo.ini is now loyal",
+			ours:  "TS - [emperor] stop the uwsgi instance vo.ini | TS - [emperor] vassal vo.ini is now loyal | TS - [emperor] vassal vo.ini is now loyal"},
+	})
+}
+
+// diffOnDemand: with --emperor-on-demand-directory the emperor binds the
+// socket and waits; a client starts the vassal with the socket as stdin;
+// byte 22 sends it back to waiting.
+func diffOnDemand(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		dir := filepath.Join(s.env.root, "od")
+		os.Mkdir(dir, 0o755)
+		sock := filepath.Join(dir, "od.socket")
+		s.vassal(t, "od.ini", "serve-then-idle")
+		s.start(t, nil, "--emperor-on-demand-directory", dir)
+		s.waitLogAfter(t, diffMark{}, `od.ini -> "on demand" instance detected`, 10*time.Second)
+		st, err := os.Stat(sock)
+		s.facts.set("socket", "%v %v", err, err == nil && st.Mode()&os.ModeSocket != 0)
+		_, d := s.readStats(t)
+		v := d.vassal("od.ini")
+		s.facts.set("idle stats", "pid %v on_demand %s", v["pid"], s.norm(fmt.Sprint(v["on_demand"])))
+		s.facts.set("started before a client", "%d", len(s.env.sink.events(evIs("od.ini", "diff"))))
+		m := s.mark()
+		greeting, err := dialGreeting("unix", sock)
+		rep, ev := s.diffStarted(t, m.ev, "od.ini")
+		s.facts.set("first client", "%v %v", greeting == fmt.Sprintf("hello from od.ini %d", ev.pid), err)
+		s.describe("od.ini", rep)
+		s.waitByte(t, m, "od.ini", ev.pid, 0)
+		waitDead(t, ev.pid, 10*time.Second)
+		s.waitLogAfter(t, m, `back to "on demand" mode`, 10*time.Second)
+		s.facts.set("after 22", "%s", s.received(m, "od.ini", ev.pid))
+		_, d = s.readStats(t)
+		s.facts.set("idle again stats", "pid %v", d.vassal("od.ini")["pid"])
+		s.logFactNoCurse("log", diffMark{}, "od.ini")
+		m = s.mark()
+		greeting, err = dialGreeting("unix", sock)
+		_, ev2 := s.diffStarted(t, m.ev, "od.ini")
+		s.facts.set("second client", "%v %v new pid %v", greeting == fmt.Sprintf("hello from od.ini %d", ev2.pid), err, ev2.pid != ev.pid)
+		code, _ := s.em.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+		_, err = os.Stat(sock)
+		s.facts.set("after shutdown", "exit code %d, socket file left %v", code, err == nil)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"after shutdown": {row: diffRowOnDemandRemoval, uwsgi: "exit code 0, socket file left true", ours: "exit code 0, socket file left false"},
+	})
+}
+
+// diffTyrant: a config owned by a user runs as that user, without
+// supplementary groups; a root-owned one is refused; an owner change
+// restarts the vassal as the new owner.
+func diffTyrant(t *testing.T) {
+	probe, _ := publicBinaries(t)
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.probe = probe
+		s.env.openUp(t)
+		ty := s.vassal(t, "ty.ini", "")
+		os.Chown(ty, 23456, 23457)
+		s.vassal(t, "root.ini", "")
+		os.Chown(s.vassal(t, "gid0.ini", ""), 23456, 0)
+		s.start(t, nil, "--emperor-tyrant")
+		rep, ev := s.diffStarted(t, 0, "ty.ini")
+		s.describe("ty.ini", rep)
+		_, d := s.readStats(t)
+		v := d.vassal("ty.ini")
+		s.facts.set("ty.ini stats", "uid %v gid %v", v["uid"], v["gid"])
+		time.Sleep(2500 * time.Millisecond) // two of uWSGI's scans
+		s.facts.set("root.ini started", "%v", len(s.env.sink.events(evIs("root.ini", "diff"))) > 0)
+		s.facts.set("gid0.ini (group root) started", "%v", len(s.env.sink.events(evIs("gid0.ini", "diff"))) > 0)
+		refusals := strings.Count(s.em.log.String(), "[emperor-tyrant] invalid permissions for vassal root.ini")
+		s.facts.set("root.ini refusal logged", "%s", map[bool]string{true: "once", false: "every scan"}[refusals == 1])
+		m := s.mark()
+		os.Chown(ty, 23458, 23459)
+		s.waitByte(t, m, "ty.ini", ev.pid, 0)
+		rep, _ = s.waitRespawn(t, m, "ty.ini", ev.pid)
+		s.facts.set("after chown", "uid %d gid %d groups %v", rep.Uid, rep.Gid, rep.Groups)
+		// uWSGI logs the owner change again on each scan until the old
+		// vassal is gone, which may be the next one or not.
+		lines := s.logLines(diffMark{}, "ty.ini")
+		s.facts.set("log", "%s", strings.Join(slices.Compact(lines), " | "))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"root.ini refusal logged": {row: diffRowLogOnce, uwsgi: "every scan", ours: "once"},
+	})
+}
+
+// diffVassalSetAndInclude: --vassal-set and --vassals-include reach the
+// vassal's command line and config.
+func diffVassalSetAndInclude(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		inc := filepath.Join(s.env.root, "inc.ini")
+		writeFile(t, inc, "[uwsgi]\nenv = FROM_INCLUDE=yes\n")
+		s.vassal(t, "v.ini", "", [2]string{"env", "DIFF_SET=%(diffset)"})
+		s.start(t, nil, "--vassal-set", "diffset=fromset", "--vassals-include", inc)
+		rep, _ := s.diffStarted(t, 0, "v.ini")
+		s.describe("v.ini", rep)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffVassalEnvRewrite: UWSGI_VASSAL_X=v in the emperor's environment.
+func diffVassalEnvRewrite(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "e.ini", "")
+		s.start(t, []string{"UWSGI_VASSAL_ENV=DIFF_FROMENV=yes"})
+		rep, _ := s.diffStarted(t, 0, "e.ini")
+		s.describe("e.ini", rep)
+	})
+	probe := "EMPEROR_DIFFPROBE=1 PROBE_ACTIONS= PROBE_NAME=e.ini PROBE_SOCK=ROOT/probe.sock UWSGI_EMPEROR_FD=EMPEROR_FD"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		// uWSGI reads the entry that slid into the unset variable's slot
+		// (here its own UWSGI_ORIGINAL_PROC_NAME, which lost 13 bytes).
+		// Ours renames it, and its runner applies UWSGI_ENV as the env
+		// option, as uwsgi-core would.
+		"e.ini env": {row: "UWSGI_VASSAL_X=v",
+			uwsgi: "-UWSGI_VASSAL_ENV " + probe + " UWSGI_L_PROC_NAME=/usr/bin/uwsgi",
+			ours:  "-UWSGI_VASSAL_ENV DIFF_FROMENV=yes " + probe + " UWSGI_ENV=DIFF_FROMENV=yes"},
+	})
+}
+
+// diffStats: the stats document's layout (keys, order, types) and values.
+func diffStats(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "st.ini", "")
+		s.vassal(t, "ly.ini", "send=1,send=5,send=17")
+		s.vassal(t, "cl.ini", "die-after=1500")
+		s.start(t, nil)
+		s.diffStarted(t, 0, "st.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal ly.ini is now loyal", 10*time.Second)
+		s.env.sink.waitN(t, 2, 15*time.Second, "cl.ini's second start", evIs("cl.ini", "diff"))
+		raw, d := s.readStats(t)
+		extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+		if s.uwsgi() {
+			extras = nil
+		}
+		skel := statsSkeleton(string(raw), extras)
+		for i, l := range skel {
+			skel[i] = strings.Replace(l, "respawns:number,", "respawns:number", 1)
+		}
+		s.facts.set("layout", "%s", strings.Join(skel, "\n"))
+		s.facts.set("emperor", "pid is the emperor's %v uid %v gid %v cwd %s emperor %s",
+			d.Pid == s.em.cmd.Process.Pid, diffJSON(raw, "uid"), diffJSON(raw, "gid"), s.norm(diffJSON(raw, "cwd")), s.norm(fmt.Sprint(d.Emperor)))
+		s.facts.set("emperor_tyrant throttle_level", "%s %s", diffJSON(raw, "emperor_tyrant"), diffJSON(raw, "throttle_level"))
+		for _, id := range []string{"st.ini", "ly.ini", "cl.ini"} {
+			s.facts.set(id, "%s", s.statsRecord(d, id))
+		}
+		for _, b := range d.Blacklist {
+			s.facts.set("blacklist "+fmt.Sprint(b["id"]), "throttle_level %v attempt %v first_attempt set %v last_attempt set %v",
+				b["throttle_level"], b["attempt"], b["first_attempt"] != float64(0), b["last_attempt"] != float64(0))
+		}
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// statsRecord is the stats record of vassal id, normalised: born and
+// last_mod against the config's mtime (MTIME, before or after it), other
+// times as "set" or 0, pid as "set" unless it is -1 or 0.
+func (s *diffSide) statsRecord(d statsDoc, id string) string {
+	v := d.vassal(id)
+	if v == nil {
+		return "absent"
+	}
+	var mtime int64 = -1
+	if st, err := os.Stat(filepath.Join(s.env.vassals, id)); err == nil {
+		mtime = st.ModTime().Unix()
+	}
+	var kv []string
+	for _, k := range []string{"pid", "born", "last_mod", "last_heartbeat", "loyal", "ready", "accepting", "last_loyal",
+		"last_ready", "last_accepting", "first_run", "last_run", "cursed", "zerg", "on_demand", "uid", "gid", "monitor", "respawns"} {
+		val := s.norm(fmt.Sprint(v[k]))
+		f, isNum := v[k].(float64)
+		if isNum {
+			val = strconv.FormatFloat(f, 'f', -1, 64)
+		}
+		switch {
+		case !isNum || k == "loyal" || k == "ready" || k == "accepting" || k == "zerg" || k == "uid" || k == "gid" || k == "respawns" || f <= 0:
+		case k == "pid":
+			val = "set"
+		case (k == "born" || k == "last_mod") && int64(f) == mtime:
+			val = "MTIME"
+		case (k == "born" || k == "last_mod") && mtime >= 0:
+			val = map[bool]string{true: "before MTIME", false: "after MTIME"}[int64(f) < mtime]
+		default:
+			val = "set"
+		}
+		kv = append(kv, k+"="+val)
+	}
+	return strings.Join(kv, " ")
+}
+
+// diffJSON is the raw text of a top-level key's value in a stats document.
+func diffJSON(raw []byte, key string) string {
+	var m map[string]json.RawMessage
+	json.Unmarshal(raw, &m)
+	return string(m[key])
+}
+
+// diffGlobAndTwoDirs: a glob monitor (ids are paths, vassals run in the
+// emperor's cwd) beside a directory monitor.
+func diffGlobAndTwoDirs(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		d2 := filepath.Join(s.env.root, "d2")
+		os.Mkdir(d2, 0o755)
+		s.vassal(t, "g1.ini", "")
+		s.vassal(t, "g2.xml", "")
+		writeFile(t, filepath.Join(d2, "d.ini"), diffConfig("d.ini", s.probeOptions("d.ini", "")))
+		s.dir = filepath.Join(s.env.vassals, "*.ini")
+		s.start(t, nil, "--emperor", d2)
+		rep, _ := s.diffStarted(t, 0, "g1.ini")
+		s.describe("g1.ini", rep)
+		rep, _ = s.diffStarted(t, 0, "d.ini")
+		s.describe("d.ini", rep)
+		s.env.sink.expectNone(t, 0, 1500*time.Millisecond, "g2.xml start", evIs("g2.xml", "diff"))
+		_, d := s.readStats(t)
+		var vassals []string
+		for _, v := range d.Vassals {
+			vassals = append(vassals, s.norm(fmt.Sprintf("%v in %v", v["id"], v["monitor"])))
+		}
+		sort.Strings(vassals)
+		s.facts.set("stats vassals", "%s", strings.Join(vassals, ", "))
+		s.facts.set("stats emperor", "%s", s.norm(fmt.Sprint(d.Emperor)))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffOnDemandIdle: an idle on-demand vassal touched, reloaded by SIGHUP
+// and removed.
+func diffOnDemandIdle(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		dir := filepath.Join(s.env.root, "od")
+		os.Mkdir(dir, 0o755)
+		// mtimes in the past: uWSGI's SIGHUP sets the reload time to now,
+		// and a later mtime would reload again at its next scan.
+		path := s.vassal(t, "oi.ini", "serve-stdin")
+		touch(t, path, time.Now().Add(-10*time.Second))
+		s.start(t, nil, "--emperor-on-demand-directory", dir)
+		s.waitLogAfter(t, diffMark{}, `oi.ini -> "on demand" instance detected`, 10*time.Second)
+		m := s.mark()
+		touch(t, path, time.Now().Add(-5*time.Second))
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance oi.ini`, 10*time.Second)
+		s.logFact("log after touch", m, "oi.ini")
+		m = s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(500 * time.Millisecond)
+		s.logFact("log after SIGHUP", m, "oi.ini")
+		m = s.mark()
+		os.Remove(path)
+		s.waitLogAfter(t, m, "removed uwsgi instance oi.ini", 10*time.Second)
+		s.logFact("log after removal", m, "oi.ini")
+		_, err := os.Stat(filepath.Join(dir, "oi.socket"))
+		s.facts.set("socket after removal", "exists %v", err == nil)
+		s.facts.set("started", "%d times", len(s.env.sink.events(evIs("oi.ini", "diff"))))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		// There is no process to stop: ours says only that it is removed.
+		"log after removal": {row: diffRowOnDemandRemoval,
+			uwsgi: "TS - [emperor] removed uwsgi instance oi.ini | TS - [emperor] stop the uwsgi instance oi.ini", ours: "TS - [emperor] removed uwsgi instance oi.ini"},
+		"socket after removal": {row: diffRowOnDemandRemoval, uwsgi: "exists true", ours: "exists false"},
+	})
+}
+
+// diffOnDemandStats: the stats record of an on-demand vassal while it
+// waits, after a touch, after SIGHUP and once a client started it. uWSGI
+// sets first_run and last_run when it registers the instance
+// (core/emperor.c, emperor_add), process or not; ours leaves them 0 until
+// the first client: this fails until ours does the same.
+func diffOnDemandStats(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		dir := filepath.Join(s.env.root, "od")
+		os.Mkdir(dir, 0o755)
+		path := s.vassal(t, "os.ini", "serve-stdin")
+		touch(t, path, time.Now().Add(-10*time.Second))
+		s.start(t, nil, "--emperor-on-demand-directory", dir)
+		s.waitLogAfter(t, diffMark{}, `os.ini -> "on demand" instance detected`, 10*time.Second)
+		_, d := s.readStats(t)
+		s.facts.set("waiting", "%s", s.statsRecord(d, "os.ini"))
+		m := s.mark()
+		touch(t, path, time.Now().Add(-5*time.Second))
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance os.ini`, 10*time.Second)
+		_, d = s.readStats(t)
+		s.facts.set("after a touch", "%s", s.statsRecord(d, "os.ini"))
+		m = s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance os.ini`, 10*time.Second)
+		_, d = s.readStats(t)
+		s.facts.set("after SIGHUP", "%s", s.statsRecord(d, "os.ini"))
+		m = s.mark()
+		if _, err := dialGreeting("unix", filepath.Join(dir, "os.socket")); err != nil {
+			t.Fatal(err)
+		}
+		s.diffStarted(t, m.ev, "os.ini")
+		_, d = s.readStats(t)
+		s.facts.set("started by a client", "%s", s.statsRecord(d, "os.ini"))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffGracefulShutdown: --emperor-graceful-shutdown makes the stop byte 2,
+// on removal and at shutdown.
+func diffGracefulShutdown(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		g1 := s.vassal(t, "g1.ini", "send=5")
+		s.vassal(t, "g2.ini", "send=5")
+		s.start(t, nil, "--emperor-graceful-shutdown", "--emperor-curse-tolerance", "1", "--reload-mercy", "1")
+		_, p1 := s.diffStarted(t, 0, "g1.ini")
+		_, p2 := s.diffStarted(t, 0, "g2.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal g2.ini is ready to accept requests", 10*time.Second)
+		s.waitLogAfter(t, diffMark{}, "vassal g1.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		os.Remove(g1)
+		s.waitByte(t, m, "g1.ini", p1.pid, 2)
+		waitDead(t, p1.pid, 10*time.Second)
+		s.facts.set("g1.ini removed", "%s", s.received(m, "g1.ini", p1.pid))
+		m = s.mark()
+		code, _ := s.em.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+		s.facts.set("g2.ini at shutdown", "%s; exit code %d", s.received(m, "g2.ini", p2.pid), code)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffFDClosed: a vassal that closes its emperor fd and lives on. uWSGI
+// curses it, SIGKILLs it after the curse tolerance and respawns it (forever,
+// for a daemon that closes inherited fds); ours does that only to one that
+// spoke the protocol first.
+func diffFDClosed(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "quiet.ini", "no-read,close-efd", [2]string{"env", "PROBE_ACTIONS_LATER="})
+		s.vassal(t, "spoke.ini", "send=17,no-read,close-efd", [2]string{"env", "PROBE_ACTIONS_LATER=send=17"})
+		s.start(t, nil, "--emperor-curse-tolerance", "1")
+		_, q := s.diffStarted(t, 0, "quiet.ini")
+		_, sp := s.diffStarted(t, 0, "spoke.ini")
+		s.waitRespawn(t, diffMark{}, "spoke.ini", sp.pid)
+		if s.uwsgi() {
+			s.waitRespawn(t, diffMark{}, "quiet.ini", q.pid)
+		} else {
+			s.env.sink.expectNone(t, 0, 3*time.Second, "quiet.ini restart", func(ev probeEvent) bool {
+				return ev.name == "quiet.ini" && ev.event == "diff" && ev.pid != q.pid
+			})
+		}
+		s.facts.set("quiet.ini", "first process alive %v", alive(q.pid))
+		s.facts.set("spoke.ini", "first process alive %v", alive(sp.pid))
+		s.em.waitLogCount(t, "vassal spoke.ini is now loyal", 2, 10*time.Second)
+		s.logFactNoCurse("log", diffMark{}, "spoke.ini")
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"quiet.ini": {row: diffRowFDClosed, uwsgi: "first process alive false", ours: "first process alive true"},
+		"log": {row: diffRowSameInstance, uwsgi: "TS - [emperor] removed uwsgi instance spoke.ini | TS - [emperor] vassal spoke.ini is now loyal | TS - [emperor] vassal spoke.ini is now loyal",
+			ours: "TS - [emperor] vassal spoke.ini (pid: N) did not stop in time, killing it | TS - [emperor] vassal spoke.ini is now loyal | TS - [emperor] vassal spoke.ini is now loyal"},
+	})
+}
+
+// diffLoyalCrash: a loyal vassal that dies is respawned without the
+// blacklist, and is not loyal again until it says so.
+func diffLoyalCrash(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "lc.ini", "send=17,die-after=300", [2]string{"env", "PROBE_ACTIONS_LATER="})
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "lc.ini")
+		s.waitRespawn(t, diffMark{}, "lc.ini", first.pid)
+		_, d := s.readStats(t)
+		s.facts.set("after the respawn", "%s; blacklist %s", s.statsRecord(d, "lc.ini"), blacklistItem(d, "lc.ini"))
+	})
+	record := "pid=set born=MTIME last_mod=MTIME last_heartbeat=0 loyal=0 ready=0 accepting=0 last_loyal=%s last_ready=0 last_accepting=0 " +
+		"first_run=set last_run=set cursed=0 zerg=0 on_demand= uid=0 gid=0 monitor=VASSALS respawns=0; blacklist none"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		// Ours keeps when it last became loyal.
+		"after the respawn": {row: diffRowSameInstance, uwsgi: fmt.Sprintf(record, "0"), ours: fmt.Sprintf(record, "set")},
+	})
+}
+
+// diffTouchThrottled: touching the config of a vassal waiting out its
+// throttle.
+func diffTouchThrottled(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "tt.ini", "die-after=200")
+		s.start(t, nil, "--emperor-throttle", "5000")
+		s.env.sink.waitN(t, 2, 15*time.Second, "2 deaths", evIs("tt.ini", "exiting"))
+		time.Sleep(300 * time.Millisecond) // reaped: 5 s to wait
+		m := s.mark()
+		touch(t, path, time.Now().Add(2*time.Second))
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "tt.ini start", evIs("tt.ini", "diff"))
+		} else {
+			s.diffStarted(t, m.ev, "tt.ini")
+		}
+		s.facts.set("started before the throttle ran out", "%v", len(s.env.sink.events(evIs("tt.ini", "diff"))) > 2)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"started before the throttle ran out": {row: diffRowTouchThrottled, uwsgi: "false", ours: "true"},
+	})
+}
+
+// diffMalformed: configs that do not parse fail in the vassal and go
+// through the blacklist; the emperor and the other vassals are unaffected.
+func diffMalformed(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "good.ini", "")
+		writeFile(t, filepath.Join(s.env.vassals, "bad.json"), `{"uwsgi": {"env": "X=1",`)
+		writeFile(t, filepath.Join(s.env.vassals, "bad.xml"), "<uwsgi><env>X=1</uwsgi>")
+		s.start(t, nil)
+		_, good := s.diffStarted(t, 0, "good.ini")
+		for _, f := range []string{"bad.json", "bad.xml"} {
+			s.em.waitLogCount(t, "unloyal bad behaving vassal found: "+f, 1, 15*time.Second)
+		}
+		_, d := s.readStats(t)
+		for _, f := range []string{"bad.json", "bad.xml"} {
+			s.facts.set(f+" blacklisted", "%v", blacklistItem(d, f) != "none")
+			s.facts.set(f+" log (distinct lines)", "%s", strings.Join(slices.Compact(s.logLines(diffMark{}, f)), " | "))
+		}
+		s.facts.set("good.ini", "alive %v, started %d times", alive(good.pid), len(s.env.sink.events(evIs("good.ini", "diff"))))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"bad.json log (distinct lines)": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] curse the uwsgi instance bad.json (pid: N) | TS - [emperor] removed uwsgi instance bad.json | TS - [emperor] unloyal bad behaving vassal found: bad.json throttling it...",
+			ours:  "TS - [emperor] curse the uwsgi instance bad.json (pid: N) | TS - [emperor] unloyal bad behaving vassal found: bad.json throttling it..."},
+		"bad.xml log (distinct lines)": {row: diffRowSameInstance,
+			uwsgi: "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] removed uwsgi instance bad.xml | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it...",
+			ours:  "TS - [emperor] curse the uwsgi instance bad.xml (pid: N) | TS - [emperor] unloyal bad behaving vassal found: bad.xml throttling it..."},
+	})
+}
+
+// diffSymlink: a config that is a symlink runs under the link's name and
+// reloads when its target changes.
+func diffSymlink(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		target := filepath.Join(s.env.root, "target.ini")
+		writeFile(t, target, diffConfig("l.ini", s.probeOptions("l.ini", "")))
+		os.Symlink(target, filepath.Join(s.env.vassals, "l.ini"))
+		s.start(t, nil)
+		rep, ev := s.diffStarted(t, 0, "l.ini")
+		s.describe("l.ini", rep)
+		m := s.mark()
+		touch(t, target, time.Now().Add(2*time.Second))
+		s.waitByte(t, m, "l.ini", ev.pid, 1)
+		s.waitLogAfter(t, m, "reload the uwsgi instance l.ini", 5*time.Second)
+		s.logFact("log after touching the target", m, "l.ini")
+		_, d := s.readStats(t)
+		s.facts.set("stats", "%s", s.statsRecord(d, "l.ini"))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffBurst: twelve configs at once all start (uWSGI 2.0.21 does not
+// throttle new vassals).
+func diffBurst(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.start(t, nil)
+		for i := range 12 {
+			s.vassal(t, fmt.Sprintf("b%02d.ini", i), "")
+		}
+		s.env.sink.waitN(t, 12, 20*time.Second, "12 starts", func(ev probeEvent) bool { return ev.event == "diff" })
+		_, d := s.readStats(t)
+		s.facts.set("vassals in stats", "%d", len(d.Vassals))
+		s.facts.set("blacklist", "%d", len(d.Blacklist))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRemoveReadd: a config removed and written again (new content) a
+// moment later, as git checkout and many deploy tools do. uWSGI's scan
+// does not see the gap: it is a change, byte 1, and a uWSGI vassal reloads
+// gracefully (same master, same sockets). Ours stops the vassal on the
+// removal and starts a new one: a restart with its downtime. This fails
+// until ours gives a vanished config a moment to come back.
+func diffRemoveReadd(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "ra.ini", "send=5") // spoke: no SIGTERM racing byte 0
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "ra.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal ra.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		os.Remove(path)
+		time.Sleep(50 * time.Millisecond)
+		writeFile(t, path, diffConfig("ra.ini", append(s.probeOptions("ra.ini", "send=5"), [2]string{"env", "DIFF_NEW=1"})))
+		touch(t, path, time.Now().Add(2*time.Second))
+		s.waitLogAfter(t, m, "ra.ini", 10*time.Second)
+		time.Sleep(2 * time.Second) // a scan and a half
+		s.logFact("log", m, "ra.ini")
+		var pids []string
+		for _, ev := range s.env.sink.events(evIs("ra.ini", "diff")) {
+			if alive(ev.pid) {
+				pids = append(pids, map[bool]string{true: "the first", false: "a new one"}[ev.pid == first.pid])
+			}
+		}
+		s.facts.set("running", "%v", pids)
+		s.facts.set("the first vassal", "%s", s.received(m, "ra.ini", first.pid))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRewriteSameMtime: new content written with the mtime it had.
+func diffRewriteSameMtime(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		path := s.vassal(t, "sm.ini", "")
+		then := time.Now().Add(-10 * time.Second)
+		touch(t, path, then)
+		s.start(t, nil)
+		_, first := s.diffStarted(t, 0, "sm.ini")
+		m := s.mark()
+		writeFile(t, path, diffConfig("sm.ini", append(s.probeOptions("sm.ini", ""), [2]string{"env", "DIFF_NEW=1"})))
+		touch(t, path, then)
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", s.reloadOf("sm.ini", first.pid))
+		} else {
+			s.waitByte(t, m, "sm.ini", first.pid, 1)
+		}
+		s.facts.set("sm.ini", "%s", s.received(m, "sm.ini", first.pid))
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"sm.ini": {row: diffRowContent, uwsgi: "bytes [] signals []", ours: "bytes [1] signals []"},
+	})
+}
+
+// diffMissingDir: --emperor naming a directory that does not exist yet,
+// made a moment later with a config in it.
+func diffMissingDir(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.dir = filepath.Join(s.env.root, "later")
+		s.start(t, nil)
+		os.Mkdir(s.dir, 0o755)
+		writeFile(t, filepath.Join(s.dir, "a.ini"), diffConfig("a.ini", s.probeOptions("a.ini", "")))
+		if s.uwsgi() {
+			s.env.sink.expectNone(t, 0, 3*time.Second, "a spawn", evIs("a.ini", "diff"))
+		} else {
+			s.diffStarted(t, 0, "a.ini")
+		}
+		s.facts.set("a.ini spawned", "%v", len(s.env.sink.events(evIs("a.ini", "diff"))) > 0)
+		s.facts.set("log about the directory", "%s", strings.Join(s.logLines(diffMark{}, s.dir), " | "))
+	})
+	row := "`--emperor /etc/uwsgi/vasals` (a typo) or a directory made later"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"a.ini spawned": {row: row, uwsgi: "false", ours: "true"},
+		"log about the directory": {row: row, uwsgi: "",
+			ours: "[emperor] vassal directory ROOT/later does not exist: waiting for it to appear | [emperor] vassal directory ROOT/later is there: watching it"},
+	})
+}
+
+// diffDirSwap: the vassal directory removed with its configs (rm -rf) and
+// made again with another one. uWSGI's scans fail to chdir meanwhile and
+// leave its vassals running until the directory is back; ours stops each
+// vassal as rm unlinks its config, before the directory goes: this fails
+// on "a.ini while the directory is gone" until ours waits for the
+// directory (as its watchedDirGone says it does).
+func diffDirSwap(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "a.ini", "send=5")
+		s.start(t, nil)
+		_, a := s.diffStarted(t, 0, "a.ini")
+		s.waitLogAfter(t, diffMark{}, "vassal a.ini is ready to accept requests", 10*time.Second)
+		m := s.mark()
+		if err := os.RemoveAll(s.env.vassals); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // a scan of uWSGI's sees it gone
+		s.facts.set("a.ini while the directory is gone", "alive %v", alive(a.pid))
+		os.Mkdir(s.env.vassals, 0o755)
+		s.vassal(t, "b.ini", "")
+		s.diffStarted(t, m.ev, "b.ini")
+		s.waitByte(t, m, "a.ini", a.pid, 0)
+		waitDead(t, a.pid, 10*time.Second)
+		s.facts.set("a.ini", "%s", s.received(m, "a.ini", a.pid))
+		s.waitLogAfter(t, m, "removed uwsgi instance a.ini", 10*time.Second)
+		s.logFact("log", m, "a.ini", "b.ini")
+		var dirLines []string
+		for _, l := range s.logLines(m, s.env.vassals, "VASSALS") {
+			dirLines = append(dirLines, l)
+		}
+		chdirs := strings.Count(s.em.log.String()[m.log:], "chdir(): No such file or directory")
+		s.facts.set("log about the directory", "%s; chdir errors: %v", strings.Join(slices.Compact(dirLines), " | "), chdirs > 0)
+	})
+	row := "the vassal directory deleted and made again (`rm -rf`, a deploy swapping it)"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"log about the directory": {row: row, uwsgi: "; chdir errors: true",
+			ours: "[emperor] vassal directory VASSALS is gone: its vassals keep running until it is back | [emperor] vassal directory VASSALS is there: watching it; chdir errors: false"},
+	})
+}
+
+// diffDotFiles: an editor's lock file or a ConfigMap's internals.
+func diffDotFiles(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, ".#lock.ini", "")
+		s.vassal(t, "seen.ini", "")
+		s.start(t, nil)
+		s.diffStarted(t, 0, "seen.ini")
+		if s.uwsgi() {
+			s.diffStarted(t, 0, ".#lock.ini")
+		} else {
+			s.env.sink.expectNone(t, 0, 1500*time.Millisecond, "a dot-file spawned", evIs(".#lock.ini", "diff"))
+		}
+		s.facts.set(".#lock.ini spawned", "%v", len(s.env.sink.events(evIs(".#lock.ini", "diff"))) > 0)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		".#lock.ini spawned": {row: "dot-files (`.#app.ini` editor locks, `..data` of a ConfigMap)", uwsgi: "true", ours: "false"},
+	})
+}
+
+// diffHalfWritten: a config written a line at a time, for longer than a
+// scan, the program last.
+func diffHalfWritten(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.start(t, nil)
+		content := diffConfig("hw.ini", s.probeOptions("hw.ini", ""))
+		cut := strings.Index(content, "privileged-binary-patch")
+		f, err := os.Create(filepath.Join(s.env.vassals, "hw.ini"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Line by line, never quiet for long, past one of uWSGI's scans;
+		// the program comes last.
+		for _, line := range strings.SplitAfter(content[:cut], "\n") {
+			f.WriteString(line)
+			time.Sleep(300 * time.Millisecond)
+		}
+		f.WriteString(content[cut:])
+		f.Close()
+		s.diffStarted(t, 0, "hw.ini")
+		s.facts.set("probe started", "%d time(s)", len(s.env.sink.events(evIs("hw.ini", "diff"))))
+		failed := strings.Count(s.em.log.String(), "curse the uwsgi instance hw.ini") + strings.Count(s.em.log.String(), "removed uwsgi instance hw.ini")
+		s.facts.set("failed starts from the half file", "%v", failed > 0)
+	})
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"failed starts from the half file": {row: "a config being written (`cat > app.ini`, `echo >> app.ini`, an editor writing in place)", uwsgi: "true", ours: "false"},
+	})
+}
+
+// diffArgLine: a -arg line with no shell syntax. uWSGI runs /bin/sh -c,
+// which forks the program; ours execs it directly, as sh would have run it.
+func diffArgLine(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		opts := s.probeOptions("al.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"privileged-binary-patch-arg", s.probe + " x y"})
+		writeFile(t, filepath.Join(s.env.vassals, "al.ini"), diffConfig("al.ini", opts))
+		s.start(t, nil)
+		rep, _ := s.diffStarted(t, 0, "al.ini")
+		s.describe("al.ini", rep)
+	})
+	row := "`unprivileged-binary-patch-arg = sleep 1000`"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"al.ini parent": {row: row, uwsgi: "not the emperor", ours: "the emperor"},
+		// sh's child: sh's group; ours: the vassal's own.
+		"al.ini process group": {row: row, uwsgi: "the emperor's, session the emperor's", ours: "its own, session the emperor's"},
 	})
 }

@@ -142,6 +142,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	// fds are marked close-on-exec first: the threads' tables copy flags.
 	cloexecInherited()
 	e.spawns.pool = startSpawnerPool()
+	reserveThreads(spareThreads)
 	// The jail comes before the monitors, so their paths (and binary-path)
 	// are read inside it, as uWSGI's are; sockets are bound later, from in
 	// there, and the uid/capability drop comes after binding.
@@ -2446,6 +2447,14 @@ func (e *emperor) trySpawnerStep() bool {
 // maxSpawners bounds the spawner threads: past a few, forks serialise on
 // the kernel's process-table lock anyway.
 const maxSpawners = 4
+
+// spareThreads is how many goroutines block at once at start, so that the
+// runtime holds idle OS threads beyond its usual few (measured here: 16
+// threads instead of 12). It makes one whenever a goroutine blocks in a
+// system call while others want to run, and dies (fatal error: newosproc)
+// if it cannot, which under a pids limit full of vassals would take every
+// vassal with it; threads it made once it keeps and reuses.
+const spareThreads = 8
 
 // spawnerPool is the handle the spawner threads hold: they run off the
 // loop and see nothing of the emperor but a job in and a token out. A job
@@ -5575,11 +5584,16 @@ func (e *emperor) watchLogReopen() {
 	}
 }
 
+// setLimit sets an rlimit field, whose type the systems do not agree on.
+func setLimit[T ~int64 | ~uint64](field *T, v uint64) { *field = T(v) }
+
 // processLimits applies max-fd to the emperor (and so to every vassal, as
 // in uWSGI) and names the process.
 func (d *daemonConfig) processLimits() error {
 	if d.maxFD > 0 {
-		lim := syscall.Rlimit{Cur: d.maxFD, Max: d.maxFD}
+		var lim syscall.Rlimit
+		setLimit(&lim.Cur, d.maxFD)
+		setLimit(&lim.Max, d.maxFD)
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 			return fmt.Errorf("max-fd %d: %w", d.maxFD, err)
 		}

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -272,6 +274,39 @@ func init() {
 func setAddressSpaceLimit(pid int, bytes uint64) error {
 	lim := unix.Rlimit{Cur: bytes, Max: bytes}
 	return unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil)
+}
+
+// reserveThreads has the runtime make n more OS threads now, while they
+// can be had: n goroutines sit in a blocking system call while others
+// keep every P busy, so the runtime hands their Ps to new threads.
+func reserveThreads(n int) {
+	var blocked, spun sync.WaitGroup
+	done := make(chan struct{})
+	for i := 0; i < n; i++ {
+		blocked.Add(1)
+		go func() {
+			defer blocked.Done()
+			ts := unix.Timespec{Nsec: 30e6}
+			_, _, _ = unix.Syscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		}()
+	}
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		spun.Add(1)
+		go func() {
+			defer spun.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	blocked.Wait()
+	close(done)
+	spun.Wait()
 }
 
 // protocolSocketpair makes the Emperor-protocol channel, close-on-exec from

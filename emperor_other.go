@@ -160,6 +160,9 @@ func setAddressSpaceLimit(pid int, bytes uint64) error {
 	return fmt.Errorf("limit-as: not supported on %s", runtime.GOOS)
 }
 
+// reserveThreads: elsewhere the runtime makes its threads as it goes.
+func reserveThreads(n int) {}
+
 // protocolSocketpair: without SOCK_CLOEXEC, set it under the fork lock so
 // a concurrent fork cannot inherit the pair.
 func protocolSocketpair() (int, int, error) {

@@ -3672,6 +3672,9 @@ func (e *emperor) startStats() error {
 	srv := e.statsServer()
 	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
 	answer := srv.answer
+	if e.cfg.statsHTTP && !isHTTP {
+		answer = func(conn net.Conn) { srv.answerStatsHTTP(conn, clients) }
+	}
 	if isHTTP {
 		logRaw("*** Emperor stats server enabled on http://%s ***", addr)
 		answer = func(conn net.Conn) { srv.answerHTTP(conn, clients) }
@@ -3784,6 +3787,28 @@ func (s statsServer) fetch() *statsSnapshot {
 	case <-s.done:
 		return nil
 	}
+}
+
+// answerStatsHTTP is uWSGI's stats-http: once the client has sent
+// something (its request, whatever it is, within socket-timeout), the JSON
+// behind uWSGI's own header block. A client that sends nothing is let go
+// without an answer.
+func (s statsServer) answerStatsHTTP(conn net.Conn, clients *statsClients) {
+	defer conn.Close()
+	clients.setIdle(conn, true, false)
+	_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
+	var req [4096]byte
+	n, _ := conn.Read(req[:])
+	clients.setIdle(conn, false, false)
+	if n <= 0 {
+		return
+	}
+	snap := s.fetch()
+	if snap == nil {
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, _ = conn.Write(append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), snap.render()...))
 }
 
 func (s statsServer) answer(conn net.Conn) {
@@ -4386,6 +4411,7 @@ type emperorConfig struct {
 	heartbeat        time.Duration
 	curseTolerance   time.Duration
 	reloadGrace      time.Duration // how long a vassal that never spoke has to read the reload byte
+	statsHTTP        bool          // stats-http: the stats answer a request with HTTP headers
 	removalGrace     time.Duration // how long a config must stay gone before its vassal is stopped
 	reloadMercy      time.Duration
 	nofollow         bool
@@ -4429,6 +4455,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		heartbeat:        time.Duration(o.Int(30, "emperor-required-heartbeat")) * time.Second,
 		curseTolerance:   time.Duration(o.Int(30, "emperor-curse-tolerance")) * time.Second,
 		reloadGrace:      time.Duration(o.Int(1000, "emperor-reload-grace")) * time.Millisecond,
+		statsHTTP:        o.Flag("stats-http"),
 		removalGrace:     time.Duration(o.Int(250, "emperor-removal-grace")) * time.Millisecond,
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
@@ -4857,7 +4884,7 @@ var options = []optionSpec{
 	{name: "early-emperor", kind: optFlag, use: useEmperor},
 	{name: "imperial-monitor-list", kind: optFlag, use: useCosmetic},
 	{name: "imperial-monitors-list", kind: optFlag, use: useCosmetic},
-	{name: "stats-http", kind: optFlag, use: useNotYet},
+	{name: "stats-http", kind: optFlag, use: useEmperor},
 	{name: "stats-minified", kind: optFlag, use: useCosmetic},
 	{name: "stats-min", kind: optFlag, use: useCosmetic},
 	{name: "show-config", kind: optFlag, use: useEmperor},
@@ -5722,12 +5749,15 @@ func gatewayOption(name string) bool {
 func companions(o *Options) []companion {
 	var out []companion
 	var gateway []string
+	server := false
 	for _, op := range o.List {
 		if gatewayOption(op.Key) {
 			gateway = append(gateway, commandLineArg(op)...)
+			// How stats are served is no server of its own.
+			server = server || op.Key != "stats-http" && op.Key != "stats-minified" && op.Key != "stats-min"
 		}
 	}
-	if len(gateway) > 0 {
+	if server {
 		// The gateways' plugins (Debian builds them as plugins), and what
 		// the instance's routers run as.
 		var with []string

@@ -123,6 +123,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 			byPid:  map[int]*vassal{},
 			byFd:   map[int]*vassal{},
 			odByFd: map[int]*vassal{},
+			byFile: map[fileKey][]*vassal{},
 		},
 		spawns: spawnBatch{baseEnv: vassalEnv(os.Environ())},
 		strays: strayState{helpers: map[int]string{}},
@@ -561,6 +562,9 @@ func (e *emperor) reloadAll() {
 	e.sd.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	now := time.Now().Unix()
 	for _, v := range e.vassals.live() {
+		if v.deleted {
+			continue
+		}
 		v.lastMod = now
 		e.reload(v, "SIGHUP")
 	}
@@ -578,7 +582,9 @@ func (e *emperor) clearBlacklist() {
 	e.black.clear()
 	// The operator's kick: everything waiting out a throttle starts now.
 	for _, v := range e.vassals.live() {
-		e.wake(v)
+		if !v.deleted {
+			e.wake(v)
+		}
 	}
 }
 
@@ -593,6 +599,7 @@ type configWatch struct {
 	startCwd      string               // the emperor's cwd inside its jail: base of relative globs
 	own           *monitor             // the monitor of the emperor's own servers and daemons; no scan lists it
 	refused       map[string]fileState // tyrant refusals already logged, by name, with the stat logged
+	lastRead      configRead           // the config read last, for the looks that follow at once
 	writing       map[string]time.Time // files open for writing (by path), with their last write
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
 	scanned       bool                 // the first scan is done
@@ -837,7 +844,10 @@ func (m *monitor) watches(dir string) bool {
 
 // candidate is one config the monitor lists: its vassal name and the path
 // to stat.
-type candidate struct{ name, path string }
+type candidate struct {
+	name, path string
+	instance   string // the section, for an instance of a file that declares several
+}
 
 func (m *monitor) list() ([]candidate, error) {
 	if m.glob {
@@ -918,9 +928,10 @@ func (e *emperor) scanMonitor(m *monitor) {
 			seen[c.name] = true // read once its writer is done
 			continue
 		}
-		v := e.vassals.byName[c.name]
+		recs := e.recordsOf(m, c.name)
+		changed := func(st fileState) bool { return len(recs) == 0 || !recs[0].file.sameStat(st) }
 		st, ok := e.statConfig(c.path)
-		if !ok || v == nil || (v.mon == m && !v.file.sameStat(st)) {
+		if !ok || changed(st) {
 			// New, changed or dangling: watch its chain first, then look
 			// again, so a change in between is seen now or is an event.
 			e.followLink(m, c)
@@ -929,15 +940,15 @@ func (e *emperor) scanMonitor(m *monitor) {
 		if !ok {
 			continue
 		}
-		seen[c.name] = true
-		if (v == nil || !v.file.sameStat(st)) && e.mayBeWriting(c.path, st) {
+		if changed(st) && e.mayBeWriting(c.path, st) {
+			seen[c.name] = true
+			for _, r := range recs {
+				seen[r.name] = true
+			}
 			continue
 		}
-		switch {
-		case v == nil:
-			e.addVassal(m, c, st)
-		case v.mon == m:
-			e.checkChange(v, st)
+		for _, name := range e.admit(m, c, st) {
+			seen[name] = true
 		}
 	}
 	for key := range e.links.chains {
@@ -1009,6 +1020,15 @@ const maxDigestSize = 4 << 20
 // costs the binary next to nothing where crypto/sha256 brought 160 KB.
 var digestSeed = maphash.MakeSeed()
 
+// digestOf is the digest of a vassal's config: the file's, or its
+// instance's effective config.
+func (e *emperor) digestOf(v *vassal, st fileState) uint64 {
+	if v.instance != "" {
+		return e.instanceDigest(v, st)
+	}
+	return e.digest(v.path, st)
+}
+
 func (e *emperor) digest(path string, st fileState) uint64 {
 	var h maphash.Hash
 	h.SetSeed(digestSeed)
@@ -1044,7 +1064,7 @@ func (e *emperor) checkChange(v *vassal, st fileState) {
 		e.stop(v, thenDelete)
 		return
 	}
-	st.digest = e.digest(v.path, st)
+	st.digest = e.digestOf(v, st)
 	old := v.file
 	v.file = st
 	sameInode := old.dev == st.dev && old.ino == st.ino
@@ -1443,7 +1463,7 @@ func (e *emperor) goneDue(it timerItem) {
 	if v.deleted || v.goneSince.IsZero() || e.shutdown.dying {
 		return
 	}
-	e.spawning(func() { e.checkOne(v.mon, candidate{name: v.name, path: v.path}) })
+	e.spawning(func() { e.checkOne(v.mon, candidate{name: v.configName(), path: v.path}) })
 }
 
 func dirExists(dir string) bool {
@@ -1459,19 +1479,14 @@ func (e *emperor) checkOne(m *monitor, c candidate) {
 	if e.beingWritten(m, c) {
 		return // read once its writer is done
 	}
-	v := e.vassals.byName[c.name]
 	st, ok := e.statConfig(c.path)
-	switch {
-	case !ok:
-		if v != nil && v.mon == m {
+	if !ok {
+		for _, v := range e.recordsOf(m, c.name) {
 			e.configGone(v)
 		}
-	case v == nil:
-		e.addVassal(m, c, st)
-	case v.mon == m:
-		v.goneSince = time.Time{}
-		e.checkChange(v, st)
+		return
 	}
+	e.admit(m, c, st)
 }
 
 func (e *emperor) isWatchedMonitorDir(dir string) bool {
@@ -1557,6 +1572,241 @@ func (e *emperor) fullScanInterval(cost time.Duration) time.Duration {
 }
 
 const maxScanInterval = time.Minute
+
+// ==== Config files with several instances ================================
+// A config file can declare several instances of its app in its main
+// section: `emperor-instances = eu us` (a list in JSON and YAML, the
+// element's text in XML). Each instance is a vassal of its own, named
+// FILE:SECTION and started as `--ini FILE:SECTION` (or the format's loader),
+// which every uWSGI config loader reads as that section of the file: a
+// real uWSGI vassal reads exactly it, and so does the runner. `--set
+// instance=SECTION` comes first, so %(instance) names the instance in
+// sockets, logs and chdir; %n and the other magic variables stay the file's.
+// A file without the declaration is one vassal, as it always was, and
+// uWSGI's own emperor, which knows no such option, runs such a file as one
+// vassal of its main section.
+
+// instancesKey declares a file's instances.
+const instancesKey = "emperor-instances"
+
+// instancesOf reads the instances a config file declares, nil for none.
+// The file is read once (bounded, non-blocking) and kept for the digests
+// that follow at once.
+func (e *emperor) instancesOf(c candidate, st fileState) []string {
+	if e.cfg.nofollow && st.link {
+		return nil
+	}
+	if e.cfg.tyrant && (st.uid == 0 || st.gid == 0) {
+		return nil // refused anyway: nothing of a root-owned file is read
+	}
+	kind := configKindByExt(c.path)
+	if kind == "" {
+		return nil
+	}
+	data := e.readConfigOnce(c.path, st)
+	if data == nil {
+		return nil
+	}
+	opts, err := configParseText(kind, &cfgText{name: c.path, data: data}, "")
+	if err != nil {
+		return nil
+	}
+	var secs []string
+	for _, o := range opts {
+		if o.Key != instancesKey {
+			continue
+		}
+		for _, s := range strings.FieldsFunc(o.Value, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
+			if validInstance(s) && !slices.Contains(secs, s) {
+				secs = append(secs, s)
+			}
+		}
+	}
+	return secs
+}
+
+// validInstance: a section name that stays one word on every command line
+// and in every path it reaches.
+func validInstance(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r == ':' || r == '/' || r == '%' || r == 0x7f {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 64
+}
+
+// readConfigOnce reads a config for the checks of one look at it: the
+// declaration, then each instance's digest, share one read.
+func (e *emperor) readConfigOnce(path string, st fileState) []byte {
+	r := &e.watch.lastRead
+	if r.path == path && r.st.sameStat(st) {
+		return r.data
+	}
+	data, err := readRegularFile(path, maxDigestSize)
+	if err != nil {
+		data = nil
+	}
+	*r = configRead{path: path, st: st, data: data}
+	return data
+}
+
+// configRead is the last config read, for the looks that follow at once.
+type configRead struct {
+	path string
+	st   fileState
+	data []byte
+}
+
+// instanceDigest is what one instance's effective config is: its
+// section's options, with those of the sections of the same file it loads
+// (`ini = :base`) and the content of the files it includes (readable by
+// the config's owner), so a change of a shared part reloads exactly the
+// instances that use it.
+func (e *emperor) instanceDigest(v *vassal, st fileState) uint64 {
+	data := e.readConfigOnce(v.path, st)
+	if data == nil {
+		return 0
+	}
+	kind := configKindByExt(v.path)
+	var h maphash.Hash
+	h.SetSeed(digestSeed)
+	seen := map[string]bool{}
+	var add func(section string, depth int)
+	add = func(section string, depth int) {
+		if seen[section] || depth > 8 {
+			return
+		}
+		seen[section] = true
+		opts, err := configParseText(kind, &cfgText{name: v.path, data: data}, section)
+		if err != nil {
+			h.WriteString("error")
+			return
+		}
+		for _, o := range opts {
+			if o.Key == instancesKey {
+				continue // declaring another instance changes none of these
+			}
+			h.WriteString(o.Key)
+			h.WriteByte('=')
+			h.WriteString(o.Value)
+			h.WriteByte('\n')
+			if _, loader := configOptionKind[o.Key]; !loader && o.Key != "include" && o.Key != "inherit" {
+				continue
+			}
+			file, sec, hasSec := configSplitSection(digestMagic(v.path, o.Value))
+			if configScheme(file) != "" {
+				continue // exec://, http://: never run or fetched by the emperor
+			}
+			if file != "" && !filepath.IsAbs(file) {
+				file = filepath.Join(filepath.Dir(v.path), file)
+			}
+			switch {
+			case hasSec && (file == "" || sameFile(file, v.path)):
+				add(sec, depth+1)
+			case file != "":
+				e.digestIncluded(&h, v, file)
+			}
+		}
+	}
+	add(v.instance, 0)
+	return h.Sum64() | 1
+}
+
+// digestMagic expands the magic variables that name the config file itself
+// (%p %s %d %n %e), the ones a loader value uses to point at another
+// section of the same file (JSON and YAML have no ":section" shorthand).
+func digestMagic(path, value string) string {
+	if !strings.Contains(value, "%") {
+		return value
+	}
+	if full, err := filepath.EvalSymlinks(path); err == nil {
+		path = full
+	}
+	dir, base := filepath.Split(path)
+	stem, ext := base, ""
+	if dot := strings.LastIndexByte(base, '.'); dot >= 0 {
+		stem, ext = base[:dot], base[dot+1:]
+	}
+	return strings.NewReplacer("%%", "%", "%p", path, "%s", base, "%d", dir, "%n", stem, "%e", ext).Replace(value)
+}
+
+// digestIncluded adds an included file's content to a digest, when it is
+// a regular file the config's owner owns (in tyrant mode the emperor
+// reads nothing on a user's behalf that the user could not).
+func (e *emperor) digestIncluded(h *maphash.Hash, v *vassal, file string) {
+	if e.cfg.tyrant {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return
+		}
+		if uid, _, _, _ := statOwner(fi); uid != v.uid {
+			return
+		}
+	}
+	if data, err := readRegularFile(file, maxDigestSize); err == nil {
+		h.WriteString(file)
+		h.Write(data)
+	}
+}
+
+// recordsOf are the vassals a config file of m has: its instances, or its
+// one vassal.
+func (e *emperor) recordsOf(m *monitor, file string) []*vassal {
+	if recs := e.vassals.byFile[fileKey{m, file}]; len(recs) > 0 {
+		return recs
+	}
+	if v := e.vassals.byName[file]; v != nil && v.mon == m && v.instance == "" {
+		return []*vassal{v}
+	}
+	return nil
+}
+
+// fileKey names a config file of a monitor.
+type fileKey struct {
+	mon  *monitor
+	file string
+}
+
+// admit takes a config file that is there, as st says, into the vassal
+// table: its one vassal, or one per instance it declares; vassals of
+// instances it no longer declares (or of the file before it declared any)
+// are stopped. It returns the names it holds now.
+func (e *emperor) admit(m *monitor, c candidate, st fileState) []string {
+	recs := e.recordsOf(m, c.name)
+	if len(recs) > 0 && recs[0].file.sameStat(st) {
+		names := make([]string, len(recs))
+		for i, r := range recs {
+			names[i], r.goneSince = r.name, time.Time{}
+		}
+		return names
+	}
+	secs := e.instancesOf(c, st)
+	cands := []candidate{c}
+	if len(secs) > 0 {
+		cands = cands[:0]
+		for _, s := range secs {
+			cands = append(cands, candidate{name: c.name + ":" + s, path: c.path, instance: s})
+		}
+	}
+	names := make([]string, 0, len(cands))
+	for _, cc := range cands {
+		names = append(names, cc.name)
+		switch v := e.vassals.byName[cc.name]; {
+		case v == nil:
+			e.addVassal(m, cc, st)
+		case v.mon == m:
+			v.goneSince = time.Time{}
+			e.checkChange(v, st)
+		}
+	}
+	for _, r := range recs {
+		if !slices.Contains(names, r.name) && r.then != thenDelete {
+			e.stop(r, thenDelete) // a section no longer declared
+		}
+	}
+	return names
+}
 
 // ==== Symlinked configs =================================================
 
@@ -1752,20 +2002,22 @@ type vassalTable struct {
 	byPid      map[int]*vassal
 	byFd       map[int]*vassal
 	odByFd     map[int]*vassal
-	zergs      int // zerg records, at most emperor-broodlord
-	zergStarts int // zerg records ever made: UWSGI_BROODLORD_NUM never goes down
+	byFile     map[fileKey][]*vassal // the instances of each config file that declares several
+	zergs      int                   // zerg records, at most emperor-broodlord
+	zergStarts int                   // zerg records ever made: UWSGI_BROODLORD_NUM never goes down
 }
 
 // vassal is one config and the process running it. Only the loop goroutine
 // touches these.
 type vassal struct {
 	// The config.
-	name string    // as uWSGI names it: the file name (dir monitor) or the matched path (glob)
-	mon  *monitor  // the monitor that listed it
-	path string    // what is stat()ed: absolute
-	file fileState // the config as last admitted
-	uid  uint32    // the config's owner: who a tyrant vassal runs as
-	gid  uint32
+	name     string    // as uWSGI names it: the file name (dir monitor) or the matched path (glob); FILE:SECTION for an instance
+	instance string    // the section, for an instance of a file that declares several
+	mon      *monitor  // the monitor that listed it
+	path     string    // what is stat()ed: absolute
+	file     fileState // the config as last admitted
+	uid      uint32    // the config's owner: who a tyrant vassal runs as
+	gid      uint32
 
 	// The process. gen is bumped per spawn and per exit: a timer carries
 	// the gen it was set for, and one set for an earlier process is dropped.
@@ -1834,18 +2086,18 @@ const (
 	thenIdle                       // on-demand vassal going back to waiting for a client
 )
 
-// live returns the records in insertion order, compacting deleted ones
-// away when they pile up.
+// live returns the records in insertion order, deleted ones compacted
+// away. The compaction builds a new slice rather than shifting the old one
+// in place: a caller ranging over an earlier result (ragnarok deleting as
+// it goes, and deleteVassal looking for zergs in the middle) keeps a stable
+// view, in which a record deleted meanwhile has v.deleted set.
 func (t *vassalTable) live() []*vassal {
 	if t.nDeleted > 0 {
-		kept := t.order[:0]
+		kept := make([]*vassal, 0, len(t.order)-t.nDeleted)
 		for _, v := range t.order {
 			if !v.deleted {
 				kept = append(kept, v)
 			}
-		}
-		for i := len(kept); i < len(t.order); i++ {
-			t.order[i] = nil
 		}
 		t.order = kept
 		t.nDeleted = 0
@@ -1863,11 +2115,15 @@ func (e *emperor) addVassal(m *monitor, c candidate, st fileState) {
 		return
 	}
 	delete(e.watch.refused, c.name)
-	st.digest = e.digest(c.path, st)
-	v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1, odFd: -1,
+	v := &vassal{name: c.name, instance: c.instance, mon: m, path: c.path, file: st, sock: -1, odFd: -1,
 		born: st.mtime / 1e9, lastMod: st.mtime / 1e9, uid: st.uid, gid: st.gid}
+	v.file.digest = e.digestOf(v, st)
 	e.vassals.byName[c.name] = v
 	e.vassals.order = append(e.vassals.order, v)
+	if v.instance != "" {
+		k := fileKey{m, v.configName()}
+		e.vassals.byFile[k] = append(e.vassals.byFile[k], v)
+	}
 	if e.cfg.odExt == "" && e.cfg.odDir == "" && e.cfg.odExec != "" {
 		e.resolveOnDemandExec(v)
 		return
@@ -2072,6 +2328,13 @@ func (e *emperor) deleteVassal(v *vassal) {
 	v.gen++
 	e.vassals.nDeleted++
 	delete(e.vassals.byName, v.name)
+	if v.instance != "" {
+		k := fileKey{v.mon, v.configName()}
+		e.vassals.byFile[k] = slices.DeleteFunc(e.vassals.byFile[k], func(r *vassal) bool { return r == v })
+		if len(e.vassals.byFile[k]) == 0 {
+			delete(e.vassals.byFile, k)
+		}
+	}
 	if !v.hookRan {
 		e.runStopHook(v)
 	}
@@ -2104,7 +2367,7 @@ func (e *emperor) recheck(v *vassal) {
 			}
 			continue
 		}
-		if name := filepath.Base(v.name); e.cfg.validName(name) {
+		if name := filepath.Base(v.configName()); e.cfg.validName(name) {
 			e.markDirty(m, name)
 			e.scheduleRescan(m)
 		}
@@ -2536,6 +2799,8 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 		// The [zerg] section of the same file: every config format reads
 		// FILE:SECTION so.
 		argv = append(argv, e.cfg.configFlag(v.zergOf.name), v.zergOf.name+":zerg")
+	} else if v.instance != "" {
+		argv = append(argv, "--set", "instance="+v.instance, e.cfg.configFlag(v.configName()), v.name)
 	} else {
 		argv = append(argv, e.cfg.configFlag(v.name), e.magicConfig(v))
 	}
@@ -3176,20 +3441,35 @@ func (b *blacklist) clear() {
 func (e *emperor) onDemandName(v *vassal) string {
 	switch {
 	case e.cfg.odExt != "":
-		data, err := os.ReadFile(v.path + e.cfg.odExt)
+		// An instance's socket name is in FILE:SECTION+ext, beside the file.
+		data, err := os.ReadFile(v.path + instanceSuffix(v) + e.cfg.odExt)
 		if err != nil {
 			return ""
 		}
 		return firstControl(string(data))
 	case e.cfg.odDir != "":
-		base := filepath.Base(v.name)
+		base := filepath.Base(v.configName())
 		dot := strings.LastIndexByte(base, '.')
 		if dot <= 0 {
 			return ""
 		}
-		return filepath.Join(e.cfg.odDir, base[:dot]+".socket")
+		// An instance's is STEM@SECTION.socket, as systemd names the
+		// instance of a template: a ':' would make it a TCP address.
+		stem := base[:dot]
+		if v.instance != "" {
+			stem += "@" + v.instance
+		}
+		return filepath.Join(e.cfg.odDir, stem+".socket")
 	}
 	return ""
+}
+
+// instanceSuffix is ":SECTION" for an instance, "" for any other vassal.
+func instanceSuffix(v *vassal) string {
+	if v.instance == "" {
+		return ""
+	}
+	return ":" + v.instance
 }
 
 // firstControl cuts s at its first control byte, as uWSGI reads socket names.
@@ -6444,7 +6724,7 @@ func shellQuote(s string) string {
 // send byte 22 (idle), when the config goes, or with the emperor.
 func (e *emperor) onSOS(v *vassal) {
 	b := e.cfg.hooks.broodlord
-	if b <= 0 || v.zergOf != nil || v.companion != nil || e.shutdown.dying || e.vassals.zergs >= b {
+	if b <= 0 || v.zergOf != nil || v.companion != nil || v.instance != "" || e.shutdown.dying || e.vassals.zergs >= b {
 		return
 	}
 	logVerbose("[emperor] going in broodlord mode: launching zergs for %s", v.name)
@@ -6456,6 +6736,15 @@ func (e *emperor) onSOS(v *vassal) {
 	e.vassals.byName[z.name] = z
 	e.vassals.order = append(e.vassals.order, z)
 	e.spawn(z)
+}
+
+// configName is the name of the vassal's config file (without an
+// instance's section).
+func (v *vassal) configName() string {
+	if v.instance != "" {
+		return strings.TrimSuffix(v.name, ":"+v.instance)
+	}
+	return v.name
 }
 
 // shownName is a vassal's name as uWSGI shows it: every zerg of a.ini is

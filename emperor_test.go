@@ -1540,6 +1540,472 @@ func TestHostileConfigFiles(t *testing.T) {
 	}
 }
 
+// ==== Config files with several instances ================================
+
+// multiConfig is a config file declaring instances: the declaration in
+// its main section, options every instance shares, and each instance's
+// own. render writes it as an operator would in each format: in INI, JSON
+// and YAML the shared options are a section each instance loads (`ini =
+// :common`, `json = %p:common`); in XML they are the elements without an
+// id, each instance's carrying id="SECTION".
+type multiConfig struct {
+	decl   []string
+	shared [][2]string
+	secs   []multiSection
+}
+
+type multiSection struct {
+	name string
+	opts [][2]string
+}
+
+func (c multiConfig) render(ext string) string {
+	var b strings.Builder
+	switch ext {
+	case ".ini":
+		fmt.Fprintf(&b, "[uwsgi]\nemperor-instances = %s\n\n[common]\n%s", strings.Join(c.decl, " "), iniLines(c.shared))
+		for _, s := range c.secs {
+			fmt.Fprintf(&b, "\n[%s]\nini = :common\n%s", s.name, iniLines(s.opts))
+		}
+	case ".yml":
+		fmt.Fprintf(&b, "uwsgi:\n  emperor-instances: %s\ncommon:\n", strings.Join(c.decl, " "))
+		// uWSGI reads YAML with libyaml: a value holding ": " is quoted.
+		yamlLines := func(opts [][2]string) {
+			for _, o := range opts {
+				if strings.Contains(o[1], ": ") {
+					o[1] = strconv.Quote(o[1])
+				}
+				fmt.Fprintf(&b, "  %s: %s\n", o[0], o[1])
+			}
+		}
+		yamlLines(c.shared)
+		for _, s := range c.secs {
+			fmt.Fprintf(&b, "%s:\n  yaml: %%p:common\n", s.name)
+			yamlLines(s.opts)
+		}
+	case ".json":
+		obj := func(loader string, opts [][2]string) string {
+			var keys []string
+			vals := map[string][]string{}
+			if loader != "" {
+				keys, vals["json"] = append(keys, "json"), []string{loader}
+			}
+			for _, o := range opts {
+				if vals[o[0]] == nil {
+					keys = append(keys, o[0])
+				}
+				vals[o[0]] = append(vals[o[0]], o[1])
+			}
+			var parts []string
+			for _, k := range keys {
+				v, _ := json.Marshal(vals[k])
+				if len(vals[k]) == 1 {
+					v, _ = json.Marshal(vals[k][0])
+				}
+				parts = append(parts, fmt.Sprintf("%q: %s", k, v))
+			}
+			return "{" + strings.Join(parts, ", ") + "}"
+		}
+		decl, _ := json.Marshal(c.decl)
+		fmt.Fprintf(&b, "{\n  \"uwsgi\": {\"emperor-instances\": %s},\n  \"common\": %s", decl, obj("", c.shared))
+		for _, s := range c.secs {
+			fmt.Fprintf(&b, ",\n  %q: %s", s.name, obj("%p:common", s.opts))
+		}
+		b.WriteString("\n}\n")
+	case ".xml":
+		fmt.Fprintf(&b, "<uwsgi>\n  <emperor-instances>%s</emperor-instances>\n", strings.Join(c.decl, " "))
+		for _, o := range c.shared {
+			fmt.Fprintf(&b, "  <%s>%s</%s>\n", o[0], o[1], o[0])
+		}
+		for _, s := range c.secs {
+			for _, o := range s.opts {
+				fmt.Fprintf(&b, "  <%s id=%q>%s</%s>\n", o[0], s.name, o[1], o[0])
+			}
+		}
+		b.WriteString("</uwsgi>\n")
+	}
+	return b.String()
+}
+
+// probeShared are the options that make every instance the probe, named
+// %n-%(instance): the file's magic name and the instance's own variable.
+func probeShared(env *testEnv, self string) [][2]string {
+	return [][2]string{{"env", "EMPEROR_PROBE=1"}, {"env", "PROBE_SOCK=" + env.sink.path},
+		{"env", "PROBE_NAME=%n-%(instance)"}, {"unprivileged-binary-patch", self}}
+}
+
+// iniLines renders options as INI lines.
+func iniLines(opts [][2]string) string {
+	var b strings.Builder
+	for _, o := range opts {
+		fmt.Fprintf(&b, "%s = %s\n", o[0], o[1])
+	}
+	return b.String()
+}
+
+// writeAtomically replaces path as editors and deploy tools do.
+func writeAtomically(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	writeFile(t, tmp, content)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInstancesEachFormat: one file, several instances, in every format,
+// under the runner. Each instance is a vassal of its own (FILE:SECTION in
+// the log and the stats); changing one section reloads only it, a shared
+// option reloads all, adding a section starts one and removing one stops
+// only it, a touch reloads all, and removing the file stops all.
+func TestInstancesEachFormat(t *testing.T) {
+	for _, ext := range []string{".ini", ".json", ".yml", ".xml"} {
+		t.Run(ext, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t)
+			stats := filepath.Join(env.root, "stats.sock")
+			cfg := multiConfig{decl: []string{"a", "b", "c"}, shared: probeShared(env, selfExe(t))}
+			for _, s := range cfg.decl {
+				cfg.secs = append(cfg.secs, multiSection{s, [][2]string{{"env", "REV=1"}}})
+			}
+			file := "multi" + ext
+			path := filepath.Join(env.vassals, file)
+			writeFile(t, path, cfg.render(ext))
+			em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", stats)
+			for _, s := range []string{"a", "b", "c"} {
+				env.sink.waitStart(t, 0, "multi-"+s)
+				em.waitLog(t, "[emperor] vassal "+file+":"+s+" started (pid: ", 10*time.Second)
+			}
+			doc := parseStats(t, readStats(t, "unix", stats))
+			for _, s := range []string{"a", "b", "c"} {
+				if doc.vassal(file+":"+s) == nil {
+					t.Errorf("no stats entry %s:%s in %v", file, s, doc.Vassals)
+				}
+			}
+			if doc.vassal(file) != nil {
+				t.Errorf("the file itself is a vassal too: %v", doc.Vassals)
+			}
+			quiet := func(mark int, names ...string) {
+				t.Helper()
+				for _, n := range names {
+					env.sink.expectNone(t, mark, 300*time.Millisecond, "reload of multi-"+n, reloadOf("multi-"+n))
+				}
+			}
+
+			// One section changes: only its instance reloads.
+			mark := env.sink.count()
+			cfg.secs[1].opts = [][2]string{{"env", "REV=2"}}
+			writeAtomically(t, path, cfg.render(ext))
+			env.sink.waitFor(t, mark, 10*time.Second, "multi-b reload", reloadOf("multi-b"))
+			quiet(mark, "a", "c")
+
+			// A section is added: it starts, the others stay.
+			mark = env.sink.count()
+			cfg.decl = append(cfg.decl, "d")
+			cfg.secs = append(cfg.secs, multiSection{"d", [][2]string{{"env", "REV=1"}}})
+			writeAtomically(t, path, cfg.render(ext))
+			env.sink.waitStart(t, mark, "multi-d")
+			quiet(mark, "a", "b", "c")
+
+			// A section is removed: only its instance stops.
+			mark = env.sink.count()
+			cPid := env.sink.events(evIs("multi-c", "start"))[0].pid
+			cfg.decl = []string{"a", "b", "d"}
+			cfg.secs = slices.Delete(cfg.secs, 2, 3)
+			writeAtomically(t, path, cfg.render(ext))
+			em.waitLog(t, "[emperor] removed uwsgi instance "+file+":c", 10*time.Second)
+			waitDead(t, cPid, 5*time.Second)
+			quiet(mark, "a", "b", "d")
+
+			// A shared option changes: every instance reloads.
+			mark = env.sink.count()
+			cfg.shared = append(cfg.shared, [2]string{"env", "SHARED=2"})
+			writeAtomically(t, path, cfg.render(ext))
+			for _, s := range []string{"a", "b", "d"} {
+				env.sink.waitFor(t, mark, 10*time.Second, "multi-"+s+" reload", reloadOf("multi-"+s))
+			}
+
+			// A touch reloads all of the file's instances.
+			env.touchReloads(t, path, "multi-a", "multi-b", "multi-d")
+
+			// The file goes: all of them stop.
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []string{"a", "b", "d"} {
+				em.waitLog(t, "[emperor] removed uwsgi instance "+file+":"+s, 10*time.Second)
+			}
+			if n := len(parseStats(t, readStats(t, "unix", stats)).Vassals); n != 0 {
+				t.Errorf("%d vassals left after the file went", n)
+			}
+		})
+	}
+}
+
+// TestInstancesSharedAndIncluded: an instance's effective config is its
+// section, the sections of the same file it loads and the files it
+// includes. Changing a section two instances load reloads those two; an
+// included file changed (which raises no event of its own) counts at the
+// file's next change, for the instance that includes it.
+func TestInstancesSharedAndIncluded(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	path := filepath.Join(env.vassals, "shop.ini")
+	inc := filepath.Join(env.root, "extra.ini")
+	writeFile(t, inc, "[uwsgi]\nenv = EXTRA=1\n")
+	render := func(base, cRev string) string {
+		return "[uwsgi]\nemperor-instances = a b c\n\n[common]\n" + iniLines(probeShared(env, selfExe(t))) +
+			"\n[base]\nenv = BASE=" + base + "\n" +
+			"\n[a]\nini = :common\nini = :base\nini = " + inc + "\n" +
+			"\n[b]\nini = :common\nini = :base\n" +
+			"\n[c]\nini = :common\nenv = REV=" + cRev + "\n"
+	}
+	writeFile(t, path, render("1", "1"))
+	startEmperor(t, env.root, "--emperor", env.vassals)
+	for _, s := range []string{"a", "b", "c"} {
+		env.sink.waitStart(t, 0, "shop-"+s)
+	}
+	mark := env.sink.count()
+	writeAtomically(t, path, render("2", "1"))
+	env.sink.waitFor(t, mark, 10*time.Second, "shop-a reload", reloadOf("shop-a"))
+	env.sink.waitFor(t, mark, 10*time.Second, "shop-b reload", reloadOf("shop-b"))
+	env.sink.expectNone(t, mark, 500*time.Millisecond, "reload of shop-c", reloadOf("shop-c"))
+
+	mark = env.sink.count()
+	writeFile(t, inc, "[uwsgi]\nenv = EXTRA=2\n")
+	writeAtomically(t, path, render("2", "2"))
+	env.sink.waitFor(t, mark, 10*time.Second, "shop-c reload", reloadOf("shop-c"))
+	env.sink.waitFor(t, mark, 10*time.Second, "shop-a reload (its include changed)", reloadOf("shop-a"))
+	env.sink.expectNone(t, mark, 500*time.Millisecond, "reload of shop-b", reloadOf("shop-b"))
+}
+
+// TestInstancesOwnLives: each instance has its own protocol socket and
+// blacklist entry: one crash-looping is throttled alone, one saying it is
+// loyal is loyal alone.
+func TestInstancesOwnLives(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	stats := filepath.Join(env.root, "stats.sock")
+	cfg := multiConfig{decl: []string{"good", "bad"}, shared: probeShared(env, selfExe(t)), secs: []multiSection{
+		{"good", [][2]string{{"env", "PROBE_ACTIONS=send=17"}}},
+		{"bad", [][2]string{{"env", "PROBE_ACTIONS=exit=1"}}},
+	}}
+	writeFile(t, filepath.Join(env.vassals, "life.ini"), cfg.render(".ini"))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", stats, "--emperor-throttle", "20000")
+	em.waitLog(t, "[emperor] vassal life.ini:good is now loyal", 10*time.Second)
+	em.waitLogCount(t, ") exited with code 1", 2, 10*time.Second)
+	doc := parseStats(t, readStats(t, "unix", stats))
+	good, bad := doc.vassal("life.ini:good"), doc.vassal("life.ini:bad")
+	if good == nil || bad == nil {
+		t.Fatalf("stats: %v", doc.Vassals)
+	}
+	if good["loyal"] == float64(0) || bad["loyal"] != float64(0) {
+		t.Errorf("loyalty: good %v bad %v", good["loyal"], bad["loyal"])
+	}
+	if bad["pid"].(float64) > 0 || good["pid"].(float64) <= 0 {
+		t.Errorf("pids: good %v bad %v (bad should be throttled)", good["pid"], bad["pid"])
+	}
+	if n := len(env.sink.events(evIs("life-good", "start"))); n != 1 {
+		t.Errorf("the good instance started %d times", n)
+	}
+	if strings.Contains(em.log.String(), "life.ini:good (pid") {
+		t.Error("the good instance exited")
+	}
+}
+
+// TestInstancesOnDemand: on demand, each instance has its own socket
+// (STEM@SECTION.socket in the on-demand directory, as systemd names a template's instance) and only the one a
+// client connects to starts.
+func TestInstancesOnDemand(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	cfg := multiConfig{decl: []string{"x", "y"}, shared: append(probeShared(env, selfExe(t)), [2]string{"env", "PROBE_ACTIONS=serve-stdin"})}
+	cfg.secs = []multiSection{{"x", nil}, {"y", nil}}
+	writeFile(t, filepath.Join(env.vassals, "od.ini"), cfg.render(".ini"))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-directory", env.root)
+	for _, s := range []string{"x", "y"} {
+		em.waitLog(t, `od.ini:`+s+` -> "on demand" instance detected, waiting for connections on socket "`+filepath.Join(env.root, "od@"+s+".socket")+`"`, 10*time.Second)
+	}
+	got, err := dialGreeting("unix", filepath.Join(env.root, "od@y.socket"))
+	if err != nil || !strings.HasPrefix(got, "hello from od-y ") {
+		t.Fatalf("client of y: %q %v", got, err)
+	}
+	env.sink.expectNone(t, 0, 300*time.Millisecond, "start of od-x", evIs("od-x", "start"))
+}
+
+// TestInstancesTyrant: in tyrant mode every instance runs as the file's
+// owner.
+func TestInstancesTyrant(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	cfg := multiConfig{decl: []string{"p", "q"}, shared: append(probeShared(env, probe), [2]string{"env", "PROBE_ACTIONS=report-id"})}
+	cfg.secs = []multiSection{{"p", nil}, {"q", nil}}
+	path := filepath.Join(env.vassals, "ty.ini")
+	writeFile(t, path, cfg.render(".ini"))
+	if err := os.Chown(path, 23470, 23471); err != nil {
+		t.Fatal(err)
+	}
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant")
+	for _, s := range []string{"p", "q"} {
+		ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "ty-"+s+" id", evIs("ty-"+s, "id"))
+		if idField(ev.extra, "Uid") != "23470,23470,23470,23470" || idField(ev.extra, "Gid") != "23471,23471,23471,23471" {
+			t.Errorf("instance %s runs as %s", s, ev.extra)
+		}
+	}
+}
+
+// multiUWSGI is the instances of a real uWSGI app: each answers HTTP on its
+// own port with its name in a header (from %(instance)), from routes the
+// instances share.
+func multiUWSGI(ports map[string]int, order []string) multiConfig {
+	cfg := multiConfig{decl: order, shared: [][2]string{{"route-run", "addheader:X-Instance: %(instance)"}, {"route-run", "return:200"}, {"processes", "1"}, {"master", "true"}}}
+	for _, s := range order {
+		cfg.secs = append(cfg.secs, multiSection{s, [][2]string{{"http-socket", fmt.Sprintf("127.0.0.1:%d", ports[s])}}})
+	}
+	return cfg
+}
+
+func instanceAnswers(t testing.TB, port int, name string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitHTTP(t, addr, 20*time.Second)
+	if resp, err := httpGet(addr); err != nil || !strings.Contains(resp, "X-Instance: "+name+"\r\n") {
+		t.Fatalf("instance %s on %s answered %q %v", name, addr, resp, err)
+	}
+}
+
+// TestInstancesRealUWSGI: the instances of an app config, in every format,
+// run under the real uWSGI, each started as --FORMAT FILE:SECTION after
+// --set instance=SECTION and answering HTTP as itself; one section changed
+// reloads that master only, one added starts, one removed stops.
+func TestInstancesRealUWSGI(t *testing.T) {
+	needUWSGI(t)
+	for _, ext := range []string{".ini", ".json", ".yml", ".xml"} {
+		t.Run(ext, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t)
+			ports := map[string]int{"eu": freePort(t), "us": freePort(t), "asia": freePort(t)}
+			file := "app" + ext
+			path := filepath.Join(env.vassals, file)
+			writeFile(t, path, multiUWSGI(ports, []string{"eu", "us"}).render(ext))
+			em := startEmperor(t, env.root, "--emperor", env.vassals)
+			instanceAnswers(t, ports["eu"], "eu")
+			instanceAnswers(t, ports["us"], "us")
+			flag := map[string]string{".ini": "--ini", ".json": "--json", ".yml": "--yaml", ".xml": "--xml"}[ext]
+			for _, s := range []string{"eu", "us"} {
+				master := uwsgiMaster(t, em.cmd.Process.Pid, file+":"+s)
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", master))
+				if want := "\x00--set\x00instance=" + s + "\x00" + flag + "\x00" + file + ":" + s; !strings.Contains(string(cmdline), want) {
+					t.Errorf("instance %s started as %q, want %q in it", s, cmdline, want)
+				}
+			}
+			euMaster := uwsgiMaster(t, em.cmd.Process.Pid, file+":eu")
+
+			// us moves to another port: only us reloads.
+			old := ports["us"]
+			ports["us"] = freePort(t)
+			writeAtomically(t, path, multiUWSGI(ports, []string{"eu", "us"}).render(ext))
+			em.waitLog(t, "[emperor] reload the uwsgi instance "+file+":us", 10*time.Second)
+			instanceAnswers(t, ports["us"], "us")
+			if _, err := httpGet(fmt.Sprintf("127.0.0.1:%d", old)); err == nil {
+				t.Errorf("us still answers on its old port %d", old)
+			}
+
+			// asia is added, then eu removed.
+			writeAtomically(t, path, multiUWSGI(ports, []string{"eu", "us", "asia"}).render(ext))
+			instanceAnswers(t, ports["asia"], "asia")
+			writeAtomically(t, path, multiUWSGI(ports, []string{"us", "asia"}).render(ext))
+			em.waitLog(t, "[emperor] removed uwsgi instance "+file+":eu", 20*time.Second)
+			waitDead(t, euMaster, 5*time.Second)
+			if strings.Contains(em.log.String(), "reload the uwsgi instance "+file+":eu") {
+				t.Error("eu was reloaded when only us changed")
+			}
+			instanceAnswers(t, ports["us"], "us")
+		})
+	}
+}
+
+// TestInstancesShowConfig: what uWSGI prints for --show-config of each
+// instance, started as the emperor starts it, is what the runner prints,
+// in every format and in both XML layouts (elements with an id inside one
+// <uwsgi>, or one <uwsgi id=...> per instance under any root).
+func TestInstancesShowConfig(t *testing.T) {
+	needUWSGI(t)
+	dir := t.TempDir()
+	files := map[string]string{
+		"shop.ini": "[uwsgi]\nemperor-instances = eu us\nmaster = true\n\n[common]\nprocesses = 2\nchdir = %d\nsafe-pidfile = /run/%n-%(instance).pid\n" +
+			"\n[eu]\nini = :common\nsocket = /run/%n/%(instance).sock\nprocname = %n-%(instance)-%o\n\n[us]\nini = :uwsgi\nini = :common\nsocket = /run/us.sock\n",
+		"shop.json": `{"uwsgi": {"emperor-instances": ["eu", "us"]}, "common": {"master": true, "env": ["A=1", "B=%(instance)"]},` +
+			` "eu": {"json": "%p:common", "socket": "/run/%n/%(instance).sock"}, "us": {"json": "%p:common", "socket": "/run/us.sock", "procname": "%n-%o"}}`,
+		"shop.yml": "uwsgi:\n  emperor-instances: eu us\ncommon:\n  master: true\n  env: A=1\n  env: B=%(instance)\n" +
+			"eu:\n  yaml: %p:common\n  socket: /run/%n/%(instance).sock\nus:\n  socket: /run/us.sock\n  chdir: %d\n",
+		"shop.xml": "<uwsgi>\n  <emperor-instances>eu us</emperor-instances>\n  <master>true</master>\n" +
+			"  <socket id=\"eu\">/run/%n/%(instance).sock</socket>\n  <socket id=\"us\">/run/us.sock</socket>\n  <procname>%n-%o</procname>\n</uwsgi>\n",
+		"many.xml": "<vassals>\n  <uwsgi id=\"main\"><emperor-instances>eu us</emperor-instances></uwsgi>\n" +
+			"  <uwsgi id=\"eu\"><socket>/run/%n/%(instance).sock</socket><procname>%n-%o</procname></uwsgi>\n" +
+			"  <uwsgi id=\"us\"><socket>/run/us.sock</socket><master>true</master></uwsgi>\n</vassals>\n",
+	}
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	flags := map[string]string{".ini": "--ini", ".json": "--json", ".yml": "--yaml", ".xml": "--xml"}
+	for name := range files {
+		for _, s := range []string{"eu", "us"} {
+			t.Run(name+":"+s, func(t *testing.T) {
+				args := []string{"--show-config", "--set", "instance=" + s, flags[filepath.Ext(name)], name + ":" + s}
+				want := showConfigBlock(t, dir, uwsgiCore, args...)
+				got := showConfigBlock(t, dir, emperorBin, args...)
+				if got != want {
+					t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
+				}
+				if !strings.Contains(want, "instance = "+s) || !strings.Contains(want, "socket = ") {
+					t.Errorf("uWSGI's --show-config misses the instance's options:\n%s", want)
+				}
+			})
+		}
+	}
+}
+
+// showConfigBlock runs a binary with --show-config and returns the block
+// it prints; it is killed once the block is out (uWSGI goes on to run the
+// config).
+func showConfigBlock(t testing.TB, dir, bin string, args ...string) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	timer := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	var all, block strings.Builder
+	in := false
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		all.WriteString(line + "\n")
+		switch {
+		case line == ";uWSGI instance configuration":
+			in = true
+		case line == ";end of configuration" && in:
+			return block.String()
+		case in:
+			block.WriteString(line + "\n")
+		}
+	}
+	t.Fatalf("%s %v printed no configuration:\n%s", bin, args, all.String())
+	return ""
+}
+
 // ==== Symlinked configs =================================================
 
 // TestSymlinkTargetChangesAreEvents: a config that is a symlink into

@@ -2006,6 +2006,28 @@ func showConfigBlock(t testing.TB, dir, bin string, args ...string) string {
 	return ""
 }
 
+// TestBundledExamples runs the emperor on examples/vassals, as the README's
+// first command does: every bundled runner vassal starts, and regions.ini is
+// two of them, one per instance, each with the values of its section.
+func TestBundledExamples(t *testing.T) {
+	dir := t.TempDir()
+	stats := filepath.Join(dir, "stats.sock")
+	examples, err := filepath.Abs(filepath.Join("examples", "vassals")) // tests run in the package's directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := startEmperor(t, dir, "--emperor", examples, "--emperor-stats", stats)
+	for _, id := range []string{"clock.ini", "ticker.json", "regions.ini:eu", "regions.ini:us"} {
+		em.waitLog(t, "[emperor] vassal "+id+" started (pid: ", 10*time.Second)
+	}
+	em.waitLog(t, "regions/eu: hallo", 10*time.Second)
+	em.waitLog(t, "regions/us: hello", 10*time.Second)
+	doc := parseStats(t, readStats(t, "unix", stats))
+	if len(doc.Vassals) != 4 {
+		t.Errorf("want 4 vassals (clock, ticker, two instances of regions), got %v", doc.Vassals)
+	}
+}
+
 // ==== Symlinked configs =================================================
 
 // TestSymlinkTargetChangesAreEvents: a config that is a symlink into

@@ -12,6 +12,7 @@
 //	Timers                     every delay is a deadline on one heap; the kinds and what each fires
 //	Signals                    HUP, INT/TERM/QUIT, USR1, URG, WINCH
 //	Watching configs           monitors (dirs, globs), scans, inotify hints, content digests
+//	Config files with several instances  FILE:SECTION vassals, per-instance digests
 //	Symlinked configs          the chains a symlinked config resolves through, each link watched
 //	Vassals and their lifecycle  records, admission, wake, reload, stop and curse, deletion
 //	Spawning                   fork+exec batches, the spawner threads, how a vassal is exec'd
@@ -26,7 +27,11 @@
 //	The emperor's configuration   options read once into emperorConfig
 //	Options and help           the one table of options the emperor knows, --help
 //	Command line and start-up  main, run, what an invocation becomes
+//	Command lines              when a line is exec'd directly, when it goes to /bin/sh -c
+//	Daemon life                daemonize, logto, log-date, pidfiles, vacuum, log reopening
+//	The emperor's own servers and daemons  the companion uWSGI, attach-daemon*
 //	The vassal runner          a vassal config applied in-process, then exec
+//	Hooks around vassals       start/stop hooks, *-as-vassal, *-as-emperor
 //	The pre-exec stage         the emperor re-executed between fork and exec
 //	Logging and small helpers
 //
@@ -40,11 +45,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net"
-
 	"fmt"
 	"hash/maphash"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"

@@ -198,7 +198,11 @@ func (e *emperor) start() error {
 		e.spawns.baseEnv = append(e.spawns.baseEnv, "NOTIFY_SOCKET="+e.cfg.notifySocket,
 			"WATCHDOG_USEC="+strconv.FormatInt(e.cfg.heartbeat.Microseconds(), 10))
 	}
-	logRaw("*** starting uWSGI Emperor ***")
+	if e.parent.fd >= 0 {
+		logRaw("*** starting uWSGI sub-Emperor ***")
+	} else {
+		logRaw("*** starting uWSGI Emperor ***")
+	}
 	e.cfg.daemon.writePidfiles(e.cfg.daemon.pidfiles)
 	if e.cfg.stats != "" {
 		e.bindStats()
@@ -3075,6 +3079,7 @@ func (e *emperor) onExit(ex childExit) {
 			logRaw("[emperor] %s returned %d", note, exitCode(ex.status))
 		}
 		delete(e.strays.helpers, ex.pid)
+		e.parentHooksDone(ex.pid)
 		return
 	}
 	delete(e.vassals.byPid, ex.pid)
@@ -4455,9 +4460,18 @@ type systemdState struct {
 // parentLink is our own emperor's protocol fd when we are a sub-emperor,
 // -1 otherwise.
 type parentLink struct {
-	fd    int
-	token uint32
+	fd      int
+	token   uint32
+	hookPid int  // the hooks of a message from our emperor are running: act when this process ends
+	pending byte // the message they are for
 }
+
+// parentLost stands for the end of our emperor's connection among its
+// message bytes.
+const parentLost = 255
+
+// parentHookPhases name the hooks of each message, as uWSGI logs them.
+var parentHookPhases = map[byte]string{0: "emperor-stop", 1: "emperor-reload", 2: "emperor-stop", parentLost: "emperor-lost"}
 
 type sdNotifier struct {
 	conn     *net.UnixConn
@@ -4537,6 +4551,7 @@ func (e *emperor) attachParentEmperor() {
 		return
 	}
 	os.Unsetenv("UWSGI_EMPEROR_FD")
+	logRaw("*** has_emperor mode detected (fd: %d) ***", fd)
 	logRaw("announcing my loyalty to the Emperor...")
 	_, _ = syscall.Write(fd, []byte{17})
 	_ = syscall.SetNonblock(fd, true)
@@ -4563,18 +4578,59 @@ func (e *emperor) onParentReadable() {
 			e.poll.watcher.remove(e.parent.fd)
 			syscall.Close(e.parent.fd)
 			e.parent.fd = -1
-			e.ragnarok()
+			e.parentMessage(parentLost)
 			return
 		}
 		for _, b := range buf[:n] {
-			switch b {
-			case 0, 2:
-				e.ragnarok()
-			case 1:
-				e.reloadAll()
+			if b <= 2 {
+				logVerbose("received message %d from emperor", b)
+				e.parentMessage(b)
 			}
 		}
 	}
+}
+
+// parentMessage acts on a message from our emperor (0 or 2: stop, 1:
+// reload, parentLost): first its hooks (hook-emperor-stop, -reload, -lost),
+// as a uWSGI master runs them before it acts, each run even when one before
+// it failed. They run in a process of their own, so the loop goes on
+// serving; the stop or reload comes when that process ends. Messages that
+// come meanwhile are acted on at once: the first one's hooks have run.
+func (e *emperor) parentMessage(msg byte) {
+	hooks := e.cfg.hooks.parentHooks[msg]
+	if len(hooks) == 0 || e.parent.hookPid != 0 || e.shutdown.dying {
+		e.parentAct(msg)
+		return
+	}
+	spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks}.String()
+	env := append(os.Environ()[:len(os.Environ()):len(os.Environ())], asEmperorEnv+"="+spec)
+	pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
+		Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		logRaw("[emperor] hook-%s: %v", parentHookPhases[msg], err)
+		e.parentAct(msg)
+		return
+	}
+	e.strays.helpers[pid] = ""
+	e.parent.hookPid, e.parent.pending = pid, msg
+}
+
+// parentHooksDone is the end of the hooks' process: now the message.
+func (e *emperor) parentHooksDone(pid int) {
+	if pid != 0 && pid == e.parent.hookPid {
+		e.parent.hookPid = 0
+		e.parentAct(e.parent.pending)
+	}
+}
+
+func (e *emperor) parentAct(msg byte) {
+	if msg == 1 {
+		e.reloadAll()
+		return
+	}
+	e.ragnarok()
 }
 
 // onNotify maps sd_notify states onto the Emperor protocol, so a daemon
@@ -6554,13 +6610,14 @@ func configArgName(args []string) string {
 // hookConfig is every hook option of the emperor's config, read once.
 type hookConfig struct {
 	startHook, stopHook string
-	asVassal            phaseHooks // hook-, mount-, umount-, exec-as-vassal
-	asEmperor           phaseHooks // hook-, mount-, umount-, exec-as-emperor
-	emperorStart        []string   // hook-emperor-start: once, before the first scan; fatal
-	overrides           []string   // emperor-wrapper-override
-	fallbacks           []string   // emperor-wrapper-fallback
-	magicExec           bool       // emperor-magic-exec: an executable config is run for its output
-	broodlord           int        // emperor-broodlord: zergs at most at once
+	asVassal            phaseHooks        // hook-, mount-, umount-, exec-as-vassal
+	asEmperor           phaseHooks        // hook-, mount-, umount-, exec-as-emperor
+	emperorStart        []string          // hook-emperor-start: once, before the first scan; fatal
+	parentHooks         map[byte][]string // hook-emperor-stop, -reload, -lost: a sub-emperor's, by its emperor's message
+	overrides           []string          // emperor-wrapper-override
+	fallbacks           []string          // emperor-wrapper-fallback
+	magicExec           bool              // emperor-magic-exec: an executable config is run for its output
+	broodlord           int               // emperor-broodlord: zergs at most at once
 }
 
 type phaseHooks struct{ hooks, mounts, umounts, execs []string }
@@ -6582,13 +6639,15 @@ func (h *hookConfig) load(o *Options) error {
 	h.asVassal = phaseHooks{o.All("hook-as-vassal"), o.All("mount-as-vassal"), o.All("umount-as-vassal"), o.All("exec-as-vassal")}
 	h.asEmperor = phaseHooks{o.All("hook-as-emperor"), o.All("mount-as-emperor"), o.All("umount-as-emperor"), o.All("exec-as-emperor")}
 	h.emperorStart = o.All("hook-emperor-start")
+	h.parentHooks = map[byte][]string{0: o.All("hook-emperor-stop"), 2: o.All("hook-emperor-stop"),
+		1: o.All("hook-emperor-reload"), parentLost: o.All("hook-emperor-lost")}
 	h.overrides = o.All("emperor-wrapper-override")
 	h.fallbacks = o.All("emperor-wrapper-fallback")
 	h.magicExec = o.Flag("emperor-magic-exec")
 	h.broodlord = o.Int(0, "emperor-broodlord")
 	// uWSGI dies at the first vassal start on a malformed hook; here the
 	// emperor does not start, with the reason.
-	for _, hk := range slices.Concat(h.asVassal.hooks, h.asEmperor.hooks, h.emperorStart) {
+	for _, hk := range slices.Concat(h.asVassal.hooks, h.asEmperor.hooks, h.emperorStart, h.parentHooks[1], h.parentHooks[2], h.parentHooks[parentLost]) {
 		action, _, ok := strings.Cut(strings.TrimPrefix(hk, "!"), ":")
 		if !ok {
 			return fmt.Errorf("hook %q: invalid hook syntax, must be hook:args", hk)
@@ -6960,6 +7019,9 @@ func runWait(cmd *exec.Cmd) int {
 // its only loop, which waits for each).
 const asEmperorEnv = "EMPEROR_AS_EMPEROR"
 
+// fatalPhases are the hook phases whose first failure ends the emperor.
+var fatalPhases = map[string]struct{}{"emperor-start": {}}
+
 type asEmperorSpec struct {
 	Phase           string // hooks of another phase (emperor-start), fatal
 	Name            string
@@ -7019,11 +7081,22 @@ func runAsEmperor(spec string) int {
 		fmt.Fprintf(os.Stderr, "[emperor] as-emperor: bad instructions: %v\n", err)
 		return 1
 	}
-	if s.Phase != "" {
+	if _, ok := fatalPhases[s.Phase]; ok {
 		if runHookPhase(s.Phase, s.Hooks, nil, nil, nil, nil) != nil {
 			return 1
 		}
 		return 0
+	}
+	if s.Phase != "" {
+		// Not fatal: every hook runs, whatever the ones before did.
+		rc := 0
+		for _, h := range s.Hooks {
+			if err := runHookPhase(s.Phase, []string{h}, nil, nil, nil, nil); err != nil {
+				fmt.Fprintf(os.Stderr, "[emperor] %v\n", err)
+				rc = 1
+			}
+		}
+		return rc
 	}
 	who := fmt.Sprintf("as-emperor for vassal \"%s\" pid: %d uid: %d gid: %d", s.Name, s.PID, s.UID, s.GID)
 	_ = runHookPhase("as-emperor", s.Hooks, nil, nil, nil, nil)

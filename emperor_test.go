@@ -4261,6 +4261,117 @@ func TestHooksMatchUWSGI(t *testing.T) {
 	}
 }
 
+// TestSubEmperorHooksMatchUWSGI: an emperor that is itself a vassal runs
+// hook-emperor-reload when its emperor sends byte 1, hook-emperor-stop on
+// byte 0 and hook-emperor-lost when the connection ends, before it acts on
+// the message, as a uWSGI master does. The test is the parent emperor: it
+// holds the other end of the sub-emperor's UWSGI_EMPEROR_FD.
+func TestSubEmperorHooksMatchUWSGI(t *testing.T) {
+	needUWSGI(t)
+	run := func(t *testing.T, real bool, end string) (runs []string, log string) {
+		env := newTestEnv(t)
+		hooks := filepath.Join(env.root, "hooks.log")
+		args := []string{"--emperor", env.vassals}
+		for _, phase := range []string{"reload", "stop", "lost"} {
+			args = append(args, "--hook-emperor-"+phase, "exec:echo "+phase+" >> "+hooks)
+		}
+		bin := emperorBin
+		if real {
+			bin = uwsgiCore
+			args = append(args, "--master") // a uWSGI master reads the emperor's messages
+		}
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0) // no other test's child may hold it
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent, child := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
+		defer parent.Close()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.ExtraFiles = env.root, []*os.File{child}
+		cmd.Env = append(os.Environ(), "UWSGI_EMPEROR_FD=3")
+		em := startEmperorCmd(t, cmd)
+		child.Close()
+		parent.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for b := [1]byte{}; b[0] != 17; { // a uWSGI master may send 1 (ready) first
+			if _, err := parent.Read(b[:]); err != nil {
+				t.Fatalf("no loyalty byte from the sub-emperor: %v", err)
+			}
+		}
+		wantRuns := func(n int) []string {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				data, _ := os.ReadFile(hooks)
+				lines := strings.Fields(string(data))
+				if len(lines) >= n || time.Now().After(deadline) {
+					return lines
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		parent.Write([]byte{1})
+		wantRuns(1)
+		em.waitLog(t, "*** starting uWSGI", 10*time.Second) // a reloading uWSGI master starts its emperor again
+		if end == "stop" {
+			parent.Write([]byte{0})
+		} else {
+			parent.Close()
+		}
+		runs = wantRuns(2)
+		select {
+		case <-em.done:
+		case <-time.After(15 * time.Second):
+			t.Errorf("the sub-emperor did not end after %s", end)
+		}
+		for _, line := range strings.Split(em.log.String(), "\n") {
+			if strings.HasPrefix(line, "running \"exec:echo ") || strings.Contains(line, "lost connection with my emperor") {
+				log += strings.ReplaceAll(line, env.root, "ROOT") + "\n"
+			}
+		}
+		return runs, log
+	}
+	for _, end := range []string{"stop", "lost"} {
+		t.Run(end, func(t *testing.T) {
+			t.Parallel()
+			ours, oursLog := run(t, false, end)
+			theirs, theirsLog := run(t, true, end)
+			if want := []string{"reload", end}; !slices.Equal(ours, want) {
+				t.Errorf("hooks run under ours: %v, want %v", ours, want)
+			}
+			if !slices.Equal(ours, theirs) || oursLog != theirsLog {
+				t.Errorf("hooks differ:\nours:  %v\n%s\nuWSGI: %v\n%s", ours, oursLog, theirs, theirsLog)
+			}
+		})
+	}
+}
+
+// TestOptionsWithNoMeaningHere: the emperor options of uWSGI that mean
+// nothing to a standalone emperor are accepted, with one line saying what
+// happens instead, and the emperor runs its vassals as usual.
+func TestOptionsWithNoMeaningHere(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		line string
+	}{
+		{[]string{"--early-emperor"}, "[emperor] --early-emperor: the emperor starts at once anyway"},
+		{[]string{"--emperor-proxy-socket", "/tmp/x.sock"}, "[emperor] --emperor-proxy-socket: it is an option of a uWSGI vassal"},
+		{[]string{"--vassal-sos", "4"}, "[emperor] --vassal-sos: it is an option of a uWSGI vassal"},
+		{[]string{"--vassal-sos-backlog", "10"}, "[emperor] --vassal-sos-backlog: it is an option of a uWSGI vassal"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t)
+			env.vassal(t, "a.ini", "a", "")
+			em := startEmperor(t, env.root, append([]string{"--emperor", env.vassals}, tc.args...)...)
+			env.sink.waitStart(t, 0, "a")
+			em.waitLog(t, tc.line, 5*time.Second)
+			if n := strings.Count(em.log.String(), tc.args[0]+":"); n != 1 {
+				t.Errorf("%d lines about %s, want 1:\n%s", n, tc.args[0], em.log.String())
+			}
+		})
+	}
+}
+
 // TestBroodlord: with emperor-broodlord 2, a vassal's SOS bytes (30) start
 // zergs from the [zerg] section of its own config, two at most, each told
 // its number; an idle zerg (byte 22) retires and frees its place; the

@@ -4261,6 +4261,62 @@ func TestHooksMatchUWSGI(t *testing.T) {
 	}
 }
 
+// TestMountHooksMatchUWSGI: mount-as-vassal and umount-as-vassal run in
+// the vassal's process before its exec (here in its own mount namespace, so
+// the host sees none of them), mount-as-emperor and umount-as-emperor in the
+// emperor's after the vassal started; the same lines and the same mounts
+// under uWSGI's emperor and ours.
+func TestMountHooksMatchUWSGI(t *testing.T) {
+	needRoot(t)
+	needUWSGI(t)
+	t.Parallel()
+	pid := regexp.MustCompile(`pid: \d+`)
+	run := func(real bool) (lines []string, seen string) {
+		env := newTestEnv(t)
+		r := env.root
+		for _, d := range []string{"mv", "mv2", "me"} {
+			os.Mkdir(filepath.Join(r, d), 0o755)
+		}
+		writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = sh -c 'grep -c \" %[1]s/mv \" /proc/self/mountinfo > %[1]s/out1; grep -c \" %[1]s/mv2 \" /proc/self/mountinfo > %[1]s/out2; exec sleep 1000'\n", r))
+		args := []string{"--emperor", env.vassals, "--emperor-use-clone", "fs",
+			"--mount-as-vassal", "tmpfs none " + r + "/mv", "--mount-as-vassal", "tmpfs none " + r + "/mv2", "--umount-as-vassal", r + "/mv2",
+			"--mount-as-emperor", "tmpfs none " + r + "/me", "--umount-as-emperor", r + "/me"}
+		bin := emperorBin
+		if real {
+			bin = "/usr/bin/uwsgi"
+			args = append(args, "--binary-path", uwsgiCore)
+		}
+		em := startEmperorCmd(t, exec.Command(bin, args...))
+		em.waitLog(t, "un-mounting \""+r+"/me\"", 20*time.Second)
+		em.waitLog(t, "un-mounting \""+r+"/mv2\" (as-vassal)", 20*time.Second)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if data, _ := os.ReadFile(filepath.Join(r, "out2")); len(data) > 0 {
+				break
+			}
+		}
+		out1, _ := os.ReadFile(filepath.Join(r, "out1"))
+		out2, _ := os.ReadFile(filepath.Join(r, "out2"))
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		seen = fmt.Sprintf("vassal sees mv %s, mv2 %s; host mounts under the root: %d", strings.TrimSpace(string(out1)), strings.TrimSpace(string(out2)), strings.Count(string(mounts), " "+r+"/"))
+		for _, l := range strings.Split(em.log.String(), "\n") {
+			if strings.Contains(l, "mounting \"") {
+				lines = append(lines, pid.ReplaceAllString(strings.ReplaceAll(l, r, "ROOT"), "pid: N"))
+			}
+		}
+		sort.Strings(lines) // the vassal's and the emperor's hooks run side by side
+		return lines, seen
+	}
+	ours, oursSeen := run(false)
+	theirs, theirsSeen := run(true)
+	t.Logf("ours: %s\n%s", oursSeen, strings.Join(ours, "\n"))
+	if oursSeen != "vassal sees mv 1, mv2 0; host mounts under the root: 0" {
+		t.Errorf("ours: %s", oursSeen)
+	}
+	if oursSeen != theirsSeen || !slices.Equal(ours, theirs) {
+		t.Errorf("differ:\nours:  %s\n%s\nuWSGI: %s\n%s", oursSeen, strings.Join(ours, "\n"), theirsSeen, strings.Join(theirs, "\n"))
+	}
+}
+
 // TestSubEmperorHooksMatchUWSGI: an emperor that is itself a vassal runs
 // hook-emperor-reload when its emperor sends byte 1, hook-emperor-stop on
 // byte 0 and hook-emperor-lost when the connection ends, before it acts on

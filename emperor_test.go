@@ -4317,6 +4317,55 @@ func TestMountHooksMatchUWSGI(t *testing.T) {
 	}
 }
 
+// TestVassalHooksReachUWSGI: a uWSGI vassal's own hook-emperor-reload and
+// hook-emperor-stop are uWSGI's to run: its config reaches it unchanged, and
+// a touch and a removal run them as under uWSGI's emperor.
+func TestVassalHooksReachUWSGI(t *testing.T) {
+	needUWSGI(t)
+	t.Parallel()
+	run := func(real bool) []string {
+		env := newTestEnv(t)
+		hooks := filepath.Join(env.root, "hooks.log")
+		path := filepath.Join(env.vassals, "app.ini")
+		writeFile(t, path, fmt.Sprintf("[uwsgi]\nmaster = true\nhttp-socket = 127.0.0.1:%d\nhook-emperor-reload = exec:echo reload >> %s\nhook-emperor-stop = exec:echo stop >> %s\n",
+			freePort(t), hooks, hooks))
+		args := []string{"--emperor", env.vassals, "--binary-path", uwsgiCore}
+		bin := emperorBin
+		if real {
+			bin = "/usr/bin/uwsgi"
+			args = append(args, "--emperor-freq", "1")
+		}
+		em := startEmperorCmd(t, exec.Command(bin, args...))
+		em.waitLog(t, "spawned uWSGI worker 1", 20*time.Second)
+		runs := func(n int) []string {
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				data, _ := os.ReadFile(hooks)
+				if lines := strings.Fields(string(data)); len(lines) >= n || time.Now().After(deadline) {
+					return lines
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		time.Sleep(1100 * time.Millisecond) // uWSGI's emperor sees mtimes in seconds
+		now := time.Now()
+		os.Chtimes(path, now, now)
+		runs(1)
+		em.waitLogCount(t, "spawned uWSGI worker 1", 2, 20*time.Second) // reloaded
+		os.Remove(path)
+		return runs(2)
+	}
+	var ours, theirs []string
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ours = run(false) }()
+	go func() { defer wg.Done(); theirs = run(true) }()
+	wg.Wait()
+	if want := []string{"reload", "stop"}; !slices.Equal(ours, want) || !slices.Equal(theirs, want) {
+		t.Errorf("hooks run: ours %v, uWSGI's %v, want %v", ours, theirs, want)
+	}
+}
+
 // TestSubEmperorHooksMatchUWSGI: an emperor that is itself a vassal runs
 // hook-emperor-reload when its emperor sends byte 1, hook-emperor-stop on
 // byte 0 and hook-emperor-lost when the connection ends, before it acts on

@@ -197,6 +197,11 @@ type ParseSpec struct {
 	Cwd        string   // startup cwd, for %v and relative paths (defaults to os.Getwd())
 	BinaryPath string   // for %b
 	Version    string   // for %V
+	// OneFile refuses to read any file but the first (the config named on
+	// the command line): a parse made on the emperor's loop must not read
+	// what a config points it at (a /proc file, a huge one), and leaves
+	// includes to the vassal runner.
+	OneFile bool
 }
 
 // cfgEntry is an option plus the bookkeeping uWSGI keeps per exported option.
@@ -214,18 +219,19 @@ type cfgLogic struct {
 }
 
 type cfgParser struct {
-	spec    ParseSpec
-	env     map[string]string
-	list    []cfgEntry
-	magic   [256]string
-	lazy    [256]bool // static magic entries computed on first use
-	first   bool      // uWSGI's magic_table_first_round
-	lastINI string    // for "--ini :section"
-	loading []string  // files being loaded right now, for include-loop detection
-	chain   []string  // inherit chain of the file being loaded
-	logic   *cfgLogic
-	running bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
-	strict  bool
+	spec      ParseSpec
+	filesRead int // files and exec:// outputs read so far
+	env       map[string]string
+	list      []cfgEntry
+	magic     [256]string
+	lazy      [256]bool // static magic entries computed on first use
+	first     bool      // uWSGI's magic_table_first_round
+	lastINI   string    // for "--ini :section"
+	loading   []string  // files being loaded right now, for include-loop detection
+	chain     []string  // inherit chain of the file being loaded
+	logic     *cfgLogic
+	running   bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
+	strict    bool
 	// Budgets for the whole parse, so no input can make it run for long.
 	readBytes  int            // bytes read from files and commands
 	expandWork int            // bytes scanned by the substitution passes after a replacement
@@ -919,6 +925,9 @@ func (p *cfgParser) fileID(file string) string {
 // charges it to the whole parse's budget (a for loop can include a big file
 // many times).
 func (p *cfgParser) readConfig(file string) ([]byte, error) {
+	if p.filesRead++; p.spec.OneFile && p.filesRead > 1 {
+		return nil, configUnsupported(fmt.Errorf("%s: an include (left to the vassal runner)", file))
+	}
 	data, err := p.readConfigOnce(file)
 	if p.readBytes += len(data); p.readBytes > configMaxTotalRead {
 		return nil, fmt.Errorf("%s: more than %d MiB of configuration read in total", file, configMaxTotalRead>>20)

@@ -1813,6 +1813,7 @@ func (e *emperor) admit(m *monitor, c candidate, st fileState) []string {
 			e.stop(r, thenDelete) // a section no longer declared
 		}
 	}
+	e.watch.lastRead = configRead{} // no config text is kept past its look
 	return names
 }
 
@@ -2929,7 +2930,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	}
 	args := configAsINI(base.argv[1:])
 	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version})
+	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version, OneFile: true})
 	if err != nil {
 		return nil
 	}

@@ -1980,12 +1980,16 @@ func showConfigBlock(t testing.TB, dir, bin string, args ...string) string {
 	defer r.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, w, w
+	// A uWSGI with master = true goes on to fork workers: the whole group
+	// goes, or they outlive the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	timer := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	kill := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	defer func() { kill(); _ = cmd.Wait() }()
+	timer := time.AfterFunc(10*time.Second, kill)
 	defer timer.Stop()
 	var all, block strings.Builder
 	in := false
@@ -5460,6 +5464,377 @@ func soakProblems(emperorPid int, present map[string]bool) []string {
 		}
 	}
 	return problems
+}
+
+// ==== An attacker's list ================================================
+// Whoever can write in a vassal directory (in tyrant mode: any user with a
+// config there) tries to stall, crash, fool or outgrow the emperor. One
+// emperor takes every attack in turn, beside three honest vassals; after
+// each: stats still come within 100 ms, exactly the expected vassals run,
+// nothing that descends from a vassal lives outside the emperor's tree, and
+// the emperor's fds and RSS stay flat.
+
+// siege is the emperor under attack and what it should be running.
+type siege struct {
+	env     *testEnv
+	em      *emperorProc
+	stats   string
+	mark    string          // in every vassal's environment: finds whatever they leave
+	honest  []string        // the honest vassals' ids
+	extra   map[string]bool // ids the attacks so far should have left running
+	baseFds int
+	baseRSS int
+}
+
+// attack is one scenario: it does its worst and returns the ids of the
+// vassals that should run because of it (they stay for the later checks).
+type attack struct {
+	name string
+	root bool // needs root
+	do   func(t *testing.T, s *siege) []string
+}
+
+func TestSiege(t *testing.T) {
+	env := newTestEnv(t)
+	s := &siege{env: env, stats: filepath.Join(env.root, "stats.sock"), mark: fmt.Sprintf("siege%d", os.Getpid()), extra: map[string]bool{}}
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--emperor-stats", s.stats, "--emperor-curse-tolerance", "2", "--reload-mercy", "2")
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "SIEGE_MARK="+s.mark)
+	s.em = startEmperorCmd(t, cmd)
+	for _, n := range []string{"honest1", "honest2", "honest3"} {
+		env.vassal(t, n+".ini", n, "send=17")
+		s.honest = append(s.honest, n+".ini")
+	}
+	for _, n := range []string{"honest1", "honest2", "honest3"} {
+		env.sink.waitStart(t, 0, n)
+	}
+	s.check(t, "before the siege")
+	s.baseFds, s.baseRSS = s.usage()
+	for _, a := range siegeAttacks() {
+		ok := t.Run(a.name, func(t *testing.T) {
+			if a.root && os.Geteuid() != 0 {
+				t.Skip("needs root")
+			}
+			for _, id := range a.do(t, s) {
+				s.extra[id] = true
+			}
+			s.check(t, a.name)
+		})
+		if !ok {
+			break // later checks would blame the next attack
+		}
+	}
+	fds, rss := s.usage()
+	t.Logf("after the siege: fds %d (before %d), RSS %d kB (before %d)", fds, s.baseFds, rss, s.baseRSS)
+	if fds > s.baseFds+len(s.extra)*2+8 {
+		t.Errorf("emperor fds grew from %d to %d", s.baseFds, fds)
+	}
+	if rss > s.baseRSS+16*1024 {
+		t.Errorf("emperor RSS grew from %d kB to %d kB", s.baseRSS, rss)
+	}
+}
+
+// check waits for the emperor to settle on exactly the expected vassals,
+// then times stats and looks for escaped processes.
+func (s *siege) check(t *testing.T, after string) {
+	t.Helper()
+	want := slices.Clone(s.honest)
+	for id := range s.extra {
+		want = append(want, id)
+	}
+	sort.Strings(want)
+	var got []string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got = s.running(t)
+		if slices.Equal(got, want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		var missing, extra []string
+		for _, id := range want {
+			if !slices.Contains(got, id) {
+				missing = append(missing, id)
+			}
+		}
+		for _, id := range got {
+			if !slices.Contains(want, id) {
+				extra = append(extra, id)
+			}
+		}
+		t.Errorf("after %s: not running %q; running but not expected %q", after, missing, extra)
+	}
+	// The best of three: one slow answer on a loaded machine is noise, a
+	// stalled loop is slow every time.
+	best := time.Hour
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		data := readStats(t, "unix", s.stats)
+		if d := time.Since(start); d < best {
+			best = d
+		}
+		if !utf8.Valid(data) || !json.Valid(data) {
+			t.Errorf("after %s: the stats document is not valid UTF-8 JSON", after)
+		}
+	}
+	if best > 100*time.Millisecond {
+		t.Errorf("after %s: stats took %v (best of three)", after, best)
+	}
+	for _, pid := range s.marked() {
+		if outsideTree(s.em.cmd.Process.Pid, pid) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			t.Errorf("after %s: pid %d (%s) of a vassal lives outside the emperor's tree", after, pid, strings.TrimSpace(string(comm)))
+		}
+	}
+	if t.Failed() {
+		t.Logf("emperor log:\n%s", s.em.log.String())
+	}
+}
+
+// quick checks, in the middle of an attack, that the honest vassals run and
+// stats come fast.
+func (s *siege) quick(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	running := s.running(t)
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Logf("stats took %v during the attack", d)
+	}
+	for _, id := range s.honest {
+		if !slices.Contains(running, id) {
+			t.Errorf("%s does not run during the attack", id)
+		}
+	}
+}
+
+// running is the sorted ids of the vassals with a process, from the stats.
+func (s *siege) running(t *testing.T) []string {
+	doc := parseStats(t, readStats(t, "unix", s.stats))
+	var ids []string
+	for _, v := range doc.Vassals {
+		if pid, _ := v["pid"].(float64); pid > 0 {
+			ids = append(ids, fmt.Sprint(v["id"]))
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// marked is every process with the siege's mark in its environment, but the
+// emperor itself.
+func (s *siege) marked() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == s.em.cmd.Process.Pid {
+			continue
+		}
+		if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil && bytes.Contains(env, []byte("SIEGE_MARK="+s.mark+"\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func (s *siege) usage() (fds, rssKB int) {
+	pid := s.em.cmd.Process.Pid
+	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			rssKB, _ = strconv.Atoi(strings.Fields(line)[1])
+		}
+	}
+	return len(entries), rssKB
+}
+
+// validUTF8 is s with every byte that is not UTF-8 replaced by U+FFFD, as
+// a JSON decoder reads such a byte.
+func validUTF8(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r) // range yields U+FFFD for each invalid byte
+	}
+	return b.String()
+}
+
+// shellVassal is a config for the runner that runs script with /bin/sh.
+func shellVassal(script string) string {
+	return "[uwsgi]\nunprivileged-binary-patch-arg = sh -c '" + script + "'\n"
+}
+
+func siegeAttacks() []attack {
+	return []attack{
+		{"a FIFO as a config", false, func(t *testing.T, s *siege) []string {
+			if err := syscall.Mkfifo(filepath.Join(s.env.vassals, "fifo.ini"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}},
+		{"links to endless and device files", false, func(t *testing.T, s *siege) []string {
+			for name, target := range map[string]string{"pagemap.ini": "/proc/self/pagemap", "zero.ini": "/dev/zero",
+				"random.json": "/dev/urandom", "tty.xml": "/dev/tty", "kmsg.yml": "/dev/kmsg"} {
+				os.Symlink(target, filepath.Join(s.env.vassals, name))
+			}
+			return nil
+		}},
+		{"a 3 GiB sparse config", false, func(t *testing.T, s *siege) []string {
+			f, err := os.Create(filepath.Join(s.env.vassals, "sparse.ini"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("[uwsgi]\n")
+			f.Truncate(3 << 30)
+			f.Close()
+			return nil
+		}},
+		{"a socket, a directory and a link loop as configs", false, func(t *testing.T, s *siege) []string {
+			ln, err := net.Listen("unix", filepath.Join(s.env.vassals, "sock.ini"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			os.Mkdir(filepath.Join(s.env.vassals, "dir.ini"), 0o755)
+			os.Symlink("loop2.ini", filepath.Join(s.env.vassals, "loop1.ini"))
+			os.Symlink("loop1.ini", filepath.Join(s.env.vassals, "loop2.ini"))
+			return nil
+		}},
+		{"configs that include themselves and endless files", false, func(t *testing.T, s *siege) []string {
+			// Each fails in the runner (one line naming the file) and is
+			// throttled; meanwhile the emperor serves everyone else.
+			patch := "unprivileged-binary-patch-arg = sleep 1000\n"
+			for name, body := range map[string]string{"selfinc.ini": "ini = %p\n", "zeroinc.ini": "ini = /dev/zero\n",
+				"atzero.ini": "foo = @(/dev/zero)\n", "pagemapinc.ini": "ini = /proc/self/pagemap\n",
+				"pagemapat.ini": "foo = @(/proc/self/pagemap)\n"} {
+				writeFile(t, filepath.Join(s.env.vassals, name), "[uwsgi]\n"+body+patch)
+			}
+			time.Sleep(2 * time.Second)
+			s.quick(t)
+			for _, name := range []string{"selfinc.ini", "zeroinc.ini", "atzero.ini", "pagemapinc.ini", "pagemapat.ini"} {
+				os.Remove(filepath.Join(s.env.vassals, name))
+			}
+			return nil
+		}},
+		{"a config of 16 MB", false, func(t *testing.T, s *siege) []string {
+			big := "[uwsgi]\n" + strings.Repeat("env = A=0123456789012345678901234567890123456789\n", 16<<20/48)
+			writeFile(t, filepath.Join(s.env.vassals, "huge.ini"), big)
+			return nil
+		}},
+		{"hostile file names", false, func(t *testing.T, s *siege) []string {
+			var ids []string
+			for i, name := range []string{"$(touch PWNED).ini", "`touch PWNED`.ini", "a\"; touch PWNED; \".ini", "-rf.ini",
+				"tab\there.ini", "new\nline.ini", "\xff\xfe-latin.ini", strings.Repeat("l", 240) + ".ini", "sp ace.ini", "semi;colon.ini"} {
+				path := filepath.Join(s.env.vassals, name)
+				if err := os.WriteFile(path, []byte(probeINI(s.env.sink, fmt.Sprintf("hostile%d", i), "send=17")), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, validUTF8(name)) // as the stats show it
+			}
+			for i := range ids {
+				s.env.sink.waitStart(t, 0, fmt.Sprintf("hostile%d", i))
+			}
+			if _, err := os.Stat(filepath.Join(s.env.vassals, "PWNED")); err == nil {
+				t.Error("a file name ran as shell code")
+			}
+			if _, err := os.Stat(filepath.Join(s.env.root, "PWNED")); err == nil {
+				t.Error("a file name ran as shell code")
+			}
+			return ids
+		}},
+		{"a vassal flooding its emperor fd", false, func(t *testing.T, s *siege) []string {
+			writeFile(t, filepath.Join(s.env.vassals, "flood.ini"), shellVassal(`exec cat /dev/urandom >&$UWSGI_EMPEROR_FD`))
+			time.Sleep(time.Second)
+			mark := s.env.sink.count()
+			start := time.Now()
+			touch(t, filepath.Join(s.env.vassals, "honest1.ini"), time.Now().Add(3*time.Second))
+			s.env.sink.waitFor(t, mark, 10*time.Second, "honest1 reload during the flood", reloadOf("honest1"))
+			t.Logf("touch -> reload of another vassal during the flood: %v", time.Since(start))
+			os.Remove(filepath.Join(s.env.vassals, "flood.ini"))
+			return nil
+		}},
+		{"every byte value on the protocol", false, func(t *testing.T, s *siege) []string {
+			writeFile(t, filepath.Join(s.env.vassals, "bytes.ini"), shellVassal(`i=0; while [ $i -lt 256 ]; do printf "\\$(printf %o $i)" >&$UWSGI_EMPEROR_FD; i=$((i+1)); done; exec sleep 1000`))
+			return []string{"bytes.ini"}
+		}},
+		{"daemons left behind by a vassal that exits", false, func(t *testing.T, s *siege) []string {
+			writeFile(t, filepath.Join(s.env.vassals, "forker.ini"), shellVassal(`i=0; while [ $i -lt 50 ]; do (setsid sleep 1000 &) ; i=$((i+1)); done; sleep 1; exit 1`))
+			time.Sleep(3 * time.Second)
+			os.Remove(filepath.Join(s.env.vassals, "forker.ini"))
+			return nil
+		}},
+		{"a vassal and its children ignoring SIGTERM", false, func(t *testing.T, s *siege) []string {
+			path := filepath.Join(s.env.vassals, "stubborn.ini")
+			writeFile(t, path, shellVassal(`trap "" TERM; (trap "" TERM; sleep 1000) & (trap "" TERM; setsid sleep 1000 &); while :; do sleep 1; done`))
+			time.Sleep(time.Second)
+			os.Remove(path)
+			return nil
+		}},
+		{"stats clients that never speak or never read", false, func(t *testing.T, s *siege) []string {
+			var conns []net.Conn
+			for i := 0; i < 300; i++ {
+				if c, err := net.Dial("unix", s.stats); err == nil {
+					conns = append(conns, c)
+				}
+			}
+			t.Cleanup(func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			})
+			return nil
+		}},
+		{"a config created and removed a thousand times", false, func(t *testing.T, s *siege) []string {
+			path := filepath.Join(s.env.vassals, "churn.ini")
+			content := []byte(probeINI(s.env.sink, "churn", "send=17"))
+			for i := 0; i < 1000; i++ {
+				os.WriteFile(path, content, 0o644)
+				os.Remove(path)
+			}
+			os.WriteFile(path, content, 0o644)
+			return []string{"churn.ini"}
+		}},
+		{"the directory removed and made again", false, func(t *testing.T, s *siege) []string {
+			keep := map[string][]byte{}
+			entries, _ := os.ReadDir(s.env.vassals)
+			for _, e := range entries {
+				if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() < 1<<20 {
+					keep[e.Name()], _ = os.ReadFile(filepath.Join(s.env.vassals, e.Name()))
+				}
+			}
+			if err := os.RemoveAll(s.env.vassals); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			os.Mkdir(s.env.vassals, 0o755)
+			for name, data := range keep {
+				os.WriteFile(filepath.Join(s.env.vassals, name), data, 0o644)
+			}
+			return nil
+		}},
+		{"a user's config including a root-only file (tyrant)", true, func(t *testing.T, s *siege) []string {
+			// Another emperor, in tyrant mode, on a directory of its own.
+			publicBinaries(t) // the runner must be executable by the user
+			env := newTestEnv(t)
+			env.openUp(t)
+			secret := filepath.Join(env.root, "secret")
+			writeFile(t, secret, "TOPSECRET-"+s.mark)
+			os.Chmod(secret, 0o600)
+			path := filepath.Join(env.vassals, "user.ini")
+			writeFile(t, path, "[uwsgi]\nini = "+secret+"\nunprivileged-binary-patch-arg = sh -c 'cat "+secret+"; kill -9 $PPID; exec sleep 1000'\n")
+			os.Chown(path, 65534, 65534)
+			stats := filepath.Join(env.root, "t.sock")
+			em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant", "--emperor-stats", stats)
+			em.waitLog(t, "[emperor] vassal user.ini started", 10*time.Second)
+			time.Sleep(time.Second)
+			if strings.Contains(em.log.String(), "TOPSECRET") || bytes.Contains(readStats(t, "unix", stats), []byte("TOPSECRET")) {
+				t.Error("a root-only file's content reached the log or the stats")
+			}
+			if em.cmd.ProcessState != nil {
+				t.Error("a tyrant vassal killed its emperor")
+			}
+			return nil
+		}},
+	}
 }
 
 // ==== Benchmarks: latency, bursts, storms, scale ========================

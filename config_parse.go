@@ -213,6 +213,8 @@ type ParseSpec struct {
 	// Optional reports whether a known option's argument is optional (getopt's optional_argument): "--name"
 	// alone has none, only "--name=v" gives one.
 	Optional func(name string) bool
+	// Short is the long name of a one-letter option ("" if there is none), for "-s ADDR", "-M", "-Mp4".
+	Short func(c byte) string
 	// Suggest is the closest known name to an unknown one, for a "did you mean" ("" for none).
 	Suggest    func(name string) string
 	Environ    []string // the environment (os.Environ()); UWSGI_* become options, $(VAR) reads it
@@ -402,9 +404,17 @@ func (p *cfgParser) addCommandLine(args []string) error {
 		}
 		if !strings.HasPrefix(a, "--") {
 			if strings.HasPrefix(a, "-") && a != "-" {
-				// uWSGI's one-letter forms (-s, -M, -d...) are not read
-				// here: the long name says the same.
-				return configUnrecognized("", "", a, nil)
+				entries, used, err := p.shortOptions(a[1:], args[i+1:])
+				if err != nil {
+					return err
+				}
+				i += used
+				for _, e := range entries {
+					if err := p.add(e); err != nil {
+						return err
+					}
+				}
+				continue
 			}
 			trailing = append(trailing, a)
 			continue
@@ -427,6 +437,39 @@ func (p *cfgParser) addCommandLine(args []string) error {
 		}
 	}
 	return nil
+}
+
+// shortOptions decodes one "-xyz" group as getopt does: flags may be
+// grouped, and the first letter that takes an argument takes the rest of
+// the group, or else (a required one) the next argument.
+func (p *cfgParser) shortOptions(group string, rest []string) ([]cfgEntry, int, error) {
+	if p.spec.Short == nil || p.spec.Known == nil {
+		return nil, 0, configUnrecognized("", "-", group, nil) // no table of letters
+	}
+	var out []cfgEntry
+	for i := 0; i < len(group); i++ {
+		name := p.spec.Short(group[i])
+		if name == "" {
+			return nil, 0, errors.New("invalid option -- '" + group[i:i+1] + "'")
+		}
+		if _, isFlag := p.spec.Known(name); isFlag {
+			out = append(out, cfgEntry{Option: Option{Key: name, Value: "true", Src: "command line"}, null: true})
+			continue
+		}
+		e := cfgEntry{Option: Option{Key: name, Value: group[i+1:], Src: "command line"}}
+		switch {
+		case i+1 < len(group):
+		case p.spec.Optional != nil && p.spec.Optional(name):
+			e.Value, e.null = "true", true
+		case len(rest) == 0:
+			return nil, 0, errors.New("option requires an argument -- '" + group[i:i+1] + "'")
+		default:
+			e.Value = rest[0]
+			return append(out, e), 1, nil
+		}
+		return append(out, e), 0, nil
+	}
+	return out, 0, nil
 }
 
 // commandLineOption decodes one "--name[=value]" and reports how many of the

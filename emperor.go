@@ -5330,9 +5330,14 @@ var optionIndex = func() map[string]*optionSpec {
 }()
 
 // uwsgiOptionKinds is uwsgiOptionTable decoded, once, when an option is
-// first looked up (a one-letter form is only in the tsv: the command line
-// takes long names).
+// first looked up.
 var uwsgiOptionKinds map[string]optionKind
+
+// uwsgiShortOptions are the options with a one-letter form, by letter:
+// the first by name. uWSGI takes the first of its table; the two orders
+// differ only between aliases (-C: chmod-socket or chmod), and where two
+// options with a letter differ, -s, both take socket, not uwsgi-socket.
+var uwsgiShortOptions = map[byte]string{}
 
 // uwsgiOptionNames are its names, sorted.
 var uwsgiOptionNames []string
@@ -5369,6 +5374,9 @@ func uwsgiOptions() map[string]optionKind {
 			k := strings.IndexByte("VFOLWGPM", t[end])
 			uwsgiOptionKinds[name] = optionKind(k % 4)
 			uwsgiOptionNames = append(uwsgiOptionNames, name)
+			if k >= 4 && uwsgiShortOptions[t[end+1]] == "" {
+				uwsgiShortOptions[t[end+1]] = name
+			}
 			t = t[end+1+k/4:]
 			prev = name
 		}
@@ -5396,6 +5404,11 @@ func knownOption(name string) (known, isFlag bool) {
 	return known, known && kind == optFlag
 }
 
+func shortOption(c byte) string {
+	uwsgiOptions()
+	return uwsgiShortOptions[c]
+}
+
 func optionalArgument(name string) bool {
 	kind, _ := optionKindOf(name)
 	return kind == optOptional
@@ -5403,7 +5416,7 @@ func optionalArgument(name string) bool {
 
 // optionParseSpec is how the emperor and the runner read a command line.
 func optionParseSpec(env []string, cwd, self string) ParseSpec {
-	return ParseSpec{Known: knownOption, Optional: optionalArgument, Suggest: closestOption,
+	return ParseSpec{Known: knownOption, Optional: optionalArgument, Short: shortOption, Suggest: closestOption,
 		Environ: env, Cwd: cwd, BinaryPath: self, Version: version}
 }
 

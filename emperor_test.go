@@ -4224,7 +4224,11 @@ func TestOptionKindsOnTheCommandLine(t *testing.T) {
 		{[]string{"--socket"}, []string{"option '--socket' requires an argument"}},
 		{[]string{"--emperor-trottle", "3"}, []string{"unrecognized option '--emperor-trottle' (did you mean --emperor-throttle?)"}},
 		{[]string{"--zzzzzzzzzzzz"}, []string{"unrecognized option '--zzzzzzzzzzzz'"}},
-		{[]string{"-M"}, []string{"unrecognized option '-M'"}},
+		{[]string{"-M", "-d", "/x.log"}, []string{"master=true", "daemonize=/x.log"}},
+		{[]string{"-Mp4", "-s", ":1", "-s:2"}, []string{"master=true", "processes=4", "socket=:1", "socket=:2"}},
+		{[]string{"-C", "-C666"}, []string{"chmod=true", "chmod=666"}}, // an optional argument: attached only
+		{[]string{"-K"}, []string{"invalid option -- 'K'"}},
+		{[]string{"-Mp"}, []string{"option requires an argument -- 'p'"}},
 	} {
 		o, err := ParseArgs(c.args, optionParseSpec(nil, "/", "/x"))
 		got := []string{}
@@ -4376,7 +4380,7 @@ func TestMasterDaemonizeFromInitScript(t *testing.T) {
 func TestOptionsLikeUWSGI(t *testing.T) {
 	needUWSGI(t)
 	refused := func(out string) bool {
-		for _, s := range []string{"unrecognized option", "doesn't allow an argument", "requires an argument"} {
+		for _, s := range []string{"unrecognized option", "doesn't allow an argument", "requires an argument", "invalid option"} {
 			if strings.Contains(out, s) {
 				return true
 			}
@@ -4388,6 +4392,7 @@ func TestOptionsLikeUWSGI(t *testing.T) {
 		{"--socket", ":0", "--protocol", "http"}, {"--log-date"}, {"--log-date=%Y"}, {"--subscribe-to", "x"},
 		{"--callable", "app"}, {"--uwsgi-socket", ":0"}, {"--vacuum=1"}, {"--no-such-thing"}, {"--env"},
 		{"--thunder-lock", "--harakiri", "3"}, {"--stats-http"}, {"--emperor-on-demand-exec", "x"},
+		{"-M", "-d", "/dev/null"}, {"-Mp4"}, {"-K"}, {"-Mp"}, {"-C"}, {"-s"},
 	} {
 		full := slices.Concat([]string{"--plugin", "python3"}, args, []string{"--connect-and-read", "/nonexistent.sock"})
 		theirs, _ := exec.Command("timeout", slices.Concat([]string{"-s", "KILL", "5", "uwsgi-core"}, full)...).CombinedOutput()

@@ -5481,7 +5481,11 @@ func readOptionNames(o *Options) (ignored []string, err error) {
 		_, known := optionKindOf(op.Key)
 		switch {
 		case !known && !o.Placeholder(op.Key) && !configEndKeys[op.Key] && (op.Src != "environment" || !strings.HasPrefix(op.Key, "vassal-")):
-			return nil, configUnrecognized(op.Src, "", op.Key, closestOption)
+			where := op.Src
+			if where == "environment" {
+				where += " UWSGI_" + strings.ToUpper(strings.ReplaceAll(op.Key, "-", "_"))
+			}
+			return nil, configUnrecognized(where, "", op.Key, closestOption)
 		case known && !seen[op.Key] && !emperorActsOn(op.Key):
 			seen[op.Key] = true
 			ignored = append(ignored, op.Key)
@@ -5614,8 +5618,20 @@ func immediateOption(args []string) string {
 			found = "version"
 			continue
 		}
-		name, hasValue := strings.CutPrefix(args[i], "--")
-		if !hasValue || strings.Contains(name, "=") {
+		name, long := strings.CutPrefix(args[i], "--")
+		if !long && len(name) > 1 && name[0] == '-' {
+			// A group of letters: a value's letter takes the rest, or
+			// the next argument when it ends the group.
+			for j := 1; j < len(name); j++ {
+				if kind, _ := optionKindOf(shortOption(name[j])); kind != optFlag {
+					name = ""
+					if j == len(args[i])-1 && kind != optOptional {
+						name = shortOption(args[i][j])
+					}
+					break
+				}
+			}
+		} else if !long || strings.Contains(name, "=") {
 			continue
 		}
 		if kind, known := optionKindOf(name); known && (kind == optValue || kind == optList) {

@@ -24,7 +24,7 @@
 //	systemd and a parent emperor  sd_notify both ways, an emperor as a vassal
 //	Shutdown                   ragnarok, no mercy, the burial
 //	The emperor's configuration   options read once into emperorConfig
-//	Options and help           the one table of options the emperor knows, --help
+//	Options and help           uWSGI's option table and what the emperor does with each, --help
 //	Command line and start-up  main, run, what an invocation becomes
 //	The vassal runner          a vassal config applied in-process, then exec
 //	The pre-exec stage         the emperor re-executed between fork and exec

@@ -54,9 +54,23 @@ type Option struct {
 }
 
 // Options is the ordered option list uWSGI builds while parsing.
-type Options struct{ List []Option }
+type Options struct {
+	List []Option
+	// placeholders are the keys used as placeholders: read by %(key) or
+	// if-opt, or declared by set-placeholder. Such a key needs no option
+	// of that name.
+	placeholders map[string]bool
+}
+
+// Placeholder reports whether key is used or declared as a placeholder.
+func (o *Options) Placeholder(key string) bool { return o != nil && o.placeholders[key] }
+
+// The accessors are read once per config and called from many places:
+// kept out of line, each call site is a call, not a copy of the loop.
 
 // Last returns the value of the last occurrence of any of the names (aliases), and whether one was found.
+//
+//go:noinline
 func (o *Options) Last(names ...string) (string, bool) {
 	if o == nil {
 		return "", false
@@ -70,6 +84,8 @@ func (o *Options) Last(names ...string) (string, bool) {
 }
 
 // All returns every value of any of the names, in order.
+//
+//go:noinline
 func (o *Options) All(names ...string) []string {
 	if o == nil {
 		return nil
@@ -191,8 +207,16 @@ var configWarn = func(msg string) { fmt.Fprintln(os.Stderr, msg) }
 // ParseSpec tells ParseArgs how to read a command line.
 type ParseSpec struct {
 	// Known reports whether name is a recognised command-line option and whether it is a flag (takes no argument).
-	// An unknown option on the command line is an error "unrecognized option '--name'". Config FILE keys are never checked.
-	Known      func(name string) (known, isFlag bool)
+	// An unknown option on the command line is an error "unrecognized option '--name'". Config FILE keys are not
+	// checked here (uWSGI takes any key as a placeholder), only in strict mode.
+	Known func(name string) (known, isFlag bool)
+	// Optional reports whether a known option's argument is optional (getopt's optional_argument): "--name"
+	// alone has none, only "--name=v" gives one.
+	Optional func(name string) bool
+	// Short is the long name of a one-letter option ("" if there is none), for "-s ADDR", "-M", "-Mp4".
+	Short func(c byte) string
+	// Suggest is the closest known name to an unknown one, for a "did you mean" ("" for none).
+	Suggest    func(name string) string
 	Environ    []string // the environment (os.Environ()); UWSGI_* become options, $(VAR) reads it
 	Cwd        string   // startup cwd, for %v and relative paths (defaults to os.Getwd())
 	BinaryPath string   // for %b
@@ -232,6 +256,7 @@ type cfgParser struct {
 	logic     *cfgLogic
 	running   bool // uWSGI's logic_opt_running: logic bodies add options unfiltered
 	strict    bool
+	used      map[string]bool // keys read as placeholders or by if-opt
 	// Budgets for the whole parse, so no input can make it run for long.
 	readBytes  int            // bytes read from files and commands
 	expandWork int            // bytes scanned by the substitution passes after a replacement
@@ -261,14 +286,41 @@ func ParseArgs(args []string, spec ParseSpec) (*Options, error) {
 	if err := p.applyInherit(); err != nil {
 		return nil, err
 	}
+	out := p.options()
 	if err := p.checkStrict(); err != nil {
-		return nil, err
-	}
-	out := &Options{List: make([]Option, len(p.list))}
-	for i, e := range p.list {
-		out.List[i] = e.Option
+		return nil, &ConfigStrictError{Options: out, err: err}
 	}
 	return out, nil
+}
+
+func (p *cfgParser) options() *Options {
+	out := &Options{List: make([]Option, len(p.list)), placeholders: p.used}
+	for i, e := range p.list {
+		out.List[i] = e.Option
+		if e.configured && !configImmediate[e.Key] { // set-placeholder's
+			if out.placeholders == nil {
+				out.placeholders = map[string]bool{}
+			}
+			out.placeholders[e.Key] = true
+		}
+	}
+	return out
+}
+
+// configUnrecognized is the error for a name no option has, with the
+// closest name that is one when suggest finds it; where is the file and
+// line, "" on the command line.
+func configUnrecognized(where, dashes, name string, suggest func(string) string) error {
+	msg := "unrecognized option '" + dashes + name + "'"
+	if suggest != nil {
+		if s := suggest(name); s != "" {
+			msg += " (did you mean " + dashes + s + "?)"
+		}
+	}
+	if where != "" {
+		msg = where + ": " + msg
+	}
+	return errors.New(msg)
 }
 
 func newCfgParser(spec ParseSpec) (*cfgParser, error) {
@@ -358,7 +410,17 @@ func (p *cfgParser) addCommandLine(args []string) error {
 		}
 		if !strings.HasPrefix(a, "--") {
 			if strings.HasPrefix(a, "-") && a != "-" {
-				return fmt.Errorf("unrecognized option '%s'", a)
+				entries, used, err := p.shortOptions(a[1:], args[i+1:])
+				if err != nil {
+					return err
+				}
+				i += used
+				for _, e := range entries {
+					if err := p.add(e); err != nil {
+						return err
+					}
+				}
+				continue
 			}
 			trailing = append(trailing, a)
 			continue
@@ -383,6 +445,39 @@ func (p *cfgParser) addCommandLine(args []string) error {
 	return nil
 }
 
+// shortOptions decodes one "-xyz" group as getopt does: flags may be
+// grouped, and the first letter that takes an argument takes the rest of
+// the group, or else (a required one) the next argument.
+func (p *cfgParser) shortOptions(group string, rest []string) ([]cfgEntry, int, error) {
+	if p.spec.Short == nil || p.spec.Known == nil {
+		return nil, 0, configUnrecognized("", "-", group, nil) // no table of letters
+	}
+	var out []cfgEntry
+	for i := 0; i < len(group); i++ {
+		name := p.spec.Short(group[i])
+		if name == "" {
+			return nil, 0, errors.New("invalid option -- '" + group[i:i+1] + "'")
+		}
+		if _, isFlag := p.spec.Known(name); isFlag {
+			out = append(out, cfgEntry{Option: Option{Key: name, Value: "true", Src: "command line"}, null: true})
+			continue
+		}
+		e := cfgEntry{Option: Option{Key: name, Value: group[i+1:], Src: "command line"}}
+		switch {
+		case i+1 < len(group):
+		case p.spec.Optional != nil && p.spec.Optional(name):
+			e.Value, e.null = "true", true
+		case len(rest) == 0:
+			return nil, 0, errors.New("option requires an argument -- '" + group[i:i+1] + "'")
+		default:
+			e.Value = rest[0]
+			return append(out, e), 1, nil
+		}
+		return append(out, e), 0, nil
+	}
+	return out, 0, nil
+}
+
 // commandLineOption decodes one "--name[=value]" and reports how many of the
 // following arguments it consumed.
 func (p *cfgParser) commandLineOption(body string, rest []string) (cfgEntry, int, error) {
@@ -394,10 +489,13 @@ func (p *cfgParser) commandLineOption(body string, rest []string) (cfgEntry, int
 		// Without a table, a following argument that is not an option is the value.
 		isFlag = len(rest) == 0 || strings.HasPrefix(rest[0], "--")
 	}
+	if known && !hasValue && p.spec.Optional != nil && p.spec.Optional(name) {
+		isFlag = true // only "--name=v" gives an optional argument
+	}
 	e := cfgEntry{Option: Option{Key: name, Src: "command line"}}
 	switch {
 	case !known || name == "":
-		return e, 0, fmt.Errorf("unrecognized option '--%s'", name)
+		return e, 0, configUnrecognized("", "--", name, p.spec.Suggest)
 	case isFlag && hasValue && p.spec.Known != nil:
 		return e, 0, fmt.Errorf("option '--%s' doesn't allow an argument", name)
 	case isFlag:
@@ -433,6 +531,15 @@ var configImmediate = configSet(
 	"need-plugins", "need-plugin", "plugins-dir", "plugin-dir", "autoload", "dlopen",
 	"binary-append-data", "iprint", "exit", "cflags", "dot-h", "config-py", "build-plugin",
 )
+
+// configLanguage are the options this parser carries out itself: the
+// config loaders, set, strict and the logic blocks.
+var configLanguage = configSet("ini", "xml", "xmlconfig", "yaml", "yml", "json", "js", "config",
+	"include", "inherit", "set", "set-placeholder", "set-ph", "strict", "for", "for-glob", "for-times",
+	"for-readline", "endfor", "end-for", "if-opt", "if-not-opt", "if-env", "if-not-env", "ifenv",
+	"if-reload", "if-not-reload", "if-hostname", "if-not-hostname", "if-exists", "if-not-exists",
+	"ifexists", "if-plugin", "if-not-plugin", "ifplugin", "if-file", "if-not-file", "if-dir",
+	"if-not-dir", "ifdir", "if-directory", "if-hostname-match", "if-not-hostname-match", "endif", "end-if")
 
 func configSet(names ...string) map[string]bool {
 	m := make(map[string]bool, len(names))
@@ -518,6 +625,10 @@ func (p *cfgParser) set(e cfgEntry, placeholderOnly bool) error {
 // lookup is uwsgi_get_exported_opt: the first entry with that key; a NULL
 // value (command-line flag) counts as absent.
 func (p *cfgParser) lookup(key string) (string, bool) {
+	if p.used == nil {
+		p.used = map[string]bool{}
+	}
+	p.used[key] = true
 	if i := p.lookupIndex(key); i >= 0 {
 		return p.list[i].Value, !p.list[i].null
 	}
@@ -1189,6 +1300,15 @@ func (t *cfgText) src(off int) string { return t.name + ":" + strconv.Itoa(t.lin
 // may read it (a scheme, a YAML or XML form it does not implement): the
 // vassal runner hands such a config to a real uWSGI.
 type ConfigUnsupportedError struct{ err error }
+
+// ConfigStrictError is strict mode refusing a key no option has; Options
+// is the list as parsed, for a caller that leaves strict mode to uWSGI.
+type ConfigStrictError struct {
+	Options *Options
+	err     error
+}
+
+func (e *ConfigStrictError) Error() string { return e.err.Error() }
 
 func (e *ConfigUnsupportedError) Error() string { return e.err.Error() }
 func (e *ConfigUnsupportedError) Unwrap() error { return e.err }

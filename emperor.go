@@ -25,7 +25,7 @@
 //	systemd and a parent emperor  sd_notify both ways, an emperor as a vassal
 //	Shutdown                   ragnarok, no mercy, the burial
 //	The emperor's configuration   options read once into emperorConfig
-//	Options and help           the one table of options the emperor knows, --help
+//	Options and help           uWSGI's option table and what the emperor does with each, --help
 //	Command line and start-up  main, run, what an invocation becomes
 //	Command lines              when a line is exec'd directly, when it goes to /bin/sh -c
 //	Daemon life                daemonize, logto, log-date, pidfiles, vacuum, log reopening
@@ -2930,7 +2930,9 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	}
 	args := configAsINI(base.argv[1:])
 	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: base.env, Cwd: base.dir, BinaryPath: e.cfg.self, Version: version, OneFile: true})
+	spec := optionParseSpec(base.env, base.dir, e.cfg.self)
+	spec.OneFile = true
+	opts, err := ParseArgs(args, spec)
 	if err != nil {
 		return nil
 	}
@@ -4463,8 +4465,9 @@ type systemdState struct {
 type parentLink struct {
 	fd      int
 	token   uint32
-	hookPid int  // the hooks of a message from our emperor are running: act when this process ends
-	pending byte // the message they are for
+	hookPid int    // the hooks of a message from our emperor are running: act when this process ends
+	pending byte   // the message they are for
+	queue   []byte // messages that came meanwhile, in order
 }
 
 // parentLost stands for the end of our emperor's connection among its
@@ -4595,27 +4598,40 @@ func (e *emperor) onParentReadable() {
 // reload, parentLost): first its hooks (hook-emperor-stop, -reload, -lost),
 // as a uWSGI master runs them before it acts, each run even when one before
 // it failed. They run in a process of their own, so the loop goes on
-// serving; the stop or reload comes when that process ends. Messages that
-// come meanwhile are acted on at once: the first one's hooks have run.
+// serving; the stop or reload comes when that process ends, and messages
+// that come meanwhile wait their turn (a few: a reload asked for twice
+// while one is pending is one reload).
 func (e *emperor) parentMessage(msg byte) {
-	hooks := e.cfg.hooks.parentHooks[msg]
-	if len(hooks) == 0 || e.parent.hookPid != 0 || e.shutdown.dying {
-		e.parentAct(msg)
-		return
+	if q := e.parent.queue; len(q) < 8 && (len(q) == 0 || q[len(q)-1] != msg) {
+		e.parent.queue = append(q, msg)
 	}
-	spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks}.String()
-	env := append(os.Environ()[:len(os.Environ()):len(os.Environ())], asEmperorEnv+"="+spec)
-	pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
-		Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
-		Sys: &syscall.SysProcAttr{Setpgid: true},
-	})
-	if err != nil {
-		logRaw("[emperor] hook-%s: %v", parentHookPhases[msg], err)
-		e.parentAct(msg)
-		return
+	e.parentNext()
+}
+
+// parentNext starts on the next waiting message, unless hooks run.
+func (e *emperor) parentNext() {
+	for e.parent.hookPid == 0 && len(e.parent.queue) > 0 {
+		msg := e.parent.queue[0]
+		e.parent.queue = e.parent.queue[1:]
+		hooks := e.cfg.hooks.parentHooks[msg]
+		if len(hooks) == 0 || e.shutdown.dying {
+			e.parentAct(msg)
+			continue
+		}
+		spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks}.String()
+		env := append(os.Environ()[:len(os.Environ()):len(os.Environ())], asEmperorEnv+"="+spec)
+		pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
+			Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
+			Sys: &syscall.SysProcAttr{Setpgid: true},
+		})
+		if err != nil {
+			logRaw("[emperor] hook-%s: %v", parentHookPhases[msg], err)
+			e.parentAct(msg)
+			continue
+		}
+		e.strays.helpers[pid] = ""
+		e.parent.hookPid, e.parent.pending = pid, msg
 	}
-	e.strays.helpers[pid] = ""
-	e.parent.hookPid, e.parent.pending = pid, msg
 }
 
 // parentHooksDone is the end of the hooks' process: now the message.
@@ -4623,6 +4639,7 @@ func (e *emperor) parentHooksDone(pid int) {
 	if pid != 0 && pid == e.parent.hookPid {
 		e.parent.hookPid = 0
 		e.parentAct(e.parent.pending)
+		e.parentNext()
 	}
 }
 
@@ -4775,20 +4792,23 @@ type emperorConfig struct {
 	vassalCaps       uint64
 	self             string // this executable, for the pre-exec stage
 	own              ownPrivileges
-	odExt            string // on-demand socket name read from NAME+odExt
-	odDir            string // on-demand UNIX socket odDir/BASENAME.socket
-	odExec           string // on-demand socket name printed by this command
-	notifySocket     string // NOTIFY_SOCKET given to vassals, "" when off
+	odExt            string   // on-demand socket name read from NAME+odExt
+	odDir            string   // on-demand UNIX socket odDir/BASENAME.socket
+	odExec           string   // on-demand socket name printed by this command
+	notifySocket     string   // NOTIFY_SOCKET given to vassals, "" when off
+	ignored          []string // app server's options: logged once the log is open
 }
 
 func loadEmperorConfig(o *Options) (*emperorConfig, error) {
-	if keys := optionsIn(o, useNotYet); len(keys) > 0 {
-		return nil, fmt.Errorf("option --%s is recognised but not implemented yet", keys[0])
+	ignored, err := readOptionNames(o)
+	if err != nil {
+		return nil, err
 	}
 	for _, key := range optionsIn(o, useCosmetic) {
 		logRaw("[emperor] option --%s is accepted but has no effect here", key)
 	}
 	c := &emperorConfig{
+		ignored:          ignored,
 		monitors:         o.All("emperor"),
 		freq:             time.Duration(o.Int(3, "emperor-freq")) * time.Second,
 		throttleMs:       int64(o.Int(1000, "emperor-throttle")),
@@ -4848,7 +4868,6 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		return nil, err
 	}
 	c.buildVassalArgs(o)
-	var err error
 	if list, ok := o.Last("emperor-use-clone"); ok && list != "" && list != "0" {
 		if c.cloneFlags, err = parseCloneFlags(list); err != nil {
 			return nil, err
@@ -5054,12 +5073,24 @@ func parseCaps(list string) (uint64, error) {
 
 // ==== Options and help ==================================================
 
+// The emperor knows two tables. uWSGI 2.0.21's own (every option of its
+// core and of the plugins Debian ships, with how getopt reads it) is
+// generated into uwsgiOptionTable; the emperor's, options, says what the
+// emperor does with the options it acts on, and adds the few of its own.
+// One rule follows, for the command line and every config format: an
+// option the emperor acts on works; one it does not act on is an app
+// server's, accepted (a vassal's config hands it to the uWSGI that runs
+// it) and, in the emperor's own configuration, logged once as ignored; a
+// name in neither table is an error that names the closest option.
+
 // optionKind says how the command line reads an option.
 type optionKind uint8
 
 const (
-	optValue optionKind = iota // takes one argument
-	optFlag                    // takes none
+	optValue    optionKind = iota // takes one argument; the last one given wins
+	optFlag                       // takes none
+	optOptional                   // an optional argument: only --name=v gives one
+	optList                       // takes one argument; every one given counts
 )
 
 // optionUse is what the emperor does with an option it knows.
@@ -5068,15 +5099,14 @@ type optionUse uint8
 const (
 	useEmperor  optionUse = iota // read by the emperor or the vassal runner, or passed to uWSGI
 	useCosmetic                  // accepted, with a warning that it has no effect here
-	useNotYet                    // recognised, but its feature is not built: refused with an error
 )
 
-// optionSpec is one option the emperor knows. Those with help text are
-// listed first by --help, in table order, with their argument and default;
-// the rest after them, by name.
+// optionSpec is one option the emperor acts on, with what it does here.
+// Its kind is uWSGI's; an option of the emperor's own, which uWSGI's
+// table lacks, takes a value when it names one (arg), else none. --help
+// lists them in table order.
 type optionSpec struct {
 	name     string
-	kind     optionKind
 	use      optionUse
 	arg, def string
 	help     string
@@ -5084,156 +5114,289 @@ type optionSpec struct {
 
 // options is everything the emperor knows about its options, in one place.
 var options = []optionSpec{
-	{"emperor", optValue, useEmperor, "DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
-	{"emperor-freq", optValue, useEmperor, "N", "3", "seconds between full rescans (inotify acts at once)"},
-	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
-	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
-	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
-	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
-	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
-	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
-	{"emperor-removal-grace", optValue, useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
-	{"reload-mercy", optValue, useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
-	{"emperor-nofollow", optFlag, useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
-	{"emperor-extra-extension", optValue, useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
-	{"emperor-stats", optValue, useEmperor, "ADDR", "", "stats server on host:port or a UNIX socket path"},
-	{"emperor-pidfile", optValue, useEmperor, "PATH", "", "write the emperor pid"},
-	{"emperor-graceful-shutdown", optFlag, useEmperor, "", "off", "send byte 2 (graceful) instead of 0 to stop"},
-	{"binary-path", optValue, useEmperor, "PATH", "self", "program run for each vassal"},
-	{"emperor-wrapper", optValue, useEmperor, "PATH", "", "argv[0] for vassals instead of binary-path"},
-	{"vassal-set", optValue, useEmperor, "K=V", "", "pass --set K=V to every vassal (repeatable)"},
-	{"vassals-include", optValue, useEmperor, "F", "", "pass --include F after the vassal config"},
-	{"vassals-include-before", optValue, useEmperor, "F", "", "pass --include F before the vassal config"},
-	{"vassals-inherit", optValue, useEmperor, "F", "", "pass --inherit F after the vassal config"},
-	{"vassals-inherit-before", optValue, useEmperor, "F", "", "pass --inherit F before the vassal config"},
-	{"socket-timeout", optValue, useEmperor, "N", "4", "stats client timeout: to send an HTTP request, to read the answer"},
-	{"emperor-tyrant", optFlag, useEmperor, "", "off", "run each vassal as the owner of its config"},
-	{"emperor-tyrant-nofollow", optFlag, useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
-	{"emperor-use-clone", optValue, useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
-	{"vassals-cap", optValue, useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
-	{"emperor-on-demand-extension", optValue, useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
-	{"emperor-on-demand-directory", optValue, useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
-	{"emperor-on-demand-exec", optValue, useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
-	{"vassals-notify-socket", optValue, useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
-	{"uid", optValue, useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
-	{"gid", optValue, useEmperor, "GROUP", "", "the emperor drops to this group after binding its sockets"},
-	{"cap", optValue, useEmperor, "LIST", "", "capabilities the emperor keeps after dropping to uid"},
-	{"chroot", optValue, useEmperor, "DIR", "", "the emperor chroots after binding its sockets"},
-	{"listen", optValue, useEmperor, "N", "100", "backlog of on-demand sockets"},
-	{"connect-and-read", optValue, useEmperor, "ADDR", "", "print the stats document of a running emperor"},
-	{"status", optValue, useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
-	{"version", optFlag, useEmperor, "", "", "print the version"},
-	{name: "emperor-stats-server", kind: optValue, use: useEmperor},
-	{name: "emperor-procname", kind: optValue, use: useEmperor},
-	{name: "emperor-wrapper-override", kind: optValue, use: useEmperor},
-	{name: "emperor-wrapper-fallback", kind: optValue, use: useEmperor},
-	{name: "emperor-broodlord", kind: optValue, use: useEmperor},
-	{name: "emperor-on-demand-ext", kind: optValue, use: useEmperor},
-	{name: "emperor-on-demand-dir", kind: optValue, use: useEmperor},
-	{name: "emperor-extra-ext", kind: optValue, use: useEmperor},
-	{name: "emperor-cap", kind: optValue, use: useEmperor},
-	{name: "vassal-cap", kind: optValue, use: useEmperor},
-	{name: "emperor-proxy-socket", kind: optValue, use: useEmperor},
-	{name: "vassals-set", kind: optValue, use: useEmperor},
-	{name: "vassals-start-hook", kind: optValue, use: useEmperor},
-	{name: "vassals-stop-hook", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-start", kind: optValue, use: useEmperor},
-	{name: "hook-as-emperor", kind: optValue, use: useEmperor},
-	{name: "mount-as-emperor", kind: optValue, use: useEmperor},
-	{name: "umount-as-emperor", kind: optValue, use: useEmperor},
-	{name: "exec-as-emperor", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor", kind: optValue, use: useEmperor},
-	{name: "hook-as-vassal", kind: optValue, use: useEmperor},
-	{name: "exec-as-vassal", kind: optValue, use: useEmperor},
-	{name: "mount-as-vassal", kind: optValue, use: useEmperor},
-	{name: "umount-as-vassal", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal1", kind: optValue, use: useEmperor},
-	{name: "call-as-vassal3", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor1", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor2", kind: optValue, use: useEmperor},
-	{name: "call-as-emperor4", kind: optValue, use: useEmperor},
-	{name: "vassal-sos", kind: optValue, use: useEmperor},
-	{name: "vassal-sos-backlog", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-stop", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-reload", kind: optValue, use: useEmperor},
-	{name: "hook-emperor-lost", kind: optValue, use: useEmperor},
-	{name: "log-strftime", kind: optValue, use: useCosmetic},
-	{name: "ini", kind: optValue, use: useEmperor},
-	{name: "xml", kind: optValue, use: useEmperor},
-	{name: "json", kind: optValue, use: useEmperor},
-	{name: "js", kind: optValue, use: useEmperor},
-	{name: "yaml", kind: optValue, use: useEmperor},
-	{name: "yml", kind: optValue, use: useEmperor},
-	{name: "include", kind: optValue, use: useEmperor},
-	{name: "inherit", kind: optValue, use: useEmperor},
-	{name: "config", kind: optValue, use: useEmperor},
-	{name: "set", kind: optValue, use: useEmperor},
-	{name: "set-placeholder", kind: optValue, use: useEmperor},
-	{name: "set-ph", kind: optValue, use: useEmperor},
-	{name: "chdir", kind: optValue, use: useEmperor},
-	{name: "env", kind: optValue, use: useEmperor},
-	{name: "privileged-binary-patch", kind: optValue, use: useEmperor},
-	{name: "privileged-binary-patch-arg", kind: optValue, use: useEmperor},
-	{name: "unprivileged-binary-patch", kind: optValue, use: useEmperor},
-	{name: "unprivileged-binary-patch-arg", kind: optValue, use: useEmperor},
-	{name: "unshare", kind: optValue, use: useEmperor},
-	{name: "exec-as-root", kind: optValue, use: useEmperor},
-	{name: "exec-as-user", kind: optValue, use: useEmperor},
-	{name: "hook-as-root", kind: optValue, use: useEmperor},
-	{name: "hook-as-user", kind: optValue, use: useEmperor},
-	{name: "hook-pre-jail", kind: optValue, use: useEmperor},
-	{name: "hook-post-jail", kind: optValue, use: useEmperor},
-	{name: "hook-in-jail", kind: optValue, use: useEmperor},
-	{name: "hook-as-user-atexit", kind: optValue, use: useEmperor},
-	{name: "exec-pre-jail", kind: optValue, use: useEmperor},
-	{name: "exec-post-jail", kind: optValue, use: useEmperor},
-	{name: "exec-in-jail", kind: optValue, use: useEmperor},
-	{name: "safe-fd", kind: optValue, use: useEmperor},
-	{name: "pidfile", kind: optValue, use: useEmperor},
-	{name: "log-date", kind: optValue, use: useEmperor},
-	{name: "logdate", kind: optValue, use: useEmperor},
-	{name: "daemonize", kind: optValue, use: useEmperor},
-	{name: "daemonize2", kind: optValue, use: useEmperor},
-	{name: "logto", kind: optValue, use: useEmperor},
-	{name: "logto2", kind: optValue, use: useEmperor},
-	{name: "touch-logreopen", kind: optValue, use: useEmperor},
-	{name: "pidfile2", kind: optValue, use: useEmperor},
-	{name: "safe-pidfile", kind: optValue, use: useEmperor},
-	{name: "safe-pidfile2", kind: optValue, use: useEmperor},
-	{name: "max-fd", kind: optValue, use: useEmperor},
-	{name: "limit-as", kind: optValue, use: useEmperor},
-	{name: "logfile-chown", kind: optFlag, use: useEmperor},
-	{name: "log-reopen", kind: optFlag, use: useEmperor},
-	{name: "vacuum", kind: optFlag, use: useEmperor},
-	{name: "die-on-term", kind: optFlag, use: useEmperor},
-	{name: "no-orphans", kind: optFlag, use: useEmperor},
-	{name: "socket", kind: optValue, use: useEmperor},
-	{name: "http", kind: optValue, use: useEmperor},
-	{name: "http-socket", kind: optValue, use: useEmperor},
-	{name: "processes", kind: optValue, use: useEmperor},
-	{name: "workers", kind: optValue, use: useEmperor},
-	{name: "master", kind: optValue, use: useEmperor},
-	{name: "module", kind: optValue, use: useEmperor},
-	{name: "wsgi-file", kind: optValue, use: useEmperor},
-	{name: "plugins", kind: optValue, use: useEmperor},
-	{name: "plugin", kind: optValue, use: useEmperor},
-	{name: "procname", kind: optValue, use: useEmperor},
-	{name: "heartbeat", kind: optValue, use: useEmperor},
-	{name: "idle", kind: optValue, use: useEmperor},
-	{name: "emperor-magic-exec", kind: optFlag, use: useEmperor},
-	{name: "early-emperor", kind: optFlag, use: useEmperor},
-	{name: "imperial-monitor-list", kind: optFlag, use: useCosmetic},
-	{name: "imperial-monitors-list", kind: optFlag, use: useCosmetic},
-	{name: "stats-http", kind: optFlag, use: useEmperor},
-	{name: "stats-minified", kind: optFlag, use: useCosmetic},
-	{name: "stats-min", kind: optFlag, use: useCosmetic},
-	{name: "show-config", kind: optFlag, use: useEmperor},
-	{name: "help", kind: optFlag, use: useEmperor},
-	{name: "strict", kind: optFlag, use: useEmperor},
-	{name: "die-on-idle", kind: optFlag, use: useEmperor},
-	{name: "die-on-term", kind: optFlag, use: useEmperor},
+	{"emperor", useEmperor, "DIR|GLOB", "", "watch a directory or glob pattern of vassal configs (repeatable)"},
+	{"emperor-freq", useEmperor, "N", "3", "seconds between full rescans (inotify acts at once)"},
+	{"emperor-throttle", useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
+	{"emperor-max-throttle", useEmperor, "MS", "180000", "blacklist ceiling"},
+	{"emperor-no-blacklist", useEmperor, "", "off", "never throttle respawns"},
+	{"emperor-required-heartbeat", useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
+	{"emperor-curse-tolerance", useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
+	{"emperor-reload-grace", useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},
+	{"emperor-removal-grace", useEmperor, "MS", "250", "a config must stay gone this long before its vassal is stopped (deleted and written again: a reload)"},
+	{"reload-mercy", useEmperor, "N", "5", "seconds vassals get at shutdown before SIGKILL"},
+	{"emperor-nofollow", useEmperor, "", "off", "use the symlink's own mtime (touch --no-dereference)"},
+	{"emperor-extra-extension", useEmperor, "EXT", "", "also accept configs ending in EXT (repeatable)"},
+	{"emperor-stats", useEmperor, "ADDR", "", "stats server on host:port or a UNIX socket path"},
+	{"emperor-pidfile", useEmperor, "PATH", "", "write the emperor pid"},
+	{"emperor-graceful-shutdown", useEmperor, "", "off", "send byte 2 (graceful) instead of 0 to stop"},
+	{"binary-path", useEmperor, "PATH", "self", "program run for each vassal"},
+	{"emperor-wrapper", useEmperor, "PATH", "", "argv[0] for vassals instead of binary-path"},
+	{"vassal-set", useEmperor, "K=V", "", "pass --set K=V to every vassal (repeatable)"},
+	{"vassals-include", useEmperor, "F", "", "pass --include F after the vassal config"},
+	{"vassals-include-before", useEmperor, "F", "", "pass --include F before the vassal config"},
+	{"vassals-inherit", useEmperor, "F", "", "pass --inherit F after the vassal config"},
+	{"vassals-inherit-before", useEmperor, "F", "", "pass --inherit F before the vassal config"},
+	{"socket-timeout", useEmperor, "N", "4", "stats client timeout: to send an HTTP request, to read the answer"},
+	{"emperor-tyrant", useEmperor, "", "off", "run each vassal as the owner of its config"},
+	{"emperor-tyrant-nofollow", useEmperor, "", "off", "tyrant: the owner of a symlink, not of its target"},
+	{"emperor-use-clone", useEmperor, "LIST", "", "new namespaces per vassal: fs,net,ipc,pid,uts,user"},
+	{"vassals-cap", useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
+	{"emperor-on-demand-extension", useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
+	{"emperor-on-demand-directory", useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-on-demand-exec", useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
+	{"vassals-notify-socket", useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
+	{"uid", useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
+	{"gid", useEmperor, "GROUP", "", "the emperor drops to this group after binding its sockets"},
+	{"cap", useEmperor, "LIST", "", "capabilities the emperor keeps after dropping to uid"},
+	{"chroot", useEmperor, "DIR", "", "the emperor chroots after binding its sockets"},
+	{"listen", useEmperor, "N", "100", "backlog of on-demand sockets"},
+	{"connect-and-read", useEmperor, "ADDR", "", "print the stats document of a running emperor"},
+	{"status", useEmperor, "ADDR", "", "one line per vassal of a running emperor"},
+	{"version", useEmperor, "", "", "print the version"},
+	{name: "emperor-stats-server", use: useEmperor, help: "same as --emperor-stats"},
+	{name: "emperor-procname", use: useEmperor, help: "the command line ps shows for the emperor"},
+	{name: "emperor-wrapper-override", use: useEmperor, help: "argv[0] for vassals, tried before emperor-wrapper"},
+	{name: "emperor-wrapper-fallback", use: useEmperor, help: "argv[0] for vassals, tried when emperor-wrapper fails"},
+	{name: "emperor-broodlord", use: useEmperor, help: "at most N zergs started at once (Broodlord)"},
+	{name: "emperor-on-demand-ext", use: useEmperor, help: "same as --emperor-on-demand-extension"},
+	{name: "emperor-on-demand-dir", use: useEmperor, help: "same as --emperor-on-demand-directory"},
+	{name: "emperor-extra-ext", use: useEmperor, help: "same as --emperor-extra-extension"},
+	{name: "emperor-cap", use: useEmperor, help: "same as --vassals-cap"},
+	{name: "vassal-cap", use: useEmperor, help: "same as --vassals-cap"},
+	{name: "emperor-proxy-socket", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal binds it"},
+	{name: "vassals-set", use: useEmperor, help: "same as --vassal-set"},
+	{name: "vassals-start-hook", use: useEmperor, help: "command run for each vassal before its exec"},
+	{name: "vassals-stop-hook", use: useEmperor, help: "command run after each vassal is gone"},
+	{name: "hook-emperor-start", use: useEmperor, help: "hook run once before the first scan"},
+	{name: "hook-as-emperor", use: useEmperor, help: "hook run by the emperor after each vassal starts"},
+	{name: "mount-as-emperor", use: useEmperor, help: "mount done by the emperor after each vassal starts"},
+	{name: "umount-as-emperor", use: useEmperor, help: "umount done by the emperor after each vassal starts"},
+	{name: "exec-as-emperor", use: useEmperor, help: "command run by the emperor after each vassal starts"},
+	{name: "call-as-emperor", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "hook-as-vassal", use: useEmperor, help: "hook run in each vassal's process before its exec"},
+	{name: "exec-as-vassal", use: useEmperor, help: "command run in each vassal's process before its exec"},
+	{name: "mount-as-vassal", use: useEmperor, help: "mount done in each vassal's process before its exec"},
+	{name: "umount-as-vassal", use: useEmperor, help: "umount done in each vassal's process before its exec"},
+	{name: "call-as-vassal", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-vassal1", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-vassal3", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor1", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor2", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "call-as-emperor4", use: useEmperor, help: "refused: calls a C function of a uWSGI binary"},
+	{name: "vassal-sos", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal sends the SOS"},
+	{name: "vassal-sos-backlog", use: useEmperor, help: "a uWSGI vassal's option: logged, the vassal sends the SOS"},
+	{name: "hook-emperor-stop", use: useEmperor, help: "as a sub-emperor: hook run when its emperor sends stop, before stopping"},
+	{name: "hook-emperor-reload", use: useEmperor, help: "as a sub-emperor: hook run when its emperor sends reload, before reloading"},
+	{name: "hook-emperor-lost", use: useEmperor, help: "as a sub-emperor: hook run when the connection to its emperor ends"},
+	{name: "log-strftime", use: useCosmetic, arg: "FORMAT", help: "accepted, no effect here (log-date takes the format)"},
+	{name: "ini", use: useEmperor, help: "load an ini config"},
+	{name: "xml", use: useEmperor, help: "load an xml config"},
+	{name: "json", use: useEmperor, help: "load a json config"},
+	{name: "js", use: useEmperor, help: "load a json config"},
+	{name: "yaml", use: useEmperor, help: "load a yaml config"},
+	{name: "yml", use: useEmperor, help: "load a yaml config"},
+	{name: "include", use: useEmperor, help: "include a config (any format)"},
+	{name: "inherit", use: useEmperor, help: "use a config as a base, its values expanded last"},
+	{name: "config", use: useEmperor, help: "load a config, format by its name"},
+	{name: "set", use: useEmperor, help: "set an option, or a placeholder: K=V"},
+	{name: "set-placeholder", use: useEmperor, help: "set a placeholder: K=V"},
+	{name: "set-ph", use: useEmperor, help: "set a placeholder: K=V"},
+	{name: "chdir", use: useEmperor, help: "vassal runner: directory of the patched program"},
+	{name: "env", use: useEmperor, help: "vassal runner: environment variable K=V (repeatable)"},
+	{name: "privileged-binary-patch", use: useEmperor, help: "vassal runner: program run as root instead of an app server"},
+	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
+	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
+	{name: "unprivileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run after uid/gid instead of an app server"},
+	{name: "unshare", use: useEmperor, help: "vassal runner: new namespaces before the patched program"},
+	{name: "exec-as-root", use: useEmperor, help: "vassal runner: command run as root"},
+	{name: "exec-as-user", use: useEmperor, help: "vassal runner: command run after uid/gid"},
+	{name: "hook-as-root", use: useEmperor, help: "vassal runner: hook run as root"},
+	{name: "hook-as-user", use: useEmperor, help: "vassal runner: hook run after uid/gid"},
+	{name: "hook-pre-jail", use: useEmperor, help: "vassal runner: hook run before the jail"},
+	{name: "hook-post-jail", use: useEmperor, help: "vassal runner: hook run after the jail"},
+	{name: "hook-in-jail", use: useEmperor, help: "vassal runner: hook run in the jail"},
+	{name: "hook-as-user-atexit", use: useEmperor, help: "vassal runner: hook run at exit"},
+	{name: "exec-pre-jail", use: useEmperor, help: "vassal runner: command run before the jail"},
+	{name: "exec-post-jail", use: useEmperor, help: "vassal runner: command run after the jail"},
+	{name: "exec-in-jail", use: useEmperor, help: "vassal runner: command run in the jail"},
+	{name: "safe-fd", use: useEmperor, help: "a descriptor left open for vassals"},
+	{name: "pidfile", use: useEmperor, help: "write the emperor pid before the privilege drop"},
+	{name: "log-date", use: useEmperor, help: "prefix log lines with the date, or a strftime format"},
+	{name: "logdate", use: useEmperor, help: "same as --log-date"},
+	{name: "daemonize", use: useEmperor, help: "detach and log to FILE"},
+	{name: "daemonize2", use: useEmperor, help: "same as --daemonize"},
+	{name: "logto", use: useEmperor, help: "log to FILE (or udp host:port)"},
+	{name: "logto2", use: useEmperor, help: "log to FILE after the privilege drop"},
+	{name: "touch-logreopen", use: useEmperor, help: "reopen the log when FILE is touched"},
+	{name: "pidfile2", use: useEmperor, help: "write the emperor pid after the privilege drop"},
+	{name: "safe-pidfile", use: useEmperor, help: "write the pidfile atomically"},
+	{name: "safe-pidfile2", use: useEmperor, help: "write pidfile2 atomically"},
+	{name: "max-fd", use: useEmperor, help: "RLIMIT_NOFILE of the emperor and its vassals"},
+	{name: "limit-as", use: useEmperor, help: "RLIMIT_AS of each vassal, MB"},
+	{name: "logfile-chown", use: useEmperor, help: "the log file to the emperor's uid/gid"},
+	{name: "log-reopen", use: useEmperor, help: "reopen the log on SIGHUP"},
+	{name: "vacuum", use: useEmperor, help: "remove pidfiles and UNIX sockets at exit"},
+	{name: "die-on-term", use: useEmperor, help: "stop on SIGTERM (the emperor always does)"},
+	{name: "no-orphans", use: useEmperor, help: "vassals die with the emperor (always so here)"},
+	{name: "http", use: useEmperor, help: "an HTTP router, run by the emperor's router companion (uWSGI)"},
+	{name: "http-socket", use: useEmperor, help: "run by the emperor's router companion (uWSGI)"},
+	{name: "master", use: useEmperor, help: "accepted: the emperor is its own master"},
+	{name: "plugins", use: useEmperor, help: "plugins of the emperor's router companion"},
+	{name: "plugin", use: useEmperor, help: "plugins of the emperor's router companion"},
+	{name: "emperor-magic-exec", use: useEmperor, help: "an executable config is run for its output"},
+	{name: "early-emperor", use: useEmperor, help: "accepted: the emperor starts at once anyway"},
+	{name: "imperial-monitor-list", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "imperial-monitors-list", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "stats-http", use: useEmperor, help: "stats answer with HTTP headers"},
+	{name: "stats-minified", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "stats-min", use: useCosmetic, help: "accepted, no effect here"},
+	{name: "show-config", use: useEmperor, help: "log the options as read"},
+	{name: "help", use: useEmperor, help: "this list"},
+	{name: "strict", use: useEmperor, help: "refuse names that are no option"},
 }
+
+// uwsgiOptionTable is uWSGI 2.0.21's option table, generated from
+// testdata/uwsgi-2.0.21-options.tsv by TestGenerateOptionTable: the
+// options sorted by name, each one byte for how many leading bytes its
+// name shares with the one before ('0' + n), the rest of its name, then
+// an upper-case letter (no option name has one) for its kind: V value, F
+// flag, O optional argument, L list (a value that may be given again);
+// W G P M say the same and that its one-letter form follows. It is
+// byte-pair encoded: uwsgiOptionPairs is a list of three bytes each, a
+// byte and the two it stands for in uwsgiOptionTable, each of which may
+// stand for two more.
+// BEGIN generated option table
+const uwsgiOptionTable = "" +
+	"0\xb9\x03\xddt\x11\xd3Ga1dd\x1c\xe6\x10\x92ڷ\x8cd\xb7X\x17 1f\xa1-\x88ue\x03\x1c\xac\xc9hook\xa6l\xe5\xb8[\x80\x9bNc" +
+	"X|\x83fd\x15\x88\x83]\xe9\x12-\xdceue\x15og\x15qN\x14t\x13c\x15sg\xb66\xf5gfa\x99\t5\x1f]\x89\rw\x8b\xf8\x01\x0e1" +
+	"sy\xb3\\\xc2\xe6\x1c\x05t\vlYa\xda\x05\x15da\xda\x05L=2\xa6,o\xdfc\x8f\x14\xbcwe\xb2h\x0f4.F0\xb0\x9b\xba\xe5\xb7t\xdd\x10" +
+	"dep\xcf\\\f\x1ay\xb5p\x12dY\x1da)\xdbh\x96sh\xa6l\x80]\\#y\xe7\x17-w\x1an\xc3\\r,\x19-\x85\xc6`d\xa6\xa2\xb1\x11" +
+	"*eWb2\x18d\x7flug\fV0c\xe6\x045[\r\b\xde6\"pi\x02샗\xe8pi\x02\x8a\x02p\at`\x02\x8b-\x92\xdas\x8a\x03" +
+	"o\x02\xd7\x11y\xb3)y\xb3\x83udp-n#!:s\xa4\x15s\x10la\x03\xf8\x8b\xbc2\xd5ll\xfb\xf0\xf9\xbe1\xbe2\xbe4\xad\xfd\xfc\x82 <" +
+	"\x06t\"i\xfcva\x91\x19\xc91\xc93\x15|\xb8\fǸ\xf4\xb5\x90:\x93N\x02\xb5\x909\x93\xb7\xb9l\x042pZrb\x05N\xec)h\x84\x8fm\x10" +
+	"d\xaa\x0e7\xc0\xcale\x06vg)\x87x\xe7try)\x8fm\x10\xe3've\x9do-\xf7s\xa5\xe3'v\x10\x8f\x14sF9tryY\xf2ay" +
+	"\x9eoo\x0f7\x9a7\x82\x10\x14t\x13cs\x89t\xef蟴s&flags&\x8cL3\xba\rw\x8b\xe8\t5sy\xb3/ax\x06\xc2\xf0t" +
+	"s{b\xa2\xb1\xb64c\rs\x10\x03d\f\xc6-eof{do-\x97t-k\x18l\xc6-\x01r\a{f\vmYoc\v\xaa{Xlp " +
+	"4\fd\"\xb7.\x16b\xb7m|-Xlp 5#eGc4o\x98m*eF<d{\xdbh-\ffo{saf!4\x9a4\xa3\xf5\t" +
+	"2\vupN\xd9\xc8\x047\xc1\t1hd\x8d\xaf2Ze|\xbc\x01)\xbago\xcb-]F<\x1f]\x9db\x82ynes\x1f\xb0\x9b\xba\x01\x0fIm" +
+	"\x99\np\x16\x01VIn\x05z\x01oVI\x03epVA\x87xVB\fVB\x99\np\x16\x01VAp\x12\x19tyVA}bo\xf5\x9d\fi\n" +
+	"\x19\x9e]\x9do}.\x9ers\x1f\x16m\x92\x95\x1adVBsof\x0f8\x03ep\x96\b\x1c$XO6\f\xa1v\x19\x83m\x1bn\t;po\f\t" +
+	"6\x03a\nc\xcbYoc\v\xaa\x89m#PC5\x11\xd3PC2own\x11%\x0f2\xfd\x0f2\xa3k\x8b-\fp,-\x16mi\x0f>\x9a1\r" +
+	"\b\xaf-]\xbc\x1f]\x86s\x10\x05\xe8UF=2&'l\xd6-X\x17 2m\x87\xf3\xc8e\x89nf\xb2N\x7fy\x86n\xd6\x06\xf3\xe7\x17\\pu\x06" +
+	"ff\f\x92y\\r\x05\xb7\x95\xe2\xafle\x8c\x05\xb72L0da\xda\x05*eWd92\x83\x1fh\x05\x1br-\x03d\f&Ula\x02-o\xb4" +
+	"\xc92\xd5l-X\x17 1i\x10\x05-\xc0le\xa5\xa1m\x89s\xb9l\x10\x9bg\xc3G\xads\x12d\xa8e\x9dw\x13t\x10\"\x9f\xb4&\rp\x12\\\xaa" +
+	"\x95&\vp\x06f\xa1\xb5psF;\f\x92&u+-o\xb4sF0e\x1aly-\xf0\xf9\xa5nvd\x8d\\+\xf9\x15[\v#l\ad\x9ec|" +
+	"\xcaurs\x10t\xd4a\xb3\x048\"tra\xe8\tA\x12si\x05\xadf\x88\x9eg\xdd\xf1\x99\x11h,down\x9d\x87\x8cc\xe8U\xe9x-\xcf\v" +
+	"\xc2l\x048\x97[l\x80]\xe9f'\rw\x9d\x05Ye\x87\xf3\xd9VE\xd6\ayVB\"UVD\x0fE\x12si\x05\x9ep\xc0\xa8\x049\vc\x8f\xa9" +
+	";xy\x11%\x0f8\x88ui\xfa-X\x1atbea\x0f8\x03\x1d\x0e=\xfe\x9e\xcf\v\xc2l\x049yrantF>-\x97f'\rw\x9d\x82\x10" +
+	"cl\x05\x048wr|p\x01V?`\xe1L@o}\x13d!1\x8fbl\x10\x14t\x13cs\xa5\xcdxy\xdftoc'\xa5\xcf\x02\x17sGT2" +
+	"d[l\x80]{f\aO4\x81O4wh\x92e]\x86f\aO3\x81O2vL3d\x8d\xa6rr\a\x7fag\x10403L=4L;5" +
+	"00N\xab!;\x95\x84\xa7\x81\xc9-\x97\t<l\xb9\xf2\xa7qs\xa7\x02\xb1 >m\xaae\x06ddrLC\x82 =\xa3\xa7\x03\x1d\x82\xa7u\x13L=" +
+	"s\x01\x06g\x12\t1v\x19Z\x18-\x85\xc6\x06\x0e?rs\x0e1x\x9f\xb4\x95a\xf3l 2U\xfb\xf0\xf9\xad\xfd\xfc\x82 <\x06t\"i\xfcva\x91" +
+	"\x19\x15|\xb8\fǸ\xf4\xb5\x90:\x93N\x02\xb5\x909\x93ՒO4\xc6-\x85\x89t\xdd\x0f0f\xe1\x1c\x05f\xb2Zrm\xd5\x03c\x8c\xf8\x011V@" +
+	"2\x9enph\x11\x9c8s\x9c4\xab :뱶;cX|F;ev\xe4\x0e;f\xe1LC\xc6-\x97-keyF;\x8cd\xcb\xdde\n\xa9" +
+	";h\xe2\xd7\xf4\xeb\xb1\xc3VI\xd9\xcb\v\x9f\x91e\x0e;\xdcie\x0f;\xe3\xf6b!F[\fd\xd7s\x0e<t\x1d\x0e@\xfe\xcb\xf6\xb4`\xe1-ke" +
+	"yVHs\xa4VI\r\x0f;\x9a<oL;u\xc0\xcbs\x10b\xed\x04?c$XO@#\x10\x03r\xc3V?ۡnV?s\xd3O;\xf7\x0e;" +
+	"z\x01g\\d\x11af\x041\x18\x044\x11\x01v\x10m#\x045w\x13t!4s\x01v\x10m#\x042n\x19-\xab!;\x95\x84\xa7\x81\xc9-\x97\t" +
+	"<l\xb9\xf2\xa7qs\xa7\x02\xb1 >m\xaae\x06ddrLC\x82 =\xa3\xa7\x03\x1d\x82\xa7u\x13L=s\x01\x06g\x12\t1\r\b\xaf-wai" +
+	"\x0f:2\xaf2\\\a\x96-g\rb\xae\x02\x17l\f\x044(\x0e3c\x10cwd\x83g\x1deway\x86kbombY\xf2ay\xaepty" +
+	"-\xab >\x1cmdV@om\x87\xf3\x9eu\xab\x01)\xab =\x1cX|F?mdV?'\x0e@m\x87\xf3\xd8ev\xe4\x0e>f\xe1\xc9h\xe2\xd8" +
+	"͟\x91e\x0e>\vw\x0e>s\x0e?t\x1d\x0eC\xfeؚ>\xf7\x0e>z\x01g)u\xab\x01\\\x02eb\fd&\x1fbr,\x19-\x85L3\x85" +
+	"L3s\xb2n\x19\xa6tokV0ge\t1\xc0V0h\xe2Wt8-\x97\x06rhF9}bo\xf5&e\x1atbea\x0f2lpGh" +
+	"1o\x14WH2n\x1br-range\xa5\x03d\f\x89ok\x06c\x9f\x98ng\xc9\xc6c!>1\xbe\xc6c!6\x1f\xf0\xf9\xadg\x1dewa" +
+	"y\xadm\x99!8\xfd\xfc\x82 <\x06t\"i\xfcva\x91\x19\x15|\xb8\xf0\xf9-\r\x03L=\x85L=\x03\x1a\t?o\x905\fǸ\x87\x03\x01-\x03" +
+	"\x1a\t5\xf4\xb5\x90:f\x94\xbd\x93N\x02\xb5\x909\x93\xb8t\x1b\xef\xa6\u00904\x06,o\x1ch\xa3k\x8b\xe9gzip\xbcb\xa2\xb1\xb65cX|\xa5" +
+	"\xa3k\x8b-\fp,\x8a\x05n\xd6-\x9a5\x12\xb9l\x10\xcdxy\xdftoc'O6v\xe4\x0e5fḌd\x83\xdde\n\xa95h\xe2\x83e\x17" +
+	"\x01\x1f\x9a5keepa\x16veO5\x87\x8fg\x10\"p\xd6O<rtspF<s\x1br\x9f\x8a#\xd0\x011V=2\xaf͟\x91e\x0e5" +
+	"\xdcie\x0f5raw[#y\x8aes\xf6b!5s\xa4-\x8f\x14\xfbh\xc2p\x95\x84\x83\x9c;\xf8\x011VD2\x83\x0e6t\x1d\xc4\xfe)ud" +
+	"\x7f\x02fixN\xf6\xb4`\xe1-keyVBs\xa4\xaf\x9a6o\x15\x95\xc2p\x0e5u\xc0\x83s\x10b\xed\x049c$XO:#\x10\x03r\xc3\xca" +
+	"ۡn\xcas\xd3O5v\x1a\xb8webs\xd3s\x8a\xd1\x0e5z\x01g\xae11\x11\x9c4\xab 4\x0e5\xe8p\at\x1c\x01t\x8a\xf5\x91i\x05\x1c" +
+	"\x05t\"\x0f7\x9c<\xf8\x011VE2\xaf2V0\xc0l\x041fك\xd6\ay\x96\xff\xaexi\x03\x0e3\xa8\x043h\x84\x8f\xa9;/\x1d\uf597" +
+	"t\xd9)\xff\x9exi\x03\x0e7\xa8\x047h\x84\x8f\xa9?/\x1d\xef)\xc1\x0f7plug\f)\x85\x86\xc1\x0f3plug\f\x96\x85\x89d\x8dZ\xff" +
+	"\x96xi\x03\x0e2plug\f\\g\x97\x02\x11\xbfpt-\x8f\x14\x9d\xb2pipe\xa5w\x13t\x10\x01r\as&m\x14di\x1d\x10\x8cd\xeau" +
+	"\xc0Zp\x01i\x19/\x05\x92\a-]F@\x1f]\x86\xbb1\xb3lud!2h\x01i\t2iL3\x7fa\x03\x049-\x9bg\x8bZj\xd6\x06f\xa1" +
+	"\x15b\xf1o\x02\xa6pr\f\x0f0\x93\x8b&sMj2\x05Mj0ksmO0lazy{\xb5ps&e\x8c\x05\x83\x06\xc2\xe6Ya\xda\x05\x15" +
+	"cr\x05\x15de\x1dh\xa7\xc6-l\ad-\x01r\a)f\x88)jo\f\x15l\ad\x15mca\x03)n#!;-jo\f\x8b\xa7l\xf1\t" +
+	"7\xdc\aum)sc\vllV=-]/ax\xb6>\x87x\xb68etu\x908kew-t\xd4a\xb3\x048m\x1at\x06\xc2\xe6Ya\xda" +
+	"\x05LJ2\x15t\xd4a\xb3\x047\xa3l\ad\xa6im\x92\x06\x0e6n\xcdc\x83\xf4Z\x03\x12Wl6-\xdceue\xba\xe5\xa6o\x17`\x18\x10\f\x1c" +
+	"\xe6!B-gzi\x902\b-\x12g\f\x044\x0e2g-4xx{5xx{\x19巰up\x8f\xa95\xb2\xaed\x1deO5ra\f\xb7" +
+	"\x12c# 4\xa8t 5\a\x87\x0f:-\x03rf({io\x01r\a\xae\x87\x03\x01\xe9\xeb\xde;\x88-\x03\x02amF;\x03\x02am\x8ax\xde5" +
+	"ic\vs{p\x02fixO4\x02\xc1\x12\x8aq-\x12c# 8\xab!5\x1bt!4s\x12d\xa8\x045\rw\xaf\x9c5ys\x9bO4tr" +
+	"\xa3c\x1de{x`\aw\x1ad\x8b`\a{z\x01o\x9dmqL3d\x1deO3\xa8\x10\xefm#\xeaown{\a\x87\x0f9-\x03rf(\x86" +
+	"g 6-]\xa5\x88N\x1f]\x86to\xaf2Z\xc1\xae-]{\x1f]&q\xba\xe5L0\x87\x8fg\x10\xcept-\x8f\x14\x89p\x11\x9c2\x03\x01GM" +
+	"6\xfb\v\xaa\xa5f\x81o\xd5x\xb5p\x0e4fd\xae\x88ue\x03sWR4v\x1asWv4\xf7-\x16fe\n\xa9CY\xf2ta\\\xda\x1c'l" +
+	"\xd6\a\xec\x96\ay\xe7p\atGm2t\x13cN\xba\xe5\x15d\x8d\xea\xe7\x03o\x02\xa5\xcf\xe3h'dN\x1fd\x8d\xd7\xe7\x03o\x02\x9d\x97\x1co\xe3&" +
+	"im\x10\xa8!4\xa8!2n-\xf7-\x16fe\n\xa91#\x043\x99eWw2\xa3\t5\xfb\xf0\xf9L9\xfd\t9va\x91\x19\xad|NcX\b" +
+	"N\f\xc7N\xf4\xc7\x15\x02Ǹpo\ft\x1cX\b\xa6\x99eO4\x95\xe2\xafmsg\x11*eO5\x85/\x01cy\xaesL3\nca\x03\xca-" +
+	"\r\xc1\xea\xc2lV0\x8f\x8cos\x89\x14sp$\x049-keep/\x1bn\t:ne\x0f1e\x8b\xb5p\xbcplug\fL;s\xd5}\x11" +
+	"w|&oY\xf1a\x99t\xb5p\x8a\x01\x06c\x9fpt\x86fd\x7fa\x91Æh\xe2\x06f\xa1-\x88\x95ookF=rh\x86\f\x92g\vup" +
+	"s\x86\aphans\x86s\xa4{\x92e\x86\xcf\x02\x17\x1fwa\x92\x89t\xba\xe5-\x9b\xb7\x9b\xba\xe5L3f\x1b\xf3-\x9b\x86\x81y\x11%\x0f1\x0e2" +
+	"-ne\x0f0off.-\xcf\x02\x17\xd8\x0e1\x98m*eWO0pam\x96-\x82\x01Z\x03\x045-\x9bg\x01\x89\x82\x041c\x02-j\x92&" +
+	"UanZrsi\x03\xe4-ipcs\xda&\xc0\xa8\x0472Zng\xae-\x9a2v\xaa-\xfd\x0f5_\xfd\x0f1lug\fN\xd9\x15]\x8as" +
+	"\x15٭]&\x84\xeb\xb1\xc3\xd8\xeb\xde5pym#\x99e\x06\x16\xed\xa6\x901r\f\x0f5\x11ym\xcab'\x96o\x96v\x18eg\x8b[\f\x1ay\x7f" +
+	"\x1d\xefVG\x06rgZo\x9f\x91esWp4\x8f\xa98\xb5p\x12dʇ\x03\x01\xcap\x02fixV?\x11p$\x8b\x96\xa8\x01\x96pag\x1d\x10" +
+	"t\x1b\xef\x86toc'\\ty\x1c\x05nU\x0f4\"U\xae\fp,{\x9b{\x97-is\xb2{s%\x0f4uc\x05nU\x0f1\x99l-X\x17" +
+	" 2+Zws\x8c\x11\x9c1yZ\x06,o-\x85\xd8-\xb2\x97\x02\x15\x85\x96c\xac-osaf\xa1f\x94\x9duws\x8c`\x94\x95ooks\x86" +
+	"\"U,\xb9l\x043\xcc3\xcdgram-\x8f\xa9:\x8f\xa93sha\xfaa\x02a\xb7y\x1f\"U,\xb9l\x043t\xdde\xb0\x01Z\x1agvZ" +
+	"ho\x14WH2\xcc2m#\x99e\x06\x16\xed\xd5r\xa3ZsXllO7\xc6esh\xaaO2\xcf\x05\x83\x06,o-\x85ׅ)\xcc7\xdbh\x15" +
+	"raw)}si\x05\xa5\xf7-o}\x13d\x046\xdbhL0\xdceu\x045[\r\b\xde6\x03o\x02\xd7\x11y\xb3V0raw\xf8\x011\xcb2" +
+	"\xaes\x9c3\xab 9뱶:cX|\xe9ev\xe4\xc4f\xe1\xbdg\xdde\n\xa9:h\xe2\xea\x87x\xe7t\x13e\xc4͟\x91e\xc4\xdcie\x0f:" +
+	"s\x0e;t\x1d\x0e?\xfe\xd7\xf6\xb4\xfeVH\r\x0f:\x9a;o\xbd\x82\x10b\xed\x04>c$XO?#\x10\x03r\xc3\xd8ۡn\xd8s\xd3O:\xf7\xc4" +
+	"xc\x16\xe4\xe9z\x01g\\b\nm 1\x10f\x94\xa5\xfb\v\xaa\x9d\xf4ǉ|\x01Gr2f\x94\x8a\xfb\v\xaa\xa5\xf4ǉ.\x83/\x01cy)\x05" +
+	"\x06\xc4\"\x9f\xb4FC\xe7prLDtyp!Dv\x19u!:fd\xbdrs\x0e8\x1f\xff\x89m-X\x17 3|\xf8\x01Zq-\x9bg 2" +
+	"s'v\x043p\x05s\x10X\x17\x01\x1c'lU\t?\x1f\x16mi\x0f9\xab!>\x95\x84\xbe\x81LA-\x97\t?l\xb9\xf2\xbeqs\xbe\x02\xb1 A" +
+	"m\xaae\x06ddrLF\x82 @\xa3\xbe\x03\x1d\x82\xbeu\x13L@s\x01\x06g\x12\t3u\xa92\x82\x10p\at&\x1bt!5\x95\x84N\x81\xad-" +
+	"\x97\t6l\xb9\xf2NqsN\x02\xb1 8m\xaae\x06ddrL=\x82\x01\x15\xa3Nu\x13\x15s\x01\x06g\x12\t5r-]\x8a\x1f]&pc/" +
+	"ax\\rdto'\x15\xec\x9e\x16b\\sys\x9b\x7fa\x1et\xb68sp\x16t-\x14\x91agesF0saf\x10fd\xafp\xc0\xa8\x04" +
+	"<2\\c\x8c\xf8\x011V=2\xafnph\x11\x9c5s\x9c1egfa\x99t\xba\xe5\xd5tMS3\x7fh\xb8l$eh'd 3n\x0e5" +
+	"\x7f\x02\xc1\x12\x8as\xa0p\x15%\x0f<\x11\xa0\x901ha\xfa-\xcc7py-\xcc9\xcc9\xcf\x05-\xcc7s\x9c6a\x02aMA2ow\x1c\x05f" +
+	"\xb2\x89,down\x11\xd3s&\xb2n\x19\x83\xeb\xde7rb\nm\x01\x15\nm 6\x1fb\xa2\xde2ngl\x10\f\xa1p\x02\xa1Gi1\xa0p\x06" +
+	"t\"\x92F;-te\x1adown\xbcz\x01o&m\x1at\x06\xc2\xe6Ya\xda\x05LC2\xa6ni\x96\xd9)\x1ciph\x01\x0e4\x02g\"p" +
+	"Z+O4\x1comm\xa3\x92y\\o-keepa\x16ve\x86s\x12d-~t\x86w\x13t\x10~t\x89\x1etMs6\xdftoc')" +
+	"rcvb\xa2)s\x12d-~t\x9d\xf3b\xa2)~tWz7w\x13t\x10~t&po\xd4MQ7\x1chd\x8d\x9e\"\xa1n\x19\xadf\x88\xcb" +
+	"u\x12cy\x9eh\xe2\x9e\xcc8\x87x-t\xedk\x0e8\ad\x01\x8b\x9d͟\x91e\x0e9y-\xcc:\xcc:\xcf\x05-\xcc8\xdciet&sl-" +
+	"\x12\xb9l\x10\x91lv3F;tlsv1\xe93{o\xb4{s\x9c4t+ٮ}bo\xf5\xa5\x81yYep\xcfO3\xab\x01\xca뱶:" +
+	"cX|\xe9ev\xe4\xc4f\xe1\xbdg\xdde\n\xa9:h\xe2\xea\x87x\xe7t\x13e\xc4͟\x91e\xc4\xdcie\x0f:\xf5\x91i\x05\x1c\x05t\"\x0f;n" +
+	"iF;\x0e;t\x1d\x0e?\xfe\xd7\xf6\xb4\xfe\xea\x9a;o\xbd\x82\x10b\xed\x04>c$XO?#\x10\x03r\xc3\xd8ۡn\xd8s\xd3O:\xf7\xc4z\x01" +
+	"g\xca2\\\t2\x1at-\xa3s\xf6b\x8b\xbc_\xe3p\x05s\x10n#\xf2ay\x86\nc\x1c\xe6\x10\xdbh\x0eB-\x8f\xa98X\b)\"pi\xe3\xc9" +
+	"/(\xbe\xdbh-\ffoLH/(\xbetyp!C/(\xbeu\x13LB/(\x15gzi\x90;\xbalF<d\x8d\xa7\"\t<p\x02fi" +
+	"x\xa7s\xa2fix\x15\fd\"\x15m|\xbd2\x15saf!8\xa0p\xe8\t4\x0e5\x95\xc2p\x8am\fF9Ћ\x8a\x97\x1co\xe3F9\x14t" +
+	"\x13cs\x8ap\x82h\xbd\x01Y\xf1a\x99t\xec\xcb\x1fd\xf1a\x99t\xec\x83s\xa4Z\xc1Z\x13ct&\xf6b!9\xec\xeato\xbdw\x92h\xf8\x011" +
+	"\xca2\x15\xb4\xbagoV=d\xaasp\x16tF=\x97\nfy\x11%\x0f=t\xd4a\xb3\x04<s\x1c\xfa\x12\n\x19s\x1cX\b\xc9s\xb2n\x1cX\b" +
+	"VH-t\xd4a\xb3\x04Cs\xa0p-u\xc0ɂ\x10c\xfa\x12\n\x19s\x89sp\x12dZws\x8c\x11\x9c1ymc\xac\x15\x7f\x84`\x94\xad\x02\x8c" +
+	"\x03\x01-rpc\xad\x82\x10n\"tF0tcp`a\x03-\xc1\x12V=\x1c\x16\xe4\x9d\xc1\x12\xcb\x1c\x16\xe4{n#\xf2ay&e\x03WJ1h" +
+	"\x02\x17-\x03\x80\xb6<\xde6\x8b-\x9bg\x01\x8a\x0e7-\x03\x80\xb6=\xde2\xa3d\x01-\r\b&im 1\x1b\xef\x1cha\f-\x85N\"UN\x9b" +
+	"\x02\xc1\x12\xbd\xaa\x1d!6m\x99e\x1f\x85N\x85Ns\xb2n\x19\x15po\xd4\x1f\x85N\xf7\x1f\x85\xa6\xa3t|Yevic!=-r\x99e\x15\xab " +
+	"=`i\x02w\xac-\fVG\x1b\x0f>\xab\x04>\x03\x1d\x0e7\x82\x10c\xfa\x12\n\x19sO0udp\\g\x02\x12\x8a-\x03\x80\xde1\xc0\\\x87sk" +
+	"Z\x1bnt\xfb\xf0\xf9\xbd\xfd\t:va\x91\x19L9|\x15\f\xc7\x15\xf4ǭ\x02Ǧ\xf3e\xb1\xfa\x11ha\xfa\x11\x9c2\xff\xd5i\xdc\x10cr\x05L" +
+	";-le\x8c\x05\x15le\x8c\x05\x1cr\x05\xd5p\x13v\x18eg\x8b[\f\x1ay\x7f\x1d\xefVI\x06rgZsha\x02)2\x96\xf6b\x10\x05-g" +
+	"\xdd\xf1\x99-\x85&p.\xdfg\xe3\x0e1sageGh2e\x06b\at&ws\x8c\x11\xd3Ms0v$uum\x89\x91\x19\x1c|)\xf5\xfco" +
+	"\xc4[\x80\x9b\x83s\x1c|\x9e\fclud!?[\xf1o\x02\xbdh\x01i\t?[\xf1o\x02\xad\xf5\t9t\x1at\x95ook\xea\xc1\x95ook\\" +
+	"\xffWH2rsi\x05&h\x84\xbc\x95\x84&\x8dtu\x19\xffWH0wa\x92`\a\xd9L9\xa8!:sL;-\x9a9\x81$!>-\x9a:n" +
+	"\xa1f$!B-\x9a9m\x1bntpo\f\t9s\x9c?-\x9a5\x81$!:-\x9a6n\xa1f$!>-\x9a1eb3\x96dav\x06d" +
+	"d\x1c'lU\n\x05ߐJ\x1co+LKh\x02fL;obj\xd6ߐF\x1co+LGh\x02f\xa7\xb4L;͐?\x1co+L@h" +
+	"\x02fL;rtyp\x10c'lU\n\x05ߐAobj\xd6ߐA\xcdp\x15cl\xed\x1fdi\x02ct\ay\x9e\x91\x15div)\x8ev" +
+	"a\xcep\xfcs\x15\r\b\x1c\xe6\x047m\x1bn\t7pr\fcip\x19[\xed\x047s\xa0pߐ3s\xd3/ax\xb6:p\xc3\xec\xd7\x05g-" +
+	"t\xd4a\xb3\x049\x1f\x87x\xb6;p\xc3\xec\xcb\x05g-t\xd4a\xb3\x042\xb2h\x0f1h\x92e]\\\xd1\xe8U\xd72)m\x1bn\t7\x85/\x01c" +
+	"y\x83sWp1\x13t\x10\x01r\a\x1f\"\x9f\xb4\xc6lyF=t\xd4a\xb3\x041s\x8cWw4\x06c\x9fpt\xeb\xb1FBs\xbcdis\xb9l" +
+	"\x10\xa8\x10wr|p\x01\xbc\xff[ehavi\aV@ur\xaf\xa8\x045\x16t\x045\x03\x13ctF0xmlMx3c\x05f\xb2Mx0" +
+	"yamlMy1mlMy0z\xb9bix-t\xf0l\x1deO1\x01g\xb7`\xe1\xbcpo'\xb8s\xa4\xaepo'L"
+
+const uwsgiOptionPairs = "" +
+	"\x01er\x02re\x03st\x04eV\x05on\x06-a\aor\bck\ttL\nti\vro\fin\rlo\x0esV\x0ftV\x10e-" +
+	"\x11-s\x12en\x13ri\x14me\x15L7\x16li\x17ad\x18il\x19al\x1aar\x1bou\x1c-c\x1dat\x1e\be\x1fs- \x01L" +
+	"!eL\"ex#od$ac%o\x1e&F1'ol(\n\x14)V7*iz+mp,ut.\r\x17/-mNL6Uec" +
+	"XheY-dZV2[-b\\V1]\x16\x03^*\x04`-f{F4|ap}v\x01~(\x1b\x7f-p\x80a\b\x81if\x82us" +
+	"\x83V6\x84o\x03\x85\x02.\x86F3\x87ma\x88\x02q\x89F2\x8aF6\x8bed\x8cgi\x8dir\x8eja\x8fna\x90pL\x91ss\x92it" +
+	"\x93\x8e\x18\x94\ak\x95-h\x96V3\x97no\x98p\n\x99ul\x9a~\x0f\x9b\rg\x9c%\t\x9dF8\x9eV8\x9fce\xa0ki\xa1t\x01\xa2uf" +
+	"\xa3un\xa4\x01}\xa5F7\xa6L1\xa7L<\xa8f\x18\xa9m\x04\xaaot\xab\v,\xac\x19l\xadL8\xaeV4\xafV5\xb0b\x80\xb1f\x01\xb2ig" +
+	"\xb3nc\xb4\x98\x05\xb5\x06p\xb6\x11^\xb7L4\xb8L5\xb9ab\xba\x06l\xbb\a\t\xbcF5\xbdL:\xbeL?\xbfc\x13\xc0id\xc1op\xc2tt" +
+	"\xc3\fg\xc4\x0e:\xc5+\xbb\xc6-\x05\xc7-\x93\xc8/#\xc9L>\xcaV9\xcbV<\xcci\xc5\xcdp\v\xces\xbf\xcfthЁiє\x01\xd2\x1aa" +
+	"\xd3%t\xd4'\x01\xd5L2\xd6Ut\xd7V;\xd8V>\xd9Y\x8d\xdaem\xdbp\x1d\xdcqu\xddr$\xdes^\xdf\x7f\v\xe0\xa0\x13ᬰ\xe2\xd2\xe0" +
+	"\xe3\x02s\xe4\x12t\xe5\x1am\xe6$h\xe7-\x02\xe8-\"\xe9F:\xeaV:\xeb[\xa2\xec`\x88\xedas\xeeb\xce\xefch\xf0e+\xf1ef\xf2el" +
+	"\xf3nd\xf4p\x84\xf5se\xf6u\xee\xf7w\xd1\xf8\xc8\xd0\xf9\x01\a\xfa\x02d\xfb\x06\x1f\xfc\t8\xfd\vo\xfe\x11\xa4\xff\x12v"
+
+// END generated option table
 
 // optionIndex finds an option's row by name.
 var optionIndex = func() map[string]*optionSpec {
@@ -5244,9 +5407,169 @@ var optionIndex = func() map[string]*optionSpec {
 	return m
 }()
 
+// uwsgiOptionKinds is uwsgiOptionTable decoded, once, when an option is
+// first looked up.
+var uwsgiOptionKinds map[string]optionKind
+
+// uwsgiShortOptions are the options with a one-letter form, by letter:
+// the first by name. uWSGI takes the first of its table; the two orders
+// differ only between aliases (-C: chmod-socket or chmod), and where two
+// options with a letter differ, -s, both take socket, not uwsgi-socket.
+var uwsgiShortOptions = map[byte]string{}
+
+// uwsgiOptionNames are its names, sorted.
+var uwsgiOptionNames []string
+
+var uwsgiOptionsOnce sync.Once
+
+func uwsgiOptions() map[string]optionKind {
+	uwsgiOptionsOnce.Do(func() {
+		var plain []byte
+		var pairs [256]string
+		for i := 0; i+2 < len(uwsgiOptionPairs); i += 3 {
+			pairs[uwsgiOptionPairs[i]] = uwsgiOptionPairs[i+1 : i+3]
+		}
+		var put func(c byte)
+		put = func(c byte) {
+			if pairs[c] == "" {
+				plain = append(plain, c)
+				return
+			}
+			put(pairs[c][0])
+			put(pairs[c][1])
+		}
+		for i := 0; i < len(uwsgiOptionTable); i++ {
+			put(uwsgiOptionTable[i])
+		}
+		uwsgiOptionKinds = make(map[string]optionKind, 1200)
+		prev, t := "", string(plain)
+		for len(t) > 0 {
+			end := 1
+			for t[end] < 'A' || t[end] > 'Z' {
+				end++
+			}
+			name := prev[:t[0]-'0'] + t[1:end]
+			k := strings.IndexByte("VFOLWGPM", t[end])
+			uwsgiOptionKinds[name] = optionKind(k % 4)
+			uwsgiOptionNames = append(uwsgiOptionNames, name)
+			if k >= 4 && uwsgiShortOptions[t[end+1]] == "" {
+				uwsgiShortOptions[t[end+1]] = name
+			}
+			t = t[end+1+k/4:]
+			prev = name
+		}
+	})
+	return uwsgiOptionKinds
+}
+
+// optionKindOf is how the command line reads name, and whether any option
+// has that name.
+func optionKindOf(name string) (optionKind, bool) {
+	if kind, ok := uwsgiOptions()[name]; ok {
+		return kind, true
+	}
+	if spec := optionIndex[name]; spec != nil {
+		if spec.arg == "" {
+			return optFlag, true
+		}
+		return optValue, true
+	}
+	return 0, false
+}
+
 func knownOption(name string) (known, isFlag bool) {
-	o := optionIndex[name]
-	return o != nil, o != nil && o.kind == optFlag
+	kind, known := optionKindOf(name)
+	return known, known && kind == optFlag
+}
+
+func shortOption(c byte) string {
+	uwsgiOptions()
+	return uwsgiShortOptions[c]
+}
+
+func optionalArgument(name string) bool {
+	kind, _ := optionKindOf(name)
+	return kind == optOptional
+}
+
+// optionParseSpec is how the emperor and the runner read a command line.
+func optionParseSpec(env []string, cwd, self string) ParseSpec {
+	return ParseSpec{Known: knownOption, Optional: optionalArgument, Short: shortOption, Suggest: closestOption,
+		Environ: env, Cwd: cwd, BinaryPath: self, Version: version}
+}
+
+// closestOption is the option name nearest to an unknown one by edit
+// distance, when it is near enough to be the one meant ("" if none is).
+func closestOption(name string) string {
+	uwsgiOptions()
+	best, bestD := "", len(name)/3+2
+	for i := range len(uwsgiOptionNames) + len(options) {
+		cand := options[i%len(options)].name
+		if i < len(uwsgiOptionNames) {
+			cand = uwsgiOptionNames[i]
+		}
+		if d := editDistance(name, cand); d < bestD {
+			best, bestD = cand, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	row := make([]int, len(b)+1)
+	for j := range row {
+		row[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		diag := row[0]
+		row[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			diag, row[j] = row[j], min(row[j]+1, row[j-1]+1, diag+cost)
+		}
+	}
+	return row[len(b)]
+}
+
+// companionDaemons are the options of attached daemons, each run by the
+// emperor as a process of its own.
+var companionDaemons = configSet("attach-daemon", "attach-control-daemon", "legion-attach-daemon",
+	"smart-attach-daemon", "smart-attach-daemon2", "attach-daemon2")
+
+// emperorActsOn reports whether the emperor, as the emperor, does
+// anything with an option: its own, the config language's, and those of
+// its router companion and attached daemons.
+func emperorActsOn(name string) bool {
+	return optionIndex[name] != nil || configLanguage[name] || gatewayOption(name) || companionDaemons[name]
+}
+
+// readOptionNames refuses, in the emperor's own configuration, a key
+// that is no option and no placeholder (which uWSGI would take as an
+// unused placeholder): most likely a typo that would silently change
+// nothing (UWSGI_VASSAL_* variables are options for vassals). It returns
+// the app server's options set there, once each: uWSGI would act on them
+// in its emperor instance; this emperor has no app server.
+func readOptionNames(o *Options) (ignored []string, err error) {
+	seen := map[string]bool{}
+	for _, op := range o.List {
+		_, known := optionKindOf(op.Key)
+		switch {
+		case !known && !o.Placeholder(op.Key) && !configEndKeys[op.Key] && (op.Src != "environment" || !strings.HasPrefix(op.Key, "vassal-")):
+			where := op.Src
+			if where == "environment" {
+				where += " UWSGI_" + strings.ToUpper(strings.ReplaceAll(op.Key, "-", "_"))
+			}
+			return nil, configUnrecognized(where, "", op.Key, closestOption)
+		case known && !seen[op.Key] && !emperorActsOn(op.Key):
+			seen[op.Key] = true
+			ignored = append(ignored, op.Key)
+		}
+	}
+	return ignored, nil
 }
 
 // optionsIn are the options of the given use that o sets.
@@ -5266,26 +5589,23 @@ func printHelp() {
 	fmt.Println("       emperor --ini emperor.ini          (the emperor's own config)")
 	fmt.Println("       emperor --ini vassal.ini           (run one vassal: the vassal runner)")
 	fmt.Println()
+	fmt.Println("Options that work here:")
 	fmt.Printf("  %-32s %-10s %s\n", "OPTION", "DEFAULT", "MEANING")
-	var rest []string
 	for _, o := range options {
-		if o.help == "" {
-			rest = append(rest, o.name)
-			continue
-		}
 		fmt.Printf("  --%-30s %-10s %s\n", strings.TrimSpace(o.name+" "+o.arg), o.def, o.help)
 	}
-	fmt.Println("\nAlso accepted (aliases, vassal-runner options, uWSGI options passed through):")
-	sort.Strings(rest)
-	for _, name := range rest {
-		note := ""
-		switch o := optionIndex[name]; {
-		case o.use == useNotYet:
-			note = "(not implemented yet: refused with an error)"
-		case o.kind == optFlag:
-			note = "(flag)"
+	names := uwsgiOptions()
+	kinds := [...]string{optValue: "VALUE", optFlag: "", optOptional: "[=VALUE]", optList: "VALUE (repeatable)"}
+	fmt.Println("\nOptions that work, run by the emperor's router companion (uWSGI) or as attached daemons,\nor read by the config language:")
+	for _, acts := range []bool{true, false} {
+		if !acts {
+			fmt.Println("\nOptions of uWSGI's app server: accepted and ignored by the emperor (logged once); a vassal's\nconfig hands them to the uWSGI that runs it:")
 		}
-		fmt.Printf("  --%-30s %s\n", name, note)
+		for _, name := range uwsgiOptionNames {
+			if optionIndex[name] == nil && emperorActsOn(name) == acts {
+				fmt.Printf("  --%s %s\n", name, kinds[names[name]])
+			}
+		}
 	}
 }
 
@@ -5331,12 +5651,20 @@ func run(args []string) int {
 	cwd, _ := os.Getwd()
 	orig := args
 	args = configAsINI(args)
-	opts, err := ParseArgs(args, ParseSpec{Known: knownOption, Environ: os.Environ(), Cwd: cwd, BinaryPath: self, Version: version})
+	opts, err := ParseArgs(args, optionParseSpec(os.Environ(), cwd, self))
 	var unsupported *ConfigUnsupportedError
 	if errors.As(err, &unsupported) && os.Getenv("UWSGI_EMPEROR_FD") != "" {
 		if _, found := findUWSGI(os.Environ()); found == nil {
 			// A vassal config in a form this parser does not implement:
 			// uWSGI reads it, or says why not.
+			return execUWSGI(configArgName(orig), orig)
+		}
+	}
+	var strict *ConfigStrictError
+	if errors.As(err, &strict) && !strict.Options.Has("emperor") {
+		if cmd, _ := patchFirst(strict.Options, args); cmd == nil {
+			// An app server's config in strict mode: uWSGI's own strict
+			// mode judges it, against the plugins it loads.
 			return execUWSGI(configArgName(orig), orig)
 		}
 	}
@@ -5368,11 +5696,23 @@ func immediateOption(args []string) string {
 			found = "version"
 			continue
 		}
-		name, hasValue := strings.CutPrefix(args[i], "--")
-		if !hasValue || strings.Contains(name, "=") {
+		name, long := strings.CutPrefix(args[i], "--")
+		if !long && len(name) > 1 && name[0] == '-' {
+			// A group of letters: a value's letter takes the rest, or
+			// the next argument when it ends the group.
+			for j := 1; j < len(name); j++ {
+				if kind, _ := optionKindOf(shortOption(name[j])); kind != optFlag {
+					name = ""
+					if j == len(args[i])-1 && kind != optOptional {
+						name = shortOption(args[i][j])
+					}
+					break
+				}
+			}
+		} else if !long || strings.Contains(name, "=") {
 			continue
 		}
-		if known, isFlag := knownOption(name); known && !isFlag {
+		if kind, known := optionKindOf(name); known && (kind == optValue || kind == optList) {
 			i++ // its value
 		}
 	}
@@ -5410,6 +5750,9 @@ func runEmperor(o *Options) int {
 	if err := cfg.daemon.startLog(); err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
+	}
+	for _, key := range cfg.ignored {
+		logRaw("[emperor] option --%s is an app server's: ignored by the emperor", key)
 	}
 	e, err := newEmperor(cfg)
 	if err != nil {

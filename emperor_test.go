@@ -4091,11 +4091,6 @@ func TestAppVassalWithoutUWSGI(t *testing.T) {
 // TestEveryOptionIsImplemented: no option is left refused as "not
 // implemented yet", and --help says so nowhere.
 func TestEveryOptionIsImplemented(t *testing.T) {
-	for _, o := range options {
-		if o.use == useNotYet {
-			t.Errorf("--%s is still not implemented", o.name)
-		}
-	}
 	out, _ := exec.Command(emperorBin, "--help").Output()
 	if strings.Contains(string(out), "not implemented") {
 		t.Error("--help still says \"not implemented\"")
@@ -4187,6 +4182,295 @@ func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "Usage: emperor") {
 			t.Errorf("%q: %q %v", args, out, err)
 		}
+	}
+}
+
+// TestOptionTableMatchesTSV: the table compiled into the binary is
+// testdata/uwsgi-2.0.21-options.tsv, name for name and kind for kind;
+// every option of the emperor's own table is either uWSGI's or one of
+// the emperor's few of its own.
+func TestOptionTableMatchesTSV(t *testing.T) {
+	data, err := os.ReadFile(optionTableTSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]optionKind{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		want[f[0]] = optionKind(strings.Index("vfol", f[1][:1]))
+	}
+	if got := uwsgiOptions(); !reflect.DeepEqual(got, want) {
+		for name, k := range want {
+			if got[name] != k {
+				t.Errorf("--%s: compiled %d, tsv %d", name, got[name], k)
+			}
+		}
+		t.Fatalf("compiled table: %d options, tsv: %d", len(got), len(want))
+	}
+	if !slices.IsSorted(uwsgiOptionNames) || len(uwsgiOptionNames) != len(want) {
+		t.Error("uwsgiOptionNames is not the sorted list of names")
+	}
+	own := []string{}
+	for _, o := range options {
+		if _, ok := want[o.name]; !ok {
+			own = append(own, o.name)
+		}
+	}
+	if !reflect.DeepEqual(own, []string{"emperor-reload-grace", "emperor-removal-grace", "vassals-notify-socket", "status", "log-strftime"}) {
+		t.Errorf("the emperor's own options, beside uWSGI's: %q", own)
+	}
+	for name, kind := range map[string]optionKind{"master": optFlag, "need-app": optFlag, "daemonize": optValue,
+		"log-date": optOptional, "env": optList, "socket": optList, "callable": optValue, "fastrouter": optList} {
+		if k, _ := optionKindOf(name); k != kind {
+			t.Errorf("--%s: kind %d, want %d", name, k, kind)
+		}
+	}
+}
+
+// TestOptionKindsOnTheCommandLine: each kind is read as getopt_long
+// reads uWSGI's table: a flag takes no argument (the next one is an
+// option again), a value the next argument, an optional argument only
+// after '=', a list every time it is given; a name no option has is an
+// error naming the closest option.
+func TestOptionKindsOnTheCommandLine(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string // k=v, or the error
+	}{
+		{[]string{"--master", "--daemonize", "/var/log/x.log"}, []string{"master=true", "daemonize=/var/log/x.log"}},
+		{[]string{"--need-app", "--emperor", "/etc/v"}, []string{"need-app=true", "emperor=/etc/v"}},
+		{[]string{"--log-date", "--master"}, []string{"log-date=true", "master=true"}},
+		{[]string{"--log-date=%Y", "--socket", ":1"}, []string{"log-date=%Y", "socket=:1"}},
+		{[]string{"--env", "A=1", "--env=B=2"}, []string{"env=A=1", "env=B=2"}},
+		{[]string{"--env", "--master"}, []string{"env=--master"}}, // getopt takes the next argument, whatever it is
+		{[]string{"--master=true"}, []string{"option '--master' doesn't allow an argument"}},
+		{[]string{"--socket"}, []string{"option '--socket' requires an argument"}},
+		{[]string{"--emperor-trottle", "3"}, []string{"unrecognized option '--emperor-trottle' (did you mean --emperor-throttle?)"}},
+		{[]string{"--zzzzzzzzzzzz"}, []string{"unrecognized option '--zzzzzzzzzzzz'"}},
+		{[]string{"-M", "-d", "/x.log"}, []string{"master=true", "daemonize=/x.log"}},
+		{[]string{"-Mp4", "-s", ":1", "-s:2"}, []string{"master=true", "processes=4", "socket=:1", "socket=:2"}},
+		{[]string{"-C", "-C666"}, []string{"chmod=true", "chmod=666"}}, // an optional argument: attached only
+		{[]string{"-K"}, []string{"invalid option -- 'K'"}},
+		{[]string{"-Mp"}, []string{"option requires an argument -- 'p'"}},
+	} {
+		if imm := immediateOption(c.args); imm != "" {
+			t.Errorf("%q: --%s found in it", c.args, imm)
+		}
+		o, err := ParseArgs(c.args, optionParseSpec(nil, "/", "/x"))
+		got := []string{}
+		if err != nil {
+			got = append(got, err.Error())
+		} else {
+			got = configPairs(o)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+// TestImmediateOptionsSkipValues: --help and --version act wherever they
+// stand, but never as an option's value, long or one-letter.
+func TestImmediateOptionsSkipValues(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--socket", "--help"}, ""}, {[]string{"-s", "--help"}, ""}, {[]string{"-Md", "--version"}, ""},
+		{[]string{"-M", "--help"}, "help"}, {[]string{"-s:1", "--version"}, "version"}, {[]string{"-C", "--version"}, "version"},
+		{[]string{"--log-date", "--version"}, "version"}, {[]string{"--master", "--help"}, "help"},
+	} {
+		if got := immediateOption(c.args); got != c.want {
+			t.Errorf("%q: %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+// TestOptionNamesInEveryConfigFormat: in the emperor's own config, in
+// each format and in UWSGI_* variables, an option works, an app server's
+// one is accepted (and reported as ignored, once), a placeholder is
+// fine, and a name no option has is an error naming the file and line
+// and the closest option.
+func TestOptionNamesInEveryConfigFormat(t *testing.T) {
+	files := map[string][2]string{ // good, bad (emperor-trottle on line 3)
+		"e.ini":  {"[uwsgi]\nemperor = /v\nneed-app = true\nneed-app = 1\nbase = /srv\nchdir = %(base)\nmaster = true\n", "[uwsgi]\nemperor = /v\nemperor-trottle = 3\n"},
+		"e.yml":  {"uwsgi:\n  emperor: /v\n  need-app: true\n  need-app: 1\n  base: /srv\n  chdir: '%(base)'\n  master: true\n", "uwsgi:\n  emperor: /v\n  emperor-trottle: 3\n"},
+		"e.json": {`{"uwsgi": {"emperor": "/v", "need-app": true, "need-app": 1, "base": "/srv", "chdir": "%(base)", "master": true}}`, "{\"uwsgi\": {\n\"emperor\": \"/v\",\n\"emperor-trottle\": 3}}"},
+		"e.xml":  {"<uwsgi><emperor>/v</emperor><need-app/><need-app/><base>/srv</base><chdir>%(base)</chdir><master/></uwsgi>", "<uwsgi>\n<emperor>/v</emperor>\n<emperor-trottle>3</emperor-trottle></uwsgi>"},
+	}
+	for name, cfg := range files {
+		dir := configWrite(t, map[string]string{name: cfg[0], "bad-" + name: cfg[1]})
+		o, err := ParseArgs([]string{filepath.Join(dir, name)}, optionParseSpec(nil, dir, "/x"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ignored, err := readOptionNames(o)
+		if err != nil || !reflect.DeepEqual(ignored, []string{"need-app"}) {
+			t.Errorf("%s: ignored %q, %v", name, ignored, err)
+		}
+		o, err = ParseArgs([]string{filepath.Join(dir, "bad-"+name)}, optionParseSpec(nil, dir, "/x"))
+		if err == nil {
+			_, err = readOptionNames(o)
+		}
+		want := "bad-" + name + ":3: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)"
+		if err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("%s: %v, want ...%s", name, err, want)
+		}
+	}
+	o, err := ParseArgs([]string{"--emperor", "/v"}, optionParseSpec([]string{"UWSGI_NEED_APP=1", "UWSGI_VASSAL_SOCKET=:1", "UWSGI_EMPEROR_TROTTLE=3"}, "/", "/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readOptionNames(o); err == nil || err.Error() != "environment UWSGI_EMPEROR_TROTTLE: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)" {
+		t.Errorf("environment: %v", err)
+	}
+}
+
+// TestIgnoredOptionsLoggedOnce: the emperor started with an app server's
+// options on its command line and in its config logs each one once as
+// ignored, and runs; a typo stops it with one line.
+func TestIgnoredOptionsLoggedOnce(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "")
+	ini := filepath.Join(env.root, "emperor.ini")
+	writeFile(t, ini, "[uwsgi]\nemperor = "+env.vassals+"\nneed-app = true\nprotocol = http\nneed-app = true\n")
+	em := startEmperor(t, env.root, "--ini", ini, "--need-app", "--callable", "app")
+	env.sink.waitStart(t, 0, "a")
+	for _, key := range []string{"need-app", "protocol", "callable"} {
+		line := "[emperor] option --" + key + " is an app server's: ignored by the emperor"
+		if n := strings.Count(em.log.String(), line); n != 1 {
+			t.Errorf("%q logged %d times:\n%s", line, n, em.log.String())
+		}
+	}
+	if strings.Contains(em.log.String(), "--emperor ") || strings.Contains(em.log.String(), "option --emperor is") {
+		t.Errorf("an emperor option was reported:\n%s", em.log.String())
+	}
+	writeFile(t, ini, "[uwsgi]\nemperor = "+env.vassals+"\nemperor-trottle = 3\n")
+	out, err := exec.Command(emperorBin, "--ini", ini).CombinedOutput()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err == nil || len(lines) != 1 ||
+		!strings.HasSuffix(lines[0], "emperor.ini:3: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)") {
+		t.Errorf("typo: %v %q", err, out)
+	}
+}
+
+// TestStrictUsesUWSGIsTable: strict mode refuses only names no option of
+// uWSGI's has; an app server's config in strict mode goes to uWSGI,
+// whose strict mode judges it.
+func TestStrictUsesUWSGIsTable(t *testing.T) {
+	dir := configWrite(t, map[string]string{
+		"ok.ini":  "[uwsgi]\nstrict = true\nneed-app = true\nprotocol = http\nsubscribe-to = 127.0.0.1:1:x\nuwsgi-socket = :0\ncallable = app\nunprivileged-binary-patch-arg = true\n",
+		"bad.ini": "[uwsgi]\nstrict = true\nneed-ap = true\nunprivileged-binary-patch-arg = true\n",
+		"app.ini": "[uwsgi]\nstrict = true\nneed-ap = true\nmodule = app\n",
+		"uwsgi":   "#!/bin/sh\necho \"uwsgi ran: $*\"\n",
+	})
+	os.Chmod(filepath.Join(dir, "uwsgi"), 0o755)
+	if _, err := ParseArgs([]string{filepath.Join(dir, "ok.ini")}, optionParseSpec(nil, dir, "/x")); err != nil {
+		t.Errorf("strict refused uWSGI's options: %v", err)
+	}
+	run := func(ini string) (string, error) {
+		cmd := exec.Command(emperorBin, "--ini", ini)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), uwsgiBinaryEnv+"="+filepath.Join(dir, "uwsgi"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("ok.ini"); err != nil {
+		t.Errorf("ok.ini: %v %q", err, out)
+	}
+	if out, err := run("bad.ini"); err == nil || !strings.Contains(out, "bad.ini:3: [strict-mode] unknown config directive: need-ap") {
+		t.Errorf("bad.ini: %v %q", err, out)
+	}
+	if out, err := run("app.ini"); err != nil || out != "uwsgi ran: --ini app.ini\n" {
+		t.Errorf("app.ini went to uWSGI? %v %q", err, out)
+	}
+}
+
+// TestMasterDaemonizeFromInitScript: "--master --daemonize FILE" as an
+// init script writes it: master is a flag, so FILE is daemonize's, and
+// the emperor detaches and logs there.
+func TestMasterDaemonizeFromInitScript(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "a.ini", "a", "")
+	logfile, pidfile := filepath.Join(env.root, "x.log"), filepath.Join(env.root, "x.pid")
+	out, err := exec.Command(emperorBin, "--master", "--daemonize", logfile, "--pidfile", pidfile, "--emperor", env.vassals).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("start: %v %q", err, out)
+	}
+	data, _ := os.ReadFile(pidfile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if pid <= 0 {
+		t.Fatalf("pidfile %q", data)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	env.sink.waitStart(t, 0, "a")
+	deadline := time.Now().Add(5 * time.Second)
+	for data, _ = os.ReadFile(logfile); !strings.Contains(string(data), "[emperor] vassal a.ini started"); data, _ = os.ReadFile(logfile) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log lacks the vassal's start:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitDead(t, pid, 10*time.Second)
+}
+
+// TestOptionsLikeUWSGI: uwsgi-core and the emperor accept and refuse the
+// same command lines (the getopt verdict only: what each then does
+// differs).
+func TestOptionsLikeUWSGI(t *testing.T) {
+	needUWSGI(t)
+	refused := func(out string) bool {
+		for _, s := range []string{"unrecognized option", "doesn't allow an argument", "requires an argument", "invalid option"} {
+			if strings.Contains(out, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, args := range [][]string{
+		{"--master"}, {"--master=true"}, {"--need-app"}, {"--emperor-trottle", "3"}, {"--emperor-throttle", "3"},
+		{"--socket", ":0", "--protocol", "http"}, {"--log-date"}, {"--log-date=%Y"}, {"--subscribe-to", "x"},
+		{"--callable", "app"}, {"--uwsgi-socket", ":0"}, {"--vacuum=1"}, {"--no-such-thing"}, {"--env"},
+		{"--thunder-lock", "--harakiri", "3"}, {"--stats-http"}, {"--emperor-on-demand-exec", "x"},
+		{"-M", "-d", "/dev/null"}, {"-Mp4"}, {"-K"}, {"-Mp"}, {"-C"}, {"-s"},
+	} {
+		full := slices.Concat([]string{"--plugin", "python3"}, args, []string{"--connect-and-read", "/nonexistent.sock"})
+		theirs, _ := exec.Command("timeout", slices.Concat([]string{"-s", "KILL", "5", "uwsgi-core"}, full)...).CombinedOutput()
+		ours, _ := exec.Command(emperorBin, full...).CombinedOutput()
+		if refused(string(theirs)) != refused(string(ours)) {
+			t.Errorf("%q: uwsgi-core %q, emperor %q", args, theirs, ours)
+		}
+	}
+}
+
+// TestHelpSaysWhatEachOptionDoes: --help lists every option of uWSGI's
+// table and the emperor's, each as working here or as ignored by the
+// emperor, and nothing as not implemented.
+func TestHelpSaysWhatEachOptionDoes(t *testing.T) {
+	out, err := exec.Command(emperorBin, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := string(out)
+	works, ignored, _ := strings.Cut(help, "ignored by the emperor")
+	for _, name := range uwsgiOptionNames {
+		if !strings.Contains(help, "  --"+name+" ") {
+			t.Errorf("--help does not list --%s", name)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		works bool
+	}{{"emperor", true}, {"fastrouter", true}, {"ini", true}, {"need-app", false}, {"protocol", false}, {"module", false}} {
+		if strings.Contains(works, "  --"+c.name+" ") != c.works || strings.Contains(ignored, "  --"+c.name+" ") == c.works {
+			t.Errorf("--%s: works %v?", c.name, c.works)
+		}
+	}
+	if strings.Contains(help, "not implemented") {
+		t.Error("--help says \"not implemented\"")
 	}
 }
 
@@ -9804,4 +10088,306 @@ func diffArgLine(t *testing.T) {
 		// sh's child: sh's group; ours: the vassal's own.
 		"al.ini process group": {row: row, uwsgi: "the emperor's, session the emperor's", ours: "its own, session the emperor's"},
 	})
+}
+
+// optionTableTSV is the source of truth for uWSGI's option table: every
+// option of uWSGI 2.0.21's core and of the plugins Debian ships, one a
+// line: name, kind (flag, value, optional, list), short option ("-" for
+// none), where it is defined, and uWSGI's description.
+const optionTableTSV = "testdata/uwsgi-2.0.21-options.tsv"
+
+// TestGenerateOptionTable writes optionTableTSV and the packed table of
+// emperor.go (between its "generated" markers) from uWSGI itself. It runs
+// only when asked:
+//
+//	EMPEROR_GEN_OPTIONS=/path/to/uwsgi.git go test -count=1 -run TestGenerateOptionTable .
+//
+// with a git directory of github.com/unbit/uwsgi holding the tag 2.0.21 and
+// Debian's uwsgi-core and uwsgi-plugin-python3 installed. The names are
+// what `uwsgi-core --help` and `uwsgi-core --plugin P --help` list for
+// Debian's build (core, built-in plugins, every plugin in
+// /usr/lib/uwsgi/plugins); each one's kind comes from its row in the
+// sources' struct uwsgi_option arrays: the has_arg field (no_argument,
+// required_argument, optional_argument), and "list" for a required
+// argument whose handler adds to a list (every occurrence counts) rather
+// than setting a value (the last one wins).
+func TestGenerateOptionTable(t *testing.T) {
+	gitDir := os.Getenv("EMPEROR_GEN_OPTIONS")
+	if gitDir == "" {
+		t.Skip("set EMPEROR_GEN_OPTIONS to a uwsgi git directory to regenerate " + optionTableTSV)
+	}
+	help := uwsgiHelpOptions(t)
+	defs := uwsgiSourceOptions(t, gitDir, "2.0.21")
+	var rows []uwsgiOptionRow
+	for name, h := range help {
+		cands := defs[name]
+		if len(cands) == 0 {
+			t.Fatalf("--%s: listed by uwsgi-core but defined nowhere in the sources", name)
+		}
+		// A name several plugins define (one per router, say) is read
+		// the way the first definition says: core first, then the plugin
+		// that listed it.
+		pick := cands[0]
+		for _, c := range cands {
+			if strings.HasPrefix(c.src, "core/") || h.plugin != "" && strings.HasPrefix(c.src, "plugins/"+h.plugin+"/") {
+				pick = c
+				break
+			}
+		}
+		for _, c := range cands {
+			if c.kind != pick.kind && (strings.HasPrefix(c.src, "core/") || h.plugin == "" || strings.HasPrefix(c.src, "plugins/"+h.plugin+"/")) {
+				t.Logf("--%s: %s in %s, %s in %s: %s taken", name, pick.kind, pick.src, c.kind, c.src, pick.kind)
+			}
+		}
+		if strings.ToLower(name) != name {
+			t.Fatalf("--%s: an upper-case letter would end its name in the packed table", name)
+		}
+		pick.name, pick.desc, pick.short = name, h.desc, h.short
+		rows = append(rows, pick)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+	var tsv strings.Builder
+	tsv.WriteString("# uWSGI 2.0.21 options (core and Debian's plugins): name, kind, short, defined in, description. Written by TestGenerateOptionTable.\n")
+	for _, r := range rows {
+		fmt.Fprintf(&tsv, "%s\t%s\t%s\t%s\t%s\n", r.name, r.kind, r.shortOr("-"), r.src, r.desc)
+	}
+	if err := os.WriteFile(optionTableTSV, []byte(tsv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("emperor.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "// BEGIN generated option table\n", "// END generated option table\n"
+	i, j := bytes.Index(src, []byte(begin)), bytes.Index(src, []byte(end))
+	if i < 0 || j < i {
+		t.Fatal("emperor.go lacks the generated option table markers")
+	}
+	out := slices.Concat(src[:i+len(begin)], []byte(packOptionTable(rows)), src[j:])
+	if err := os.WriteFile("emperor.go", out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d options written", len(rows))
+}
+
+// uwsgiOptionRow is one row of optionTableTSV.
+type uwsgiOptionRow struct {
+	name, kind, short, src, desc string
+	plugin                       string // the plugin whose --help listed it ("" = core or built in)
+}
+
+func (r uwsgiOptionRow) shortOr(none string) string {
+	if r.short == "" {
+		return none
+	}
+	return r.short
+}
+
+// packOptionTable renders the rows as the constants uwsgiOptionTable and
+// uwsgiOptionPairs (see their comment for the layout).
+func packOptionTable(rows []uwsgiOptionRow) string {
+	var plain []byte
+	prev := ""
+	for _, r := range rows {
+		common := 0
+		for common < len(prev) && common < len(r.name) && common < 42 && prev[common] == r.name[common] {
+			common++
+		}
+		kind := string("VFOL"[strings.Index("vfol", r.kind[:1])])
+		if r.short != "" {
+			kind = string("WGPM"[strings.Index("vfol", r.kind[:1])]) + r.short
+		}
+		plain = append(plain, string(rune('0'+common))+r.name[common:]+kind...)
+		prev = r.name
+	}
+	// Byte-pair encoding: each byte value the table does not use, in
+	// turn, replaces the most frequent pair of bytes (ties: the smallest).
+	var pairs, codes []byte
+	for c := 1; c < 256; c++ {
+		if bytes.IndexByte(plain, byte(c)) < 0 {
+			codes = append(codes, byte(c))
+		}
+	}
+	for _, code := range codes {
+		counts := map[[2]byte]int{}
+		for i := 0; i+1 < len(plain); i++ {
+			counts[[2]byte{plain[i], plain[i+1]}]++
+		}
+		var best [2]byte
+		n := 0
+		for p, c := range counts {
+			if c > n || c == n && (p[0] < best[0] || p[0] == best[0] && p[1] < best[1]) {
+				best, n = p, c
+			}
+		}
+		if n < 5 {
+			break
+		}
+		var out []byte
+		for i := 0; i < len(plain); i++ {
+			if i+1 < len(plain) && plain[i] == best[0] && plain[i+1] == best[1] {
+				out = append(out, code)
+				i++
+				continue
+			}
+			out = append(out, plain[i])
+		}
+		plain, pairs = out, append(pairs, code, best[0], best[1])
+	}
+	lines := func(name string, data []byte) string {
+		var b strings.Builder
+		b.WriteString("const " + name + " = \"\" +\n")
+		for i := 0; i < len(data); i += 48 {
+			sep := " +\n"
+			if i+48 >= len(data) {
+				sep = "\n"
+			}
+			b.WriteString("\t" + strconv.Quote(string(data[i:min(i+48, len(data))])) + sep)
+		}
+		return b.String()
+	}
+	return lines("uwsgiOptionTable", plain) + "\n" + lines("uwsgiOptionPairs", pairs) + "\n"
+}
+
+// uwsgiHelpOptions runs uwsgi-core --help, alone and with each plugin
+// Debian ships, and reads its "    -s|--socket   description" lines.
+func uwsgiHelpOptions(t *testing.T) map[string]uwsgiOptionRow {
+	read := func(plugin string) map[string]uwsgiOptionRow {
+		args := []string{"-s", "KILL", "10", "uwsgi-core"}
+		if plugin != "" {
+			args = append(args, "--plugin", plugin)
+		}
+		out, err := exec.Command("timeout", append(args, "--help")...).Output()
+		if err != nil && len(out) == 0 {
+			t.Fatalf("uwsgi-core --plugin %q --help: %v", plugin, err)
+		}
+		m := map[string]uwsgiOptionRow{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "    -") {
+				continue
+			}
+			f := strings.Fields(line)
+			r := uwsgiOptionRow{desc: strings.Join(f[1:], " "), plugin: plugin}
+			names := f[0]
+			if s, long, ok := strings.Cut(names, "|"); ok {
+				r.short, names = strings.TrimPrefix(s, "-"), long
+			}
+			r.name = strings.TrimPrefix(names, "--")
+			m[r.name] = r
+		}
+		return m
+	}
+	all := read("")
+	plugins, _ := filepath.Glob("/usr/lib/uwsgi/plugins/*_plugin.so")
+	if len(plugins) == 0 {
+		t.Fatal("no plugins in /usr/lib/uwsgi/plugins: install uwsgi-core and uwsgi-plugin-python3")
+	}
+	for _, so := range plugins {
+		p := strings.TrimSuffix(filepath.Base(so), "_plugin.so")
+		for name, r := range read(p) {
+			if _, ok := all[name]; !ok {
+				all[name] = r
+			}
+		}
+	}
+	return all
+}
+
+// uwsgiListHandlers are the option handlers, besides uwsgi_opt_add_*,
+// for which every occurrence counts: they add to a list, load a file or a
+// plugin, or set a variable each.
+var uwsgiListHandlers = configSet("uwsgi_opt_set_env", "uwsgi_opt_unset_env", "uwsgi_opt_load_plugin",
+	"uwsgi_opt_pythonpath", "uwsgi_opt_set_logger", "uwsgi_opt_set_req_logger", "uwsgi_opt_static_map",
+	"uwsgi_opt_legion_hook", "uwsgi_opt_legion_node", "uwsgi_opt_corerouter", "uwsgi_opt_undeferred_corerouter",
+	"uwsgi_opt_set_placeholder", "uwsgi_opt_load_ini", "uwsgi_opt_load_xml", "uwsgi_opt_load_yml",
+	"uwsgi_opt_load_json", "uwsgi_opt_load_config", "uwsgi_opt_load")
+
+// uwsgiSourceOptions reads every {"name", has_arg, short, "help", handler,
+// ...} row of the C sources at tag, by name, in file order (core first).
+func uwsgiSourceOptions(t *testing.T, gitDir, tag string) map[string][]uwsgiOptionRow {
+	git := func(args ...string) string {
+		out, err := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("git %q: %v", args, err)
+		}
+		return string(out)
+	}
+	files := strings.Fields(git("grep", "-l", "struct uwsgi_option", tag, "--", "*.c"))
+	sort.SliceStable(files, func(i, j int) bool {
+		return strings.Contains(files[i], ":core/") && !strings.Contains(files[j], ":core/")
+	})
+	defs := map[string][]uwsgiOptionRow{}
+	for _, f := range files {
+		_, path, _ := strings.Cut(f, ":")
+		text := git("show", f)
+		// Rows are read token by token, with the preprocessor lines gone
+		// (every #ifdef branch counts: --help says which exist).
+		var toks []string
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			toks = append(toks, cTokens(line)...)
+		}
+		for i := 0; i+9 < len(toks); i++ {
+			if toks[i] != "{" || toks[i+1][0] != '"' || toks[i+2] != "," {
+				continue
+			}
+			arg := toks[i+3]
+			if arg != "no_argument" && arg != "required_argument" && arg != "optional_argument" {
+				continue
+			}
+			k := i + 7 // the help string, after the short option and its comma
+			for k < len(toks) && toks[k] != "," {
+				k++ // the help string, maybe in pieces
+			}
+			if k+1 >= len(toks) {
+				continue
+			}
+			handler := toks[k+1]
+			kind := map[string]string{"no_argument": "flag", "required_argument": "value", "optional_argument": "optional"}[arg]
+			if kind == "value" && (strings.HasPrefix(handler, "uwsgi_opt_add_") || uwsgiListHandlers[handler]) {
+				kind = "list"
+			}
+			name, _ := strconv.Unquote(toks[i+1])
+			defs[name] = append(defs[name], uwsgiOptionRow{name: name, kind: kind, src: path})
+		}
+	}
+	return defs
+}
+
+// cTokens splits a line of C into string literals, identifiers and
+// punctuation, enough for option rows; comments are dropped.
+func cTokens(line string) []string {
+	var out []string
+	for i := 0; i < len(line); {
+		c := line[i]
+		switch {
+		case c == '/' && i+1 < len(line) && line[i+1] == '/':
+			return out
+		case c == '"' || c == '\'':
+			j := i + 1
+			for j < len(line) && line[j] != c {
+				if line[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			out = append(out, line[i:min(j+1, len(line))])
+			i = j + 1
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			j := i
+			for j < len(line) && (line[j] == '_' || line[j] >= 'a' && line[j] <= 'z' || line[j] >= 'A' && line[j] <= 'Z' || line[j] >= '0' && line[j] <= '9') {
+				j++
+			}
+			out = append(out, line[i:j])
+			i = j
+		case c == ' ' || c == '\t' || c == '\r':
+			i++
+		default:
+			out = append(out, string(c))
+			i++
+		}
+	}
+	return out
 }

@@ -59,6 +59,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // ==== The emperor and its loop ==========================================
@@ -3482,8 +3483,13 @@ func firstControl(s string) string {
 	return s
 }
 
-// resolveOnDemandExec runs `CMD "NAME"` off the loop (uWSGI blocks its whole
-// loop on it) and hands the first line of its output back to the loop.
+// resolveOnDemandExec runs CMD with the vassal's name as its argument off
+// the loop (uWSGI blocks its whole loop on it) and hands the first line of
+// its output back to the loop. The operator's CMD is a shell line; the
+// name, which whoever may create files in the directory chose, never is:
+// it reaches the shell as $1 (uWSGI's core/emperor.c pastes it into the
+// line between double quotes, so a config named `$(id).ini` runs id, as
+// root).
 func (e *emperor) resolveOnDemandExec(v *vassal) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -3491,8 +3497,8 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 		e.placeVassal(v, "")
 		return
 	}
-	cmdline := e.cfg.odExec + " \"" + v.name + "\""
-	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
+	argv := []string{"/bin/sh", "-c", e.cfg.odExec + ` "$1"`, "sh", v.name}
+	pid, err := syscall.ForkExec("/bin/sh", argv, &syscall.ProcAttr{
 		Dir: e.cfg.spawnDir(v), Env: e.spawns.baseEnv, Files: []uintptr{e.spawns.devnull.Fd(), w.Fd(), 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
@@ -3772,20 +3778,66 @@ func (w *jsonWriter) item(val string) {
 	w.b = appendJSONString(w.b, val)
 }
 
+// appendJSONString quotes s as a JSON string. Names come from the file
+// system, which allows any byte but '/' and NUL: each byte that is not
+// part of valid UTF-8 becomes \ufffd, as Go's encoding/json writes it, so
+// the document stays valid JSON for strict clients whatever a file is
+// called.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
 		case c < 0x20:
 			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+			continue
 		default:
 			b = append(b, c)
 		}
+		i++
 	}
 	return append(b, '"')
+}
+
+// validUTF8 is s with each byte that is not part of valid UTF-8 replaced
+// by U+FFFD (one per byte, as appendJSONString does).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// termSafe is a name as the --status table prints it: valid UTF-8, and no
+// control bytes, so a file name cannot send escape sequences to the
+// operator's terminal.
+func termSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, validUTF8(s))
 }
 
 func (s *statsSnapshot) render() []byte {
@@ -3902,8 +3954,10 @@ func (s *statsSnapshot) prometheus() []byte {
 	return b
 }
 
+// promLabel escapes a label value; the exposition format wants UTF-8, and
+// a name may be any bytes.
 func promLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(validUTF8(s))
 }
 
 // bindStats starts the stats server, or retries every few seconds when its
@@ -4408,7 +4462,7 @@ func printStatus(w io.Writer, data []byte) error {
 		case num("ready") == 1:
 			state = "ready"
 		}
-		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", str("id"), pid, state, num("loyal"), num("respawns"), str("last_exit"))
+		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", termSafe(str("id")), pid, state, num("loyal"), num("respawns"), termSafe(str("last_exit")))
 	}
 	return nil
 }

@@ -4703,6 +4703,82 @@ func TestFastRouterDeployment(t *testing.T) {
 	}
 }
 
+// ==== Hostile input =====================================================
+
+// TestHostileOnDemandExecName: under emperor-on-demand-exec, a config name
+// full of shell syntax reaches the operator's command as its argument,
+// exactly, and nothing in it runs (uWSGI pastes it into a shell line).
+func TestHostileOnDemandExecName(t *testing.T) {
+	env := newTestEnv(t)
+	names := []string{"$(touch PWNED).ini", "`touch BT`.ini", `"; touch X; ".ini`}
+	got := filepath.Join(env.root, "names")
+	script := filepath.Join(env.root, "sockname.sh")
+	writeFile(t, script, "printf '%s\\n' \"$1\" >> "+got+"\necho "+env.root+"/s$(printf %s \"$1\" | cksum | cut -d' ' -f1).sock\n")
+	for i, n := range names {
+		env.vassal(t, n, "h"+strconv.Itoa(i), "serve-stdin")
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-exec", "sh "+script)
+	em.waitLogCount(t, `"on demand" instance detected`, len(names), 10*time.Second)
+	data, _ := os.ReadFile(got)
+	have := strings.Split(strings.TrimSpace(string(data)), "\n")
+	sort.Strings(have)
+	want := slices.Clone(names)
+	sort.Strings(want)
+	if !slices.Equal(have, want) {
+		t.Errorf("the command got %q, want %q", have, want)
+	}
+	for _, dir := range []string{env.root, env.vassals} {
+		for _, f := range []string{"PWNED", "BT", "X"} {
+			if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+				t.Errorf("a config name ran a command: %s exists", filepath.Join(dir, f))
+			}
+		}
+	}
+}
+
+// TestHostileInvalidUTF8Name: a config whose name is not UTF-8 runs, and
+// the stats (raw and HTTP, JSON and Prometheus) and the --status table
+// stay valid UTF-8, with U+FFFD for each bad byte.
+func TestHostileInvalidUTF8Name(t *testing.T) {
+	env := newTestEnv(t)
+	name := "bad\xff\xfe.ini"
+	env.vassal(t, name, "bad", "")
+	raw := filepath.Join(env.root, "stats.sock")
+	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", raw)
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+web)
+	env.sink.waitN(t, 2, 30*time.Second, "both starts", evIs("bad", "start"))
+	shown := "bad\ufffd\ufffd.ini"
+	doc := readStats(t, "unix", raw)
+	if !utf8.Valid(doc) {
+		t.Errorf("stats are not UTF-8: %q", doc)
+	}
+	if parseStats(t, doc).vassal(shown) == nil {
+		t.Errorf("no vassal %q in stats:\n%s", shown, doc)
+	}
+	for _, path := range []string{"/", "/metrics"} {
+		c, err := net.Dial("tcp", web)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+		resp, _ := io.ReadAll(c)
+		c.Close()
+		_, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+		if !utf8.Valid(body) {
+			t.Errorf("%s: not UTF-8:\n%q", path, body)
+		}
+		if path == "/" && parseStats(t, body).vassal(shown) == nil || path == "/metrics" && !bytes.Contains(body, []byte(`vassal="`+shown+`"`)) {
+			t.Errorf("%s: no %q:\n%s", path, shown, body)
+		}
+	}
+	out, err := exec.Command(emperorBin, "--status", raw).CombinedOutput()
+	if err != nil || !utf8.Valid(out) || !bytes.Contains(out, []byte(shown)) {
+		t.Errorf("--status: %v %q", err, out)
+	}
+}
+
 // ==== Faults ============================================================
 
 func TestFaultStatsAddressTaken(t *testing.T) {

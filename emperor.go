@@ -3443,11 +3443,7 @@ func (e *emperor) onDemandName(v *vassal) string {
 	switch {
 	case e.cfg.odExt != "":
 		// An instance's socket name is in FILE:SECTION+ext, beside the file.
-		data, err := os.ReadFile(v.path + instanceSuffix(v) + e.cfg.odExt)
-		if err != nil {
-			return ""
-		}
-		return firstControl(string(data))
+		return e.readOnDemandFile(v, v.path+instanceSuffix(v)+e.cfg.odExt)
 	case e.cfg.odDir != "":
 		base := filepath.Base(v.configName())
 		dot := strings.LastIndexByte(base, '.')
@@ -3463,6 +3459,52 @@ func (e *emperor) onDemandName(v *vassal) string {
 		return filepath.Join(e.cfg.odDir, stem+".socket")
 	}
 	return ""
+}
+
+// readOnDemandFile reads the socket name in a vassal's NAME+ext file, as
+// root, on the loop. Opened without blocking (a FIFO there would hang the
+// loop) and read once, at most a page; it must be a regular file. In tyrant
+// mode it is the config owner's word, so it must be theirs too and not a
+// symlink: else a user could have root read any file (the first line of
+// /etc/shadow, say) and show it in the stats as a socket name. A refused
+// file is logged by name, never by content, and the vassal is an ordinary
+// one, as with no file at all.
+func (e *emperor) readOnDemandFile(v *vassal, path string) string {
+	flags := syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if e.cfg.tyrant {
+		flags |= syscall.O_NOFOLLOW
+	}
+	fd, err := syscall.Open(path, flags, 0)
+	if err == syscall.ENOENT || err == syscall.ENOTDIR {
+		return ""
+	}
+	refuse := func(why string) string {
+		logRaw("[emperor] vassal %s: on-demand socket file %s refused: %s", v.name, path, why)
+		return ""
+	}
+	if err == syscall.ELOOP && e.cfg.tyrant {
+		return refuse("a symlink (tyrant mode reads only the config owner's own file)")
+	}
+	if err != nil {
+		return refuse(err.Error())
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return refuse(err.Error())
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return refuse("not a regular file")
+	}
+	if e.cfg.tyrant && st.Uid != v.uid {
+		return refuse("owned by uid " + strconv.FormatUint(uint64(st.Uid), 10) + ", not by the config's owner " + strconv.FormatUint(uint64(v.uid), 10))
+	}
+	var buf [4096]byte
+	n, err := syscall.Read(fd, buf[:])
+	if err != nil || n < 0 {
+		return ""
+	}
+	return firstControl(string(buf[:n]))
 }
 
 // instanceSuffix is ":SECTION" for an instance, "" for any other vassal.
@@ -3539,11 +3581,12 @@ func (e *emperor) onDemandResolved(r odResolved) {
 }
 
 // bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
-// UNIX path (replaced if present, mode 0666 as uWSGI).
+// UNIX path (mode 0666 as uWSGI; see clearSocketPath for what may be there
+// already).
 func (e *emperor) bindOnDemand(v *vassal) error {
 	network := socketNetwork(v.onDemand)
 	if network == "unix" {
-		if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
+		if err := clearSocketPath(v.onDemand); err != nil {
 			return err
 		}
 	}
@@ -3560,7 +3603,13 @@ func (e *emperor) bindOnDemand(v *vassal) error {
 		l.SetUnlinkOnClose(false)
 		f, err = l.File()
 		if err == nil {
-			err = os.Chmod(v.onDemand, 0o666)
+			// chmod follows a symlink: look first, so a path swapped after
+			// the bind cannot make the emperor open up some other file.
+			if fi, lerr := os.Lstat(v.onDemand); lerr != nil || fi.Mode()&os.ModeSocket == 0 {
+				err = fmt.Errorf("%s: no longer the socket just bound", v.onDemand)
+			} else {
+				err = os.Chmod(v.onDemand, 0o666)
+			}
 		}
 	}
 	ln.Close()
@@ -3612,8 +3661,48 @@ func (e *emperor) closeOnDemand(v *vassal) {
 	syscall.Close(v.odFd)
 	v.odFd = -1
 	if socketNetwork(v.onDemand) == "unix" {
-		_ = os.Remove(v.onDemand)
+		if fi, err := os.Lstat(v.onDemand); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(v.onDemand)
+		}
 	}
+}
+
+// clearSocketPath makes room for a UNIX socket at path. The path is the
+// vassal's choice (its NAME+ext file, or the on-demand-exec command's
+// answer) and the emperor is root: only a socket nobody listens on (left
+// by a process that died) is removed. A file, a directory or a socket a
+// live server holds is never removed, uWSGI's unlink-then-bind would
+// replace /etc/passwd or another daemon's socket.
+func clearSocketPath(path string) error {
+	fi, err := os.Lstat(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket: left alone", path)
+	}
+	if socketListening(path) {
+		return fmt.Errorf("%s: a server is listening on it: left alone", path)
+	}
+	return os.Remove(path)
+}
+
+// socketListening reports whether something accepts connections on the
+// UNIX socket at path. The connect does not block: a full backlog is a
+// live server too.
+func socketListening(path string) bool {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return true // cannot tell: keep the file
+	}
+	defer syscall.Close(fd)
+	syscall.CloseOnExec(fd)
+	_ = syscall.SetNonblock(fd, true)
+	err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+	return err != syscall.ECONNREFUSED && err != syscall.ENOENT
 }
 
 // ==== Stats =============================================================

@@ -4779,6 +4779,65 @@ func TestHostileInvalidUTF8Name(t *testing.T) {
 	}
 }
 
+// TestHostileTyrantOnDemandFile: in tyrant mode a user's NAME+ext file is
+// read only when it is theirs and a regular file, and the socket path it
+// names never removes a file that is not a stale socket.
+func TestHostileTyrantOnDemandFile(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	const uid, gid = 23456, 23457
+	secret := filepath.Join(env.root, "secret")
+	writeFile(t, secret, "SECRETCONTENT\n")
+	os.Chmod(secret, 0o600)
+	victim := filepath.Join(env.root, "victim")
+	writeFile(t, victim, "precious\n")
+	before, _ := os.Stat(victim)
+	conf := func(name string) {
+		path := filepath.Join(env.vassals, name+".ini")
+		writeFile(t, path, probeINIWith(env.sink, name, "serve-stdin", probe))
+		os.Chown(path, uid, gid)
+	}
+	sockFile := func(name, content string, owner int) string {
+		path := filepath.Join(env.vassals, name+".ini.socket")
+		writeFile(t, path, content)
+		os.Chown(path, owner, gid)
+		return path
+	}
+	conf("link")
+	if err := os.Symlink(secret, filepath.Join(env.vassals, "link.ini.socket")); err != nil {
+		t.Fatal(err)
+	}
+	conf("other")
+	sockFile("other", filepath.Join(env.root, "other.sock")+"\n", uid+2)
+	conf("clobber")
+	sockFile("clobber", victim+"\n", uid)
+	stats := filepath.Join(env.root, "stats.sock")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant", "--emperor-stats", stats,
+		"--emperor-on-demand-extension", ".socket", "--emperor-freq", "1")
+	em.waitLog(t, "vassal link.ini: on-demand socket file "+filepath.Join(env.vassals, "link.ini.socket")+" refused", 10*time.Second)
+	em.waitLog(t, "vassal other.ini: on-demand socket file "+filepath.Join(env.vassals, "other.ini.socket")+" refused: owned by uid", 10*time.Second)
+	em.waitLog(t, "vassal clobber.ini: "+victim+" exists and is not a socket", 10*time.Second)
+	// Refused files make ordinary vassals, as no file would.
+	env.sink.waitStart(t, 0, "link")
+	env.sink.waitStart(t, 0, "other")
+	doc := readStats(t, "unix", stats)
+	for _, where := range []string{string(doc), em.log.String()} {
+		if strings.Contains(where, "SECRETCONTENT") {
+			t.Errorf("a root-only file's content was shown:\n%s", where)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env.root, "other.sock")); err == nil {
+		t.Error("another user's socket file was used")
+	}
+	after, err := os.Stat(victim)
+	data, _ := os.ReadFile(victim)
+	if err != nil || !os.SameFile(before, after) || string(data) != "precious\n" || after.Mode() != before.Mode() {
+		t.Errorf("the file at the socket path was touched: %v %q %v", err, data, after)
+	}
+}
+
 // ==== Faults ============================================================
 
 func TestFaultStatsAddressTaken(t *testing.T) {

@@ -270,6 +270,8 @@ func (e *emperor) loop() int {
 			e.onExit(ex)
 		case r := <-e.in.readable:
 			e.onReadable(r)
+		case <-e.poll.more():
+			e.readPending()
 		case ev := <-e.in.fsHints:
 			e.onFSEvent(ev)
 		case s := <-e.in.sigs:
@@ -2049,6 +2051,7 @@ type vassal struct {
 	accept         bool      // byte 5
 	heartbeatAt    time.Time // the last byte 26, on the monotonic clock
 	heartbeatArmed bool      // a tHeartbeat timer is queued
+	flood          floodMeter
 
 	// On demand: the socket name and the listener the emperor holds.
 	onDemand string // "" for an ordinary vassal
@@ -2520,6 +2523,7 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v.gen++
 	v.status, v.then, v.cursed = statusRunning, thenRespawn, 0
 	v.spoke, v.loyal, v.ready, v.accept, v.heartbeatArmed = false, false, false, false, false
+	v.flood = floodMeter{}
 	v.lastHeartbeat, v.nextRetry = 0, time.Time{}
 	now := time.Now().Unix()
 	if v.firstRun == 0 {
@@ -3217,6 +3221,61 @@ func procComm(pid int) string {
 type pollSet struct {
 	watcher   *fdWatcher
 	nextToken uint32
+	// pending are protocol sockets left with bytes unread when their read
+	// budget ran out (fd to token), read again on a later turn of the loop.
+	pending map[int]uint32
+}
+
+// Reading a vassal's socket is budgeted: a vassal writing to its emperor
+// fd as fast as it can must not keep the loop from everything else. One
+// turn reads at most protoBudget bytes of one socket (more than any vassal
+// that speaks the protocol ever has waiting: a few bytes per event); what
+// is left waits for a later turn, so exits, signals, config changes and
+// stats requests are served between two reads.
+const protoBudget = 4 << 10
+
+// A vassal that sends more than floodBytes in one floodWindow is flooding:
+// uWSGI's protocol is a handful of bytes per state change and a heartbeat
+// byte every few seconds, so no vassal that speaks it gets near 16 KiB in a
+// second. It is logged once per window, and killed (and respawned, as a
+// hung vassal is) after floodWindows windows in a row: long enough that a
+// burst is forgiven, short enough that a broken vassal does not burn the
+// emperor's CPU for long.
+const (
+	floodWindow  = time.Second
+	floodBytes   = 16 << 10
+	floodWindows = 5
+)
+
+// floodMeter counts what a vassal sent in the current window.
+type floodMeter struct {
+	start   time.Time // the current window's start (monotonic)
+	bytes   int       // sent in it
+	flagged bool      // the current window has been logged as flooding
+	streak  int       // windows in a row flagged, this one included
+}
+
+// readyNow is a channel that is always ready to receive from.
+var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// more is ready while sockets wait for another read; nil (never ready)
+// otherwise.
+func (p *pollSet) more() <-chan struct{} {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	return readyNow
+}
+
+// readPending gives every socket left with unread bytes one more budget.
+func (e *emperor) readPending() {
+	batch := e.poll.pending
+	e.poll.pending = nil
+	for fd, token := range batch {
+		if v := e.vassals.byFd[fd]; v != nil && v.token == token && e.readProtocol(v) {
+			e.onHangup(v)
+		}
+	}
 }
 
 func (p *pollSet) token() uint32 {
@@ -3255,18 +3314,27 @@ func (e *emperor) onReadable(r readyFD) {
 	}
 }
 
-// readProtocol acts on every byte waiting on the vassal's socket and
+// readProtocol acts on the bytes waiting on the vassal's socket, at most
+// protoBudget of them (the rest is read on a later turn of the loop), and
 // reports whether the vassal closed its end.
 func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 	fd, token := v.sock, v.token
-	var buf [64]byte
-	for {
-		n, err := syscall.Read(fd, buf[:])
+	var buf [512]byte
+	for budget := protoBudget; ; {
+		if budget <= 0 {
+			if e.poll.pending == nil {
+				e.poll.pending = map[int]uint32{}
+			}
+			e.poll.pending[fd] = token
+			return false
+		}
+		n, err := syscall.Read(fd, buf[:min(len(buf), budget)])
 		if n > 0 {
+			budget -= n
 			for _, b := range buf[:n] {
 				e.onByte(v, b)
 			}
-			if v.sock != fd {
+			if v.sock != fd || e.meterFlood(v, n) {
 				return false
 			}
 			continue
@@ -3280,6 +3348,36 @@ func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 		}
 		return true
 	}
+}
+
+// meterFlood counts n bytes from v and reports whether v was found
+// flooding for too long and is being killed for it.
+func (e *emperor) meterFlood(v *vassal, n int) bool {
+	f := &v.flood
+	now := time.Now()
+	if d := now.Sub(f.start); d >= floodWindow {
+		if !f.flagged || d >= 2*floodWindow {
+			f.streak = 0 // the last window was quiet: the streak is over
+		}
+		f.start, f.bytes, f.flagged = now, 0, false
+	}
+	f.bytes += n
+	if f.flagged || f.bytes <= floodBytes {
+		return false
+	}
+	f.flagged = true
+	f.streak++
+	if f.streak < floodWindows || v.pid == 0 || v.status != statusRunning {
+		logRaw("[emperor] vassal %s is flooding its emperor fd (more than %d bytes in %v): reading it at most %d bytes at a time", v.name, floodBytes, floodWindow, protoBudget)
+		return false
+	}
+	logRaw("[emperor] vassal %s kept flooding its emperor fd for %d seconds, brutally respawning it...", v.name, floodWindows*int(floodWindow/time.Second))
+	v.killedFor = "flood"
+	signalTree(v.pid, syscall.SIGKILL)
+	// Nothing more is read from a process being killed: its exit closes
+	// the socket.
+	e.poll.watcher.remove(v.sock)
+	return true
 }
 
 // onHangup: the vassal closed its end. One that spoke the protocol is dying

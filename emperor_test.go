@@ -4838,6 +4838,53 @@ func TestHostileTyrantOnDemandFile(t *testing.T) {
 	}
 }
 
+// TestHostileProtocolFlood: a vassal writing to its emperor fd as fast as
+// it can neither starves the loop (another vassal's reload and a stats
+// request are served at once) nor goes unnoticed: it is logged by name,
+// and restarted when it keeps at it.
+func TestHostileProtocolFlood(t *testing.T) {
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "flood.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec cat /dev/zero >&3\n")
+	quiet := env.vassal(t, "quiet.ini", "quiet", "")
+	stats := filepath.Join(env.root, "stats.sock")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", stats)
+	env.sink.waitStart(t, 0, "quiet")
+	em.waitLog(t, "vassal flood.ini started (pid:", 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // let the flood fill the socket
+	for round := 0; round < 3; round++ {
+		start := time.Now()
+		mark := env.sink.count()
+		touch(t, quiet, time.Now().Add(time.Duration(round+2)*time.Second))
+		env.sink.waitFor(t, mark, time.Second, "quiet's reload while a vassal floods", reloadOf("quiet"))
+		reload := time.Since(start)
+		start = time.Now()
+		done := make(chan []byte, 1)
+		go func() {
+			c, err := net.Dial("unix", stats)
+			if err != nil {
+				done <- nil
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			data, _ := io.ReadAll(c)
+			done <- data
+		}()
+		select {
+		case data := <-done:
+			if parseStats(t, data).vassal("flood.ini") == nil {
+				t.Fatalf("no flood.ini in stats:\n%s", data)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("stats not served within 1 s while a vassal floods")
+		}
+		t.Logf("while flooded: reload seen after %v, stats after %v", reload, time.Since(start))
+	}
+	em.waitLog(t, "vassal flood.ini is flooding its emperor fd", 10*time.Second)
+	em.waitLog(t, "vassal flood.ini kept flooding its emperor fd for 5 seconds, brutally respawning it...", 15*time.Second)
+	em.waitLogCount(t, "vassal flood.ini started (pid:", 2, 10*time.Second)
+}
+
 // ==== Faults ============================================================
 
 func TestFaultStatsAddressTaken(t *testing.T) {

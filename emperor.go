@@ -4191,7 +4191,7 @@ func (e *emperor) startStats() error {
 		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
 	}
 	srv := e.statsServer()
-	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
+	clients := newStatsClients()
 	answer := srv.answer
 	if e.cfg.statsHTTP && !isHTTP {
 		answer = func(conn net.Conn) { srv.answerStatsHTTP(conn, clients) }
@@ -4215,8 +4215,25 @@ func (e *emperor) startStats() error {
 
 // maxStatsClients is how many stats clients are served at once, each with
 // a descriptor and a goroutine of its own; more wait in the kernel's accept
-// queue.
-const maxStatsClients = 64
+// queue. Under a low RLIMIT_NOFILE they get a quarter of it at most, and a
+// client accepted when fewer than statsFDReserve descriptors are left below
+// the limit is closed at once: the descriptors are for vassals (a spawn
+// takes a socketpair, a pipe and more), and a crowd of idle clients must
+// never make a spawn fail with EMFILE.
+const (
+	maxStatsClients = 64
+	statsFDReserve  = 16
+)
+
+func newStatsClients() *statsClients {
+	c := &statsClients{cap: maxStatsClients}
+	if soft, _, err := nofileLimit(); err == nil && soft < 1<<30 {
+		c.nofile = int(soft)
+		c.cap = max(1, min(maxStatsClients, c.nofile/4))
+	}
+	c.slots = make(chan struct{}, c.cap)
+	return c
+}
 
 // statsClients is the cap on clients, shared by the accepting goroutine
 // and the clients' own (hence the one lock in this file). A client that is
@@ -4226,9 +4243,39 @@ const maxStatsClients = 64
 // connections that never send anything cannot lock real clients out for
 // their whole timeout, only compete with them for slots.
 type statsClients struct {
-	slots chan struct{} // one token per client being served; cap maxStatsClients
-	mu    sync.Mutex    // guards idle
-	idle  []net.Conn    // idle clients, the next to be cut off first
+	slots  chan struct{} // one token per client being served
+	cap    int           // how many: maxStatsClients, less under a low fd limit
+	nofile int           // RLIMIT_NOFILE, 0 if unknown
+	mu     sync.Mutex    // guards idle
+	idle   []net.Conn    // idle clients, the next to be cut off first
+	// Only the accepting goroutine uses these: when it last logged a
+	// shortage of descriptors (once per 10 s at most).
+	lastShort time.Time
+}
+
+// shortOfFDs reports whether conn took one of the last statsFDReserve
+// descriptors. The kernel hands out the lowest free number, so a number
+// that high means every one below it is in use.
+func (c *statsClients) shortOfFDs(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok || c.nofile == 0 {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	_ = rc.Control(func(f uintptr) { fd = int(f) })
+	return fd >= c.nofile-statsFDReserve
+}
+
+// logShort logs a shortage of descriptors, once per 10 seconds at most.
+func (c *statsClients) logShort(what string) {
+	if now := time.Now(); now.Sub(c.lastShort) >= 10*time.Second {
+		c.lastShort = now
+		logRaw("[emperor] stats server: %s: descriptors are kept for vassals (RLIMIT_NOFILE %d)", what, c.nofile)
+	}
 }
 
 // admit takes a slot for a new client, cutting off an idle one if none is
@@ -4282,8 +4329,17 @@ func (s statsServer) serve(ln net.Listener, clients *statsClients, answer func(n
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
 			}
-			logRaw("[emperor] stats server: %v", err)
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				clients.logShort("out of descriptors, not accepting for now")
+			} else {
+				logRaw("[emperor] stats server: %v", err)
+			}
 			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if clients.shortOfFDs(conn) {
+			conn.Close()
+			clients.logShort("fewer than " + itoa(statsFDReserve) + " descriptors left, client closed at once")
 			continue
 		}
 		clients.admit()

@@ -4885,6 +4885,52 @@ func TestHostileProtocolFlood(t *testing.T) {
 	em.waitLogCount(t, "vassal flood.ini started (pid:", 2, 10*time.Second)
 }
 
+// TestHostileStatsClientsExhaustFDs: hundreds of idle HTTP stats clients
+// against an emperor with few descriptors neither take the descriptors a
+// spawn needs nor more than a capped share of them.
+func TestHostileStatsClientsExhaustFDs(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit(1) not available")
+	}
+	env := newTestEnv(t)
+	env.vassal(t, "first.ini", "first", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperorCmd(t, exec.Command(prlimit, "--nofile=64:64", emperorBin, "--emperor", env.vassals,
+		"--emperor-stats", "http://"+addr, "--socket-timeout", "60"))
+	env.sink.waitStart(t, 0, "first")
+	em.waitLog(t, "Emperor stats server enabled", 10*time.Second)
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	for i := 0; i < 300; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the emperor accepts what it will
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid))
+	t.Logf("%d idle clients connected; the emperor holds %d descriptors of 64", len(conns), len(fds))
+	mark := env.sink.count()
+	env.vassal(t, "second.ini", "second", "")
+	env.sink.waitFor(t, mark, 10*time.Second, "second's start with idle stats clients", evIs("second", "start"))
+	if strings.Contains(em.log.String(), "too many open files") {
+		t.Errorf("the emperor ran out of descriptors:\n%s", em.log.String())
+	}
+}
+
 // ==== Faults ============================================================
 
 func TestFaultStatsAddressTaken(t *testing.T) {

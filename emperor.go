@@ -3222,8 +3222,9 @@ type pollSet struct {
 	watcher   *fdWatcher
 	nextToken uint32
 	// pending are protocol sockets left with bytes unread when their read
-	// budget ran out (fd to token), read again on a later turn of the loop.
-	pending map[int]uint32
+	// budget ran out, read again on a later turn of the loop (each once:
+	// its vassal's flood.pending says it is here).
+	pending []readyFD
 }
 
 // Reading a vassal's socket is budgeted: a vassal writing to its emperor
@@ -3253,6 +3254,7 @@ type floodMeter struct {
 	bytes   int       // sent in it
 	flagged bool      // the current window has been logged as flooding
 	streak  int       // windows in a row flagged, this one included
+	pending bool      // its socket is in the poll set's pending list
 }
 
 // readyNow is a channel that is always ready to receive from.
@@ -3271,9 +3273,12 @@ func (p *pollSet) more() <-chan struct{} {
 func (e *emperor) readPending() {
 	batch := e.poll.pending
 	e.poll.pending = nil
-	for fd, token := range batch {
-		if v := e.vassals.byFd[fd]; v != nil && v.token == token && e.readProtocol(v) {
-			e.onHangup(v)
+	for _, r := range batch {
+		if v := e.vassals.byFd[r.fd]; v != nil && v.token == r.token {
+			v.flood.pending = false
+			if e.readProtocol(v) {
+				e.onHangup(v)
+			}
 		}
 	}
 }
@@ -3322,10 +3327,10 @@ func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 	var buf [512]byte
 	for budget := protoBudget; ; {
 		if budget <= 0 {
-			if e.poll.pending == nil {
-				e.poll.pending = map[int]uint32{}
+			if !v.flood.pending {
+				v.flood.pending = true
+				e.poll.pending = append(e.poll.pending, readyFD{fd: fd, token: token})
 			}
-			e.poll.pending[fd] = token
 			return false
 		}
 		n, err := syscall.Read(fd, buf[:min(len(buf), budget)])
@@ -3595,7 +3600,7 @@ func (e *emperor) readOnDemandFile(v *vassal, path string) string {
 		return refuse("not a regular file")
 	}
 	if e.cfg.tyrant && st.Uid != v.uid {
-		return refuse("owned by uid " + strconv.FormatUint(uint64(st.Uid), 10) + ", not by the config's owner " + strconv.FormatUint(uint64(v.uid), 10))
+		return refuse("owned by uid " + itoa(int(st.Uid)) + ", not by the config's owner " + itoa(int(v.uid)))
 	}
 	var buf [4096]byte
 	n, err := syscall.Read(fd, buf[:])

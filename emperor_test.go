@@ -4923,6 +4923,9 @@ func TestHostileStatsClientsExhaustFDs(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the emperor accepts what it will
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid))
 	t.Logf("%d idle clients connected; the emperor holds %d descriptors of 64", len(conns), len(fds))
+	if len(fds) > 64-statsFDReserve {
+		t.Errorf("the emperor holds %d descriptors of 64: fewer than %d left for spawns", len(fds), statsFDReserve)
+	}
 	mark := env.sink.count()
 	env.vassal(t, "second.ini", "second", "")
 	env.sink.waitFor(t, mark, 10*time.Second, "second's start with idle stats clients", evIs("second", "start"))

@@ -63,6 +63,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // ==== The emperor and its loop ==========================================
@@ -277,6 +278,8 @@ func (e *emperor) loop() int {
 			e.onExit(ex)
 		case r := <-e.in.readable:
 			e.onReadable(r)
+		case <-e.poll.more():
+			e.readPending()
 		case ev := <-e.in.fsHints:
 			e.onFSEvent(ev)
 		case s := <-e.in.sigs:
@@ -2057,6 +2060,7 @@ type vassal struct {
 	accept         bool      // byte 5
 	heartbeatAt    time.Time // the last byte 26, on the monotonic clock
 	heartbeatArmed bool      // a tHeartbeat timer is queued
+	flood          floodMeter
 
 	// On demand: the socket name and the listener the emperor holds.
 	onDemand string // "" for an ordinary vassal
@@ -2528,6 +2532,7 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v.gen++
 	v.status, v.then, v.cursed = statusRunning, thenRespawn, 0
 	v.spoke, v.loyal, v.ready, v.accept, v.heartbeatArmed = false, false, false, false, false
+	v.flood = floodMeter{}
 	v.lastHeartbeat, v.nextRetry = 0, time.Time{}
 	now := time.Now().Unix()
 	if v.firstRun == 0 {
@@ -3228,6 +3233,66 @@ func procComm(pid int) string {
 type pollSet struct {
 	watcher   *fdWatcher
 	nextToken uint32
+	// pending are protocol sockets left with bytes unread when their read
+	// budget ran out, read again on a later turn of the loop (each once:
+	// its vassal's flood.pending says it is here).
+	pending []readyFD
+}
+
+// Reading a vassal's socket is budgeted: a vassal writing to its emperor
+// fd as fast as it can must not keep the loop from everything else. One
+// turn reads at most protoBudget bytes of one socket (more than any vassal
+// that speaks the protocol ever has waiting: a few bytes per event); what
+// is left waits for a later turn, so exits, signals, config changes and
+// stats requests are served between two reads.
+const protoBudget = 4 << 10
+
+// A vassal that sends more than floodBytes in one floodWindow is flooding:
+// uWSGI's protocol is a handful of bytes per state change and a heartbeat
+// byte every few seconds, so no vassal that speaks it gets near 16 KiB in a
+// second. It is logged once per window, and killed (and respawned, as a
+// hung vassal is) after floodWindows windows in a row: long enough that a
+// burst is forgiven, short enough that a broken vassal does not burn the
+// emperor's CPU for long.
+const (
+	floodWindow  = time.Second
+	floodBytes   = 16 << 10
+	floodWindows = 5
+)
+
+// floodMeter counts what a vassal sent in the current window.
+type floodMeter struct {
+	start   time.Time // the current window's start (monotonic)
+	bytes   int       // sent in it
+	flagged bool      // the current window has been logged as flooding
+	streak  int       // windows in a row flagged, this one included
+	pending bool      // its socket is in the poll set's pending list
+}
+
+// readyNow is a channel that is always ready to receive from.
+var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// more is ready while sockets wait for another read; nil (never ready)
+// otherwise.
+func (p *pollSet) more() <-chan struct{} {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	return readyNow
+}
+
+// readPending gives every socket left with unread bytes one more budget.
+func (e *emperor) readPending() {
+	batch := e.poll.pending
+	e.poll.pending = nil
+	for _, r := range batch {
+		if v := e.vassals.byFd[r.fd]; v != nil && v.token == r.token {
+			v.flood.pending = false
+			if e.readProtocol(v) {
+				e.onHangup(v)
+			}
+		}
+	}
 }
 
 func (p *pollSet) token() uint32 {
@@ -3266,18 +3331,27 @@ func (e *emperor) onReadable(r readyFD) {
 	}
 }
 
-// readProtocol acts on every byte waiting on the vassal's socket and
+// readProtocol acts on the bytes waiting on the vassal's socket, at most
+// protoBudget of them (the rest is read on a later turn of the loop), and
 // reports whether the vassal closed its end.
 func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 	fd, token := v.sock, v.token
-	var buf [64]byte
-	for {
-		n, err := syscall.Read(fd, buf[:])
+	var buf [512]byte
+	for budget := protoBudget; ; {
+		if budget <= 0 {
+			if !v.flood.pending {
+				v.flood.pending = true
+				e.poll.pending = append(e.poll.pending, readyFD{fd: fd, token: token})
+			}
+			return false
+		}
+		n, err := syscall.Read(fd, buf[:min(len(buf), budget)])
 		if n > 0 {
+			budget -= n
 			for _, b := range buf[:n] {
 				e.onByte(v, b)
 			}
-			if v.sock != fd {
+			if v.sock != fd || e.meterFlood(v, n) {
 				return false
 			}
 			continue
@@ -3291,6 +3365,36 @@ func (e *emperor) readProtocol(v *vassal) (hungUp bool) {
 		}
 		return true
 	}
+}
+
+// meterFlood counts n bytes from v and reports whether v was found
+// flooding for too long and is being killed for it.
+func (e *emperor) meterFlood(v *vassal, n int) bool {
+	f := &v.flood
+	now := time.Now()
+	if d := now.Sub(f.start); d >= floodWindow {
+		if !f.flagged || d >= 2*floodWindow {
+			f.streak = 0 // the last window was quiet: the streak is over
+		}
+		f.start, f.bytes, f.flagged = now, 0, false
+	}
+	f.bytes += n
+	if f.flagged || f.bytes <= floodBytes {
+		return false
+	}
+	f.flagged = true
+	f.streak++
+	if f.streak < floodWindows || v.pid == 0 || v.status != statusRunning {
+		logRaw("[emperor] vassal %s is flooding its emperor fd (more than %d bytes in %v): reading it at most %d bytes at a time", v.name, floodBytes, floodWindow, protoBudget)
+		return false
+	}
+	logRaw("[emperor] vassal %s kept flooding its emperor fd for %d seconds, brutally respawning it...", v.name, floodWindows*int(floodWindow/time.Second))
+	v.killedFor = "flood"
+	signalTree(v.pid, syscall.SIGKILL)
+	// Nothing more is read from a process being killed: its exit closes
+	// the socket.
+	e.poll.watcher.remove(v.sock)
+	return true
 }
 
 // onHangup: the vassal closed its end. One that spoke the protocol is dying
@@ -3454,11 +3558,7 @@ func (e *emperor) onDemandName(v *vassal) string {
 	switch {
 	case e.cfg.odExt != "":
 		// An instance's socket name is in FILE:SECTION+ext, beside the file.
-		data, err := os.ReadFile(v.path + instanceSuffix(v) + e.cfg.odExt)
-		if err != nil {
-			return ""
-		}
-		return firstControl(string(data))
+		return e.readOnDemandFile(v, v.path+instanceSuffix(v)+e.cfg.odExt)
 	case e.cfg.odDir != "":
 		base := filepath.Base(v.configName())
 		dot := strings.LastIndexByte(base, '.')
@@ -3474,6 +3574,52 @@ func (e *emperor) onDemandName(v *vassal) string {
 		return filepath.Join(e.cfg.odDir, stem+".socket")
 	}
 	return ""
+}
+
+// readOnDemandFile reads the socket name in a vassal's NAME+ext file, as
+// root, on the loop. Opened without blocking (a FIFO there would hang the
+// loop) and read once, at most a page; it must be a regular file. In tyrant
+// mode it is the config owner's word, so it must be theirs too and not a
+// symlink: else a user could have root read any file (the first line of
+// /etc/shadow, say) and show it in the stats as a socket name. A refused
+// file is logged by name, never by content, and the vassal is an ordinary
+// one, as with no file at all.
+func (e *emperor) readOnDemandFile(v *vassal, path string) string {
+	flags := syscall.O_RDONLY | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if e.cfg.tyrant {
+		flags |= syscall.O_NOFOLLOW
+	}
+	fd, err := syscall.Open(path, flags, 0)
+	if err == syscall.ENOENT || err == syscall.ENOTDIR {
+		return ""
+	}
+	refuse := func(why string) string {
+		logRaw("[emperor] vassal %s: on-demand socket file %s refused: %s", v.name, path, why)
+		return ""
+	}
+	if err == syscall.ELOOP && e.cfg.tyrant {
+		return refuse("a symlink (tyrant mode reads only the config owner's own file)")
+	}
+	if err != nil {
+		return refuse(err.Error())
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return refuse(err.Error())
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return refuse("not a regular file")
+	}
+	if e.cfg.tyrant && st.Uid != v.uid {
+		return refuse("owned by uid " + itoa(int(st.Uid)) + ", not by the config's owner " + itoa(int(v.uid)))
+	}
+	var buf [4096]byte
+	n, err := syscall.Read(fd, buf[:])
+	if err != nil || n < 0 {
+		return ""
+	}
+	return firstControl(string(buf[:n]))
 }
 
 // instanceSuffix is ":SECTION" for an instance, "" for any other vassal.
@@ -3494,8 +3640,13 @@ func firstControl(s string) string {
 	return s
 }
 
-// resolveOnDemandExec runs `CMD "NAME"` off the loop (uWSGI blocks its whole
-// loop on it) and hands the first line of its output back to the loop.
+// resolveOnDemandExec runs CMD with the vassal's name as its argument off
+// the loop (uWSGI blocks its whole loop on it) and hands the first line of
+// its output back to the loop. The operator's CMD is a shell line; the
+// name, which whoever may create files in the directory chose, never is:
+// it reaches the shell as $1 (uWSGI's core/emperor.c pastes it into the
+// line between double quotes, so a config named `$(id).ini` runs id, as
+// root).
 func (e *emperor) resolveOnDemandExec(v *vassal) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -3503,8 +3654,8 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 		e.placeVassal(v, "")
 		return
 	}
-	cmdline := e.cfg.odExec + " \"" + v.name + "\""
-	pid, err := syscall.ForkExec("/bin/sh", []string{"/bin/sh", "-c", cmdline}, &syscall.ProcAttr{
+	argv := []string{"/bin/sh", "-c", e.cfg.odExec + ` "$1"`, "sh", v.name}
+	pid, err := syscall.ForkExec("/bin/sh", argv, &syscall.ProcAttr{
 		Dir: e.cfg.spawnDir(v), Env: e.spawns.baseEnv, Files: []uintptr{e.spawns.devnull.Fd(), w.Fd(), 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
@@ -3545,11 +3696,12 @@ func (e *emperor) onDemandResolved(r odResolved) {
 }
 
 // bindOnDemand binds the vassal's socket: host:port is TCP, anything else a
-// UNIX path (replaced if present, mode 0666 as uWSGI).
+// UNIX path (mode 0666 as uWSGI; see clearSocketPath for what may be there
+// already).
 func (e *emperor) bindOnDemand(v *vassal) error {
 	network := socketNetwork(v.onDemand)
 	if network == "unix" {
-		if err := os.Remove(v.onDemand); err != nil && !os.IsNotExist(err) {
+		if err := clearSocketPath(v.onDemand); err != nil {
 			return err
 		}
 	}
@@ -3566,7 +3718,13 @@ func (e *emperor) bindOnDemand(v *vassal) error {
 		l.SetUnlinkOnClose(false)
 		f, err = l.File()
 		if err == nil {
-			err = os.Chmod(v.onDemand, 0o666)
+			// chmod follows a symlink: look first, so a path swapped after
+			// the bind cannot make the emperor open up some other file.
+			if fi, lerr := os.Lstat(v.onDemand); lerr != nil || fi.Mode()&os.ModeSocket == 0 {
+				err = fmt.Errorf("%s: no longer the socket just bound", v.onDemand)
+			} else {
+				err = os.Chmod(v.onDemand, 0o666)
+			}
 		}
 	}
 	ln.Close()
@@ -3618,8 +3776,48 @@ func (e *emperor) closeOnDemand(v *vassal) {
 	syscall.Close(v.odFd)
 	v.odFd = -1
 	if socketNetwork(v.onDemand) == "unix" {
-		_ = os.Remove(v.onDemand)
+		if fi, err := os.Lstat(v.onDemand); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(v.onDemand)
+		}
 	}
+}
+
+// clearSocketPath makes room for a UNIX socket at path. The path is the
+// vassal's choice (its NAME+ext file, or the on-demand-exec command's
+// answer) and the emperor is root: only a socket nobody listens on (left
+// by a process that died) is removed. A file, a directory or a socket a
+// live server holds is never removed, uWSGI's unlink-then-bind would
+// replace /etc/passwd or another daemon's socket.
+func clearSocketPath(path string) error {
+	fi, err := os.Lstat(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket: left alone", path)
+	}
+	if socketListening(path) {
+		return fmt.Errorf("%s: a server is listening on it: left alone", path)
+	}
+	return os.Remove(path)
+}
+
+// socketListening reports whether something accepts connections on the
+// UNIX socket at path. The connect does not block: a full backlog is a
+// live server too.
+func socketListening(path string) bool {
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return true // cannot tell: keep the file
+	}
+	defer syscall.Close(fd)
+	syscall.CloseOnExec(fd)
+	_ = syscall.SetNonblock(fd, true)
+	err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+	return err != syscall.ECONNREFUSED && err != syscall.ENOENT
 }
 
 // ==== Stats =============================================================
@@ -3784,20 +3982,66 @@ func (w *jsonWriter) item(val string) {
 	w.b = appendJSONString(w.b, val)
 }
 
+// appendJSONString quotes s as a JSON string. Names come from the file
+// system, which allows any byte but '/' and NUL: each byte that is not
+// part of valid UTF-8 becomes \ufffd, as Go's encoding/json writes it, so
+// the document stays valid JSON for strict clients whatever a file is
+// called.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
 		case c < 0x20:
 			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+n]...)
+			}
+			i += n
+			continue
 		default:
 			b = append(b, c)
 		}
+		i++
 	}
 	return append(b, '"')
+}
+
+// validUTF8 is s with each byte that is not part of valid UTF-8 replaced
+// by U+FFFD (one per byte, as appendJSONString does).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// termSafe is a name as the --status table prints it: valid UTF-8, and no
+// control bytes, so a file name cannot send escape sequences to the
+// operator's terminal.
+func termSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			return '?'
+		}
+		return r
+	}, validUTF8(s))
 }
 
 func (s *statsSnapshot) render() []byte {
@@ -3914,8 +4158,10 @@ func (s *statsSnapshot) prometheus() []byte {
 	return b
 }
 
+// promLabel escapes a label value; the exposition format wants UTF-8, and
+// a name may be any bytes.
 func promLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(validUTF8(s))
 }
 
 // bindStats starts the stats server, or retries every few seconds when its
@@ -3962,7 +4208,7 @@ func (e *emperor) startStats() error {
 		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
 	}
 	srv := e.statsServer()
-	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
+	clients := newStatsClients()
 	answer := srv.answer
 	if e.cfg.statsHTTP && !isHTTP {
 		answer = func(conn net.Conn) { srv.answerStatsHTTP(conn, clients) }
@@ -3986,8 +4232,25 @@ func (e *emperor) startStats() error {
 
 // maxStatsClients is how many stats clients are served at once, each with
 // a descriptor and a goroutine of its own; more wait in the kernel's accept
-// queue.
-const maxStatsClients = 64
+// queue. Under a low RLIMIT_NOFILE they get a quarter of it at most, and a
+// client accepted when fewer than statsFDReserve descriptors are left below
+// the limit is closed at once: the descriptors are for vassals (a spawn
+// takes a socketpair, a pipe and more), and a crowd of idle clients must
+// never make a spawn fail with EMFILE.
+const (
+	maxStatsClients = 64
+	statsFDReserve  = 16
+)
+
+func newStatsClients() *statsClients {
+	c := &statsClients{cap: maxStatsClients}
+	if soft, _, err := nofileLimit(); err == nil && soft < 1<<30 {
+		c.nofile = int(soft)
+		c.cap = max(1, min(maxStatsClients, c.nofile/4))
+	}
+	c.slots = make(chan struct{}, c.cap)
+	return c
+}
 
 // statsClients is the cap on clients, shared by the accepting goroutine
 // and the clients' own (hence the one lock in this file). A client that is
@@ -3997,9 +4260,39 @@ const maxStatsClients = 64
 // connections that never send anything cannot lock real clients out for
 // their whole timeout, only compete with them for slots.
 type statsClients struct {
-	slots chan struct{} // one token per client being served; cap maxStatsClients
-	mu    sync.Mutex    // guards idle
-	idle  []net.Conn    // idle clients, the next to be cut off first
+	slots  chan struct{} // one token per client being served
+	cap    int           // how many: maxStatsClients, less under a low fd limit
+	nofile int           // RLIMIT_NOFILE, 0 if unknown
+	mu     sync.Mutex    // guards idle
+	idle   []net.Conn    // idle clients, the next to be cut off first
+	// Only the accepting goroutine uses these: when it last logged a
+	// shortage of descriptors (once per 10 s at most).
+	lastShort time.Time
+}
+
+// shortOfFDs reports whether conn took one of the last statsFDReserve
+// descriptors. The kernel hands out the lowest free number, so a number
+// that high means every one below it is in use.
+func (c *statsClients) shortOfFDs(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok || c.nofile == 0 {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	_ = rc.Control(func(f uintptr) { fd = int(f) })
+	return fd >= c.nofile-statsFDReserve
+}
+
+// logShort logs a shortage of descriptors, once per 10 seconds at most.
+func (c *statsClients) logShort(what string) {
+	if now := time.Now(); now.Sub(c.lastShort) >= 10*time.Second {
+		c.lastShort = now
+		logRaw("[emperor] stats server: %s: descriptors are kept for vassals (RLIMIT_NOFILE %d)", what, c.nofile)
+	}
 }
 
 // admit takes a slot for a new client, cutting off an idle one if none is
@@ -4053,8 +4346,17 @@ func (s statsServer) serve(ln net.Listener, clients *statsClients, answer func(n
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
 			}
-			logRaw("[emperor] stats server: %v", err)
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				clients.logShort("out of descriptors, not accepting for now")
+			} else {
+				logRaw("[emperor] stats server: %v", err)
+			}
 			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if clients.shortOfFDs(conn) {
+			conn.Close()
+			clients.logShort("fewer than " + itoa(statsFDReserve) + " descriptors left, client closed at once")
 			continue
 		}
 		clients.admit()
@@ -4420,7 +4722,7 @@ func printStatus(w io.Writer, data []byte) error {
 		case num("ready") == 1:
 			state = "ready"
 		}
-		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", str("id"), pid, state, num("loyal"), num("respawns"), str("last_exit"))
+		fmt.Fprintf(w, "%-32s %8d %-10s %5d %8d  %s\n", termSafe(str("id")), pid, state, num("loyal"), num("respawns"), termSafe(str("last_exit")))
 	}
 	return nil
 }

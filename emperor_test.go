@@ -5229,6 +5229,237 @@ func TestFastRouterDeployment(t *testing.T) {
 	}
 }
 
+// ==== Hostile input =====================================================
+
+// TestHostileOnDemandExecName: under emperor-on-demand-exec, a config name
+// full of shell syntax reaches the operator's command as its argument,
+// exactly, and nothing in it runs (uWSGI pastes it into a shell line).
+func TestHostileOnDemandExecName(t *testing.T) {
+	env := newTestEnv(t)
+	names := []string{"$(touch PWNED).ini", "`touch BT`.ini", `"; touch X; ".ini`}
+	got := filepath.Join(env.root, "names")
+	script := filepath.Join(env.root, "sockname.sh")
+	writeFile(t, script, "printf '%s\\n' \"$1\" >> "+got+"\necho "+env.root+"/s$(printf %s \"$1\" | cksum | cut -d' ' -f1).sock\n")
+	for i, n := range names {
+		env.vassal(t, n, "h"+strconv.Itoa(i), "serve-stdin")
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-on-demand-exec", "sh "+script)
+	em.waitLogCount(t, `"on demand" instance detected`, len(names), 10*time.Second)
+	data, _ := os.ReadFile(got)
+	have := strings.Split(strings.TrimSpace(string(data)), "\n")
+	sort.Strings(have)
+	want := slices.Clone(names)
+	sort.Strings(want)
+	if !slices.Equal(have, want) {
+		t.Errorf("the command got %q, want %q", have, want)
+	}
+	for _, dir := range []string{env.root, env.vassals} {
+		for _, f := range []string{"PWNED", "BT", "X"} {
+			if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+				t.Errorf("a config name ran a command: %s exists", filepath.Join(dir, f))
+			}
+		}
+	}
+}
+
+// TestHostileInvalidUTF8Name: a config whose name is not UTF-8 runs, and
+// the stats (raw and HTTP, JSON and Prometheus) and the --status table
+// stay valid UTF-8, with U+FFFD for each bad byte.
+func TestHostileInvalidUTF8Name(t *testing.T) {
+	env := newTestEnv(t)
+	name := "bad\xff\xfe.ini"
+	env.vassal(t, name, "bad", "")
+	raw := filepath.Join(env.root, "stats.sock")
+	web := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", raw)
+	startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+web)
+	env.sink.waitN(t, 2, 30*time.Second, "both starts", evIs("bad", "start"))
+	shown := "bad\ufffd\ufffd.ini"
+	doc := readStats(t, "unix", raw)
+	if !utf8.Valid(doc) {
+		t.Errorf("stats are not UTF-8: %q", doc)
+	}
+	if parseStats(t, doc).vassal(shown) == nil {
+		t.Errorf("no vassal %q in stats:\n%s", shown, doc)
+	}
+	for _, path := range []string{"/", "/metrics"} {
+		c, err := net.Dial("tcp", web)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+		resp, _ := io.ReadAll(c)
+		c.Close()
+		_, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+		if !utf8.Valid(body) {
+			t.Errorf("%s: not UTF-8:\n%q", path, body)
+		}
+		if path == "/" && parseStats(t, body).vassal(shown) == nil || path == "/metrics" && !bytes.Contains(body, []byte(`vassal="`+shown+`"`)) {
+			t.Errorf("%s: no %q:\n%s", path, shown, body)
+		}
+	}
+	out, err := exec.Command(emperorBin, "--status", raw).CombinedOutput()
+	if err != nil || !utf8.Valid(out) || !bytes.Contains(out, []byte(shown)) {
+		t.Errorf("--status: %v %q", err, out)
+	}
+}
+
+// TestHostileTyrantOnDemandFile: in tyrant mode a user's NAME+ext file is
+// read only when it is theirs and a regular file, and the socket path it
+// names never removes a file that is not a stale socket.
+func TestHostileTyrantOnDemandFile(t *testing.T) {
+	needRoot(t)
+	probe, _ := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	const uid, gid = 23456, 23457
+	secret := filepath.Join(env.root, "secret")
+	writeFile(t, secret, "SECRETCONTENT\n")
+	os.Chmod(secret, 0o600)
+	victim := filepath.Join(env.root, "victim")
+	writeFile(t, victim, "precious\n")
+	before, _ := os.Stat(victim)
+	conf := func(name string) {
+		path := filepath.Join(env.vassals, name+".ini")
+		writeFile(t, path, probeINIWith(env.sink, name, "serve-stdin", probe))
+		os.Chown(path, uid, gid)
+	}
+	sockFile := func(name, content string, owner int) string {
+		path := filepath.Join(env.vassals, name+".ini.socket")
+		writeFile(t, path, content)
+		os.Chown(path, owner, gid)
+		return path
+	}
+	conf("link")
+	if err := os.Symlink(secret, filepath.Join(env.vassals, "link.ini.socket")); err != nil {
+		t.Fatal(err)
+	}
+	conf("other")
+	sockFile("other", filepath.Join(env.root, "other.sock")+"\n", uid+2)
+	conf("clobber")
+	sockFile("clobber", victim+"\n", uid)
+	stats := filepath.Join(env.root, "stats.sock")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-tyrant", "--emperor-stats", stats,
+		"--emperor-on-demand-extension", ".socket", "--emperor-freq", "1")
+	em.waitLog(t, "vassal link.ini: on-demand socket file "+filepath.Join(env.vassals, "link.ini.socket")+" refused", 10*time.Second)
+	em.waitLog(t, "vassal other.ini: on-demand socket file "+filepath.Join(env.vassals, "other.ini.socket")+" refused: owned by uid", 10*time.Second)
+	em.waitLog(t, "vassal clobber.ini: "+victim+" exists and is not a socket", 10*time.Second)
+	// Refused files make ordinary vassals, as no file would.
+	env.sink.waitStart(t, 0, "link")
+	env.sink.waitStart(t, 0, "other")
+	doc := readStats(t, "unix", stats)
+	for _, where := range []string{string(doc), em.log.String()} {
+		if strings.Contains(where, "SECRETCONTENT") {
+			t.Errorf("a root-only file's content was shown:\n%s", where)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(env.root, "other.sock")); err == nil {
+		t.Error("another user's socket file was used")
+	}
+	after, err := os.Stat(victim)
+	data, _ := os.ReadFile(victim)
+	if err != nil || !os.SameFile(before, after) || string(data) != "precious\n" || after.Mode() != before.Mode() {
+		t.Errorf("the file at the socket path was touched: %v %q %v", err, data, after)
+	}
+}
+
+// TestHostileProtocolFlood: a vassal writing to its emperor fd as fast as
+// it can neither starves the loop (another vassal's reload and a stats
+// request are served at once) nor goes unnoticed: it is logged by name,
+// and restarted when it keeps at it.
+func TestHostileProtocolFlood(t *testing.T) {
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "flood.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec cat /dev/zero >&3\n")
+	quiet := env.vassal(t, "quiet.ini", "quiet", "")
+	stats := filepath.Join(env.root, "stats.sock")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", stats)
+	env.sink.waitStart(t, 0, "quiet")
+	em.waitLog(t, "vassal flood.ini started (pid:", 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // let the flood fill the socket
+	for round := 0; round < 3; round++ {
+		start := time.Now()
+		mark := env.sink.count()
+		touch(t, quiet, time.Now().Add(time.Duration(round+2)*time.Second))
+		env.sink.waitFor(t, mark, time.Second, "quiet's reload while a vassal floods", reloadOf("quiet"))
+		reload := time.Since(start)
+		start = time.Now()
+		done := make(chan []byte, 1)
+		go func() {
+			c, err := net.Dial("unix", stats)
+			if err != nil {
+				done <- nil
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			data, _ := io.ReadAll(c)
+			done <- data
+		}()
+		select {
+		case data := <-done:
+			if parseStats(t, data).vassal("flood.ini") == nil {
+				t.Fatalf("no flood.ini in stats:\n%s", data)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("stats not served within 1 s while a vassal floods")
+		}
+		t.Logf("while flooded: reload seen after %v, stats after %v", reload, time.Since(start))
+	}
+	em.waitLog(t, "vassal flood.ini is flooding its emperor fd", 10*time.Second)
+	em.waitLog(t, "vassal flood.ini kept flooding its emperor fd for 5 seconds, brutally respawning it...", 15*time.Second)
+	em.waitLogCount(t, "vassal flood.ini started (pid:", 2, 10*time.Second)
+}
+
+// TestHostileStatsClientsExhaustFDs: hundreds of idle HTTP stats clients
+// against an emperor with few descriptors neither take the descriptors a
+// spawn needs nor more than a capped share of them.
+func TestHostileStatsClientsExhaustFDs(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit(1) not available")
+	}
+	env := newTestEnv(t)
+	env.vassal(t, "first.ini", "first", "")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperorCmd(t, exec.Command(prlimit, "--nofile=64:64", emperorBin, "--emperor", env.vassals,
+		"--emperor-stats", "http://"+addr, "--socket-timeout", "60"))
+	env.sink.waitStart(t, 0, "first")
+	em.waitLog(t, "Emperor stats server enabled", 10*time.Second)
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	for i := 0; i < 300; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the emperor accepts what it will
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid))
+	t.Logf("%d idle clients connected; the emperor holds %d descriptors of 64", len(conns), len(fds))
+	if len(fds) > 64-statsFDReserve {
+		t.Errorf("the emperor holds %d descriptors of 64: fewer than %d left for spawns", len(fds), statsFDReserve)
+	}
+	mark := env.sink.count()
+	env.vassal(t, "second.ini", "second", "")
+	env.sink.waitFor(t, mark, 10*time.Second, "second's start with idle stats clients", evIs("second", "start"))
+	if strings.Contains(em.log.String(), "too many open files") {
+		t.Errorf("the emperor ran out of descriptors:\n%s", em.log.String())
+	}
+}
+
 // ==== Faults ============================================================
 
 func TestFaultStatsAddressTaken(t *testing.T) {

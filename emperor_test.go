@@ -6163,16 +6163,6 @@ func (s *siege) usage() (fds, rssKB int) {
 	return len(entries), rssKB
 }
 
-// validUTF8 is s with every byte that is not UTF-8 replaced by U+FFFD, as
-// a JSON decoder reads such a byte.
-func validUTF8(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		b.WriteRune(r) // range yields U+FFFD for each invalid byte
-	}
-	return b.String()
-}
-
 // shellVassal is a config for the runner that runs script with /bin/sh.
 func shellVassal(script string) string {
 	return "[uwsgi]\nunprivileged-binary-patch-arg = sh -c '" + script + "'\n"

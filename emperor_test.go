@@ -3443,8 +3443,8 @@ func TestStatusAndConnectAndRead(t *testing.T) {
 			t.Errorf("--connect-and-read %s: %v stdout %q stderr %s", a, err, out, stderr.Bytes())
 		}
 	}
-	if _, err := os.Stat("/usr/bin/uwsgi"); err == nil {
-		cmd := exec.Command("/usr/bin/uwsgi", "--connect-and-read", addr)
+	if _, err := os.Stat(uwsgiEmperor); err == nil {
+		cmd := exec.Command(uwsgiEmperor, "--connect-and-read", addr)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil || parseStats(t, stderr.Bytes()).vassal("one.ini") == nil {
@@ -4123,12 +4123,12 @@ func TestStatsHTTP(t *testing.T) {
 	if data, _ := io.ReadAll(silent); len(data) != 0 {
 		t.Errorf("a client that sent nothing got %q", data)
 	}
-	if _, err := os.Stat("/usr/bin/uwsgi"); err != nil {
+	if _, err := os.Stat(uwsgiEmperor); err != nil {
 		return
 	}
 	// The same header block from the real uWSGI emperor.
 	uaddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	startEmperorCmd(t, exec.Command("/usr/bin/uwsgi", "--emperor", t.TempDir(), "--emperor-stats", uaddr, "--stats-http", "--die-on-term"))
+	startEmperorCmd(t, exec.Command(uwsgiEmperor, "--emperor", t.TempDir(), "--emperor-stats", uaddr, "--stats-http", "--die-on-term"))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if c, err := net.Dial("tcp", uaddr); err == nil {
@@ -4524,7 +4524,7 @@ func TestHooksMatchUWSGI(t *testing.T) {
 			"--hook-emperor-start", "exec:" + rec("emperor-start")}
 		bin := emperorBin
 		if real {
-			bin = "/usr/bin/uwsgi"
+			bin = uwsgiEmperor
 			args = append(args, "--binary-path", uwsgiCore, "--emperor-freq", "1")
 		}
 		em := startEmperorCmd(t, exec.Command(bin, args...))
@@ -4571,7 +4571,7 @@ func TestMountHooksMatchUWSGI(t *testing.T) {
 			"--mount-as-emperor", "tmpfs none " + r + "/me", "--umount-as-emperor", r + "/me"}
 		bin := emperorBin
 		if real {
-			bin = "/usr/bin/uwsgi"
+			bin = uwsgiEmperor
 			args = append(args, "--binary-path", uwsgiCore)
 		}
 		em := startEmperorCmd(t, exec.Command(bin, args...))
@@ -4620,7 +4620,7 @@ func TestVassalHooksReachUWSGI(t *testing.T) {
 		args := []string{"--emperor", env.vassals, "--binary-path", uwsgiCore}
 		bin := emperorBin
 		if real {
-			bin = "/usr/bin/uwsgi"
+			bin = uwsgiEmperor
 			args = append(args, "--emperor-freq", "1")
 		}
 		em := startEmperorCmd(t, exec.Command(bin, args...))
@@ -6999,7 +6999,7 @@ func waitSleepers(t testing.TB, pid, n int, t0 time.Time, timeout time.Duration)
 // group of its own, killed whole at the end.
 func startUWSGIEmperor(t testing.TB, dir string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/uwsgi", "--emperor", dir, "--binary-path", configUWSGI)
+	cmd := exec.Command(uwsgiEmperor, "--emperor", dir, "--binary-path", configUWSGI)
 	cmd.Dir = filepath.Dir(dir)
 	log, err := os.Create(filepath.Join(cmd.Dir, "uwsgi.log"))
 	if err != nil {
@@ -7144,12 +7144,12 @@ var supervisorsUnderTest = []supervisorUnderTest{
 		}
 		return exec.Command(emperorBin, "--emperor", dir)
 	}},
-	{"uWSGI", "/usr/bin/uwsgi", "uwsgi-core", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
+	{"uWSGI", uwsgiEmperor, "uwsgi-core", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
 		for j := 0; j < n; j++ {
 			writeFile(b, filepath.Join(dir, svcName(j)+".ini"), fmt.Sprintf(
 				"[uwsgi]\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=%s\nunprivileged-binary-patch = %s\n", sink, svcName(j), prog))
 		}
-		return exec.Command("/usr/bin/uwsgi", "--emperor", dir, "--binary-path", configUWSGI)
+		return exec.Command(uwsgiEmperor, "--emperor", dir, "--binary-path", configUWSGI)
 	}},
 	{"s6", "s6-svscan", "s6", func(b *testing.B, dir, prog, sink string, n int) *exec.Cmd {
 		for j := 0; j < n; j++ {
@@ -8465,7 +8465,10 @@ func FuzzSpecRecord(f *testing.F) {
 // diffAtOnce, else "later") is compared only where both act on an event.
 // DIFF_DEBUG=1 logs both emperors' whole logs.
 
-const uwsgiEmperor = "/usr/bin/uwsgi"
+// uwsgiEmperor is the real uWSGI run as an emperor: uwsgi-core itself, not
+// the /usr/bin/uwsgi alternative, which an operator (and .ci/debian-package,
+// for a while) points at this binary.
+const uwsgiEmperor = uwsgiCore
 
 // Rows of the README's table that scenarios name more than once, and the
 // differences it does not list ("not in the table"), each arguably better
@@ -10207,9 +10210,8 @@ func diffMissingDir(t *testing.T) {
 // diffDirSwap: the vassal directory removed with its configs (rm -rf) and
 // made again with another one. uWSGI's scans fail to chdir meanwhile and
 // leave its vassals running until the directory is back; ours stops each
-// vassal as rm unlinks its config, before the directory goes: this fails
-// on "a.ini while the directory is gone" until ours waits for the
-// directory (as its watchedDirGone says it does).
+// vassal as rm unlinks its config, before the directory goes, unless it
+// waits for the directory (as its watchedDirGone says it does).
 func diffDirSwap(t *testing.T) {
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
 		s.vassal(t, "a.ini", "send=5")
@@ -10221,7 +10223,12 @@ func diffDirSwap(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(1500 * time.Millisecond) // a scan of uWSGI's sees it gone
-		s.facts.set("a.ini while the directory is gone", "alive %v", alive(a.pid))
+		// Whether uWSGI's a.ini lives on depends on whether one of its scans
+		// fell between rm's unlink of a.ini and its rmdir: only ours is
+		// checked (it keeps its vassals until the directory is back).
+		if !s.uwsgi() && !alive(a.pid) {
+			t.Errorf("ours stopped a.ini while its directory was gone")
+		}
 		os.Mkdir(s.env.vassals, 0o755)
 		s.vassal(t, "b.ini", "")
 		s.diffStarted(t, m.ev, "b.ini")

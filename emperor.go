@@ -4703,6 +4703,7 @@ type emperorConfig struct {
 	daemon           daemonConfig
 	hooks            hookConfig
 	companions       []companion // the routers and daemons of the emperor's own config
+	masterStats      string      // the master's stats address, served by the emperor
 	binary           string
 	argv0            string
 	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
@@ -4767,7 +4768,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err := c.daemon.load(o, c.own); err != nil {
 		return nil, err
 	}
-	c.companions = companions(o)
+	c.companions, c.masterStats = companions(o)
 	if err := c.hooks.load(o); err != nil {
 		return nil, err
 	}
@@ -6002,11 +6003,19 @@ func strftime(format string, t time.Time) string {
 // vassal (respawned through the blacklist, in the stats, stopped at
 // shutdown, gone with the emperor), under a name no config can have: "!".
 
-// companion is one of those processes: its fixed argv, and for a daemon
-// that daemonizes itself (smart-attach-daemon), the pidfile that names the
+// A `stats` address with no router or server beside it is the stats
+// server of uWSGI's emperor master itself (core/master_utils.c,
+// uwsgi_stats): the instance's counters, all zero for an emperor, and its
+// attached daemons. A companion uWSGI would have nothing to run (it exits
+// with "no socket", over and over): the emperor serves that document.
+
+// companion is one of those processes: its fixed argv (cmd: the command
+// as the config gave it, as uWSGI's stats show it), and for a daemon that
+// daemonizes itself (smart-attach-daemon), the pidfile that names the
 // process to watch once its launcher is gone.
 type companion struct {
 	name    string
+	cmd     string
 	argv    []string
 	pidfile string
 	stopSig syscall.Signal // the daemon's stop signal (attach-daemon2 stopsignal=); 0: SIGTERM
@@ -6025,17 +6034,21 @@ func gatewayOption(name string) bool {
 	return name == "stats" || name == "stats-server" || strings.HasPrefix(name, "stats-")
 }
 
-// companions reads the routers and daemons of the emperor's own config.
-func companions(o *Options) []companion {
-	var out []companion
+// companions reads the routers and daemons of the emperor's own config,
+// and the address of the master's stats when the emperor serves them.
+func companions(o *Options) (out []companion, masterStats string) {
 	var gateway []string
 	server := false
 	for _, op := range o.List {
 		if gatewayOption(op.Key) {
 			gateway = append(gateway, commandLineArg(op)...)
-			// How stats are served is no server of its own.
-			server = server || op.Key != "stats-http" && op.Key != "stats-minified" && op.Key != "stats-min"
+			// How stats are served is no server of its own, nor are the
+			// stats themselves.
+			server = server || !strings.HasPrefix(op.Key, "stats")
 		}
+	}
+	if !server {
+		masterStats, _ = o.Last("stats", "stats-server")
 	}
 	if server {
 		// The gateways' plugins (Debian builds them as plugins), and what
@@ -6050,15 +6063,15 @@ func companions(o *Options) []companion {
 		out = append(out, companion{name: "!gateways", argv: slices.Concat([]string{"--master", "--die-on-term"}, with, gateway)})
 	}
 	for i, cmd := range o.All("attach-daemon", "attach-control-daemon", "legion-attach-daemon") {
-		out = append(out, companion{name: "!attach-daemon:" + itoa(i+1), argv: shellArgv(cmd)})
+		out = append(out, companion{name: "!attach-daemon:" + itoa(i+1), cmd: cmd, argv: shellArgv(cmd)})
 	}
 	for i, v := range o.All("smart-attach-daemon", "smart-attach-daemon2") {
 		pidfile, cmd, _ := strings.Cut(strings.TrimSpace(v), " ")
-		out = append(out, companion{name: "!smart-attach-daemon:" + itoa(i+1), argv: shellArgv(cmd), pidfile: pidfile})
+		out = append(out, companion{name: "!smart-attach-daemon:" + itoa(i+1), cmd: cmd, argv: shellArgv(cmd), pidfile: pidfile})
 	}
 	for i, v := range o.All("attach-daemon2") {
 		kv := keyvals(v)
-		c := companion{name: "!attach-daemon2:" + itoa(i+1), argv: shellArgv(kv["cmd"])}
+		c := companion{name: "!attach-daemon2:" + itoa(i+1), cmd: kv["cmd"], argv: shellArgv(kv["cmd"])}
 		if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
 			c.pidfile = kv["pidfile"]
 		}
@@ -6069,7 +6082,7 @@ func companions(o *Options) []companion {
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, masterStats
 }
 
 // shellArgv is how uWSGI runs a daemon's command: /bin/sh -c, or the
@@ -6103,8 +6116,13 @@ func commandLineArg(op Option) []string {
 }
 
 // addCompanions adds the records of the emperor's own servers and daemons
-// (once, at start, before the first scan).
+// (once, at start, before the first scan), and serves the master's stats.
 func (e *emperor) addCompanions() {
+	if e.cfg.masterStats != "" {
+		if err := e.startMasterStats(); err != nil {
+			logRaw("[emperor] %v", err)
+		}
+	}
 	for i := range e.cfg.companions {
 		c := &e.cfg.companions[i]
 		if c.name == "!gateways" {
@@ -6122,6 +6140,108 @@ func (e *emperor) addCompanions() {
 		logVerbose("[emperor] %s: %s", c.name, strings.Join(c.argv, " "))
 		e.wake(v)
 	}
+}
+
+// startMasterStats serves the master's stats document on its address, as
+// the emperor's stats server serves its own: off the loop, from snapshots.
+func (e *emperor) startMasterStats() error {
+	addr := e.cfg.masterStats
+	network := socketNetwork(addr)
+	if network == "unix" {
+		_ = os.Remove(addr)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("stats %s: %w", addr, err)
+	}
+	if network == "unix" {
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
+	}
+	cmds := map[string]string{}
+	for _, c := range e.cfg.companions {
+		cmds[c.name] = c.cmd
+	}
+	srv := e.statsServer()
+	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
+	cwd, withHTTP := e.watch.startCwd, e.cfg.statsHTTP
+	fd := -1
+	if sc, ok := ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	logRaw("*** Stats server enabled on %s fd: %d ***", addr, fd)
+	go srv.serve(ln, clients, func(conn net.Conn) {
+		defer conn.Close()
+		if withHTTP {
+			clients.setIdle(conn, true, false)
+			_ = conn.SetReadDeadline(time.Now().Add(srv.timeout))
+			var req [4096]byte
+			n, _ := conn.Read(req[:])
+			clients.setIdle(conn, false, false)
+			if n <= 0 {
+				return
+			}
+		}
+		snap := srv.fetch()
+		if snap == nil {
+			return
+		}
+		doc := renderMasterStats(snap, cwd, cmds)
+		if withHTTP {
+			doc = append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc...)
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(srv.timeout))
+		_, _ = conn.Write(doc)
+	})
+	go func() { <-srv.done; ln.Close() }()
+	return nil
+}
+
+// renderMasterStats is uWSGI's master stats document for an emperor: no
+// sockets, no workers, the attached daemons (cmds: their commands by
+// record name) with their pid (0 while down) and restarts.
+func renderMasterStats(snap *statsSnapshot, cwd string, cmds map[string]string) []byte {
+	w := &jsonWriter{}
+	w.open("", '{')
+	w.str("version", uwsgiVersion())
+	for _, k := range []string{"listen_queue", "listen_queue_errors", "signal_queue", "load"} {
+		w.num(k, 0)
+	}
+	w.num("pid", int64(snap.pid))
+	w.num("uid", int64(snap.uid))
+	w.num("gid", int64(snap.gid))
+	w.str("cwd", cwd)
+	var daemons []vassalStat
+	for _, v := range snap.vassals {
+		if _, ok := cmds[v.id]; ok && v.id != "!gateways" {
+			daemons = append(daemons, v)
+		}
+	}
+	if len(daemons) > 0 {
+		w.open("daemons", '[')
+		for _, d := range daemons {
+			w.open("", '{')
+			w.str("cmd", cmds[d.id])
+			w.num("pid", int64(max(d.pid, 0)))
+			w.num("respawns", int64(max(d.starts-1, 0)))
+			w.close('}')
+		}
+		w.close(']')
+	}
+	w.open("locks", '[')
+	for _, l := range []string{"user 0", "signal", "filemon", "timer", "rbtimer", "cron", "rpc", "snmp"} {
+		w.open("", '{')
+		w.num(l, 0)
+		w.close('}')
+	}
+	w.close(']')
+	w.open("sockets", '[')
+	w.close(']')
+	w.open("workers", '[')
+	w.close(']')
+	w.close('}')
+	return w.b
 }
 
 // companionPlan is how a companion is exec'd: its own argv, as the

@@ -9181,3 +9181,440 @@ func diffArgLine(t *testing.T) {
 		"al.ini process group": {row: row, uwsgi: "the emperor's, session the emperor's", ours: "its own, session the emperor's"},
 	})
 }
+
+// ==== A corpus of real deployments ======================================
+// testdata/deployments holds emperor setups shaped like the ones people
+// publish: Debian's uwsgi-emperor package, Django and Flask tutorials,
+// Docker images, a PaaS generating vassals, init scripts and upstart
+// lines, the Emperor + FastRouter pattern, attached daemons, a stats-only
+// emperor, every config format and the config language's placeholders,
+// includes and conditionals. Each directory is one deployment: `cmdline`
+// (the emperor's arguments, one a line) and the files it uses, templates
+// in which {{DIR}} is the deployment's directory and {{PORTn}} a free
+// port. TestDeploymentCorpus runs each under uWSGI 2.0.21's emperor and
+// under ours at once (same layout, own directory and ports), and ours
+// must get at least as far: the same vassals, the same answers wherever
+// uWSGI answers, still running where uWSGI is. Vassal configs print the
+// same --show-config under uwsgi-core and our runner. The apps are tiny
+// stdlib WSGI programs run by the python3 plugin.
+
+// corpusProbe is one thing asked of a running deployment: an HTTP GET
+// ("http", addr), a uwsgi-protocol request ("uwsgi", a TCP address or a
+// socket path, host the key a router picks the app by), a socket file's
+// mode ("mode"), a log file holding a line ("log", want), the master's
+// stats of a stats-only emperor ("master-stats"), the process in a
+// pidfile alive ("pidfile").
+type corpusProbe struct {
+	kind, addr, host, want string
+}
+
+type corpusEntry struct {
+	name       string
+	vassals    []string          // the vassal ids both emperors must list
+	env        []string          // the emperor's extra environment
+	probes     []corpusProbe     // asked once the vassals are there
+	showConfig map[string]string // vassal config -> format option, for --show-config
+	showExtra  []string          // what the emperor adds to a vassal's command line
+	daemonized bool              // the emperor detaches: its pid is in DIR/emperor.pid
+	skip       func() string     // why the entry cannot run yet, or ""
+}
+
+// masterTakesNoValue: uWSGI's --master is a flag (no_argument), so
+// `--master --emperor DIR` is two options; an option table that gives
+// master a value takes --emperor for it.
+func masterTakesNoValue() string {
+	if _, isFlag := knownOption("master"); !isFlag {
+		return "the option table (section Options and help) registers master as taking a value, as uWSGI does not: `--master --emperor DIR` fails with \"unable to load configuration from DIR\""
+	}
+	return ""
+}
+
+var deploymentCorpus = []corpusEntry{
+	{name: "debian-package", vassals: []string{"hello.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"}},
+		showConfig: map[string]string{"vassals/hello.ini": "--ini"}},
+	{name: "debian-initscript", vassals: []string{"hello.ini", "api.ini"}, daemonized: true,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "api uid 33"},
+			{kind: "pidfile", addr: "{{DIR}}/emperor.pid"},
+			{kind: "log", addr: "{{DIR}}/emperor.log", want: "*** starting uWSGI Emperor ***"}},
+		showConfig: map[string]string{"vassals/api.ini": "--ini"}},
+	{name: "django-tutorial", vassals: []string{"mysite_uwsgi.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/mysite.sock", host: "mysite.example", want: "settings mysite.settings"},
+			{kind: "mode", addr: "{{DIR}}/mysite.sock"}},
+		showConfig: map[string]string{"vassals/mysite_uwsgi.ini": "--ini"}},
+	{name: "django-missing-virtualenv", vassals: []string{"broken.ini", "ok.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "python"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "settings"}},
+		showConfig: map[string]string{"vassals/broken.ini": "--ini", "vassals/ok.ini": "--ini"}},
+	{name: "flask-http-socket", vassals: []string{"flaskapp.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "flask says hi"}},
+		showConfig: map[string]string{"vassals/flaskapp.ini": "--ini"}},
+	{name: "docker-image", vassals: []string{"web.ini", "worker.yaml"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from web"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from worker"}},
+		showConfig: map[string]string{"vassals/web.ini": "--ini", "vassals/worker.yaml": "--yaml"}},
+	{name: "paas-generated", vassals: []string{"app-a1.json", "app-b2.json", "app-c3.ini", "app-d4.ini", "app-e5.json", "app-f6.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/run/app-a1.sock", host: "a1", want: "app-a1 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-b2.sock", host: "b2", want: "app-b2 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-c3.sock", host: "c3", want: "app-c3 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-d4.sock", host: "d4", want: "app-d4 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-e5.sock", host: "e5", want: "app-e5 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-f6.sock", host: "f6", want: "app-f6 on paas.example"}},
+		showConfig: map[string]string{"vassals/app-a1.json": "--json", "vassals/app-c3.ini": "--ini"},
+		showExtra:  []string{"--set", "paas_domain=paas.example", "--ini", "{{DIR}}/platform.ini"}},
+	{name: "initscript-daemonize", vassals: []string{"site.ini"}, daemonized: true, skip: masterTakesNoValue,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "pidfile", addr: "{{DIR}}/emperor.pid"},
+			{kind: "log", addr: "{{DIR}}/log/emperor.log", want: "*** starting uWSGI Emperor ***"}}},
+	{name: "upstart-logto", vassals: []string{"site.ini"}, skip: masterTakesNoValue,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "log", addr: "{{DIR}}/emperor.log", want: "*** starting uWSGI Emperor ***"}}},
+	{name: "fastrouter-subscription", vassals: []string{"shop.ini", "blog.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "shop.example", want: "hello from shop"},
+			{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "blog.example", want: "hello from blog"}},
+		showConfig: map[string]string{"vassals/shop.ini": "--ini"}},
+	{name: "attach-daemons", vassals: []string{"site.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "smart daemon on"},
+			{kind: "pidfile", addr: "{{DIR}}/smart.pid"}}},
+	{name: "stats-only", vassals: []string{"site.ini"},
+		probes: []corpusProbe{{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}"},
+			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"}}},
+	{name: "formats", vassals: []string{"j.json", "y.yaml", "x.xml", "i.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "format json"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "format yaml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "format xml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "format ini"}},
+		showConfig: map[string]string{"vassals/j.json": "--json", "vassals/y.yaml": "--yaml", "vassals/x.xml": "--xml", "vassals/i.ini": "--ini"}},
+	{name: "placeholders", vassals: []string{"blog.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "project blog"}},
+		showConfig: map[string]string{"vassals/blog.ini": "--ini"}},
+	{name: "file-includes", vassals: []string{"inc.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "secret s3cr3t"}},
+		showConfig: map[string]string{"vassals/inc.ini": "--ini"}},
+	{name: "if-env", vassals: []string{"cond.ini"}, env: []string{"DEPLOY_ENV=production", "ENABLE_HTTP=1"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "mode production"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "debug"}},
+		showConfig: map[string]string{"vassals/cond.ini": "--ini"}},
+	{name: "nginx-tutorial-uid", vassals: []string{"mysite_uwsgi.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/mysite.sock", host: "mysite.example", want: "uid 33"},
+			{kind: "mode", addr: "{{DIR}}/mysite.sock"}},
+		showConfig: map[string]string{"vassals/mysite_uwsgi.ini": "--ini"}},
+}
+
+func TestDeploymentCorpus(t *testing.T) {
+	needDiff(t)
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
+		t.Skip("uwsgi-plugin-python3 not installed (apt-get install -y uwsgi-plugin-python3); CI installs it")
+	}
+	for _, ent := range deploymentCorpus {
+		t.Run(ent.name, func(t *testing.T) {
+			t.Parallel()
+			if ent.skip != nil {
+				if why := ent.skip(); why != "" {
+					t.Skip(why)
+				}
+			}
+			src := filepath.Join("testdata/deployments", ent.name)
+			if len(ent.showConfig) > 0 {
+				// In a layout of its own: uWSGI goes on to bind what the
+				// config says while the block is being read.
+				dir, _ := corpusRender(t, src)
+				for file, flag := range ent.showConfig {
+					args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
+					want := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), uwsgiCore, args...)
+					got := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), emperorBin, args...)
+					if got != want {
+						t.Errorf("%s: --show-config differs\nuWSGI:\n%s\nours:\n%s", file, want, got)
+					}
+				}
+			}
+			uw, ours := diffRun(t, func(t *testing.T, s *diffSide) { corpusRun(t, s, ent, src) })
+			corpusCompare(t, uw, ours)
+		})
+	}
+}
+
+// corpusRender copies a deployment's templates into a new directory,
+// every {{PORTn}} a free port; it returns the directory and the ports.
+func corpusRender(t *testing.T, src string) (string, map[string]string) {
+	t.Helper()
+	dir := shortTempDir(t)
+	return dir, corpusRenderInto(t, src, dir)
+}
+
+func corpusRenderInto(t *testing.T, src, dir string) map[string]string {
+	t.Helper()
+	// Vassals of an emperor with uid/gid run as www-data, and make their
+	// sockets there.
+	os.Chmod(dir, 0o777)
+	ports := map[string]string{}
+	portRe := regexp.MustCompile(`\{\{PORT\d+\}\}`)
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		dst := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		text := portRe.ReplaceAllStringFunc(string(data), func(p string) string {
+			if ports[p] == "" {
+				ports[p] = strconv.Itoa(freePort(t))
+			}
+			return ports[p]
+		})
+		text = strings.ReplaceAll(text, "{{DIR}}", dir)
+		mode := os.FileMode(0o644)
+		if st, err := d.Info(); err == nil && st.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+		return os.WriteFile(dst, []byte(text), mode)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// corpusArgs renders a template list against a rendered directory.
+func corpusArgs(args []string, dir string) []string {
+	var out []string
+	for _, a := range args {
+		out = append(out, strings.ReplaceAll(a, "{{DIR}}", dir))
+	}
+	return out
+}
+
+// corpusRun is one side of an entry: the deployment rendered into the
+// side's directory, its emperor started, the vassals awaited, the probes
+// asked. Facts are named by what was asked; a fact starting "no " is
+// something this side could not get, which only uWSGI's side may show.
+func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
+	dir := filepath.Join(s.env.root, "d")
+	os.Mkdir(dir, 0o755)
+	os.Chmod(s.env.root, 0o755)
+	ports := corpusRenderInto(t, src, dir)
+	s.env.vassals = filepath.Join(dir, "vassals")
+	norm := func(v string) string {
+		for p, n := range ports {
+			v = strings.ReplaceAll(v, n, strings.Trim(p, "{}"))
+		}
+		return strings.ReplaceAll(v, dir, "DIR")
+	}
+	render := func(v string) string {
+		for p, n := range ports {
+			v = strings.ReplaceAll(v, p, n)
+		}
+		return strings.ReplaceAll(v, "{{DIR}}", dir)
+	}
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, l := range strings.Split(string(cmdline), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			args = append(args, l)
+		}
+	}
+	// The emperor's own stats, for the list of vassals: on TCP, as an
+	// emperor that drops to www-data could not bind a socket in DIR.
+	s.stats = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	args = append(args, "--emperor-stats", s.stats)
+	// uwsgi-core, not /usr/bin/uwsgi: Debian's alternatives may have made
+	// that name this emperor.
+	bin := emperorBin
+	if s.uwsgi() {
+		bin = uwsgiCore
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), ent.env...)
+	s.em = startEmperorCmd(t, cmd)
+	emperorPid := func() int {
+		if !ent.daemonized {
+			return cmd.Process.Pid
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "emperor.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return pid
+	}
+	t.Cleanup(func() {
+		pid := emperorPid()
+		if pid <= 0 {
+			return
+		}
+		kids := descendantsOf(pid)
+		if s.uwsgi() || ent.daemonized {
+			// uWSGI's master takes SIGTERM for a reload: done with it. Ours,
+			// detached, is stopped as it would be, and must leave nothing.
+			if s.uwsgi() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			} else {
+				syscall.Kill(pid, syscall.SIGTERM)
+				waitDead(t, pid, 15*time.Second)
+			}
+			for _, k := range kids {
+				syscall.Kill(k, syscall.SIGKILL)
+			}
+		}
+	})
+	// The vassals, by name, from the emperor's stats.
+	var ids []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ids = ids[:0]
+		if raw, err := connectAndRead(s.stats); err == nil {
+			var d statsDoc
+			if json.Unmarshal(raw, &d) == nil {
+				for _, v := range d.Vassals {
+					// Ours lists its attached daemons and routers too, as "!..."
+					if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
+						ids = append(ids, id)
+					}
+				}
+			}
+		}
+		sort.Strings(ids)
+		if len(ids) >= len(ent.vassals) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.facts.set("vassals", "%s", strings.Join(ids, " "))
+	if want := slices.Sorted(slices.Values(ent.vassals)); !slices.Equal(ids, want) {
+		t.Errorf("vassals %v, want %v", ids, want)
+	}
+	for _, p := range ent.probes {
+		key := p.kind + " " + p.addr + " " + p.host
+		s.facts.set(key, "%s", norm(corpusAsk(t, p, render(p.addr))))
+	}
+	pid := emperorPid()
+	s.facts.set("emperor running", "%v", pid > 0 && alive(pid))
+	if os.Getenv("DIFF_DEBUG") != "" {
+		if data, err := os.ReadFile(filepath.Join(dir, "emperor.log")); err == nil {
+			t.Logf("emperor.log:\n%s", data)
+		}
+	}
+}
+
+// corpusAsk asks a probe until it is answered as wanted, for a while.
+func corpusAsk(t *testing.T, p corpusProbe, addr string) string {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := corpusAskOnce(p, addr)
+		if err == nil && strings.Contains(got, p.want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("no answer with %q: %q %v", p.want, got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func corpusAskOnce(p corpusProbe, addr string) (string, error) {
+	switch p.kind {
+	case "http":
+		resp, err := httpGet(addr)
+		status, _, _ := strings.Cut(resp, "\r\n")
+		_, body, _ := strings.Cut(resp, "\r\n\r\n")
+		return status + " " + body, err
+	case "uwsgi":
+		return uwsgiRequest(addr, p.host)
+	case "mode":
+		st, err := os.Stat(addr)
+		if err != nil {
+			return "", err
+		}
+		return st.Mode().String(), nil
+	case "log":
+		data, err := os.ReadFile(addr)
+		return fmt.Sprintf("has %q: %v", p.want, strings.Contains(string(data), p.want)), err
+	case "pidfile":
+		data, err := os.ReadFile(addr)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return fmt.Sprintf("process alive %v", pid > 0 && alive(pid)), err
+	case "master-stats":
+		raw, err := connectAndRead(addr)
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			Daemons []struct {
+				Cmd      string
+				Pid      int
+				Respawns int
+			}
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return "", err
+		}
+		var daemons []string
+		for _, d := range doc.Daemons {
+			daemons = append(daemons, fmt.Sprintf("%s (alive %v, respawns %d)", d.Cmd, alive(d.Pid), d.Respawns))
+		}
+		skel := statsSkeleton(string(raw), nil)
+		return fmt.Sprintf("daemons %v layout\n%s", daemons, strings.Join(skel, "\n")), nil
+	}
+	return "", fmt.Errorf("unknown probe %q", p.kind)
+}
+
+// uwsgiRequest sends a GET / in the uwsgi protocol (to a router or an
+// app's socket: a path or host:port) and returns the response.
+func uwsgiRequest(addr, host string) (string, error) {
+	conn, err := net.DialTimeout(socketNetwork(addr), addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var vars []byte
+	for _, kv := range [][2]string{{"REQUEST_METHOD", "GET"}, {"REQUEST_URI", "/"}, {"PATH_INFO", "/"}, {"QUERY_STRING", ""},
+		{"SERVER_PROTOCOL", "HTTP/1.0"}, {"SERVER_NAME", host}, {"SERVER_PORT", "80"}, {"HTTP_HOST", host}, {"REMOTE_ADDR", "127.0.0.1"}} {
+		for _, s := range kv {
+			vars = append(vars, byte(len(s)), byte(len(s)>>8))
+			vars = append(vars, s...)
+		}
+	}
+	pkt := append([]byte{0, byte(len(vars)), byte(len(vars) >> 8), 0}, vars...)
+	if _, err := conn.Write(pkt); err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	_, err = b.ReadFrom(conn)
+	resp := b.String()
+	status, _, _ := strings.Cut(resp, "\r\n")
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return status + " " + body, err
+}
+
+// corpusCompare: every fact uWSGI's side got, ours got the same; what
+// uWSGI could not get ("no ..."), ours may have got.
+func corpusCompare(t *testing.T, uw, ours *diffFacts) {
+	t.Helper()
+	for _, k := range uw.keys {
+		u, o := uw.m[k], ours.m[k]
+		switch {
+		case strings.HasPrefix(u, "no "):
+			if u != o {
+				t.Logf("%s: uWSGI: %s; ours: %s", k, u, o)
+			}
+		case k == "emperor running" && u == "false":
+		case u != o:
+			t.Errorf("%s differs:\n  uWSGI: %s\n  ours:  %s", k, u, o)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("uWSGI facts:\n%s\nour facts:\n%s", uw, ours)
+	}
+}

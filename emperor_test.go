@@ -9201,11 +9201,13 @@ func diffArgLine(t *testing.T) {
 // corpusProbe is one thing asked of a running deployment: an HTTP GET
 // ("http", addr), a uwsgi-protocol request ("uwsgi", a TCP address or a
 // socket path, host the key a router picks the app by), a socket file's
-// mode ("mode"), a log file holding a line ("log", want), the master's
-// stats of a stats-only emperor ("master-stats"), the process in a
-// pidfile alive ("pidfile").
+// mode ("mode"), a log file holding a line ("log", want), the emperor's
+// output holding one ("emperor-log"), the master's stats of a stats-only
+// emperor ("master-stats"), the process in a pidfile alive ("pidfile");
+// or a change: a file touched ("touch") or removed ("remove").
 type corpusProbe struct {
 	kind, addr, host, want string
+	wait                   time.Duration
 }
 
 type corpusEntry struct {
@@ -9231,7 +9233,11 @@ func masterTakesNoValue() string {
 
 var deploymentCorpus = []corpusEntry{
 	{name: "debian-package", vassals: []string{"hello.ini"},
-		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"}},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"},
+			{kind: "touch", addr: "{{DIR}}/vassals/hello.ini"},
+			{kind: "emperor-log", want: "[emperor] reload the uwsgi instance hello.ini"},
+			{kind: "emperor-log", want: "[emperor] vassal hello.ini is ready to accept requests"},
+			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"}},
 		showConfig: map[string]string{"vassals/hello.ini": "--ini"}},
 	{name: "debian-initscript", vassals: []string{"hello.ini", "api.ini"}, daemonized: true,
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"},
@@ -9244,7 +9250,7 @@ var deploymentCorpus = []corpusEntry{
 			{kind: "mode", addr: "{{DIR}}/mysite.sock"}},
 		showConfig: map[string]string{"vassals/mysite_uwsgi.ini": "--ini"}},
 	{name: "django-missing-virtualenv", vassals: []string{"broken.ini", "ok.ini"},
-		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "python"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "python", wait: 3 * time.Second},
 			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "settings"}},
 		showConfig: map[string]string{"vassals/broken.ini": "--ini", "vassals/ok.ini": "--ini"}},
 	{name: "flask-http-socket", vassals: []string{"flaskapp.ini"},
@@ -9260,7 +9266,10 @@ var deploymentCorpus = []corpusEntry{
 			{kind: "uwsgi", addr: "{{DIR}}/run/app-c3.sock", host: "c3", want: "app-c3 on paas.example"},
 			{kind: "uwsgi", addr: "{{DIR}}/run/app-d4.sock", host: "d4", want: "app-d4 on paas.example"},
 			{kind: "uwsgi", addr: "{{DIR}}/run/app-e5.sock", host: "e5", want: "app-e5 on paas.example"},
-			{kind: "uwsgi", addr: "{{DIR}}/run/app-f6.sock", host: "f6", want: "app-f6 on paas.example"}},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-f6.sock", host: "f6", want: "app-f6 on paas.example"},
+			{kind: "remove", addr: "{{DIR}}/vassals/app-f6.ini"},
+			{kind: "emperor-log", want: "[emperor] removed uwsgi instance app-f6.ini"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-a1.sock", host: "a1", want: "app-a1 on paas.example"}},
 		showConfig: map[string]string{"vassals/app-a1.json": "--json", "vassals/app-c3.ini": "--ini"},
 		showExtra:  []string{"--set", "paas_domain=paas.example", "--ini", "{{DIR}}/platform.ini"}},
 	{name: "initscript-daemonize", vassals: []string{"site.ini"}, daemonized: true, skip: masterTakesNoValue,
@@ -9287,8 +9296,15 @@ var deploymentCorpus = []corpusEntry{
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "format json"},
 			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "format yaml"},
 			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "format xml"},
-			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "format ini"}},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "format ini"},
+			{kind: "touch", addr: "{{DIR}}/vassals/x.xml"},
+			{kind: "emperor-log", want: "[emperor] reload the uwsgi instance x.xml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "format xml"}},
 		showConfig: map[string]string{"vassals/j.json": "--json", "vassals/y.yaml": "--yaml", "vassals/x.xml": "--xml", "vassals/i.ini": "--ini"}},
+	{name: "emperor-yaml", vassals: []string{"a.ini", "b.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from a on yaml.example"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from b on yaml.example"}},
+		showConfig: map[string]string{"vassals/a.ini": "--ini"}, showExtra: []string{"--set", "site=yaml.example"}},
 	{name: "placeholders", vassals: []string{"blog.ini"},
 		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "project blog"}},
 		showConfig: map[string]string{"vassals/blog.ini": "--ini"}},
@@ -9468,23 +9484,10 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 			}
 		}
 	})
-	// The vassals, by name, from the emperor's stats.
 	var ids []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ids = ids[:0]
-		if raw, err := connectAndRead(s.stats); err == nil {
-			var d statsDoc
-			if json.Unmarshal(raw, &d) == nil {
-				for _, v := range d.Vassals {
-					// Ours lists its attached daemons and routers too, as "!..."
-					if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
-						ids = append(ids, id)
-					}
-				}
-			}
-		}
-		sort.Strings(ids)
+		ids = corpusVassals(s.stats)
 		if len(ids) >= len(ent.vassals) || time.Now().After(deadline) {
 			break
 		}
@@ -9494,10 +9497,11 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 	if want := slices.Sorted(slices.Values(ent.vassals)); !slices.Equal(ids, want) {
 		t.Errorf("vassals %v, want %v", ids, want)
 	}
-	for _, p := range ent.probes {
-		key := p.kind + " " + p.addr + " " + p.host
-		s.facts.set(key, "%s", norm(corpusAsk(t, p, render(p.addr))))
+	for i, p := range ent.probes {
+		key := fmt.Sprintf("%02d %s %s %s", i, p.kind, p.addr, p.host)
+		s.facts.set(key, "%s", norm(corpusAsk(s, p, render(p.addr))))
 	}
+	s.facts.set("vassals at the end", "%s", strings.Join(corpusVassals(s.stats), " "))
 	pid := emperorPid()
 	s.facts.set("emperor running", "%v", pid > 0 && alive(pid))
 	if os.Getenv("DIFF_DEBUG") != "" {
@@ -9507,11 +9511,44 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 	}
 }
 
-// corpusAsk asks a probe until it is answered as wanted, for a while.
-func corpusAsk(t *testing.T, p corpusProbe, addr string) string {
-	deadline := time.Now().Add(20 * time.Second)
+// corpusVassals are the vassal ids in an emperor's stats, sorted; not
+// ours' records of its attached daemons and routers ("!...").
+func corpusVassals(stats string) []string {
+	var ids []string
+	if raw, err := connectAndRead(stats); err == nil {
+		var d statsDoc
+		if json.Unmarshal(raw, &d) == nil {
+			for _, v := range d.Vassals {
+				if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// corpusAsk asks a probe until it is answered as wanted, for a while
+// (p.wait, 20 s unless set), or does what it says (touch, remove).
+func corpusAsk(s *diffSide, p corpusProbe, addr string) string {
+	switch p.kind {
+	case "touch":
+		when := time.Now().Add(2 * time.Second)
+		return fmt.Sprint(os.Chtimes(addr, when, when))
+	case "remove":
+		return fmt.Sprint(os.Remove(addr))
+	}
+	wait := p.wait
+	if wait == 0 {
+		wait = 20 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		got, err := corpusAskOnce(p, addr)
+		if p.kind == "emperor-log" {
+			got, err = fmt.Sprintf("has %q: %v", p.want, strings.Contains(s.em.log.String(), p.want)), nil
+		}
 		if err == nil && strings.Contains(got, p.want) {
 			return got
 		}
@@ -9544,6 +9581,8 @@ func corpusAskOnce(p corpusProbe, addr string) (string, error) {
 		data, err := os.ReadFile(addr)
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 		return fmt.Sprintf("process alive %v", pid > 0 && alive(pid)), err
+	case "emperor-log":
+		return "", nil // corpusAsk reads the side's log
 	case "master-stats":
 		raw, err := connectAndRead(addr)
 		if err != nil {

@@ -6003,11 +6003,12 @@ func strftime(format string, t time.Time) string {
 // vassal (respawned through the blacklist, in the stats, stopped at
 // shutdown, gone with the emperor), under a name no config can have: "!".
 
-// A `stats` address with no router or server beside it is the stats
-// server of uWSGI's emperor master itself (core/master_utils.c,
-// uwsgi_stats): the instance's counters, all zero for an emperor, and its
-// attached daemons. A companion uWSGI would have nothing to run (it exits
-// with "no socket", over and over): the emperor serves that document.
+// A `stats` address is the stats server of uWSGI's emperor master itself
+// (core/master_utils.c, uwsgi_stats): the instance's counters, all zero
+// for an emperor (routers are no sockets or workers of it), and its
+// attached daemons, which are the emperor's here. The emperor serves that
+// document: the companion uWSGI knows no daemons, and alone with stats it
+// would have nothing to run (it exits with "no socket", over and over).
 
 // companion is one of those processes: its fixed argv (cmd: the command
 // as the config gave it, as uWSGI's stats show it), and for a daemon that
@@ -6040,15 +6041,16 @@ func companions(o *Options) (out []companion, masterStats string) {
 	var gateway []string
 	server := false
 	for _, op := range o.List {
+		if op.Key == "stats" || op.Key == "stats-server" {
+			// The master's, whatever else runs: its daemons are ours.
+			masterStats = op.Value
+			continue
+		}
 		if gatewayOption(op.Key) {
 			gateway = append(gateway, commandLineArg(op)...)
-			// How stats are served is no server of its own, nor are the
-			// stats themselves.
+			// How stats are served is no server of its own.
 			server = server || !strings.HasPrefix(op.Key, "stats")
 		}
-	}
-	if !server {
-		masterStats, _ = o.Last("stats", "stats-server")
 	}
 	if server {
 		// The gateways' plugins (Debian builds them as plugins), and what

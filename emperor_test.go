@@ -9221,6 +9221,24 @@ type corpusEntry struct {
 	skip       func() string     // why the entry cannot run yet, or ""
 }
 
+// strictRefusesAppOptions: uWSGI's strict mode knows every option of the
+// plugins it loaded; a runner that refuses the app server's options under
+// strict cannot print, nor hand on, such a config.
+func strictRefusesAppOptions() string {
+	dir, err := os.MkdirTemp("", "strict")
+	if err != nil {
+		return ""
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "s.ini")
+	os.WriteFile(path, []byte("[uwsgi]\nstrict = true\nenable-threads = true\n"), 0o644)
+	out, _ := exec.Command(emperorBin, "--show-config", "--ini", path).CombinedOutput()
+	if strings.Contains(string(out), "[strict-mode] unknown config directive") {
+		return "strict mode (section Options and help) refuses app-server options uWSGI knows: " + strings.TrimSpace(string(out))
+	}
+	return ""
+}
+
 // masterTakesNoValue: uWSGI's --master is a flag (no_argument), so
 // `--master --emperor DIR` is two options; an option table that gives
 // master a value takes --emperor for it.
@@ -9283,6 +9301,13 @@ var deploymentCorpus = []corpusEntry{
 		probes: []corpusProbe{{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "shop.example", want: "hello from shop"},
 			{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "blog.example", want: "hello from blog"}},
 		showConfig: map[string]string{"vassals/shop.ini": "--ini"}},
+	{name: "fastrouter-stats-daemon", vassals: []string{"shop.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "shop.example", want: "hello from shop"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "daemon on"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT3}}"}}},
+	{name: "strict-vassal", vassals: []string{"strict.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from strict"}},
+		showConfig: map[string]string{"vassals/strict.ini": "--ini"}, skip: strictRefusesAppOptions},
 	{name: "attach-daemons", vassals: []string{"site.ini"},
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
 			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "daemon on"},
@@ -9340,12 +9365,14 @@ func TestDeploymentCorpus(t *testing.T) {
 				// config says while the block is being read.
 				dir, _ := corpusRender(t, src)
 				for file, flag := range ent.showConfig {
-					args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
-					want := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), uwsgiCore, args...)
-					got := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), emperorBin, args...)
-					if got != want {
-						t.Errorf("%s: --show-config differs\nuWSGI:\n%s\nours:\n%s", file, want, got)
-					}
+					t.Run("show-config "+filepath.Base(file), func(t *testing.T) {
+						args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
+						want := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), uwsgiCore, args...)
+						got := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), emperorBin, args...)
+						if got != want {
+							t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
+						}
+					})
 				}
 			}
 			uw, ours := diffRun(t, func(t *testing.T, s *diffSide) { corpusRun(t, s, ent, src) })

@@ -6202,7 +6202,8 @@ func (e *emperor) startMasterStats() error {
 
 // renderMasterStats is uWSGI's master stats document for an emperor: no
 // sockets, no workers, the attached daemons (cmds: their commands by
-// record name) with their pid (0 while down) and restarts.
+// record name) with their pid (0 while down) and restarts (uWSGI 2.0.21
+// means to show its spawn count there and always shows 0).
 func renderMasterStats(snap *statsSnapshot, cwd string, cmds map[string]string) []byte {
 	w := &jsonWriter{}
 	w.open("", '{')

@@ -9204,7 +9204,8 @@ func diffArgLine(t *testing.T) {
 // mode ("mode"), a log file holding a line ("log", want), the emperor's
 // output holding one ("emperor-log"), the master's stats of a stats-only
 // emperor ("master-stats"), the process in a pidfile alive ("pidfile");
-// or a change: a file touched ("touch") or removed ("remove").
+// or a change: a file touched ("touch") or removed ("remove"), the
+// daemons a master's stats list killed ("kill-daemons").
 type corpusProbe struct {
 	kind, addr, host, want string
 	wait                   time.Duration
@@ -9316,6 +9317,9 @@ var deploymentCorpus = []corpusEntry{
 	{name: "stats-only", vassals: []string{"site.ini"},
 		probes: []corpusProbe{{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}"},
 			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"},
+			{kind: "kill-daemons", addr: "127.0.0.1:{{PORT2}}"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "alive true"},
 			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"}}},
 	{name: "formats", vassals: []string{"j.json", "y.yaml", "x.xml", "i.ini"},
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "format json"},
@@ -9584,6 +9588,19 @@ func corpusAsk(s *diffSide, p corpusProbe, addr string) string {
 		return fmt.Sprint(os.Chtimes(addr, when, when))
 	case "remove":
 		return fmt.Sprint(os.Remove(addr))
+	case "kill-daemons":
+		// Every daemon the master's stats at addr list, with SIGKILL.
+		raw, err := connectAndRead(addr)
+		var doc struct{ Daemons []struct{ Pid int } }
+		if err == nil {
+			err = json.Unmarshal(raw, &doc)
+		}
+		for _, d := range doc.Daemons {
+			if d.Pid > 0 {
+				syscall.Kill(d.Pid, syscall.SIGKILL)
+			}
+		}
+		return fmt.Sprintf("killed %d, %v", len(doc.Daemons), err)
 	}
 	wait := p.wait
 	if wait == 0 {
@@ -9639,9 +9656,8 @@ func corpusAskOnce(p corpusProbe, addr string) (string, error) {
 		}
 		var doc struct {
 			Daemons []struct {
-				Cmd      string
-				Pid      int
-				Respawns int
+				Cmd string
+				Pid int
 			}
 		}
 		if err := json.Unmarshal(raw, &doc); err != nil {
@@ -9649,7 +9665,10 @@ func corpusAskOnce(p corpusProbe, addr string) (string, error) {
 		}
 		var daemons []string
 		for _, d := range doc.Daemons {
-			daemons = append(daemons, fmt.Sprintf("%s (alive %v, respawns %d)", d.Cmd, alive(d.Pid), d.Respawns))
+			// Not respawns: uWSGI 2.0.21 prints 0 whatever the count
+			// (core/master_utils.c: `ud->respawns ? 0 : ud->respawns`);
+			// ours prints the restarts.
+			daemons = append(daemons, fmt.Sprintf("%s (alive %v)", d.Cmd, alive(d.Pid)))
 		}
 		skel := statsSkeleton(string(raw), nil)
 		return fmt.Sprintf("daemons %v layout\n%s", daemons, strings.Join(skel, "\n")), nil

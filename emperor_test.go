@@ -9515,23 +9515,31 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 		return pid
 	}
 	t.Cleanup(func() {
-		pid := emperorPid()
-		if pid <= 0 {
-			return
-		}
-		kids := descendantsOf(pid)
-		if s.uwsgi() || ent.daemonized {
-			// uWSGI's master takes SIGTERM for a reload: done with it. Ours,
-			// detached, is stopped as it would be, and must leave nothing.
-			if s.uwsgi() {
-				syscall.Kill(pid, syscall.SIGKILL)
-			} else {
-				syscall.Kill(pid, syscall.SIGTERM)
-				waitDead(t, pid, 15*time.Second)
-			}
+		if pid := emperorPid(); pid > 0 && s.uwsgi() {
+			// uWSGI's master takes SIGTERM for a reload: done with it, and
+			// with what it leaves (smart daemons live on, re-parented).
+			kids := descendantsOf(pid)
+			syscall.Kill(pid, syscall.SIGKILL)
 			for _, k := range kids {
 				syscall.Kill(k, syscall.SIGKILL)
 			}
+			for _, p := range corpusProcs(dir) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			return
+		} else if pid > 0 {
+			// Ours is stopped as it would be, and leaves nothing.
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitDead(t, pid, 15*time.Second)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(corpusProcs(dir)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, p := range corpusProcs(dir) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			t.Errorf("left running after the emperor's shutdown: %d %s", p, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+			syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
 	var ids []string
@@ -9559,6 +9567,23 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 			t.Logf("emperor.log:\n%s", data)
 		}
 	}
+}
+
+// corpusProcs are the live processes whose command line names dir.
+func corpusProcs(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if bytes.Contains(cmdline, []byte(dir+"/")) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // corpusVassals are the vassal ids in an emperor's stats, sorted; not

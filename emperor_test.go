@@ -9213,7 +9213,7 @@ type corpusProbe struct {
 
 type corpusEntry struct {
 	name       string
-	vassals    []string          // the vassal ids both emperors must list
+	vassals    []string          // the vassal ids both emperors must list (a path from DIR/)
 	env        []string          // the emperor's extra environment
 	probes     []corpusProbe     // asked once the vassals are there
 	showConfig map[string]string // vassal config -> format option, for --show-config
@@ -9334,6 +9334,10 @@ var deploymentCorpus = []corpusEntry{
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from a on yaml.example"},
 			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from b on yaml.example"}},
 		showConfig: map[string]string{"vassals/a.ini": "--ini"}, showExtra: []string{"--set", "site=yaml.example"}},
+	{name: "glob-per-app", vassals: []string{"DIR/srv/billing/uwsgi.ini", "DIR/srv/shop/uwsgi.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from shop"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from billing"}},
+		showConfig: map[string]string{"srv/shop/uwsgi.ini": "--ini"}},
 	{name: "placeholders", vassals: []string{"blog.ini"},
 		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "project blog"}},
 		showConfig: map[string]string{"vassals/blog.ini": "--ini"}},
@@ -9370,9 +9374,11 @@ func TestDeploymentCorpus(t *testing.T) {
 				dir, _ := corpusRender(t, src)
 				for file, flag := range ent.showConfig {
 					t.Run("show-config "+filepath.Base(file), func(t *testing.T) {
+						// With the emperor's environment, through env(1).
 						args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
-						want := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), uwsgiCore, args...)
-						got := showConfigBlock(t, filepath.Dir(filepath.Join(dir, file)), emperorBin, args...)
+						cwd := filepath.Dir(filepath.Join(dir, file))
+						want := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{uwsgiCore}, args)...)
+						got := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{emperorBin}, args)...)
 						if got != want {
 							t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
 						}
@@ -9545,7 +9551,7 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 	var ids []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ids = corpusVassals(s.stats)
+		ids = corpusVassals(s.stats, norm)
 		if len(ids) >= len(ent.vassals) || time.Now().After(deadline) {
 			break
 		}
@@ -9559,7 +9565,7 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 		key := fmt.Sprintf("%02d %s %s %s", i, p.kind, p.addr, p.host)
 		s.facts.set(key, "%s", norm(corpusAsk(s, p, render(p.addr))))
 	}
-	s.facts.set("vassals at the end", "%s", strings.Join(corpusVassals(s.stats), " "))
+	s.facts.set("vassals at the end", "%s", strings.Join(corpusVassals(s.stats, norm), " "))
 	pid := emperorPid()
 	s.facts.set("emperor running", "%v", pid > 0 && alive(pid))
 	if os.Getenv("DIFF_DEBUG") != "" {
@@ -9586,16 +9592,17 @@ func corpusProcs(dir string) []int {
 	return out
 }
 
-// corpusVassals are the vassal ids in an emperor's stats, sorted; not
+// corpusVassals are the vassal ids in an emperor's stats, normalised and
+// sorted; not
 // ours' records of its attached daemons and routers ("!...").
-func corpusVassals(stats string) []string {
+func corpusVassals(stats string, norm func(string) string) []string {
 	var ids []string
 	if raw, err := connectAndRead(stats); err == nil {
 		var d statsDoc
 		if json.Unmarshal(raw, &d) == nil {
 			for _, v := range d.Vassals {
 				if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
-					ids = append(ids, id)
+					ids = append(ids, norm(id))
 				}
 			}
 		}

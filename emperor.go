@@ -6064,23 +6064,31 @@ func companions(o *Options) (out []companion, masterStats string) {
 		}
 		out = append(out, companion{name: "!gateways", argv: slices.Concat([]string{"--master", "--die-on-term"}, with, gateway)})
 	}
-	for i, cmd := range o.All("attach-daemon", "attach-control-daemon", "legion-attach-daemon") {
-		out = append(out, companion{name: "!attach-daemon:" + itoa(i+1), cmd: cmd, argv: shellArgv(cmd)})
-	}
-	for i, v := range o.All("smart-attach-daemon", "smart-attach-daemon2") {
-		pidfile, cmd, _ := strings.Cut(strings.TrimSpace(v), " ")
-		out = append(out, companion{name: "!smart-attach-daemon:" + itoa(i+1), cmd: cmd, argv: shellArgv(cmd), pidfile: pidfile})
-	}
-	for i, v := range o.All("attach-daemon2") {
-		kv := keyvals(v)
-		c := companion{name: "!attach-daemon2:" + itoa(i+1), cmd: kv["cmd"], argv: shellArgv(kv["cmd"])}
-		if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
-			c.pidfile = kv["pidfile"]
-		}
-		if n, err := strconv.Atoi(kv["stopsignal"]); err == nil {
-			c.stopSig = syscall.Signal(n)
-		}
-		if kv["cmd"] != "" {
+	// The daemons in the order the config gives them, as uWSGI registers
+	// (and lists) them, each kind counted on its own.
+	var plain, smart, two int
+	for _, op := range o.List {
+		switch {
+		case configNameIn(op.Key, []string{"attach-daemon", "attach-control-daemon", "legion-attach-daemon"}):
+			plain++
+			out = append(out, companion{name: "!attach-daemon:" + itoa(plain), cmd: op.Value, argv: shellArgv(op.Value)})
+		case configNameIn(op.Key, []string{"smart-attach-daemon", "smart-attach-daemon2"}):
+			smart++
+			pidfile, cmd, _ := strings.Cut(strings.TrimSpace(op.Value), " ")
+			out = append(out, companion{name: "!smart-attach-daemon:" + itoa(smart), cmd: cmd, argv: shellArgv(cmd), pidfile: pidfile})
+		case configNameIn(op.Key, []string{"attach-daemon2"}):
+			kv := keyvals(op.Value)
+			if kv["cmd"] == "" {
+				continue
+			}
+			two++
+			c := companion{name: "!attach-daemon2:" + itoa(two), cmd: kv["cmd"], argv: shellArgv(kv["cmd"])}
+			if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
+				c.pidfile = kv["pidfile"]
+			}
+			if n, err := strconv.Atoi(kv["stopsignal"]); err == nil {
+				c.stopSig = syscall.Signal(n)
+			}
 			out = append(out, c)
 		}
 	}

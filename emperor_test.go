@@ -9318,8 +9318,11 @@ var deploymentCorpus = []corpusEntry{
 		probes: []corpusProbe{{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}"},
 			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
 			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT5}}", want: "smart daemon on"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "all alive"},
 			{kind: "kill-daemons", addr: "127.0.0.1:{{PORT2}}"},
-			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "alive true"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "all alive"},
 			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"}}},
 	{name: "formats", vassals: []string{"j.json", "y.yaml", "x.xml", "i.ini"},
 		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "format json"},
@@ -9703,7 +9706,11 @@ func corpusAskOnce(p corpusProbe, addr string) (string, error) {
 			daemons = append(daemons, fmt.Sprintf("%s (alive %v)", d.Cmd, alive(d.Pid)))
 		}
 		skel := statsSkeleton(string(raw), nil)
-		return fmt.Sprintf("daemons %v layout\n%s", daemons, strings.Join(skel, "\n")), nil
+		out := fmt.Sprintf("daemons %v layout\n%s", daemons, strings.Join(skel, "\n"))
+		if strings.Contains(out, "(alive false)") {
+			return out, errors.New("a daemon is down")
+		}
+		return "all alive; " + out, nil
 	}
 	return "", fmt.Errorf("unknown probe %q", p.kind)
 }

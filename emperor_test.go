@@ -9365,36 +9365,50 @@ func TestDeploymentCorpus(t *testing.T) {
 	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
 		t.Skip("uwsgi-plugin-python3 not installed (apt-get install -y uwsgi-plugin-python3); CI installs it")
 	}
+	// Entries wait on uWSGI's scan and on Python starting, most of the
+	// time: corpusConcurrency at once, more than -parallel's one per CPU.
+	sem := make(chan struct{}, corpusConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, ent := range deploymentCorpus {
-		t.Run(ent.name, func(t *testing.T) {
-			t.Parallel()
-			if ent.skip != nil {
-				if why := ent.skip(); why != "" {
-					t.Skip(why)
-				}
-			}
-			src := filepath.Join("testdata/deployments", ent.name)
-			if len(ent.showConfig) > 0 {
-				// In a layout of its own: uWSGI goes on to bind what the
-				// config says while the block is being read.
-				dir, _ := corpusRender(t, src)
-				for file, flag := range ent.showConfig {
-					t.Run("show-config "+filepath.Base(file), func(t *testing.T) {
-						// With the emperor's environment, through env(1).
-						args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
-						cwd := filepath.Dir(filepath.Join(dir, file))
-						want := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{uwsgiCore}, args)...)
-						got := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{emperorBin}, args)...)
-						if got != want {
-							t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
-						}
-					})
-				}
-			}
-			uw, ours := diffRun(t, func(t *testing.T, s *diffSide) { corpusRun(t, s, ent, src) })
-			corpusCompare(t, uw, ours)
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t.Run(ent.name, func(t *testing.T) { corpusEntryRun(t, ent) })
+		}()
 	}
+}
+
+const corpusConcurrency = 4
+
+func corpusEntryRun(t *testing.T, ent corpusEntry) {
+	if ent.skip != nil {
+		if why := ent.skip(); why != "" {
+			t.Skip(why)
+		}
+	}
+	src := filepath.Join("testdata/deployments", ent.name)
+	if len(ent.showConfig) > 0 {
+		// In a layout of its own: uWSGI goes on to bind what the
+		// config says while the block is being read.
+		dir, _ := corpusRender(t, src)
+		for file, flag := range ent.showConfig {
+			t.Run("show-config "+filepath.Base(file), func(t *testing.T) {
+				// With the emperor's environment, through env(1).
+				args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
+				cwd := filepath.Dir(filepath.Join(dir, file))
+				want := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{uwsgiCore}, args)...)
+				got := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{emperorBin}, args)...)
+				if got != want {
+					t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
+				}
+			})
+		}
+	}
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) { corpusRun(t, s, ent, src) })
+	corpusCompare(t, uw, ours)
 }
 
 // corpusRender copies a deployment's templates into a new directory,
@@ -9564,6 +9578,7 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.facts.set("vassals", "%s", strings.Join(ids, " "))
+	before, listed := corpusPids(s.stats, norm), time.Now()
 	if want := slices.Sorted(slices.Values(ent.vassals)); !slices.Equal(ids, want) {
 		t.Errorf("vassals %v, want %v", ids, want)
 	}
@@ -9572,6 +9587,18 @@ func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
 		s.facts.set(key, "%s", norm(corpusAsk(s, p, render(p.addr))))
 	}
 	s.facts.set("vassals at the end", "%s", strings.Join(corpusVassals(s.stats, norm), " "))
+	// Still running, the same processes as when they were listed, a few
+	// seconds on (where uWSGI's are: a crash-looping vassal is "no" on
+	// both sides).
+	time.Sleep(time.Until(listed.Add(3 * time.Second)))
+	after := corpusPids(s.stats, norm)
+	for id, pid := range before {
+		if pid > 0 && after[id] == pid && alive(pid) {
+			s.facts.set("running on: "+id, "yes")
+		} else {
+			s.facts.set("running on: "+id, "no (pid %d, then %d)", pid, after[id])
+		}
+	}
 	pid := emperorPid()
 	s.facts.set("emperor running", "%v", pid > 0 && alive(pid))
 	if os.Getenv("DIFF_DEBUG") != "" {
@@ -9596,6 +9623,23 @@ func corpusProcs(dir string) []int {
 		}
 	}
 	return out
+}
+
+// corpusPids are the vassals' pids in an emperor's stats, by id.
+func corpusPids(stats string, norm func(string) string) map[string]int {
+	pids := map[string]int{}
+	if raw, err := connectAndRead(stats); err == nil {
+		var d statsDoc
+		if json.Unmarshal(raw, &d) == nil {
+			for _, v := range d.Vassals {
+				if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
+					pid, _ := v["pid"].(float64)
+					pids[norm(id)] = int(pid)
+				}
+			}
+		}
+	}
+	return pids
 }
 
 // corpusVassals are the vassal ids in an emperor's stats, normalised and

@@ -5083,6 +5083,7 @@ type emperorConfig struct {
 	daemon           daemonConfig
 	hooks            hookConfig
 	companions       []companion // the routers and daemons of the emperor's own config
+	masterStats      string      // the master's stats address, served by the emperor
 	binary           string
 	argv0            string
 	uwsgi            string // binary-path: the uWSGI app vassals run with; "": one on PATH
@@ -5150,7 +5151,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err := c.daemon.load(o, c.own); err != nil {
 		return nil, err
 	}
-	c.companions = companions(o)
+	c.companions, c.masterStats = companions(o)
 	if err := c.hooks.load(o); err != nil {
 		return nil, err
 	}
@@ -6708,11 +6709,20 @@ func strftime(format string, t time.Time) string {
 // vassal (respawned through the blacklist, in the stats, stopped at
 // shutdown, gone with the emperor), under a name no config can have: "!".
 
-// companion is one of those processes: its fixed argv, and for a daemon
-// that daemonizes itself (smart-attach-daemon), the pidfile that names the
+// A `stats` address is the stats server of uWSGI's emperor master itself
+// (core/master_utils.c, uwsgi_stats): the instance's counters, all zero
+// for an emperor (routers are no sockets or workers of it), and its
+// attached daemons, which are the emperor's here. The emperor serves that
+// document: the companion uWSGI knows no daemons, and alone with stats it
+// would have nothing to run (it exits with "no socket", over and over).
+
+// companion is one of those processes: its fixed argv (cmd: the command
+// as the config gave it, as uWSGI's stats show it), and for a daemon that
+// daemonizes itself (smart-attach-daemon), the pidfile that names the
 // process to watch once its launcher is gone.
 type companion struct {
 	name    string
+	cmd     string
 	argv    []string
 	pidfile string
 	stopSig syscall.Signal // the daemon's stop signal (attach-daemon2 stopsignal=); 0: SIGTERM
@@ -6731,16 +6741,21 @@ func gatewayOption(name string) bool {
 	return name == "stats" || name == "stats-server" || strings.HasPrefix(name, "stats-")
 }
 
-// companions reads the routers and daemons of the emperor's own config.
-func companions(o *Options) []companion {
-	var out []companion
+// companions reads the routers and daemons of the emperor's own config,
+// and the address of the master's stats when the emperor serves them.
+func companions(o *Options) (out []companion, masterStats string) {
 	var gateway []string
 	server := false
 	for _, op := range o.List {
+		if op.Key == "stats" || op.Key == "stats-server" {
+			// The master's, whatever else runs: its daemons are ours.
+			masterStats = op.Value
+			continue
+		}
 		if gatewayOption(op.Key) {
 			gateway = append(gateway, commandLineArg(op)...)
 			// How stats are served is no server of its own.
-			server = server || op.Key != "stats-http" && op.Key != "stats-minified" && op.Key != "stats-min"
+			server = server || !strings.HasPrefix(op.Key, "stats")
 		}
 	}
 	if server {
@@ -6755,27 +6770,35 @@ func companions(o *Options) []companion {
 		}
 		out = append(out, companion{name: "!gateways", argv: slices.Concat([]string{"--master", "--die-on-term"}, with, gateway)})
 	}
-	for i, cmd := range o.All("attach-daemon", "attach-control-daemon", "legion-attach-daemon") {
-		out = append(out, companion{name: "!attach-daemon:" + itoa(i+1), argv: shellArgv(cmd)})
-	}
-	for i, v := range o.All("smart-attach-daemon", "smart-attach-daemon2") {
-		pidfile, cmd, _ := strings.Cut(strings.TrimSpace(v), " ")
-		out = append(out, companion{name: "!smart-attach-daemon:" + itoa(i+1), argv: shellArgv(cmd), pidfile: pidfile})
-	}
-	for i, v := range o.All("attach-daemon2") {
-		kv := keyvals(v)
-		c := companion{name: "!attach-daemon2:" + itoa(i+1), argv: shellArgv(kv["cmd"])}
-		if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
-			c.pidfile = kv["pidfile"]
-		}
-		if n, err := strconv.Atoi(kv["stopsignal"]); err == nil {
-			c.stopSig = syscall.Signal(n)
-		}
-		if kv["cmd"] != "" {
+	// The daemons in the order the config gives them, as uWSGI registers
+	// (and lists) them, each kind counted on its own.
+	var plain, smart, two int
+	for _, op := range o.List {
+		switch {
+		case configNameIn(op.Key, []string{"attach-daemon", "attach-control-daemon", "legion-attach-daemon"}):
+			plain++
+			out = append(out, companion{name: "!attach-daemon:" + itoa(plain), cmd: op.Value, argv: shellArgv(op.Value)})
+		case configNameIn(op.Key, []string{"smart-attach-daemon", "smart-attach-daemon2"}):
+			smart++
+			pidfile, cmd, _ := strings.Cut(strings.TrimSpace(op.Value), " ")
+			out = append(out, companion{name: "!smart-attach-daemon:" + itoa(smart), cmd: cmd, argv: shellArgv(cmd), pidfile: pidfile})
+		case configNameIn(op.Key, []string{"attach-daemon2"}):
+			kv := keyvals(op.Value)
+			if kv["cmd"] == "" {
+				continue
+			}
+			two++
+			c := companion{name: "!attach-daemon2:" + itoa(two), cmd: kv["cmd"], argv: shellArgv(kv["cmd"])}
+			if kv["pidfile"] != "" && configTrue(kv["daemonize"]) {
+				c.pidfile = kv["pidfile"]
+			}
+			if n, err := strconv.Atoi(kv["stopsignal"]); err == nil {
+				c.stopSig = syscall.Signal(n)
+			}
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, masterStats
 }
 
 // shellArgv is how uWSGI runs a daemon's command: /bin/sh -c, or the
@@ -6809,8 +6832,13 @@ func commandLineArg(op Option) []string {
 }
 
 // addCompanions adds the records of the emperor's own servers and daemons
-// (once, at start, before the first scan).
+// (once, at start, before the first scan), and serves the master's stats.
 func (e *emperor) addCompanions() {
+	if e.cfg.masterStats != "" {
+		if err := e.startMasterStats(); err != nil {
+			logRaw("[emperor] %v", err)
+		}
+	}
 	for i := range e.cfg.companions {
 		c := &e.cfg.companions[i]
 		if c.name == "!gateways" {
@@ -6828,6 +6856,109 @@ func (e *emperor) addCompanions() {
 		logVerbose("[emperor] %s: %s", c.name, strings.Join(c.argv, " "))
 		e.wake(v)
 	}
+}
+
+// startMasterStats serves the master's stats document on its address, as
+// the emperor's stats server serves its own: off the loop, from snapshots.
+func (e *emperor) startMasterStats() error {
+	addr := e.cfg.masterStats
+	network := socketNetwork(addr)
+	if network == "unix" {
+		_ = os.Remove(addr)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("stats %s: %w", addr, err)
+	}
+	if network == "unix" {
+		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
+	}
+	cmds := map[string]string{}
+	for _, c := range e.cfg.companions {
+		cmds[c.name] = c.cmd
+	}
+	srv := e.statsServer()
+	clients := &statsClients{slots: make(chan struct{}, maxStatsClients)}
+	cwd, withHTTP := e.watch.startCwd, e.cfg.statsHTTP
+	fd := -1
+	if sc, ok := ln.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	logRaw("*** Stats server enabled on %s fd: %d ***", addr, fd)
+	go srv.serve(ln, clients, func(conn net.Conn) {
+		defer conn.Close()
+		if withHTTP {
+			clients.setIdle(conn, true, false)
+			_ = conn.SetReadDeadline(time.Now().Add(srv.timeout))
+			var req [4096]byte
+			n, _ := conn.Read(req[:])
+			clients.setIdle(conn, false, false)
+			if n <= 0 {
+				return
+			}
+		}
+		snap := srv.fetch()
+		if snap == nil {
+			return
+		}
+		doc := renderMasterStats(snap, cwd, cmds)
+		if withHTTP {
+			doc = append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc...)
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(srv.timeout))
+		_, _ = conn.Write(doc)
+	})
+	go func() { <-srv.done; ln.Close() }()
+	return nil
+}
+
+// renderMasterStats is uWSGI's master stats document for an emperor: no
+// sockets, no workers, the attached daemons (cmds: their commands by
+// record name) with their pid (0 while down) and restarts (uWSGI 2.0.21
+// means to show its spawn count there and always shows 0).
+func renderMasterStats(snap *statsSnapshot, cwd string, cmds map[string]string) []byte {
+	w := &jsonWriter{}
+	w.open("", '{')
+	w.str("version", uwsgiVersion())
+	for _, k := range []string{"listen_queue", "listen_queue_errors", "signal_queue", "load"} {
+		w.num(k, 0)
+	}
+	w.num("pid", int64(snap.pid))
+	w.num("uid", int64(snap.uid))
+	w.num("gid", int64(snap.gid))
+	w.str("cwd", cwd)
+	var daemons []vassalStat
+	for _, v := range snap.vassals {
+		if _, ok := cmds[v.id]; ok && v.id != "!gateways" {
+			daemons = append(daemons, v)
+		}
+	}
+	if len(daemons) > 0 {
+		w.open("daemons", '[')
+		for _, d := range daemons {
+			w.open("", '{')
+			w.str("cmd", cmds[d.id])
+			w.num("pid", int64(max(d.pid, 0)))
+			w.num("respawns", int64(max(d.starts-1, 0)))
+			w.close('}')
+		}
+		w.close(']')
+	}
+	w.open("locks", '[')
+	for _, l := range []string{"user 0", "signal", "filemon", "timer", "rbtimer", "cron", "rpc", "snmp"} {
+		w.open("", '{')
+		w.num(l, 0)
+		w.close('}')
+	}
+	w.close(']')
+	w.open("sockets", '[')
+	w.close(']')
+	w.open("workers", '[')
+	w.close(']')
+	w.close('}')
+	return w.b
 }
 
 // companionPlan is how a companion is exec'd: its own argv, as the

@@ -10619,3 +10619,681 @@ func cTokens(line string) []string {
 	}
 	return out
 }
+
+// ==== A corpus of real deployments ======================================
+// testdata/deployments holds emperor setups shaped like the ones people
+// publish: Debian's uwsgi-emperor package, Django and Flask tutorials,
+// Docker images, a PaaS generating vassals, init scripts and upstart
+// lines, the Emperor + FastRouter pattern, attached daemons, a stats-only
+// emperor, every config format and the config language's placeholders,
+// includes and conditionals. Each directory is one deployment: `cmdline`
+// (the emperor's arguments, one a line) and the files it uses, templates
+// in which {{DIR}} is the deployment's directory and {{PORTn}} a free
+// port. TestDeploymentCorpus runs each under uWSGI 2.0.21's emperor and
+// under ours at once (same layout, own directory and ports), and ours
+// must get at least as far: the same vassals, the same answers wherever
+// uWSGI answers, still running where uWSGI is. Vassal configs print the
+// same --show-config under uwsgi-core and our runner. The apps are tiny
+// stdlib WSGI programs run by the python3 plugin.
+
+// corpusProbe is one thing asked of a running deployment: an HTTP GET
+// ("http", addr), a uwsgi-protocol request ("uwsgi", a TCP address or a
+// socket path, host the key a router picks the app by), a socket file's
+// mode ("mode"), a log file holding a line ("log", want), the emperor's
+// output holding one ("emperor-log"), the master's stats of a stats-only
+// emperor ("master-stats"), the process in a pidfile alive ("pidfile");
+// or a change: a file touched ("touch") or removed ("remove"), the
+// daemons a master's stats list killed ("kill-daemons").
+type corpusProbe struct {
+	kind, addr, host, want string
+	wait                   time.Duration
+}
+
+type corpusEntry struct {
+	name       string
+	vassals    []string          // the vassal ids both emperors must list (a path from DIR/)
+	env        []string          // the emperor's extra environment
+	probes     []corpusProbe     // asked once the vassals are there
+	showConfig map[string]string // vassal config -> format option, for --show-config
+	showExtra  []string          // what the emperor adds to a vassal's command line
+	daemonized bool              // the emperor detaches: its pid is in DIR/emperor.pid
+	skip       func() string     // why the entry cannot run yet, or ""
+}
+
+// strictRefusesAppOptions: uWSGI's strict mode knows every option of the
+// plugins it loaded; a runner that refuses the app server's options under
+// strict cannot print, nor hand on, such a config.
+func strictRefusesAppOptions() string {
+	dir, err := os.MkdirTemp("", "strict")
+	if err != nil {
+		return ""
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "s.ini")
+	os.WriteFile(path, []byte("[uwsgi]\nstrict = true\nenable-threads = true\n"), 0o644)
+	out, _ := exec.Command(emperorBin, "--show-config", "--ini", path).CombinedOutput()
+	if strings.Contains(string(out), "[strict-mode] unknown config directive") {
+		return "strict mode (section Options and help) refuses app-server options uWSGI knows: " + strings.TrimSpace(string(out))
+	}
+	return ""
+}
+
+// masterTakesNoValue: uWSGI's --master is a flag (no_argument), so
+// `--master --emperor DIR` is two options; an option table that gives
+// master a value takes --emperor for it.
+func masterTakesNoValue() string {
+	if _, isFlag := knownOption("master"); !isFlag {
+		return "the option table (section Options and help) registers master as taking a value, as uWSGI does not: `--master --emperor DIR` fails with \"unable to load configuration from DIR\""
+	}
+	return ""
+}
+
+var deploymentCorpus = []corpusEntry{
+	{name: "debian-package", vassals: []string{"hello.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"},
+			{kind: "touch", addr: "{{DIR}}/vassals/hello.ini"},
+			{kind: "emperor-log", want: "[emperor] reload the uwsgi instance hello.ini"},
+			{kind: "emperor-log", want: "[emperor] vassal hello.ini is ready to accept requests"},
+			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"}},
+		showConfig: map[string]string{"vassals/hello.ini": "--ini"}},
+	{name: "debian-initscript", vassals: []string{"hello.ini", "api.ini"}, daemonized: true,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from debian"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "api uid 33"},
+			{kind: "pidfile", addr: "{{DIR}}/emperor.pid"},
+			{kind: "log", addr: "{{DIR}}/emperor.log", want: "*** starting uWSGI Emperor ***"}},
+		showConfig: map[string]string{"vassals/api.ini": "--ini"}},
+	{name: "django-tutorial", vassals: []string{"mysite_uwsgi.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/mysite.sock", host: "mysite.example", want: "settings mysite.settings"},
+			{kind: "mode", addr: "{{DIR}}/mysite.sock"}},
+		showConfig: map[string]string{"vassals/mysite_uwsgi.ini": "--ini"}},
+	{name: "django-missing-virtualenv", vassals: []string{"broken.ini", "ok.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "python", wait: 3 * time.Second},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "settings"}},
+		showConfig: map[string]string{"vassals/broken.ini": "--ini", "vassals/ok.ini": "--ini"}},
+	{name: "flask-http-socket", vassals: []string{"flaskapp.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "flask says hi"}},
+		showConfig: map[string]string{"vassals/flaskapp.ini": "--ini"}},
+	{name: "docker-image", vassals: []string{"web.ini", "worker.yaml"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from web"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from worker"}},
+		showConfig: map[string]string{"vassals/web.ini": "--ini", "vassals/worker.yaml": "--yaml"}},
+	{name: "paas-generated", vassals: []string{"app-a1.json", "app-b2.json", "app-c3.ini", "app-d4.ini", "app-e5.json", "app-f6.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/run/app-a1.sock", host: "a1", want: "app-a1 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-b2.sock", host: "b2", want: "app-b2 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-c3.sock", host: "c3", want: "app-c3 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-d4.sock", host: "d4", want: "app-d4 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-e5.sock", host: "e5", want: "app-e5 on paas.example"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-f6.sock", host: "f6", want: "app-f6 on paas.example"},
+			{kind: "remove", addr: "{{DIR}}/vassals/app-f6.ini"},
+			{kind: "emperor-log", want: "[emperor] removed uwsgi instance app-f6.ini"},
+			{kind: "uwsgi", addr: "{{DIR}}/run/app-a1.sock", host: "a1", want: "app-a1 on paas.example"}},
+		showConfig: map[string]string{"vassals/app-a1.json": "--json", "vassals/app-c3.ini": "--ini"},
+		showExtra:  []string{"--set", "paas_domain=paas.example", "--ini", "{{DIR}}/platform.ini"}},
+	{name: "initscript-daemonize", vassals: []string{"site.ini"}, daemonized: true, skip: masterTakesNoValue,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "pidfile", addr: "{{DIR}}/emperor.pid"},
+			{kind: "log", addr: "{{DIR}}/log/emperor.log", want: "*** starting uWSGI Emperor ***"}}},
+	{name: "upstart-logto", vassals: []string{"site.ini"}, skip: masterTakesNoValue,
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "log", addr: "{{DIR}}/emperor.log", want: "*** starting uWSGI Emperor ***"}}},
+	{name: "fastrouter-subscription", vassals: []string{"shop.ini", "blog.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "shop.example", want: "hello from shop"},
+			{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "blog.example", want: "hello from blog"}},
+		showConfig: map[string]string{"vassals/shop.ini": "--ini"}},
+	{name: "fastrouter-stats-daemon", vassals: []string{"shop.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "127.0.0.1:{{PORT1}}", host: "shop.example", want: "hello from shop"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "daemon on"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT3}}"}}},
+	{name: "strict-vassal", vassals: []string{"strict.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from strict"}},
+		showConfig: map[string]string{"vassals/strict.ini": "--ini"}, skip: strictRefusesAppOptions},
+	{name: "attach-daemons", vassals: []string{"site.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "smart daemon on"},
+			{kind: "pidfile", addr: "{{DIR}}/smart.pid"}}},
+	{name: "stats-only", vassals: []string{"site.ini"},
+		probes: []corpusProbe{{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}"},
+			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "daemon on"},
+			{kind: "http", addr: "127.0.0.1:{{PORT5}}", want: "smart daemon on"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "all alive"},
+			{kind: "kill-daemons", addr: "127.0.0.1:{{PORT2}}"},
+			{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "all alive"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "daemon on"}}},
+	{name: "stats-http", vassals: []string{"site.ini"},
+		probes: []corpusProbe{{kind: "master-stats", addr: "127.0.0.1:{{PORT2}}", want: "all alive"},
+			{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from site"}}},
+	{name: "formats", vassals: []string{"j.json", "y.yaml", "x.xml", "i.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "format json"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "format yaml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "format xml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT4}}", want: "format ini"},
+			{kind: "touch", addr: "{{DIR}}/vassals/x.xml"},
+			{kind: "emperor-log", want: "[emperor] reload the uwsgi instance x.xml"},
+			{kind: "http", addr: "127.0.0.1:{{PORT3}}", want: "format xml"}},
+		showConfig: map[string]string{"vassals/j.json": "--json", "vassals/y.yaml": "--yaml", "vassals/x.xml": "--xml", "vassals/i.ini": "--ini"}},
+	{name: "emperor-yaml", vassals: []string{"a.ini", "b.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from a on yaml.example"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from b on yaml.example"}},
+		showConfig: map[string]string{"vassals/a.ini": "--ini"}, showExtra: []string{"--set", "site=yaml.example"}},
+	{name: "glob-per-app", vassals: []string{"DIR/srv/billing/uwsgi.ini", "DIR/srv/shop/uwsgi.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from shop"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from billing"}},
+		showConfig: map[string]string{"srv/shop/uwsgi.ini": "--ini"}},
+	{name: "emperor-xml-json", vassals: []string{"web.xml"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from web in eu-west (web)"}},
+		showConfig: map[string]string{"vassals/web.xml": "--xml"}, showExtra: []string{"--set", "region=eu-west", "--set", "tier=web"}},
+	{name: "hand-edited", vassals: []string{"comments.ini", "crlf.ini"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "hello from crlf"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "hello from comments"}},
+		showConfig: map[string]string{"vassals/crlf.ini": "--ini", "vassals/comments.ini": "--ini"}},
+	{name: "placeholders", vassals: []string{"blog.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "project blog"}},
+		showConfig: map[string]string{"vassals/blog.ini": "--ini"}},
+	{name: "file-includes", vassals: []string{"inc.ini"},
+		probes:     []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "secret s3cr3t"}},
+		showConfig: map[string]string{"vassals/inc.ini": "--ini"}},
+	{name: "if-env", vassals: []string{"cond.ini"}, env: []string{"DEPLOY_ENV=production", "ENABLE_HTTP=1"},
+		probes: []corpusProbe{{kind: "http", addr: "127.0.0.1:{{PORT1}}", want: "mode production"},
+			{kind: "http", addr: "127.0.0.1:{{PORT2}}", want: "debug"}},
+		showConfig: map[string]string{"vassals/cond.ini": "--ini"}},
+	{name: "nginx-tutorial-uid", vassals: []string{"mysite_uwsgi.ini"},
+		probes: []corpusProbe{{kind: "uwsgi", addr: "{{DIR}}/mysite.sock", host: "mysite.example", want: "uid 33"},
+			{kind: "mode", addr: "{{DIR}}/mysite.sock"}},
+		showConfig: map[string]string{"vassals/mysite_uwsgi.ini": "--ini"}},
+}
+
+func TestDeploymentCorpus(t *testing.T) {
+	needDiff(t)
+	if _, err := os.Stat("/usr/lib/uwsgi/plugins/python3_plugin.so"); err != nil {
+		t.Skip("uwsgi-plugin-python3 not installed (apt-get install -y uwsgi-plugin-python3); CI installs it")
+	}
+	// Entries wait on uWSGI's scan and on Python starting, most of the
+	// time: corpusConcurrency at once, more than -parallel's one per CPU.
+	sem := make(chan struct{}, corpusConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, ent := range deploymentCorpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t.Run(ent.name, func(t *testing.T) { corpusEntryRun(t, ent) })
+		}()
+	}
+}
+
+const corpusConcurrency = 4
+
+func corpusEntryRun(t *testing.T, ent corpusEntry) {
+	if ent.skip != nil {
+		if why := ent.skip(); why != "" {
+			t.Skip(why)
+		}
+	}
+	src := filepath.Join("testdata/deployments", ent.name)
+	if len(ent.showConfig) > 0 {
+		// In a layout of its own: uWSGI goes on to bind what the
+		// config says while the block is being read.
+		dir, _ := corpusRender(t, src)
+		for file, flag := range ent.showConfig {
+			t.Run("show-config "+filepath.Base(file), func(t *testing.T) {
+				// With the emperor's environment, through env(1).
+				args := append(corpusArgs(ent.showExtra, dir), "--show-config", flag, filepath.Join(dir, file))
+				cwd := filepath.Dir(filepath.Join(dir, file))
+				want := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{uwsgiCore}, args)...)
+				got := showConfigBlock(t, cwd, "/usr/bin/env", slices.Concat(ent.env, []string{emperorBin}, args)...)
+				if got != want {
+					t.Errorf("--show-config differs\nuWSGI:\n%s\nours:\n%s", want, got)
+				}
+			})
+		}
+	}
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) { corpusRun(t, s, ent, src) })
+	corpusCompare(t, uw, ours)
+}
+
+// corpusRender copies a deployment's templates into a new directory,
+// every {{PORTn}} a free port; it returns the directory and the ports.
+func corpusRender(t *testing.T, src string) (string, map[string]string) {
+	t.Helper()
+	dir := shortTempDir(t)
+	return dir, corpusRenderInto(t, src, dir)
+}
+
+func corpusRenderInto(t *testing.T, src, dir string) map[string]string {
+	t.Helper()
+	// Vassals of an emperor with uid/gid run as www-data, and make their
+	// sockets there.
+	os.Chmod(dir, 0o777)
+	ports := map[string]string{}
+	portRe := regexp.MustCompile(`\{\{PORT\d+\}\}`)
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		dst := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		text := portRe.ReplaceAllStringFunc(string(data), func(p string) string {
+			if ports[p] == "" {
+				ports[p] = strconv.Itoa(corpusPort(t))
+			}
+			return ports[p]
+		})
+		text = strings.ReplaceAll(text, "{{DIR}}", dir)
+		mode := os.FileMode(0o644)
+		if st, err := d.Info(); err == nil && st.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+		return os.WriteFile(dst, []byte(text), mode)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// corpusPorts are the ports handed out so far: a port freePort found free
+// is free again until its vassal binds it, and the entries and their two
+// sides run at once.
+var corpusPorts = struct {
+	sync.Mutex
+	used map[int]bool
+}{used: map[int]bool{}}
+
+func corpusPort(t *testing.T) int {
+	corpusPorts.Lock()
+	defer corpusPorts.Unlock()
+	for {
+		if p := freePort(t); !corpusPorts.used[p] {
+			corpusPorts.used[p] = true
+			return p
+		}
+	}
+}
+
+// corpusArgs renders a template list against a rendered directory.
+func corpusArgs(args []string, dir string) []string {
+	var out []string
+	for _, a := range args {
+		out = append(out, strings.ReplaceAll(a, "{{DIR}}", dir))
+	}
+	return out
+}
+
+// corpusRun is one side of an entry: the deployment rendered into the
+// side's directory, its emperor started, the vassals awaited, the probes
+// asked. Facts are named by what was asked; a fact starting "no " is
+// something this side could not get, which only uWSGI's side may show.
+func corpusRun(t *testing.T, s *diffSide, ent corpusEntry, src string) {
+	dir := filepath.Join(s.env.root, "d")
+	os.Mkdir(dir, 0o755)
+	os.Chmod(s.env.root, 0o755)
+	ports := corpusRenderInto(t, src, dir)
+	s.env.vassals = filepath.Join(dir, "vassals")
+	norm := func(v string) string {
+		for p, n := range ports {
+			v = strings.ReplaceAll(v, n, strings.Trim(p, "{}"))
+		}
+		return strings.ReplaceAll(v, dir, "DIR")
+	}
+	render := func(v string) string {
+		for p, n := range ports {
+			v = strings.ReplaceAll(v, p, n)
+		}
+		return strings.ReplaceAll(v, "{{DIR}}", dir)
+	}
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, l := range strings.Split(string(cmdline), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			args = append(args, l)
+		}
+	}
+	// The emperor's own stats, for the list of vassals: on TCP, as an
+	// emperor that drops to www-data could not bind a socket in DIR.
+	s.stats = "127.0.0.1:" + strconv.Itoa(corpusPort(t))
+	args = append(args, "--emperor-stats", s.stats)
+	// uwsgi-core, not /usr/bin/uwsgi: Debian's alternatives may have made
+	// that name this emperor.
+	bin := emperorBin
+	if s.uwsgi() {
+		bin = uwsgiCore
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), ent.env...)
+	s.em = startEmperorCmd(t, cmd)
+	emperorPid := func() int {
+		if !ent.daemonized {
+			return cmd.Process.Pid
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "emperor.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return pid
+	}
+	t.Cleanup(func() {
+		if pid := emperorPid(); pid > 0 && s.uwsgi() {
+			// uWSGI's master takes SIGTERM for a reload: done with it, and
+			// with what it leaves (smart daemons live on, re-parented).
+			kids := descendantsOf(pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+			for _, k := range kids {
+				syscall.Kill(k, syscall.SIGKILL)
+			}
+			for _, p := range corpusProcs(dir) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			return
+		} else if pid > 0 {
+			// Ours is stopped as it would be, and leaves nothing.
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitDead(t, pid, 15*time.Second)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(corpusProcs(dir)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, p := range corpusProcs(dir) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			t.Errorf("left running after the emperor's shutdown: %d %s", p, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+	var ids []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ids = corpusVassals(s.stats, norm)
+		if len(ids) >= len(ent.vassals) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.facts.set("vassals", "%s", strings.Join(ids, " "))
+	before, listed := corpusPids(s.stats, norm), time.Now()
+	if want := slices.Sorted(slices.Values(ent.vassals)); !slices.Equal(ids, want) {
+		t.Errorf("vassals %v, want %v", ids, want)
+	}
+	for i, p := range ent.probes {
+		key := fmt.Sprintf("%02d %s %s %s", i, p.kind, p.addr, p.host)
+		s.facts.set(key, "%s", norm(corpusAsk(s, p, render(p.addr))))
+	}
+	s.facts.set("vassals at the end", "%s", strings.Join(corpusVassals(s.stats, norm), " "))
+	// Still running, the same processes as when they were listed, a few
+	// seconds on (where uWSGI's are: a crash-looping vassal is "no" on
+	// both sides).
+	time.Sleep(time.Until(listed.Add(3 * time.Second)))
+	after := corpusPids(s.stats, norm)
+	for id, pid := range before {
+		if pid > 0 && after[id] == pid && alive(pid) {
+			s.facts.set("running on: "+id, "yes")
+		} else {
+			s.facts.set("running on: "+id, "no (pid %d, then %d)", pid, after[id])
+		}
+	}
+	pid := emperorPid()
+	s.facts.set("emperor running", "%v", pid > 0 && alive(pid))
+	if os.Getenv("DIFF_DEBUG") != "" {
+		if data, err := os.ReadFile(filepath.Join(dir, "emperor.log")); err == nil {
+			t.Logf("emperor.log:\n%s", data)
+		}
+	}
+}
+
+// corpusProcs are the live processes whose command line names dir.
+func corpusProcs(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if bytes.Contains(cmdline, []byte(dir+"/")) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// corpusStats reads a stats server. A raw one writes at once; one with
+// stats-http answers only once it has a request, sent when nothing came
+// (sent to a raw server, unread, it would make the close a reset that can
+// destroy the answer). The headers are dropped.
+func corpusStats(addr string) ([]byte, error) {
+	conn, err := net.DialTimeout(socketNetwork(addr), addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var b bytes.Buffer
+	conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err = b.ReadFrom(conn)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err != nil && b.Len() == 0 {
+		conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	}
+	_, err = b.ReadFrom(conn)
+	raw := b.Bytes()
+	if bytes.HasPrefix(raw, []byte("HTTP/")) {
+		_, raw, _ = bytes.Cut(raw, []byte("\r\n\r\n"))
+	}
+	return raw, err
+}
+
+// corpusPids are the vassals' pids in an emperor's stats, by id.
+func corpusPids(stats string, norm func(string) string) map[string]int {
+	pids := map[string]int{}
+	if raw, err := corpusStats(stats); err == nil {
+		var d statsDoc
+		if json.Unmarshal(raw, &d) == nil {
+			for _, v := range d.Vassals {
+				if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
+					pid, _ := v["pid"].(float64)
+					pids[norm(id)] = int(pid)
+				}
+			}
+		}
+	}
+	return pids
+}
+
+// corpusVassals are the vassal ids in an emperor's stats, normalised and
+// sorted; not
+// ours' records of its attached daemons and routers ("!...").
+func corpusVassals(stats string, norm func(string) string) []string {
+	var ids []string
+	if raw, err := corpusStats(stats); err == nil {
+		var d statsDoc
+		if json.Unmarshal(raw, &d) == nil {
+			for _, v := range d.Vassals {
+				if id := fmt.Sprint(v["id"]); !strings.HasPrefix(id, "!") {
+					ids = append(ids, norm(id))
+				}
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// corpusAsk asks a probe until it is answered as wanted, for a while
+// (p.wait, 20 s unless set), or does what it says (touch, remove).
+func corpusAsk(s *diffSide, p corpusProbe, addr string) string {
+	switch p.kind {
+	case "touch":
+		when := time.Now().Add(2 * time.Second)
+		return fmt.Sprint(os.Chtimes(addr, when, when))
+	case "remove":
+		return fmt.Sprint(os.Remove(addr))
+	case "kill-daemons":
+		// Every daemon the master's stats at addr list, with SIGKILL.
+		raw, err := corpusStats(addr)
+		var doc struct{ Daemons []struct{ Pid int } }
+		if err == nil {
+			err = json.Unmarshal(raw, &doc)
+		}
+		for _, d := range doc.Daemons {
+			if d.Pid > 0 {
+				syscall.Kill(d.Pid, syscall.SIGKILL)
+			}
+		}
+		return fmt.Sprintf("killed %d, %v", len(doc.Daemons), err)
+	}
+	wait := p.wait
+	if wait == 0 {
+		wait = 20 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		got, err := corpusAskOnce(p, addr)
+		if p.kind == "emperor-log" {
+			got, err = corpusHas(s.em.log.String(), p.want)
+		}
+		if err == nil && strings.Contains(got, p.want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("no answer with %q: %q %v", p.want, got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func corpusAskOnce(p corpusProbe, addr string) (string, error) {
+	switch p.kind {
+	case "http":
+		resp, err := httpGet(addr)
+		status, _, _ := strings.Cut(resp, "\r\n")
+		_, body, _ := strings.Cut(resp, "\r\n\r\n")
+		return status + " " + body, err
+	case "uwsgi":
+		return uwsgiRequest(addr, p.host)
+	case "mode":
+		st, err := os.Stat(addr)
+		if err != nil {
+			return "", err
+		}
+		return st.Mode().String(), nil
+	case "log":
+		data, err := os.ReadFile(addr)
+		if err != nil {
+			return "", err
+		}
+		return corpusHas(string(data), p.want)
+	case "pidfile":
+		data, err := os.ReadFile(addr)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return fmt.Sprintf("process alive %v", pid > 0 && alive(pid)), err
+	case "emperor-log":
+		return "", nil // corpusAsk reads the side's log
+	case "master-stats":
+		raw, err := corpusStats(addr)
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			Daemons []struct {
+				Cmd string
+				Pid int
+			}
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return "", err
+		}
+		var daemons []string
+		for _, d := range doc.Daemons {
+			// Not respawns: uWSGI 2.0.21 prints 0 whatever the count
+			// (core/master_utils.c: `ud->respawns ? 0 : ud->respawns`);
+			// ours prints the restarts.
+			daemons = append(daemons, fmt.Sprintf("%s (alive %v)", d.Cmd, alive(d.Pid)))
+		}
+		skel := statsSkeleton(string(raw), nil)
+		out := fmt.Sprintf("daemons %v layout\n%s", daemons, strings.Join(skel, "\n"))
+		if strings.Contains(out, "(alive false)") {
+			return out, errors.New("a daemon is down")
+		}
+		return "all alive; " + out, nil
+	}
+	return "", fmt.Errorf("unknown probe %q", p.kind)
+}
+
+// corpusHas says that a log holds a line, or fails.
+func corpusHas(log, line string) (string, error) {
+	if !strings.Contains(log, line) {
+		return "", errors.New("not there")
+	}
+	return "has " + line, nil
+}
+
+// uwsgiRequest sends a GET / in the uwsgi protocol (to a router or an
+// app's socket: a path or host:port) and returns the response.
+func uwsgiRequest(addr, host string) (string, error) {
+	conn, err := net.DialTimeout(socketNetwork(addr), addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var vars []byte
+	for _, kv := range [][2]string{{"REQUEST_METHOD", "GET"}, {"REQUEST_URI", "/"}, {"PATH_INFO", "/"}, {"QUERY_STRING", ""},
+		{"SERVER_PROTOCOL", "HTTP/1.0"}, {"SERVER_NAME", host}, {"SERVER_PORT", "80"}, {"HTTP_HOST", host}, {"REMOTE_ADDR", "127.0.0.1"}} {
+		for _, s := range kv {
+			vars = append(vars, byte(len(s)), byte(len(s)>>8))
+			vars = append(vars, s...)
+		}
+	}
+	pkt := append([]byte{0, byte(len(vars)), byte(len(vars) >> 8), 0}, vars...)
+	if _, err := conn.Write(pkt); err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	_, err = b.ReadFrom(conn)
+	resp := b.String()
+	status, _, _ := strings.Cut(resp, "\r\n")
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return status + " " + body, err
+}
+
+// corpusCompare: every fact uWSGI's side got, ours got the same; what
+// uWSGI could not get ("no ..."), ours may have got.
+func corpusCompare(t *testing.T, uw, ours *diffFacts) {
+	t.Helper()
+	for _, k := range uw.keys {
+		u, o := uw.m[k], ours.m[k]
+		switch {
+		case strings.HasPrefix(u, "no "):
+			if u != o {
+				t.Logf("%s: uWSGI: %s; ours: %s", k, u, o)
+			}
+		case k == "emperor running" && u == "false":
+		case k == "vassals at the end":
+			// uWSGI drops the instance of a vassal that died until its
+			// next scan; ours keeps it (README: crash → respawn).
+			for _, id := range strings.Fields(u) {
+				if !slices.Contains(strings.Fields(o), id) {
+					t.Errorf("%s: ours lacks %s (uWSGI: %s; ours: %s)", k, id, u, o)
+				}
+			}
+		case u != o:
+			t.Errorf("%s differs:\n  uWSGI: %s\n  ours:  %s", k, u, o)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("uWSGI facts:\n%s\nour facts:\n%s", uw, ours)
+	}
+}

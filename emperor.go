@@ -154,6 +154,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		return nil, fmt.Errorf("getcwd: %w", err)
 	}
 	e.watch.own = &monitor{id: -1, dir: e.watch.startCwd}
+	e.strays.initIdentity(e.watch.startCwd, cfg.monitors)
 	for i, arg := range cfg.monitors {
 		m, err := newMonitor(i, arg, e.watch.startCwd)
 		if err != nil {
@@ -182,6 +183,7 @@ func (e *emperor) start() error {
 	if soft, hard, err := nofileLimit(); err == nil {
 		logRaw("[emperor] RLIMIT_NOFILE: %d (hard %d); vassals start with the soft limit the emperor was given", soft, hard)
 	}
+	e.startTracking()
 	notifySignals(e.in.sigs)
 	startReaper(e.in.exits, e.in.done)
 	e.sd.notify = newSDNotifier()
@@ -2811,7 +2813,8 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // credentials applied by fork, or through the emperor's own pre-exec stage
 // when something must happen between fork and exec that fork cannot do.
 func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
-	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	env := make([]string, 0, len(e.spawns.baseEnv)+4)
+	env = append(append(append(env, e.strays.marker(v)), e.spawns.baseEnv...), "UWSGI_EMPEROR_FD=3")
 	if v.zergOf != nil {
 		env = append(env, "UWSGI_BROODLORD_NUM="+itoa(v.zergNum))
 	}
@@ -3056,10 +3059,72 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 // ==== Exits, respawns and strays ========================================
 
 // strayState tells the emperor's own helper children from vassals' strays:
-// every child that is neither a vassal nor a helper is a stray.
+// every child that is neither a vassal nor a helper is a stray. A stray is
+// killed only when it is shown to descend from a vassal that ended: a
+// daemon that a live vassal double-forked lands on the emperor too, and
+// must live as long as its vassal.
 type strayState struct {
-	helpers  map[int]string // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
-	sweepDue bool           // a sweep is queued
+	helpers  map[int]string  // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
+	sweepDue bool            // a sweep is queued
+	sources  string          // the hash of the watched sources: the same for every emperor run on them
+	identity string          // this emperor in vassal markers: SOURCES.PID.START
+	ended    map[string]bool // vassals that ended since the last sweep
+	endedPid map[int]bool    // their pids, which are their process groups (and sessions, if they made one)
+	leftOnce map[int]bool    // strays nobody could be shown to own, logged once
+}
+
+// vassalMarkerEnv is set in every vassal's environment to IDENTITY/NAME:
+// the emperor (a hash of its watched sources, its pid and its start time in
+// clock ticks since boot) and the vassal. Fork keeps the environment and
+// most programs exec with the one they have, so a stray re-parented to the
+// emperor, or a process a SIGKILLed emperor left behind, still says whose
+// it is. The marker comes first in the environment, so that the bounded
+// read of /proc/PID/environ finds it.
+const vassalMarkerEnv = "EMPEROR_VASSAL"
+
+// markerReadLimit bounds the read of a stray's environment, which its
+// process controls.
+const markerReadLimit = 64 << 10
+
+// initIdentity computes the emperor's identity from its sources: the start
+// directory and the monitors as given, FNV-1a hashed.
+func (s *strayState) initIdentity(cwd string, monitors []string) {
+	h := uint64(14695981039346656037)
+	for _, part := range append([]string{cwd}, monitors...) {
+		for i := 0; i < len(part); i++ {
+			h = (h ^ uint64(part[i])) * 1099511628211
+		}
+		h = (h ^ 0) * 1099511628211
+	}
+	s.sources = strconv.FormatUint(h, 16)
+	s.identity = s.sources + "." + itoa(os.Getpid()) + "." + strconv.FormatUint(readProcStat(os.Getpid()).start, 10)
+	s.ended, s.endedPid, s.leftOnce = map[string]bool{}, map[int]bool{}, map[int]bool{}
+}
+
+// startTracking says how vassals' processes are told apart.
+func (e *emperor) startTracking() {
+	logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", "not supported")
+}
+
+// marker is the value of vassalMarkerEnv for v.
+func (s *strayState) marker(v *vassal) string {
+	return vassalMarkerEnv + "=" + s.identity + "/" + v.name
+}
+
+// deadPredecessor says whether identity is an emperor on the same sources
+// as this one that is no longer running (its pid gone, or reused by a
+// process that started at another time).
+func (s *strayState) deadPredecessor(identity string) (pid int, dead bool) {
+	src, rest, ok := strings.Cut(identity, ".")
+	if !ok || src != s.sources || identity == s.identity {
+		return 0, false
+	}
+	p, start, _ := strings.Cut(rest, ".")
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, strconv.FormatUint(readProcStat(pid).start, 10) != start
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
@@ -3082,6 +3147,9 @@ func (e *emperor) onExit(ex childExit) {
 		// The group outlives its leader only by accident: clear it before
 		// a respawn, so an old worker cannot hold the new one's port.
 		_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
+	}
+	if !launched {
+		e.strays.ended[v.name], e.strays.endedPid[ex.pid] = true, true
 	}
 	e.scheduleSweep()
 	// The pid is gone (and may be reused): nothing below may signal it.
@@ -3180,9 +3248,9 @@ func (e *emperor) scheduleSweep() {
 	e.timers.push(timerItem{at: time.Now().Add(20 * time.Millisecond), kind: tSweep})
 }
 
-// sweepStrays kills every child of the emperor that is not a vassal: they
-// can only be descendants of vassals that are gone. Nothing outlives its
-// vassal.
+// sweepStrays kills every child of the emperor that is neither a vassal
+// nor a helper and descends from a vassal that is gone: nothing outlives
+// its vassal, and nothing dies with another one.
 func (e *emperor) sweepStrays() {
 	for _, c := range e.cfg.companions {
 		if v := e.vassals.byName[c.name]; v != nil && v.adopting {
@@ -3190,13 +3258,87 @@ func (e *emperor) sweepStrays() {
 			return
 		}
 	}
-	for _, pid := range childrenOfSelf() {
+	sw := &sweep{e: e, ended: e.strays.ended, endedPid: e.strays.endedPid}
+	e.strays.ended, e.strays.endedPid = map[string]bool{}, map[int]bool{}
+	kids := childrenOfSelf()
+	present := make(map[int]bool, len(kids))
+	for _, pid := range kids {
+		present[pid] = true
 		if _, helper := e.strays.helpers[pid]; e.vassals.byPid[pid] != nil || helper {
 			continue
 		}
-		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
-		signalTree(pid, syscall.SIGKILL)
+		owner, kill := sw.verdict(pid)
+		switch {
+		case kill:
+			logVerbose("[emperor] killing stray process %d (%s) left behind by vassal %s", pid, procComm(pid), owner)
+			signalTree(pid, syscall.SIGKILL)
+		case owner == "" && !e.strays.leftOnce[pid]:
+			e.strays.leftOnce[pid] = true
+			logRaw("[emperor] leaving stray process %d (%s) alone: nothing shows it came from a vassal that ended", pid, procComm(pid))
+		}
 	}
+	for pid := range e.strays.leftOnce {
+		if !present[pid] {
+			delete(e.strays.leftOnce, pid)
+		}
+	}
+}
+
+// sweep is one look at the strays: what ended since the last one, and the
+// start time of the oldest running vassal, read once when needed.
+type sweep struct {
+	e        *emperor
+	ended    map[string]bool
+	endedPid map[int]bool
+	oldest   uint64 // 0: not read yet
+}
+
+// verdict says whom a stray belongs to and whether it dies. In order: its
+// marker (a vassal that ended or is not running, or whose running process
+// started after the stray, which so came from an earlier one; or a dead
+// predecessor's vassal); without a marker, its process group or session
+// (an ended vassal's pid, or a running one's); last, its start time: a
+// process older than every running vassal descends from none of them. An
+// empty owner with kill false: nothing says whose it is, it is left.
+func (s *sweep) verdict(pid int) (owner string, kill bool) {
+	st := readProcStat(pid)
+	if m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit); ok {
+		id, name, _ := strings.Cut(m, "/")
+		if id != s.e.strays.identity {
+			if epid, dead := s.e.strays.deadPredecessor(id); dead {
+				return name + " of the dead emperor " + itoa(epid), true
+			}
+			return "", false
+		}
+		v := s.e.vassals.byName[name]
+		if s.ended[name] || v == nil || v.pid <= 0 {
+			return name, true
+		}
+		if vst := readProcStat(v.pid).start; st.start != 0 && vst != 0 && st.start < vst {
+			return name, true
+		}
+		return name, false
+	}
+	for _, g := range []int{st.pgid, st.sid} {
+		if s.endedPid[g] {
+			return "(process group " + itoa(g) + ")", true
+		}
+		if v := s.e.vassals.byPid[g]; v != nil && g > 0 {
+			return v.name, false
+		}
+	}
+	if s.oldest == 0 {
+		s.oldest = ^uint64(0)
+		for vpid := range s.e.vassals.byPid {
+			if vst := readProcStat(vpid).start; vst != 0 && vst < s.oldest {
+				s.oldest = vst
+			}
+		}
+	}
+	if st.start != 0 && st.start < s.oldest {
+		return "(older than every running vassal)", true
+	}
+	return "", false
 }
 
 func procComm(pid int) string {
@@ -4696,6 +4838,7 @@ type emperorConfig struct {
 	reloadMercy      time.Duration
 	nofollow         bool
 	noBlacklist      bool
+	noCgroups        bool // emperor-no-cgroups: the environment marker alone tracks vassals' processes
 	gracefulShutdown bool
 	stats            string
 	socketTimeout    time.Duration
@@ -4740,6 +4883,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
+		noCgroups:        o.Flag("emperor-no-cgroups"),
 		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
 		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
 		listen:           o.Int(100, "listen"),
@@ -4883,7 +5027,7 @@ func (c *emperorConfig) validName(name string) bool {
 func vassalEnv(environ []string) []string {
 	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, daemonEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
-		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
+		"WATCHDOG_USEC": true, "WATCHDOG_PID": true, vassalMarkerEnv: true}
 	if os.Getenv(preemptOffMarker) != "" {
 		drop["GODEBUG"] = true
 	}
@@ -5028,6 +5172,7 @@ var options = []optionSpec{
 	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
 	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
 	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
+	{"emperor-no-cgroups", optFlag, useEmperor, "", "off", "track vassals' processes by an environment marker only, not a cgroup v2 each (emperor-only)"},
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
 	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},

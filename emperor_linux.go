@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -847,4 +848,70 @@ func inotifyOp(mask uint32) fsOp {
 		}
 	}
 	return op
+}
+
+// ==== Process trees: what /proc and cgroup v2 say about a process ==========
+
+// procEnvValue returns the value of key in pid's environment as the kernel
+// shows it (/proc/PID/environ: the block the process was exec'd with), and
+// whether it is there. The process controls that block, so at most limit
+// bytes are read; a key past them counts as absent.
+func procEnvValue(pid int, key string, limit int) (string, bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	buf := make([]byte, limit)
+	n, _ := io.ReadFull(f, buf)
+	prefix := key + "="
+	for _, kv := range strings.Split(string(buf[:n]), "\x00") {
+		if strings.HasPrefix(kv, prefix) {
+			return kv[len(prefix):], true
+		}
+	}
+	return "", false
+}
+
+// procStat is what /proc/PID/stat says of a process's origin: its process
+// group and session, and when it started (clock ticks since boot; 0: gone).
+type procStat struct {
+	pgid, sid int
+	start     uint64
+}
+
+func readProcStat(pid int) procStat {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return procStat{}
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 20 {
+		return procStat{}
+	}
+	var st procStat
+	st.pgid, _ = strconv.Atoi(f[2])
+	st.sid, _ = strconv.Atoi(f[3])
+	st.start, _ = strconv.ParseUint(f[19], 10, 64)
+	return st
+}
+
+// allPids lists every process /proc shows.
+func allPids() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, ent := range ents {
+		if n, err := strconv.Atoi(ent.Name()); err == nil && n > 0 {
+			pids = append(pids, n)
+		}
+	}
+	return pids
 }

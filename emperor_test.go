@@ -4988,6 +4988,79 @@ func TestFaultClockJump(t *testing.T) {
 	}
 }
 
+// ==== Process trees: cgroups, strays, leftovers ==========================
+
+// treeModes are the two ways the emperor tracks a vassal's processes: a
+// cgroup v2 per vassal where it can make them, the environment marker
+// where it cannot (forced here with emperor-no-cgroups).
+var treeModes = []struct {
+	name string
+	args []string
+}{
+	{"cgroup", nil},
+	{"marker", []string{"--emperor-no-cgroups"}},
+}
+
+// startTreeEmperor starts an emperor on env in the given mode, and skips
+// the cgroup mode where the emperor says it has no cgroups.
+func startTreeEmperor(t *testing.T, env *testEnv, mode string, args ...string) *emperorProc {
+	t.Helper()
+	em := startEmperor(t, env.root, append([]string{"--emperor", env.vassals}, args...)...)
+	em.waitLog(t, "[emperor] process tracking: ", 10*time.Second)
+	if mode == "cgroup" && !strings.Contains(em.log.String(), "process tracking: cgroup v2") {
+		t.Skipf("no delegated cgroup v2 here: %s", em.log.String())
+	}
+	return em
+}
+
+// daemonVassal writes a vassal whose shell double-forks a daemon (its
+// parent exits at once, so it lands on the emperor) that writes its pid to
+// pidfile, then becomes a long sleep itself.
+func daemonVassal(t *testing.T, env *testEnv, file, pidfile string) {
+	t.Helper()
+	writeFile(t, filepath.Join(env.vassals, file), fmt.Sprintf(
+		"[uwsgi]\nunprivileged-binary-patch-arg = (sh -c 'echo $$ > %s; exec sleep 1000' &) ; exec sleep 1000\n", pidfile))
+}
+
+// waitPidfile waits for a pid written to path.
+func waitPidfile(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTreesOtherVassalsDaemonSurvives: a crash-looping vassal's exits
+// leave the daemon another, live vassal double-forked alone; removing that
+// vassal takes its daemon along.
+func TestTreesOtherVassalsDaemonSurvives(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pidfile := filepath.Join(env.root, "a.daemon")
+			daemonVassal(t, env, "a.ini", pidfile)
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			daemon := waitPidfile(t, pidfile)
+			writeFile(t, filepath.Join(env.vassals, "b.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exit 1\n")
+			em.waitLogCount(t, "b.ini started (pid:", 3, 30*time.Second)
+			time.Sleep(200 * time.Millisecond) // the sweep after the last exit
+			if !alive(daemon) {
+				t.Fatalf("vassal a's daemon %d died with vassal b", daemon)
+			}
+			os.Remove(filepath.Join(env.vassals, "a.ini"))
+			waitDead(t, daemon, 10*time.Second)
+		})
+	}
+}
+
 // ==== Soak ==============================================================
 
 // TestSoak churns configs, vassals and signals at random and checks the

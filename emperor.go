@@ -2330,6 +2330,7 @@ func (e *emperor) deleteVassal(v *vassal) {
 	v.gen++
 	e.vassals.nDeleted++
 	delete(e.vassals.byName, v.name)
+	e.strays.cg.forget(v)
 	if v.instance != "" {
 		k := fileKey{v.mon, v.configName()}
 		e.vassals.byFile[k] = slices.DeleteFunc(e.vassals.byFile[k], func(r *vassal) bool { return r == v })
@@ -2449,6 +2450,8 @@ type spawnJob struct {
 	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
+	cgroup       int   // the vassal's cgroup for clone3, open for the spawn; -1: none
+	cgErr        error // why the vassal runs outside its cgroup
 	pid          int
 	err          error
 }
@@ -2468,10 +2471,33 @@ func (j *spawnJob) run(ft *forkTable) {
 		return
 	}
 	defer ft.giveBack(theirs)
-	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, &syscall.ProcAttr{
+	attr := &syscall.ProcAttr{
 		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
 		Files: []uintptr{uintptr(stdin), 1, 2, uintptr(theirs)},
-	})
+	}
+	if j.cgroup >= 0 {
+		cg, err := ft.borrow(j.cgroup)
+		if err == nil {
+			defer ft.giveBack(cg)
+			intoCgroup(j.plan.attr, cg)
+			j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
+			if j.err == nil {
+				j.plan = nil
+				return
+			}
+			// A cgroup the kernel refuses (a controller's limits, a
+			// permission it checks only now) must not keep the vassal
+			// from running: it runs beside it, tracked by its marker.
+			intoCgroup(j.plan.attr, -1)
+		}
+		if errors.Is(j.err, syscall.ENOENT) || errors.Is(j.err, syscall.ENOEXEC) || errors.Is(j.err, syscall.ENOTDIR) {
+			j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
+			j.plan = nil
+			return // the program's own failure: the same without the cgroup
+		}
+		j.cgErr = fmt.Errorf("clone into cgroup: %v", errors.Join(err, j.err))
+	}
+	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
 	if j.err != nil {
 		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
 	}
@@ -2493,7 +2519,7 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs}
+	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.openFor(v)}
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -2501,6 +2527,12 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v, ours, pid := j.v, j.ours, j.pid
 	v.spawnPending = false
 	syscall.Close(j.theirs)
+	if j.cgroup >= 0 {
+		syscall.Close(j.cgroup)
+	}
+	if j.cgErr != nil && j.err == nil {
+		logRaw("[emperor] vassal %s runs outside its cgroup: %v", v.name, j.cgErr)
+	}
 	if j.err != nil && j.direct {
 		// The program could not be exec'd directly (a script without #!,
 		// say, which sh runs as a shell script): the runner does it the
@@ -3071,6 +3103,7 @@ type strayState struct {
 	ended    map[string]bool // vassals that ended since the last sweep
 	endedPid map[int]bool    // their pids, which are their process groups (and sessions, if they made one)
 	leftOnce map[int]bool    // strays nobody could be shown to own, logged once
+	cg       cgroupTrack     // the vassals' cgroups, where the emperor can make them
 }
 
 // vassalMarkerEnv is set in every vassal's environment to IDENTITY/NAME:
@@ -3101,9 +3134,173 @@ func (s *strayState) initIdentity(cwd string, monitors []string) {
 	s.ended, s.endedPid, s.leftOnce = map[string]bool{}, map[int]bool{}, map[int]bool{}
 }
 
-// startTracking says how vassals' processes are told apart.
+// cgroupTrack is the cgroup v2 side of tracking: where the emperor can
+// make cgroups below its own, each vassal runs in one of its own, started
+// there by clone3, so its whole tree, daemons that left its session
+// included, is known to the kernel and dies with one write to cgroup.kill.
+type cgroupTrack struct {
+	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
+	rel     string            // the same as a path in the hierarchy, as /proc/PID/cgroup shows it
+	byName  map[string]string // vassal -> its cgroup's directory name, once made
+	byDir   map[string]string // the reverse
+	pending map[string]bool   // cgroups of deleted vassals, removed once empty
+}
+
+// startTracking makes the emperor's cgroup, or says why there is none.
 func (e *emperor) startTracking() {
-	logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", "not supported")
+	cg := &e.strays.cg
+	cg.byName, cg.byDir, cg.pending = map[string]string{}, map[string]string{}, map[string]bool{}
+	why := "emperor-no-cgroups"
+	if !e.cfg.noCgroups {
+		rel, dir, err := ownCgroup2()
+		if err == nil {
+			name := "emperor." + e.strays.identity
+			if err = os.Mkdir(filepath.Join(dir, name), 0o755); err == nil {
+				cg.dir, cg.rel = filepath.Join(dir, name), strings.TrimSuffix(rel, "/")+"/"+name
+			}
+		}
+		if err != nil {
+			why = err.Error()
+		}
+	}
+	e.cleanLeftovers()
+	if cg.dir != "" {
+		logRaw("[emperor] process tracking: cgroup v2 (%s)", cg.dir)
+		return
+	}
+	logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", why)
+}
+
+// cgroupName is a vassal's cgroup's directory name: the vassal's name with
+// every byte a path or the cgroup interface files could read otherwise
+// escaped, shortened with a hash past what a name may hold.
+func cgroupName(vassal string) string {
+	b := []byte("v.")
+	for i := 0; i < len(vassal); i++ {
+		c := vassal[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+		}
+	}
+	if len(b) > 200 {
+		h := uint64(14695981039346656037)
+		for _, c := range b {
+			h = (h ^ uint64(c)) * 1099511628211
+		}
+		b = append(b[:180], "~"+strconv.FormatUint(h, 16)...)
+	}
+	return string(b)
+}
+
+// cgroupFor returns v's cgroup directory ("" without cgroups), made on
+// first use and kept across its respawns (the counters add up over them).
+func (c *cgroupTrack) cgroupFor(v *vassal) string {
+	if c.dir == "" {
+		return ""
+	}
+	name, ok := c.byName[v.name]
+	if !ok {
+		name = cgroupName(v.name)
+		if err := os.Mkdir(filepath.Join(c.dir, name), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			logRaw("[emperor] vassal %s: no cgroup of its own: %v", v.name, err)
+			return ""
+		}
+		c.byName[v.name], c.byDir[name] = name, v.name
+		delete(c.pending, name)
+	}
+	return filepath.Join(c.dir, name)
+}
+
+// openFor opens v's cgroup for clone3 (-1: none). The loop opens it and the
+// spawn closes it: a descriptor per spawn, not one per vassal for its life.
+func (c *cgroupTrack) openFor(v *vassal) int {
+	dir := c.cgroupFor(v)
+	if dir == "" {
+		return -1
+	}
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		logRaw("[emperor] vassal %s: cgroup %s: %v", v.name, dir, err)
+		return -1
+	}
+	return fd
+}
+
+// kill ends everything left in v's cgroup once its process is gone: the
+// kernel signals each member, forks in flight included.
+func (c *cgroupTrack) kill(v *vassal) {
+	if name, ok := c.byName[v.name]; ok {
+		if err := os.WriteFile(filepath.Join(c.dir, name, "cgroup.kill"), []byte("1"), 0); err != nil {
+			logVerbose("[emperor] vassal %s: cgroup.kill: %v", v.name, err)
+		}
+	}
+}
+
+// forget queues a deleted vassal's cgroup for removal.
+func (c *cgroupTrack) forget(v *vassal) {
+	if name, ok := c.byName[v.name]; ok {
+		delete(c.byName, v.name)
+		delete(c.byDir, name)
+		c.pending[name] = true
+		c.removeEmpty()
+	}
+}
+
+// removeEmpty removes the cgroups of deleted vassals that have emptied. A
+// cgroup empties as its last members are reaped, by the emperor (a vassal,
+// or strays re-parented to it) or by a vassal's own init in a pid
+// namespace, which the emperor reaps last: so every reap retries it, and
+// what is still busy then waits for the next reap, or the next emperor.
+func (c *cgroupTrack) removeEmpty() {
+	for name := range c.pending {
+		if err := rmdirTree(filepath.Join(c.dir, name)); err == nil || err == syscall.ENOENT {
+			delete(c.pending, name)
+		}
+	}
+}
+
+// rmdirTree removes an empty cgroup and the cgroups below it, which a
+// vassal that is an emperor itself (or sets up cgroups of its own) leaves
+// when it is killed: a cgroup with children cannot be removed.
+func rmdirTree(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, ent := range ents {
+		if ent.IsDir() {
+			_ = rmdirTree(filepath.Join(dir, ent.Name()))
+		}
+	}
+	return syscall.Rmdir(dir)
+}
+
+// owner says which vassal's cgroup pid is in ("", false: none of this
+// emperor's).
+func (c *cgroupTrack) owner(pid int) (string, bool) {
+	if c.dir == "" {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(procCgroup2(pid), c.rel+"/")
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	v, ok := c.byDir[name]
+	return v, ok
+}
+
+// removeAll removes the emperor's cgroups at its end, after the burial:
+// what is still populated stays, for the next emperor to clean.
+func (c *cgroupTrack) removeAll() {
+	if c.dir == "" {
+		return
+	}
+	for _, name := range c.byName {
+		c.pending[name] = true
+	}
+	c.byName, c.byDir = map[string]string{}, map[string]string{}
+	c.removeEmpty()
+	_ = syscall.Rmdir(c.dir)
 }
 
 // marker is the value of vassalMarkerEnv for v.
@@ -3115,21 +3312,122 @@ func (s *strayState) marker(v *vassal) string {
 // as this one that is no longer running (its pid gone, or reused by a
 // process that started at another time).
 func (s *strayState) deadPredecessor(identity string) (pid int, dead bool) {
+	pid, same, gone := s.identityGone(identity)
+	return pid, same && gone
+}
+
+// identityGone parses another emperor's identity: its pid, whether it ran
+// on the same sources, and whether it is gone.
+func (s *strayState) identityGone(identity string) (pid int, sameSources, gone bool) {
 	src, rest, ok := strings.Cut(identity, ".")
-	if !ok || src != s.sources || identity == s.identity {
-		return 0, false
+	if !ok || identity == s.identity {
+		return 0, false, false
 	}
 	p, start, _ := strings.Cut(rest, ".")
 	pid, err := strconv.Atoi(p)
 	if err != nil || pid <= 0 {
-		return 0, false
+		return 0, false, false
 	}
-	return pid, strconv.FormatUint(readProcStat(pid).start, 10) != start
+	return pid, src == s.sources, strconv.FormatUint(readProcStat(pid).start, 10) != start
+}
+
+// cleanLeftovers kills what a predecessor on the same sources left
+// running when it was SIGKILLed (or OOM-killed): its vassals died with it
+// (PDEATHSIG), their own children did not. It runs once at start, before
+// the first spawn, so a vassal never runs beside its old self: first the
+// members of the dead emperor's vassal cgroups, which are removed (empty
+// ones of any dead emperor too), then every process whose marker names it.
+// One line per vassal cleaned.
+func (e *emperor) cleanLeftovers() {
+	type leftover struct {
+		vassal, where string
+		emperor       int
+	}
+	killed := map[leftover]int{}
+	var order []leftover
+	count := func(what leftover, n int) {
+		if _, ok := killed[what]; !ok {
+			order = append(order, what)
+		}
+		killed[what] += n
+	}
+	if _, base, err := ownCgroup2(); err == nil {
+		ents, _ := os.ReadDir(base)
+		for _, ent := range ents {
+			id, ok := strings.CutPrefix(ent.Name(), "emperor.")
+			if !ok || !ent.IsDir() {
+				continue
+			}
+			epid, same, gone := e.strays.identityGone(id)
+			if !gone {
+				continue
+			}
+			dir := filepath.Join(base, ent.Name())
+			subs, _ := os.ReadDir(dir)
+			var busy []string
+			for _, sub := range subs {
+				if !sub.IsDir() {
+					continue
+				}
+				vdir := filepath.Join(dir, sub.Name())
+				events, _ := os.ReadFile(filepath.Join(vdir, "cgroup.events"))
+				procs, _ := os.ReadFile(filepath.Join(vdir, "cgroup.procs"))
+				if n := len(strings.Fields(string(procs))); same && strings.Contains(string(events), "populated 1") {
+					if err := os.WriteFile(filepath.Join(vdir, "cgroup.kill"), []byte("1"), 0); err == nil {
+						count(leftover{cgroupVassal(sub.Name()), "left in its cgroup by", epid}, n)
+					}
+				}
+				busy = append(busy, vdir)
+			}
+			waitCgroupsEmpty(busy, 2*time.Second)
+			for _, vdir := range busy {
+				_ = rmdirTree(vdir)
+			}
+			_ = syscall.Rmdir(dir)
+		}
+	}
+	self := os.Getpid()
+	for _, pid := range allPids() {
+		if pid == self {
+			continue
+		}
+		m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit)
+		if !ok {
+			continue
+		}
+		id, name, _ := strings.Cut(m, "/")
+		if epid, dead := e.strays.deadPredecessor(id); dead && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			count(leftover{name, "whose marker names", epid}, 1)
+		}
+	}
+	for _, l := range order {
+		logRaw("[emperor] vassal %s: killed %d processes %s the dead emperor %d", l.vassal, killed[l], l.where, l.emperor)
+	}
+}
+
+// cgroupVassal undoes cgroupName (but for a shortened name's hash).
+func cgroupVassal(dir string) string {
+	s := strings.TrimPrefix(dir, "v.")
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b = append(b, byte(n))
+				i += 2
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
 // re-parented to the emperor and is simply collected.
 func (e *emperor) onExit(ex childExit) {
+	if len(e.strays.cg.pending) > 0 {
+		e.strays.cg.removeEmpty()
+	}
 	v := e.vassals.byPid[ex.pid]
 	if v == nil {
 		if note := e.strays.helpers[ex.pid]; note != "" {
@@ -3150,6 +3448,7 @@ func (e *emperor) onExit(ex childExit) {
 	}
 	if !launched {
 		e.strays.ended[v.name], e.strays.endedPid[ex.pid] = true, true
+		e.strays.cg.kill(v)
 	}
 	e.scheduleSweep()
 	// The pid is gone (and may be reused): nothing below may signal it.
@@ -3301,6 +3600,10 @@ type sweep struct {
 // process older than every running vassal descends from none of them. An
 // empty owner with kill false: nothing says whose it is, it is left.
 func (s *sweep) verdict(pid int) (owner string, kill bool) {
+	if name, ok := s.e.strays.cg.owner(pid); ok {
+		v := s.e.vassals.byName[name]
+		return name, s.ended[name] || v == nil || v.pid <= 0
+	}
 	st := readProcStat(pid)
 	if m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit); ok {
 		id, name, _ := strings.Cut(m, "/")
@@ -3803,6 +4106,7 @@ type vassalStat struct {
 	lastExit, lastReason                string
 	nextRetry                           int64
 	starts, exitCode                    int
+	cgroup                              string // its cgroup's directory, read when rendered (off the loop); "": none
 }
 
 type blackStat struct {
@@ -3830,6 +4134,9 @@ func (e *emperor) snapshot() *statsSnapshot {
 			monitor: v.mon.arg, onDemand: v.onDemand, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
 		if v.pid == 0 {
 			st.pid = -1
+		}
+		if name, ok := e.strays.cg.byName[v.name]; ok {
+			st.cgroup = filepath.Join(e.strays.cg.dir, name)
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()
@@ -3991,7 +4298,54 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("last_exit", v.lastExit)
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
+	for _, c := range v.cgroupUsage() {
+		if c.ok {
+			w.num(c.key, c.value)
+		}
+	}
 	w.close('}')
+}
+
+// cgroupCounter is one figure of a vassal's cgroup.
+type cgroupCounter struct {
+	key, metric, typ, help string
+	value                  int64
+	ok                     bool // the file exists (its controller is enabled)
+}
+
+// cgroupCounters are the figures shown, in the order cgroupUsage fills.
+var cgroupCounters = []cgroupCounter{
+	{key: "cgroup_cpu_usec", metric: "emperor_vassal_cpu_microseconds_total", typ: "counter", help: "CPU time used by the vassal's cgroup (cpu.stat usage_usec)."},
+	{key: "cgroup_memory_bytes", metric: "emperor_vassal_memory_bytes", typ: "gauge", help: "Memory charged to the vassal's cgroup (memory.current)."},
+	{key: "cgroup_pids", metric: "emperor_vassal_pids", typ: "gauge", help: "Processes and threads in the vassal's cgroup (pids.current)."},
+}
+
+// cgroupUsage reads what the kernel counts for the vassal's cgroup: CPU
+// time always, memory and processes where those controllers are on. They
+// cover the vassal's whole tree, daemons included, over all its respawns.
+func (v *vassalStat) cgroupUsage() []cgroupCounter {
+	cs := slices.Clone(cgroupCounters)
+	if v.cgroup == "" {
+		return cs
+	}
+	if data, err := os.ReadFile(filepath.Join(v.cgroup, "cpu.stat")); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if n, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				cs[0].value, _ = strconv.ParseInt(n, 10, 64)
+				cs[0].ok = true
+			}
+		}
+	}
+	for i, file := range []string{"", "memory.current", "pids.current"} {
+		if file == "" {
+			continue
+		}
+		if data, err := os.ReadFile(filepath.Join(v.cgroup, file)); err == nil {
+			cs[i].value, _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+			cs[i].ok = true
+		}
+	}
+	return cs
 }
 
 // prometheus renders the text exposition format (0.0.4) by hand.
@@ -4035,6 +4389,22 @@ func (s *statsSnapshot) prometheus() []byte {
 		metric(m.name, m.typ, m.help)
 		for i := range s.vassals {
 			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
+		}
+	}
+	usage := make([][]cgroupCounter, len(s.vassals))
+	for i := range s.vassals {
+		usage[i] = s.vassals[i].cgroupUsage()
+	}
+	for c, m := range cgroupCounters {
+		shown := false
+		for i := range s.vassals {
+			if u := usage[i][c]; u.ok {
+				if !shown {
+					metric(m.metric, m.typ, m.help)
+					shown = true
+				}
+				sample(m.metric, `vassal="`+promLabel(s.vassals[i].id)+`"`, u.value)
+			}
 		}
 	}
 	metric("emperor_vassal_throttle_milliseconds", "gauge", "Blacklist throttle level of a crash-looping vassal.")
@@ -4815,6 +5185,7 @@ func (e *emperor) bury() int {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	e.strays.cg.removeAll()
 	close(e.in.done)
 	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")

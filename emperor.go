@@ -3163,12 +3163,12 @@ func (e *emperor) startTracking() {
 			why = err.Error()
 		}
 	}
-	e.cleanLeftovers()
 	if cg.dir != "" {
 		logRaw("[emperor] process tracking: cgroup v2 (%s)", cg.dir)
-		return
+	} else {
+		logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", why)
 	}
-	logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", why)
+	e.cleanLeftovers()
 }
 
 // cgroupName is a vassal's cgroup's directory name: the vassal's name with

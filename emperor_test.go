@@ -5015,11 +5015,12 @@ func startTreeEmperor(t *testing.T, env *testEnv, mode string, args ...string) *
 
 // daemonVassal writes a vassal whose shell double-forks a daemon (its
 // parent exits at once, so it lands on the emperor) that writes its pid to
-// pidfile, then becomes a long sleep itself.
+// pidfile, then becomes a long sleep itself. The daemon does not hold the
+// emperor's log open (a SIGKILLed emperor's log would not end).
 func daemonVassal(t *testing.T, env *testEnv, file, pidfile string) {
 	t.Helper()
 	writeFile(t, filepath.Join(env.vassals, file), fmt.Sprintf(
-		"[uwsgi]\nunprivileged-binary-patch-arg = (sh -c 'echo $$ > %s; exec sleep 1000' &) ; exec sleep 1000\n", pidfile))
+		"[uwsgi]\nunprivileged-binary-patch-arg = (sh -c 'echo $$ > %s; exec sleep 1000' </dev/null >/dev/null 2>&1 &) ; exec sleep 1000\n", pidfile))
 }
 
 // waitPidfile waits for a pid written to path.
@@ -5057,6 +5058,151 @@ func TestTreesOtherVassalsDaemonSurvives(t *testing.T) {
 			}
 			os.Remove(filepath.Join(env.vassals, "a.ini"))
 			waitDead(t, daemon, 10*time.Second)
+		})
+	}
+}
+
+// TestTreesEscapedDaemon: a daemon that left its vassal's session and
+// cleared its environment. In a cgroup it still dies with its vassal; with
+// the marker alone nothing shows whose it is while an older vassal runs,
+// so it is left alone (and said so), never killed on a guess.
+func TestTreesEscapedDaemon(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			writeFile(t, filepath.Join(env.vassals, "old.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			waitStarted(t, em, 1)
+			time.Sleep(100 * time.Millisecond) // a later start time for the daemon
+			pidfile := filepath.Join(env.root, "a.daemon")
+			writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf(
+				"[uwsgi]\nunprivileged-binary-patch-arg = (setsid env -i sh -c 'echo $$ > %s; exec sleep 1000' &) ; exec sleep 1000\n", pidfile))
+			daemon := waitPidfile(t, pidfile)
+			if _, ok := readEnvOf(daemon)["EMPEROR_VASSAL"]; ok {
+				t.Fatal("env -i kept the marker")
+			}
+			os.Remove(filepath.Join(env.vassals, "a.ini"))
+			em.waitLog(t, "removed uwsgi instance a.ini", 10*time.Second)
+			if mode.name == "cgroup" {
+				waitDead(t, daemon, 10*time.Second)
+				return
+			}
+			em.waitLog(t, fmt.Sprintf("leaving stray process %d (sleep) alone", daemon), 10*time.Second)
+			if !alive(daemon) {
+				t.Fatal("an unattributable stray was killed")
+			}
+		})
+	}
+}
+
+// readEnvOf is a process's environment as /proc shows it.
+func readEnvOf(pid int) map[string]string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(data), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// markedFor lists the processes whose marker names vassal (of any
+// emperor).
+func markedFor(t *testing.T, vassal string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		if m, ok := readEnvOf(pid)["EMPEROR_VASSAL"]; ok && strings.HasSuffix(m, "/"+vassal) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestTreesLeftoversOfAKilledEmperor: a SIGKILLed emperor's vassals die
+// with it, their daemons do not; the next emperor on the same directory
+// kills them before it starts the vassal again, which then runs once.
+func TestTreesLeftoversOfAKilledEmperor(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pidfile := filepath.Join(env.root, "a.daemon")
+			daemonVassal(t, env, "a.ini", pidfile)
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			old := waitPidfile(t, pidfile)
+			em.cmd.Process.Kill()
+			<-em.done
+			time.Sleep(200 * time.Millisecond)
+			if !alive(old) {
+				t.Fatalf("the daemon %d died with the emperor: nothing left to clean", old)
+			}
+			t.Cleanup(func() { syscall.Kill(old, syscall.SIGKILL) })
+			os.Remove(pidfile)
+			em2 := startTreeEmperor(t, env, mode.name, mode.args...)
+			waitDead(t, old, 10*time.Second)
+			em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes", 10*time.Second)
+			daemon := waitPidfile(t, pidfile)
+			time.Sleep(200 * time.Millisecond)
+			if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
+				t.Errorf("processes of a.ini: %v, want the vassal and its new daemon %d", got, daemon)
+			}
+			if n := strings.Count(em2.log.String(), "a.ini started (pid:"); n != 1 {
+				t.Errorf("a.ini started %d times", n)
+			}
+		})
+	}
+}
+
+// TestTreesCgroupCounters: with cgroups, stats and /metrics show each
+// vassal's CPU time (and memory and processes where those controllers
+// are on); without, the keys are absent, and uWSGI's keys stay as they are.
+func TestTreesCgroupCounters(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+			port := freePort(t)
+			em := startTreeEmperor(t, env, mode.name, append(mode.args, "--emperor-stats", fmt.Sprintf("http://127.0.0.1:%d", port))...)
+			waitStarted(t, em, 1)
+			em.waitLog(t, "stats server enabled", 10*time.Second)
+			get := func(path string) string {
+				c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+				var b bytes.Buffer
+				b.ReadFrom(c)
+				_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
+				return body
+			}
+			v := parseStats(t, []byte(get("/"))).vassal("a.ini")
+			if v == nil {
+				t.Fatal("no a.ini in stats")
+			}
+			_, hasCPU := v["cgroup_cpu_usec"]
+			metrics := get("/metrics")
+			checkPrometheusText(t, metrics)
+			hasMetric := strings.Contains(metrics, `emperor_vassal_cpu_microseconds_total{vassal="a.ini"} `)
+			if want := mode.name == "cgroup"; hasCPU != want || hasMetric != want {
+				t.Errorf("cgroup CPU time in stats %v, in metrics %v; want %v\n%v\n%s", hasCPU, hasMetric, want, v, metrics)
+			}
+			for _, key := range []string{"id", "pid", "born", "loyal", "respawns", "monitor"} {
+				if _, ok := v[key]; !ok {
+					t.Errorf("stats lost %q", key)
+				}
+			}
 		})
 	}
 }

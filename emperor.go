@@ -154,7 +154,6 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		return nil, fmt.Errorf("getcwd: %w", err)
 	}
 	e.watch.own = &monitor{id: -1, dir: e.watch.startCwd}
-	e.strays.initIdentity(e.watch.startCwd, cfg.monitors)
 	for i, arg := range cfg.monitors {
 		m, err := newMonitor(i, arg, e.watch.startCwd)
 		if err != nil {
@@ -2330,7 +2329,7 @@ func (e *emperor) deleteVassal(v *vassal) {
 	v.gen++
 	e.vassals.nDeleted++
 	delete(e.vassals.byName, v.name)
-	e.strays.cg.forget(v)
+	e.strays.cg.ended(v, true)
 	if v.instance != "" {
 		k := fileKey{v.mon, v.configName()}
 		e.vassals.byFile[k] = slices.DeleteFunc(e.vassals.byFile[k], func(r *vassal) bool { return r == v })
@@ -2450,8 +2449,7 @@ type spawnJob struct {
 	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
-	cgroup       int   // the vassal's cgroup for clone3, open for the spawn; -1: none
-	cgErr        error // why the vassal runs outside its cgroup
+	cgroup       int // the vassal's cgroup for clone3, open for the spawn; -1: none
 	pid          int
 	err          error
 }
@@ -2475,29 +2473,21 @@ func (j *spawnJob) run(ft *forkTable) {
 		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
 		Files: []uintptr{uintptr(stdin), 1, 2, uintptr(theirs)},
 	}
+	// The vassal starts in its cgroup (clone3 with CLONE_INTO_CGROUP):
+	// there before it runs a single instruction, so nothing it forks can
+	// escape, and no later step can forget to move it.
+	cg := -1
 	if j.cgroup >= 0 {
-		cg, err := ft.borrow(j.cgroup)
-		if err == nil {
-			defer ft.giveBack(cg)
-			intoCgroup(j.plan.attr, cg)
-			j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
-			if j.err == nil {
-				j.plan = nil
-				return
-			}
-			// A cgroup the kernel refuses (a controller's limits, a
-			// permission it checks only now) must not keep the vassal
-			// from running: it runs beside it, tracked by its marker.
-			intoCgroup(j.plan.attr, -1)
+		if cg, err = ft.borrow(j.cgroup); err != nil {
+			j.err = fmt.Errorf("pidfd_getfd: %w", err)
+			return
 		}
-		if errors.Is(j.err, syscall.ENOENT) || errors.Is(j.err, syscall.ENOEXEC) || errors.Is(j.err, syscall.ENOTDIR) {
-			j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
-			j.plan = nil
-			return // the program's own failure: the same without the cgroup
-		}
-		j.cgErr = fmt.Errorf("clone into cgroup: %v", errors.Join(err, j.err))
+		intoCgroup(j.plan.attr, cg)
 	}
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
+	if cg >= 0 {
+		ft.giveBack(cg)
+	}
 	if j.err != nil {
 		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
 	}
@@ -2529,9 +2519,6 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	syscall.Close(j.theirs)
 	if j.cgroup >= 0 {
 		syscall.Close(j.cgroup)
-	}
-	if j.cgErr != nil && j.err == nil {
-		logRaw("[emperor] vassal %s runs outside its cgroup: %v", v.name, j.cgErr)
 	}
 	if j.err != nil && j.direct {
 		// The program could not be exec'd directly (a script without #!,
@@ -2845,8 +2832,7 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // credentials applied by fork, or through the emperor's own pre-exec stage
 // when something must happen between fork and exec that fork cannot do.
 func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
-	env := make([]string, 0, len(e.spawns.baseEnv)+4)
-	env = append(append(append(env, e.strays.marker(v)), e.spawns.baseEnv...), "UWSGI_EMPEROR_FD=3")
+	env := append(append([]string{e.strays.marker(v)}, e.spawns.baseEnv...), "UWSGI_EMPEROR_FD=3")
 	if v.zergOf != nil {
 		env = append(env, "UWSGI_BROODLORD_NUM="+itoa(v.zergNum))
 	}
@@ -3119,131 +3105,144 @@ const vassalMarkerEnv = "EMPEROR_VASSAL"
 // process controls.
 const markerReadLimit = 64 << 10
 
-// initIdentity computes the emperor's identity from its sources: the start
-// directory and the monitors as given, FNV-1a hashed.
-func (s *strayState) initIdentity(cwd string, monitors []string) {
-	h := uint64(14695981039346656037)
-	for _, part := range append([]string{cwd}, monitors...) {
-		for i := 0; i < len(part); i++ {
-			h = (h ^ uint64(part[i])) * 1099511628211
-		}
-		h = (h ^ 0) * 1099511628211
-	}
-	s.sources = strconv.FormatUint(h, 16)
-	s.identity = s.sources + "." + itoa(os.Getpid()) + "." + strconv.FormatUint(readProcStat(os.Getpid()).start, 10)
-	s.ended, s.endedPid, s.leftOnce = map[string]bool{}, map[int]bool{}, map[int]bool{}
-}
-
 // cgroupTrack is the cgroup v2 side of tracking: where the emperor can
 // make cgroups below its own, each vassal runs in one of its own, started
 // there by clone3, so its whole tree, daemons that left its session
 // included, is known to the kernel and dies with one write to cgroup.kill.
 type cgroupTrack struct {
 	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
-	rel     string            // the same as a path in the hierarchy, as /proc/PID/cgroup shows it
 	byName  map[string]string // vassal -> its cgroup's directory name, once made
-	byDir   map[string]string // the reverse
-	pending map[string]bool   // cgroups of deleted vassals, removed once empty
+	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
 }
 
-// startTracking makes the emperor's cgroup, or says why there is none.
+// startTracking gives the emperor its identity (the hash of its sources:
+// the start directory and the monitors as given, its pid, its start time),
+// makes its cgroup or says why there is none, and cleans up after a dead
+// predecessor.
 func (e *emperor) startTracking() {
-	cg := &e.strays.cg
-	cg.byName, cg.byDir, cg.pending = map[string]string{}, map[string]string{}, map[string]bool{}
+	s, cg := &e.strays, &e.strays.cg
+	s.identity = fmt.Sprintf("%x.%d.%d", fnv64(strings.Join(append(e.cfg.monitors[:len(e.cfg.monitors):len(e.cfg.monitors)], e.watch.startCwd), "\x00")), os.Getpid(), readProcStat(os.Getpid()).start)
+	s.sources, _, _ = strings.Cut(s.identity, ".")
+	s.ended, s.endedPid, s.leftOnce = map[string]bool{}, map[int]bool{}, map[int]bool{}
+	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
 	why := "emperor-no-cgroups"
 	if !e.cfg.noCgroups {
-		rel, dir, err := ownCgroup2()
-		if err == nil {
-			name := "emperor." + e.strays.identity
-			if err = os.Mkdir(filepath.Join(dir, name), 0o755); err == nil {
-				cg.dir, cg.rel = filepath.Join(dir, name), strings.TrimSuffix(rel, "/")+"/"+name
+		why = "no cgroup v2 hierarchy at /sys/fs/cgroup"
+		if dir := ownCgroup2(); dir != "" {
+			name := filepath.Join(dir, "emperor."+e.strays.identity)
+			err := os.Mkdir(name, 0o755)
+			if _, kerr := os.Stat(name + "/cgroup.kill"); err == nil && kerr != nil {
+				// Without cgroup.kill (Linux 5.14) a tree cannot be ended at
+				// once; clone3 into a cgroup (5.7) is then older still.
+				err = kerr
+				_ = syscall.Rmdir(name)
+			}
+			if err != nil {
+				why = err.Error()
+			} else {
+				cg.dir = name
 			}
 		}
-		if err != nil {
-			why = err.Error()
-		}
 	}
+	mode := "environment marker (no delegated cgroup v2: " + why + ")"
 	if cg.dir != "" {
-		logRaw("[emperor] process tracking: cgroup v2 (%s)", cg.dir)
-	} else {
-		logRaw("[emperor] process tracking: environment marker (no delegated cgroup v2: %s)", why)
+		mode = "cgroup v2 (" + cg.dir + ")"
 	}
-	e.cleanLeftovers()
+	logRaw("[emperor] process tracking: %s", mode)
+	// Kill what a predecessor on the same sources left running when it was
+	// SIGKILLed (or OOM-killed): its vassals died with it (PDEATHSIG), their
+	// own children did not. This comes before the first spawn, so a vassal
+	// never runs beside its old self: first every process whose marker
+	// names the dead emperor (one line per vassal), then whatever else is
+	// in its cgroup, marker or not. Dead emperors' cgroups are removed once
+	// empty.
+	killed := map[string]int{} // per vassal
+	self := os.Getpid()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		pid, _ := strconv.Atoi(proc[len("/proc/"):])
+		m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit)
+		id, name, _ := strings.Cut(m, "/")
+		if same, gone := e.strays.identityGone(id); ok && same && gone && pid != self && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed[name]++
+		}
+	}
+	for name, n := range killed {
+		logRaw("[emperor] vassal %s: killed %d processes left by a dead emperor", name, n)
+	}
+	base := ownCgroup2()
+	ents, _ := os.ReadDir(base)
+	for _, ent := range ents {
+		id, ok := strings.CutPrefix(ent.Name(), "emperor.")
+		same, gone := e.strays.identityGone(id)
+		dir := filepath.Join(base, ent.Name())
+		if base == "" || !ok || !gone || rmdirTree(dir) == nil || !same {
+			continue
+		}
+		// cgroup.kill of the emperor's cgroup reaches every vassal's below.
+		if killCgroup(dir) == nil {
+			logRaw("[emperor] killed what a dead emperor left in %s", dir)
+		}
+		e.strays.cg.pending[dir] = true
+		e.scheduleSweep() // which removes the cgroups that emptied
+	}
 }
 
-// cgroupName is a vassal's cgroup's directory name: the vassal's name with
-// every byte a path or the cgroup interface files could read otherwise
-// escaped, shortened with a hash past what a name may hold.
+// cgroupName is a vassal's cgroup's directory name: its name, with the
+// slashes of glob monitors' paths escaped (and so the escape character),
+// so that no two vassals share one. A name too long for a directory gets
+// no cgroup: that vassal is tracked by its marker.
 func cgroupName(vassal string) string {
-	b := []byte("v.")
-	for i := 0; i < len(vassal); i++ {
-		c := vassal[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
-			b = append(b, c)
-		} else {
-			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
-		}
-	}
-	if len(b) > 200 {
-		h := uint64(14695981039346656037)
-		for _, c := range b {
-			h = (h ^ uint64(c)) * 1099511628211
-		}
-		b = append(b[:180], "~"+strconv.FormatUint(h, 16)...)
-	}
-	return string(b)
+	return "v." + strings.ReplaceAll(strings.ReplaceAll(vassal, "%", "%25"), "/", "%2F")
 }
 
-// cgroupFor returns v's cgroup directory ("" without cgroups), made on
-// first use and kept across its respawns (the counters add up over them).
-func (c *cgroupTrack) cgroupFor(v *vassal) string {
+// fnv64 is FNV-1a: a stable hash, the same in every emperor.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// openFor opens v's cgroup for clone3 (-1: none), made on first use and
+// kept across its respawns (its counters add up over them). The loop opens
+// it and the spawn closes it: a descriptor per spawn, not one per vassal.
+func (c *cgroupTrack) openFor(v *vassal) int {
 	if c.dir == "" {
-		return ""
+		return -1
 	}
 	name, ok := c.byName[v.name]
 	if !ok {
 		name = cgroupName(v.name)
-		if err := os.Mkdir(filepath.Join(c.dir, name), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			logRaw("[emperor] vassal %s: no cgroup of its own: %v", v.name, err)
-			return ""
-		}
-		c.byName[v.name], c.byDir[name] = name, v.name
-		delete(c.pending, name)
+		delete(c.pending, filepath.Join(c.dir, name))
 	}
-	return filepath.Join(c.dir, name)
-}
-
-// openFor opens v's cgroup for clone3 (-1: none). The loop opens it and the
-// spawn closes it: a descriptor per spawn, not one per vassal for its life.
-func (c *cgroupTrack) openFor(v *vassal) int {
-	dir := c.cgroupFor(v)
-	if dir == "" {
-		return -1
+	dir := filepath.Join(c.dir, name)
+	err := os.Mkdir(dir, 0o755)
+	fd := -1
+	if err == nil || errors.Is(err, os.ErrExist) {
+		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	}
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		logRaw("[emperor] vassal %s: cgroup %s: %v", v.name, dir, err)
+		logRaw("[emperor] vassal %s: no cgroup of its own: %v", v.name, err)
 		return -1
 	}
+	c.byName[v.name] = name
 	return fd
 }
 
-// kill ends everything left in v's cgroup once its process is gone: the
-// kernel signals each member, forks in flight included.
-func (c *cgroupTrack) kill(v *vassal) {
-	if name, ok := c.byName[v.name]; ok {
-		if err := os.WriteFile(filepath.Join(c.dir, name, "cgroup.kill"), []byte("1"), 0); err != nil {
-			logVerbose("[emperor] vassal %s: cgroup.kill: %v", v.name, err)
-		}
+// ended ends everything left in v's cgroup once its process is gone: the
+// kernel signals each member, forks in flight included. A deleted
+// vassal's cgroup is removed once empty.
+func (c *cgroupTrack) ended(v *vassal, deleted bool) {
+	name, ok := c.byName[v.name]
+	if !ok {
+		return
 	}
-}
-
-// forget queues a deleted vassal's cgroup for removal.
-func (c *cgroupTrack) forget(v *vassal) {
-	if name, ok := c.byName[v.name]; ok {
+	_ = killCgroup(filepath.Join(c.dir, name))
+	if deleted {
 		delete(c.byName, v.name)
-		delete(c.byDir, name)
-		c.pending[name] = true
+		c.pending[filepath.Join(c.dir, name)] = true
 		c.removeEmpty()
 	}
 }
@@ -3254,11 +3253,21 @@ func (c *cgroupTrack) forget(v *vassal) {
 // namespace, which the emperor reaps last: so every reap retries it, and
 // what is still busy then waits for the next reap, or the next emperor.
 func (c *cgroupTrack) removeEmpty() {
-	for name := range c.pending {
-		if err := rmdirTree(filepath.Join(c.dir, name)); err == nil || err == syscall.ENOENT {
-			delete(c.pending, name)
+	for dir := range c.pending {
+		if err := rmdirTree(dir); err == nil || err == syscall.ENOENT {
+			delete(c.pending, dir)
 		}
 	}
+}
+
+// killCgroup SIGKILLs every process in the cgroup dir and below.
+func killCgroup(dir string) error {
+	fd, err := syscall.Open(dir+"/cgroup.kill", syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err == nil {
+		_, err = syscall.Write(fd, []byte{'1'})
+		syscall.Close(fd)
+	}
+	return err
 }
 
 // rmdirTree removes an empty cgroup and the cgroups below it, which a
@@ -3274,152 +3283,22 @@ func rmdirTree(dir string) error {
 	return syscall.Rmdir(dir)
 }
 
-// owner says which vassal's cgroup pid is in ("", false: none of this
-// emperor's).
-func (c *cgroupTrack) owner(pid int) (string, bool) {
-	if c.dir == "" {
-		return "", false
-	}
-	rest, ok := strings.CutPrefix(procCgroup2(pid), c.rel+"/")
-	if !ok {
-		return "", false
-	}
-	name, _, _ := strings.Cut(rest, "/")
-	v, ok := c.byDir[name]
-	return v, ok
-}
-
-// removeAll removes the emperor's cgroups at its end, after the burial:
-// what is still populated stays, for the next emperor to clean.
-func (c *cgroupTrack) removeAll() {
-	if c.dir == "" {
-		return
-	}
-	for _, name := range c.byName {
-		c.pending[name] = true
-	}
-	c.byName, c.byDir = map[string]string{}, map[string]string{}
-	c.removeEmpty()
-	_ = syscall.Rmdir(c.dir)
-}
-
 // marker is the value of vassalMarkerEnv for v.
 func (s *strayState) marker(v *vassal) string {
 	return vassalMarkerEnv + "=" + s.identity + "/" + v.name
 }
 
-// deadPredecessor says whether identity is an emperor on the same sources
-// as this one that is no longer running (its pid gone, or reused by a
-// process that started at another time).
-func (s *strayState) deadPredecessor(identity string) (pid int, dead bool) {
-	pid, same, gone := s.identityGone(identity)
-	return pid, same && gone
-}
-
-// identityGone parses another emperor's identity: its pid, whether it ran
-// on the same sources, and whether it is gone.
-func (s *strayState) identityGone(identity string) (pid int, sameSources, gone bool) {
-	src, rest, ok := strings.Cut(identity, ".")
-	if !ok || identity == s.identity {
-		return 0, false, false
-	}
+// identityGone parses another emperor's identity: whether it ran on the
+// same sources as this one, and whether it is no longer running (its pid
+// gone, or reused by a process that started at another time).
+func (s *strayState) identityGone(identity string) (sameSources, gone bool) {
+	src, rest, _ := strings.Cut(identity, ".")
 	p, start, _ := strings.Cut(rest, ".")
 	pid, err := strconv.Atoi(p)
-	if err != nil || pid <= 0 {
-		return 0, false, false
+	if err != nil || pid <= 0 || identity == s.identity {
+		return false, false
 	}
-	return pid, src == s.sources, strconv.FormatUint(readProcStat(pid).start, 10) != start
-}
-
-// cleanLeftovers kills what a predecessor on the same sources left
-// running when it was SIGKILLed (or OOM-killed): its vassals died with it
-// (PDEATHSIG), their own children did not. It runs once at start, before
-// the first spawn, so a vassal never runs beside its old self: first the
-// members of the dead emperor's vassal cgroups, which are removed (empty
-// ones of any dead emperor too), then every process whose marker names it.
-// One line per vassal cleaned.
-func (e *emperor) cleanLeftovers() {
-	type leftover struct {
-		vassal, where string
-		emperor       int
-	}
-	killed := map[leftover]int{}
-	var order []leftover
-	count := func(what leftover, n int) {
-		if _, ok := killed[what]; !ok {
-			order = append(order, what)
-		}
-		killed[what] += n
-	}
-	if _, base, err := ownCgroup2(); err == nil {
-		ents, _ := os.ReadDir(base)
-		for _, ent := range ents {
-			id, ok := strings.CutPrefix(ent.Name(), "emperor.")
-			if !ok || !ent.IsDir() {
-				continue
-			}
-			epid, same, gone := e.strays.identityGone(id)
-			if !gone {
-				continue
-			}
-			dir := filepath.Join(base, ent.Name())
-			subs, _ := os.ReadDir(dir)
-			var busy []string
-			for _, sub := range subs {
-				if !sub.IsDir() {
-					continue
-				}
-				vdir := filepath.Join(dir, sub.Name())
-				events, _ := os.ReadFile(filepath.Join(vdir, "cgroup.events"))
-				procs, _ := os.ReadFile(filepath.Join(vdir, "cgroup.procs"))
-				if n := len(strings.Fields(string(procs))); same && strings.Contains(string(events), "populated 1") {
-					if err := os.WriteFile(filepath.Join(vdir, "cgroup.kill"), []byte("1"), 0); err == nil {
-						count(leftover{cgroupVassal(sub.Name()), "left in its cgroup by", epid}, n)
-					}
-				}
-				busy = append(busy, vdir)
-			}
-			waitCgroupsEmpty(busy, 2*time.Second)
-			for _, vdir := range busy {
-				_ = rmdirTree(vdir)
-			}
-			_ = syscall.Rmdir(dir)
-		}
-	}
-	self := os.Getpid()
-	for _, pid := range allPids() {
-		if pid == self {
-			continue
-		}
-		m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit)
-		if !ok {
-			continue
-		}
-		id, name, _ := strings.Cut(m, "/")
-		if epid, dead := e.strays.deadPredecessor(id); dead && syscall.Kill(pid, syscall.SIGKILL) == nil {
-			count(leftover{name, "whose marker names", epid}, 1)
-		}
-	}
-	for _, l := range order {
-		logRaw("[emperor] vassal %s: killed %d processes %s the dead emperor %d", l.vassal, killed[l], l.where, l.emperor)
-	}
-}
-
-// cgroupVassal undoes cgroupName (but for a shortened name's hash).
-func cgroupVassal(dir string) string {
-	s := strings.TrimPrefix(dir, "v.")
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
-				b = append(b, byte(n))
-				i += 2
-				continue
-			}
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
+	return src == s.sources, strconv.FormatUint(readProcStat(pid).start, 10) != start
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
@@ -3434,6 +3313,7 @@ func (e *emperor) onExit(ex childExit) {
 			logRaw("[emperor] %s returned %d", note, exitCode(ex.status))
 		}
 		delete(e.strays.helpers, ex.pid)
+		delete(e.strays.leftOnce, ex.pid)
 		return
 	}
 	delete(e.vassals.byPid, ex.pid)
@@ -3448,7 +3328,7 @@ func (e *emperor) onExit(ex childExit) {
 	}
 	if !launched {
 		e.strays.ended[v.name], e.strays.endedPid[ex.pid] = true, true
-		e.strays.cg.kill(v)
+		e.strays.cg.ended(v, false)
 	}
 	e.scheduleSweep()
 	// The pid is gone (and may be reused): nothing below may signal it.
@@ -3557,39 +3437,23 @@ func (e *emperor) sweepStrays() {
 			return
 		}
 	}
-	sw := &sweep{e: e, ended: e.strays.ended, endedPid: e.strays.endedPid}
-	e.strays.ended, e.strays.endedPid = map[string]bool{}, map[int]bool{}
-	kids := childrenOfSelf()
-	present := make(map[int]bool, len(kids))
-	for _, pid := range kids {
-		present[pid] = true
+	e.strays.cg.removeEmpty()
+	var oldest uint64
+	for _, pid := range childrenOfSelf() {
 		if _, helper := e.strays.helpers[pid]; e.vassals.byPid[pid] != nil || helper {
 			continue
 		}
-		owner, kill := sw.verdict(pid)
+		owner, kill := e.verdict(pid, &oldest)
 		switch {
 		case kill:
 			logVerbose("[emperor] killing stray process %d (%s) left behind by vassal %s", pid, procComm(pid), owner)
 			signalTree(pid, syscall.SIGKILL)
 		case owner == "" && !e.strays.leftOnce[pid]:
 			e.strays.leftOnce[pid] = true
-			logRaw("[emperor] leaving stray process %d (%s) alone: nothing shows it came from a vassal that ended", pid, procComm(pid))
+			logRaw("[emperor] leaving stray process %d (%s) alone: not shown to come from an ended vassal", pid, procComm(pid))
 		}
 	}
-	for pid := range e.strays.leftOnce {
-		if !present[pid] {
-			delete(e.strays.leftOnce, pid)
-		}
-	}
-}
-
-// sweep is one look at the strays: what ended since the last one, and the
-// start time of the oldest running vassal, read once when needed.
-type sweep struct {
-	e        *emperor
-	ended    map[string]bool
-	endedPid map[int]bool
-	oldest   uint64 // 0: not read yet
+	e.strays.ended, e.strays.endedPid = map[string]bool{}, map[int]bool{}
 }
 
 // verdict says whom a stray belongs to and whether it dies. In order: its
@@ -3599,47 +3463,38 @@ type sweep struct {
 // (an ended vassal's pid, or a running one's); last, its start time: a
 // process older than every running vassal descends from none of them. An
 // empty owner with kill false: nothing says whose it is, it is left.
-func (s *sweep) verdict(pid int) (owner string, kill bool) {
-	if name, ok := s.e.strays.cg.owner(pid); ok {
-		v := s.e.vassals.byName[name]
-		return name, s.ended[name] || v == nil || v.pid <= 0
-	}
+// oldest is the start time of the oldest running vassal, read once per
+// sweep when needed (0: not yet).
+func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
+	s := &e.strays
 	st := readProcStat(pid)
+	if st.start == 0 {
+		return "gone", false
+	}
 	if m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit); ok {
 		id, name, _ := strings.Cut(m, "/")
-		if id != s.e.strays.identity {
-			if epid, dead := s.e.strays.deadPredecessor(id); dead {
-				return name + " of the dead emperor " + itoa(epid), true
-			}
-			return "", false
-		}
-		v := s.e.vassals.byName[name]
-		if s.ended[name] || v == nil || v.pid <= 0 {
+		if same, gone := s.identityGone(id); same && gone {
 			return name, true
 		}
-		if vst := readProcStat(v.pid).start; st.start != 0 && vst != 0 && st.start < vst {
-			return name, true
+		if id != s.identity {
+			return "", false // another emperor's
 		}
-		return name, false
+		v := e.vassals.byName[name]
+		return name, s.ended[name] || v == nil || v.pid <= 0 || st.start < readProcStat(v.pid).start
 	}
 	for _, g := range []int{st.pgid, st.sid} {
-		if s.endedPid[g] {
-			return "(process group " + itoa(g) + ")", true
-		}
-		if v := s.e.vassals.byPid[g]; v != nil && g > 0 {
-			return v.name, false
+		if v := e.vassals.byPid[g]; v != nil || s.endedPid[g] {
+			return "of process group " + itoa(g), v == nil
 		}
 	}
-	if s.oldest == 0 {
-		s.oldest = ^uint64(0)
-		for vpid := range s.e.vassals.byPid {
-			if vst := readProcStat(vpid).start; vst != 0 && vst < s.oldest {
-				s.oldest = vst
-			}
+	if *oldest == 0 {
+		*oldest = ^uint64(0)
+		for vpid := range e.vassals.byPid {
+			*oldest = min(*oldest, readProcStat(vpid).start)
 		}
 	}
-	if st.start != 0 && st.start < s.oldest {
-		return "(older than every running vassal)", true
+	if st.start < *oldest {
+		return "older than every running vassal", true
 	}
 	return "", false
 }
@@ -4298,54 +4153,37 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("last_exit", v.lastExit)
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
-	for _, c := range v.cgroupUsage() {
-		if c.ok {
-			w.num(c.key, c.value)
+	for c := range cgroupCounters {
+		if x := v.cgroupValue(c); x != absent {
+			w.num(cgroupCounters[c].key, x)
 		}
 	}
 	w.close('}')
 }
 
-// cgroupCounter is one figure of a vassal's cgroup.
-type cgroupCounter struct {
-	key, metric, typ, help string
-	value                  int64
-	ok                     bool // the file exists (its controller is enabled)
+// cgroupCounters are the figures the stats show of a vassal's cgroup: CPU
+// time always, memory and processes where those controllers are on (CPU
+// time also in /metrics: the binary's size budget). They cover the
+// vassal's whole tree, daemons included, over all its respawns.
+var cgroupCounters = [...]struct{ file, key string }{
+	{"cpu.stat", "cgroup_cpu_usec"}, {"memory.current", "cgroup_memory_bytes"}, {"pids.current", "cgroup_pids"},
 }
 
-// cgroupCounters are the figures shown, in the order cgroupUsage fills.
-var cgroupCounters = []cgroupCounter{
-	{key: "cgroup_cpu_usec", metric: "emperor_vassal_cpu_microseconds_total", typ: "counter", help: "CPU time used by the vassal's cgroup (cpu.stat usage_usec)."},
-	{key: "cgroup_memory_bytes", metric: "emperor_vassal_memory_bytes", typ: "gauge", help: "Memory charged to the vassal's cgroup (memory.current)."},
-	{key: "cgroup_pids", metric: "emperor_vassal_pids", typ: "gauge", help: "Processes and threads in the vassal's cgroup (pids.current)."},
-}
+// absent is a figure that is not there, for a vassal without a cgroup or
+// without the controller.
+const absent = -1 << 63
 
-// cgroupUsage reads what the kernel counts for the vassal's cgroup: CPU
-// time always, memory and processes where those controllers are on. They
-// cover the vassal's whole tree, daemons included, over all its respawns.
-func (v *vassalStat) cgroupUsage() []cgroupCounter {
-	cs := slices.Clone(cgroupCounters)
-	if v.cgroup == "" {
-		return cs
+// cgroupValue reads cgroupCounters[c] of the vassal's cgroup.
+func (v *vassalStat) cgroupValue(c int) int64 {
+	data, err := os.ReadFile(filepath.Join(v.cgroup, cgroupCounters[c].file))
+	if _, usage, found := strings.Cut(string(data), "usage_usec "); found {
+		data = []byte(usage)
 	}
-	if data, err := os.ReadFile(filepath.Join(v.cgroup, "cpu.stat")); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if n, ok := strings.CutPrefix(line, "usage_usec "); ok {
-				cs[0].value, _ = strconv.ParseInt(n, 10, 64)
-				cs[0].ok = true
-			}
-		}
+	n, _, _ := strings.Cut(string(data), "\n")
+	if x, perr := strconv.ParseInt(n, 10, 64); err == nil && perr == nil && v.cgroup != "" {
+		return x
 	}
-	for i, file := range []string{"", "memory.current", "pids.current"} {
-		if file == "" {
-			continue
-		}
-		if data, err := os.ReadFile(filepath.Join(v.cgroup, file)); err == nil {
-			cs[i].value, _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-			cs[i].ok = true
-		}
-	}
-	return cs
+	return absent
 }
 
 // prometheus renders the text exposition format (0.0.4) by hand.
@@ -4384,26 +4222,13 @@ func (s *statsSnapshot) prometheus() []byte {
 		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
 		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
 		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
+		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(0) }},
 	}
 	for _, m := range perVassal {
 		metric(m.name, m.typ, m.help)
 		for i := range s.vassals {
-			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
-		}
-	}
-	usage := make([][]cgroupCounter, len(s.vassals))
-	for i := range s.vassals {
-		usage[i] = s.vassals[i].cgroupUsage()
-	}
-	for c, m := range cgroupCounters {
-		shown := false
-		for i := range s.vassals {
-			if u := usage[i][c]; u.ok {
-				if !shown {
-					metric(m.metric, m.typ, m.help)
-					shown = true
-				}
-				sample(m.metric, `vassal="`+promLabel(s.vassals[i].id)+`"`, u.value)
+			if x := m.value(&s.vassals[i]); x != absent {
+				sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, x)
 			}
 		}
 	}
@@ -5185,7 +5010,8 @@ func (e *emperor) bury() int {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	e.strays.cg.removeAll()
+	// What is still populated stays, for the next emperor to clean.
+	_ = rmdirTree(e.strays.cg.dir)
 	close(e.in.done)
 	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")
@@ -5543,7 +5369,7 @@ var options = []optionSpec{
 	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
 	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
 	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
-	{"emperor-no-cgroups", optFlag, useEmperor, "", "off", "track vassals' processes by an environment marker only, not a cgroup v2 each (emperor-only)"},
+	{"emperor-no-cgroups", optFlag, useEmperor, "", "off", "no cgroup v2 per vassal: track processes by environment marker"},
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
 	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -862,16 +860,16 @@ func procEnvValue(pid int, key string, limit int) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	defer f.Close()
-	buf := make([]byte, limit)
-	n, _ := io.ReadFull(f, buf)
-	prefix := key + "="
-	for _, kv := range strings.Split(string(buf[:n]), "\x00") {
-		if strings.HasPrefix(kv, prefix) {
-			return kv[len(prefix):], true
-		}
+	buf := make([]byte, limit+1)
+	n, _ := f.Read(buf[1:]) // the kernel copies all it has, up to limit
+	f.Close()
+	env := buf[:n+1] // a NUL first: every entry follows one
+	i := bytes.Index(env, []byte("\x00"+key+"="))
+	if i < 0 {
+		return "", false
 	}
-	return "", false
+	v, _, _ := bytes.Cut(env[i+len(key)+2:], []byte{0})
+	return string(v), true
 }
 
 // procStat is what /proc/PID/stat says of a process's origin: its process
@@ -902,71 +900,17 @@ func readProcStat(pid int) procStat {
 	return st
 }
 
-// allPids lists every process /proc shows.
-func allPids() []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, ent := range ents {
-		if n, err := strconv.Atoi(ent.Name()); err == nil && n > 0 {
-			pids = append(pids, n)
-		}
-	}
-	return pids
-}
-
-// ownCgroup2 returns the emperor's own cgroup v2: its path in the
-// hierarchy (/proc/self/cgroup's "0::" line) and its directory, under the
-// cgroup2 mount /proc/self/mountinfo names (/sys/fs/cgroup on a pure v2
-// host, /sys/fs/cgroup/unified on a hybrid one).
-func ownCgroup2() (rel, dir string, err error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", "", err
-	}
-	found := false
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			rel, found = p, true
-		}
-	}
-	if !found {
-		return "", "", fmt.Errorf("no cgroup v2 hierarchy in /proc/self/cgroup")
-	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", "", err
-	}
-	for _, line := range strings.Split(string(mounts), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f := strings.Fields(pre)
-		if !ok || len(f) < 5 || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
-		}
-		root, point := f[3], f[4]
-		sub, ok := strings.CutPrefix(rel, root)
-		if root == "/" {
-			sub, ok = rel, true
-		}
-		if !ok || strings.Contains(point, `\`) {
-			continue
-		}
-		return rel, filepath.Join(point, sub), nil
-	}
-	return "", "", fmt.Errorf("cgroup2 is not mounted")
-}
-
-// procCgroup2 is the cgroup v2 path of pid ("" if unknown).
-func procCgroup2(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p
+// ownCgroup2 returns the directory of the emperor's own cgroup v2 ("":
+// none): its path in the hierarchy (/proc/self/cgroup's "0::" line), under
+// /sys/fs/cgroup/unified on a hybrid host or /sys/fs/cgroup on a pure v2
+// one, whichever has the v2 interface files.
+func ownCgroup2() string {
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	_, rel, found := strings.Cut(string(data), "0::")
+	rel, _, _ = strings.Cut(rel, "\n")
+	for _, mount := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(mount + "/cgroup.procs"); err == nil && found {
+			return filepath.Join(mount, rel)
 		}
 	}
 	return ""
@@ -978,40 +922,4 @@ func procCgroup2(pid int) string {
 // can forget to move it. -1 clears it.
 func intoCgroup(attr *syscall.SysProcAttr, fd int) {
 	attr.UseCgroupFD, attr.CgroupFD = fd >= 0, fd
-}
-
-// waitCgroupsEmpty waits, at most timeout, until no cgroup of dirs is
-// populated: SIGKILLed members leave as they are reaped. Each cgroup.events
-// changes when that happens, which inotify reports.
-func waitCgroupsEmpty(dirs []string, timeout time.Duration) {
-	if len(dirs) == 0 {
-		return
-	}
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	for _, d := range dirs {
-		_, _ = unix.InotifyAddWatch(fd, filepath.Join(d, "cgroup.events"), unix.IN_MODIFY)
-	}
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 4096)
-	for {
-		busy := false
-		for _, d := range dirs {
-			data, _ := os.ReadFile(filepath.Join(d, "cgroup.events"))
-			busy = busy || strings.Contains(string(data), "populated 1")
-		}
-		left := time.Until(deadline)
-		if !busy || left <= 0 {
-			return
-		}
-		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left/time.Millisecond)+1)
-		for {
-			if n, _ := unix.Read(fd, buf); n <= 0 {
-				break
-			}
-		}
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
@@ -334,15 +333,7 @@ type procStat struct {
 
 func readProcStat(pid int) procStat { return procStat{} }
 
-func allPids() []int { return nil }
-
 // cgroup v2 is Linux's: vassals are tracked by the environment marker.
-func ownCgroup2() (rel, dir string, err error) {
-	return "", "", fmt.Errorf("cgroup v2 is Linux-only")
-}
-
-func procCgroup2(pid int) string { return "" }
+func ownCgroup2() string { return "" }
 
 func intoCgroup(attr *syscall.SysProcAttr, fd int) {}
-
-func waitCgroupsEmpty(dirs []string, timeout time.Duration) {}

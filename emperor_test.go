@@ -5149,7 +5149,7 @@ func TestTreesLeftoversOfAKilledEmperor(t *testing.T) {
 			os.Remove(pidfile)
 			em2 := startTreeEmperor(t, env, mode.name, mode.args...)
 			waitDead(t, old, 10*time.Second)
-			em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes", 10*time.Second)
+			em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes left by a dead emperor", 10*time.Second)
 			daemon := waitPidfile(t, pidfile)
 			time.Sleep(200 * time.Millisecond)
 			if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {

@@ -3111,7 +3111,7 @@ const markerReadLimit = 64 << 10
 // included, is known to the kernel and dies with one write to cgroup.kill.
 type cgroupTrack struct {
 	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
-	byName  map[string]string // vassal -> its cgroup's directory name, once made
+	byName  map[string]string // vassal -> its running instance's cgroup, v.NAME/N (N: its starts before it)
 	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
 }
 
@@ -3212,11 +3212,14 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 	if c.dir == "" {
 		return -1
 	}
-	name, ok := c.byName[v.name]
-	if !ok {
-		name = cgroupName(v.name)
-		delete(c.pending, filepath.Join(c.dir, name))
-	}
+	base := filepath.Join(c.dir, cgroupName(v.name))
+	delete(c.pending, base)
+	_ = os.Mkdir(base, 0o755)
+	// Each process gets a fresh cgroup below the vassal's: clone3 into a
+	// cgroup that was once killed through cgroup.kill has its child
+	// killed at birth (seen on Linux 6.18), and the vassal's counters add
+	// up over its instances anyway.
+	name := cgroupName(v.name) + "/" + itoa(v.starts)
 	dir := filepath.Join(c.dir, name)
 	err := os.Mkdir(dir, 0o755)
 	fd := -1
@@ -3240,11 +3243,12 @@ func (c *cgroupTrack) ended(v *vassal, deleted bool) {
 		return
 	}
 	_ = killCgroup(filepath.Join(c.dir, name))
+	c.pending[filepath.Join(c.dir, name)] = true
 	if deleted {
 		delete(c.byName, v.name)
-		c.pending[filepath.Join(c.dir, name)] = true
-		c.removeEmpty()
+		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
 	}
+	c.removeEmpty()
 }
 
 // removeEmpty removes the cgroups of deleted vassals that have emptied. A
@@ -3991,7 +3995,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 			st.pid = -1
 		}
 		if name, ok := e.strays.cg.byName[v.name]; ok {
-			st.cgroup = filepath.Join(e.strays.cg.dir, name)
+			st.cgroup = filepath.Join(e.strays.cg.dir, filepath.Dir(name))
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()

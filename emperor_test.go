@@ -3330,7 +3330,7 @@ func TestStatsSchemaMatchesUWSGI(t *testing.T) {
 	env.sink.waitStart(t, 0, "st")
 	em.waitLog(t, "*** Emperor stats server enabled on "+addr, 5*time.Second)
 	ours := readStats(t, "tcp", addr)
-	extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+	extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true, "cgroup_cpu_usec": true, "cgroup_memory_bytes": true, "cgroup_pids": true}
 	want := statsSkeleton(string(golden), nil)
 	got := statsSkeleton(string(ours), extras)
 	// Drop the commas our extra keys add after "respawns".
@@ -8888,7 +8888,7 @@ func diffStats(t *testing.T) {
 		s.waitLogAfter(t, diffMark{}, "vassal ly.ini is now loyal", 10*time.Second)
 		s.env.sink.waitN(t, 2, 15*time.Second, "cl.ini's second start", evIs("cl.ini", "diff"))
 		raw, d := s.readStats(t)
-		extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+		extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true, "cgroup_cpu_usec": true, "cgroup_memory_bytes": true, "cgroup_pids": true}
 		if s.uwsgi() {
 			extras = nil
 		}

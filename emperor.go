@@ -3127,7 +3127,7 @@ func (e *emperor) startTracking() {
 	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
 	why := "emperor-no-cgroups"
 	if !e.cfg.noCgroups {
-		why = "no cgroup v2 hierarchy at /sys/fs/cgroup"
+		why = "no cgroup2 at /sys/fs/cgroup"
 		if dir := ownCgroup2(); dir != "" {
 			name := filepath.Join(dir, "emperor."+e.strays.identity)
 			err := os.Mkdir(name, 0o755)
@@ -3188,14 +3188,6 @@ func (e *emperor) startTracking() {
 	}
 }
 
-// cgroupName is a vassal's cgroup's directory name: its name, with the
-// slashes of glob monitors' paths escaped (and so the escape character),
-// so that no two vassals share one. A name too long for a directory gets
-// no cgroup: that vassal is tracked by its marker.
-func cgroupName(vassal string) string {
-	return "v." + strings.ReplaceAll(strings.ReplaceAll(vassal, "%", "%25"), "/", "%2F")
-}
-
 // fnv64 is FNV-1a: a stable hash, the same in every emperor.
 func fnv64(s string) uint64 {
 	h := uint64(14695981039346656037)
@@ -3212,22 +3204,23 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 	if c.dir == "" {
 		return -1
 	}
-	base := filepath.Join(c.dir, cgroupName(v.name))
+	// The vassal's cgroup is named after it, the slashes of glob monitors'
+	// paths escaped (and so the escape character): no two vassals share
+	// one. A name too long for a directory gets none: its marker tracks it.
+	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
+	base := filepath.Join(c.dir, vname)
 	delete(c.pending, base)
 	_ = os.Mkdir(base, 0o755)
 	// Each process gets a fresh cgroup below the vassal's: clone3 into a
 	// cgroup that was once killed through cgroup.kill has its child
 	// killed at birth (seen on Linux 6.18), and the vassal's counters add
 	// up over its instances anyway.
-	name := cgroupName(v.name) + "/" + itoa(v.starts)
+	name := vname + "/" + itoa(v.starts)
 	dir := filepath.Join(c.dir, name)
-	err := os.Mkdir(dir, 0o755)
-	fd := -1
-	if err == nil || errors.Is(err, os.ErrExist) {
-		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	}
+	_ = os.Mkdir(dir, 0o755) // or there from a spawn retried at once; if neither, open says why
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		logRaw("[emperor] vassal %s: no cgroup of its own: %v", v.name, err)
+		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
 		return -1
 	}
 	c.byName[v.name] = name
@@ -3472,9 +3465,6 @@ func (e *emperor) sweepStrays() {
 func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
 	s := &e.strays
 	st := readProcStat(pid)
-	if st.start == 0 {
-		return "gone", false
-	}
 	if m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit); ok {
 		id, name, _ := strings.Cut(m, "/")
 		if same, gone := s.identityGone(id); same && gone {
@@ -3488,7 +3478,7 @@ func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
 	}
 	for _, g := range []int{st.pgid, st.sid} {
 		if v := e.vassals.byPid[g]; v != nil || s.endedPid[g] {
-			return "of process group " + itoa(g), v == nil
+			return "group " + itoa(g), v == nil
 		}
 	}
 	if *oldest == 0 {
@@ -3497,8 +3487,8 @@ func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
 			*oldest = min(*oldest, readProcStat(vpid).start)
 		}
 	}
-	if st.start < *oldest {
-		return "older than every running vassal", true
+	if 0 < st.start && st.start < *oldest { // 0: gone meanwhile
+		return "older than all vassals", true
 	}
 	return "", false
 }
@@ -5373,7 +5363,7 @@ var options = []optionSpec{
 	{"emperor-throttle", optValue, useEmperor, "MS", "1000", "blacklist step for crash-looping vassals"},
 	{"emperor-max-throttle", optValue, useEmperor, "MS", "180000", "blacklist ceiling"},
 	{"emperor-no-blacklist", optFlag, useEmperor, "", "off", "never throttle respawns"},
-	{"emperor-no-cgroups", optFlag, useEmperor, "", "off", "no cgroup v2 per vassal: track processes by environment marker"},
+	{"emperor-no-cgroups", optFlag, useEmperor, "", "off", "track vassals by environment marker, not cgroups"},
 	{"emperor-required-heartbeat", optValue, useEmperor, "N", "30", "reload a heartbeating vassal silent for N s"},
 	{"emperor-curse-tolerance", optValue, useEmperor, "N", "30", "seconds a stopping vassal may linger before SIGKILL"},
 	{"emperor-reload-grace", optValue, useEmperor, "MS", "1000", "a vassal that never spoke the protocol and leaves the reload byte unread this long is restarted"},

@@ -3082,14 +3082,13 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 // daemon that a live vassal double-forked lands on the emperor too, and
 // must live as long as its vassal.
 type strayState struct {
-	helpers  map[int]string  // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
-	sweepDue bool            // a sweep is queued
-	sources  string          // the hash of the watched sources: the same for every emperor run on them
-	identity string          // this emperor in vassal markers: SOURCES.PID.START
-	ended    map[string]bool // vassals that ended since the last sweep
-	endedPid map[int]bool    // their pids, which are their process groups (and sessions, if they made one)
-	leftOnce map[int]bool    // strays nobody could be shown to own, logged once
-	cg       cgroupTrack     // the vassals' cgroups, where the emperor can make them
+	helpers  map[int]string // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
+	sweepDue bool           // a sweep is queued
+	sources  string         // the hash of the watched sources: the same for every emperor run on them
+	identity string         // this emperor in vassal markers: SOURCES.PID.START
+	endedPid map[int]bool   // pids of the vassals that ended since the last sweep: their process groups (and sessions, if they made one)
+	leftOnce map[int]bool   // strays nobody could be shown to own, logged once
+	cg       cgroupTrack    // the vassals' cgroups, where the emperor can make them
 }
 
 // vassalMarkerEnv is set in every vassal's environment to IDENTITY/NAME:
@@ -3123,7 +3122,7 @@ func (e *emperor) startTracking() {
 	s, cg := &e.strays, &e.strays.cg
 	s.identity = fmt.Sprintf("%x.%d.%d", fnv64(strings.Join(append(e.cfg.monitors[:len(e.cfg.monitors):len(e.cfg.monitors)], e.watch.startCwd), "\x00")), os.Getpid(), readProcStat(os.Getpid()).start)
 	s.sources, _, _ = strings.Cut(s.identity, ".")
-	s.ended, s.endedPid, s.leftOnce = map[string]bool{}, map[int]bool{}, map[int]bool{}
+	s.endedPid, s.leftOnce = map[int]bool{}, map[int]bool{}
 	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
 	why := "emperor-no-cgroups"
 	if !e.cfg.noCgroups {
@@ -3324,7 +3323,7 @@ func (e *emperor) onExit(ex childExit) {
 		_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
 	}
 	if !launched {
-		e.strays.ended[v.name], e.strays.endedPid[ex.pid] = true, true
+		e.strays.endedPid[ex.pid] = true
 		e.strays.cg.ended(v, false)
 	}
 	e.scheduleSweep()
@@ -3450,13 +3449,14 @@ func (e *emperor) sweepStrays() {
 			logRaw("[emperor] leaving stray process %d (%s) alone: not shown to come from an ended vassal", pid, procComm(pid))
 		}
 	}
-	e.strays.ended, e.strays.endedPid = map[string]bool{}, map[int]bool{}
+	e.strays.endedPid = map[int]bool{}
 }
 
 // verdict says whom a stray belongs to and whether it dies. In order: its
-// marker (a vassal that ended or is not running, or whose running process
-// started after the stray, which so came from an earlier one; or a dead
-// predecessor's vassal); without a marker, its process group or session
+// marker (a vassal that is not running, or whose running process started
+// after the stray, which so came from an earlier one, while the daemons of
+// a vassal respawned at once live; or a dead predecessor's vassal); with
+// cgroups, cgroup.kill has already ended what an ended vassal left; without a marker, its process group or session
 // (an ended vassal's pid, or a running one's); last, its start time: a
 // process older than every running vassal descends from none of them. An
 // empty owner with kill false: nothing says whose it is, it is left.
@@ -3474,7 +3474,7 @@ func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
 			return "", false // another emperor's
 		}
 		v := e.vassals.byName[name]
-		return name, s.ended[name] || v == nil || v.pid <= 0 || st.start < readProcStat(v.pid).start
+		return name, v == nil || v.pid <= 0 || st.start < readProcStat(v.pid).start
 	}
 	for _, g := range []int{st.pgid, st.sid} {
 		if v := e.vassals.byPid[g]; v != nil || s.endedPid[g] {

@@ -5050,14 +5050,52 @@ func TestTreesOtherVassalsDaemonSurvives(t *testing.T) {
 			daemonVassal(t, env, "a.ini", pidfile)
 			em := startTreeEmperor(t, env, mode.name, mode.args...)
 			daemon := waitPidfile(t, pidfile)
-			writeFile(t, filepath.Join(env.vassals, "b.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exit 1\n")
+			runs := filepath.Join(env.root, "b.runs")
+			writeFile(t, filepath.Join(env.vassals, "b.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo run >> %s; exit 1\n", runs))
 			em.waitLogCount(t, "b.ini started (pid:", 3, 30*time.Second)
 			time.Sleep(200 * time.Millisecond) // the sweep after the last exit
+			// Each respawn really ran (in the cgroup mode: in a fresh cgroup).
+			if data, _ := os.ReadFile(runs); strings.Count(string(data), "run") < 3 {
+				t.Fatalf("vassal b ran %d times, started 3", strings.Count(string(data), "run"))
+			}
 			if !alive(daemon) {
 				t.Fatalf("vassal a's daemon %d died with vassal b", daemon)
 			}
 			os.Remove(filepath.Join(env.vassals, "a.ini"))
 			waitDead(t, daemon, 10*time.Second)
+		})
+	}
+}
+
+// TestTreesImmediateRestart: a vassal restarted at once (it ignores the
+// reload byte) runs again, and keeps running: in the cgroup mode, its new
+// process must not land where the old one's tree was just killed.
+func TestTreesImmediateRestart(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pids := filepath.Join(env.root, "r.pids")
+			path := filepath.Join(env.vassals, "r.ini")
+			writeFile(t, path, fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo $$ >> %s; exec sleep 1000\n", pids))
+			em := startTreeEmperor(t, env, mode.name, append(mode.args, "--emperor-reload-grace", "300")...)
+			waitPidfile(t, pids)
+			touch(t, path, time.Now().Add(2*time.Second))
+			em.waitLog(t, "did not read its reload byte in 300ms: restarting it", 10*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			var lines []string
+			for len(lines) < 2 && time.Now().Before(deadline) {
+				data, _ := os.ReadFile(pids)
+				lines = strings.Fields(string(data))
+				time.Sleep(10 * time.Millisecond)
+			}
+			if len(lines) < 2 {
+				t.Fatalf("the restarted vassal never ran (pids %v)", lines)
+			}
+			pid, _ := strconv.Atoi(lines[1])
+			time.Sleep(500 * time.Millisecond)
+			if !alive(pid) || len(lines) != 2 {
+				t.Fatalf("the restarted vassal %d did not keep running (pids %v)", pid, lines)
+			}
 		})
 	}
 }

@@ -3196,9 +3196,10 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-// openFor opens v's cgroup for clone3 (-1: none), made on first use and
-// kept across its respawns (its counters add up over them). The loop opens
-// it and the spawn closes it: a descriptor per spawn, not one per vassal.
+// openFor makes and opens the cgroup of v's next process for clone3 (-1:
+// none): v.NAME/N, below the vassal's own, which is kept across respawns
+// (its counters add up over them). The loop opens it and the spawn closes
+// it: a descriptor per spawn, not one per vassal.
 func (c *cgroupTrack) openFor(v *vassal) int {
 	if c.dir == "" {
 		return -1
@@ -3455,13 +3456,14 @@ func (e *emperor) sweepStrays() {
 // verdict says whom a stray belongs to and whether it dies. In order: its
 // marker (a vassal that is not running, or whose running process started
 // after the stray, which so came from an earlier one, while the daemons of
-// a vassal respawned at once live; or a dead predecessor's vassal); with
-// cgroups, cgroup.kill has already ended what an ended vassal left; without a marker, its process group or session
-// (an ended vassal's pid, or a running one's); last, its start time: a
-// process older than every running vassal descends from none of them. An
-// empty owner with kill false: nothing says whose it is, it is left.
-// oldest is the start time of the oldest running vassal, read once per
-// sweep when needed (0: not yet).
+// a vassal respawned at once live; or a dead predecessor's vassal);
+// without a marker, its process group or session (an ended vassal's pid,
+// or a running one's); last, its start time: a process older than every
+// running vassal descends from none of them. An empty owner with kill
+// false: nothing says whose it is, it is left. (With cgroups, cgroup.kill
+// has already ended whatever an ended vassal left.) oldest is the start
+// time of the oldest running vassal, read once per sweep when needed (0:
+// not yet).
 func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
 	s := &e.strays
 	st := readProcStat(pid)

@@ -33,7 +33,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -365,13 +364,13 @@ func (p *cfgParser) magicVar(c byte) string {
 		p.magic['h'], _ = os.Hostname()
 	case 'U':
 		p.magic['U'] = p.magic['u']
-		if u, err := user.LookupId(p.magic['u']); err == nil {
-			p.magic['U'] = u.Username
+		if name, ok := nameOfID("/etc/passwd", p.magic['u']); ok {
+			p.magic['U'] = name
 		}
 	case 'G':
 		p.magic['G'] = p.magic['g']
-		if g, err := user.LookupGroupId(p.magic['g']); err == nil {
-			p.magic['G'] = g.Name
+		if name, ok := nameOfID("/etc/group", p.magic['g']); ok {
+			p.magic['G'] = name
 		}
 	}
 	return p.magic[c]

@@ -52,7 +52,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -187,6 +186,7 @@ func (e *emperor) start() error {
 	if soft, hard, err := nofileLimit(); err == nil {
 		logRaw("[emperor] RLIMIT_NOFILE: %d (hard %d); vassals start with the soft limit the emperor was given", soft, hard)
 	}
+	e.startTracking()
 	notifySignals(e.in.sigs)
 	startReaper(e.in.exits, e.in.done)
 	e.sd.notify = newSDNotifier()
@@ -2341,6 +2341,7 @@ func (e *emperor) deleteVassal(v *vassal) {
 	v.gen++
 	e.vassals.nDeleted++
 	delete(e.vassals.byName, v.name)
+	e.strays.cg.ended(v, true)
 	if v.instance != "" {
 		k := fileKey{v.mon, v.configName()}
 		e.vassals.byFile[k] = slices.DeleteFunc(e.vassals.byFile[k], func(r *vassal) bool { return r == v })
@@ -2460,6 +2461,7 @@ type spawnJob struct {
 	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
+	cgroup       int // the vassal's cgroup for clone3, open for the spawn; -1: none
 	pid          int
 	err          error
 }
@@ -2479,10 +2481,25 @@ func (j *spawnJob) run(ft *forkTable) {
 		return
 	}
 	defer ft.giveBack(theirs)
-	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, &syscall.ProcAttr{
+	attr := &syscall.ProcAttr{
 		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
 		Files: []uintptr{uintptr(stdin), 1, 2, uintptr(theirs)},
-	})
+	}
+	// The vassal starts in its cgroup (clone3 with CLONE_INTO_CGROUP):
+	// there before it runs a single instruction, so nothing it forks can
+	// escape, and no later step can forget to move it.
+	cg := -1
+	if j.cgroup >= 0 {
+		if cg, err = ft.borrow(j.cgroup); err != nil {
+			j.err = fmt.Errorf("pidfd_getfd: %w", err)
+			return
+		}
+		intoCgroup(j.plan.attr, cg)
+	}
+	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
+	if cg >= 0 {
+		ft.giveBack(cg)
+	}
 	if j.err != nil {
 		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
 	}
@@ -2504,7 +2521,7 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs}
+	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.openFor(v)}
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -2512,6 +2529,9 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v, ours, pid := j.v, j.ours, j.pid
 	v.spawnPending = false
 	syscall.Close(j.theirs)
+	if j.cgroup >= 0 {
+		syscall.Close(j.cgroup)
+	}
 	if j.err != nil && j.direct {
 		// The program could not be exec'd directly (a script without #!,
 		// say, which sh runs as a shell script): the runner does it the
@@ -2825,7 +2845,7 @@ func (e *emperor) vassalArgv(v *vassal) []string {
 // credentials applied by fork, or through the emperor's own pre-exec stage
 // when something must happen between fork and exec that fork cannot do.
 func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
-	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_EMPEROR_FD=3")
+	env := append(append([]string{e.strays.marker(v)}, e.spawns.baseEnv...), "UWSGI_EMPEROR_FD=3")
 	if v.zergOf != nil {
 		env = append(env, "UWSGI_BROODLORD_NUM="+itoa(v.zergNum))
 	}
@@ -3041,14 +3061,14 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 	uidStr, _ := opts.Last("uid")
 	gidStr, hasGID := opts.Last("gid")
 	uid, gid := os.Getuid(), os.Getgid()
-	var u *user.User
+	var u *account
 	var err error
 	if uidStr != "" {
 		if u, uid, err = lookupUser(uidStr); err != nil {
 			return nil, err
 		}
 		if u != nil && !hasGID {
-			gid, _ = strconv.Atoi(u.Gid)
+			gid = u.gid
 		}
 	}
 	if hasGID && gidStr != "" {
@@ -3058,11 +3078,9 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 	}
 	groups := []uint32{uint32(gid)}
 	if u != nil {
-		if ids, err := u.GroupIds(); err == nil {
-			for _, g := range ids {
-				if n, err := strconv.Atoi(g); err == nil && n != gid {
-					groups = append(groups, uint32(n))
-				}
+		for _, n := range append(groupsOf(u.name), u.gid) {
+			if n != gid && !slices.Contains(groups, uint32(n)) {
+				groups = append(groups, uint32(n))
 			}
 		}
 	}
@@ -3072,15 +3090,233 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 // ==== Exits, respawns and strays ========================================
 
 // strayState tells the emperor's own helper children from vassals' strays:
-// every child that is neither a vassal nor a helper is a stray.
+// every child that is neither a vassal nor a helper is a stray. A stray is
+// killed only when it is shown to descend from a vassal that ended: a
+// daemon that a live vassal double-forked lands on the emperor too, and
+// must live as long as its vassal.
 type strayState struct {
 	helpers  map[int]string // the emperor's own children (hooks, on-demand-exec), with what to log of their exit
 	sweepDue bool           // a sweep is queued
+	sources  string         // the hash of the watched sources: the same for every emperor run on them
+	identity string         // this emperor in vassal markers: SOURCES.PID.START
+	endedPid map[int]bool   // pids of the vassals that ended since the last sweep: their process groups (and sessions, if they made one)
+	leftOnce map[int]bool   // strays nobody could be shown to own, logged once
+	cg       cgroupTrack    // the vassals' cgroups, where the emperor can make them
+}
+
+// vassalMarkerEnv is set in every vassal's environment to IDENTITY/NAME:
+// the emperor (a hash of its watched sources, its pid and its start time in
+// clock ticks since boot) and the vassal. Fork keeps the environment and
+// most programs exec with the one they have, so a stray re-parented to the
+// emperor, or a process a SIGKILLed emperor left behind, still says whose
+// it is. The marker comes first in the environment, so that the bounded
+// read of /proc/PID/environ finds it.
+const vassalMarkerEnv = "EMPEROR_VASSAL"
+
+// markerReadLimit bounds the read of a stray's environment, which its
+// process controls.
+const markerReadLimit = 64 << 10
+
+// cgroupTrack is the cgroup v2 side of tracking: where the emperor can
+// make cgroups below its own, each vassal runs in one of its own, started
+// there by clone3, so its whole tree, daemons that left its session
+// included, is known to the kernel and dies with one write to cgroup.kill.
+type cgroupTrack struct {
+	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
+	byName  map[string]string // vassal -> its running instance's cgroup, v.NAME/N (N: its starts before it)
+	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
+}
+
+// startTracking gives the emperor its identity (the hash of its sources:
+// the start directory and the monitors as given, its pid, its start time),
+// makes its cgroup or says why there is none, and cleans up after a dead
+// predecessor.
+func (e *emperor) startTracking() {
+	s, cg := &e.strays, &e.strays.cg
+	s.identity = fmt.Sprintf("%x.%d.%d", fnv64(strings.Join(append(e.cfg.monitors[:len(e.cfg.monitors):len(e.cfg.monitors)], e.watch.startCwd), "\x00")), os.Getpid(), readProcStat(os.Getpid()).start)
+	s.sources, _, _ = strings.Cut(s.identity, ".")
+	s.endedPid, s.leftOnce = map[int]bool{}, map[int]bool{}
+	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
+	why := "emperor-no-cgroups"
+	if !e.cfg.noCgroups {
+		why = "no cgroup2 at /sys/fs/cgroup"
+		if dir := ownCgroup2(); dir != "" {
+			name := filepath.Join(dir, "emperor."+e.strays.identity)
+			err := os.Mkdir(name, 0o755)
+			if _, kerr := os.Stat(name + "/cgroup.kill"); err == nil && kerr != nil {
+				// Without cgroup.kill (Linux 5.14) a tree cannot be ended at
+				// once; clone3 into a cgroup (5.7) is then older still.
+				err = kerr
+				_ = syscall.Rmdir(name)
+			}
+			if err != nil {
+				why = err.Error()
+			} else {
+				cg.dir = name
+			}
+		}
+	}
+	mode := "environment marker (no delegated cgroup v2: " + why + ")"
+	if cg.dir != "" {
+		mode = "cgroup v2 (" + cg.dir + ")"
+	}
+	logRaw("[emperor] process tracking: %s", mode)
+	// Kill what a predecessor on the same sources left running when it was
+	// SIGKILLed (or OOM-killed): its vassals died with it (PDEATHSIG), their
+	// own children did not. This comes before the first spawn, so a vassal
+	// never runs beside its old self: first every process whose marker
+	// names the dead emperor (one line per vassal), then whatever else is
+	// in its cgroup, marker or not. Dead emperors' cgroups are removed once
+	// empty.
+	killed := map[string]int{} // per vassal
+	self := os.Getpid()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		pid, _ := strconv.Atoi(proc[len("/proc/"):])
+		m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit)
+		id, name, _ := strings.Cut(m, "/")
+		if same, gone := e.strays.identityGone(id); ok && same && gone && pid != self && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed[name]++
+		}
+	}
+	for name, n := range killed {
+		logRaw("[emperor] vassal %s: killed %d processes left by a dead emperor", name, n)
+	}
+	base := ownCgroup2()
+	ents, _ := os.ReadDir(base)
+	for _, ent := range ents {
+		id, ok := strings.CutPrefix(ent.Name(), "emperor.")
+		same, gone := e.strays.identityGone(id)
+		dir := filepath.Join(base, ent.Name())
+		if base == "" || !ok || !gone || rmdirTree(dir) == nil || !same {
+			continue
+		}
+		// cgroup.kill of the emperor's cgroup reaches every vassal's below.
+		if killCgroup(dir) == nil {
+			logRaw("[emperor] killed what a dead emperor left in %s", dir)
+		}
+		e.strays.cg.pending[dir] = true
+		e.scheduleSweep() // which removes the cgroups that emptied
+	}
+}
+
+// fnv64 is FNV-1a: a stable hash, the same in every emperor.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// openFor makes and opens the cgroup of v's next process for clone3 (-1:
+// none): v.NAME/N, below the vassal's own, which is kept across respawns
+// (its counters add up over them). The loop opens it and the spawn closes
+// it: a descriptor per spawn, not one per vassal.
+func (c *cgroupTrack) openFor(v *vassal) int {
+	if c.dir == "" {
+		return -1
+	}
+	// The vassal's cgroup is named after it, the slashes of glob monitors'
+	// paths escaped (and so the escape character): no two vassals share
+	// one. A name too long for a directory gets none: its marker tracks it.
+	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
+	base := filepath.Join(c.dir, vname)
+	delete(c.pending, base)
+	_ = os.Mkdir(base, 0o755)
+	// Each process gets a fresh cgroup below the vassal's: clone3 into a
+	// cgroup that was once killed through cgroup.kill has its child
+	// killed at birth (seen on Linux 6.18), and the vassal's counters add
+	// up over its instances anyway.
+	name := vname + "/" + itoa(v.starts)
+	dir := filepath.Join(c.dir, name)
+	_ = os.Mkdir(dir, 0o755) // or there from a spawn retried at once; if neither, open says why
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
+		return -1
+	}
+	c.byName[v.name] = name
+	return fd
+}
+
+// ended ends everything left in v's cgroup once its process is gone: the
+// kernel signals each member, forks in flight included. A deleted
+// vassal's cgroup is removed once empty.
+func (c *cgroupTrack) ended(v *vassal, deleted bool) {
+	name, ok := c.byName[v.name]
+	if !ok {
+		return
+	}
+	_ = killCgroup(filepath.Join(c.dir, name))
+	c.pending[filepath.Join(c.dir, name)] = true
+	if deleted {
+		delete(c.byName, v.name)
+		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
+	}
+	c.removeEmpty()
+}
+
+// removeEmpty removes the cgroups of deleted vassals that have emptied. A
+// cgroup empties as its last members are reaped, by the emperor (a vassal,
+// or strays re-parented to it) or by a vassal's own init in a pid
+// namespace, which the emperor reaps last: so every reap retries it, and
+// what is still busy then waits for the next reap, or the next emperor.
+func (c *cgroupTrack) removeEmpty() {
+	for dir := range c.pending {
+		if err := rmdirTree(dir); err == nil || err == syscall.ENOENT {
+			delete(c.pending, dir)
+		}
+	}
+}
+
+// killCgroup SIGKILLs every process in the cgroup dir and below.
+func killCgroup(dir string) error {
+	fd, err := syscall.Open(dir+"/cgroup.kill", syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err == nil {
+		_, err = syscall.Write(fd, []byte{'1'})
+		syscall.Close(fd)
+	}
+	return err
+}
+
+// rmdirTree removes an empty cgroup and the cgroups below it, which a
+// vassal that is an emperor itself (or sets up cgroups of its own) leaves
+// when it is killed: a cgroup with children cannot be removed.
+func rmdirTree(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, ent := range ents {
+		if ent.IsDir() {
+			_ = rmdirTree(filepath.Join(dir, ent.Name()))
+		}
+	}
+	return syscall.Rmdir(dir)
+}
+
+// marker is the value of vassalMarkerEnv for v.
+func (s *strayState) marker(v *vassal) string {
+	return vassalMarkerEnv + "=" + s.identity + "/" + v.name
+}
+
+// identityGone parses another emperor's identity: whether it ran on the
+// same sources as this one, and whether it is no longer running (its pid
+// gone, or reused by a process that started at another time).
+func (s *strayState) identityGone(identity string) (sameSources, gone bool) {
+	src, rest, _ := strings.Cut(identity, ".")
+	p, start, _ := strings.Cut(rest, ".")
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid <= 0 || identity == s.identity {
+		return false, false
+	}
+	return src == s.sources, strconv.FormatUint(readProcStat(pid).start, 10) != start
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
 // re-parented to the emperor and is simply collected.
 func (e *emperor) onExit(ex childExit) {
+	if len(e.strays.cg.pending) > 0 {
+		e.strays.cg.removeEmpty()
+	}
 	v := e.vassals.byPid[ex.pid]
 	if v == nil {
 		if note := e.strays.helpers[ex.pid]; note != "" {
@@ -3088,6 +3324,7 @@ func (e *emperor) onExit(ex childExit) {
 		}
 		delete(e.strays.helpers, ex.pid)
 		e.parentHooksDone(ex.pid)
+		delete(e.strays.leftOnce, ex.pid)
 		return
 	}
 	delete(e.vassals.byPid, ex.pid)
@@ -3099,6 +3336,10 @@ func (e *emperor) onExit(ex childExit) {
 		// The group outlives its leader only by accident: clear it before
 		// a respawn, so an old worker cannot hold the new one's port.
 		_ = syscall.Kill(-ex.pid, syscall.SIGKILL)
+	}
+	if !launched {
+		e.strays.endedPid[ex.pid] = true
+		e.strays.cg.ended(v, false)
 	}
 	e.scheduleSweep()
 	// The pid is gone (and may be reused): nothing below may signal it.
@@ -3197,9 +3438,9 @@ func (e *emperor) scheduleSweep() {
 	e.timers.push(timerItem{at: time.Now().Add(20 * time.Millisecond), kind: tSweep})
 }
 
-// sweepStrays kills every child of the emperor that is not a vassal: they
-// can only be descendants of vassals that are gone. Nothing outlives its
-// vassal.
+// sweepStrays kills every child of the emperor that is neither a vassal
+// nor a helper and descends from a vassal that is gone: nothing outlives
+// its vassal, and nothing dies with another one.
 func (e *emperor) sweepStrays() {
 	for _, c := range e.cfg.companions {
 		if v := e.vassals.byName[c.name]; v != nil && v.adopting {
@@ -3207,13 +3448,65 @@ func (e *emperor) sweepStrays() {
 			return
 		}
 	}
+	e.strays.cg.removeEmpty()
+	var oldest uint64
 	for _, pid := range childrenOfSelf() {
 		if _, helper := e.strays.helpers[pid]; e.vassals.byPid[pid] != nil || helper {
 			continue
 		}
-		logVerbose("[emperor] killing stray process %d (%s) left behind by a vassal", pid, procComm(pid))
-		signalTree(pid, syscall.SIGKILL)
+		owner, kill := e.verdict(pid, &oldest)
+		switch {
+		case kill:
+			logVerbose("[emperor] killing stray process %d (%s) left behind by vassal %s", pid, procComm(pid), owner)
+			signalTree(pid, syscall.SIGKILL)
+		case owner == "" && !e.strays.leftOnce[pid]:
+			e.strays.leftOnce[pid] = true
+			logRaw("[emperor] leaving stray process %d (%s) alone: not shown to come from an ended vassal", pid, procComm(pid))
+		}
 	}
+	e.strays.endedPid = map[int]bool{}
+}
+
+// verdict says whom a stray belongs to and whether it dies. In order: its
+// marker (a vassal that is not running, or whose running process started
+// after the stray, which so came from an earlier one, while the daemons of
+// a vassal respawned at once live; or a dead predecessor's vassal);
+// without a marker, its process group or session (an ended vassal's pid,
+// or a running one's); last, its start time: a process older than every
+// running vassal descends from none of them. An empty owner with kill
+// false: nothing says whose it is, it is left. (With cgroups, cgroup.kill
+// has already ended whatever an ended vassal left.) oldest is the start
+// time of the oldest running vassal, read once per sweep when needed (0:
+// not yet).
+func (e *emperor) verdict(pid int, oldest *uint64) (owner string, kill bool) {
+	s := &e.strays
+	st := readProcStat(pid)
+	if m, ok := procEnvValue(pid, vassalMarkerEnv, markerReadLimit); ok {
+		id, name, _ := strings.Cut(m, "/")
+		if same, gone := s.identityGone(id); same && gone {
+			return name, true
+		}
+		if id != s.identity {
+			return "", false // another emperor's
+		}
+		v := e.vassals.byName[name]
+		return name, v == nil || v.pid <= 0 || st.start < readProcStat(v.pid).start
+	}
+	for _, g := range []int{st.pgid, st.sid} {
+		if v := e.vassals.byPid[g]; v != nil || s.endedPid[g] {
+			return "group " + itoa(g), v == nil
+		}
+	}
+	if *oldest == 0 {
+		*oldest = ^uint64(0)
+		for vpid := range e.vassals.byPid {
+			*oldest = min(*oldest, readProcStat(vpid).start)
+		}
+	}
+	if 0 < st.start && st.start < *oldest { // 0: gone meanwhile
+		return "older than all vassals", true
+	}
+	return "", false
 }
 
 func procComm(pid int) string {
@@ -3871,6 +4164,7 @@ type vassalStat struct {
 	lastExit, lastReason                string
 	nextRetry                           int64
 	starts, exitCode                    int
+	cgroup                              string // its cgroup's directory, read when rendered (off the loop); "": none
 }
 
 type blackStat struct {
@@ -3898,6 +4192,9 @@ func (e *emperor) snapshot() *statsSnapshot {
 			monitor: v.mon.arg, onDemand: v.onDemand, uid: v.uid, gid: v.gid, respawns: v.respawns, lastExit: v.lastExit, lastReason: v.lastReason}
 		if v.pid == 0 {
 			st.pid = -1
+		}
+		if name, ok := e.strays.cg.byName[v.name]; ok {
+			st.cgroup = filepath.Join(e.strays.cg.dir, filepath.Dir(name))
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()
@@ -4105,7 +4402,37 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("last_exit", v.lastExit)
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
+	for c := range cgroupCounters {
+		if x := v.cgroupValue(c); x != absent {
+			w.num(cgroupCounters[c].key, x)
+		}
+	}
 	w.close('}')
+}
+
+// cgroupCounters are the figures the stats show of a vassal's cgroup: CPU
+// time always, memory and processes where those controllers are on (CPU
+// time also in /metrics: the binary's size budget). They cover the
+// vassal's whole tree, daemons included, over all its respawns.
+var cgroupCounters = [...]struct{ file, key string }{
+	{"cpu.stat", "cgroup_cpu_usec"}, {"memory.current", "cgroup_memory_bytes"}, {"pids.current", "cgroup_pids"},
+}
+
+// absent is a figure that is not there, for a vassal without a cgroup or
+// without the controller.
+const absent = -1 << 63
+
+// cgroupValue reads cgroupCounters[c] of the vassal's cgroup.
+func (v *vassalStat) cgroupValue(c int) int64 {
+	data, err := os.ReadFile(filepath.Join(v.cgroup, cgroupCounters[c].file))
+	if _, usage, found := strings.Cut(string(data), "usage_usec "); found {
+		data = []byte(usage)
+	}
+	n, _, _ := strings.Cut(string(data), "\n")
+	if x, perr := strconv.ParseInt(n, 10, 64); err == nil && perr == nil && v.cgroup != "" {
+		return x
+	}
+	return absent
 }
 
 // prometheus renders the text exposition format (0.0.4) by hand.
@@ -4144,11 +4471,14 @@ func (s *statsSnapshot) prometheus() []byte {
 		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
 		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
 		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
+		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(0) }},
 	}
 	for _, m := range perVassal {
 		metric(m.name, m.typ, m.help)
 		for i := range s.vassals {
-			sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, m.value(&s.vassals[i]))
+			if x := m.value(&s.vassals[i]); x != absent {
+				sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, x)
+			}
 		}
 	}
 	metric("emperor_vassal_throttle_milliseconds", "gauge", "Blacklist throttle level of a crash-looping vassal.")
@@ -5053,6 +5383,8 @@ func (e *emperor) bury() int {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// What is still populated stays, for the next emperor to clean.
+	_ = rmdirTree(e.strays.cg.dir)
 	close(e.in.done)
 	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")
@@ -5076,6 +5408,7 @@ type emperorConfig struct {
 	reloadMercy      time.Duration
 	nofollow         bool
 	noBlacklist      bool
+	noCgroups        bool // emperor-no-cgroups: the environment marker alone tracks vassals' processes
 	gracefulShutdown bool
 	stats            string
 	socketTimeout    time.Duration
@@ -5124,6 +5457,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		reloadMercy:      time.Duration(o.Int(0, "reload-mercy")) * time.Second,
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
+		noCgroups:        o.Flag("emperor-no-cgroups"),
 		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
 		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
 		listen:           o.Int(100, "listen"),
@@ -5266,7 +5600,7 @@ func (c *emperorConfig) validName(name string) bool {
 func vassalEnv(environ []string) []string {
 	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, daemonEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
-		"WATCHDOG_USEC": true, "WATCHDOG_PID": true}
+		"WATCHDOG_USEC": true, "WATCHDOG_PID": true, vassalMarkerEnv: true}
 	if os.Getenv(preemptOffMarker) != "" {
 		drop["GODEBUG"] = true
 	}
@@ -5311,12 +5645,12 @@ func (p *ownPrivileges) load(o *Options) error {
 	p.uid, p.gid = -1, -1
 	var err error
 	if u, ok := o.Last("uid"); ok && u != "" {
-		var usr *user.User
+		var usr *account
 		if usr, p.uid, err = lookupUser(u); err != nil {
 			return err
 		}
 		if usr != nil {
-			p.gid, _ = strconv.Atoi(usr.Gid)
+			p.gid = usr.gid
 		}
 	}
 	if g, ok := o.Last("gid"); ok && g != "" {
@@ -5446,6 +5780,7 @@ var options = []optionSpec{
 	{"vassals-cap", useEmperor, "LIST", "", "capability bounding set of vassals (setpcap kept)"},
 	{"emperor-on-demand-extension", useEmperor, "EXT", "", "on-demand socket name read from NAME+EXT"},
 	{"emperor-on-demand-directory", useEmperor, "DIR", "", "on-demand UNIX socket DIR/BASENAME.socket"},
+	{"emperor-no-cgroups", useEmperor, "", "off", "track vassals by environment marker, not cgroups"},
 	{"emperor-on-demand-exec", useEmperor, "CMD", "", "on-demand socket name printed by CMD \"NAME\""},
 	{"vassals-notify-socket", useEmperor, "PATH", "", "give vassals NOTIFY_SOCKET: sd_notify READY/WATCHDOG/STOPPING"},
 	{"uid", useEmperor, "USER", "", "the emperor drops to this user after binding its sockets"},
@@ -6634,71 +6969,38 @@ func (d *daemonConfig) cleanUp() {
 // strftime formats t with a C strftime pattern (log-date=FORMAT), for the
 // conversions log formats use.
 func strftime(format string, t time.Time) string {
-	var b strings.Builder
+	var b []byte
 	for i := 0; i < len(format); i++ {
 		if format[i] != '%' || i+1 == len(format) {
-			b.WriteByte(format[i])
+			b = append(b, format[i])
 			continue
 		}
 		i++
-		switch c := format[i]; c {
-		case 'a':
-			b.WriteString(t.Format("Mon"))
-		case 'A':
-			b.WriteString(t.Format("Monday"))
-		case 'b', 'h':
-			b.WriteString(t.Format("Jan"))
-		case 'B':
-			b.WriteString(t.Format("January"))
-		case 'c':
-			b.WriteString(t.Format("Mon Jan _2 15:04:05 2006"))
-		case 'd':
-			b.WriteString(t.Format("02"))
-		case 'e':
-			b.WriteString(t.Format("_2"))
-		case 'F':
-			b.WriteString(t.Format("2006-01-02"))
-		case 'H':
-			b.WriteString(t.Format("15"))
-		case 'I':
-			b.WriteString(t.Format("03"))
-		case 'j':
-			fmt.Fprintf(&b, "%03d", t.YearDay())
-		case 'm':
-			b.WriteString(t.Format("01"))
-		case 'M':
-			b.WriteString(t.Format("04"))
-		case 'n':
-			b.WriteByte('\n')
-		case 'p':
-			b.WriteString(t.Format("PM"))
-		case 's':
-			b.WriteString(strconv.FormatInt(t.Unix(), 10))
-		case 'S':
-			b.WriteString(t.Format("05"))
-		case 't':
-			b.WriteByte('\t')
-		case 'T':
-			b.WriteString(t.Format("15:04:05"))
-		case 'D':
-			b.WriteString(t.Format("01/02/06"))
-		case 'y':
-			b.WriteString(t.Format("06"))
-		case 'Y':
-			b.WriteString(t.Format("2006"))
-		case 'z':
-			b.WriteString(t.Format("-0700"))
-		case 'Z':
-			b.WriteString(t.Format("MST"))
-		case '%':
-			b.WriteByte('%')
+		switch c := format[i]; {
+		case c < 128 && strftimeLayouts[c] != "":
+			b = t.AppendFormat(b, strftimeLayouts[c])
+		case c == 'j':
+			b = append(b, fmt.Sprintf("%03d", t.YearDay())...)
+		case c == 'n':
+			b = append(b, '\n')
+		case c == 't':
+			b = append(b, '\t')
+		case c == 's':
+			b = strconv.AppendInt(b, t.Unix(), 10)
+		case c == '%':
+			b = append(b, '%')
 		default:
-			b.WriteByte('%')
-			b.WriteByte(c)
+			b = append(b, '%', c)
 		}
 	}
-	return b.String()
+	return string(b)
 }
+
+// strftimeLayouts are the conversions Go's time layouts spell out.
+var strftimeLayouts = [128]string{'a': "Mon", 'A': "Monday", 'b': "Jan", 'h': "Jan", 'B': "January",
+	'c': "Mon Jan _2 15:04:05 2006", 'd': "02", 'e': "_2", 'F': "2006-01-02", 'H': "15", 'I': "03",
+	'm': "01", 'M': "04", 'p': "PM", 'S': "05", 'T': "15:04:05", 'D': "01/02/06", 'y': "06", 'Y': "2006",
+	'z': "-0700", 'Z': "MST"}
 
 // ==== The emperor's own servers and daemons ==============================
 // uWSGI runs the routers and servers of an emperor's own config (fastrouter,
@@ -7293,32 +7595,94 @@ func dropPrivileges(opts *Options) error {
 	return nil
 }
 
-func lookupUser(s string) (*user.User, int, error) {
-	u, err := user.Lookup(s)
-	if err != nil {
-		if u, err = user.LookupId(s); err != nil {
-			if n, convErr := strconv.Atoi(s); convErr == nil {
-				return nil, n, nil
-			}
-			return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+// account is a user of /etc/passwd: name, uid and primary gid.
+type account struct {
+	name     string
+	uid, gid int
+}
+
+// lookupUser resolves a user name or a numeric uid. The accounts come from
+// /etc/passwd and /etc/group, read as Go's os/user reads them in a static
+// binary (no NSS), by a few lines here instead of that package's 30 KB. A
+// uid with no entry is taken as it is, with no account (nil).
+func lookupUser(s string) (*account, int, error) {
+	f, ok := idFileEntry("/etc/passwd", s, 0)
+	if !ok {
+		f, ok = idFileEntry("/etc/passwd", s, 2)
+	}
+	if !ok {
+		if n, err := strconv.Atoi(s); err == nil {
+			return nil, n, nil
 		}
+		return nil, 0, fmt.Errorf("uid %s: unknown user %s", s, s)
 	}
-	n, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, 0, fmt.Errorf("uid %s: %w", s, err)
+	uid, err1 := strconv.Atoi(f[2])
+	gid, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		return nil, 0, fmt.Errorf("uid %s: malformed /etc/passwd entry", s)
 	}
-	return u, n, nil
+	return &account{name: f[0], uid: uid, gid: gid}, uid, nil
 }
 
 func lookupGroup(s string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		return n, nil
 	}
-	g, err := user.LookupGroup(s)
-	if err != nil {
-		return 0, fmt.Errorf("gid %s: %w", s, err)
+	f, ok := idFileEntry("/etc/group", s, 0)
+	if !ok {
+		return 0, fmt.Errorf("gid %s: unknown group %s", s, s)
 	}
-	return strconv.Atoi(g.Gid)
+	return strconv.Atoi(f[2])
+}
+
+// nameOfID is the name of a uid (in /etc/passwd) or gid (in /etc/group).
+func nameOfID(file, id string) (string, bool) {
+	f, ok := idFileEntry(file, id, 2)
+	if !ok {
+		return "", false
+	}
+	return f[0], true
+}
+
+// groupsOf is the gids of the groups of /etc/group that list name as a
+// member.
+func groupsOf(name string) []int {
+	var gids []int
+	eachIDFileEntry("/etc/group", func(f []string) bool {
+		if slices.Contains(strings.Split(f[3], ","), name) {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				gids = append(gids, n)
+			}
+		}
+		return false
+	})
+	return gids
+}
+
+// idFileEntry is the first entry of a passwd-format file whose field
+// (0: name, 2: id) is key.
+func idFileEntry(file, key string, field int) (found []string, ok bool) {
+	eachIDFileEntry(file, func(f []string) bool {
+		if f[field] == key {
+			found, ok = f, true
+		}
+		return ok
+	})
+	return found, ok
+}
+
+// eachIDFileEntry calls fn with the fields of each entry (at least four)
+// until it returns true.
+func eachIDFileEntry(file string, fn func([]string) bool) {
+	data, err := readRegularFile(file, configMaxFileSize)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Split(line, ":"); len(f) >= 4 && !strings.HasPrefix(line, "#") && fn(f) {
+			return
+		}
+	}
 }
 
 // setIDs switches the whole process to gid, uid with exactly the given

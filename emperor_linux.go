@@ -848,3 +848,78 @@ func inotifyOp(mask uint32) fsOp {
 	}
 	return op
 }
+
+// ==== Process trees: what /proc and cgroup v2 say about a process ==========
+
+// procEnvValue returns the value of key in pid's environment as the kernel
+// shows it (/proc/PID/environ: the block the process was exec'd with), and
+// whether it is there. The process controls that block, so at most limit
+// bytes are read; a key past them counts as absent.
+func procEnvValue(pid int, key string, limit int) (string, bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return "", false
+	}
+	buf := make([]byte, limit+1)
+	n, _ := f.Read(buf[1:]) // the kernel copies all it has, up to limit
+	f.Close()
+	env := buf[:n+1] // a NUL first: every entry follows one
+	i := bytes.Index(env, []byte("\x00"+key+"="))
+	if i < 0 {
+		return "", false
+	}
+	v, _, _ := bytes.Cut(env[i+len(key)+2:], []byte{0})
+	return string(v), true
+}
+
+// procStat is what /proc/PID/stat says of a process's origin: its process
+// group and session, and when it started (clock ticks since boot; 0: gone).
+type procStat struct {
+	pgid, sid int
+	start     uint64
+}
+
+func readProcStat(pid int) procStat {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return procStat{}
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 20 {
+		return procStat{}
+	}
+	var st procStat
+	st.pgid, _ = strconv.Atoi(f[2])
+	st.sid, _ = strconv.Atoi(f[3])
+	st.start, _ = strconv.ParseUint(f[19], 10, 64)
+	return st
+}
+
+// ownCgroup2 returns the directory of the emperor's own cgroup v2 ("":
+// none): its path in the hierarchy (/proc/self/cgroup's "0::" line), under
+// /sys/fs/cgroup/unified on a hybrid host or /sys/fs/cgroup on a pure v2
+// one, whichever has the v2 interface files.
+func ownCgroup2() string {
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	_, rel, found := strings.Cut(string(data), "0::")
+	rel, _, _ = strings.Cut(rel, "\n")
+	for _, mount := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(mount + "/cgroup.procs"); err == nil && found {
+			return filepath.Join(mount, rel)
+		}
+	}
+	return ""
+}
+
+// intoCgroup makes the fork of attr start its child in the cgroup fd
+// (clone3 with CLONE_INTO_CGROUP): the child is in it before it runs a
+// single instruction, so nothing it forks can escape, and no later step
+// can forget to move it. -1 clears it.
+func intoCgroup(attr *syscall.SysProcAttr, fd int) {
+	attr.UseCgroupFD, attr.CgroupFD = fd >= 0, fd
+}

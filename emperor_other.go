@@ -321,3 +321,19 @@ func (f *fsWatch) pollFD() int                  { return -1 }
 func (f *fsWatch) drain(fn func(fsEvent)) error { return nil }
 func (f *fsWatch) add(dir string) error         { return f.w.Add(dir) }
 func (f *fsWatch) remove(dir string)            { _ = f.w.Remove(dir) }
+
+// Process trees: without /proc a stray's environment and origin cannot be
+// read here; childrenOfSelf finds no strays to ask about anyway.
+func procEnvValue(pid int, key string, limit int) (string, bool) { return "", false }
+
+type procStat struct {
+	pgid, sid int
+	start     uint64
+}
+
+func readProcStat(pid int) procStat { return procStat{} }
+
+// cgroup v2 is Linux's: vassals are tracked by the environment marker.
+func ownCgroup2() string { return "" }
+
+func intoCgroup(attr *syscall.SysProcAttr, fd int) {}

@@ -3356,7 +3356,7 @@ func TestStatsSchemaMatchesUWSGI(t *testing.T) {
 	env.sink.waitStart(t, 0, "st")
 	em.waitLog(t, "*** Emperor stats server enabled on "+addr, 5*time.Second)
 	ours := readStats(t, "tcp", addr)
-	extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+	extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true, "cgroup_cpu_usec": true, "cgroup_memory_bytes": true, "cgroup_pids": true}
 	want := statsSkeleton(string(golden), nil)
 	got := statsSkeleton(string(ours), extras)
 	// Drop the commas our extra keys add after "respawns".
@@ -5742,6 +5742,263 @@ func TestFaultClockJump(t *testing.T) {
 	}
 	if strings.Contains(em.log.String(), "alive.ini sent no heartbeat") {
 		t.Error("alive.ini reported silent")
+	}
+}
+
+// ==== Process trees: cgroups, strays, leftovers ==========================
+
+// treeModes are the two ways the emperor tracks a vassal's processes: a
+// cgroup v2 per vassal where it can make them, the environment marker
+// where it cannot (forced here with emperor-no-cgroups).
+var treeModes = []struct {
+	name string
+	args []string
+}{
+	{"cgroup", nil},
+	{"marker", []string{"--emperor-no-cgroups"}},
+}
+
+// startTreeEmperor starts an emperor on env in the given mode, and skips
+// the cgroup mode where the emperor says it has no cgroups.
+func startTreeEmperor(t *testing.T, env *testEnv, mode string, args ...string) *emperorProc {
+	t.Helper()
+	em := startEmperor(t, env.root, append([]string{"--emperor", env.vassals}, args...)...)
+	em.waitLog(t, "[emperor] process tracking: ", 10*time.Second)
+	if mode == "cgroup" && !strings.Contains(em.log.String(), "process tracking: cgroup v2") {
+		t.Skipf("no delegated cgroup v2 here: %s", em.log.String())
+	}
+	return em
+}
+
+// daemonVassal writes a vassal whose shell double-forks a daemon (its
+// parent exits at once, so it lands on the emperor) that writes its pid to
+// pidfile, then becomes a long sleep itself. The daemon does not hold the
+// emperor's log open (a SIGKILLed emperor's log would not end).
+func daemonVassal(t *testing.T, env *testEnv, file, pidfile string) {
+	t.Helper()
+	writeFile(t, filepath.Join(env.vassals, file), fmt.Sprintf(
+		"[uwsgi]\nunprivileged-binary-patch-arg = (sh -c 'echo $$ > %s; exec sleep 1000' </dev/null >/dev/null 2>&1 &) ; exec sleep 1000\n", pidfile))
+}
+
+// waitPidfile waits for a pid written to path.
+func waitPidfile(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTreesOtherVassalsDaemonSurvives: a crash-looping vassal's exits
+// leave the daemon another, live vassal double-forked alone; removing that
+// vassal takes its daemon along.
+func TestTreesOtherVassalsDaemonSurvives(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pidfile := filepath.Join(env.root, "a.daemon")
+			daemonVassal(t, env, "a.ini", pidfile)
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			daemon := waitPidfile(t, pidfile)
+			runs := filepath.Join(env.root, "b.runs")
+			writeFile(t, filepath.Join(env.vassals, "b.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo run >> %s; exit 1\n", runs))
+			em.waitLogCount(t, "b.ini started (pid:", 3, 30*time.Second)
+			time.Sleep(200 * time.Millisecond) // the sweep after the last exit
+			// Each respawn really ran (in the cgroup mode: in a fresh cgroup).
+			if data, _ := os.ReadFile(runs); strings.Count(string(data), "run") < 3 {
+				t.Fatalf("vassal b ran %d times, started 3", strings.Count(string(data), "run"))
+			}
+			if !alive(daemon) {
+				t.Fatalf("vassal a's daemon %d died with vassal b", daemon)
+			}
+			os.Remove(filepath.Join(env.vassals, "a.ini"))
+			waitDead(t, daemon, 10*time.Second)
+		})
+	}
+}
+
+// TestTreesImmediateRestart: a vassal restarted at once (it ignores the
+// reload byte) runs again, and keeps running: in the cgroup mode, its new
+// process must not land where the old one's tree was just killed.
+func TestTreesImmediateRestart(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pids := filepath.Join(env.root, "r.pids")
+			path := filepath.Join(env.vassals, "r.ini")
+			writeFile(t, path, fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo $$ >> %s; exec sleep 1000\n", pids))
+			em := startTreeEmperor(t, env, mode.name, append(mode.args, "--emperor-reload-grace", "300")...)
+			waitPidfile(t, pids)
+			touch(t, path, time.Now().Add(2*time.Second))
+			em.waitLog(t, "did not read its reload byte in 300ms: restarting it", 10*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			var lines []string
+			for len(lines) < 2 && time.Now().Before(deadline) {
+				data, _ := os.ReadFile(pids)
+				lines = strings.Fields(string(data))
+				time.Sleep(10 * time.Millisecond)
+			}
+			if len(lines) < 2 {
+				t.Fatalf("the restarted vassal never ran (pids %v)", lines)
+			}
+			pid, _ := strconv.Atoi(lines[1])
+			time.Sleep(500 * time.Millisecond)
+			if !alive(pid) || len(lines) != 2 {
+				t.Fatalf("the restarted vassal %d did not keep running (pids %v)", pid, lines)
+			}
+		})
+	}
+}
+
+// TestTreesEscapedDaemon: a daemon that left its vassal's session and
+// cleared its environment. In a cgroup it still dies with its vassal; with
+// the marker alone nothing shows whose it is while an older vassal runs,
+// so it is left alone (and said so), never killed on a guess.
+func TestTreesEscapedDaemon(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			writeFile(t, filepath.Join(env.vassals, "old.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			waitStarted(t, em, 1)
+			time.Sleep(100 * time.Millisecond) // a later start time for the daemon
+			pidfile := filepath.Join(env.root, "a.daemon")
+			writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf(
+				"[uwsgi]\nunprivileged-binary-patch-arg = (setsid env -i sh -c 'echo $$ > %s; exec sleep 1000' &) ; exec sleep 1000\n", pidfile))
+			daemon := waitPidfile(t, pidfile)
+			if _, ok := readEnvOf(daemon)["EMPEROR_VASSAL"]; ok {
+				t.Fatal("env -i kept the marker")
+			}
+			os.Remove(filepath.Join(env.vassals, "a.ini"))
+			em.waitLog(t, "removed uwsgi instance a.ini", 10*time.Second)
+			if mode.name == "cgroup" {
+				waitDead(t, daemon, 10*time.Second)
+				return
+			}
+			em.waitLog(t, fmt.Sprintf("leaving stray process %d (sleep) alone", daemon), 10*time.Second)
+			if !alive(daemon) {
+				t.Fatal("an unattributable stray was killed")
+			}
+		})
+	}
+}
+
+// readEnvOf is a process's environment as /proc shows it.
+func readEnvOf(pid int) map[string]string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(data), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// markedFor lists the processes whose marker names vassal (of any
+// emperor).
+func markedFor(t *testing.T, vassal string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		if m, ok := readEnvOf(pid)["EMPEROR_VASSAL"]; ok && strings.HasSuffix(m, "/"+vassal) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestTreesLeftoversOfAKilledEmperor: a SIGKILLed emperor's vassals die
+// with it, their daemons do not; the next emperor on the same directory
+// kills them before it starts the vassal again, which then runs once.
+func TestTreesLeftoversOfAKilledEmperor(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			pidfile := filepath.Join(env.root, "a.daemon")
+			daemonVassal(t, env, "a.ini", pidfile)
+			em := startTreeEmperor(t, env, mode.name, mode.args...)
+			old := waitPidfile(t, pidfile)
+			em.cmd.Process.Kill()
+			<-em.done
+			time.Sleep(200 * time.Millisecond)
+			if !alive(old) {
+				t.Fatalf("the daemon %d died with the emperor: nothing left to clean", old)
+			}
+			t.Cleanup(func() { syscall.Kill(old, syscall.SIGKILL) })
+			os.Remove(pidfile)
+			em2 := startTreeEmperor(t, env, mode.name, mode.args...)
+			waitDead(t, old, 10*time.Second)
+			em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes left by a dead emperor", 10*time.Second)
+			daemon := waitPidfile(t, pidfile)
+			time.Sleep(200 * time.Millisecond)
+			if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
+				t.Errorf("processes of a.ini: %v, want the vassal and its new daemon %d", got, daemon)
+			}
+			if n := strings.Count(em2.log.String(), "a.ini started (pid:"); n != 1 {
+				t.Errorf("a.ini started %d times", n)
+			}
+		})
+	}
+}
+
+// TestTreesCgroupCounters: with cgroups, stats and /metrics show each
+// vassal's CPU time (and memory and processes where those controllers
+// are on); without, the keys are absent, and uWSGI's keys stay as they are.
+func TestTreesCgroupCounters(t *testing.T) {
+	for _, mode := range treeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+			port := freePort(t)
+			em := startTreeEmperor(t, env, mode.name, append(mode.args, "--emperor-stats", fmt.Sprintf("http://127.0.0.1:%d", port))...)
+			waitStarted(t, em, 1)
+			em.waitLog(t, "stats server enabled", 10*time.Second)
+			get := func(path string) string {
+				c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+				var b bytes.Buffer
+				b.ReadFrom(c)
+				_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
+				return body
+			}
+			v := parseStats(t, []byte(get("/"))).vassal("a.ini")
+			if v == nil {
+				t.Fatal("no a.ini in stats")
+			}
+			_, hasCPU := v["cgroup_cpu_usec"]
+			metrics := get("/metrics")
+			checkPrometheusText(t, metrics)
+			hasMetric := strings.Contains(metrics, `emperor_vassal_cpu_microseconds_total{vassal="a.ini"} `)
+			if want := mode.name == "cgroup"; hasCPU != want || hasMetric != want {
+				t.Errorf("cgroup CPU time in stats %v, in metrics %v; want %v\n%v\n%s", hasCPU, hasMetric, want, v, metrics)
+			}
+			for _, key := range []string{"id", "pid", "born", "loyal", "respawns", "monitor"} {
+				if _, ok := v[key]; !ok {
+					t.Errorf("stats lost %q", key)
+				}
+			}
+		})
 	}
 }
 
@@ -9801,7 +10058,7 @@ func diffStats(t *testing.T) {
 		s.waitLogAfter(t, diffMark{}, "vassal ly.ini is now loyal", 10*time.Second)
 		s.env.sink.waitN(t, 2, 15*time.Second, "cl.ini's second start", evIs("cl.ini", "diff"))
 		raw, d := s.readStats(t)
-		extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true}
+		extras := map[string]bool{"last_exit": true, "restart_reason": true, "next_retry": true, "cgroup_cpu_usec": true, "cgroup_memory_bytes": true, "cgroup_pids": true}
 		if s.uwsgi() {
 			extras = nil
 		}

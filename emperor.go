@@ -2926,7 +2926,7 @@ func runnerOnly(key string) bool {
 		}
 	}
 	switch key {
-	case "unshare", "chroot", "show-config", "strict":
+	case "unshare", "chroot", "show-config", "strict", "cgroup", "cgroup-opt":
 		return true
 	}
 	return false
@@ -4410,10 +4410,10 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.close('}')
 }
 
-// cgroupCounters are the figures the stats show of a vassal's cgroup: CPU
-// time always, memory and processes where those controllers are on (CPU
-// time also in /metrics: the binary's size budget). They cover the
-// vassal's whole tree, daemons included, over all its respawns.
+// cgroupCounters are the figures the stats and /metrics show of a
+// vassal's cgroup: CPU time always, memory and processes where those
+// controllers are on. They cover the vassal's whole tree, daemons
+// included, over all its respawns.
 var cgroupCounters = [...]struct{ file, key string }{
 	{"cpu.stat", "cgroup_cpu_usec"}, {"memory.current", "cgroup_memory_bytes"}, {"pids.current", "cgroup_pids"},
 }
@@ -4472,6 +4472,8 @@ func (s *statsSnapshot) prometheus() []byte {
 		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
 		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
 		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(0) }},
+		{"emperor_vassal_memory_bytes", "gauge", "Memory of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(1) }},
+		{"emperor_vassal_processes", "gauge", "Processes in the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(2) }},
 	}
 	for _, m := range perVassal {
 		metric(m.name, m.typ, m.help)
@@ -7336,6 +7338,7 @@ func runVassal(opts *Options, args, orig []string) int {
 		func() error { return applyEnv(opts) },
 		func() error { return runHooks(opts, "pre-jail") },
 		func() error { return execPatch(opts, "privileged-binary-patch", args) },
+		func() error { return cgroupFromConfig(opts) },
 		func() error { return unshareFromConfig(opts) },
 		func() error { return chrootFromConfig(opts) },
 		func() error { return runHooks(opts, "in-jail") },
@@ -7408,6 +7411,81 @@ func applyEnv(opts *Options) error {
 		}
 	}
 	return nil
+}
+
+// cgroupFromConfig puts the runner, and so the program it becomes, in
+// each `cgroup` directory (made with cgroup-dir-mode, 700, when missing)
+// and writes each `cgroup-opt` KEY=VALUE (or KEY:VALUE) into it, as uWSGI
+// does at its start (core/utils.c, uwsgi_set_cgroup), and like it only as
+// root, with its log lines. uWSGI writes the pid to a v1 cgroup's `tasks`;
+// a cgroup v2 directory has no such file, and gets it in `cgroup.procs`.
+// A vassal that moves itself so leaves the cgroup the emperor tracks it by:
+// the emperor's environment marker still tells its processes.
+func cgroupFromConfig(opts *Options) error {
+	dirs := opts.All("cgroup")
+	if len(dirs) == 0 || os.Getuid() != 0 {
+		return nil
+	}
+	modeText, ok := opts.Last("cgroup-dir-mode")
+	if !ok {
+		modeText = "700"
+	}
+	mode, err := strconv.ParseUint(modeText, 8, 32)
+	if err != nil {
+		return fmt.Errorf("cgroup-dir-mode %q: %w", modeText, err)
+	}
+	for _, dir := range dirs {
+		switch err := os.Mkdir(dir, os.FileMode(mode)); {
+		case err == nil:
+			fmt.Fprintf(os.Stderr, "created Linux cgroup %s with mode %o\n", dir, mode)
+		case !errors.Is(err, os.ErrExist):
+			return fmt.Errorf("cgroup: %w", err)
+		default:
+			if err := os.Chmod(dir, os.FileMode(mode)); err != nil {
+				return fmt.Errorf("cgroup: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "using Linux cgroup %s with mode %o\n", dir, mode)
+		}
+		tasks := filepath.Join(dir, "tasks")
+		if _, err := os.Stat(tasks); err != nil {
+			tasks = filepath.Join(dir, "cgroup.procs")
+		}
+		if err := writeExisting(tasks, strconv.Itoa(os.Getpid())+"\n"); err != nil {
+			return fmt.Errorf("could not set cgroup: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "assigned process %d to cgroup %s\n", os.Getpid(), tasks)
+		for _, opt := range opts.All("cgroup-opt") {
+			key, val, ok := strings.Cut(opt, "=")
+			if !ok {
+				if key, val, ok = strings.Cut(opt, ":"); !ok {
+					return fmt.Errorf("invalid cgroup-opt syntax: %q", opt)
+				}
+			}
+			file := filepath.Join(dir, key)
+			if _, err := os.Stat(file); err != nil {
+				continue // as uWSGI: a knob this cgroup has not is skipped
+			}
+			if err := writeExisting(file, val+"\n"); err != nil {
+				return fmt.Errorf("could not set cgroup option %s to %s: %w", key, val, err)
+			}
+			fmt.Fprintf(os.Stderr, "set %s to %s\n", val, file)
+		}
+	}
+	return nil
+}
+
+// writeExisting writes s to a file that must exist (a kernel interface
+// file: creating one would be a mistake).
+func writeExisting(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func chrootFromConfig(opts *Options) error {

@@ -6002,6 +6002,79 @@ func TestTreesCgroupCounters(t *testing.T) {
 	}
 }
 
+// TestCgroupOptionsMatchUWSGI: a vassal's own cgroup and cgroup-opt put it
+// in the cgroup it names (made when missing) with the knobs it sets, under
+// the runner as under uWSGI, with the same lines in the log.
+func TestCgroupOptionsMatchUWSGI(t *testing.T) {
+	needRoot(t)
+	needUWSGI(t)
+	t.Parallel()
+	base := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(base, "tasks")); err != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.procs"); err != nil {
+			t.Skip("no cgroup v1 pids hierarchy and no cgroup v2 at /sys/fs/cgroup")
+		}
+		base = "/sys/fs/cgroup"
+	}
+	pid := regexp.MustCompile(`process \d+`)
+	run := func(real bool) (lines []string, seen string) {
+		env := newTestEnv(t)
+		cg := filepath.Join(base, fmt.Sprintf("emptest-cg%d-%v", os.Getpid(), real))
+		killAll := func() {
+			for _, file := range []string{"tasks", "cgroup.procs"} {
+				procs, _ := os.ReadFile(filepath.Join(cg, file))
+				for _, f := range strings.Fields(string(procs)) {
+					if n, err := strconv.Atoi(f); err == nil {
+						syscall.Kill(n, syscall.SIGKILL)
+					}
+				}
+			}
+		}
+		t.Cleanup(func() {
+			for i := 0; i < 50 && os.Remove(cg) != nil; i++ {
+				killAll()
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+		out := filepath.Join(env.root, "out")
+		writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf("[uwsgi]\ncgroup = %s\ncgroup-opt = pids.max=50\ncgroup-opt = no.such.knob=1\n"+
+			"unprivileged-binary-patch-arg = sh -c 'grep -c \":%s$\" /proc/self/cgroup > %s; cat %s/pids.max >> %s; exec sleep 1000'\n",
+			cg, strings.TrimPrefix(cg, base), out, cg, out))
+		bin, args := emperorBin, []string{"--emperor", env.vassals}
+		if real {
+			bin, args = uwsgiEmperor, append(args, "--binary-path", uwsgiCore)
+		}
+		em := startEmperorCmd(t, exec.Command(bin, args...))
+		em.waitLog(t, "set 50 to ", 20*time.Second)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if data, _ := os.ReadFile(out); strings.Count(string(data), "\n") >= 2 {
+				break
+			}
+		}
+		data, _ := os.ReadFile(out)
+		for _, l := range strings.Split(em.log.String(), "\n") {
+			if strings.Contains(l, "Linux cgroup") || strings.HasPrefix(l, "assigned process") || strings.HasPrefix(l, "set 50") {
+				lines = append(lines, pid.ReplaceAllString(strings.ReplaceAll(l, cg, "CG"), "process N"))
+			}
+		}
+		// uWSGI's emperor would wait out its curse tolerance for a vassal
+		// that never reads: kill the emperor, then what is in the cgroup.
+		em.cmd.Process.Kill()
+		<-em.done
+		killAll()
+		return lines, strings.Join(strings.Fields(string(data)), " ")
+	}
+	ours, oursSeen := run(false)
+	theirs, theirsSeen := run(true)
+	t.Logf("ours: %s\n%s", oursSeen, strings.Join(ours, "\n"))
+	if oursSeen != "1 50" {
+		t.Errorf("the vassal is in its cgroup / has pids.max: %q, want \"1 50\"", oursSeen)
+	}
+	if oursSeen != theirsSeen || !slices.Equal(ours, theirs) {
+		t.Errorf("differ:\nours:  %s\n%s\nuWSGI: %s\n%s", oursSeen, strings.Join(ours, "\n"), theirsSeen, strings.Join(theirs, "\n"))
+	}
+}
+
 // ==== Soak ==============================================================
 
 // TestSoak churns configs, vassals and signals at random and checks the

@@ -4219,7 +4219,7 @@ func TestOptionTableMatchesTSV(t *testing.T) {
 			own = append(own, o.name)
 		}
 	}
-	if !reflect.DeepEqual(own, []string{"emperor-reload-grace", "emperor-removal-grace", "vassals-notify-socket", "status", "log-strftime"}) {
+	if !reflect.DeepEqual(own, []string{"emperor-reload-grace", "emperor-removal-grace", "emperor-no-cgroups", "vassals-notify-socket", "status", "log-strftime"}) {
 		t.Errorf("the emperor's own options, beside uWSGI's: %q", own)
 	}
 	for name, kind := range map[string]optionKind{"master": optFlag, "need-app": optFlag, "daemonize": optValue,
@@ -9237,6 +9237,7 @@ func (s *diffSide) describe(prefix string, rep diffStart) {
 var diffEnvInternal = map[string]string{
 	"UWSGI_ORIGINAL_PROC_NAME": "the uWSGI emperor sets it in its own environment at start, for its process names",
 	"UWSGI_RELOADS":            "uwsgi-core's reload counter, set by uwsgi-core itself before it execs the patch",
+	"EMPEROR_VASSAL":           "ours: the marker by which the emperor tells each vassal's processes (README, Security)",
 }
 
 // envDelta is env as its difference from the environment the emperor was
@@ -10115,7 +10116,7 @@ func diffVassalEnvRewrite(t *testing.T) {
 		// Ours renames it, and its runner applies UWSGI_ENV as the env
 		// option, as uwsgi-core would.
 		"e.ini env": {row: "UWSGI_VASSAL_X=v",
-			uwsgi: "-UWSGI_VASSAL_ENV " + probe + " UWSGI_L_PROC_NAME=/usr/bin/uwsgi",
+			uwsgi: "-UWSGI_VASSAL_ENV " + probe + " UWSGI_L_PROC_NAME=" + uwsgiEmperor,
 			ours:  "-UWSGI_VASSAL_ENV DIFF_FROMENV=yes " + probe + " UWSGI_ENV=DIFF_FROMENV=yes"},
 	})
 }

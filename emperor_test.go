@@ -6373,7 +6373,9 @@ func TestSiege(t *testing.T) {
 	if fds > s.baseFds+len(s.extra)*2+8 {
 		t.Errorf("emperor fds grew from %d to %d", s.baseFds, fds)
 	}
-	if rss > s.baseRSS+16*1024 {
+	// The race detector's shadow memory grows with every goroutine and
+	// allocation the attacks cause: RSS says nothing about leaks there.
+	if rss > s.baseRSS+16*1024 && !raceEnabled() {
 		t.Errorf("emperor RSS grew from %d kB to %d kB", s.baseRSS, rss)
 	}
 }
@@ -6421,7 +6423,11 @@ func (s *siege) check(t *testing.T, after string) {
 			t.Errorf("after %s: the stats document is not valid UTF-8 JSON", after)
 		}
 	}
-	if best > 100*time.Millisecond {
+	limit := 100 * time.Millisecond
+	if raceEnabled() {
+		limit *= 3 // an instrumented emperor runs several times slower
+	}
+	if best > limit {
 		t.Errorf("after %s: stats took %v (best of three)", after, best)
 	}
 	for _, pid := range s.marked() {

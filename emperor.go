@@ -3125,6 +3125,7 @@ type cgroupTrack struct {
 	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
 	byName  map[string]string // vassal -> its running instance's cgroup, v.NAME/N (N: its starts before it)
 	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
+	enable  string            // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
 }
 
 // startTracking gives the emperor its identity (the hash of its sources:
@@ -3153,6 +3154,7 @@ func (e *emperor) startTracking() {
 				why = err.Error()
 			} else {
 				cg.dir = name
+				cg.enableCounters(name)
 			}
 		}
 	}
@@ -3209,6 +3211,27 @@ func fnv64(s string) uint64 {
 	return h
 }
 
+// enableCounters turns on, for the cgroups below dir, the memory and pids
+// controllers dir has (a delegated cgroup usually has them), so that each
+// vassal's memory and process count can be shown; cpu.stat is there
+// without any. Neither dir nor a vassal's own cgroup holds a process, as a
+// cgroup with controllers for its children must not.
+func (c *cgroupTrack) enableCounters(dir string) {
+	data, err := readRegularFile(filepath.Join(dir, "cgroup.controllers"), 4096)
+	if err != nil {
+		return
+	}
+	var enable []string
+	for _, ctl := range strings.Fields(string(data)) {
+		if ctl == "memory" || ctl == "pids" {
+			enable = append(enable, "+"+ctl)
+		}
+	}
+	if len(enable) > 0 && writeExisting(filepath.Join(dir, "cgroup.subtree_control"), strings.Join(enable, " ")) == nil {
+		c.enable = strings.Join(enable, " ")
+	}
+}
+
 // openFor makes and opens the cgroup of v's next process for clone3 (-1:
 // none): v.NAME/N, below the vassal's own, which is kept across respawns
 // (its counters add up over them). The loop opens it and the spawn closes
@@ -3223,7 +3246,9 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
 	base := filepath.Join(c.dir, vname)
 	delete(c.pending, base)
-	_ = os.Mkdir(base, 0o755)
+	if os.Mkdir(base, 0o755) == nil && c.enable != "" {
+		_ = writeExisting(filepath.Join(base, "cgroup.subtree_control"), c.enable)
+	}
 	// Each process gets a fresh cgroup below the vassal's: clone3 into a
 	// cgroup that was once killed through cgroup.kill has its child
 	// killed at birth (seen on Linux 6.18), and the vassal's counters add

@@ -4823,21 +4823,33 @@ func (s statsServer) fetch() *statsSnapshot {
 // behind uWSGI's own header block. A client that sends nothing is let go
 // without an answer.
 func (s statsServer) answerStatsHTTP(conn net.Conn, clients *statsClients) {
+	s.answerDocument(conn, clients, true, (*statsSnapshot).render)
+}
+
+// answerDocument sends one rendered document, after the client's request
+// and behind uWSGI's header block with withHTTP, and closes the connection.
+func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHTTP bool, render func(*statsSnapshot) []byte) {
 	defer conn.Close()
-	clients.setIdle(conn, true, false)
-	_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
-	var req [4096]byte
-	n, _ := conn.Read(req[:])
-	clients.setIdle(conn, false, false)
-	if n <= 0 {
-		return
+	if withHTTP {
+		clients.setIdle(conn, true, false)
+		_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
+		var req [4096]byte
+		n, _ := conn.Read(req[:])
+		clients.setIdle(conn, false, false)
+		if n <= 0 {
+			return
+		}
 	}
 	snap := s.fetch()
 	if snap == nil {
 		return
 	}
+	doc := render(snap)
+	if withHTTP {
+		doc = append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc...)
+	}
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, _ = conn.Write(append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), snap.render()...))
+	_, _ = conn.Write(doc)
 }
 
 func (s statsServer) answer(conn net.Conn) {
@@ -7295,27 +7307,7 @@ func (e *emperor) startMasterStats() error {
 	}
 	logRaw("*** Stats server enabled on %s fd: %d ***", addr, fd)
 	go srv.serve(ln, clients, func(conn net.Conn) {
-		defer conn.Close()
-		if withHTTP {
-			clients.setIdle(conn, true, false)
-			_ = conn.SetReadDeadline(time.Now().Add(srv.timeout))
-			var req [4096]byte
-			n, _ := conn.Read(req[:])
-			clients.setIdle(conn, false, false)
-			if n <= 0 {
-				return
-			}
-		}
-		snap := srv.fetch()
-		if snap == nil {
-			return
-		}
-		doc := renderMasterStats(snap, cwd, cmds)
-		if withHTTP {
-			doc = append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc...)
-		}
-		_ = conn.SetWriteDeadline(time.Now().Add(srv.timeout))
-		_, _ = conn.Write(doc)
+		srv.answerDocument(conn, clients, withHTTP, func(snap *statsSnapshot) []byte { return renderMasterStats(snap, cwd, cmds) })
 	})
 	go func() { <-srv.done; ln.Close() }()
 	return nil

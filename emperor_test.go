@@ -4594,11 +4594,18 @@ func TestMountHooksMatchUWSGI(t *testing.T) {
 		sort.Strings(lines) // the vassal's and the emperor's hooks run side by side
 		return lines, seen
 	}
+	sameAsUWSGI(t, run, "vassal sees mv 1, mv2 0; host mounts under the root: 0")
+}
+
+// sameAsUWSGI runs a scenario under ours and under uWSGI's emperor (run's
+// argument): ours must see want, and both the same, log lines included.
+func sameAsUWSGI(t *testing.T, run func(real bool) (lines []string, seen string), want string) {
+	t.Helper()
 	ours, oursSeen := run(false)
 	theirs, theirsSeen := run(true)
 	t.Logf("ours: %s\n%s", oursSeen, strings.Join(ours, "\n"))
-	if oursSeen != "vassal sees mv 1, mv2 0; host mounts under the root: 0" {
-		t.Errorf("ours: %s", oursSeen)
+	if oursSeen != want {
+		t.Errorf("ours: %q, want %q", oursSeen, want)
 	}
 	if oursSeen != theirsSeen || !slices.Equal(ours, theirs) {
 		t.Errorf("differ:\nours:  %s\n%s\nuWSGI: %s\n%s", oursSeen, strings.Join(ours, "\n"), theirsSeen, strings.Join(theirs, "\n"))
@@ -6064,15 +6071,7 @@ func TestCgroupOptionsMatchUWSGI(t *testing.T) {
 		killAll()
 		return lines, strings.Join(strings.Fields(string(data)), " ")
 	}
-	ours, oursSeen := run(false)
-	theirs, theirsSeen := run(true)
-	t.Logf("ours: %s\n%s", oursSeen, strings.Join(ours, "\n"))
-	if oursSeen != "1 50" {
-		t.Errorf("the vassal is in its cgroup / has pids.max: %q, want \"1 50\"", oursSeen)
-	}
-	if oursSeen != theirsSeen || !slices.Equal(ours, theirs) {
-		t.Errorf("differ:\nours:  %s\n%s\nuWSGI: %s\n%s", oursSeen, strings.Join(ours, "\n"), theirsSeen, strings.Join(theirs, "\n"))
-	}
+	sameAsUWSGI(t, run, "1 50") // in its cgroup, with pids.max set
 }
 
 // ==== Soak ==============================================================

@@ -5368,7 +5368,7 @@ func (e *emperor) parentNext() {
 			continue
 		}
 		spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks}.String()
-		env := append(os.Environ()[:len(os.Environ()):len(os.Environ())], asEmperorEnv+"="+spec)
+		env := append(os.Environ(), asEmperorEnv+"="+spec) // a fresh copy each call
 		pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
 			Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
 			Sys: &syscall.SysProcAttr{Setpgid: true},

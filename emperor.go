@@ -3427,6 +3427,12 @@ func (e *emperor) died(v *vassal, ex childExit) {
 	default:
 		v.lastReason = "exit"
 	}
+	if !v.goneSince.IsZero() {
+		// Its config is gone (the removal grace is running): nothing to
+		// start it from. Should the config come back, that is a new vassal.
+		e.deleteVassal(v)
+		return
+	}
 	v.status = statusRunning
 	now := time.Now()
 	if !v.loyal && !e.cfg.noBlacklist {

@@ -889,6 +889,24 @@ func TestVassalHygiene(t *testing.T) {
 	}
 }
 
+// TestNoRespawnWithoutConfig: a vassal that ends while its config is gone
+// (within the removal grace) is not started again from a file that is not
+// there: it is removed, and a config that comes back is a new vassal.
+func TestNoRespawnWithoutConfig(t *testing.T) {
+	env := newTestEnv(t)
+	path := filepath.Join(env.vassals, "gone.ini")
+	writeFile(t, path, "[uwsgi]\nunprivileged-binary-patch-arg = sh -c 'while [ -e "+path+" ]; do sleep 0.01; done; exit 1'\n")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-removal-grace", "2000")
+	em.waitLog(t, "[emperor] vassal gone.ini started (pid: ", 10*time.Second)
+	os.Remove(path)
+	em.waitLog(t, "[emperor] removed uwsgi instance gone.ini", 5*time.Second)
+	if n := strings.Count(em.log.String(), "[emperor] vassal gone.ini started"); n != 1 {
+		t.Errorf("started %d times, want once:\n%s", n, em.log.String())
+	}
+	writeFile(t, path, "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	em.waitLogCount(t, "[emperor] vassal gone.ini started", 2, 10*time.Second)
+}
+
 func TestLifecycleTouchRemoveKillRename(t *testing.T) {
 	env := newTestEnv(t)
 	// ignore-term: the probe then always sees the stop byte before it goes,

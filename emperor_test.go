@@ -10988,7 +10988,8 @@ func cTokens(line string) []string {
 // includes and conditionals. Each directory is one deployment: `cmdline`
 // (the emperor's arguments, one a line) and the files it uses, templates
 // in which {{DIR}} is the deployment's directory and {{PORTn}} a free
-// port. TestDeploymentCorpus runs each under uWSGI 2.0.21's emperor and
+// port; `shared/` holds files any deployment may use (the attached
+// daemons), copied into each. TestDeploymentCorpus runs each under uWSGI 2.0.21's emperor and
 // under ours at once (same layout, own directory and ports), and ours
 // must get at least as far: the same vassals, the same answers wherever
 // uWSGI answers, still running where uWSGI is. Vassal configs print the
@@ -11230,7 +11231,21 @@ func corpusRenderInto(t *testing.T, src, dir string) map[string]string {
 	os.Chmod(dir, 0o777)
 	ports := map[string]string{}
 	portRe := regexp.MustCompile(`\{\{PORT\d+\}\}`)
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+	// The files every deployment may use (the attached daemons) first,
+	// then the deployment's own.
+	for _, from := range []string{corpusShared, src} {
+		if err := corpusCopy(from, dir, portRe, ports, t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ports
+}
+
+// corpusShared holds files that several deployments use, copied into each.
+const corpusShared = "testdata/deployments/shared"
+
+func corpusCopy(src, dir string, portRe *regexp.Regexp, ports map[string]string, t *testing.T) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -11256,10 +11271,6 @@ func corpusRenderInto(t *testing.T, src, dir string) map[string]string {
 		}
 		return os.WriteFile(dst, []byte(text), mode)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
 }
 
 // corpusPorts are the ports handed out so far: a port freePort found free

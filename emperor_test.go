@@ -665,6 +665,30 @@ func writeFile(t testing.TB, path, content string) {
 	}
 }
 
+// writeStamped writes a file in place and sets its mtime before closing
+// it: an emperor that reads a config when its writer closes it sees one
+// change (new content, that mtime), as a scan after "write; touch" does.
+// Writing and touching apart would be two changes to a watcher quick
+// enough to see the file between them.
+func writeStamped(t testing.TB, path, content string, when time.Time) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tv := []unix.Timeval{unix.NsecToTimeval(when.UnixNano()), unix.NsecToTimeval(when.UnixNano())}
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Futimes(int(f.Fd()), tv); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // shortTempDir keeps UNIX socket paths under the 108-byte limit.
 func shortTempDir(t testing.TB) string {
 	t.Helper()
@@ -9640,8 +9664,7 @@ func diffContentChange(t *testing.T) {
 		_, first := s.diffStarted(t, 0, "c.ini")
 		m := s.mark()
 		content := diffConfig("c.ini", append(s.probeOptions("c.ini", ""), [2]string{"env", "DIFF_NEW=1"}))
-		writeFile(t, path, content)
-		touch(t, path, time.Now().Add(2*time.Second))
+		writeStamped(t, path, content, time.Now().Add(2*time.Second))
 		s.waitByte(t, m, "c.ini", first.pid, 1)
 		s.waitLogAfter(t, m, "reload the uwsgi instance c.ini", 5*time.Second)
 		s.logFact("log after new content", m, "c.ini")
@@ -10501,8 +10524,7 @@ func diffRemoveReadd(t *testing.T) {
 		m := s.mark()
 		os.Remove(path)
 		time.Sleep(50 * time.Millisecond)
-		writeFile(t, path, diffConfig("ra.ini", append(s.probeOptions("ra.ini", "send=5"), [2]string{"env", "DIFF_NEW=1"})))
-		touch(t, path, time.Now().Add(2*time.Second))
+		writeStamped(t, path, diffConfig("ra.ini", append(s.probeOptions("ra.ini", "send=5"), [2]string{"env", "DIFF_NEW=1"})), time.Now().Add(2*time.Second))
 		s.waitLogAfter(t, m, "ra.ini", 10*time.Second)
 		time.Sleep(2 * time.Second) // a scan and a half
 		s.logFact("log", m, "ra.ini")
@@ -10527,8 +10549,7 @@ func diffRewriteSameMtime(t *testing.T) {
 		s.start(t, nil)
 		_, first := s.diffStarted(t, 0, "sm.ini")
 		m := s.mark()
-		writeFile(t, path, diffConfig("sm.ini", append(s.probeOptions("sm.ini", ""), [2]string{"env", "DIFF_NEW=1"})))
-		touch(t, path, then)
+		writeStamped(t, path, diffConfig("sm.ini", append(s.probeOptions("sm.ini", ""), [2]string{"env", "DIFF_NEW=1"})), then)
 		if s.uwsgi() {
 			s.env.sink.expectNone(t, m.ev, 2*time.Second, "reload", s.reloadOf("sm.ini", first.pid))
 		} else {

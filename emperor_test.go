@@ -6007,13 +6007,18 @@ func TestTreesLeftoversOfAKilledEmperor(t *testing.T) {
 }
 
 // TestTreesCgroupCounters: with cgroups, stats and /metrics show each
-// vassal's CPU time (and memory and processes where those controllers
-// are on); without, the keys are absent, and uWSGI's keys stay as they are.
+// vassal's CPU time, and its memory and processes where those controllers
+// are on; without, the keys are absent, and uWSGI's keys stay as they are.
 func TestTreesCgroupCounters(t *testing.T) {
 	for _, mode := range treeModes {
 		t.Run(mode.name, func(t *testing.T) {
+			var controllers string
+			if mode.name == "cgroup" {
+				controllers = delegateCounters(t)
+			}
 			env := newTestEnv(t)
-			writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+			// Three processes: the vassal and two children.
+			writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1001 & sleep 1002 & exec sleep 1000\n")
 			port := freePort(t)
 			em := startTreeEmperor(t, env, mode.name, append(mode.args, "--emperor-stats", fmt.Sprintf("http://127.0.0.1:%d", port))...)
 			waitStarted(t, em, 1)
@@ -6031,16 +6036,39 @@ func TestTreesCgroupCounters(t *testing.T) {
 				_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
 				return body
 			}
-			v := parseStats(t, []byte(get("/"))).vassal("a.ini")
-			if v == nil {
-				t.Fatal("no a.ini in stats")
+			want := map[string]bool{"cgroup_cpu_usec": mode.name == "cgroup",
+				"cgroup_pids":         strings.Contains(controllers, "pids"),
+				"cgroup_memory_bytes": strings.Contains(controllers, "memory")}
+			metricOf := map[string]string{"cgroup_cpu_usec": "emperor_vassal_cpu_microseconds_total",
+				"cgroup_pids": "emperor_vassal_processes", "cgroup_memory_bytes": "emperor_vassal_memory_bytes"}
+			// The figures are read again at most once a second: the
+			// children may not be counted in the first document.
+			var v map[string]any
+			var metrics string
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				v = parseStats(t, []byte(get("/"))).vassal("a.ini")
+				if v == nil {
+					t.Fatal("no a.ini in stats")
+				}
+				metrics = get("/metrics")
+				if n, _ := v["cgroup_pids"].(float64); !want["cgroup_pids"] || n == 3 || time.Now().After(deadline) {
+					break
+				}
 			}
-			_, hasCPU := v["cgroup_cpu_usec"]
-			metrics := get("/metrics")
 			checkPrometheusText(t, metrics)
-			hasMetric := strings.Contains(metrics, `emperor_vassal_cpu_microseconds_total{vassal="a.ini"} `)
-			if want := mode.name == "cgroup"; hasCPU != want || hasMetric != want {
-				t.Errorf("cgroup CPU time in stats %v, in metrics %v; want %v\n%v\n%s", hasCPU, hasMetric, want, v, metrics)
+			for key, want := range want {
+				x, has := v[key]
+				sample := metricSample(metrics, metricOf[key], `vassal="a.ini"`)
+				if has != want || (sample != "") != want {
+					t.Errorf("%s in stats: %v (%v), in metrics: %q; want it there: %v\n%s", key, has, x, sample, want, metrics)
+					continue
+				}
+				if n, _ := x.(float64); has && (n <= 0 || strconv.FormatInt(int64(n), 10) != sample) {
+					t.Errorf("%s = %v, metric %q: want the same positive figure", key, x, sample)
+				}
+			}
+			if n, _ := v["cgroup_pids"].(float64); want["cgroup_pids"] && n != 3 {
+				t.Errorf("cgroup_pids = %v, want 3 (the vassal and its two children)", n)
 			}
 			for _, key := range []string{"id", "pid", "born", "loyal", "respawns", "monitor"} {
 				if _, ok := v[key]; !ok {
@@ -6049,6 +6077,80 @@ func TestTreesCgroupCounters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metricSample is the value of the sample NAME{LABELS} in Prometheus text,
+// or "".
+func metricSample(text, name, labels string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+"{"+labels+"} "); ok {
+			return rest
+		}
+	}
+	return ""
+}
+
+// delegateCounters gives the emperor's cgroup v2 (this test's) the memory
+// and pids controllers for its children where the host has them there, as
+// systemd's Delegate=yes does, and returns those it has. On a hybrid host
+// whose v2 hierarchy has none, an unused v1 pids hierarchy is unmounted
+// for the test, which moves the controller to v2 (Linux rebinds an unused
+// controller to the hierarchy that asks for it), and mounted back after.
+func delegateCounters(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	_, rel, _ := strings.Cut(string(data), "0::")
+	rel, _, _ = strings.Cut(rel, "\n")
+	mount := "/sys/fs/cgroup"
+	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
+		mount = "/sys/fs/cgroup/unified"
+	}
+	own := filepath.Join(mount, rel)
+	controllers := func() string { b, _ := os.ReadFile(filepath.Join(own, "cgroup.controllers")); return string(b) }
+	const v1 = "/sys/fs/cgroup/pids"
+	if ents, err := os.ReadDir(v1); err == nil && !strings.Contains(controllers(), "pids") && !slices.ContainsFunc(ents, os.DirEntry.IsDir) {
+		if err := syscall.Unmount(v1, 0); err != nil {
+			t.Logf("v1 pids hierarchy kept (%v): no pids figures here", err)
+		} else {
+			// The hierarchy goes, and frees its controller, a moment
+			// after the unmount.
+			for i := 0; i < 50 && !strings.Contains(controllers(), "pids"); i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Cleanup(func() {
+				os.WriteFile(filepath.Join(own, "cgroup.subtree_control"), []byte("-pids"), 0)
+				// The controller is free for v1 again once v2's cgroups
+				// that used it are gone, which the kernel does a moment
+				// after their removal.
+				var err error
+				for i := 0; i < 50; i++ {
+					if err = syscall.Mount("cgroup", v1, "cgroup", 0, "pids"); err == nil {
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				t.Errorf("v1 pids hierarchy not mounted back at %s: %v", v1, err)
+			})
+		}
+	}
+	var on []string
+	for _, ctl := range strings.Fields(controllers()) {
+		if ctl == "memory" || ctl == "pids" {
+			on = append(on, "+"+ctl)
+		}
+	}
+	if len(on) > 0 {
+		// Refused where this cgroup holds processes and is not the root.
+		if err := os.WriteFile(filepath.Join(own, "cgroup.subtree_control"), []byte(strings.Join(on, " ")), 0); err != nil {
+			t.Logf("controllers %v not delegated: %v", on, err)
+		}
+	}
+	delegated, _ := os.ReadFile(filepath.Join(own, "cgroup.subtree_control"))
+	t.Logf("controllers for the emperor's cgroup: %s", bytes.TrimSpace(delegated))
+	return string(delegated)
 }
 
 // TestCgroupOptionsMatchUWSGI: a vassal's own cgroup and cgroup-opt put it

@@ -3122,11 +3122,16 @@ const markerReadLimit = 64 << 10
 // there by clone3, so its whole tree, daemons that left its session
 // included, is known to the kernel and dies with one write to cgroup.kill.
 type cgroupTrack struct {
-	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
-	byName  map[string]string // vassal -> its running instance's cgroup, v.NAME/N (N: its starts before it)
-	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
-	enable  string            // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
+	dir     string                  // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
+	byName  map[string]vassalCgroup // vassal -> its cgroups
+	pending map[string]bool         // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
+	enable  string                  // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
 }
+
+// vassalCgroup is where a vassal's processes run: the vassal's own cgroup
+// (dir/v.NAME, its counters kept across respawns) and its running
+// instance's below it (v.NAME/N, N: its starts before it).
+type vassalCgroup struct{ vassal, instance string }
 
 // startTracking gives the emperor its identity (the hash of its sources:
 // the start directory and the monitors as given, its pid, its start time),
@@ -3137,7 +3142,7 @@ func (e *emperor) startTracking() {
 	s.identity = fmt.Sprintf("%x.%d.%d", fnv64(strings.Join(append(e.cfg.monitors[:len(e.cfg.monitors):len(e.cfg.monitors)], e.watch.startCwd), "\x00")), os.Getpid(), readProcStat(os.Getpid()).start)
 	s.sources, _, _ = strings.Cut(s.identity, ".")
 	s.endedPid, s.leftOnce = map[int]bool{}, map[int]bool{}
-	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
+	cg.byName, cg.pending = map[string]vassalCgroup{}, map[string]bool{}
 	why := "emperor-no-cgroups"
 	if !e.cfg.noCgroups {
 		why = "no cgroup2 at /sys/fs/cgroup"
@@ -3261,7 +3266,7 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
 		return -1
 	}
-	c.byName[v.name] = name
+	c.byName[v.name] = vassalCgroup{vassal: base, instance: dir}
 	return fd
 }
 
@@ -3269,15 +3274,15 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 // kernel signals each member, forks in flight included. A deleted
 // vassal's cgroup is removed once empty.
 func (c *cgroupTrack) ended(v *vassal, deleted bool) {
-	name, ok := c.byName[v.name]
+	cg, ok := c.byName[v.name]
 	if !ok {
 		return
 	}
-	_ = killCgroup(filepath.Join(c.dir, name))
-	c.pending[filepath.Join(c.dir, name)] = true
+	_ = killCgroup(cg.instance)
+	c.pending[cg.instance] = true
 	if deleted {
 		delete(c.byName, v.name)
-		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
+		c.pending[cg.vassal] = true
 		c.removeEmpty()
 	}
 	// Otherwise the instance's cgroup goes at the sweep its exit queued:
@@ -4229,8 +4234,8 @@ func (e *emperor) snapshot() *statsSnapshot {
 		if v.pid == 0 {
 			st.pid = -1
 		}
-		if name, ok := e.strays.cg.byName[v.name]; ok {
-			st.cgroup = filepath.Join(e.strays.cg.dir, filepath.Dir(name))
+		if cg, ok := e.strays.cg.byName[v.name]; ok {
+			st.cgroup = cg.vassal
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()
@@ -4255,64 +4260,70 @@ type jsonWriter struct {
 	first []bool
 }
 
-func (w *jsonWriter) tabs() {
-	for i := 0; i < w.depth; i++ {
-		w.b = append(w.b, '\t')
+// The writer's methods build on a local slice and store it back once:
+// each store of w.b is a pointer write the collector's write barrier sees,
+// and a document has a dozen per vassal.
+
+func (w *jsonWriter) tabs(b []byte) []byte {
+	const some = "\t\t\t\t\t\t\t\t"
+	for i := w.depth; i > 0; i -= len(some) {
+		b = append(b, some[:min(i, len(some))]...)
 	}
+	return b
 }
 
-func (w *jsonWriter) sep() {
+func (w *jsonWriter) sep(b []byte) []byte {
 	n := len(w.first) - 1
 	if n >= 0 {
 		if !w.first[n] {
-			w.b = append(w.b, ',', '\n')
+			b = append(b, ',', '\n')
 		}
 		w.first[n] = false
 	}
+	return b
 }
 
-func (w *jsonWriter) key(key string) {
-	w.sep()
-	w.tabs()
-	w.b = appendJSONString(w.b, key)
-	w.b = append(w.b, ':')
+// key writes a key: one of the stats document's own names, plain ASCII
+// that needs no escaping.
+func (w *jsonWriter) key(b []byte, key string) []byte {
+	b = w.tabs(w.sep(b))
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, '"', ':')
 }
 
 func (w *jsonWriter) open(key string, brace byte) {
+	b := w.b
 	if key != "" {
-		w.key(key)
+		b = w.key(b, key)
 	} else {
-		w.sep()
+		b = w.sep(b)
 		if brace == '{' && w.depth > 0 {
-			w.tabs()
+			b = w.tabs(b)
 		}
 	}
-	w.b = append(w.b, brace, '\n')
+	w.b = append(b, brace, '\n')
 	w.depth++
 	w.first = append(w.first, true)
 }
 
 func (w *jsonWriter) close(brace byte) {
-	w.b = append(w.b, '\n')
+	b := append(w.b, '\n')
 	w.depth--
 	w.first = w.first[:len(w.first)-1]
-	w.tabs()
-	w.b = append(w.b, brace)
+	w.b = append(w.tabs(b), brace)
 }
 
 func (w *jsonWriter) str(key, val string) {
-	w.key(key)
-	w.b = appendJSONString(w.b, val)
+	w.b = appendJSONString(w.key(w.b, key), val)
 }
 
 func (w *jsonWriter) num(key string, n int64) {
-	w.key(key)
-	w.b = strconv.AppendInt(w.b, n, 10)
+	w.b = strconv.AppendInt(w.key(w.b, key), n, 10)
 }
 
 func (w *jsonWriter) item(val string) {
-	w.sep()
-	w.b = appendJSONString(w.b, val)
+	w.b = appendJSONString(w.sep(w.b), val)
 }
 
 // appendJSONString quotes s as a JSON string. Names come from the file
@@ -4322,14 +4333,22 @@ func (w *jsonWriter) item(val string) {
 // called.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	done := 0 // s[:done] is in b
 	for i := 0; i < len(s); {
 		c := s[i]
+		if c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' {
+			i++ // copied with the run it is in
+			continue
+		}
+		b = append(b, s[done:i]...)
 		switch {
 		case c == '"' || c == '\\':
 			b = append(b, '\\', c)
+			i++
 		case c < 0x20:
 			b = append(b, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-		case c >= utf8.RuneSelf:
+			i++
+		default:
 			r, n := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && n == 1 {
 				b = append(b, `\ufffd`...)
@@ -4337,12 +4356,10 @@ func appendJSONString(b []byte, s string) []byte {
 				b = append(b, s[i:i+n]...)
 			}
 			i += n
-			continue
-		default:
-			b = append(b, c)
 		}
-		i++
+		done = i
 	}
+	b = append(b, s[done:]...)
 	return append(b, '"')
 }
 
@@ -4438,8 +4455,9 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("last_exit", v.lastExit)
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
-	for c := range cgroupCounters {
-		if x := v.cgroupValue(c); x != absent {
+	figures := v.cgroupFigures()
+	for c, x := range figures {
+		if x != absent {
 			w.num(cgroupCounters[c].key, x)
 		}
 	}
@@ -4459,11 +4477,14 @@ var cgroupCounters = [...]struct{ file, key string }{
 const absent = -1 << 63
 
 // cgroupValue is cgroupCounters[c] of the vassal's cgroup, as last read.
-func (v *vassalStat) cgroupValue(c int) int64 {
+func (v *vassalStat) cgroupValue(c int) int64 { return v.cgroupFigures()[c] }
+
+// cgroupFigures are all of the vassal's cgroupCounters, as last read.
+func (v *vassalStat) cgroupFigures() [len(cgroupCounters)]int64 {
 	if v.cgroup == "" {
-		return absent
+		return [len(cgroupCounters)]int64{absent, absent, absent}
 	}
-	return cgroupFigures.get(v.cgroup)[c]
+	return cgroupFigures.get(v.cgroup)
 }
 
 // cgroupFigures keeps the counters of vassals' cgroups for the stats

@@ -8931,6 +8931,25 @@ func FuzzSpecRecord(f *testing.F) {
 	})
 }
 
+// FuzzStatsString: every string the stats document holds (vassal names
+// are file names: any bytes) comes out as one valid JSON string that reads
+// back as the name with each byte that is not UTF-8 replaced by U+FFFD.
+func FuzzStatsString(f *testing.F) {
+	for _, s := range []string{"", "app.ini", `"q"\b`, "\x00\x1f\x7f", "é€𝄞", "\xff", "a\xffb\xc3", "\u2028\n\t", "$(id).ini"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := appendJSONString([]byte("x"), s)[1:]
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil || !utf8.Valid(out) {
+			t.Fatalf("%q rendered as %q: %v", s, out, err)
+		}
+		if back != validUTF8(s) {
+			t.Fatalf("%q read back as %q, want %q", s, back, validUTF8(s))
+		}
+	})
+}
+
 // ==== Differential tests against the real uWSGI emperor ==================
 // Each scenario runs twice at once: under uWSGI 2.0.21's emperor (`uwsgi
 // --emperor DIR --binary-path /usr/bin/uwsgi-core --emperor-freq 1`) and

@@ -1493,7 +1493,7 @@ func TestHalfWrittenConfigs(t *testing.T) {
 		}
 		half := len(full) / 2
 		f.WriteString(full[:half])
-		time.Sleep(300 * time.Millisecond) // a slow writer: the emperor must not read the first half
+		time.Sleep(150 * time.Millisecond) // a slow writer, well within the settle second: the emperor must not read the first half
 		f.WriteString(full[half:])
 		if name == "slow" {
 			f.Close()
@@ -1510,7 +1510,7 @@ func TestHalfWrittenConfigs(t *testing.T) {
 	mark := env.sink.count()
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString("# first line of an edit\n")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	f.WriteString("# last line\n")
 	f.Close()
 	env.sink.waitFor(t, mark, 5*time.Second, "reload after the edit", reloadOf("slow"))
@@ -5859,8 +5859,11 @@ func TestTreesOtherVassalsDaemonSurvives(t *testing.T) {
 			runs := filepath.Join(env.root, "b.runs")
 			writeFile(t, filepath.Join(env.vassals, "b.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo run >> %s; exit 1\n", runs))
 			em.waitLogCount(t, "b.ini started (pid:", 3, 30*time.Second)
+			// Each respawn really ran (in the cgroup mode: in a fresh
+			// cgroup): the third has written its line once it has exited.
+			// b.ini's exits: a.ini runs on.
+			em.waitLogCount(t, "exited with code 1", 3, 30*time.Second)
 			time.Sleep(200 * time.Millisecond) // the sweep after the last exit
-			// Each respawn really ran (in the cgroup mode: in a fresh cgroup).
 			if data, _ := os.ReadFile(runs); strings.Count(string(data), "run") < 3 {
 				t.Fatalf("vassal b ran %d times, started 3", strings.Count(string(data), "run"))
 			}
@@ -10037,7 +10040,7 @@ func blacklistItem(d statsDoc, id string) string {
 // respawned through the blacklist; its stats item at each respawn.
 func diffBlacklist(t *testing.T) {
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
-		s.vassal(t, "cl.ini", "die-after=300")
+		s.vassal(t, "cl.ini", "die-after=1000") // time to read the stats before each death, on a loaded machine
 		s.start(t, nil, "--emperor-throttle", "500")
 		m := s.mark()
 		since := 0
@@ -10048,7 +10051,7 @@ func diffBlacklist(t *testing.T) {
 			_, d := s.readStats(t)
 			s.facts.set(fmt.Sprintf("start %d: blacklist", k), "%s", blacklistItem(d, "cl.ini"))
 		}
-		s.env.sink.waitN(t, 4, 10*time.Second, "4 deaths", evIs("cl.ini", "exiting"))
+		s.env.sink.waitN(t, 4, 30*time.Second, "4 deaths", evIs("cl.ini", "exiting"))
 		s.em.waitLogCount(t, "curse the uwsgi instance cl.ini", 4, 10*time.Second)
 		if s.uwsgi() {
 			s.em.waitLogCount(t, "removed uwsgi instance cl.ini", 4, 10*time.Second)
@@ -10102,7 +10105,7 @@ func diffLoyalty(t *testing.T) {
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
 		s.vassal(t, "ly.ini", "send=17")
 		s.vassal(t, "q.ini", "")
-		s.vassal(t, "lb.ini", "die-after=200", [2]string{"env", "PROBE_ACTIONS_LATER=delay=700,send=17"})
+		s.vassal(t, "lb.ini", "die-after=200", [2]string{"env", "PROBE_ACTIONS_LATER=delay=2000,send=17"}) // loyal after the stats are read
 		s.vassal(t, "pr.ini", "send=1,send=5,send=99,send=17")
 		s.start(t, nil)
 		s.waitLogAfter(t, diffMark{}, "vassal pr.ini is now loyal", 10*time.Second)
@@ -10415,7 +10418,8 @@ func diffOnDemandIdle(t *testing.T) {
 		s.logFact("log after touch", m, "oi.ini")
 		m = s.mark()
 		s.em.cmd.Process.Signal(syscall.SIGHUP)
-		time.Sleep(500 * time.Millisecond)
+		s.waitLogAfter(t, m, `updated configuration for "on demand" instance oi.ini`, 10*time.Second)
+		time.Sleep(200 * time.Millisecond) // anything else it would log
 		s.logFact("log after SIGHUP", m, "oi.ini")
 		m = s.mark()
 		os.Remove(path)
@@ -10643,8 +10647,9 @@ func diffRemoveReadd(t *testing.T) {
 		_, first := s.diffStarted(t, 0, "ra.ini")
 		s.waitLogAfter(t, diffMark{}, "vassal ra.ini is ready to accept requests", 10*time.Second)
 		m := s.mark()
+		// Back at once, as a checkout does: a gap of milliseconds would
+		// let uWSGI's once-a-second rescan see the file gone now and then.
 		os.Remove(path)
-		time.Sleep(50 * time.Millisecond)
 		writeStamped(t, path, diffConfig("ra.ini", append(s.probeOptions("ra.ini", "send=5"), [2]string{"env", "DIFF_NEW=1"})), time.Now().Add(2*time.Second))
 		s.waitLogAfter(t, m, "ra.ini", 10*time.Second)
 		time.Sleep(2 * time.Second) // a scan and a half

@@ -4410,8 +4410,9 @@ func (s *statsSnapshot) render() []byte {
 	w.num("emperor_tyrant", int64(b2i(s.tyrant)))
 	w.num("throttle_level", 0)
 	w.open("vassals", '[')
+	figures := cgroupFigures.getAll(s.vassals)
 	for i := range s.vassals {
-		s.vassals[i].render(w)
+		s.vassals[i].render(w, figures[i])
 	}
 	w.close(']')
 	w.open("blacklist", '[')
@@ -4429,7 +4430,8 @@ func (s *statsSnapshot) render() []byte {
 	return w.b
 }
 
-func (v *vassalStat) render(w *jsonWriter) {
+// render writes the vassal's record, with the figures of its cgroup.
+func (v *vassalStat) render(w *jsonWriter, figures [len(cgroupCounters)]int64) {
 	w.open("", '{')
 	w.str("id", v.id)
 	w.num("pid", int64(v.pid))
@@ -4455,7 +4457,6 @@ func (v *vassalStat) render(w *jsonWriter) {
 	w.str("last_exit", v.lastExit)
 	w.str("restart_reason", v.lastReason)
 	w.num("next_retry", v.nextRetry)
-	figures := v.cgroupFigures()
 	for c, x := range figures {
 		if x != absent {
 			w.num(cgroupCounters[c].key, x)
@@ -4475,17 +4476,6 @@ var cgroupCounters = [...]struct{ file, key string }{
 // absent is a figure that is not there, for a vassal without a cgroup or
 // without the controller.
 const absent = -1 << 63
-
-// cgroupValue is cgroupCounters[c] of the vassal's cgroup, as last read.
-func (v *vassalStat) cgroupValue(c int) int64 { return v.cgroupFigures()[c] }
-
-// cgroupFigures are all of the vassal's cgroupCounters, as last read.
-func (v *vassalStat) cgroupFigures() [len(cgroupCounters)]int64 {
-	if v.cgroup == "" {
-		return [len(cgroupCounters)]int64{absent, absent, absent}
-	}
-	return cgroupFigures.get(v.cgroup)
-}
 
 // cgroupFigures keeps the counters of vassals' cgroups for the stats
 // renderers (off the loop, several at once): reading cpu.stat makes the
@@ -4508,23 +4498,45 @@ type cgroupEntry struct {
 	seen   bool // asked for since the last refresh: cgroups nobody asks for are dropped
 }
 
-func (c *cgroupCache) get(dir string) [len(cgroupCounters)]int64 {
+// getAll returns the figures of each vassal's cgroup (absent without
+// one), under one lock for the whole document.
+func (c *cgroupCache) getAll(vs []vassalStat) [][len(cgroupCounters)]int64 {
+	out := make([][len(cgroupCounters)]int64, len(vs))
+	var unread []int // new, or not asked for in ten seconds: read now
+	refresh := false
+	now := time.Now()
 	c.mu.Lock()
-	e := c.figures[dir]
-	if e == nil || time.Since(e.at) > 10*time.Second {
-		c.mu.Unlock()
-		e = &cgroupEntry{values: readCgroupFigures(dir), at: time.Now()}
-		c.mu.Lock()
-		c.figures[dir] = e
+	for i := range vs {
+		out[i] = [len(cgroupCounters)]int64{absent, absent, absent}
+		if vs[i].cgroup == "" {
+			continue
+		}
+		e := c.figures[vs[i].cgroup]
+		if e == nil || now.Sub(e.at) > 10*time.Second {
+			unread = append(unread, i)
+			continue
+		}
+		e.seen = true
+		out[i] = e.values
+		refresh = refresh || now.Sub(e.at) > time.Second
 	}
-	e.seen = true
-	if time.Since(e.at) > time.Second && !c.refreshing {
+	c.mu.Unlock()
+	if len(unread) == 0 && !refresh {
+		return out
+	}
+	for _, i := range unread {
+		out[i] = readCgroupFigures(vs[i].cgroup)
+	}
+	c.mu.Lock()
+	for _, i := range unread {
+		c.figures[vs[i].cgroup] = &cgroupEntry{values: out[i], at: time.Now(), seen: true}
+	}
+	if refresh && !c.refreshing {
 		c.refreshing = true
 		go c.refresh()
 	}
-	values := e.values
 	c.mu.Unlock()
-	return values
+	return out
 }
 
 // refresh reads again every cgroup asked for since the last refresh and
@@ -4595,26 +4607,31 @@ func (s *statsSnapshot) prometheus() []byte {
 	sample("emperor_vassals", `state="running"`, n[stateRunning])
 	sample("emperor_vassals", `state="throttled"`, n[stateThrottled])
 	sample("emperor_vassals", `state="on_demand"`, n[stateOnDemand])
+	figures := cgroupFigures.getAll(s.vassals)
+	labels := make([]string, len(s.vassals))
+	for i := range s.vassals {
+		labels[i] = `vassal="` + promLabel(s.vassals[i].id) + `"`
+	}
 	perVassal := []struct {
 		name, typ, help string
-		value           func(v *vassalStat) int64
+		value           func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64
 	}{
-		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat) int64 { return int64(b2i(v.pid > 0)) }},
-		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat) int64 { return int64(b2i(v.loyal)) }},
-		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat) int64 { return int64(b2i(v.ready)) }},
-		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat) int64 { return int64(b2i(v.accepting)) }},
-		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat) int64 { return int64(v.starts) }},
-		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat) int64 { return int64(v.respawns) }},
-		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat) int64 { return int64(v.exitCode) }},
-		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(0) }},
-		{"emperor_vassal_memory_bytes", "gauge", "Memory of the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(1) }},
-		{"emperor_vassal_processes", "gauge", "Processes in the vassal's cgroup.", func(v *vassalStat) int64 { return v.cgroupValue(2) }},
+		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.pid > 0)) }},
+		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.loyal)) }},
+		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.ready)) }},
+		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.accepting)) }},
+		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.starts) }},
+		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.respawns) }},
+		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.exitCode) }},
+		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[0] }},
+		{"emperor_vassal_memory_bytes", "gauge", "Memory of the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[1] }},
+		{"emperor_vassal_processes", "gauge", "Processes in the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[2] }},
 	}
 	for _, m := range perVassal {
 		metric(m.name, m.typ, m.help)
 		for i := range s.vassals {
-			if x := m.value(&s.vassals[i]); x != absent {
-				sample(m.name, `vassal="`+promLabel(s.vassals[i].id)+`"`, x)
+			if x := m.value(&s.vassals[i], &figures[i]); x != absent {
+				sample(m.name, labels[i], x)
 			}
 		}
 	}
@@ -4627,9 +4644,9 @@ func (s *statsSnapshot) prometheus() []byte {
 
 // promLabel escapes a label value; the exposition format wants UTF-8, and
 // a name may be any bytes.
-func promLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(validUTF8(s))
-}
+func promLabel(s string) string { return promEscaper.Replace(validUTF8(s)) }
+
+var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // bindStats starts the stats server, or retries every few seconds when its
 // address is taken: no stats is no reason to stop governing.

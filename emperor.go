@@ -4431,7 +4431,7 @@ func (s *statsSnapshot) render() []byte {
 }
 
 // render writes the vassal's record, with the figures of its cgroup.
-func (v *vassalStat) render(w *jsonWriter, figures [len(cgroupCounters)]int64) {
+func (v *vassalStat) render(w *jsonWriter, figures cgroupValues) {
 	w.open("", '{')
 	w.str("id", v.id)
 	w.num("pid", int64(v.pid))
@@ -4473,6 +4473,9 @@ var cgroupCounters = [...]struct{ file, key string }{
 	{"cpu.stat", "cgroup_cpu_usec"}, {"memory.current", "cgroup_memory_bytes"}, {"pids.current", "cgroup_pids"},
 }
 
+// cgroupValues are a cgroup's cgroupCounters, in their order.
+type cgroupValues [len(cgroupCounters)]int64
+
 // absent is a figure that is not there, for a vassal without a cgroup or
 // without the controller.
 const absent = -1 << 63
@@ -4493,21 +4496,21 @@ type cgroupCache struct {
 }
 
 type cgroupEntry struct {
-	values [len(cgroupCounters)]int64
+	values cgroupValues
 	at     time.Time
 	seen   bool // asked for since the last refresh: cgroups nobody asks for are dropped
 }
 
 // getAll returns the figures of each vassal's cgroup (absent without
 // one), under one lock for the whole document.
-func (c *cgroupCache) getAll(vs []vassalStat) [][len(cgroupCounters)]int64 {
-	out := make([][len(cgroupCounters)]int64, len(vs))
+func (c *cgroupCache) getAll(vs []vassalStat) []cgroupValues {
+	out := make([]cgroupValues, len(vs))
 	var unread []int // new, or not asked for in ten seconds: read now
 	refresh := false
 	now := time.Now()
 	c.mu.Lock()
 	for i := range vs {
-		out[i] = [len(cgroupCounters)]int64{absent, absent, absent}
+		out[i] = cgroupValues{absent, absent, absent}
 		if vs[i].cgroup == "" {
 			continue
 		}
@@ -4552,7 +4555,7 @@ func (c *cgroupCache) refresh() {
 		}
 	}
 	c.mu.Unlock()
-	fresh := make([][len(cgroupCounters)]int64, len(dirs))
+	fresh := make([]cgroupValues, len(dirs))
 	for i, dir := range dirs {
 		fresh[i] = readCgroupFigures(dir)
 	}
@@ -4564,7 +4567,7 @@ func (c *cgroupCache) refresh() {
 	c.mu.Unlock()
 }
 
-func readCgroupFigures(dir string) (values [len(cgroupCounters)]int64) {
+func readCgroupFigures(dir string) (values cgroupValues) {
 	for c := range cgroupCounters {
 		values[c] = absent
 		data, err := os.ReadFile(filepath.Join(dir, cgroupCounters[c].file))
@@ -4614,18 +4617,18 @@ func (s *statsSnapshot) prometheus() []byte {
 	}
 	perVassal := []struct {
 		name, typ, help string
-		value           func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64
+		value           func(v *vassalStat, cg *cgroupValues) int64
 	}{
-		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.pid > 0)) }},
-		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.loyal)) }},
-		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.ready)) }},
-		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(b2i(v.accepting)) }},
-		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.starts) }},
-		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.respawns) }},
-		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return int64(v.exitCode) }},
-		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[0] }},
-		{"emperor_vassal_memory_bytes", "gauge", "Memory of the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[1] }},
-		{"emperor_vassal_processes", "gauge", "Processes in the vassal's cgroup.", func(v *vassalStat, cg *[len(cgroupCounters)]int64) int64 { return cg[2] }},
+		{"emperor_vassal_up", "gauge", "1 when the vassal has a running process.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(b2i(v.pid > 0)) }},
+		{"emperor_vassal_loyal", "gauge", "1 once the vassal sent byte 17.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(b2i(v.loyal)) }},
+		{"emperor_vassal_ready", "gauge", "1 once the vassal sent byte 1.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(b2i(v.ready)) }},
+		{"emperor_vassal_accepting", "gauge", "1 once the vassal sent byte 5.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(b2i(v.accepting)) }},
+		{"emperor_vassal_starts_total", "counter", "Processes started for the vassal.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(v.starts) }},
+		{"emperor_vassal_reloads_total", "counter", "Reloads (uWSGI's respawns).", func(v *vassalStat, cg *cgroupValues) int64 { return int64(v.respawns) }},
+		{"emperor_vassal_last_exit_code", "gauge", "Exit code of the last process, minus the signal number if killed.", func(v *vassalStat, cg *cgroupValues) int64 { return int64(v.exitCode) }},
+		{"emperor_vassal_cpu_microseconds_total", "counter", "CPU time of the vassal's cgroup.", func(v *vassalStat, cg *cgroupValues) int64 { return cg[0] }},
+		{"emperor_vassal_memory_bytes", "gauge", "Memory of the vassal's cgroup.", func(v *vassalStat, cg *cgroupValues) int64 { return cg[1] }},
+		{"emperor_vassal_processes", "gauge", "Processes in the vassal's cgroup.", func(v *vassalStat, cg *cgroupValues) int64 { return cg[2] }},
 	}
 	for _, m := range perVassal {
 		metric(m.name, m.typ, m.help)

@@ -6104,14 +6104,10 @@ func delegateCounters(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		return ""
 	}
-	data, _ := os.ReadFile("/proc/self/cgroup")
-	_, rel, _ := strings.Cut(string(data), "0::")
-	rel, _, _ = strings.Cut(rel, "\n")
-	mount := "/sys/fs/cgroup"
-	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
-		mount = "/sys/fs/cgroup/unified"
+	own := ownCgroup2() // the test's, which the emperor it starts shares
+	if own == "" {
+		return ""
 	}
-	own := filepath.Join(mount, rel)
 	controllers := func() string { b, _ := os.ReadFile(filepath.Join(own, "cgroup.controllers")); return string(b) }
 	const v1 = "/sys/fs/cgroup/pids"
 	if ents, err := os.ReadDir(v1); err == nil && !strings.Contains(controllers(), "pids") && !slices.ContainsFunc(ents, os.DirEntry.IsDir) {

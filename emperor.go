@@ -3122,16 +3122,11 @@ const markerReadLimit = 64 << 10
 // there by clone3, so its whole tree, daemons that left its session
 // included, is known to the kernel and dies with one write to cgroup.kill.
 type cgroupTrack struct {
-	dir     string                  // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
-	byName  map[string]vassalCgroup // vassal -> its cgroups
-	pending map[string]bool         // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
-	enable  string                  // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
+	dir     string            // emperor.IDENTITY below the emperor's own cgroup; "": the marker alone
+	byName  map[string]string // vassal -> its running instance's cgroup below dir, v.NAME/N (N: its starts before it)
+	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
+	enable  string            // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
 }
-
-// vassalCgroup is where a vassal's processes run: the vassal's own cgroup
-// (dir/v.NAME, its counters kept across respawns) and its running
-// instance's below it (v.NAME/N, N: its starts before it).
-type vassalCgroup struct{ vassal, instance string }
 
 // startTracking gives the emperor its identity (the hash of its sources:
 // the start directory and the monitors as given, its pid, its start time),
@@ -3142,7 +3137,7 @@ func (e *emperor) startTracking() {
 	s.identity = fmt.Sprintf("%x.%d.%d", fnv64(strings.Join(append(e.cfg.monitors[:len(e.cfg.monitors):len(e.cfg.monitors)], e.watch.startCwd), "\x00")), os.Getpid(), readProcStat(os.Getpid()).start)
 	s.sources, _, _ = strings.Cut(s.identity, ".")
 	s.endedPid, s.leftOnce = map[int]bool{}, map[int]bool{}
-	cg.byName, cg.pending = map[string]vassalCgroup{}, map[string]bool{}
+	cg.byName, cg.pending = map[string]string{}, map[string]bool{}
 	why := "emperor-no-cgroups"
 	if !e.cfg.noCgroups {
 		why = "no cgroup2 at /sys/fs/cgroup"
@@ -3266,7 +3261,7 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
 		return -1
 	}
-	c.byName[v.name] = vassalCgroup{vassal: base, instance: dir}
+	c.byName[v.name] = name
 	return fd
 }
 
@@ -3274,15 +3269,15 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 // kernel signals each member, forks in flight included. A deleted
 // vassal's cgroup is removed once empty.
 func (c *cgroupTrack) ended(v *vassal, deleted bool) {
-	cg, ok := c.byName[v.name]
+	name, ok := c.byName[v.name]
 	if !ok {
 		return
 	}
-	_ = killCgroup(cg.instance)
-	c.pending[cg.instance] = true
+	_ = killCgroup(filepath.Join(c.dir, name))
+	c.pending[filepath.Join(c.dir, name)] = true
 	if deleted {
 		delete(c.byName, v.name)
-		c.pending[cg.vassal] = true
+		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
 		c.removeEmpty()
 	}
 	// Otherwise the instance's cgroup goes at the sweep its exit queued:
@@ -4189,6 +4184,7 @@ type statsSnapshot struct {
 	monitors      []string
 	vassals       []vassalStat
 	blacklist     []blackStat
+	cgroupDir     string // where the vassals' cgroups are
 }
 
 type vassalStat struct {
@@ -4205,7 +4201,7 @@ type vassalStat struct {
 	lastExit, lastReason                string
 	nextRetry                           int64
 	starts, exitCode                    int
-	cgroup                              string // its cgroup's directory, read when rendered (off the loop); "": none
+	cgroup                              string // its cgroup below the snapshot's cgroupDir, read when rendered (off the loop); "": none
 }
 
 type blackStat struct {
@@ -4216,7 +4212,8 @@ type blackStat struct {
 }
 
 func (e *emperor) snapshot() *statsSnapshot {
-	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant}
+	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant,
+		cgroupDir: e.strays.cg.dir}
 	if len(e.watch.monitors) == 1 && !e.watch.monitors[0].glob {
 		s.cwd = e.watch.monitors[0].dir // uWSGI sits in its vassal directory
 	}
@@ -4234,8 +4231,8 @@ func (e *emperor) snapshot() *statsSnapshot {
 		if v.pid == 0 {
 			st.pid = -1
 		}
-		if cg, ok := e.strays.cg.byName[v.name]; ok {
-			st.cgroup = cg.vassal
+		if name, ok := e.strays.cg.byName[v.name]; ok {
+			st.cgroup = name[:strings.LastIndexByte(name, '/')] // v.NAME, without a copy
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()
@@ -4410,7 +4407,7 @@ func (s *statsSnapshot) render() []byte {
 	w.num("emperor_tyrant", int64(b2i(s.tyrant)))
 	w.num("throttle_level", 0)
 	w.open("vassals", '[')
-	figures := cgroupFigures.getAll(s.vassals)
+	figures := cgroupFigures.getAll(s.cgroupDir, s.vassals)
 	for i := range s.vassals {
 		s.vassals[i].render(w, figures[i])
 	}
@@ -4491,8 +4488,8 @@ var cgroupFigures = cgroupCache{figures: map[string]*cgroupEntry{}}
 
 type cgroupCache struct {
 	mu         sync.Mutex
-	figures    map[string]*cgroupEntry
-	refreshing bool // a goroutine is reading them again; it clears this when done
+	figures    map[string]*cgroupEntry // by the vassal cgroup's name below the emperor's (v.NAME)
+	refreshing bool                    // a goroutine is reading them again; it clears this when done
 }
 
 type cgroupEntry struct {
@@ -4501,9 +4498,11 @@ type cgroupEntry struct {
 	seen   bool // asked for since the last refresh: cgroups nobody asks for are dropped
 }
 
-// getAll returns the figures of each vassal's cgroup (absent without
-// one), under one lock for the whole document.
-func (c *cgroupCache) getAll(vs []vassalStat) []cgroupValues {
+// getAll returns the figures of each vassal's cgroup below dir (absent
+// without one), under one lock for the whole document. The figures are
+// kept by the cgroup's name below dir: one emperor's, the only one in the
+// process.
+func (c *cgroupCache) getAll(dir string, vs []vassalStat) []cgroupValues {
 	out := make([]cgroupValues, len(vs))
 	var unread []int // new, or not asked for in ten seconds: read now
 	refresh := false
@@ -4528,7 +4527,7 @@ func (c *cgroupCache) getAll(vs []vassalStat) []cgroupValues {
 		return out
 	}
 	for _, i := range unread {
-		out[i] = readCgroupFigures(vs[i].cgroup)
+		out[i] = readCgroupFigures(dir + "/" + vs[i].cgroup)
 	}
 	c.mu.Lock()
 	for _, i := range unread {
@@ -4536,7 +4535,7 @@ func (c *cgroupCache) getAll(vs []vassalStat) []cgroupValues {
 	}
 	if refresh && !c.refreshing {
 		c.refreshing = true
-		go c.refresh()
+		go c.refresh(dir)
 	}
 	c.mu.Unlock()
 	return out
@@ -4544,24 +4543,24 @@ func (c *cgroupCache) getAll(vs []vassalStat) []cgroupValues {
 
 // refresh reads again every cgroup asked for since the last refresh and
 // forgets the others (their vassals are gone).
-func (c *cgroupCache) refresh() {
+func (c *cgroupCache) refresh(dir string) {
 	c.mu.Lock()
-	var dirs []string
-	for dir, e := range c.figures {
+	var names []string
+	for name, e := range c.figures {
 		if e.seen {
-			dirs = append(dirs, dir)
+			names = append(names, name)
 		} else {
-			delete(c.figures, dir)
+			delete(c.figures, name)
 		}
 	}
 	c.mu.Unlock()
-	fresh := make([]cgroupValues, len(dirs))
-	for i, dir := range dirs {
-		fresh[i] = readCgroupFigures(dir)
+	fresh := make([]cgroupValues, len(names))
+	for i, name := range names {
+		fresh[i] = readCgroupFigures(dir + "/" + name)
 	}
 	c.mu.Lock()
-	for i, dir := range dirs {
-		c.figures[dir] = &cgroupEntry{values: fresh[i], at: time.Now()}
+	for i, name := range names {
+		c.figures[name] = &cgroupEntry{values: fresh[i], at: time.Now()}
 	}
 	c.refreshing = false
 	c.mu.Unlock()
@@ -4610,7 +4609,7 @@ func (s *statsSnapshot) prometheus() []byte {
 	sample("emperor_vassals", `state="running"`, n[stateRunning])
 	sample("emperor_vassals", `state="throttled"`, n[stateThrottled])
 	sample("emperor_vassals", `state="on_demand"`, n[stateOnDemand])
-	figures := cgroupFigures.getAll(s.vassals)
+	figures := cgroupFigures.getAll(s.cgroupDir, s.vassals)
 	labels := make([]string, len(s.vassals))
 	for i := range s.vassals {
 		labels[i] = `vassal="` + promLabel(s.vassals[i].id) + `"`

@@ -3833,12 +3833,25 @@ func TestPID1ReapsZombies(t *testing.T) {
 	if emperorPid == 0 {
 		t.Fatal("emperor not found under unshare")
 	}
-	time.Sleep(time.Second) // the orphaned sleep 0.3 has exited by now
-	for _, k := range childrenOf(emperorPid) {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k))
-		if s := string(data); strings.Contains(s[strings.LastIndexByte(s, ')'):], ") Z ") {
-			t.Errorf("zombie child %d of the emperor (PID 1): %s", k, s)
+	// The orphaned sleep 0.3 exits soon: once it has, no child of the
+	// emperor may stay a zombie.
+	time.Sleep(500 * time.Millisecond)
+	var zombies []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		zombies = zombies[:0]
+		for _, k := range childrenOf(emperorPid) {
+			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k))
+			// A child gone meanwhile reads as nothing.
+			if s := string(data); strings.Contains(s[max(strings.LastIndexByte(s, ')'), 0):], ") Z ") {
+				zombies = append(zombies, s)
+			}
 		}
+		if len(zombies) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, z := range zombies {
+		t.Errorf("zombie child of the emperor (PID 1) for 10 s: %s", z)
 	}
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", emperorPid))
 	if !configRegexpMatch(`NSpid:\s+\d+\s+1\n`, string(status)) {

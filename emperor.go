@@ -2461,14 +2461,18 @@ type spawnJob struct {
 	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
-	cgroup       int // the vassal's cgroup for clone3, open for the spawn; -1: none
+	cgroup       int    // the vassal's cgroup for clone3, open for the spawn; -1: none
+	mem1         string // the vassal's v1 memory cgroup, which the spawner thread makes and joins for the fork; "": none
+	home1        string // the v1 memory cgroup the spawner thread goes back to
 	pid          int
 	err          error
 }
 
 // run forks and execs the job from the given fd table, into which the
-// vassal's stdin and protocol socket are borrowed for the fork only.
-func (j *spawnJob) run(ft *forkTable) {
+// vassal's stdin and protocol socket are borrowed for the fork only. On a
+// spawner thread, spare is its ready-made v1 memory cgroup (nil: not on
+// one, and so not in a cgroup of its own).
+func (j *spawnJob) run(ft *forkTable, spare *string) {
 	stdin, err := ft.borrow(j.stdin)
 	if err != nil {
 		j.err = fmt.Errorf("pidfd_getfd: %w", err)
@@ -2496,6 +2500,13 @@ func (j *spawnJob) run(ft *forkTable) {
 		}
 		intoCgroup(j.plan.attr, cg)
 	}
+	if j.mem1 != "" && spare != nil && enterCgroup1(j.mem1, spare) == nil {
+		defer func() {
+			if err := joinCgroup1(j.home1); err != nil {
+				logRaw("[emperor] spawner thread left in %s: %v", j.mem1, err)
+			}
+		}()
+	}
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
 	if cg >= 0 {
 		ft.giveBack(cg)
@@ -2521,7 +2532,9 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.openFor(v)}
+	j := &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, home1: e.strays.cg.home1}
+	j.cgroup, j.mem1 = e.strays.cg.openFor(v)
+	return j
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -2594,7 +2607,7 @@ func (e *emperor) spawning(f func()) {
 	f()
 	if e.spawns.pool.n == 0 {
 		for _, j := range e.spawns.batch {
-			j.run(sharedForkTable)
+			j.run(sharedForkTable, nil)
 		}
 	} else {
 		e.feedSpawners(true)
@@ -2771,7 +2784,7 @@ func startSpawnerPool() *spawnerPool {
 	p := &spawnerPool{jobs: make(chan *spawnJob, n), done: make(chan struct{}, n)}
 	ready := make(chan spawnerState)
 	for i := 0; i < n; i++ {
-		go p.spawner(ready)
+		go p.spawner(i, ready)
 	}
 	shared, gone := 0, 0
 	var why error
@@ -2804,8 +2817,8 @@ type spawnerState struct {
 	err     error // why the thread has no private fd table
 }
 
-// spawner is one spawner thread: off the loop, for the emperor's lifetime.
-func (p *spawnerPool) spawner(ready chan<- spawnerState) {
+// spawner is spawner thread id: off the loop, for the emperor's lifetime.
+func (p *spawnerPool) spawner(id int, ready chan<- spawnerState) {
 	runtime.LockOSThread()
 	clearSpawnThreadSigmask()
 	ft, err := privateForkTable()
@@ -2813,9 +2826,19 @@ func (p *spawnerPool) spawner(ready chan<- spawnerState) {
 	if ft == nil {
 		return // the thread goes, with its half-made table
 	}
+	spare := "" // a v1 memory cgroup made ready for the next new vassal
 	for j := range p.jobs {
-		j.run(ft)
+		mem1 := j.mem1 // the job is the loop's again once done is sent
+		j.run(ft, &spare)
 		p.done <- struct{}{}
+		if mem1 != "" && spare == "" {
+			// Made now, after the hand-back: the next new vassal's spawn
+			// only renames it.
+			dir := filepath.Join(filepath.Dir(mem1), "spare."+itoa(id))
+			if syscall.Mkdir(dir, 0o755) == nil {
+				spare = dir
+			}
+		}
 	}
 }
 
@@ -3126,6 +3149,50 @@ type cgroupTrack struct {
 	byName  map[string]string // vassal -> its running instance's cgroup below dir, v.NAME/N (N: its starts before it)
 	pending map[string]bool   // cgroups (their directories) of deleted vassals and dead emperors, removed once empty
 	enable  string            // the controllers each vassal's cgroup turns on for its processes' ("+memory +pids"), or ""
+	mem1    string            // where v2 has no memory controller: emperor.IDENTITY in the v1 memory hierarchy, below the emperor's own; ""
+	home1   string            // the emperor's own v1 memory cgroup, to which a spawner thread goes back
+}
+
+// memoryFromV1 is for a hybrid host, whose memory controller is bound to a
+// v1 hierarchy: each vassal gets a cgroup of its own there as well, for its
+// memory figure (v2 still tracks and kills). clone3 starts a child in a v2
+// cgroup only, so the spawner thread joins the vassal's v1 memory cgroup
+// for the fork, which the child inherits, and goes back after (v1 lets a
+// thread be in a cgroup of its own).
+func (c *cgroupTrack) memoryFromV1(identity string) {
+	own := ownMemoryCgroup1()
+	if own == "" || os.Mkdir(filepath.Join(own, "emperor."+identity), 0o755) != nil {
+		return
+	}
+	c.mem1, c.home1 = filepath.Join(own, "emperor."+identity), own
+}
+
+// enterCgroup1 moves the calling thread into the v1 cgroup dir, which a
+// new vassal has not yet: its spare is renamed to it (a rename within the
+// parent is a moment, a new cgroup about 0.1 ms), or it is made.
+func enterCgroup1(dir string, spare *string) error {
+	err := joinCgroup1(dir)
+	if !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	if *spare == "" || syscall.Rename(*spare, dir) != nil {
+		_ = syscall.Mkdir(dir, 0o755)
+	}
+	*spare = ""
+	return joinCgroup1(dir)
+}
+
+// joinCgroup1 moves the calling thread (alone) into the v1 cgroup dir:
+// "0" in its tasks file names the writer, and a single thread moves
+// without the lock that moving a whole process takes.
+func joinCgroup1(dir string) error {
+	fd, err := syscall.Open(dir+"/tasks", syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	_, err = syscall.Write(fd, []byte{'0'})
+	return err
 }
 
 // startTracking gives the emperor its identity (the hash of its sources:
@@ -3154,13 +3221,18 @@ func (e *emperor) startTracking() {
 				why = err.Error()
 			} else {
 				cg.dir = name
-				cg.enableCounters(name)
+				if cg.enableCounters(name); !strings.Contains(cg.enable, "memory") {
+					cg.memoryFromV1(e.strays.identity)
+				}
 			}
 		}
 	}
 	mode := "environment marker (no delegated cgroup v2: " + why + ")"
 	if cg.dir != "" {
 		mode = "cgroup v2 (" + cg.dir + ")"
+	}
+	if cg.mem1 != "" {
+		mode += ", memory figures from cgroup v1 (" + cg.mem1 + ")"
 	}
 	logRaw("[emperor] process tracking: %s", mode)
 	// Kill what a predecessor on the same sources left running when it was
@@ -3200,6 +3272,15 @@ func (e *emperor) startTracking() {
 		e.strays.cg.pending[dir] = true
 		e.scheduleSweep() // which removes the cgroups that emptied
 	}
+	// A dead emperor's v1 memory cgroups empty as the kills above land.
+	base1 := ownMemoryCgroup1()
+	ents, _ = os.ReadDir(base1)
+	for _, ent := range ents {
+		id, ok := strings.CutPrefix(ent.Name(), "emperor.")
+		if same, gone := e.strays.identityGone(id); base1 != "" && ok && gone && rmdirTree(filepath.Join(base1, ent.Name())) != nil && same {
+			e.strays.cg.pending[filepath.Join(base1, ent.Name())] = true
+		}
+	}
 }
 
 // fnv64 is FNV-1a: a stable hash, the same in every emperor.
@@ -3235,10 +3316,13 @@ func (c *cgroupTrack) enableCounters(dir string) {
 // openFor makes and opens the cgroup of v's next process for clone3 (-1:
 // none): v.NAME/N, below the vassal's own, which is kept across respawns
 // (its counters add up over them). The loop opens it and the spawn closes
-// it: a descriptor per spawn, not one per vassal.
-func (c *cgroupTrack) openFor(v *vassal) int {
+// it: a descriptor per spawn, not one per vassal. With memory figures from
+// v1, it also returns the vassal's v1 memory cgroup, v.NAME, which the
+// spawner thread makes (making one takes about 0.1 ms, which the loop
+// does not wait for).
+func (c *cgroupTrack) openFor(v *vassal) (int, string) {
 	if c.dir == "" {
-		return -1
+		return -1, ""
 	}
 	// The vassal's cgroup is named after it, the slashes of glob monitors'
 	// paths escaped (and so the escape character): no two vassals share
@@ -3248,6 +3332,11 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 	delete(c.pending, base)
 	if os.Mkdir(base, 0o755) == nil && c.enable != "" {
 		_ = writeExisting(filepath.Join(base, "cgroup.subtree_control"), c.enable)
+	}
+	mem1 := ""
+	if c.mem1 != "" {
+		mem1 = filepath.Join(c.mem1, vname)
+		delete(c.pending, mem1)
 	}
 	// Each process gets a fresh cgroup below the vassal's: clone3 into a
 	// cgroup that was once killed through cgroup.kill has its child
@@ -3259,10 +3348,10 @@ func (c *cgroupTrack) openFor(v *vassal) int {
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
-		return -1
+		return -1, ""
 	}
 	c.byName[v.name] = name
-	return fd
+	return fd, mem1
 }
 
 // ended ends everything left in v's cgroup once its process is gone: the
@@ -3278,6 +3367,9 @@ func (c *cgroupTrack) ended(v *vassal, deleted bool) {
 	if deleted {
 		delete(c.byName, v.name)
 		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
+		if c.mem1 != "" {
+			c.pending[filepath.Join(c.mem1, filepath.Dir(name))] = true
+		}
 		c.removeEmpty()
 	}
 	// Otherwise the instance's cgroup goes at the sweep its exit queued:
@@ -3338,7 +3430,11 @@ func (s *strayState) identityGone(identity string) (sameSources, gone bool) {
 	if err != nil || pid <= 0 || identity == s.identity {
 		return false, false
 	}
-	return src == s.sources, strconv.FormatUint(readProcStat(pid).start, 10) != start
+	// A zombie is gone too: an emperor SIGKILLed under a parent that does
+	// not reap it (a shell that exec'd another program, say) keeps its pid
+	// and start time until that parent dies.
+	st := readProcStat(pid)
+	return src == s.sources, st.zombie || strconv.FormatUint(st.start, 10) != start
 }
 
 // onExit handles a reaped process: a vassal's end, or an orphan that was
@@ -4184,8 +4280,12 @@ type statsSnapshot struct {
 	monitors      []string
 	vassals       []vassalStat
 	blacklist     []blackStat
-	cgroupDir     string // where the vassals' cgroups are
+	cgroupDirs    cgroupDirs // where the vassals' cgroups are
 }
+
+// cgroupDirs are where the vassals' cgroups are: in v2, and in v1 for
+// memory on a hybrid host ("": not there).
+type cgroupDirs struct{ v2, mem1 string }
 
 type vassalStat struct {
 	zerg                                bool
@@ -4201,7 +4301,7 @@ type vassalStat struct {
 	lastExit, lastReason                string
 	nextRetry                           int64
 	starts, exitCode                    int
-	cgroup                              string // its cgroup below the snapshot's cgroupDir, read when rendered (off the loop); "": none
+	cgroup                              string // its cgroup below the snapshot's cgroupDirs, read when rendered (off the loop); "": none
 }
 
 type blackStat struct {
@@ -4213,7 +4313,7 @@ type blackStat struct {
 
 func (e *emperor) snapshot() *statsSnapshot {
 	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant,
-		cgroupDir: e.strays.cg.dir}
+		cgroupDirs: cgroupDirs{e.strays.cg.dir, e.strays.cg.mem1}}
 	if len(e.watch.monitors) == 1 && !e.watch.monitors[0].glob {
 		s.cwd = e.watch.monitors[0].dir // uWSGI sits in its vassal directory
 	}
@@ -4407,7 +4507,7 @@ func (s *statsSnapshot) render() []byte {
 	w.num("emperor_tyrant", int64(b2i(s.tyrant)))
 	w.num("throttle_level", 0)
 	w.open("vassals", '[')
-	figures := cgroupFigures.getAll(s.cgroupDir, s.vassals)
+	figures := cgroupFigures.getAll(s.cgroupDirs, s.vassals)
 	for i := range s.vassals {
 		s.vassals[i].render(w, figures[i])
 	}
@@ -4464,7 +4564,7 @@ func (v *vassalStat) render(w *jsonWriter, figures cgroupValues) {
 
 // cgroupCounters are the figures the stats and /metrics show of a
 // vassal's cgroup: CPU time always, memory and processes where those
-// controllers are on. They cover the vassal's whole tree, daemons
+// controllers are on (memory from a v1 hierarchy on a hybrid host). They cover the vassal's whole tree, daemons
 // included, over all its respawns.
 var cgroupCounters = [...]struct{ file, key string }{
 	{"cpu.stat", "cgroup_cpu_usec"}, {"memory.current", "cgroup_memory_bytes"}, {"pids.current", "cgroup_pids"},
@@ -4502,7 +4602,7 @@ type cgroupEntry struct {
 // without one), under one lock for the whole document. The figures are
 // kept by the cgroup's name below dir: one emperor's, the only one in the
 // process.
-func (c *cgroupCache) getAll(dir string, vs []vassalStat) []cgroupValues {
+func (c *cgroupCache) getAll(dirs cgroupDirs, vs []vassalStat) []cgroupValues {
 	out := make([]cgroupValues, len(vs))
 	var unread []int // new, or not asked for in ten seconds: read now
 	refresh := false
@@ -4527,7 +4627,7 @@ func (c *cgroupCache) getAll(dir string, vs []vassalStat) []cgroupValues {
 		return out
 	}
 	for _, i := range unread {
-		out[i] = readCgroupFigures(dir + "/" + vs[i].cgroup)
+		out[i] = readCgroupFigures(dirs, vs[i].cgroup)
 	}
 	c.mu.Lock()
 	for _, i := range unread {
@@ -4535,7 +4635,7 @@ func (c *cgroupCache) getAll(dir string, vs []vassalStat) []cgroupValues {
 	}
 	if refresh && !c.refreshing {
 		c.refreshing = true
-		go c.refresh(dir)
+		go c.refresh(dirs)
 	}
 	c.mu.Unlock()
 	return out
@@ -4543,7 +4643,7 @@ func (c *cgroupCache) getAll(dir string, vs []vassalStat) []cgroupValues {
 
 // refresh reads again every cgroup asked for since the last refresh and
 // forgets the others (their vassals are gone).
-func (c *cgroupCache) refresh(dir string) {
+func (c *cgroupCache) refresh(dirs cgroupDirs) {
 	c.mu.Lock()
 	var names []string
 	for name, e := range c.figures {
@@ -4556,7 +4656,7 @@ func (c *cgroupCache) refresh(dir string) {
 	c.mu.Unlock()
 	fresh := make([]cgroupValues, len(names))
 	for i, name := range names {
-		fresh[i] = readCgroupFigures(dir + "/" + name)
+		fresh[i] = readCgroupFigures(dirs, name)
 	}
 	c.mu.Lock()
 	for i, name := range names {
@@ -4566,10 +4666,16 @@ func (c *cgroupCache) refresh(dir string) {
 	c.mu.Unlock()
 }
 
-func readCgroupFigures(dir string) (values cgroupValues) {
+// readCgroupFigures reads the counters of the vassal cgroup name, its
+// memory from v1 where the emperor keeps one there.
+func readCgroupFigures(dirs cgroupDirs, name string) (values cgroupValues) {
 	for c := range cgroupCounters {
 		values[c] = absent
-		data, err := os.ReadFile(filepath.Join(dir, cgroupCounters[c].file))
+		file := dirs.v2 + "/" + name + "/" + cgroupCounters[c].file
+		if cgroupCounters[c].key == "cgroup_memory_bytes" && dirs.mem1 != "" {
+			file = dirs.mem1 + "/" + name + "/memory.usage_in_bytes"
+		}
+		data, err := os.ReadFile(file)
 		if err != nil {
 			continue
 		}
@@ -4609,7 +4715,7 @@ func (s *statsSnapshot) prometheus() []byte {
 	sample("emperor_vassals", `state="running"`, n[stateRunning])
 	sample("emperor_vassals", `state="throttled"`, n[stateThrottled])
 	sample("emperor_vassals", `state="on_demand"`, n[stateOnDemand])
-	figures := cgroupFigures.getAll(s.cgroupDir, s.vassals)
+	figures := cgroupFigures.getAll(s.cgroupDirs, s.vassals)
 	labels := make([]string, len(s.vassals))
 	for i := range s.vassals {
 		labels[i] = `vassal="` + promLabel(s.vassals[i].id) + `"`
@@ -5553,6 +5659,9 @@ func (e *emperor) bury() int {
 	}
 	// What is still populated stays, for the next emperor to clean.
 	_ = rmdirTree(e.strays.cg.dir)
+	if e.strays.cg.mem1 != "" {
+		_ = rmdirTree(e.strays.cg.mem1)
+	}
 	close(e.in.done)
 	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -873,10 +874,12 @@ func procEnvValue(pid int, key string, limit int) (string, bool) {
 }
 
 // procStat is what /proc/PID/stat says of a process's origin: its process
-// group and session, and when it started (clock ticks since boot; 0: gone).
+// group and session, and when it started (clock ticks since boot; 0: gone),
+// and whether it has died.
 type procStat struct {
 	pgid, sid int
 	start     uint64
+	zombie    bool // dead, not yet reaped
 }
 
 func readProcStat(pid int) procStat {
@@ -897,6 +900,7 @@ func readProcStat(pid int) procStat {
 	st.pgid, _ = strconv.Atoi(f[2])
 	st.sid, _ = strconv.Atoi(f[3])
 	st.start, _ = strconv.ParseUint(f[19], 10, 64)
+	st.zombie = f[0] == "Z" || f[0] == "X"
 	return st
 }
 
@@ -911,6 +915,25 @@ func ownCgroup2() string {
 	for _, mount := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
 		if _, err := os.Stat(mount + "/cgroup.procs"); err == nil && found {
 			return filepath.Join(mount, rel)
+		}
+	}
+	return ""
+}
+
+// ownMemoryCgroup1 returns the directory of the emperor's own cgroup in a
+// v1 memory hierarchy mounted at /sys/fs/cgroup/memory ("": none), as a
+// hybrid host has it: its path from /proc/self/cgroup's memory line. Where
+// the mount shows another root (a container without a cgroup namespace)
+// the path is not there, and there is none.
+func ownMemoryCgroup1() string {
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "memory") {
+			dir := filepath.Join("/sys/fs/cgroup/memory", f[2])
+			if _, err := os.Stat(dir + "/memory.usage_in_bytes"); err == nil {
+				return dir
+			}
 		}
 	}
 	return ""

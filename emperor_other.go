@@ -329,11 +329,14 @@ func procEnvValue(pid int, key string, limit int) (string, bool) { return "", fa
 type procStat struct {
 	pgid, sid int
 	start     uint64
+	zombie    bool // dead, not yet reaped
 }
 
 func readProcStat(pid int) procStat { return procStat{} }
 
 // cgroup v2 is Linux's: vassals are tracked by the environment marker.
 func ownCgroup2() string { return "" }
+
+func ownMemoryCgroup1() string { return "" }
 
 func intoCgroup(attr *syscall.SysProcAttr, fd int) {}

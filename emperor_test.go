@@ -6001,32 +6001,79 @@ func markedFor(t *testing.T, vassal string) []int {
 // kills them before it starts the vassal again, which then runs once.
 func TestTreesLeftoversOfAKilledEmperor(t *testing.T) {
 	for _, mode := range treeModes {
-		t.Run(mode.name, func(t *testing.T) {
-			env := newTestEnv(t)
-			pidfile := filepath.Join(env.root, "a.daemon")
-			daemonVassal(t, env, "a.ini", pidfile)
-			em := startTreeEmperor(t, env, mode.name, mode.args...)
-			old := waitPidfile(t, pidfile)
-			em.cmd.Process.Kill()
-			<-em.done
-			time.Sleep(200 * time.Millisecond)
-			if !alive(old) {
-				t.Fatalf("the daemon %d died with the emperor: nothing left to clean", old)
+		for _, unreaped := range []bool{false, true} {
+			name := mode.name
+			if unreaped {
+				name += "/unreaped"
 			}
-			t.Cleanup(func() { syscall.Kill(old, syscall.SIGKILL) })
-			os.Remove(pidfile)
-			em2 := startTreeEmperor(t, env, mode.name, mode.args...)
-			waitDead(t, old, 10*time.Second)
-			em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes left by a dead emperor", 10*time.Second)
-			daemon := waitPidfile(t, pidfile)
-			time.Sleep(200 * time.Millisecond)
-			if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
-				t.Errorf("processes of a.ini: %v, want the vassal and its new daemon %d", got, daemon)
+			t.Run(name, func(t *testing.T) { leftoversOfAKilledEmperor(t, mode.name, mode.args, unreaped) })
+		}
+	}
+}
+
+// leftoversOfAKilledEmperor SIGKILLs an emperor and starts another on the
+// same sources. Unreaped, the first one's parent is a program that never
+// waits (a shell that exec'd a sleep), so the dead emperor stays a zombie,
+// with its pid and start time, while the second one starts.
+func leftoversOfAKilledEmperor(t *testing.T, mode string, args []string, unreaped bool) {
+	env := newTestEnv(t)
+	pidfile := filepath.Join(env.root, "a.daemon")
+	daemonVassal(t, env, "a.ini", pidfile)
+	var em *emperorProc
+	emPid := 0
+	if unreaped {
+		emPidfile := filepath.Join(env.root, "emperor.pid")
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `"$0" "$@" & echo $! >` + emPidfile + `; exec sleep 1000`, emperorBin, "--emperor", env.vassals}, args...)...)
+		cmd.Dir = env.root
+		em = startEmperorCmd(t, cmd)
+		emPid = waitPidfile(t, emPidfile)
+		em.waitLog(t, "[emperor] process tracking: ", 10*time.Second)
+		if mode == "cgroup" && !strings.Contains(em.log.String(), "process tracking: cgroup v2") {
+			t.Skipf("no delegated cgroup v2 here: %s", em.log.String())
+		}
+	} else {
+		em = startTreeEmperor(t, env, mode, args...)
+		emPid = em.cmd.Process.Pid
+	}
+	_, mem1, _ := strings.Cut(em.log.String(), "memory figures from cgroup v1 (")
+	mem1, _, _ = strings.Cut(mem1, ")")
+	old := waitPidfile(t, pidfile)
+	syscall.Kill(emPid, syscall.SIGKILL)
+	if unreaped {
+		for deadline := time.Now().Add(5 * time.Second); !readProcStat(emPid).zombie; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the killed emperor %d is not a zombie", emPid)
 			}
-			if n := strings.Count(em2.log.String(), "a.ini started (pid:"); n != 1 {
-				t.Errorf("a.ini started %d times", n)
-			}
-		})
+		}
+	} else {
+		<-em.done
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !alive(old) {
+		t.Fatalf("the daemon %d died with the emperor: nothing left to clean", old)
+	}
+	t.Cleanup(func() { syscall.Kill(old, syscall.SIGKILL) })
+	os.Remove(pidfile)
+	em2 := startTreeEmperor(t, env, mode, args...)
+	waitDead(t, old, 10*time.Second)
+	em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes left by a dead emperor", 10*time.Second)
+	daemon := waitPidfile(t, pidfile)
+	time.Sleep(200 * time.Millisecond)
+	if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
+		t.Errorf("processes of a.ini: %v, want the vassal and its new daemon %d", got, daemon)
+	}
+	if n := strings.Count(em2.log.String(), "a.ini started (pid:"); n != 1 {
+		t.Errorf("a.ini started %d times", n)
+	}
+	// The dead emperor's v1 memory cgroups go once its processes have.
+	for deadline := time.Now().Add(5 * time.Second); mem1 != ""; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(mem1); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the dead emperor's v1 memory cgroup %s is still there", mem1)
+			break
+		}
 	}
 }
 
@@ -6060,9 +6107,17 @@ func TestTreesCgroupCounters(t *testing.T) {
 				_, body, _ := strings.Cut(b.String(), "\r\n\r\n")
 				return body
 			}
+			// On a hybrid host, whose memory controller is in a v1
+			// hierarchy, the emperor takes the memory figure from there.
+			_, mem1, hybrid := strings.Cut(em.log.String(), "memory figures from cgroup v1 (")
+			mem1, _, _ = strings.Cut(mem1, ")")
+			_, err := os.Stat("/sys/fs/cgroup/memory/memory.usage_in_bytes")
+			if wantHybrid := mode.name == "cgroup" && os.Geteuid() == 0 && err == nil && !strings.Contains(controllers, "memory"); hybrid != wantHybrid {
+				t.Errorf("memory figures from cgroup v1: %v, want %v", hybrid, wantHybrid)
+			}
 			want := map[string]bool{"cgroup_cpu_usec": mode.name == "cgroup",
 				"cgroup_pids":         strings.Contains(controllers, "pids"),
-				"cgroup_memory_bytes": strings.Contains(controllers, "memory")}
+				"cgroup_memory_bytes": strings.Contains(controllers, "memory") || hybrid}
 			metricOf := map[string]string{"cgroup_cpu_usec": "emperor_vassal_cpu_microseconds_total",
 				"cgroup_pids": "emperor_vassal_processes", "cgroup_memory_bytes": "emperor_vassal_memory_bytes"}
 			// The figures are read again at most once a second: the
@@ -6094,6 +6149,40 @@ func TestTreesCgroupCounters(t *testing.T) {
 			if n, _ := v["cgroup_pids"].(float64); want["cgroup_pids"] && n != 3 {
 				t.Errorf("cgroup_pids = %v, want 3 (the vassal and its two children)", n)
 			}
+			if hybrid {
+				// The vassal's tree is in its v1 memory cgroup, born there,
+				// and every thread of the emperor is back in its own.
+				// The children are there a moment after the vassal.
+				var tree, in []int
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					tree, in = nil, nil
+					for _, pid := range markedFor(t, "a.ini") {
+						if strings.Contains(readEnvOf(pid)["EMPEROR_VASSAL"], fmt.Sprintf(".%d.", em.cmd.Process.Pid)) {
+							tree = append(tree, pid)
+						}
+					}
+					procs, _ := os.ReadFile(filepath.Join(mem1, "v.a.ini", "cgroup.procs"))
+					for _, f := range strings.Fields(string(procs)) {
+						n, _ := strconv.Atoi(f)
+						in = append(in, n)
+					}
+					slices.Sort(tree)
+					slices.Sort(in)
+					if len(tree) == 3 && slices.Equal(tree, in) || time.Now().After(deadline) {
+						break
+					}
+				}
+				if len(tree) != 3 || !slices.Equal(tree, in) {
+					t.Errorf("v1 memory cgroup of a.ini holds %v, want the vassal and its children %v", in, tree)
+				}
+				own := memoryLine(t, "/proc/self/cgroup")
+				threads, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/cgroup", em.cmd.Process.Pid))
+				for _, th := range threads {
+					if got := memoryLine(t, th); got != own {
+						t.Errorf("emperor thread %s is in %q, want %q", th, got, own)
+					}
+				}
+			}
 			for _, key := range []string{"id", "pid", "born", "loyal", "respawns", "monitor"} {
 				if _, ok := v[key]; !ok {
 					t.Errorf("stats lost %q", key)
@@ -6101,6 +6190,20 @@ func TestTreesCgroupCounters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memoryLine is the v1 memory line of a /proc cgroup file.
+func memoryLine(t *testing.T, file string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "memory" {
+			return line
+		}
+	}
+	return ""
 }
 
 // metricSample is the value of the sample NAME{LABELS} in Prometheus text,

@@ -5996,6 +5996,58 @@ func markedFor(t *testing.T, vassal string) []int {
 	return pids
 }
 
+// TestTreesRespawnCgroup: a vassal that ended alone respawns in the cgroup
+// it left, which nothing was killed in; one that left a process behind
+// has it killed, and respawns in a fresh cgroup.
+func TestTreesRespawnCgroup(t *testing.T) {
+	env := newTestEnv(t)
+	solo, withChild := filepath.Join(env.root, "solo.pids"), filepath.Join(env.root, "child.pids")
+	writeFile(t, filepath.Join(env.vassals, "solo.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = echo $$ >> %s; exec sleep 1000\n", solo))
+	writeFile(t, filepath.Join(env.vassals, "child.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = setsid sleep 1001 & echo $! $$ >> %s; exec sleep 1000\n", withChild))
+	startTreeEmperor(t, env, "cgroup")
+	cgroupOf := func(pid int) string {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		_, rel, _ := strings.Cut(string(data), "0::")
+		rel, _, _ = strings.Cut(rel, "\n")
+		return rel
+	}
+	// lines waits for the n-th line of a pids file and returns its fields.
+	lines := func(file string, n int) [][]string {
+		var out [][]string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			data, _ := os.ReadFile(file)
+			out = out[:0]
+			for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				out = append(out, strings.Fields(l))
+			}
+			if len(out) >= n && len(out[n-1]) > 0 {
+				return out
+			}
+		}
+		t.Fatalf("%s: no line %d: %v", file, n, out)
+		return nil
+	}
+	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+
+	first := atoi(lines(solo, 1)[0][0])
+	before := cgroupOf(first)
+	syscall.Kill(first, syscall.SIGKILL)
+	second := atoi(lines(solo, 2)[1][0])
+	if after := cgroupOf(second); after != before || before == "" {
+		t.Errorf("solo.ini respawned in %q, was in %q: want the same cgroup", after, before)
+	}
+
+	l := lines(withChild, 1)
+	child, main := atoi(l[0][0]), atoi(l[0][1])
+	before = cgroupOf(main)
+	syscall.Kill(main, syscall.SIGKILL)
+	waitDead(t, child, 10*time.Second)
+	next := atoi(lines(withChild, 2)[1][1])
+	if after := cgroupOf(next); after == before || after == "" {
+		t.Errorf("child.ini respawned in %q, was in %q: want a fresh cgroup", after, before)
+	}
+}
+
 // TestTreesLeftoversOfAKilledEmperor: a SIGKILLed emperor's vassals die
 // with it, their daemons do not; the next emperor on the same directory
 // kills them before it starts the vassal again, which then runs once.

@@ -2461,9 +2461,8 @@ type spawnJob struct {
 	direct       bool // plan.direct, kept after the plan is dropped
 	stdin        int
 	ours, theirs int
-	cgroup       int    // the vassal's cgroup for clone3, open for the spawn; -1: none
-	mem1         string // the vassal's v1 memory cgroup, which the spawner thread makes and joins for the fork; "": none
-	home1        string // the v1 memory cgroup the spawner thread goes back to
+	cgroup       cgroupPlan
+	cgroupErr    error // the cgroup could not be opened: the vassal runs without
 	pid          int
 	err          error
 }
@@ -2492,25 +2491,19 @@ func (j *spawnJob) run(ft *forkTable, spare *string) {
 	// The vassal starts in its cgroup (clone3 with CLONE_INTO_CGROUP):
 	// there before it runs a single instruction, so nothing it forks can
 	// escape, and no later step can forget to move it.
-	cg := -1
-	if j.cgroup >= 0 {
-		if cg, err = ft.borrow(j.cgroup); err != nil {
-			j.err = fmt.Errorf("pidfd_getfd: %w", err)
-			return
-		}
+	cg, err := j.cgroup.open()
+	if j.cgroupErr = err; cg >= 0 {
 		intoCgroup(j.plan.attr, cg)
+		defer syscall.Close(cg)
 	}
-	if j.mem1 != "" && spare != nil && enterCgroup1(j.mem1, spare) == nil {
+	if m := j.cgroup.mem1; m != "" && spare != nil && enterCgroup1(m, spare) == nil {
 		defer func() {
-			if err := joinCgroup1(j.home1); err != nil {
-				logRaw("[emperor] spawner thread left in %s: %v", j.mem1, err)
+			if err := joinCgroup1(j.cgroup.home1); err != nil {
+				logRaw("[emperor] spawner thread left in %s: %v", m, err)
 			}
 		}()
 	}
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
-	if cg >= 0 {
-		ft.giveBack(cg)
-	}
 	if j.err != nil {
 		j.err = fmt.Errorf("exec %s: %w", j.plan.path, j.err)
 	}
@@ -2532,9 +2525,7 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	j := &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, home1: e.strays.cg.home1}
-	j.cgroup, j.mem1 = e.strays.cg.openFor(v)
-	return j
+	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.planFor(v)}
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -2542,8 +2533,9 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v, ours, pid := j.v, j.ours, j.pid
 	v.spawnPending = false
 	syscall.Close(j.theirs)
-	if j.cgroup >= 0 {
-		syscall.Close(j.cgroup)
+	if j.cgroupErr != nil {
+		logRaw("[emperor] vassal %s: cgroup: %v", v.name, j.cgroupErr)
+		delete(e.strays.cg.byName, v.name) // it has none to end
 	}
 	if j.err != nil && j.direct {
 		// The program could not be exec'd directly (a script without #!,
@@ -2828,7 +2820,7 @@ func (p *spawnerPool) spawner(id int, ready chan<- spawnerState) {
 	}
 	spare := "" // a v1 memory cgroup made ready for the next new vassal
 	for j := range p.jobs {
-		mem1 := j.mem1 // the job is the loop's again once done is sent
+		mem1 := j.cgroup.mem1 // the job is the loop's again once done is sent
 		j.run(ft, &spare)
 		p.done <- struct{}{}
 		if mem1 != "" && spare == "" {
@@ -3258,7 +3250,7 @@ func (e *emperor) startTracking() {
 		logRaw("[emperor] vassal %s: killed %d processes left by a dead emperor", name, n)
 	}
 	base := ownCgroup2()
-	ents, _ := os.ReadDir(base)
+	ents, _ := readDir(base)
 	for _, ent := range ents {
 		id, ok := strings.CutPrefix(ent.Name(), "emperor.")
 		same, gone := e.strays.identityGone(id)
@@ -3275,7 +3267,7 @@ func (e *emperor) startTracking() {
 	}
 	// A dead emperor's v1 memory cgroups empty as the kills above land.
 	base1 := ownMemoryCgroup1()
-	ents, _ = os.ReadDir(base1)
+	ents, _ = readDir(base1)
 	for _, ent := range ents {
 		id, ok := strings.CutPrefix(ent.Name(), "emperor.")
 		if same, gone := e.strays.identityGone(id); base1 != "" && ok && gone && rmdirTree(filepath.Join(base1, ent.Name())) != nil && same {
@@ -3314,51 +3306,63 @@ func (c *cgroupTrack) enableCounters(dir string) {
 	}
 }
 
-// openFor makes and opens the cgroup of v's next process for clone3 (-1:
-// none): v.NAME/N, below the vassal's own, which is kept across respawns
-// (its counters add up over them). The loop opens it and the spawn closes
-// it: a descriptor per spawn, not one per vassal. With memory figures from
-// v1, it also returns the vassal's v1 memory cgroup, v.NAME, which the
-// spawner thread makes (making one takes about 0.1 ms, which the loop
-// does not wait for).
-func (c *cgroupTrack) openFor(v *vassal) (int, string) {
+// cgroupPlan is where a vassal process starts: its cgroup, which the
+// spawner thread makes (each takes about 0.07 ms, and every cgroup
+// operation on the host holds one kernel lock: the loop does not wait for
+// them) and opens for clone3, in its own fd table.
+type cgroupPlan struct {
+	base   string // the vassal's cgroup, made first when missing (with enable for its children); "": the instance's is there
+	dir    string // the instance's; "": none
+	enable string
+	mem1   string // the vassal's v1 memory cgroup, which the spawner thread joins for the fork; "": none
+	home1  string // the v1 memory cgroup the spawner thread goes back to
+}
+
+// planFor names the cgroup of v's next process: v.NAME/N, below the
+// vassal's own, which is kept across respawns (its counters add up over
+// them), or the one its last process left empty.
+func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	if c.dir == "" {
-		return -1, ""
+		return cgroupPlan{}
 	}
 	// The vassal's cgroup is named after it, the slashes of glob monitors'
 	// paths escaped (and so the escape character): no two vassals share
 	// one. A name too long for a directory gets none: its marker tracks it.
 	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
-	base := filepath.Join(c.dir, vname)
-	delete(c.pending, base)
-	if os.Mkdir(base, 0o755) == nil && c.enable != "" {
-		_ = writeExisting(filepath.Join(base, "cgroup.subtree_control"), c.enable)
-	}
-	mem1 := ""
+	p := cgroupPlan{base: filepath.Join(c.dir, vname), enable: c.enable, home1: c.home1}
+	delete(c.pending, p.base)
 	if c.mem1 != "" {
-		mem1 = filepath.Join(c.mem1, vname)
-		delete(c.pending, mem1)
+		p.mem1 = filepath.Join(c.mem1, vname)
+		delete(c.pending, p.mem1)
 	}
 	if c.idle[v.name] {
 		delete(c.idle, v.name)
-		if fd, err := syscall.Open(filepath.Join(c.dir, c.byName[v.name]), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err == nil {
-			return fd, mem1
-		}
+		p.base, p.dir = "", filepath.Join(c.dir, c.byName[v.name])
+		return p
 	}
 	// Each process gets a fresh cgroup below the vassal's: clone3 into a
 	// cgroup that was once killed through cgroup.kill has its child
 	// killed at birth (seen on Linux 6.18), and the vassal's counters add
 	// up over its instances anyway.
 	name := vname + "/" + itoa(v.starts)
-	dir := filepath.Join(c.dir, name)
-	_ = os.Mkdir(dir, 0o755) // or there from a spawn retried at once; if neither, open says why
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		logRaw("[emperor] vassal %s: cgroup: %v", v.name, err)
-		return -1, ""
-	}
 	c.byName[v.name] = name
-	return fd, mem1
+	p.dir = filepath.Join(c.dir, name)
+	return p
+}
+
+// open makes the plan's cgroups where missing and opens the instance's
+// (-1: none, or it cannot be, and err says why).
+func (p *cgroupPlan) open() (int, error) {
+	if p.dir == "" {
+		return -1, nil
+	}
+	if p.base != "" {
+		if syscall.Mkdir(p.base, 0o755) == nil && p.enable != "" {
+			_ = writeExisting(p.base+"/cgroup.subtree_control", p.enable)
+		}
+		_ = syscall.Mkdir(p.dir, 0o755) // or there from a spawn retried at once; if neither, open says why
+	}
+	return syscall.Open(p.dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 }
 
 // ended ends everything left in v's cgroup once its process is gone: the
@@ -3433,11 +3437,22 @@ func killCgroup(dir string) error {
 	return err
 }
 
+// readDir lists dir in the kernel's order: os.ReadDir's sort is not
+// needed by any caller, and its code is 8 KB of the binary.
+func readDir(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
+
 // rmdirTree removes an empty cgroup and the cgroups below it, which a
 // vassal that is an emperor itself (or sets up cgroups of its own) leaves
 // when it is killed: a cgroup with children cannot be removed.
 func rmdirTree(dir string) error {
-	ents, _ := os.ReadDir(dir)
+	ents, _ := readDir(dir)
 	for _, ent := range ents {
 		if ent.IsDir() {
 			_ = rmdirTree(filepath.Join(dir, ent.Name()))

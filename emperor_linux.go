@@ -88,7 +88,7 @@ func parseCloneFlags(list string) (uintptr, error) {
 func childrenOf(pid int) []int { return childrenIn("/proc/" + strconv.Itoa(pid)) }
 
 func childrenIn(proc string) []int {
-	tasks, err := os.ReadDir(proc + "/task")
+	tasks, err := readDir(proc + "/task")
 	if err != nil {
 		return nil
 	}
@@ -327,7 +327,7 @@ func cloexecInherited() {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
 		return
 	}
-	ents, err := os.ReadDir("/proc/self/fd")
+	ents, err := readDir("/proc/self/fd")
 	if err != nil {
 		return
 	}
@@ -700,7 +700,7 @@ func privateForkTable() (*forkTable, error) {
 // vassal inherits, and the runtime's epoll and eventfd, which any thread
 // may use by number.
 func closeCopiedFDs(keep int) {
-	dir, err := os.ReadDir("/proc/thread-self/fd")
+	dir, err := readDir("/proc/thread-self/fd")
 	if err != nil {
 		return // checked before the unshare; the copies stay, few and old
 	}

@@ -225,6 +225,9 @@ type ParseSpec struct {
 	// what a config points it at (a /proc file, a huge one), and leaves
 	// includes to the vassal runner.
 	OneFile bool
+	// First, with OneFile, is that config's content, which the caller
+	// has read already: it is not read again.
+	First []byte
 }
 
 // cfgEntry is an option plus the bookkeeping uWSGI keeps per exported option.
@@ -1037,6 +1040,10 @@ func (p *cfgParser) fileID(file string) string {
 func (p *cfgParser) readConfig(file string) ([]byte, error) {
 	if p.filesRead++; p.spec.OneFile && p.filesRead > 1 {
 		return nil, configUnsupported(fmt.Errorf("%s: an include (left to the vassal runner)", file))
+	}
+	if p.spec.OneFile && p.spec.First != nil && configScheme(file) == "" && file != "-" {
+		p.readBytes += len(p.spec.First)
+		return p.spec.First, nil
 	}
 	data, err := p.readConfigOnce(file)
 	if p.readBytes += len(data); p.readBytes > configMaxTotalRead {

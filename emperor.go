@@ -2971,7 +2971,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	args := configAsINI(base.argv[1:])
 	penv := withoutEnv(base.env, uwsgiBinaryEnv) // what the program itself gets
 	spec := optionParseSpec(base.env, base.dir, e.cfg.self)
-	spec.OneFile = true
+	spec.OneFile, spec.First = true, raw
 	opts, err := ParseArgs(args, spec)
 	if err != nil {
 		return nil

@@ -4336,8 +4336,9 @@ type statsSnapshot struct {
 }
 
 // cgroupDirs are where the vassals' cgroups are: in v2, and in v1 for
-// memory on a hybrid host ("": not there).
-type cgroupDirs struct{ v2, mem1 string }
+// memory on a hybrid host ("": not there); enable is the controllers on
+// for them ("+memory +pids").
+type cgroupDirs struct{ v2, mem1, enable string }
 
 type vassalStat struct {
 	zerg                                bool
@@ -4365,7 +4366,7 @@ type blackStat struct {
 
 func (e *emperor) snapshot() *statsSnapshot {
 	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant,
-		cgroupDirs: cgroupDirs{e.strays.cg.dir, e.strays.cg.mem1}}
+		cgroupDirs: cgroupDirs{e.strays.cg.dir, e.strays.cg.mem1, e.strays.cg.enable}}
 	if len(e.watch.monitors) == 1 && !e.watch.monitors[0].glob {
 		s.cwd = e.watch.monitors[0].dir // uWSGI sits in its vassal directory
 	}
@@ -4721,21 +4722,33 @@ func (c *cgroupCache) refresh(dirs cgroupDirs) {
 // readCgroupFigures reads the counters of the vassal cgroup name, its
 // memory from v1 where the emperor keeps one there.
 func readCgroupFigures(dirs cgroupDirs, name string) (values cgroupValues) {
+	var buf [512]byte // the first line is all that is read: cpu.stat's usage_usec, or the number
 	for c := range cgroupCounters {
 		values[c] = absent
 		file := dirs.v2 + "/" + name + "/" + cgroupCounters[c].file
-		if cgroupCounters[c].key == "cgroup_memory_bytes" && dirs.mem1 != "" {
+		switch ctl, _, _ := strings.Cut(cgroupCounters[c].file, "."); {
+		case ctl == "memory" && dirs.mem1 != "":
 			file = dirs.mem1 + "/" + name + "/memory.usage_in_bytes"
+		case ctl != "cpu" && !strings.Contains(dirs.enable, "+"+ctl):
+			continue // not on for the vassals' cgroups: no file to look for
 		}
-		data, err := os.ReadFile(file)
+		// Raw calls into a buffer on the stack: a stats document reads
+		// these for every vassal.
+		fd, err := syscall.Open(file, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
-		if _, usage, found := strings.Cut(string(data), "usage_usec "); found {
-			data = []byte(usage)
+		n, err := syscall.Read(fd, buf[:])
+		syscall.Close(fd)
+		if err != nil || n <= 0 {
+			continue
 		}
-		n, _, _ := strings.Cut(string(data), "\n")
-		if x, err := strconv.ParseInt(n, 10, 64); err == nil {
+		line := buf[:n]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		line = bytes.TrimPrefix(line, []byte("usage_usec "))
+		if x, err := strconv.ParseInt(string(line), 10, 64); err == nil {
 			values[c] = x
 		}
 	}

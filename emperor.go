@@ -3414,17 +3414,25 @@ func (c *cgroupTrack) removeEmpty() {
 // cgroupPopulated says whether a process is in the cgroup dir or below
 // (true when that cannot be read).
 func cgroupPopulated(dir string) bool {
-	// Raw calls, one read: this is on the way to a respawn, and a file
-	// the kernel writes whole needs no more (about 0.03 ms less than
-	// through os.File).
-	fd, err := syscall.Open(dir+"/cgroup.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	var buf [64]byte
+	return !bytes.HasPrefix(readKernelFile(dir+"/cgroup.events", buf[:]), []byte("populated 0\n"))
+}
+
+// readKernelFile reads the start of a file the kernel writes whole (a
+// cgroup's), into buf, with raw calls and one read: it is on the way to a
+// respawn, and a stats document reads one per vassal and counter (about
+// 0.03 ms less than through os.File). nil: it cannot be read.
+func readKernelFile(path string, buf []byte) []byte {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return true
+		return nil
 	}
 	defer syscall.Close(fd)
-	var buf [64]byte
-	n, err := syscall.Read(fd, buf[:])
-	return err != nil || !strings.HasPrefix(string(buf[:max(n, 0)]), "populated 0\n")
+	n, err := syscall.Read(fd, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return buf[:n]
 }
 
 // killCgroup SIGKILLs every process in the cgroup dir and below.
@@ -4732,18 +4740,10 @@ func readCgroupFigures(dirs cgroupDirs, name string) (values cgroupValues) {
 		case ctl != "cpu" && !strings.Contains(dirs.enable, "+"+ctl):
 			continue // not on for the vassals' cgroups: no file to look for
 		}
-		// Raw calls into a buffer on the stack: a stats document reads
-		// these for every vassal.
-		fd, err := syscall.Open(file, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
+		line := readKernelFile(file, buf[:])
+		if line == nil {
 			continue
 		}
-		n, err := syscall.Read(fd, buf[:])
-		syscall.Close(fd)
-		if err != nil || n <= 0 {
-			continue
-		}
-		line := buf[:n]
 		if i := bytes.IndexByte(line, '\n'); i >= 0 {
 			line = line[:i]
 		}

@@ -2620,7 +2620,8 @@ func (e *emperor) spawning(f func()) {
 // collector's floor (4 MB at the default GOGC) before a collection. So a
 // burst runs with the collector at its default pace, and once no spawn has
 // come for memSettle the collector goes to idleGCPercent and, after a real
-// burst, the garbage is collected and every free page returned at once.
+// burst, the garbage is collected, every free page returned at once, and
+// the program's own pages the burst mapped are unmapped (releaseImagePages).
 type memoryState struct {
 	lastSpawn time.Time // when the last batch of spawns ended
 	spawns    int       // processes started since the last release
@@ -2683,7 +2684,11 @@ func (e *emperor) releaseMemoryDue(timerItem) {
 	if e.mem.spawns >= releaseAfter {
 		// Off the loop: the collection takes milliseconds with 10,000
 		// vassals, and the loop need not wait. The goroutine ends with it.
-		go debug.FreeOSMemory()
+		go func() {
+			debug.FreeOSMemory()
+			releaseImagePages()
+			trace("released", "memory")
+		}()
 	}
 	e.mem.spawns = 0
 }

@@ -1173,6 +1173,106 @@ func TestEveryTimerKindIsHandled(t *testing.T) {
 	}
 }
 
+// imageMapping is one mapping of a process's own executable, from smaps.
+type imageMapping struct {
+	addr, perms string
+	size, rss   int // kB
+	anon        int // kB of anonymous (written, copied) pages in it
+}
+
+// imageMappings lists the mappings of pid's executable file.
+func imageMappings(t testing.TB, pid int) []imageMapping {
+	t.Helper()
+	var exe unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &exe); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []imageMapping
+	var cur *imageMapping
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && !strings.HasSuffix(f[0], ":") {
+			cur = nil
+			if ino, _ := strconv.ParseUint(f[4], 10, 64); ino == exe.Ino {
+				out = append(out, imageMapping{addr: f[0], perms: f[1]})
+				cur = &out[len(out)-1]
+			}
+			continue
+		}
+		if cur != nil && len(f) >= 2 {
+			n, _ := strconv.Atoi(f[1])
+			switch f[0] {
+			case "Size:":
+				cur.size = n
+			case "Rss:":
+				cur.rss = n
+			case "Anonymous:":
+				cur.anon = n
+			}
+		}
+	}
+	return out
+}
+
+// TestIdleEmperorUnmapsItsImage: once a burst of spawns is over, the
+// emperor takes its own code and read-only data out of its page tables
+// (the pages stay cached, and fault back in as they run). Only mappings it
+// never wrote may go: a PIE build's relocated read-only data would fall
+// back to the file's unrelocated bytes, and the emperor would crash on its
+// next use of them; the PIE case keeps that honest. After the release the
+// emperor must go on working: a new vassal starts, and it stops cleanly.
+func TestIdleEmperorUnmapsItsImage(t *testing.T) {
+	pie := filepath.Join(filepath.Dir(emperorBin), "emperor-pie")
+	build := exec.Command("go", "build", "-buildmode=pie", "-o", pie, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildmode=pie: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ name, bin string }{{"default", emperorBin}, {"pie", pie}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			cmd := exec.Command(tc.bin, "--emperor", env.vassals)
+			cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
+			em := startEmperorCmd(t, cmd)
+			em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
+			const n = 2 * releaseAfter
+			moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
+			waitStarted(t, em, n)
+			// Within memSettle of the last spawn: the burst's pages are mapped.
+			before := imageMappings(t, em.cmd.Process.Pid)
+			em.waitLog(t, " released memory", 10*time.Second)
+			after := imageMappings(t, em.cmd.Process.Pid)
+			if len(after) != len(before) {
+				t.Fatalf("image mappings changed: %v, then %v", before, after)
+			}
+			dropped := false
+			for i, b := range before {
+				a := after[i]
+				written := b.anon > 0 || b.perms[1] == 'w'
+				switch {
+				case written && a.anon < b.anon:
+					t.Errorf("mapping %s %s lost written pages: %d kB anonymous, then %d kB", b.addr, b.perms, b.anon, a.anon)
+				case !written && a.rss < b.rss:
+					dropped = true
+				}
+				t.Logf("%s %s: %d kB, RSS %d kB (%d anonymous), then %d kB (%d)", b.addr, b.perms, b.size, b.rss, b.anon, a.rss, a.anon)
+			}
+			if !dropped {
+				t.Errorf("no read-only mapping of the image shrank after the release")
+			}
+			writeFile(t, filepath.Join(env.vassals, "late.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
+			em.waitLog(t, "late.ini started (pid:", 10*time.Second)
+			if code, _ := em.signalAndWait(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit code %d after the release", code)
+			}
+		})
+	}
+}
+
 // ==== Watching configs ==================================================
 
 func TestIgnoredNames(t *testing.T) {

@@ -967,6 +967,7 @@ func releaseImagePages() {
 	if err != nil {
 		return
 	}
+	dev := fmt.Sprintf("%02x:%02x", unix.Major(self.Dev), unix.Minor(self.Dev)) // as smaps spells it
 	var start, end uint64
 	ours := false
 	for _, line := range strings.Split(string(data), "\n") {
@@ -977,7 +978,6 @@ func releaseImagePages() {
 			start, _ = strconv.ParseUint(lo, 16, 64)
 			end, _ = strconv.ParseUint(hi, 16, 64)
 			ino, _ := strconv.ParseUint(f[4], 10, 64)
-			dev := fmt.Sprintf("%02x:%02x", unix.Major(self.Dev), unix.Minor(self.Dev))
 			ours = ino == self.Ino && f[3] == dev && len(f[1]) == 4 && f[1][1] == '-' && f[1][3] == 'p'
 		case ours && len(f) >= 2 && f[0] == "Anonymous:":
 			if f[1] == "0" && end > start {

@@ -94,6 +94,7 @@ type emperor struct {
 // goroutine that owns its source and exits once done is closed.
 type loopInputs struct {
 	exits    chan childExit           // the reaper: every wait4 result
+	spawned  chan struct{}            // to the reaper: a child was started (see startReaper)
 	readable chan readyFD             // the poller: a descriptor of poll became readable
 	fsHints  chan fsEvent             // file events, where they come over a channel (not Linux)
 	sigs     chan os.Signal           // signals the emperor acts on
@@ -108,6 +109,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 		cfg: cfg,
 		in: loopInputs{
 			exits:    make(chan childExit, 256),
+			spawned:  make(chan struct{}, 1),
 			readable: make(chan readyFD, 256),
 			fsHints:  make(chan fsEvent, 1024),
 			sigs:     make(chan os.Signal, 16),
@@ -188,7 +190,7 @@ func (e *emperor) start() error {
 	}
 	e.startTracking()
 	notifySignals(e.in.sigs)
-	startReaper(e.in.exits, e.in.done)
+	startReaper(e.in.exits, e.in.spawned, e.in.done)
 	e.sd.notify = newSDNotifier()
 	e.attachParentEmperor()
 	if e.cfg.notifySocket != "" {
@@ -322,9 +324,16 @@ type odResolved struct {
 }
 
 // startReaper owns all waiting: no other code calls wait4, so exits are never
-// stolen. SIGCHLD only wakes it; wait4(-1, WNOHANG) is repeated until empty so
-// coalesced signals lose nothing.
-func startReaper(out chan<- childExit, done <-chan struct{}) {
+// stolen. wait4(-1, WNOHANG) is repeated until empty, so coalesced signals
+// lose nothing. Between drains it sleeps in awaitChild while the emperor has
+// a child: the kernel wakes that thread itself as a child dies, where
+// SIGCHLD would pass through the runtime's signal goroutine first (two
+// thread wake-ups more on the way to a respawn). With no child to wait for
+// it sleeps until SIGCHLD (an orphan adopted later dies) or a spawn
+// (spawned: the loop's hint that there is a child again). A reaper asleep
+// in awaitChild when done closes ends with the last child, or with the
+// process.
+func startReaper(out chan<- childExit, spawned <-chan struct{}, done <-chan struct{}) {
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, syscall.SIGCHLD)
 	go func() {
@@ -345,8 +354,12 @@ func startReaper(out chan<- childExit, done <-chan struct{}) {
 					return
 				}
 			}
+			if awaitChild() {
+				continue
+			}
 			select {
 			case <-sigchld:
+			case <-spawned:
 			case <-done:
 				return
 			}
@@ -2567,6 +2580,10 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	e.vassals.byPid[pid] = v
 	e.vassals.byFd[ours] = v
 	v.starts++
+	select {
+	case e.in.spawned <- struct{}{}:
+	default: // the reaper has a hint already
+	}
 	if err := e.poll.watcher.add(ours, v.token); err != nil {
 		logVerbose("[emperor] vassal %s: %v", v.name, err)
 	}

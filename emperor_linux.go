@@ -850,6 +850,19 @@ func inotifyOp(mask uint32) fsOp {
 	return op
 }
 
+// awaitChild sleeps until a child of the emperor has exited, without
+// reaping it (WNOWAIT: the reaper's wait4 does that), and reports whether
+// one has: false at once when there is no child to wait for.
+func awaitChild() bool {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err == nil
+		}
+	}
+}
+
 // ==== Process trees: what /proc and cgroup v2 say about a process ==========
 
 // procEnvValue returns the value of key in pid's environment as the kernel

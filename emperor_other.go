@@ -20,6 +20,10 @@ func becomeSubreaper() error { return nil }
 
 func clearSpawnThreadSigmask() {}
 
+// awaitChild is the wait for a child's exit that Linux's waitid(WNOWAIT)
+// gives; here the reaper waits for SIGCHLD alone.
+func awaitChild() bool { return false }
+
 func platformSysProcAttr(s *spawnSpec) (*syscall.SysProcAttr, error) {
 	if s.cloneFlags != 0 {
 		return nil, fmt.Errorf("emperor-use-clone: namespaces are not supported on %s", runtime.GOOS)

@@ -3912,6 +3912,59 @@ func TestVassalSdNotify(t *testing.T) {
 	waitDead(t, ev.pid, 10*time.Second)
 }
 
+// TestReaperWaitsInWaitid: while the emperor has a child, one of its
+// threads sleeps in waitid (the kernel wakes it as a child dies, without
+// SIGCHLD's way through the runtime); with none, none does (waitid would
+// return at once), and a vassal started later brings it back. A crashed
+// vassal is reaped and respawned both ways.
+func TestReaperWaitsInWaitid(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/syscall"); err != nil {
+		t.Skipf("no /proc/PID/task/TID/syscall: %v", err)
+	}
+	env := newTestEnv(t)
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	pid := em.cmd.Process.Pid
+	inWaitid := func() int {
+		n := 0
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		for _, task := range tasks {
+			data, _ := os.ReadFile(task)
+			if nr, _, _ := strings.Cut(string(data), " "); nr == strconv.Itoa(unix.SYS_WAITID) {
+				n++
+			}
+		}
+		return n
+	}
+	waitWaiters := func(want int, why string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for inWaitid() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d emperor threads in waitid, want %d", why, inWaitid(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	em.waitLog(t, "starting uWSGI Emperor", 5*time.Second)
+	waitWaiters(0, "no vassal yet")
+	path := env.vassal(t, "w.ini", "w", "")
+	ev := env.sink.waitStart(t, 0, "w")
+	waitWaiters(1, "one vassal running")
+	for i := 0; i < 3; i++ {
+		mark := env.sink.count()
+		syscall.Kill(ev.pid, syscall.SIGKILL)
+		ev = env.sink.waitStart(t, mark, "w")
+		waitWaiters(1, "after respawn "+strconv.Itoa(i+1))
+	}
+	os.Remove(path)
+	waitDead(t, ev.pid, 10*time.Second)
+	waitWaiters(0, "vassal removed")
+	mark := env.sink.count()
+	env.vassal(t, "w2.ini", "w2", "")
+	env.sink.waitStart(t, mark, "w2")
+	waitWaiters(1, "a vassal added later")
+}
+
 // TestPID1ReapsZombies runs the emperor as PID 1 of a new pid namespace
 // (as in a container) and orphans a grandchild: it is reaped, and SIGTERM
 // still shuts everything down.

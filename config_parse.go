@@ -247,7 +247,6 @@ type cfgLogic struct {
 type cfgParser struct {
 	spec      ParseSpec
 	filesRead int // files and exec:// outputs read so far
-	env       map[string]string
 	list      []cfgEntry
 	magic     [256]string
 	lazy      [256]bool // static magic entries computed on first use
@@ -333,13 +332,7 @@ func newCfgParser(spec ParseSpec) (*cfgParser, error) {
 		}
 		spec.Cwd = wd
 	}
-	p := &cfgParser{spec: spec, env: make(map[string]string)}
-	for _, kv := range spec.Environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if _, dup := p.env[k]; ok && !dup { // getenv() returns the first match
-			p.env[k] = v
-		}
-	}
+	p := &cfgParser{spec: spec}
 	p.magic['%'] = "%"
 	p.magic['('] = "%("
 	p.magic['v'] = spec.Cwd
@@ -354,6 +347,18 @@ func newCfgParser(spec ParseSpec) (*cfgParser, error) {
 	// Hostname and user/group names cost a file read each; most configs never use them.
 	p.lazy['h'], p.lazy['U'], p.lazy['G'] = true, true, true
 	return p, nil
+}
+
+// getenv is getenv(3) on the environment the config is read in: the first
+// entry for key. A config looks up a few names, if any, so they are found
+// by a scan rather than a map built for every parse.
+func (p *cfgParser) getenv(key string) (string, bool) {
+	for _, kv := range p.spec.Environ {
+		if len(kv) > len(key) && kv[len(key)] == '=' && kv[:len(key)] == key {
+			return kv[len(key)+1:], true
+		}
+	}
+	return "", false
 }
 
 // magicVar returns the magic table entry for c, computing lazy ones once.
@@ -738,10 +743,10 @@ func (p *cfgParser) logicItems(l *cfgLogic, src string) ([]cfgLogicItem, error) 
 		return p.ifValue(l.kind == "if-opt", v, ok, want, hasWant), nil
 	case "if-env", "ifenv", "if-not-env":
 		name, want, hasWant := strings.Cut(arg, "=")
-		v, ok := p.env[name]
+		v, ok := p.getenv(name)
 		return p.ifValue(l.kind != "if-not-env", v, ok, want, hasWant), nil
 	case "if-reload", "if-not-reload":
-		_, reload := p.env["UWSGI_RELOADS"]
+		_, reload := p.getenv("UWSGI_RELOADS")
 		if reload == (l.kind == "if-reload") {
 			return []cfgLogicItem{{raw: true}}, nil
 		}
@@ -2853,7 +2858,7 @@ func (p *cfgParser) applyPass(sym byte) error {
 func (p *cfgParser) resolve(sym byte, key string) (string, bool, error) {
 	switch sym {
 	case '$':
-		v, ok := p.env[key]
+		v, ok := p.getenv(key)
 		return v, ok, nil
 	case '@':
 		v, err := p.readRef(key)

@@ -7388,6 +7388,50 @@ func BenchmarkLatencyC(b *testing.B) {
 		report(b, []string{"reap", "to-spawn", "fork+exec", "exec-to-vassal"}, rows, end)
 		os.Remove(path)
 	})
+	// The machine's own share of those figures, for reading them on any
+	// machine: the same probe forked and exec'd directly by this process
+	// (fork to its first instruction, with the emperor's process group and
+	// parent-death signal, no cgroup) and, once it runs, SIGKILLed and
+	// reaped (kill to wait4's return). A respawn cannot beat their sum; a
+	// spawn cannot beat the first.
+	b.Run("floor", func(b *testing.B) {
+		var spawn, reap, both []time.Duration
+		for i := 0; i < b.N; i++ {
+			time.Sleep(10 * time.Millisecond)
+			ours, theirs, err := protocolSocketpair()
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := benchName("fl")
+			mark := env.sink.count()
+			attr := &syscall.ProcAttr{
+				Env:   []string{"PROBE_SOCK=" + env.sink.path, "PROBE_NAME=" + name, "UWSGI_EMPEROR_FD=3"},
+				Files: []uintptr{0, 1, 2, uintptr(theirs)},
+				Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+			}
+			t0 := monoNow()
+			pid, err := syscall.ForkExec(prog, []string{prog}, attr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			syscall.Close(theirs)
+			ev := env.sink.waitStart(b, mark, name)
+			var loyal [1]byte
+			syscall.Read(ours, loyal[:]) // it runs, past its start
+			t1 := monoNow()
+			syscall.Kill(pid, syscall.SIGKILL)
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, 0, nil)
+			t2 := monoNow()
+			syscall.Close(ours)
+			spawn = append(spawn, time.Duration(ev.mono-t0))
+			reap = append(reap, time.Duration(t2-t1))
+			both = append(both, time.Duration(ev.mono-t0+t2-t1))
+		}
+		reportLatency(b, both)
+		b.ReportMetric(float64(median(spawn).Microseconds())/1000, "fork-to-vassal-ms")
+		b.ReportMetric(float64(median(reap).Microseconds())/1000, "kill-to-reaped-ms")
+	})
 }
 
 // traceTime is the first EMPEROR_TRACE time of step for name at or after
@@ -9024,6 +9068,30 @@ func BenchmarkConfigParseTypicalINI(b *testing.B) {
 	}
 	spec := configSpec(dir, "PATH=/usr/bin:/bin", "HOME=/root")
 	args := []string{"--ini", "shop.ini"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseArgs(args, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConfigParseAtSpawn is the parse a direct spawn does: a small
+// config that names no variable, read in an emperor's environment of 40
+// entries (what a service manager and an init script hand it).
+func BenchmarkConfigParseAtSpawn(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "probe.ini")
+	if err := os.WriteFile(path, []byte("[uwsgi]\nenv = PROBE_SOCK=/run/probe.sock\nenv = PROBE_NAME=probe\nunprivileged-binary-patch = /usr/local/bin/probe\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root", "INVOCATION_ID=0b5d8a1c3f6e4e7d9a2b1c0d3e4f5a6b"}
+	for len(env) < 40 {
+		env = append(env, "SERVICE_SETTING_"+itoa(len(env))+"=a value of an ordinary length")
+	}
+	spec := configSpec(dir, env...)
+	spec.OneFile = true
+	args := []string{"--ini", path}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := ParseArgs(args, spec); err != nil {

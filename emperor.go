@@ -4404,7 +4404,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 		s.monitors = append(s.monitors, m.arg)
 	}
 	live := e.vassals.live()
-	s.vassals = make([]vassalStat, 0, len(live))
+	s.vassals = statsVassals(len(live))
 	for _, v := range live {
 		st := vassalStat{id: v.shownName(), zerg: v.zergOf != nil, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
 			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
@@ -4575,7 +4575,7 @@ func termSafe(s string) string {
 }
 
 func (s *statsSnapshot) render() []byte {
-	w := &jsonWriter{b: make([]byte, 0, 1024+len(s.vassals)*560)}
+	w := &jsonWriter{b: statsBuffer(1024 + len(s.vassals)*560)}
 	w.open("", '{')
 	w.str("version", uwsgiVersion())
 	w.num("pid", int64(s.pid))
@@ -5089,11 +5089,14 @@ func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHT
 		return
 	}
 	doc := render(snap)
+	snap.recycle()
+	defer recycleStatsBuffer(doc)
+	bufs := net.Buffers{doc}
 	if withHTTP {
-		doc = append([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc...)
+		bufs = net.Buffers{[]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc}
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, _ = conn.Write(doc)
+	_, _ = bufs.WriteTo(conn)
 }
 
 func (s statsServer) answer(conn net.Conn) {
@@ -5102,8 +5105,53 @@ func (s statsServer) answer(conn net.Conn) {
 	if snap == nil {
 		return
 	}
+	doc := snap.render()
+	snap.recycle()
+	defer recycleStatsBuffer(doc)
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, _ = conn.Write(snap.render())
+	_, _ = conn.Write(doc)
+}
+
+// statsBufs keeps a rendered document's buffer for the next request, as
+// long as the collector lets it (a pool is emptied over two collections):
+// back-to-back requests with 1,000 vassals would otherwise each leave half
+// a megabyte behind, and at the idle pace (idleGCPercent) nearly every one
+// would set off a collection. An emperor nobody asks keeps none.
+var statsBufs sync.Pool
+
+// statsBuffer returns an empty buffer of at least n bytes' capacity.
+func statsBuffer(n int) []byte {
+	if p, _ := statsBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// recycleStatsBuffer gives back a buffer from statsBuffer once its bytes
+// have been sent.
+func recycleStatsBuffer(b []byte) {
+	statsBufs.Put(&b)
+}
+
+// statsVassalBufs does for the snapshot's vassal records what statsBufs
+// does for the document: the loop copies them for every request.
+var statsVassalBufs sync.Pool
+
+// statsVassals returns an empty slice of at least n records' capacity.
+func statsVassals(n int) []vassalStat {
+	if p, _ := statsVassalBufs.Get().(*[]vassalStat); p != nil && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]vassalStat, 0, n)
+}
+
+// recycle gives back the snapshot's records once the document is
+// rendered: the snapshot is not read again.
+func (s *statsSnapshot) recycle() {
+	v := s.vassals
+	clear(v) // their strings are the vassals', not the pool's to keep
+	s.vassals = nil
+	statsVassalBufs.Put(&v)
 }
 
 // The HTTP form is a minimal HTTP/1.0 and 1.1 server (RFC 9112): one
@@ -5146,9 +5194,14 @@ func (s statsServer) answerHTTP(conn net.Conn, clients *statsClients) {
 			return
 		}
 		resp = statsPage(snap, req.path)
+		snap.recycle()
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	if resp.write(conn, req.head) != nil {
+	err := resp.write(conn, req.head)
+	if resp.recycle {
+		recycleStatsBuffer(resp.body)
+	}
+	if err != nil {
 		return
 	}
 	// Closing with unread bytes in the socket (a body, a pipelined
@@ -5170,7 +5223,7 @@ func statsPage(snap *statsSnapshot, path string) httpResponse {
 	if path == "/metrics" {
 		return httpResponse{status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: snap.prometheus()}
 	}
-	return httpResponse{status: 200, contentType: "application/json", body: snap.render(),
+	return httpResponse{status: 200, contentType: "application/json", body: snap.render(), recycle: true,
 		fields: "Access-Control-Allow-Origin: *\r\n"}
 }
 
@@ -5310,6 +5363,7 @@ type httpResponse struct {
 	contentType string
 	fields      string // more header fields, each ending in CRLF
 	body        []byte
+	recycle     bool // body is from statsBuffer, given back once sent
 }
 
 func (r httpResponse) write(w io.Writer, headOnly bool) error {

@@ -4404,7 +4404,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 		s.monitors = append(s.monitors, m.arg)
 	}
 	live := e.vassals.live()
-	s.vassals = statsVassals(len(live))
+	s.vassals = make([]vassalStat, 0, len(live))
 	for _, v := range live {
 		st := vassalStat{id: v.shownName(), zerg: v.zergOf != nil, pid: v.pid, born: v.born, lastMod: v.lastMod, lastHeartbeat: v.lastHeartbeat,
 			loyal: v.loyal, ready: v.ready, accepting: v.accept, lastLoyal: v.lastLoyal, lastReady: v.lastReady,
@@ -4575,7 +4575,31 @@ func termSafe(s string) string {
 }
 
 func (s *statsSnapshot) render() []byte {
-	w := &jsonWriter{b: statsBuffer(1024 + len(s.vassals)*560)}
+	doc, _ := s.renderTo(nil)
+	return doc
+}
+
+// statsChunk is how much of a document is rendered before it is sent,
+// when it goes straight to a client: with 1,000 vassals the document is
+// half a megabyte, which every request would otherwise allocate whole and
+// leave behind, and at the idle pace (idleGCPercent) nearly every request
+// would set off a collection.
+const statsChunk = 64 << 10
+
+// sendTo writes the document to out as it is rendered.
+func (s *statsSnapshot) sendTo(out io.Writer) error {
+	_, err := s.renderTo(out)
+	return err
+}
+
+// renderTo renders the document: into the returned bytes with no out, or
+// to out a chunk at a time.
+func (s *statsSnapshot) renderTo(out io.Writer) ([]byte, error) {
+	size := 1024 + len(s.vassals)*560
+	if out != nil {
+		size = min(size, statsChunk+4096)
+	}
+	w := &jsonWriter{b: make([]byte, 0, size)}
 	w.open("", '{')
 	w.str("version", uwsgiVersion())
 	w.num("pid", int64(s.pid))
@@ -4593,6 +4617,12 @@ func (s *statsSnapshot) render() []byte {
 	figures := cgroupFigures.getAll(s.cgroupDirs, s.vassals)
 	for i := range s.vassals {
 		s.vassals[i].render(w, figures[i])
+		if out != nil && len(w.b) >= statsChunk {
+			if _, err := out.Write(w.b); err != nil {
+				return nil, err
+			}
+			w.b = w.b[:0]
+		}
 	}
 	w.close(']')
 	w.open("blacklist", '[')
@@ -4607,7 +4637,11 @@ func (s *statsSnapshot) render() []byte {
 	}
 	w.close(']')
 	w.close('}')
-	return w.b
+	if out != nil {
+		_, err := out.Write(w.b)
+		return nil, err
+	}
+	return w.b, nil
 }
 
 // render writes the vassal's record, with the figures of its cgroup.
@@ -5067,12 +5101,12 @@ func (s statsServer) fetch() *statsSnapshot {
 // behind uWSGI's own header block. A client that sends nothing is let go
 // without an answer.
 func (s statsServer) answerStatsHTTP(conn net.Conn, clients *statsClients) {
-	s.answerDocument(conn, clients, true, (*statsSnapshot).render)
+	s.answerDocument(conn, clients, true, (*statsSnapshot).sendTo)
 }
 
 // answerDocument sends one rendered document, after the client's request
 // and behind uWSGI's header block with withHTTP, and closes the connection.
-func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHTTP bool, render func(*statsSnapshot) []byte) {
+func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHTTP bool, send func(*statsSnapshot, io.Writer) error) {
 	defer conn.Close()
 	if withHTTP {
 		clients.setIdle(conn, true, false)
@@ -5088,15 +5122,13 @@ func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHT
 	if snap == nil {
 		return
 	}
-	doc := render(snap)
-	snap.recycle()
-	defer recycleStatsBuffer(doc)
-	bufs := net.Buffers{doc}
-	if withHTTP {
-		bufs = net.Buffers{[]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n"), doc}
-	}
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, _ = bufs.WriteTo(conn)
+	if withHTTP {
+		if _, err := conn.Write([]byte("HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nContent-Type: application/json\r\n\r\n")); err != nil {
+			return
+		}
+	}
+	_ = send(snap, conn)
 }
 
 func (s statsServer) answer(conn net.Conn) {
@@ -5105,53 +5137,8 @@ func (s statsServer) answer(conn net.Conn) {
 	if snap == nil {
 		return
 	}
-	doc := snap.render()
-	snap.recycle()
-	defer recycleStatsBuffer(doc)
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, _ = conn.Write(doc)
-}
-
-// statsBufs keeps a rendered document's buffer for the next request, as
-// long as the collector lets it (a pool is emptied over two collections):
-// back-to-back requests with 1,000 vassals would otherwise each leave half
-// a megabyte behind, and at the idle pace (idleGCPercent) nearly every one
-// would set off a collection. An emperor nobody asks keeps none.
-var statsBufs sync.Pool
-
-// statsBuffer returns an empty buffer of at least n bytes' capacity.
-func statsBuffer(n int) []byte {
-	if p, _ := statsBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
-		return (*p)[:0]
-	}
-	return make([]byte, 0, n)
-}
-
-// recycleStatsBuffer gives back a buffer from statsBuffer once its bytes
-// have been sent.
-func recycleStatsBuffer(b []byte) {
-	statsBufs.Put(&b)
-}
-
-// statsVassalBufs does for the snapshot's vassal records what statsBufs
-// does for the document: the loop copies them for every request.
-var statsVassalBufs sync.Pool
-
-// statsVassals returns an empty slice of at least n records' capacity.
-func statsVassals(n int) []vassalStat {
-	if p, _ := statsVassalBufs.Get().(*[]vassalStat); p != nil && cap(*p) >= n {
-		return (*p)[:0]
-	}
-	return make([]vassalStat, 0, n)
-}
-
-// recycle gives back the snapshot's records once the document is
-// rendered: the snapshot is not read again.
-func (s *statsSnapshot) recycle() {
-	v := s.vassals
-	clear(v) // their strings are the vassals', not the pool's to keep
-	s.vassals = nil
-	statsVassalBufs.Put(&v)
+	_ = snap.sendTo(conn)
 }
 
 // The HTTP form is a minimal HTTP/1.0 and 1.1 server (RFC 9112): one
@@ -5194,14 +5181,9 @@ func (s statsServer) answerHTTP(conn net.Conn, clients *statsClients) {
 			return
 		}
 		resp = statsPage(snap, req.path)
-		snap.recycle()
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(s.timeout))
-	err := resp.write(conn, req.head)
-	if resp.recycle {
-		recycleStatsBuffer(resp.body)
-	}
-	if err != nil {
+	if resp.write(conn, req.head) != nil {
 		return
 	}
 	// Closing with unread bytes in the socket (a body, a pipelined
@@ -5223,7 +5205,7 @@ func statsPage(snap *statsSnapshot, path string) httpResponse {
 	if path == "/metrics" {
 		return httpResponse{status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: snap.prometheus()}
 	}
-	return httpResponse{status: 200, contentType: "application/json", body: snap.render(), recycle: true,
+	return httpResponse{status: 200, contentType: "application/json", body: snap.render(),
 		fields: "Access-Control-Allow-Origin: *\r\n"}
 }
 
@@ -5363,7 +5345,6 @@ type httpResponse struct {
 	contentType string
 	fields      string // more header fields, each ending in CRLF
 	body        []byte
-	recycle     bool // body is from statsBuffer, given back once sent
 }
 
 func (r httpResponse) write(w io.Writer, headOnly bool) error {
@@ -7608,7 +7589,10 @@ func (e *emperor) startMasterStats() error {
 	}
 	logRaw("*** Stats server enabled on %s fd: %d ***", addr, fd)
 	go srv.serve(ln, clients, func(conn net.Conn) {
-		srv.answerDocument(conn, clients, withHTTP, func(snap *statsSnapshot) []byte { return renderMasterStats(snap, cwd, cmds) })
+		srv.answerDocument(conn, clients, withHTTP, func(snap *statsSnapshot, out io.Writer) error {
+			_, err := out.Write(renderMasterStats(snap, cwd, cmds))
+			return err
+		})
 	})
 	go func() { <-srv.done; ln.Close() }()
 	return nil

@@ -2482,9 +2482,11 @@ type spawnJob struct {
 
 // run forks and execs the job from the given fd table, into which the
 // vassal's stdin and protocol socket are borrowed for the fork only. On a
-// spawner thread, spare is its ready-made v1 memory cgroup (nil: not on
-// one, and so not in a cgroup of its own).
-func (j *spawnJob) run(ft *forkTable, spare *string) {
+// spawner thread, spare is its ready-made v1 memory cgroup and in1 the v1
+// memory cgroup the thread is in ("": its home), which run moves it to for
+// the fork and leaves it in (nil: not on one, and so not in a cgroup of
+// its own).
+func (j *spawnJob) run(ft *forkTable, spare, in1 *string) {
 	stdin, err := ft.borrow(j.stdin)
 	if err != nil {
 		j.err = fmt.Errorf("pidfd_getfd: %w", err)
@@ -2509,12 +2511,12 @@ func (j *spawnJob) run(ft *forkTable, spare *string) {
 		intoCgroup(j.plan.attr, cg)
 		defer syscall.Close(cg)
 	}
-	if m := j.cgroup.mem1; m != "" && spare != nil && enterCgroup1(m, spare) == nil {
-		defer func() {
-			if err := joinCgroup1(j.cgroup.home1); err != nil {
-				logRaw("[emperor] spawner thread left in %s: %v", m, err)
-			}
-		}()
+	if m := j.cgroup.mem1; m != "" && spare != nil {
+		if enterCgroup1(m, spare) == nil {
+			*in1 = m
+		} else if *in1 != "" && joinCgroup1(j.cgroup.home1) == nil {
+			*in1 = "" // not left in the last vassal's for this one's fork
+		}
 	}
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
 	if j.err != nil {
@@ -2616,7 +2618,7 @@ func (e *emperor) spawning(f func()) {
 	f()
 	if e.spawns.pool.n == 0 {
 		for _, j := range e.spawns.batch {
-			j.run(sharedForkTable, nil)
+			j.run(sharedForkTable, nil, nil)
 		}
 	} else {
 		e.feedSpawners(true)
@@ -2841,10 +2843,33 @@ func (p *spawnerPool) spawner(id int, ready chan<- spawnerState) {
 		return // the thread goes, with its half-made table
 	}
 	spare := "" // a v1 memory cgroup made ready for the next new vassal
-	for j := range p.jobs {
-		mem1 := j.cgroup.mem1 // the job is the loop's again once done is sent
-		j.run(ft, &spare)
+	in1 := ""   // the v1 memory cgroup the thread is in; "": its home
+	var next *spawnJob
+	for {
+		j := next
+		if j == nil {
+			var ok bool
+			if j, ok = <-p.jobs; !ok {
+				return
+			}
+		}
+		next = nil
+		mem1, home1 := j.cgroup.mem1, j.cgroup.home1 // the job is the loop's again once done is sent
+		j.run(ft, &spare, &in1)
 		p.done <- struct{}{}
+		select {
+		case next = <-p.jobs:
+		default:
+		}
+		if in1 != "" && (next == nil || next.cgroup.mem1 == "") {
+			// Home again while idle, so that no vassal's memory cgroup
+			// holds an emperor thread; in a burst the thread moves
+			// straight on to the next vassal's (one move, not two).
+			if err := joinCgroup1(home1); err != nil {
+				logRaw("[emperor] spawner thread left in %s: %v", in1, err)
+			}
+			in1 = ""
+		}
 		if mem1 != "" && spare == "" {
 			// Made now, after the hand-back: the next new vassal's spawn
 			// only renames it.
@@ -3310,8 +3335,9 @@ func fnv64(s string) uint64 {
 // enableCounters turns on, for the cgroups below dir, the memory and pids
 // controllers dir has (a delegated cgroup usually has them), so that each
 // vassal's memory and process count can be shown; cpu.stat is there
-// without any. Neither dir nor a vassal's own cgroup holds a process, as a
-// cgroup with controllers for its children must not.
+// without any. dir holds no process, as a cgroup with controllers for its
+// children must not; a vassal's cgroup enables none for its own (what runs
+// below it counts in it all the same), so its first process can run in it.
 func (c *cgroupTrack) enableCounters(dir string) {
 	data, err := readRegularFile(filepath.Join(dir, "cgroup.controllers"), 4096)
 	if err != nil {
@@ -3333,16 +3359,18 @@ func (c *cgroupTrack) enableCounters(dir string) {
 // operation on the host holds one kernel lock: the loop does not wait for
 // them) and opens for clone3, in its own fd table.
 type cgroupPlan struct {
-	base   string // the vassal's cgroup, made first when missing (with enable for its children); "": the instance's is there
-	dir    string // the instance's; "": none
-	enable string
-	mem1   string // the vassal's v1 memory cgroup, which the spawner thread joins for the fork; "": none
-	home1  string // the v1 memory cgroup the spawner thread goes back to
+	base  string // the vassal's cgroup, made first when missing; "": dir is there
+	dir   string // the instance's (base itself for a vassal's first process); "": none
+	mem1  string // the vassal's v1 memory cgroup, which the spawner thread joins for the fork; "": none
+	home1 string // the v1 memory cgroup the spawner thread goes back to
 }
 
-// planFor names the cgroup of v's next process: v.NAME/N, below the
-// vassal's own, which is kept across respawns (its counters add up over
-// them), or the one its last process left empty.
+// planFor names the cgroup of v's next process: the vassal's own, v.NAME,
+// for its first, then v.NAME/N below it (N: its starts before it), or the
+// one its last process left empty. The vassal's cgroup is kept across
+// respawns, so its counters add up over them; the controllers its parent
+// gives it count what runs below it too, so it enables none for its
+// children and can hold a process itself.
 func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	if c.dir == "" {
 		return cgroupPlan{}
@@ -3351,8 +3379,7 @@ func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	// paths escaped (and so the escape character): no two vassals share
 	// one. A name too long for a directory gets none: its marker tracks it.
 	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
-	p := cgroupPlan{base: filepath.Join(c.dir, vname), enable: c.enable, home1: c.home1}
-	delete(c.pending, p.base)
+	p := cgroupPlan{base: filepath.Join(c.dir, vname), home1: c.home1}
 	if c.mem1 != "" {
 		p.mem1 = filepath.Join(c.mem1, vname)
 		delete(c.pending, p.mem1)
@@ -3362,11 +3389,18 @@ func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 		p.base, p.dir = "", filepath.Join(c.dir, c.byName[v.name])
 		return p
 	}
-	// Each process gets a fresh cgroup below the vassal's: clone3 into a
-	// cgroup that was once killed through cgroup.kill has its child
-	// killed at birth (seen on Linux 6.18), and the vassal's counters add
-	// up over its instances anyway.
-	name := vname + "/" + itoa(v.starts)
+	// Each process after the first gets a fresh cgroup below the
+	// vassal's: clone3 into a cgroup that was once killed through
+	// cgroup.kill has its child killed at birth (seen on Linux 6.18),
+	// while a new cgroup below a killed one starts clean. The vassal's
+	// own cgroup is new (nothing was ever killed in it) when this emperor
+	// has no instance of it on record and none of it waits for removal: a
+	// deleted vassal's leaves the pending set only once it is gone.
+	name := vname
+	if _, known := c.byName[v.name]; known || c.pending[p.base] {
+		name = vname + "/" + itoa(v.starts)
+	}
+	delete(c.pending, p.base)
 	c.byName[v.name] = name
 	p.dir = filepath.Join(c.dir, name)
 	return p
@@ -3379,12 +3413,19 @@ func (p *cgroupPlan) open() (int, error) {
 		return -1, nil
 	}
 	if p.base != "" {
-		if syscall.Mkdir(p.base, 0o755) == nil && p.enable != "" {
-			_ = writeExisting(p.base+"/cgroup.subtree_control", p.enable)
+		_ = syscall.Mkdir(p.base, 0o755) // or there already; if neither, open says why
+		if p.dir != p.base {
+			_ = syscall.Mkdir(p.dir, 0o755) // or there from a spawn retried at once
 		}
-		_ = syscall.Mkdir(p.dir, 0o755) // or there from a spawn retried at once; if neither, open says why
 	}
 	return syscall.Open(p.dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+}
+
+// vassalCgroup is the vassal's own cgroup (v.NAME) in an instance's name
+// below the emperor's.
+func vassalCgroup(instance string) string {
+	base, _, _ := strings.Cut(instance, "/")
+	return base
 }
 
 // ended ends everything left in v's cgroup once its process is gone: the
@@ -3404,12 +3445,15 @@ func (c *cgroupTrack) ended(v *vassal, deleted bool) {
 		return
 	}
 	_ = killCgroup(filepath.Join(c.dir, name))
-	c.pending[filepath.Join(c.dir, name)] = true
+	base := vassalCgroup(name)
+	if name != base {
+		c.pending[filepath.Join(c.dir, name)] = true
+	} // the vassal's own stays: the next instance starts below it
 	if deleted {
 		delete(c.byName, v.name)
-		c.pending[filepath.Join(c.dir, filepath.Dir(name))] = true
+		c.pending[filepath.Join(c.dir, base)] = true
 		if c.mem1 != "" {
-			c.pending[filepath.Join(c.mem1, filepath.Dir(name))] = true
+			c.pending[filepath.Join(c.mem1, base)] = true
 		}
 		c.removeEmpty()
 	}
@@ -4415,7 +4459,7 @@ func (e *emperor) snapshot() *statsSnapshot {
 			st.pid = -1
 		}
 		if name, ok := e.strays.cg.byName[v.name]; ok {
-			st.cgroup = name[:strings.LastIndexByte(name, '/')] // v.NAME, without a copy
+			st.cgroup = vassalCgroup(name) // v.NAME, without a copy
 		}
 		if v.pid == 0 && !v.nextRetry.IsZero() {
 			st.nextRetry = v.nextRetry.Unix()

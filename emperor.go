@@ -2870,9 +2870,11 @@ func (p *spawnerPool) spawner(id int, ready chan<- spawnerState) {
 			}
 			in1 = ""
 		}
-		if mem1 != "" && spare == "" {
-			// Made now, after the hand-back: the next new vassal's spawn
-			// only renames it.
+		if mem1 != "" && spare == "" && next == nil {
+			// Made now, after the hand-back, when no job waits: the next
+			// new vassal's spawn only renames it. (With one waiting, as
+			// in a burst, it would be made on that job's way all the same,
+			// and renamed besides.)
 			dir := filepath.Join(filepath.Dir(mem1), "spare."+itoa(id))
 			if syscall.Mkdir(dir, 0o755) == nil {
 				spare = dir

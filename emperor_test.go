@@ -6444,6 +6444,58 @@ func TestTreesCgroupCounters(t *testing.T) {
 	}
 }
 
+// TestTreesMemoryCgroup1Burst: on a hybrid host, vassals dropped in at
+// once are each born in their own v1 memory cgroup, though the spawner
+// threads move straight from one vassal's to the next while jobs wait; once
+// idle, every emperor thread is back in the emperor's own.
+func TestTreesMemoryCgroup1Burst(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the emperor's v1 memory cgroups")
+	}
+	const n = 40
+	env := newTestEnv(t)
+	staging := filepath.Join(env.root, "staging")
+	os.Mkdir(staging, 0o755)
+	for i := 0; i < n; i++ {
+		writeFile(t, filepath.Join(staging, fmt.Sprintf("m%02d.ini", i)), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+	}
+	em := startTreeEmperor(t, env, "cgroup")
+	_, mem1, hybrid := strings.Cut(em.log.String(), "memory figures from cgroup v1 (")
+	if !hybrid {
+		t.Skip("not a hybrid cgroup host: no v1 memory cgroups")
+	}
+	mem1, _, _ = strings.Cut(mem1, ")")
+	ents, _ := os.ReadDir(staging)
+	for _, e := range ents {
+		os.Rename(filepath.Join(staging, e.Name()), filepath.Join(env.vassals, e.Name()))
+	}
+	waitStarted(t, em, n)
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("m%02d.ini", i)
+		pids := markedFor(t, name)
+		procs, _ := os.ReadFile(filepath.Join(mem1, "v."+name, "cgroup.procs"))
+		if len(pids) != 1 || strings.Fields(string(procs))[0] != strconv.Itoa(pids[0]) || len(strings.Fields(string(procs))) != 1 {
+			t.Errorf("v1 memory cgroup of %s holds %q, want its vassal %v", name, procs, pids)
+		}
+	}
+	own := memoryLine(t, fmt.Sprintf("/proc/%d/cgroup", em.cmd.Process.Pid))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var away []string
+		threads, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/cgroup", em.cmd.Process.Pid))
+		for _, th := range threads {
+			if got := memoryLine(t, th); got != own {
+				away = append(away, th+": "+got)
+			}
+		}
+		if len(away) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("emperor threads not back in %q: %v", own, away)
+		}
+	}
+}
+
 // memoryLine is the v1 memory line of a /proc cgroup file.
 func memoryLine(t *testing.T, file string) string {
 	data, err := os.ReadFile(file)

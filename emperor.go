@@ -1628,7 +1628,7 @@ func (e *emperor) instancesOf(c candidate, st fileState) []string {
 		return nil
 	}
 	data := e.readConfigOnce(c.path, st)
-	if data == nil {
+	if data == nil || !mayDeclareInstances(data) {
 		return nil
 	}
 	opts, err := configParseText(kind, &cfgText{name: c.path, data: data}, "")
@@ -1647,6 +1647,14 @@ func (e *emperor) instancesOf(c candidate, st fileState) []string {
 		}
 	}
 	return secs
+}
+
+// mayDeclareInstances says whether a config's text could declare
+// instances: every format spells a key as it is written, but for JSON's
+// and YAML's backslash escapes and XML's character references. Most
+// configs have neither the key nor those, and are not parsed for it.
+func mayDeclareInstances(data []byte) bool {
+	return bytes.Contains(data, []byte(instancesKey)) || bytes.IndexByte(data, '\\') >= 0 || bytes.IndexByte(data, '&') >= 0
 }
 
 // validInstance: a section name that stays one word on every command line
@@ -3008,9 +3016,12 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(base.dir, name)
 	}
-	raw, err := readRegularFile(name, maxDigestSize)
-	if err != nil {
-		return nil // the runner reads it and says what is wrong
+	raw := e.watch.lastRead.data // read by the look at it that starts this spawn
+	if e.watch.lastRead.path != name || raw == nil {
+		var err error
+		if raw, err = readRegularFile(name, maxDigestSize); err != nil {
+			return nil // the runner reads it and says what is wrong
+		}
 	}
 	for _, risky := range []string{"exec://", "@(", "include", "inherit", "config"} {
 		if strings.Contains(string(raw), risky) {

@@ -7577,7 +7577,15 @@ func burstConfig(sink *probeSink, name, prog string) string {
 // BenchmarkBurst drops N configs into the directory at once and measures the
 // time until the last vassal runs, next to the machine's floor: the same
 // number of probes started directly, one after another, by this process.
+// The floor makes no cgroups, so "no-cgroups" (the marker alone) is the
+// emperor's own share; the default adds the making of each vassal's
+// cgroups (and, on a hybrid host, its v1 memory cgroup).
 func BenchmarkBurst(b *testing.B) {
+	b.Run("cgroups", func(b *testing.B) { burst(b) })
+	b.Run("no-cgroups", func(b *testing.B) { burst(b, "--emperor-no-cgroups") })
+}
+
+func burst(b *testing.B, args ...string) {
 	const n = 1000
 	prog := cProbe(b)
 	var per, floors, ratios []time.Duration // per vassal; ratios in thousandths
@@ -7588,7 +7596,7 @@ func BenchmarkBurst(b *testing.B) {
 		for j := 0; j < n; j++ {
 			writeFile(b, filepath.Join(staging, fmt.Sprintf("b%04d.ini", j)), burstConfig(env.sink, fmt.Sprintf("b%04d", j), prog))
 		}
-		em := startEmperor(b, env.root, "--emperor", env.vassals)
+		em := startEmperor(b, env.root, append([]string{"--emperor", env.vassals}, args...)...)
 		em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
 		t0 := monoNow()
 		if err := os.Rename(staging, env.vassals+".new"); err != nil {
@@ -9247,6 +9255,11 @@ func fuzzFormat(f *testing.F, file string, parse func(string, []byte, string) ([
 	f.Fuzz(func(t *testing.T, data []byte, section string) {
 		opts, err := parse(file, data, section)
 		configFuzzCheck(t, file, opts, err)
+		for _, o := range opts {
+			if o.Key == instancesKey && !mayDeclareInstances(data) {
+				t.Fatalf("%q declares instances, which mayDeclareInstances denies", data)
+			}
+		}
 	})
 }
 
@@ -9261,6 +9274,7 @@ func FuzzConfigJSON(f *testing.F) {
 	fuzzFormat(f, "f.json", parseAs("json"),
 		fuzzSeed{[]byte(`{"uwsgi": {"a": [1, true, null, "x\u00e9"], "b": {"c": 1.5e3}}}`), ""},
 		fuzzSeed{[]byte("/* c */ {\"x\": {\"a\": \"\\ud800\"}} // c"), "x"},
+		fuzzSeed{[]byte(`{"uwsgi": {"emperor\u002dinstances": ["eu", "us"]}}`), ""},
 	)
 }
 
@@ -9294,6 +9308,7 @@ func FuzzConfigXML(f *testing.F) {
 	fuzzFormat(f, "f.xml", parseAs("xml"),
 		fuzzSeed{[]byte("<?xml version='1.0'?><r><uwsgi id='a'><x id='a'>1</x><app mountpoint='/'>s</app><![CDATA[c]]></uwsgi></r>"), "a"},
 		fuzzSeed{[]byte("<uwsgi><a><!--c--></a><b/></uwsgi>"), ""},
+		fuzzSeed{[]byte("<uwsgi emperor-instances='eu us'><emperor-instances>eu</emperor-instances></uwsgi>"), ""},
 	)
 }
 
@@ -9301,6 +9316,7 @@ func FuzzConfigYAML(f *testing.F) {
 	fuzzFormat(f, "f.yml", parseAs("yaml"),
 		fuzzSeed{[]byte("uwsgi:\n  a: 1\n  env:\n    - x\n  l: [a, 'b', \"c\"]\n  q: \"\\u00e9\"\n"), ""},
 		fuzzSeed{[]byte("x:\n\tuwsgi:\n - a\n{a: b}\n"), "x"},
+		fuzzSeed{[]byte("uwsgi:\n  \"emperor\\x2dinstances\": [eu, us]\n"), ""},
 	)
 }
 

@@ -354,6 +354,11 @@ func startReaper(out chan<- childExit, spawned <-chan struct{}, done <-chan stru
 					return
 				}
 			}
+			// The loop was readied by the sends above onto this thread's
+			// P: yield it now rather than leave it waiting while this
+			// thread blocks in waitid, until the runtime notices (tens of
+			// microseconds) and another thread takes it over.
+			runtime.Gosched()
 			if awaitChild() {
 				continue
 			}

@@ -179,6 +179,7 @@ func (w *fdWatcher) run() {
 				return
 			}
 		}
+		runtime.Gosched() // as the reaper does before it blocks: the loop runs now, here
 	}
 }
 

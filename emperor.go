@@ -3416,7 +3416,13 @@ func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	// deleted vassal's leaves the pending set only once it is gone.
 	name := vname
 	if _, known := c.byName[v.name]; known || c.pending[p.base] {
-		name = vname + "/" + itoa(v.starts)
+		// Past any killed cgroup of the same name that a process of the
+		// vassal made below its own, and that waits for removal.
+		for n := v.starts; ; n++ {
+			if name = vname + "/" + itoa(n); !c.pending[filepath.Join(c.dir, name)] {
+				break
+			}
+		}
 	}
 	delete(c.pending, p.base)
 	c.byName[v.name] = name
@@ -3466,7 +3472,17 @@ func (c *cgroupTrack) ended(v *vassal, deleted bool) {
 	base := vassalCgroup(name)
 	if name != base {
 		c.pending[filepath.Join(c.dir, name)] = true
-	} // the vassal's own stays: the next instance starts below it
+	} else {
+		// The vassal's own stays (the next instance starts below it), but
+		// the cgroups its process made below it go once empty: a vassal
+		// that is an emperor itself, say.
+		ents, _ := readDir(filepath.Join(c.dir, base))
+		for _, ent := range ents {
+			if ent.IsDir() {
+				c.pending[filepath.Join(c.dir, base, ent.Name())] = true
+			}
+		}
+	}
 	if deleted {
 		delete(c.byName, v.name)
 		c.pending[filepath.Join(c.dir, base)] = true

@@ -6205,6 +6205,54 @@ func TestTreesRespawnCgroup(t *testing.T) {
 	}
 }
 
+// TestTreesCgroupsMadeBelowAVassal: the cgroups a vassal's first process
+// makes below the vassal's own (as an emperor vassal does) go once that
+// process has ended and they are empty, while the vassal's own cgroup stays
+// for the next process, which starts below it.
+func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the vassal makes a cgroup")
+	}
+	env := newTestEnv(t)
+	em := startTreeEmperor(t, env, "cgroup")
+	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
+	dir, _, _ = strings.Cut(dir, ")")
+	own, flag := filepath.Join(dir, "v.sub.ini"), filepath.Join(env.root, "made")
+	sub := filepath.Join(own, "sub")
+	// Once: make sub, move there and leave a daemon in it when killed
+	// (cgroup.kill of the vassal's cgroup reaches below).
+	writeFile(t, filepath.Join(env.vassals, "sub.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = [ -e %[1]s ] || { touch %[1]s; mkdir %[2]s && echo $$ > %[2]s/cgroup.procs && setsid sleep 1001 & }; exec sleep 1000\n", flag, sub))
+	waitStarted(t, em, 1)
+	var procs []byte
+	for deadline := time.Now().Add(5 * time.Second); len(strings.Fields(string(procs))) == 0; time.Sleep(10 * time.Millisecond) {
+		if procs, _ = os.ReadFile(filepath.Join(sub, "cgroup.procs")); time.Now().After(deadline) {
+			t.Fatalf("the vassal did not move into a cgroup of its own making\n%s", em.log.String())
+		}
+	}
+	var pid int
+	for _, line := range strings.Split(em.log.String(), "\n") {
+		if _, after, ok := strings.Cut(line, "vassal sub.ini started (pid: "); ok {
+			pid, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // past the daemon's start and the exec of sleep
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitStarted(t, em, 2)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sub); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still there after its process ended", sub)
+		}
+	}
+	next := markedFor(t, "sub.ini")
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", next[0]))
+	if len(next) != 1 || !strings.Contains(string(data), "/v.sub.ini/1\n") {
+		t.Errorf("sub.ini respawned as %v in %q, want one process in v.sub.ini/1", next, data)
+	}
+}
+
 // TestCgroupPlanNames: a vassal's first process starts in the vassal's own
 // cgroup, every later one in a fresh cgroup below it unless the last left
 // its cgroup empty; a vassal deleted and put back while its old cgroup
@@ -6223,6 +6271,10 @@ func TestCgroupPlanNames(t *testing.T) {
 		{"after a kill in it", func() { v.starts = 1 }, "v.app%2Fx.ini", "v.app%2Fx.ini/1"},
 		{"after it ended alone", func() { v.starts = 2; c.idle[v.name] = true }, "", "v.app%2Fx.ini/1"},
 		{"after the next kill", func() { v.starts = 3 }, "v.app%2Fx.ini", "v.app%2Fx.ini/3"},
+		{"past a killed cgroup of the next one's name", func() {
+			v.starts = 5
+			c.pending[dir+"/v.app%2Fx.ini/5"] = true
+		}, "v.app%2Fx.ini", "v.app%2Fx.ini/6"},
 		{"put back while the old one empties", func() {
 			delete(c.byName, v.name)
 			c.pending[dir+"/v.app%2Fx.ini"] = true
@@ -6239,6 +6291,7 @@ func TestCgroupPlanNames(t *testing.T) {
 		if step.base != "" {
 			wantBase = dir + "/" + step.base
 		}
+		delete(c.pending, dir+"/v.app%2Fx.ini/5")
 		if p.base != wantBase || p.dir != dir+"/"+step.in || c.pending[dir+"/v.app%2Fx.ini"] {
 			t.Errorf("%s: plan %+v (pending %v), want base %q, dir %q", step.what, p, c.pending, wantBase, dir+"/"+step.in)
 		}

@@ -118,7 +118,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 			odResult: make(chan odResolved, 64),
 			done:     make(chan struct{}),
 		},
-		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}, logReopen: map[string]bool{}},
+		watch: configWatch{refused: map[string]fileState{}, writing: map[string]time.Time{}, goneSeen: map[string]bool{}, logReopen: map[string]bool{}},
 		links: symlinks{
 			chains: map[linkKey]linkChain{},
 			byPath: map[string]map[linkKey]bool{},
@@ -630,6 +630,7 @@ type configWatch struct {
 	refused       map[string]fileState // tyrant refusals already logged, by name, with the stat logged
 	lastRead      configRead           // the config read last, for the looks that follow at once
 	writing       map[string]time.Time // files open for writing (by path), with their last write
+	goneSeen      map[string]bool      // paths whose last kernel event was their removal (see rescanDirty)
 	settlePending bool                 // a tSettle timer is queued (while writing is not empty)
 	scanned       bool                 // the first scan is done
 	logReopen     map[string]bool      // touch-logreopen files, by absolute path
@@ -1190,6 +1191,7 @@ func (e *emperor) onFSEvent(ev fsEvent) {
 	trace("event", ev.path)
 	switch {
 	case ev.op&fsOverflow != 0:
+		clear(e.watch.goneSeen) // the events that would end them may be lost
 		e.onFSHint("")
 		return
 	case ev.op&fsSelfGone != 0:
@@ -1202,6 +1204,11 @@ func (e *emperor) onFSEvent(ev fsEvent) {
 	w := &e.watch
 	if w.logReopen[ev.path] && ev.op&(fsAttrib|fsClose|fsMovedIn|fsCreate) != 0 {
 		e.cfg.daemon.reopenLog()
+	}
+	if ev.op&fsGone != 0 && ev.op&(fsCreate|fsMovedIn) == 0 && w.inBatch {
+		w.goneSeen[ev.path] = true
+	} else {
+		delete(w.goneSeen, ev.path)
 	}
 	switch {
 	case ev.op&(fsClose|fsMovedIn|fsGone) != 0:
@@ -1509,10 +1516,19 @@ func (e *emperor) checkOne(m *monitor, c candidate) {
 		return // read once its writer is done
 	}
 	st, ok := e.statConfig(c.path)
+	gone := e.watch.goneSeen[c.path]
+	delete(e.watch.goneSeen, c.path)
 	if !ok {
 		for _, v := range e.recordsOf(m, c.name) {
 			e.configGone(v)
 		}
+		return
+	}
+	if gone {
+		// Its removal was the last kernel event read, yet it is there
+		// again (rm, then a write in place): its creation's event is
+		// queued behind, and what is there may be half written. That
+		// event and its writer's close bring the look at it.
 		return
 	}
 	e.admit(m, c, st)

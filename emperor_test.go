@@ -6253,6 +6253,52 @@ func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
 	}
 }
 
+// TestRemovedAndRewrittenInPlace: configs deleted and written again in
+// place (rm, then a writer that takes its time) are reloaded once each, with
+// what the writer wrote, and never stopped: a look that reads the removal's
+// event while the file is already back must not act on a half-written file.
+// Twenty at once, so that the loop often reads some removals only after
+// their files are there again.
+func TestRemovedAndRewrittenInPlace(t *testing.T) {
+	const n = 20
+	env := newTestEnv(t)
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(env.vassals, fmt.Sprintf("w%02d.ini", i))
+		writeFile(t, paths[i], probeINI(env.sink, fmt.Sprintf("w%02d", i), "send=5"))
+	}
+	em := startEmperor(t, env.root, "--emperor", env.vassals)
+	waitStarted(t, em, n)
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(em.log.String(), "is ready to accept requests") < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("vassals not ready:\n%s", em.log.String())
+		}
+	}
+	files := make([]*os.File, n)
+	for i, path := range paths {
+		os.Remove(path)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("[uwsgi]\n")
+		files[i] = f
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i, f := range files {
+		cfg := probeINI(env.sink, fmt.Sprintf("w%02d", i), "send=5")
+		f.WriteString(strings.TrimPrefix(cfg, "[uwsgi]\n") + "env = REWRITTEN=1\n")
+		f.Close()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if got := strings.Count(em.log.String(), "[emperor] reload the uwsgi instance"); got != n {
+		t.Errorf("%d reloads, want one for each of the %d configs:\n%s", got, n, em.log.String())
+	}
+	if strings.Contains(em.log.String(), "stop the uwsgi instance") || strings.Contains(em.log.String(), "removed uwsgi instance") {
+		t.Errorf("a config written again was taken for removed:\n%s", em.log.String())
+	}
+}
+
 // TestCgroupPlanNames: a vassal's first process starts in the vassal's own
 // cgroup, every later one in a fresh cgroup below it unless the last left
 // its cgroup empty; a vassal deleted and put back while its old cgroup

@@ -60,6 +60,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -2670,12 +2671,16 @@ func (e *emperor) spawning(f func()) {
 // come for memSettle the collector goes to idleGCPercent and, after a real
 // burst, the garbage is collected, every free page returned at once, and
 // the program's own pages the burst mapped are unmapped (releaseImagePages).
+// Every later collection while idle maps most of the read-only data back
+// (stack scans read the function tables, marking reads type data), so
+// after each one those pages are unmapped again.
 type memoryState struct {
-	lastSpawn time.Time // when the last batch of spawns ended
-	spawns    int       // processes started since the last release
-	due       bool      // a tReleaseMemory timer is queued
-	idle      bool      // the collector runs at idleGCPercent
-	burstGC   int       // the GC percent for bursts (GOGC's); 0: GOGC is the operator's, left alone
+	lastSpawn time.Time   // when the last batch of spawns ended
+	spawns    int         // processes started since the last release
+	due       bool        // a tReleaseMemory timer is queued
+	idle      bool        // the collector runs at idleGCPercent
+	burstGC   int         // the GC percent for bursts (GOGC's); 0: GOGC is the operator's, left alone
+	quiet     atomic.Bool // no spawn for memSettle: a collection is followed by a release
 }
 
 const (
@@ -2696,10 +2701,31 @@ func (m *memoryState) startMemory() {
 	if os.Getenv("GOGC") == "" {
 		m.burstGC, m.idle = debug.SetGCPercent(idleGCPercent), true
 	}
+	m.quiet.Store(true)
+	afterEachGC(func() {
+		if m.quiet.Load() {
+			releaseImagePages()
+		}
+	})
+}
+
+// afterEachGC runs f after every collection, on the runtime's finalizer
+// goroutine: a sentinel nothing references is found unreachable by each
+// cycle, and its finalizer arms itself again.
+func afterEachGC(f func()) {
+	runtime.SetFinalizer(&gcSentinel{f}, gcFired)
+}
+
+type gcSentinel struct{ f func() }
+
+func gcFired(s *gcSentinel) {
+	s.f()
+	runtime.SetFinalizer(s, gcFired)
 }
 
 // burst puts the collector at its burst pace before a spawn is prepared.
 func (m *memoryState) burst() {
+	m.quiet.Store(false)
 	if m.idle {
 		debug.SetGCPercent(m.burstGC)
 		m.idle = false
@@ -2743,6 +2769,7 @@ func (e *emperor) releaseMemoryDue(timerItem) {
 
 // settle puts the collector back at its idle pace.
 func (m *memoryState) settle() {
+	m.quiet.Store(true)
 	if m.burstGC != 0 && !m.idle {
 		debug.SetGCPercent(idleGCPercent)
 		m.idle = true

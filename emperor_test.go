@@ -1273,6 +1273,58 @@ func TestIdleEmperorUnmapsItsImage(t *testing.T) {
 	}
 }
 
+// TestIdleEmperorUnmapsItsImageAfterEachGC: a collection maps most of the
+// read-only data back in (stack scans read the function tables, marking
+// reads type data), and an idle emperor's next one may be minutes away
+// from any spawn. So every collection while idle is followed by the
+// release: stats requests make the garbage that brings one, and after it
+// the read-only data is mostly out of the page tables again.
+func TestIdleEmperorUnmapsItsImageAfterEachGC(t *testing.T) {
+	env := newTestEnv(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--emperor-stats", addr)
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1", "GODEBUG=gctrace=1")
+	em := startEmperorCmd(t, cmd)
+	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
+	const n = 2 * releaseAfter
+	moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
+	waitStarted(t, em, n)
+	em.waitLog(t, " released memory", 10*time.Second)
+	cycles := func() int { return strings.Count(em.log.String(), "\ngc ") }
+	start := cycles()
+	// Each round makes the garbage of a collection, paced like an idle
+	// emperor's, then gives the finalizer goroutine its turn. A collection
+	// that starts before the last one's finalizer has run may count the
+	// re-armed sentinel as live and bring no release; the next one does.
+	for round := 0; round < 5; round++ {
+		for c, deadline := cycles(), time.Now().Add(30*time.Second); cycles() == c; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no collection in 30 s of stats requests")
+			}
+			readStats(t, "tcp", addr)
+		}
+		for wait := 0; wait < 10; wait++ {
+			time.Sleep(100 * time.Millisecond)
+			var ro []imageMapping
+			for _, m := range imageMappings(t, em.cmd.Process.Pid) {
+				if m.perms == "r--p" && m.anon == 0 {
+					ro = append(ro, m)
+				}
+			}
+			if len(ro) == 0 {
+				t.Fatal("no read-only mapping of the image")
+			}
+			if ro[0].rss <= ro[0].size/2 {
+				t.Logf("%s: %d kB, RSS %d kB after %d collections", ro[0].addr, ro[0].size, ro[0].rss, cycles()-start)
+				return
+			}
+			if round == 4 && wait == 9 {
+				t.Fatalf("read-only data %s: %d of %d kB mapped after %d idle collections", ro[0].addr, ro[0].rss, ro[0].size, cycles()-start)
+			}
+		}
+	}
+}
+
 // ==== Watching configs ==================================================
 
 func TestIgnoredNames(t *testing.T) {

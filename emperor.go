@@ -1237,6 +1237,11 @@ func (e *emperor) settleDue(timerItem) {
 	w.settlePending = false
 	next := time.Time{}
 	for path, last := range w.writing {
+		// The file's own stamp too: a loop held up past the settle time
+		// may find this timer due before the write events still queued.
+		if fi, err := os.Stat(path); err == nil && fi.ModTime().After(last) && time.Since(fi.ModTime()) >= 0 {
+			last = fi.ModTime()
+		}
 		if due := last.Add(writeSettle); time.Now().Before(due) {
 			if next.IsZero() || due.Before(next) {
 				next = due
@@ -8019,28 +8024,20 @@ func runHooks(opts *Options, phase string) error {
 // lines (through /bin/sh -c), each in config order. The first failure
 // stops the phase; what it means is the caller's (fatal for a vassal's).
 func runHookPhase(phase string, hooks, mounts, umounts, execs, _ []string) error {
-	for _, h := range hooks {
-		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", h, phase)
-		if err := runHookAction(strings.TrimPrefix(h, "!")); err != nil {
-			return fmt.Errorf("hook-%s %q: %w", phase, h, err)
-		}
-	}
-	for _, m := range mounts {
-		fmt.Fprintf(os.Stderr, "mounting \"%s\" (%s)...\n", m, phase)
-		if err := runHookAction("mount:" + m); err != nil {
-			return fmt.Errorf("mount-%s %q: %w", phase, m, err)
-		}
-	}
-	for _, m := range umounts {
-		fmt.Fprintf(os.Stderr, "un-mounting \"%s\" (%s)...\n", m, phase)
-		if err := runHookAction("umount:" + m); err != nil {
-			return fmt.Errorf("umount-%s %q: %w", phase, m, err)
-		}
-	}
-	for _, cmd := range execs {
-		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", cmd, phase)
-		if err := runShell(cmd); err != nil {
-			return fmt.Errorf("exec-%s %q: %w", phase, cmd, err)
+	for _, g := range [...]struct {
+		opt, verb, action string
+		items             []string
+	}{{"hook-", "running", "", hooks}, {"mount-", "mounting", "mount:", mounts},
+		{"umount-", "un-mounting", "umount:", umounts}, {"exec-", "running", "exec:", execs}} {
+		for _, h := range g.items {
+			fmt.Fprintf(os.Stderr, "%s \"%s\" (%s)...\n", g.verb, h, phase)
+			a := g.action + h
+			if g.action == "" {
+				a = strings.TrimPrefix(h, "!")
+			}
+			if err := runHookAction(a); err != nil {
+				return fmt.Errorf("%s%s %q: %w", g.opt, phase, h, err)
+			}
 		}
 	}
 	return nil
@@ -8444,17 +8441,19 @@ func (e *emperor) runStopHook(v *vassal) {
 
 // helper starts one of the emperor's own processes: it gets stdio only
 // (never a vassal's socket), its exit is collected by the reaper, and,
-// with a note, logged as "[emperor] NOTE returned CODE".
-func (e *emperor) helper(path string, argv, env []string, dir, note string) {
+// with a note, logged as "[emperor] NOTE returned CODE". It is the pid, 0
+// when it could not start.
+func (e *emperor) helper(path string, argv, env []string, dir, note string) int {
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir: dir, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
 	if err != nil {
 		logRaw("[emperor] %s: %v", filepath.Base(path), err)
-		return
+		return 0
 	}
 	e.strays.helpers[pid] = note
+	return pid
 }
 
 // runEmperorStart runs hook-emperor-start once, before the first scan, in
@@ -8466,15 +8465,27 @@ func (e *emperor) runEmperorStart() error {
 		return nil
 	}
 	spec := asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart}.String()
-	cmd := exec.Command(e.cfg.self)
-	cmd.Env = append(os.Environ(), asEmperorEnv+"="+spec)
-	cmd.Dir = e.watch.startCwd
+	dir := e.watch.startCwd
 	for _, m := range e.watch.monitors {
 		if !m.glob && !m.missing {
-			cmd.Dir = m.dir
+			dir = m.dir
 		}
 	}
-	if rc := runWait(cmd); rc != 0 {
+	// The reaper owns waiting (a wait of our own would race its wait4(-1)
+	// and lose the status): the hook's exit is read from it, and any other
+	// child's (an orphan adopted meanwhile) is handled as the loop would.
+	// SIGCHLD wakes a reaper that had no child to wait for.
+	pid := e.helper(e.cfg.self, []string{e.cfg.self}, append(os.Environ(), asEmperorEnv+"="+spec), dir, "")
+	rc := 1
+	for pid > 0 {
+		ex := <-e.in.exits
+		e.onExit(ex)
+		if ex.pid == pid {
+			rc = exitCode(ex.status)
+			break
+		}
+	}
+	if rc != 0 {
 		logVerbose("FATAL hook failed, destroying instance")
 		return fmt.Errorf("hook-emperor-start failed")
 	}

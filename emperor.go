@@ -1454,6 +1454,12 @@ func (e *emperor) drainFileEvents(fw *fileWatch) {
 			}
 		}
 	})
+	// A removal seen matters to this batch's looks only: a later look
+	// (a settle, a scan) must not skip the file for it, and the names of
+	// files no look is for (temporary files) must not pile up.
+	if len(e.watch.goneSeen) > 0 {
+		clear(e.watch.goneSeen)
+	}
 }
 
 // rescanDirty runs a debounced look: the whole monitor, or just the names
@@ -2538,6 +2544,15 @@ func (j *spawnJob) run(ft *forkTable, spare, in1 *string) {
 		Dir: j.plan.dir, Env: j.plan.env, Sys: j.plan.attr,
 		Files: []uintptr{uintptr(stdin), 1, 2, uintptr(theirs)},
 	}
+	// The v1 memory cgroup first: what making the v2 ones costs the
+	// kernel is charged to this vassal, not to the last one's.
+	if m := j.cgroup.mem1; m != "" && spare != nil {
+		if enterCgroup1(m, spare) == nil {
+			*in1 = m
+		} else if *in1 != "" && joinCgroup1(j.cgroup.home1) == nil {
+			*in1 = "" // not left in the last vassal's for this one's fork
+		}
+	}
 	// The vassal starts in its cgroup (clone3 with CLONE_INTO_CGROUP):
 	// there before it runs a single instruction, so nothing it forks can
 	// escape, and no later step can forget to move it.
@@ -2545,13 +2560,6 @@ func (j *spawnJob) run(ft *forkTable, spare, in1 *string) {
 	if j.cgroupErr = err; cg >= 0 {
 		intoCgroup(j.plan.attr, cg)
 		defer syscall.Close(cg)
-	}
-	if m := j.cgroup.mem1; m != "" && spare != nil {
-		if enterCgroup1(m, spare) == nil {
-			*in1 = m
-		} else if *in1 != "" && joinCgroup1(j.cgroup.home1) == nil {
-			*in1 = "" // not left in the last vassal's for this one's fork
-		}
 	}
 	j.pid, j.err = syscall.ForkExec(j.plan.path, j.plan.argv, attr)
 	if j.err != nil {
@@ -2584,8 +2592,11 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	v.spawnPending = false
 	syscall.Close(j.theirs)
 	if j.cgroupErr != nil {
+		// The planned cgroup stays on record (its end finds nothing to
+		// read, counts it as used and passes it by): forgotten, the next
+		// process would count as the vassal's first and start in its own
+		// cgroup, which a cgroup.kill may have left killing every child.
 		logRaw("[emperor] vassal %s: cgroup: %v", v.name, j.cgroupErr)
-		delete(e.strays.cg.byName, v.name) // it has none to end
 	}
 	if j.err != nil && j.direct {
 		// The program could not be exec'd directly (a script without #!,

@@ -6331,6 +6331,121 @@ func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
 	}
 }
 
+// TestTreesCgroupThatCouldNotBeMade: a process of a vassal whose cgroup
+// could not be made (here the cgroup.max.descendants limit; in life EMFILE,
+// an admin's rmdir) runs without one, and the next process still counts as
+// a later one: it starts in a new cgroup below the vassal's, not in the
+// vassal's own, which the first process's end killed (clone into a killed
+// cgroup has its child killed at birth, and every respawn with it).
+func TestTreesCgroupThatCouldNotBeMade(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test sets a cgroup limit")
+	}
+	env := newTestEnv(t)
+	em := startTreeEmperor(t, env, "cgroup")
+	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
+	dir, _, _ = strings.Cut(dir, ")")
+	limit := filepath.Join(dir, "cgroup.max.descendants")
+	// Room for v.x.ini, none for v.x.ini/1.
+	if err := os.WriteFile(limit, []byte("1"), 0o644); err != nil {
+		t.Skipf("cannot limit the emperor's cgroups: %v", err)
+	}
+	flag := filepath.Join(env.root, "once")
+	// The first process leaves a daemon: its end is a cgroup.kill.
+	writeFile(t, filepath.Join(env.vassals, "x.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = [ -e %[1]s ] || { touch %[1]s; setsid sleep 1001 & }; exec sleep 1000\n", flag))
+	pidOf := func(n int) int {
+		waitStarted(t, em, n)
+		var pid int
+		for _, line := range strings.Split(em.log.String(), "\n") {
+			if _, after, ok := strings.Cut(line, "vassal x.ini started (pid: "); ok {
+				pid, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
+			}
+		}
+		return pid
+	}
+	first := pidOf(1)
+	time.Sleep(100 * time.Millisecond) // past the daemon's start
+	syscall.Kill(first, syscall.SIGKILL)
+	second := pidOf(2)
+	em.waitLog(t, "[emperor] vassal x.ini: cgroup: ", 5*time.Second)
+	if err := os.WriteFile(limit, []byte("max"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(second, syscall.SIGKILL)
+	third := pidOf(3)
+	time.Sleep(500 * time.Millisecond)
+	if err := syscall.Kill(third, 0); err != nil || strings.Count(em.log.String(), "x.ini started") != 3 {
+		t.Fatalf("the process after the one without a cgroup did not live (%v)", err)
+	}
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", third))
+	if !strings.Contains(string(data), "/v.x.ini/") {
+		t.Errorf("x.ini's third process is in %q, want a cgroup below v.x.ini", data)
+	}
+}
+
+// TestDirReplacedWhileLoopHeldUp: the vassal directory removed and made
+// again with a changed config in it while the emperor could not run (a
+// stopped process, a loaded machine): the removals' events come in one
+// batch, and no creation event ever comes (the file was written before the
+// new directory had a watch). The look that finds the file must not be
+// skipped for the removal seen in that earlier batch: the reload comes
+// after the settle time, not at the next full scan (30 s here).
+func TestDirReplacedWhileLoopHeldUp(t *testing.T) {
+	env := newTestEnv(t)
+	cfg := "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\nenv = V=%d\n"
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf(cfg, 1))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-freq", "30")
+	waitStarted(t, em, 1)
+	time.Sleep(200 * time.Millisecond)
+	syscall.Kill(em.cmd.Process.Pid, syscall.SIGSTOP)
+	os.RemoveAll(env.vassals)
+	os.Mkdir(env.vassals, 0o755)
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), fmt.Sprintf(cfg, 2))
+	syscall.Kill(em.cmd.Process.Pid, syscall.SIGCONT)
+	em.waitLog(t, "reload the uwsgi instance a.ini", 10*time.Second)
+}
+
+// TestRemovedTempFilesAreNotRemembered: files that are no config come and
+// go in a vassal directory all day (an editor's or a deploy tool's
+// temporaries). What the emperor notes of a removal lasts for the batch of
+// events it came in: 60,000 of them leave its memory as it was.
+func TestRemovedTempFilesAreNotRemembered(t *testing.T) {
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+	// The collector's own trace says what stays live (the race detector's
+	// shadow memory would blur an RSS figure).
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "GODEBUG=gctrace=1")
+	em := startEmperorCmd(t, cmd)
+	waitStarted(t, em, 1)
+	for i := range 60000 {
+		p := filepath.Join(env.vassals, fmt.Sprintf(".tmp-upload-%08d-abcdefgh", i))
+		os.WriteFile(p, nil, 0o644)
+		os.Remove(p)
+		if i%500 == 499 {
+			time.Sleep(5 * time.Millisecond) // below the kernel's event queue limit
+		}
+	}
+	time.Sleep(time.Second)
+	live := -1
+	for _, line := range strings.Split(em.log.String(), "\n") {
+		// gc N @T P%: ... ms cpu, BEFORE->MARKED->LIVE MB, GOAL MB goal, ...
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "gc" {
+			for i, w := range f[:len(f)-1] {
+				if f[i+1] == "MB," && strings.Count(w, "->") == 2 {
+					live, _ = strconv.Atoi(w[strings.LastIndex(w, ">")+1:])
+				}
+			}
+		}
+	}
+	if live < 0 {
+		t.Fatal("no collection in the emperor's trace while 60,000 files came and went")
+	}
+	if live > 3 {
+		t.Errorf("%d MB live after 60,000 temporary files came and went, want at most 3 (one vassal)", live)
+	}
+}
+
 // TestRemovedAndRewrittenInPlace: configs deleted and written again in
 // place (rm, then a writer that takes its time) are reloaded once each, with
 // what the writer wrote, and never stopped: a look that reads the removal's

@@ -6207,8 +6207,8 @@ func readEnvOf(pid int) map[string]string {
 }
 
 // markedFor lists the processes whose marker names vassal (of any
-// emperor).
-func markedFor(t *testing.T, vassal string) []int {
+// emperor) among those running in env.
+func markedFor(t *testing.T, env *testEnv, vassal string) []int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -6220,7 +6220,10 @@ func markedFor(t *testing.T, vassal string) []int {
 		if err != nil || !alive(pid) {
 			continue
 		}
-		if m, ok := readEnvOf(pid)["EMPEROR_VASSAL"]; ok && strings.HasSuffix(m, "/"+vassal) {
+		// This test's vassals run in its directory: another emperor's on
+		// the machine (a test running beside it) may use the same names.
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if m, ok := readEnvOf(pid)["EMPEROR_VASSAL"]; ok && strings.HasSuffix(m, "/"+vassal) && strings.HasPrefix(cwd, env.root+"/") {
 			pids = append(pids, pid)
 		}
 	}
@@ -6324,7 +6327,7 @@ func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
 			t.Fatalf("%s is still there after its process ended", sub)
 		}
 	}
-	next := markedFor(t, "sub.ini")
+	next := markedFor(t, env, "sub.ini")
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", next[0]))
 	if len(next) != 1 || !strings.Contains(string(data), "/v.sub.ini/1\n") {
 		t.Errorf("sub.ini respawned as %v in %q, want one process in v.sub.ini/1", next, data)
@@ -6603,7 +6606,7 @@ func leftoversOfAKilledEmperor(t *testing.T, mode string, args []string, unreape
 	em2.waitLog(t, "[emperor] vassal a.ini: killed 1 processes left by a dead emperor", 10*time.Second)
 	daemon := waitPidfile(t, pidfile)
 	time.Sleep(200 * time.Millisecond)
-	if got := markedFor(t, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
+	if got := markedFor(t, env, "a.ini"); len(got) != 2 || !slices.Contains(got, daemon) {
 		t.Errorf("processes of a.ini: %v, want the vassal and its new daemon %d", got, daemon)
 	}
 	if n := strings.Count(em2.log.String(), "a.ini started (pid:"); n != 1 {
@@ -6700,7 +6703,7 @@ func TestTreesCgroupCounters(t *testing.T) {
 				var tree, in []int
 				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 					tree, in = nil, nil
-					for _, pid := range markedFor(t, "a.ini") {
+					for _, pid := range markedFor(t, env, "a.ini") {
 						if strings.Contains(readEnvOf(pid)["EMPEROR_VASSAL"], fmt.Sprintf(".%d.", em.cmd.Process.Pid)) {
 							tree = append(tree, pid)
 						}
@@ -6764,7 +6767,7 @@ func TestTreesMemoryCgroup1Burst(t *testing.T) {
 	waitStarted(t, em, n)
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("m%02d.ini", i)
-		pids := markedFor(t, name)
+		pids := markedFor(t, env, name)
 		procs, _ := os.ReadFile(filepath.Join(mem1, "v."+name, "cgroup.procs"))
 		if len(pids) != 1 || strings.Fields(string(procs))[0] != strconv.Itoa(pids[0]) || len(strings.Fields(string(procs))) != 1 {
 			t.Errorf("v1 memory cgroup of %s holds %q, want its vassal %v", name, procs, pids)

@@ -225,7 +225,7 @@ func (e *emperor) start() error {
 			// A directory removed while a vassal sits in it lives on
 			// until that process goes (no DELETE_SELF before): its
 			// parent sees the name go, and come back.
-			e.watch.fs.add(filepath.Dir(m.dir))
+			e.watch.fs.addNames(filepath.Dir(m.dir))
 		}
 	}
 	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
@@ -1327,7 +1327,7 @@ func (e *emperor) awaitDir(m *monitor) {
 	if at != m.awaitAt {
 		old := m.awaitAt
 		m.awaitAt = at
-		e.watch.fs.add(at)
+		e.watch.fs.addNames(at)
 		e.releaseWatch(old)
 	}
 	// Made meanwhile, before the watch was in place: seen now.
@@ -1598,11 +1598,16 @@ func (f *fileWatch) remove(dir string) {
 }
 
 // add watches dir and reports whether it now is.
-func (f *fileWatch) add(dir string) bool {
+func (f *fileWatch) add(dir string) bool { return f.addMask(dir, false) }
+
+// addNames watches dir only for the names in it coming and going.
+func (f *fileWatch) addNames(dir string) bool { return f.addMask(dir, true) }
+
+func (f *fileWatch) addMask(dir string, namesOnly bool) bool {
 	if f == nil || f.k == nil {
 		return false
 	}
-	err := f.k.add(dir)
+	err := f.k.add(dir, namesOnly)
 	if err != nil && !os.IsNotExist(err) {
 		f.failed = true
 		if !f.warned {

@@ -749,6 +749,14 @@ const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_C
 	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
 	unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
 
+// inotifyNamesMask is for a directory watched only for the names in it
+// coming and going (a monitor's parent, an awaited directory's nearest
+// ancestor): a log file written beside the vassal directory must not wake
+// the emperor at every line. Added to whatever mask the directory has
+// already, so a directory watched in full for another reason stays so.
+const inotifyNamesMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK | unix.IN_MASK_ADD
+
 func newFSWatch(chan<- fsEvent, <-chan struct{}) (*fsWatch, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
@@ -760,8 +768,12 @@ func newFSWatch(chan<- fsEvent, <-chan struct{}) (*fsWatch, error) {
 // pollFD is the descriptor the loop polls; drain reads it.
 func (f *fsWatch) pollFD() int { return f.fd }
 
-func (f *fsWatch) add(dir string) error {
-	wd, err := unix.InotifyAddWatch(f.fd, dir, inotifyMask)
+func (f *fsWatch) add(dir string, namesOnly bool) error {
+	mask := uint32(inotifyMask)
+	if namesOnly {
+		mask = inotifyNamesMask
+	}
+	wd, err := unix.InotifyAddWatch(f.fd, dir, mask)
 	if err != nil {
 		return err
 	}

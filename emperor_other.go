@@ -323,7 +323,7 @@ func fsnotifyOp(e fsnotify.Event) fsOp {
 // pollFD: events come over the channel, not from a descriptor.
 func (f *fsWatch) pollFD() int                  { return -1 }
 func (f *fsWatch) drain(fn func(fsEvent)) error { return nil }
-func (f *fsWatch) add(dir string) error         { return f.w.Add(dir) }
+func (f *fsWatch) add(dir string, _ bool) error { return f.w.Add(dir) }
 func (f *fsWatch) remove(dir string)            { _ = f.w.Remove(dir) }
 
 // Process trees: without /proc a stray's environment and origin cannot be

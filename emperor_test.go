@@ -6408,6 +6408,37 @@ func TestDirReplacedWhileLoopHeldUp(t *testing.T) {
 	em.waitLog(t, "reload the uwsgi instance a.ini", 10*time.Second)
 }
 
+// TestWritesBesideTheVassalDirDoNotWakeTheEmperor: the vassal
+// directory's parent is watched for the directory's own removal and
+// return, not for what is written there: a log beside it (an emperor.log,
+// the apps' logs) written line by line brings no event, while the
+// directory's removal still does.
+func TestWritesBesideTheVassalDirDoNotWakeTheEmperor(t *testing.T) {
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
+	em := startEmperorCmd(t, cmd)
+	waitStarted(t, em, 1)
+	logPath := filepath.Join(env.root, "app.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		fmt.Fprintf(f, "line %d\n", i)
+		f.Chmod(0o640)
+	}
+	f.Close()
+	// The directory's removal is an event of the parent's: once it is
+	// seen, any event of the log's would have been read before it.
+	os.Rename(env.vassals, env.vassals+".old")
+	em.waitLog(t, "is gone: its vassals keep running", 10*time.Second)
+	if n := strings.Count(em.log.String(), " event "+logPath+"\n"); n > 1 {
+		t.Errorf("%d events for a log written beside the vassal directory, want at most its creation's", n)
+	}
+}
+
 // TestRemovedTempFilesAreNotRemembered: files that are no config come and
 // go in a vassal directory all day (an editor's or a deploy tool's
 // temporaries). What the emperor notes of a removal lasts for the batch of

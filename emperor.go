@@ -1422,14 +1422,19 @@ func (e *emperor) markDirty(m *monitor, name string) {
 // channel (fsnotify elsewhere, and the emperor's own rechecks), after
 // fsDebounce, while more may still arrive.
 func (e *emperor) scheduleRescan(m *monitor) {
+	if e.watch.inBatch {
+		// Even with a timer's look already due: what the batch noted of
+		// removals is for the batch's own looks, and goes with them.
+		if !slices.Contains(e.watch.batch, m) {
+			e.watch.batch = append(e.watch.batch, m)
+		}
+		m.rescanPending = true
+		return
+	}
 	if m.rescanPending {
 		return
 	}
 	m.rescanPending = true
-	if e.watch.inBatch {
-		e.watch.batch = append(e.watch.batch, m)
-		return
-	}
 	e.timers.push(timerItem{at: time.Now().Add(fsDebounce), kind: tRescan, mon: m.id})
 }
 
@@ -8433,7 +8438,7 @@ func (e *emperor) startAsEmperor(v *vassal) {
 	}
 	spec := asEmperorSpec{Name: v.name, PID: v.pid, UID: int(v.uid), GID: int(v.gid),
 		Hooks: h.hooks, Mounts: h.mounts, Umounts: h.umounts, Execs: h.execs}
-	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+spec.String()), e.cfg.spawnDir(v), "")
+	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+spec.String()), e.cfg.spawnDir(v), "", false)
 }
 
 // runStopHook runs vassals-stop-hook for a vassal whose process is gone:
@@ -8452,17 +8457,20 @@ func (e *emperor) runStopHook(v *vassal) {
 	}
 	logRaw("[emperor] running vassal stop-hook: %s %s", cmd, v.name)
 	env := append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], "UWSGI_VASSALS_DIR="+e.cfg.spawnDir(v))
-	e.helper(path, []string{cmd, v.name}, env, e.cfg.spawnDir(v), v.name+" stop-hook")
+	e.helper(path, []string{cmd, v.name}, env, e.cfg.spawnDir(v), v.name+" stop-hook", false)
 }
 
 // helper starts one of the emperor's own processes: it gets stdio only
 // (never a vassal's socket), its exit is collected by the reaper, and,
 // with a note, logged as "[emperor] NOTE returned CODE". It is the pid, 0
-// when it could not start.
-func (e *emperor) helper(path string, argv, env []string, dir, note string) int {
+// when it could not start. Each gets a process group of its own, except
+// one the emperor waits for (foreground): that one stays in the emperor's,
+// as uWSGI runs it. In a group of its own it would be stopped at its first
+// use of the terminal, and a Ctrl-C would not reach it.
+func (e *emperor) helper(path string, argv, env []string, dir, note string, foreground bool) int {
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir: dir, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		Sys: &syscall.SysProcAttr{Setpgid: !foreground},
 	})
 	if err != nil {
 		logRaw("[emperor] %s: %v", filepath.Base(path), err)
@@ -8491,7 +8499,7 @@ func (e *emperor) runEmperorStart() error {
 	// and lose the status): the hook's exit is read from it, and any other
 	// child's (an orphan adopted meanwhile) is handled as the loop would.
 	// SIGCHLD wakes a reaper that had no child to wait for.
-	pid := e.helper(e.cfg.self, []string{e.cfg.self}, append(os.Environ(), asEmperorEnv+"="+spec), dir, "")
+	pid := e.helper(e.cfg.self, []string{e.cfg.self}, append(os.Environ(), asEmperorEnv+"="+spec), dir, "", true)
 	rc := 1
 	for pid > 0 {
 		ex := <-e.in.exits

@@ -4796,6 +4796,37 @@ func TestEmperorStartHookExitIsNotLost(t *testing.T) {
 	}
 }
 
+// TestEmperorStartHookInTheForeground: the emperor waits for
+// hook-emperor-start, which runs in the emperor's process group, as under
+// uWSGI: a Ctrl-C (SIGINT to the terminal's group) ends the hook, and with
+// its failure the emperor, before any vassal starts.
+func TestEmperorStartHookInTheForeground(t *testing.T) {
+	env := newTestEnv(t)
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 1000\n")
+	began := filepath.Join(env.root, "began")
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--hook-emperor-start", "exec:touch "+began+"; sleep 20")
+	cmd.Dir = env.root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // a group of its own, as a shell's job
+	em := startEmperorCmd(t, cmd)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(began); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hook did not start")
+		}
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-em.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the emperor still runs 10 s after a Ctrl-C during its start hook")
+	}
+	if log := em.log.String(); !strings.Contains(log, "hook-emperor-start failed") || strings.Contains(log, "a.ini started") {
+		t.Errorf("want the hook's failure and no vassal started:\n%s", log)
+	}
+}
+
 func TestHooksMatchUWSGI(t *testing.T) {
 	needUWSGI(t)
 	run := func(real bool) []string {

@@ -1584,7 +1584,16 @@ func (e *emperor) retryWatches() {
 		for _, d := range m.watchDirs() {
 			e.watch.fs.add(d)
 		}
+		// And the watches start() and awaitDir() add beside a monitor's
+		// own (the parent that sees it go and come back, the ancestor
+		// that sees it made), and the touch-logreopen files' below.
+		if m.awaitAt != "" {
+			e.watch.fs.addNames(m.awaitAt)
+		} else if !m.glob {
+			e.watch.fs.addNames(filepath.Dir(m.dir))
+		}
 	}
+	e.watchLogReopen()
 	for d := range e.links.dirs {
 		if !e.isWatchedMonitorDir(d) {
 			e.watch.fs.add(d)

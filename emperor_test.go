@@ -1551,8 +1551,12 @@ func TestPollingWhenOutOfWatches(t *testing.T) {
 	env.sink.waitFor(t, mark, 10*time.Second, "reload after touch", reloadOf("w"))
 	os.Remove(path)
 	em.waitLog(t, "removed uwsgi instance w.ini", 10*time.Second)
-	// With watches to be had again, the emperor goes back to inotify.
+	// With watches to be had again, the emperor goes back to inotify:
+	// the directory's and its parent's (which sees the directory go).
 	em.waitLog(t, "file watching restored", 10*time.Second)
+	if n := inotifyWatchesOn(t, em.cmd.Process.Pid, env.root); n != 1 {
+		t.Errorf("%d watches on the vassal directory's parent after the restore, want 1", n)
+	}
 }
 
 // inotifyWatchesOn counts pid's inotify watches on dir (matched by inode).

@@ -6321,18 +6321,38 @@ func TestTreesRespawnCgroup(t *testing.T) {
 	}
 }
 
+// startCgroupEmperor starts an emperor that tracks vassals in cgroups of
+// its own making, and is the cgroup v2 directory they go below. Only root
+// can do what the caller does there (why).
+func startCgroupEmperor(t *testing.T, env *testEnv, why string) (*emperorProc, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: " + why)
+	}
+	em := startTreeEmperor(t, env, "cgroup")
+	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
+	dir, _, _ = strings.Cut(dir, ")")
+	return em, dir
+}
+
+// lastStartPid is the pid of the last start of vassal name in em's log.
+func lastStartPid(em *emperorProc, name string) int {
+	var pid int
+	for _, line := range strings.Split(em.log.String(), "\n") {
+		if _, after, ok := strings.Cut(line, "vassal "+name+" started (pid: "); ok {
+			pid, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
+		}
+	}
+	return pid
+}
+
 // TestTreesCgroupsMadeBelowAVassal: the cgroups a vassal's first process
 // makes below the vassal's own (as an emperor vassal does) go once that
 // process has ended and they are empty, while the vassal's own cgroup stays
 // for the next process, which starts below it.
 func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the vassal makes a cgroup")
-	}
 	env := newTestEnv(t)
-	em := startTreeEmperor(t, env, "cgroup")
-	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
-	dir, _, _ = strings.Cut(dir, ")")
+	em, dir := startCgroupEmperor(t, env, "the vassal makes a cgroup")
 	own, flag := filepath.Join(dir, "v.sub.ini"), filepath.Join(env.root, "made")
 	sub := filepath.Join(own, "sub")
 	// Once: make sub, move there and leave a daemon in it when killed
@@ -6345,12 +6365,7 @@ func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
 			t.Fatalf("the vassal did not move into a cgroup of its own making\n%s", em.log.String())
 		}
 	}
-	var pid int
-	for _, line := range strings.Split(em.log.String(), "\n") {
-		if _, after, ok := strings.Cut(line, "vassal sub.ini started (pid: "); ok {
-			pid, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
-		}
-	}
+	pid := lastStartPid(em, "sub.ini")
 	time.Sleep(50 * time.Millisecond) // past the daemon's start and the exec of sleep
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitStarted(t, em, 2)
@@ -6376,13 +6391,8 @@ func TestTreesCgroupsMadeBelowAVassal(t *testing.T) {
 // vassal's own, which the first process's end killed (clone into a killed
 // cgroup has its child killed at birth, and every respawn with it).
 func TestTreesCgroupThatCouldNotBeMade(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test sets a cgroup limit")
-	}
 	env := newTestEnv(t)
-	em := startTreeEmperor(t, env, "cgroup")
-	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
-	dir, _, _ = strings.Cut(dir, ")")
+	em, dir := startCgroupEmperor(t, env, "the test sets a cgroup limit")
 	limit := filepath.Join(dir, "cgroup.max.descendants")
 	// Room for v.x.ini, none for v.x.ini/1.
 	if err := os.WriteFile(limit, []byte("1"), 0o644); err != nil {
@@ -6393,13 +6403,7 @@ func TestTreesCgroupThatCouldNotBeMade(t *testing.T) {
 	writeFile(t, filepath.Join(env.vassals, "x.ini"), fmt.Sprintf("[uwsgi]\nunprivileged-binary-patch-arg = [ -e %[1]s ] || { touch %[1]s; setsid sleep 1001 & }; exec sleep 1000\n", flag))
 	pidOf := func(n int) int {
 		waitStarted(t, em, n)
-		var pid int
-		for _, line := range strings.Split(em.log.String(), "\n") {
-			if _, after, ok := strings.Cut(line, "vassal x.ini started (pid: "); ok {
-				pid, _ = strconv.Atoi(strings.TrimSuffix(after, ")"))
-			}
-		}
-		return pid
+		return lastStartPid(em, "x.ini")
 	}
 	first := pidOf(1)
 	time.Sleep(100 * time.Millisecond) // past the daemon's start

@@ -6447,6 +6447,19 @@ func TestDirReplacedWhileLoopHeldUp(t *testing.T) {
 	em.waitLog(t, "reload the uwsgi instance a.ini", 10*time.Second)
 }
 
+// startWithOneSleeper starts an emperor, with environ added to its
+// environment, on env's directory with one vassal that sleeps, and waits
+// for that vassal's start.
+func startWithOneSleeper(t *testing.T, env *testEnv, environ ...string) *emperorProc {
+	t.Helper()
+	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), environ...)
+	em := startEmperorCmd(t, cmd)
+	waitStarted(t, em, 1)
+	return em
+}
+
 // TestWritesBesideTheVassalDirDoNotWakeTheEmperor: the vassal
 // directory's parent is watched for the directory's own removal and
 // return, not for what is written there: a log beside it (an emperor.log,
@@ -6454,11 +6467,7 @@ func TestDirReplacedWhileLoopHeldUp(t *testing.T) {
 // directory's removal still does.
 func TestWritesBesideTheVassalDirDoNotWakeTheEmperor(t *testing.T) {
 	env := newTestEnv(t)
-	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
-	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
-	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
-	em := startEmperorCmd(t, cmd)
-	waitStarted(t, em, 1)
+	em := startWithOneSleeper(t, env, "EMPEROR_TRACE=1")
 	logPath := filepath.Join(env.root, "app.log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -6484,13 +6493,9 @@ func TestWritesBesideTheVassalDirDoNotWakeTheEmperor(t *testing.T) {
 // events it came in: 60,000 of them leave its memory as it was.
 func TestRemovedTempFilesAreNotRemembered(t *testing.T) {
 	env := newTestEnv(t)
-	writeFile(t, filepath.Join(env.vassals, "a.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = exec sleep 1000\n")
 	// The collector's own trace says what stays live (the race detector's
 	// shadow memory would blur an RSS figure).
-	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
-	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "GODEBUG=gctrace=1")
-	em := startEmperorCmd(t, cmd)
-	waitStarted(t, em, 1)
+	em := startWithOneSleeper(t, env, "GODEBUG=gctrace=1")
 	for i := range 60000 {
 		p := filepath.Join(env.vassals, fmt.Sprintf(".tmp-upload-%08d-abcdefgh", i))
 		os.WriteFile(p, nil, 0o644)

@@ -7981,6 +7981,7 @@ func burst(b *testing.B, args ...string) {
 	const n = 1000
 	prog := cProbe(b)
 	var per, floors, ratios []time.Duration // per vassal; ratios in thousandths
+	var cgFloors, cgRatios []time.Duration  // the same, against a floor that makes the cgroups too
 	for i := 0; i < b.N; i++ {
 		env := newTestEnv(b)
 		staging := filepath.Join(env.root, "staging")
@@ -8002,43 +8003,113 @@ func burst(b *testing.B, args ...string) {
 		}
 		starts := env.sink.waitN(b, n, 120*time.Second, "all starts", func(e probeEvent) bool { return e.event == "start" })
 		total := time.Duration(lastMono(starts) - t0)
+		cg := burstCgroups(em)
 		em.signalAndWait(b, syscall.SIGTERM, 60*time.Second)
-		floor := burstFloor(b, n, prog)
+		floor := burstFloor(b, n, prog, nil)
 		per, floors = append(per, total/n), append(floors, floor/n)
 		ratios = append(ratios, total*1000/floor)
+		if cg != nil {
+			floor := burstFloor(b, n, prog, cg)
+			cgFloors, cgRatios = append(cgFloors, floor/n), append(cgRatios, total*1000/floor)
+		}
 	}
 	// Medians over the iterations: one burst on a busy machine says little.
 	b.ReportMetric(float64(median(per).Microseconds())/1000, "ms/vassal")
 	b.ReportMetric(float64(median(floors).Microseconds())/1000, "floor-ms/vassal")
 	b.ReportMetric(float64(median(ratios))/1000, "x-floor")
+	if len(cgFloors) > 0 {
+		b.ReportMetric(float64(median(cgFloors).Microseconds())/1000, "cgroup-floor-ms/vassal")
+		b.ReportMetric(float64(median(cgRatios))/1000, "x-cgroup-floor")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
+// burstCgroupDirs are the directories in which the emperor made a cgroup
+// per vassal: its cgroup v2 one and, on a hybrid host, its v1 memory one.
+type burstCgroupDirs struct{ v2, mem1 string }
+
+// burstCgroups reads them from em's start line; nil when it made none.
+func burstCgroups(em *emperorProc) *burstCgroupDirs {
+	log := em.log.String()
+	_, v2, ok := strings.Cut(log, "process tracking: cgroup v2 (")
+	if !ok {
+		return nil
+	}
+	v2, _, _ = strings.Cut(v2, ")")
+	_, mem1, _ := strings.Cut(log, "memory figures from cgroup v1 (")
+	mem1, _, _ = strings.Cut(mem1, ")")
+	return &burstCgroupDirs{v2: v2, mem1: mem1}
+}
+
 // burstFloor starts n probes directly (no emperor, no runner) and returns
-// the time until the last one ran.
-func burstFloor(b *testing.B, n int, prog string) time.Duration {
+// the time until the last one ran. With cg, each probe also gets what a
+// new vassal gets, beside the emperor's: a cgroup v2 of its own, which it
+// is cloned into, and a v1 memory cgroup, which it is moved to once
+// started. The cgroups go with the probes.
+func burstFloor(b *testing.B, n int, prog string, cg *burstCgroupDirs) time.Duration {
 	env := newTestEnv(b)
 	self, _ := os.Executable()
 	if prog != "" {
 		self = prog
 	}
 	var procs []*os.Process
+	var dirs []string // made, to remove in reverse
+	defer func() {
+		for _, p := range procs {
+			p.Kill()
+			p.Wait()
+		}
+		for i := len(dirs) - 1; i >= 0; i-- {
+			os.Remove(dirs[i])
+		}
+	}()
+	mkdir := func(dir string) {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	var v2, mem1 string
+	if cg != nil {
+		v2 = filepath.Join(filepath.Dir(cg.v2), "floor."+strconv.Itoa(os.Getpid()))
+		mkdir(v2)
+		if cg.mem1 != "" {
+			mem1 = filepath.Join(filepath.Dir(cg.mem1), "floor."+strconv.Itoa(os.Getpid()))
+			mkdir(mem1)
+		}
+	}
 	t0 := monoNow()
 	for j := 0; j < n; j++ {
 		cmd := exec.Command(self)
 		cmd.Env = append(os.Environ(), "EMPEROR_PROBE=1", "PROBE_SOCK="+env.sink.path, "PROBE_NAME=f"+strconv.Itoa(j), "PROBE_ACTIONS=")
-		if err := cmd.Start(); err != nil {
+		fd := -1
+		if v2 != "" {
+			dir := filepath.Join(v2, "f"+strconv.Itoa(j))
+			mkdir(dir)
+			var err error
+			if fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0); err != nil {
+				b.Fatal(err)
+			}
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+		}
+		err := cmd.Start()
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 		procs = append(procs, cmd.Process)
+		if mem1 != "" {
+			dir := filepath.Join(mem1, "f"+strconv.Itoa(j))
+			mkdir(dir)
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	starts := env.sink.waitN(b, n, 120*time.Second, "floor starts", func(e probeEvent) bool { return e.event == "start" })
-	last := lastMono(starts)
-	for _, p := range procs {
-		p.Kill()
-		p.Wait()
-	}
-	return time.Duration(last - t0)
+	return time.Duration(lastMono(starts) - t0)
 }
 
 // BenchmarkStats1000 times a stats request (connect to last byte) with 1000

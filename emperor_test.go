@@ -6330,9 +6330,10 @@ func startCgroupEmperor(t *testing.T, env *testEnv, why string) (*emperorProc, s
 		t.Skip("needs root: " + why)
 	}
 	em := startTreeEmperor(t, env, "cgroup")
-	_, dir, _ := strings.Cut(em.log.String(), "process tracking: cgroup v2 (")
-	dir, _, _ = strings.Cut(dir, ")")
-	return em, dir
+	if cg := emperorCgroups(em); cg != nil {
+		return em, cg.v2
+	}
+	return em, ""
 }
 
 // lastStartPid is the pid of the last start of vassal name in em's log.
@@ -8003,7 +8004,7 @@ func burst(b *testing.B, args ...string) {
 		}
 		starts := env.sink.waitN(b, n, 120*time.Second, "all starts", func(e probeEvent) bool { return e.event == "start" })
 		total := time.Duration(lastMono(starts) - t0)
-		cg := burstCgroups(em)
+		cg := emperorCgroups(em)
 		em.signalAndWait(b, syscall.SIGTERM, 60*time.Second)
 		floor := burstFloor(b, n, prog, nil)
 		per, floors = append(per, total/n), append(floors, floor/n)
@@ -8024,12 +8025,12 @@ func burst(b *testing.B, args ...string) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// burstCgroupDirs are the directories in which the emperor made a cgroup
+// emperorCgroupDirs are the directories in which an emperor makes a cgroup
 // per vassal: its cgroup v2 one and, on a hybrid host, its v1 memory one.
-type burstCgroupDirs struct{ v2, mem1 string }
+type emperorCgroupDirs struct{ v2, mem1 string }
 
-// burstCgroups reads them from em's start line; nil when it made none.
-func burstCgroups(em *emperorProc) *burstCgroupDirs {
+// emperorCgroups reads them from em's start line; nil when it makes none.
+func emperorCgroups(em *emperorProc) *emperorCgroupDirs {
 	log := em.log.String()
 	_, v2, ok := strings.Cut(log, "process tracking: cgroup v2 (")
 	if !ok {
@@ -8038,7 +8039,7 @@ func burstCgroups(em *emperorProc) *burstCgroupDirs {
 	v2, _, _ = strings.Cut(v2, ")")
 	_, mem1, _ := strings.Cut(log, "memory figures from cgroup v1 (")
 	mem1, _, _ = strings.Cut(mem1, ")")
-	return &burstCgroupDirs{v2: v2, mem1: mem1}
+	return &emperorCgroupDirs{v2: v2, mem1: mem1}
 }
 
 // burstFloor starts n probes directly (no emperor, no runner) and returns
@@ -8046,7 +8047,7 @@ func burstCgroups(em *emperorProc) *burstCgroupDirs {
 // new vassal gets, beside the emperor's: a cgroup v2 of its own, which it
 // is cloned into, and a v1 memory cgroup, which it is moved to once
 // started. The cgroups go with the probes.
-func burstFloor(b *testing.B, n int, prog string, cg *burstCgroupDirs) time.Duration {
+func burstFloor(b *testing.B, n int, prog string, cg *emperorCgroupDirs) time.Duration {
 	env := newTestEnv(b)
 	self, _ := os.Executable()
 	if prog != "" {

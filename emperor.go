@@ -132,7 +132,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 			odByFd: map[int]*vassal{},
 			byFile: map[fileKey][]*vassal{},
 		},
-		spawns: spawnBatch{baseEnv: vassalEnv(os.Environ())},
+		spawns: spawnBatch{baseEnv: vassalEnv(os.Environ(), cfg.ownFiles...)},
 		strays: strayState{helpers: map[int]string{}},
 		black:  newBlacklist(cfg.throttleMs, cfg.maxThrottleMs),
 		parent: parentLink{fd: -1},
@@ -5197,7 +5197,9 @@ func (c *statsClients) setIdle(conn net.Conn, idle, served bool) {
 	switch {
 	case !idle:
 	case served:
-		c.idle = slices.Insert(c.idle, 0, conn)
+		c.idle = append(c.idle, nil)
+		copy(c.idle[1:], c.idle)
+		c.idle[0] = conn
 	default:
 		c.idle = append(c.idle, conn)
 	}
@@ -5988,6 +5990,7 @@ type emperorConfig struct {
 	odExec           string   // on-demand socket name printed by this command
 	notifySocket     string   // NOTIFY_SOCKET given to vassals, "" when off
 	ignored          []string // app server's options: logged once the log is open
+	ownFiles         []string // the files emperor options were read from (see vassalEnv)
 }
 
 func loadEmperorConfig(o *Options) (*emperorConfig, error) {
@@ -6017,6 +6020,11 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
 		listen:           o.Int(100, "listen"),
 		extraExt:         o.All("emperor-extra-extension", "emperor-extra-ext"),
+	}
+	for _, op := range o.List {
+		if i := strings.LastIndexByte(op.Src, ':'); op.Key == "emperor" && i > 0 {
+			c.ownFiles = append(c.ownFiles, op.Src[:i])
+		}
 	}
 	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
 	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
@@ -6150,12 +6158,16 @@ func (c *emperorConfig) validName(name string) bool {
 
 // vassalEnv is the emperor's environment as vassals get it: without the
 // variables that belong to the emperor's own parent, and with every
-// UWSGI_VASSAL_X=v turned into UWSGI_X=v. (uWSGI 2.0.21 unsets the variable
+// UWSGI_VASSAL_X=v turned into UWSGI_X=v. Nor does a vassal get what made
+// this an emperor: UWSGI_EMPEROR, or a UWSGI_ variable naming one of the
+// files (own) an emperor option came from (UWSGI_INI=emperor.ini). It
+// would read them as its own options and become an emperor of the same
+// directory, its vassals in turn: uWSGI forks without end that way. (uWSGI 2.0.21 unsets the variable
 // before it reads it, so it passes on whatever entry slid into its place.)
-func vassalEnv(environ []string) []string {
+func vassalEnv(environ []string, own ...string) []string {
 	drop := map[string]bool{preemptOffMarker: true, uwsgiBinaryEnv: true, daemonEnv: true, "UWSGI_RELOADS": true, "NOTIFY_SOCKET": true, "UWSGI_EMPEROR_FD": true,
 		"UWSGI_EMPEROR_FD_CONFIG": true, "LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true,
-		"WATCHDOG_USEC": true, "WATCHDOG_PID": true, vassalMarkerEnv: true}
+		"WATCHDOG_USEC": true, "WATCHDOG_PID": true, vassalMarkerEnv: true, "UWSGI_EMPEROR": true}
 	if os.Getenv(preemptOffMarker) != "" {
 		drop["GODEBUG"] = true
 	}
@@ -6164,7 +6176,7 @@ func vassalEnv(environ []string) []string {
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		switch {
-		case drop[k]:
+		case drop[k], strings.HasPrefix(k, "UWSGI_") && slices.Contains(own, v):
 		case strings.HasPrefix(k, "UWSGI_VASSAL_") && len(k) > len("UWSGI_VASSAL_"):
 			rewritten["UWSGI_"+k[len("UWSGI_VASSAL_"):]] = v
 		default:
@@ -6828,10 +6840,6 @@ func main() {
 }
 
 func run(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
-		return 1
-	}
 	switch immediateOption(args) {
 	case "help":
 		printHelp()
@@ -6860,6 +6868,14 @@ func run(args []string) int {
 			// mode judges it, against the plugins it loads.
 			return execUWSGI(configArgName(orig), orig)
 		}
+	}
+	if len(orig) == 0 && err == nil && !opts.Has("emperor") {
+		// Without arguments the environment alone may make an emperor
+		// (UWSGI_EMPEROR, or UWSGI_INI naming an emperor ini), as a
+		// container image's bare command relies on; anything else is a
+		// user asking what this is. A bad variable is named below.
+		fmt.Fprintln(os.Stderr, "usage: emperor --emperor DIR [options]   (emperor --help lists them)")
+		return 1
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)

@@ -4422,6 +4422,46 @@ func TestCallAsOptionsAreRefused(t *testing.T) {
 	}
 }
 
+// TestBareCommandWithoutEmperor: no arguments and no emperor in the
+// environment (UWSGI_EMPEROR, UWSGI_INI) prints one usage line and exits 1,
+// as uWSGI exits 1 with nothing to serve; with an emperor there, a bad
+// UWSGI_ variable beside it is named.
+func TestBareCommandWithoutEmperor(t *testing.T) {
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "app.ini")
+	writeFile(t, ini, "[uwsgi]\nsocket = :0\n")
+	const usage, typo = "usage: emperor --emperor DIR", "emperor: environment UWSGI_EMPEROR_TROTTLE: unrecognized option 'emperor-trottle' (did you mean emperor-throttle?)"
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, usage},
+		{[]string{"UWSGI_INI=" + ini}, usage},
+		{[]string{"UWSGI_SOCKET=:0"}, usage},
+		{[]string{"UWSGI_EMPEROR_TROTTLE=3"}, usage},
+		{[]string{"UWSGI_EMPEROR=" + dir, "UWSGI_EMPEROR_TROTTLE=3"}, typo},
+	} {
+		cmd := exec.Command(emperorBin)
+		cmd.Env = append(cleanUWSGIEnv(), c.env...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(string(out), c.want) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%q: %v %q, want %q", c.env, err, out, c.want)
+		}
+	}
+}
+
+// cleanUWSGIEnv is this process's environment without UWSGI_ variables.
+func cleanUWSGIEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "UWSGI_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 func TestHelpListsEveryOptionAndVersion(t *testing.T) {
 	out, err := exec.Command(emperorBin, "--help").Output()
 	if err != nil {
@@ -10252,8 +10292,36 @@ func (s *diffSide) start(t *testing.T, environ []string, args ...string) {
 	} else {
 		cmd = exec.Command(emperorBin, append([]string{"--emperor", s.dir, "--emperor-stats", s.stats}, args...)...)
 	}
-	cmd.Dir = s.env.root
 	cmd.Env = append(os.Environ(), environ...)
+	s.launch(t, cmd)
+}
+
+// startBare runs this side's emperor with no arguments at all: every
+// option comes from the environment (UWSGI_EMPEROR, UWSGI_INI, ...), as
+// in a container image whose command is the bare binary. The stats socket
+// is still this side's, given as UWSGI_EMPEROR_STATS.
+func (s *diffSide) startBare(t *testing.T, environ ...string) {
+	t.Helper()
+	s.stats = filepath.Join(s.env.root, "stats.sock")
+	if s.dir == "" {
+		s.dir = s.env.vassals
+	}
+	bin := emperorBin
+	environ = append(environ, "UWSGI_EMPEROR_STATS="+s.stats)
+	if s.uwsgi() {
+		bin = uwsgiEmperor
+		environ = append(environ, "UWSGI_BINARY_PATH="+uwsgiCore, "UWSGI_EMPEROR_FREQ=1")
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), environ...)
+	s.launch(t, cmd)
+}
+
+// launch starts cmd as this side's emperor, in the side's root, and waits
+// for its stats server.
+func (s *diffSide) launch(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Dir = s.env.root
 	s.em = startEmperorCmd(t, cmd)
 	if s.uwsgi() {
 		// Done with it: a graceful stop would wait out the mercy (30 s) for
@@ -10650,6 +10718,8 @@ var diffScenarios = []struct {
 	{"dot_files", diffDotFiles},
 	{"half_written", diffHalfWritten},
 	{"arg_line", diffArgLine},
+	{"bare_command_env", func(t *testing.T) { diffBareCommand(t, "env") }},
+	{"bare_command_ini", func(t *testing.T) { diffBareCommand(t, "ini") }},
 }
 
 const diffConcurrency = 6
@@ -10668,6 +10738,32 @@ func TestDiffUWSGI(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// diffBareCommand: run with no arguments at all (a container image's
+// command is often the bare binary), the options come from the environment
+// alone: the vassal directory as UWSGI_EMPEROR, or from the emperor ini
+// UWSGI_INI names.
+func diffBareCommand(t *testing.T, how string) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "b.ini", "")
+		environ := []string{"UWSGI_EMPEROR=" + s.env.vassals}
+		if how == "ini" {
+			ini := filepath.Join(s.env.root, "emperor.ini")
+			writeFile(t, ini, "[uwsgi]\nemperor = "+s.env.vassals+"\n")
+			environ = []string{"UWSGI_INI=" + ini}
+		}
+		s.startBare(t, environ...)
+		rep, _ := s.diffStarted(t, 0, "b.ini")
+		s.describe("b.ini", rep)
+		s.logFact("log", diffMark{}, "b.ini")
+	})
+	own := map[string]string{"env": "UWSGI_EMPEROR", "ini": "UWSGI_INI"}[how]
+	probe := "EMPEROR_DIFFPROBE=1 PROBE_ACTIONS= PROBE_NAME=b.ini PROBE_SOCK=ROOT/probe.sock UWSGI_EMPEROR_FD=EMPEROR_FD"
+	diffCompare(t, uw, ours, map[string]diffImproved{
+		"b.ini env": {row: "the environment that made the emperor (`UWSGI_EMPEROR`, or `UWSGI_INI` naming the emperor's ini)",
+			uwsgi: probe, ours: "-" + own + " " + probe},
+	})
 }
 
 // diffSpawnFormats: a config in each format spawns a vassal exec'd the

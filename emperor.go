@@ -596,6 +596,11 @@ func (e *emperor) reloadAll() {
 			continue
 		}
 		v.lastMod = now
+		if v.pid == 0 && v.onDemand == "" {
+			// Waiting out its throttle: SIGHUP reloads what runs, as
+			// uWSGI's does; only a config edit or SIGURG is a kick.
+			continue
+		}
 		e.reload(v, "SIGHUP")
 	}
 	e.sd.notify.send("READY=1\nSTATUS=" + e.statusLine())

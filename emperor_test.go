@@ -10708,6 +10708,7 @@ var diffScenarios = []struct {
 	{"fd_closed", diffFDClosed},
 	{"loyal_crash", diffLoyalCrash},
 	{"touch_throttled", diffTouchThrottled},
+	{"sighup_throttled", diffSIGHUPThrottled},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11647,6 +11648,27 @@ func diffTouchThrottled(t *testing.T) {
 	diffCompare(t, uw, ours, map[string]diffImproved{
 		"started before the throttle ran out": {row: diffRowTouchThrottled, uwsgi: "false", ours: "true"},
 	})
+}
+
+// diffSIGHUPThrottled: SIGHUP reloads the running vassals only; one
+// waiting out its throttle keeps waiting (a config edit, by contrast, is
+// the operator's kick: diffTouchThrottled).
+func diffSIGHUPThrottled(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "ht.ini", "die-after=200")
+		s.vassal(t, "hr.ini", "")
+		s.start(t, nil, "--emperor-throttle", "5000")
+		_, running := s.diffStarted(t, 0, "hr.ini")
+		s.env.sink.waitN(t, 2, 15*time.Second, "2 deaths", evIs("ht.ini", "exiting"))
+		time.Sleep(300 * time.Millisecond) // reaped: 5 s to wait
+		m := s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		s.waitByte(t, m, "hr.ini", running.pid, 1)
+		s.env.sink.expectNone(t, m.ev, 2*time.Second, "ht.ini start", evIs("ht.ini", "diff"))
+		s.facts.set("started before the throttle ran out", "%v", len(s.env.sink.events(evIs("ht.ini", "diff"))) > 2)
+		s.facts.set("hr.ini", "%s", s.received(m, "hr.ini", running.pid))
+	})
+	diffCompare(t, uw, ours, nil)
 }
 
 // diffMalformed: configs that do not parse fail in the vassal and go

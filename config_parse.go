@@ -240,6 +240,7 @@ type cfgEntry struct {
 
 // cfgLogic is an open logic block (for/if-*): uWSGI keeps exactly one.
 type cfgLogic struct {
+	_    noCompare
 	kind string
 	arg  string
 }
@@ -706,6 +707,7 @@ func (p *cfgParser) runLogic(e cfgEntry) error {
 // cfgLogicItem is one emission of the body option; raw means "%(_)" is not
 // replaced (uWSGI passes NULL to uwsgi_substitute, or does not call it).
 type cfgLogicItem struct {
+	_    noCompare
 	with string
 	raw  bool
 }
@@ -1785,6 +1787,7 @@ func (p *reParser) classAtom(set *reSet) (b byte, single bool, err error) {
 // (^ $ A z Z b B, and L E: line start and end); all but '|' and 'j' go on
 // at the next instruction.
 type reInst struct {
+	_    noCompare
 	op   byte
 	x, y int
 	set  reSet

@@ -273,7 +273,10 @@ func (e *emperor) loop() int {
 	timer := time.NewTimer(time.Hour)
 	for {
 		if e.shutdown.dying && len(e.vassals.byName) == 0 {
-			return e.bury()
+			if code := e.bury(); !e.shutdown.again {
+				return code
+			}
+			return e.runAgain()
 		}
 		e.armTimer(timer)
 		select {
@@ -301,12 +304,14 @@ func (e *emperor) loop() int {
 
 // childExit is one reaped process.
 type childExit struct {
+	_      noCompare
 	pid    int
 	status syscall.WaitStatus
 }
 
 // readyFD says a vassal protocol socket became readable (or hung up).
 type readyFD struct {
+	_     noCompare
 	fd    int
 	token uint32
 }
@@ -314,11 +319,13 @@ type readyFD struct {
 // notifyMsg is one sd_notify datagram from a vassal (or one of its
 // children), with the sender's pid from the kernel.
 type notifyMsg struct {
+	_    noCompare
 	pid  int
 	text string
 }
 
 type odResolved struct {
+	_    noCompare
 	v    *vassal
 	gen  uint64
 	sock string
@@ -459,6 +466,7 @@ var timerKinds = [numTimerKinds]struct {
 }
 
 type timerItem struct {
+	_    noCompare
 	at   time.Time
 	kind timerKind
 	v    *vassal // vassal kinds: the record
@@ -574,7 +582,12 @@ func (e *emperor) onSignal(s os.Signal) {
 		if e.cfg.daemon.logReopen {
 			e.cfg.daemon.reopenLog()
 		}
-		e.reloadAll()
+		if !e.cfg.master {
+			e.reloadAll()
+		} else if !e.shutdown.dying {
+			e.shutdown.again = true
+			e.ragnarok()
+		}
 	case syscall.SIGUSR1:
 		e.dumpStatus()
 	case syscall.SIGURG:
@@ -881,6 +894,7 @@ func (m *monitor) watches(dir string) bool {
 // candidate is one config the monitor lists: its vassal name and the path
 // to stat.
 type candidate struct {
+	_          noCompare
 	name, path string
 	instance   string // the section, for an instance of a file that declares several
 }
@@ -1032,6 +1046,7 @@ func (e *emperor) statConfig(path string) (fileState, bool) {
 // fileState is what the emperor remembers of a config to tell a real change
 // from an atomic replace with the same content.
 type fileState struct {
+	_        noCompare
 	dev, ino uint64
 	mtime    int64
 	size     int64
@@ -1165,6 +1180,7 @@ func (e *emperor) recheckLinked(path string) bool {
 // fsEvent is one file event: what happened to a path in a watched
 // directory (or to the directory itself).
 type fsEvent struct {
+	_    noCompare
 	path string
 	op   fsOp
 }
@@ -1569,6 +1585,7 @@ func (e *emperor) isWatchedMonitorDir(dir string) bool {
 // hints: when it cannot watch (no inotify, NFS, out of watches) the
 // periodic scan still sees everything.
 type fileWatch struct {
+	_      noCompare
 	k      *fsWatch // the platform's watcher (emperor_linux.go, emperor_other.go); nil: none
 	token  uint32   // k's registration in the poll set
 	failed bool     // a watch could not be added: polling is the only source
@@ -2099,7 +2116,13 @@ type vassalTable struct {
 
 // vassal is one config and the process running it. Only the loop goroutine
 // touches these.
+// noCompare, a struct's first field, makes it incomparable: no code
+// compares these by value, and without it the binary carries an equality
+// function for each (a kilobyte for vassal alone).
+type noCompare [0]func()
+
 type vassal struct {
+	_ noCompare
 	// The config.
 	name     string    // as uWSGI names it: the file name (dir monitor) or the matched path (glob); FILE:SECTION for an instance
 	instance string    // the section, for an instance of a file that declares several
@@ -2534,6 +2557,7 @@ const maxQueuedSpawns = 64
 // spawnJob is one prepared fork+exec. The fork itself runs on a spawner
 // thread; everything before and after happens on the loop.
 type spawnJob struct {
+	_            noCompare
 	v            *vassal
 	plan         *execPlan
 	direct       bool // plan.direct, kept after the plan is dropped
@@ -2715,6 +2739,7 @@ func (e *emperor) spawning(f func()) {
 // (stack scans read the function tables, marking reads type data), so
 // after each one those pages are unmapped again.
 type memoryState struct {
+	_         noCompare
 	lastSpawn time.Time   // when the last batch of spawns ended
 	spawns    int         // processes started since the last release
 	due       bool        // a tReleaseMemory timer is queued
@@ -2925,6 +2950,7 @@ func startSpawnerPool() *spawnerPool {
 }
 
 type spawnerState struct {
+	_       noCompare
 	running bool
 	err     error // why the thread has no private fd table
 }
@@ -3460,6 +3486,7 @@ func (c *cgroupTrack) enableCounters(dir string) {
 // operation on the host holds one kernel lock: the loop does not wait for
 // them) and opens for clone3, in its own fd table.
 type cgroupPlan struct {
+	_     noCompare
 	base  string // the vassal's cgroup, made first when missing; "": dir is there
 	dir   string // the instance's (base itself for a vassal's first process); "": none
 	mem1  string // the vassal's v1 memory cgroup, which the spawner thread joins for the fork; "": none
@@ -3930,6 +3957,7 @@ const (
 
 // floodMeter counts what a vassal sent in the current window.
 type floodMeter struct {
+	_       noCompare
 	start   time.Time // the current window's start (monotonic)
 	bytes   int       // sent in it
 	flagged bool      // the current window has been logged as flooding
@@ -4152,6 +4180,7 @@ type blacklist struct {
 }
 
 type blackEntry struct {
+	_           noCompare
 	id          string
 	first, last time.Time
 	levelUs     int64
@@ -4532,6 +4561,7 @@ type statsSnapshot struct {
 type cgroupDirs struct{ v2, mem1, enable string }
 
 type vassalStat struct {
+	_                                   noCompare
 	zerg                                bool
 	id                                  string
 	pid                                 int
@@ -4549,6 +4579,7 @@ type vassalStat struct {
 }
 
 type blackStat struct {
+	_           noCompare
 	id          string
 	throttleMs  int64
 	attempt     int
@@ -4871,6 +4902,7 @@ type cgroupCache struct {
 }
 
 type cgroupEntry struct {
+	_      noCompare
 	values cgroupValues
 	at     time.Time
 	seen   bool // asked for since the last refresh: cgroups nobody asks for are dropped
@@ -5646,6 +5678,7 @@ func jsonInt(v *cfgJSONValue) int {
 // systemdState is what systemd was last told. Invariant: statusPending is
 // true while exactly one tStatus timer is queued.
 type systemdState struct {
+	_             noCompare
 	notify        *sdNotifier // nil when not started by systemd with NOTIFY_SOCKET
 	statusPending bool
 	lastStatus    time.Time
@@ -5884,7 +5917,9 @@ func (e *emperor) vassalOf(pid int) *vassal {
 // shutdownState: once dying is set (ragnarok) nothing is spawned or
 // reloaded again, and the loop exits when the last vassal is reaped.
 type shutdownState struct {
+	_     noCompare
 	dying bool
+	again bool // a master's SIGHUP: run the emperor again once buried
 	since time.Time
 }
 
@@ -5914,6 +5949,24 @@ func (e *emperor) ragnarok() {
 		e.stop(v, thenDelete)
 	}
 	e.timers.push(timerItem{at: time.Now().Add(e.cfg.reloadMercy), kind: tMercy})
+}
+
+// runAgain executes this emperor's binary again on its command line, in
+// the directory it started in, as uWSGI's master reloads on SIGHUP: the
+// emperor's config is read anew, and every vassal (all stopped by now)
+// starts again under it. The pid stays; a daemon stays detached.
+func (e *emperor) runAgain() int {
+	env := os.Environ()
+	if e.cfg.daemon.daemonize != "" {
+		env = append(env, daemonEnv+"=0") // detached already
+	}
+	err := os.Chdir(e.cfg.startDir)
+	if err == nil {
+		logRaw("[emperor] reloading: running %s again", os.Args[0])
+		err = syscall.Exec(reexecPath(), os.Args, env)
+	}
+	logRaw("[emperor] cannot reload: %v", err)
+	return 1
 }
 
 func (e *emperor) noMercy() {
@@ -5971,6 +6024,8 @@ type emperorConfig struct {
 	nofollow         bool
 	noBlacklist      bool
 	noCgroups        bool // emperor-no-cgroups: the environment marker alone tracks vassals' processes
+	master           bool // master: SIGHUP restarts the emperor, config and all, as uWSGI's master
+	startDir         string
 	gracefulShutdown bool
 	stats            string
 	socketTimeout    time.Duration
@@ -6021,6 +6076,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		nofollow:         o.Flag("emperor-nofollow"),
 		noBlacklist:      o.Flag("emperor-no-blacklist"),
 		noCgroups:        o.Flag("emperor-no-cgroups"),
+		master:           o.Flag("master"),
 		gracefulShutdown: o.Flag("emperor-graceful-shutdown"),
 		socketTimeout:    time.Duration(o.Int(4, "socket-timeout")) * time.Second,
 		listen:           o.Int(100, "listen"),
@@ -6031,6 +6087,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 			c.ownFiles = append(c.ownFiles, op.Src[:i])
 		}
 	}
+	c.startDir, _ = os.Getwd()
 	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
 	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
 	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
@@ -6208,6 +6265,7 @@ func vassalEnv(environ []string, own ...string) []string {
 
 // ownPrivileges is what the emperor drops to after binding its sockets.
 type ownPrivileges struct {
+	_        noCompare
 	uid, gid int
 	caps     uint64
 	chroot   string
@@ -8224,6 +8282,7 @@ func dropPrivileges(opts *Options) error {
 
 // account is a user of /etc/passwd: name, uid and primary gid.
 type account struct {
+	_        noCompare
 	name     string
 	uid, gid int
 }

@@ -4248,6 +4248,24 @@ func TestDaemonLikeInitScripts(t *testing.T) {
 	os.Rename(logfile, logfile+".1")
 	touch(t, reopen, time.Now())
 	logged("[emperor] log reopened")
+	// master = true: SIGHUP restarts the daemon in place, config and all.
+	first := env.sink.waitStart(t, 0, "app")
+	since := env.sink.count()
+	syscall.Kill(pid, syscall.SIGHUP)
+	again := env.sink.waitStart(t, since, "app")
+	logged("[emperor] reloading: running " + bin + " again")
+	if again.pid == first.pid {
+		t.Errorf("app was not started again")
+	}
+	if data, _ := os.ReadFile(logfile); strings.Count(string(data), "*** starting uWSGI Emperor ***") != 1 {
+		t.Errorf("want one start in the reopened log:\n%s", data)
+	}
+	if sid, _ := unix.Getsid(pid); sid != pid || !alive(pid) {
+		t.Errorf("after SIGHUP the daemon (%d) is gone or no longer detached (session %d)", pid, sid)
+	}
+	if data, _ := os.ReadFile(pidfile); strings.TrimSpace(string(data)) != itoa(pid) {
+		t.Errorf("after SIGHUP the pidfile says %q, want %d", data, pid)
+	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	waitDead(t, pid, 10*time.Second)
 	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
@@ -10296,6 +10314,23 @@ func (s *diffSide) start(t *testing.T, environ []string, args ...string) {
 	s.launch(t, cmd)
 }
 
+// startArgs runs this side's emperor with args alone for its options
+// (an --ini, say), besides the stats socket and, for uWSGI, the binary
+// and a one-second scan.
+func (s *diffSide) startArgs(t *testing.T, environ []string, args ...string) {
+	t.Helper()
+	s.stats = filepath.Join(s.env.root, "stats.sock")
+	bin := emperorBin
+	args = append([]string{"--emperor-stats", s.stats}, args...)
+	if s.uwsgi() {
+		bin = uwsgiEmperor
+		args = append([]string{"--binary-path", uwsgiCore, "--emperor-freq", "1"}, args...)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), environ...)
+	s.launch(t, cmd)
+}
+
 // startBare runs this side's emperor with no arguments at all: every
 // option comes from the environment (UWSGI_EMPEROR, UWSGI_INI, ...), as
 // in a container image whose command is the bare binary. The stats socket
@@ -10709,6 +10744,7 @@ var diffScenarios = []struct {
 	{"loyal_crash", diffLoyalCrash},
 	{"touch_throttled", diffTouchThrottled},
 	{"sighup_throttled", diffSIGHUPThrottled},
+	{"master_sighup", diffMasterSIGHUP},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11648,6 +11684,33 @@ func diffTouchThrottled(t *testing.T) {
 	diffCompare(t, uw, ours, map[string]diffImproved{
 		"started before the throttle ran out": {row: diffRowTouchThrottled, uwsgi: "false", ours: "true"},
 	})
+}
+
+// diffMasterSIGHUP: with master in its config (Debian's emperor.ini),
+// SIGHUP is the master's reload: the emperor's config is read again (a new
+// vassals-include takes effect) and every vassal starts again under it.
+func diffMasterSIGHUP(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		s.vassal(t, "mh.ini", "")
+		ini := filepath.Join(s.env.root, "emperor.ini")
+		extra := filepath.Join(s.env.root, "extra.ini")
+		writeFile(t, extra, "[uwsgi]\nenv = HUP_NEW=1\n")
+		base := "[uwsgi]\nemperor = " + s.env.vassals + "\nmaster = true\n"
+		writeFile(t, ini, base)
+		s.startArgs(t, nil, "--ini", ini)
+		_, first := s.diffStarted(t, 0, "mh.ini")
+		writeFile(t, ini, base+"vassals-include = "+extra+"\n")
+		m := s.mark()
+		s.em.cmd.Process.Signal(syscall.SIGHUP)
+		rep, ev := s.waitRespawn(t, m, "mh.ini", first.pid)
+		waitDead(t, first.pid, 10*time.Second)
+		s.facts.set("old vassal", "%s", s.received(m, "mh.ini", first.pid))
+		s.facts.set("new vassal has HUP_NEW", "%v", slices.Contains(rep.Env, "HUP_NEW=1"))
+		s.facts.set("new vassal", "pid new %v", ev.pid != first.pid)
+		s.facts.set("emperor process", "alive %v", alive(s.em.cmd.Process.Pid))
+		s.logFact("log", m, "mh.ini")
+	})
+	diffCompare(t, uw, ours, nil)
 }
 
 // diffSIGHUPThrottled: SIGHUP reloads the running vassals only; one

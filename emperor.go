@@ -593,6 +593,7 @@ func (e *emperor) onSignal(s os.Signal) {
 	case syscall.SIGURG:
 		e.clearBlacklist()
 	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT:
+		e.shutdown.again = false // a stop during a master's restart stops
 		e.ragnarok()
 	case syscall.SIGWINCH:
 		if !e.shutdown.dying {

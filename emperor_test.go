@@ -1060,6 +1060,23 @@ func TestSIGHUPReloadsAll(t *testing.T) {
 	}
 }
 
+// TestMasterSIGHUPThenStop: a stop signal while a master's SIGHUP restart
+// waits for its vassals makes it a stop: the emperor exits, not runs again.
+func TestMasterSIGHUPThenStop(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "slow.ini", "slow", "send=17,ignore-stop,ignore-term")
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--master", "--reload-mercy", "2")
+	env.sink.waitStart(t, 0, "slow")
+	em.cmd.Process.Signal(syscall.SIGHUP)
+	em.waitLog(t, "RAGNAROK EVOKED", 5*time.Second)
+	if code, _ := em.signalAndWait(t, syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if strings.Contains(em.log.String(), "reloading: running") {
+		t.Errorf("the emperor ran again after SIGTERM:\n%s", em.log.String())
+	}
+}
+
 func TestVassalArgvAndEnv(t *testing.T) {
 	env := newTestEnv(t)
 	inc := filepath.Join(env.root, "inc.ini")

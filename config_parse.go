@@ -15,7 +15,7 @@
 //     the file part, so "x.ini:section" works (uWSGI only loads it via --ini);
 //   - YAML: uWSGI's line subset plus what Debian's libyaml build accepts in
 //     practice (sequences, [a, b], quoting, nested keys flattened, '#' after a
-//     blank); block scalars are refused;
+//     blank, block scalars as libyaml reads them);
 //   - if-hostname-match: PCRE's syntax without its extensions (listed at
 //     configRegexpMatch), on bytes; a pattern beyond it matches nothing;
 //   - options uWSGI executes but that do not shape the list (declare-option,
@@ -2031,7 +2031,11 @@ func configParseYAMLText(t *cfgText, section string) ([]Option, error) {
 		if depth <= secDepth || content[0] == '[' || content[0] == '{' {
 			break
 		}
-		opts, key, stop, err := configYAMLLine(t, lineOff, content, listKey)
+		opts, key, stop, err := configYAMLLine(t, lineOff, content, listKey, func(header string) (string, error) {
+			v, next, err := configYAMLBlock(t, lineOff, off, depth, header)
+			off = next
+			return v, err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -2065,11 +2069,19 @@ func configYAMLIndent(line string) (int, string) {
 
 // configYAMLLine handles one line inside the section. It returns the options
 // the line yields, the key that later "- item" lines belong to, and whether
-// the section ends here.
-func configYAMLLine(t *cfgText, off int, content, listKey string) ([]Option, string, bool, error) {
+// the section ends here. A block scalar's header ("|", ">-") goes to block,
+// which reads the lines that follow.
+func configYAMLLine(t *cfgText, off int, content, listKey string, block func(header string) (string, error)) ([]Option, string, bool, error) {
 	src := t.src(off)
+	value := func(s string) (string, bool, error) {
+		if s = strings.TrimLeft(s, " \t"); s != "" && (s[0] == '|' || s[0] == '>') {
+			v, err := block(s)
+			return v, err == nil, err
+		}
+		return configYAMLScalar(t, off, s)
+	}
 	if content[0] == '-' && (len(content) == 1 || content[1] == ' ' || content[1] == '\t') {
-		v, present, err := configYAMLScalar(t, off, content[1:])
+		v, present, err := value(content[1:])
 		if err != nil || !present || listKey == "" {
 			return nil, "", false, err
 		}
@@ -2092,7 +2104,7 @@ func configYAMLLine(t *cfgText, off int, content, listKey string) ([]Option, str
 		}
 		return opts, "", false, err
 	}
-	v, present, err := configYAMLScalar(t, off, rest)
+	v, present, err := value(rest)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -2136,7 +2148,7 @@ func configYAMLScalar(t *cfgText, off int, s string) (string, bool, error) {
 		}
 		return v, true, nil
 	case '|', '>':
-		return "", false, configUnsupported(t.errorf(off, "YAML block scalars (%c) are not supported", s[0]))
+		return "", false, t.errorf(off, "a block scalar (%c) cannot be a key", s[0])
 	}
 	for i := 1; i < len(s); i++ {
 		if s[i] == '#' && (s[i-1] == ' ' || s[i-1] == '\t') {
@@ -2145,6 +2157,105 @@ func configYAMLScalar(t *cfgText, off int, s string) (string, bool, error) {
 		}
 	}
 	return s, true, nil
+}
+
+// configYAMLBlock reads a block scalar as libyaml's scanner does: header is
+// its indicators ("|" literal or ">" folded, then "+"/"-" chomping and an
+// indentation digit, in either order, then perhaps a comment), data[off:] the
+// lines after it, parent the indentation of the node it belongs to. It
+// returns the value and where the line after the scalar starts. Content
+// lines are those indented to the block's indentation (the digit, else the
+// first non-empty line's) and the empty lines among them; folding joins
+// two lines by a space unless either starts with a blank or empty lines
+// separate them; chomping keeps the final line break (clip), drops it (-)
+// or keeps every trailing one (+).
+func configYAMLBlock(t *cfgText, lineOff, off, parent int, header string) (string, int, error) {
+	literal, chomp, indent := header[0] == '|', 0, 0
+	i := 1
+	for ; i < len(header) && i < 3; i++ {
+		c := header[i]
+		if (c == '+' || c == '-') && chomp == 0 {
+			chomp = 1
+			if c == '-' {
+				chomp = -1
+			}
+		} else if c >= '0' && c <= '9' && indent == 0 {
+			if c == '0' {
+				return "", off, t.errorf(lineOff, "a block scalar's indentation indicator cannot be 0")
+			}
+			indent = parent + int(c-'0')
+		} else {
+			break
+		}
+	}
+	if rest := strings.TrimLeft(header[i:], " \t"); rest != "" && (rest[0] != '#' || len(rest) == len(header[i:])) {
+		return "", off, t.errorf(lineOff, "unexpected text after a block scalar's indicators: %q", header[i:])
+	}
+	data := t.data
+	pos, col, line := off, 0, off
+	// breaks eats indentation (up to the block's, once known) and empty
+	// lines, one '\n' each.
+	breaks := func(out []byte) ([]byte, error) {
+		most := 0
+		for {
+			for (indent == 0 || col < indent) && pos < len(data) && data[pos] == ' ' {
+				pos, col = pos+1, col+1
+			}
+			most = max(most, col)
+			if (indent == 0 || col < indent) && pos < len(data) && data[pos] == '\t' {
+				return out, t.errorf(line, "a tab where block scalar indentation is expected")
+			}
+			if pos >= len(data) || (data[pos] != '\n' && data[pos] != '\r') {
+				if indent == 0 {
+					indent = max(most, parent+1, 1)
+				}
+				return out, nil
+			}
+			if data[pos] == '\r' && pos+1 < len(data) && data[pos+1] == '\n' {
+				pos++
+			}
+			pos, col, line = pos+1, 0, pos+1
+			out = append(out, '\n')
+		}
+	}
+	trailing, err := breaks(nil)
+	var out, leading []byte
+	leadingBlank := false
+	for err == nil && col == indent && pos < len(data) {
+		trailingBlank := data[pos] == ' ' || data[pos] == '\t'
+		if !literal && len(leading) > 0 && !leadingBlank && !trailingBlank {
+			if len(trailing) == 0 {
+				out = append(out, ' ')
+			}
+		} else {
+			out = append(out, leading...)
+		}
+		out, leading, leadingBlank = append(out, trailing...), leading[:0], trailingBlank
+		for pos < len(data) && data[pos] != '\n' && data[pos] != '\r' {
+			out = append(out, data[pos])
+			pos++
+		}
+		if pos == len(data) {
+			line = pos
+			break
+		}
+		if data[pos] == '\r' && pos+1 < len(data) && data[pos+1] == '\n' {
+			pos++
+		}
+		pos, col, line = pos+1, 0, pos+1
+		leading = append(leading, '\n')
+		trailing, err = breaks(trailing[:0])
+	}
+	if err != nil {
+		return "", off, err
+	}
+	if chomp != -1 {
+		out = append(out, leading...)
+	}
+	if chomp == 1 {
+		out = append(out, trailing...)
+	}
+	return string(out), line, nil
 }
 
 // configYAMLQuoted decodes a quoted scalar at the start of s and returns the

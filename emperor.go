@@ -3374,7 +3374,11 @@ func (e *emperor) startTracking() {
 	s.endedPid, s.leftOnce = map[int]bool{}, map[int]bool{}
 	cg.byName, cg.pending, cg.idle = map[string]string{}, map[string]bool{}, map[string]bool{}
 	why := "emperor-no-cgroups"
-	if !e.cfg.noCgroups {
+	if uid := e.cfg.own.uid; uid > 0 && os.Getuid() == 0 {
+		// The cgroups it made as root would not be its own to make
+		// vassals' cgroups in, nor the cgroup it runs in to clone from.
+		why = "the emperor drops to uid " + strconv.Itoa(uid)
+	} else if !e.cfg.noCgroups {
 		why = "no cgroup2 at /sys/fs/cgroup"
 		if dir := ownCgroup2(); dir != "" {
 			name := filepath.Join(dir, "emperor."+e.strays.identity)

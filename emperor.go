@@ -302,6 +302,11 @@ func (e *emperor) loop() int {
 	}
 }
 
+// noCompare, a struct's first field, makes it incomparable: no code
+// compares these by value, and without it the binary carries an equality
+// function for each (a kilobyte for vassal alone).
+type noCompare [0]func()
+
 // childExit is one reaped process.
 type childExit struct {
 	_      noCompare
@@ -2117,11 +2122,6 @@ type vassalTable struct {
 
 // vassal is one config and the process running it. Only the loop goroutine
 // touches these.
-// noCompare, a struct's first field, makes it incomparable: no code
-// compares these by value, and without it the binary carries an equality
-// function for each (a kilobyte for vassal alone).
-type noCompare [0]func()
-
 type vassal struct {
 	_ noCompare
 	// The config.

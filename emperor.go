@@ -5938,7 +5938,13 @@ func (e *emperor) ragnarok() {
 	}
 	e.shutdown.dying, e.shutdown.since = true, time.Now()
 	logRaw("[emperor] *** RAGNAROK EVOKED ***")
-	e.sd.notify.send("STOPPING=1")
+	if e.shutdown.again {
+		// To systemd a master's restart is a reload: the pid stays,
+		// and the new image says READY=1.
+		e.sd.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	} else {
+		e.sd.notify.send("STOPPING=1")
+	}
 	for _, v := range e.vassals.live() {
 		if v.deleted {
 			continue

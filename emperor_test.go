@@ -3907,8 +3907,17 @@ func checkPrometheusText(t *testing.T, text string) {
 
 // TestSystemdNotify checks the datagrams the emperor sends to NOTIFY_SOCKET:
 // READY=1 after the vassals present at start were spawned, RELOADING=1 and
-// READY=1 around SIGHUP, STATUS=, WATCHDOG=1, STOPPING=1.
+// READY=1 around SIGHUP, STATUS=, WATCHDOG=1, STOPPING=1. With master, the
+// SIGHUP is a restart of the whole emperor, still a reload to systemd: no
+// STOPPING=1 before the new image's READY=1, or systemd would wait for an
+// exit that never comes.
 func TestSystemdNotify(t *testing.T) {
+	for _, args := range [][]string{nil, {"--master"}} {
+		t.Run(strings.Join(append([]string{"plain"}, args...), ""), func(t *testing.T) { systemdNotify(t, args) })
+	}
+}
+
+func systemdNotify(t *testing.T, args []string) {
 	env := newTestEnv(t)
 	env.vassal(t, "a.ini", "a", "")
 	env.vassal(t, "b.ini", "b", "")
@@ -3930,8 +3939,10 @@ func TestSystemdNotify(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
+	var seen []string
 	expect := func(prefix string) string {
 		t.Helper()
+		seen = seen[:0]
 		deadline := time.After(20 * time.Second)
 		for {
 			select {
@@ -3939,12 +3950,13 @@ func TestSystemdNotify(t *testing.T) {
 				if strings.HasPrefix(m, prefix) {
 					return m
 				}
+				seen = append(seen, m)
 			case <-deadline:
 				t.Fatalf("no %q datagram", prefix)
 			}
 		}
 	}
-	cmd := exec.Command(emperorBin, "--emperor", env.vassals)
+	cmd := exec.Command(emperorBin, append([]string{"--emperor", env.vassals}, args...)...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsPath, "WATCHDOG_USEC=400000")
 	em := startEmperorCmd(t, cmd)
 	ready := expect("READY=1")
@@ -3957,6 +3969,11 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("RELOADING without MONOTONIC_USEC: %q", m)
 	}
 	expect("READY=1")
+	for _, m := range seen {
+		if strings.HasPrefix(m, "STOPPING=1") {
+			t.Errorf("STOPPING=1 within the reload: %q", seen)
+		}
+	}
 	em.cmd.Process.Signal(syscall.SIGTERM)
 	expect("STOPPING=1")
 	<-em.done

@@ -47,6 +47,7 @@ import (
 
 // Option is one key/value pair, kept in configuration order.
 type Option struct {
+	_     noCompare
 	Key   string
 	Value string
 	Src   string // where it came from: "file.ini:12", "command line", "environment"

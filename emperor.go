@@ -665,6 +665,7 @@ type configWatch struct {
 
 // monitor is one --emperor value: a directory or a glob pattern.
 type monitor struct {
+	_             noCompare
 	id            int
 	arg           string // as stats show it: absolute dir, or the pattern
 	glob          bool
@@ -2514,6 +2515,7 @@ func (e *emperor) scheduleRespawn(v *vassal, wait time.Duration) {
 // pool and finished <= sent came back; a job's vassal has spawnPending set
 // until finishSpawn.
 type spawnBatch struct {
+	_        noCompare
 	batch    []*spawnJob   // spawns collected by spawning()
 	sent     int           // how many of batch the spawner threads took
 	finished int           // how many of those they finished
@@ -3072,6 +3074,7 @@ func (e *emperor) execPlan(v *vassal) (*execPlan, error) {
 
 // execPlan is how one vassal process is started.
 type execPlan struct {
+	_      noCompare
 	path   string
 	argv   []string
 	dir    string
@@ -4551,6 +4554,7 @@ func stateOf(pid int, onDemand string) vassalState {
 // loop so that rendering and writing (to clients that may never read) happen
 // off the loop.
 type statsSnapshot struct {
+	_             noCompare
 	pid, uid, gid int
 	tyrant        bool
 	cwd           string

@@ -1330,7 +1330,7 @@ func (e *ConfigUnsupportedError) Unwrap() error { return e.err }
 func configUnsupported(err error) error { return &ConfigUnsupportedError{err} }
 
 func (t *cfgText) errorf(off int, format string, a ...any) error {
-	msg := strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(fmt.Sprintf(format, a...))
+	msg := escapeBytes(fmt.Sprintf(format, a...), "\n\r", `\n`, `\r`)
 	return fmt.Errorf("%s: %s", t.src(off), msg)
 }
 

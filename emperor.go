@@ -157,6 +157,9 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if err := enterChroot(cfg.own.chroot); err != nil {
 		return nil, err
 	}
+	if err := emperorJailed(cfg.opts, cfg.own.chroot != ""); err != nil {
+		return nil, err
+	}
 	if e.watch.startCwd, err = os.Getwd(); err != nil {
 		return nil, fmt.Errorf("getcwd: %w", err)
 	}
@@ -236,6 +239,9 @@ func (e *emperor) start() error {
 		if e.cfg.tyrant && p.caps&(1<<5) == 0 && os.Getuid() != 0 {
 			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
 		}
+	}
+	if err := runHooks(e.cfg.opts, "as-user"); err != nil {
+		return err
 	}
 	if d := &e.cfg.daemon; d.logto2 != "" {
 		if err := d.useLog(d.logto2); err != nil {
@@ -1841,7 +1847,18 @@ func digestMagic(path, value string) string {
 	if dot := strings.LastIndexByte(base, '.'); dot >= 0 {
 		stem, ext = base[:dot], base[dot+1:]
 	}
-	return strings.NewReplacer("%%", "%", "%p", path, "%s", base, "%d", dir, "%n", stem, "%e", ext).Replace(value)
+	var b strings.Builder
+	for i := 0; i < len(value); i++ {
+		if value[i] == '%' && i+1 < len(value) {
+			if j := strings.IndexByte("%psdne", value[i+1]); j >= 0 {
+				b.WriteString([...]string{"%", path, base, dir, stem, ext}[j])
+				i++
+				continue
+			}
+		}
+		b.WriteByte(value[i])
+	}
+	return b.String()
 }
 
 // digestIncluded adds an included file's content to a digest, when it is
@@ -2447,7 +2464,12 @@ func (e *emperor) deleteVassal(v *vassal) {
 	e.strays.cg.ended(v, true)
 	if v.instance != "" {
 		k := fileKey{v.mon, v.configName()}
-		e.vassals.byFile[k] = slices.DeleteFunc(e.vassals.byFile[k], func(r *vassal) bool { return r == v })
+		rs := e.vassals.byFile[k]
+		if i := slices.Index(rs, v); i >= 0 {
+			copy(rs[i:], rs[i+1:])
+			rs[len(rs)-1] = nil // no hold on the record
+			e.vassals.byFile[k] = rs[:len(rs)-1]
+		}
 		if len(e.vassals.byFile[k]) == 0 {
 			delete(e.vassals.byFile, k)
 		}
@@ -4567,7 +4589,10 @@ type statsSnapshot struct {
 // cgroupDirs are where the vassals' cgroups are: in v2, and in v1 for
 // memory on a hybrid host ("": not there); enable is the controllers on
 // for them ("+memory +pids").
-type cgroupDirs struct{ v2, mem1, enable string }
+type cgroupDirs struct {
+	_                noCompare
+	v2, mem1, enable string
+}
 
 type vassalStat struct {
 	_                                   noCompare
@@ -4597,7 +4622,7 @@ type blackStat struct {
 
 func (e *emperor) snapshot() *statsSnapshot {
 	s := &statsSnapshot{pid: os.Getpid(), uid: os.Getuid(), gid: os.Getgid(), cwd: e.watch.startCwd, tyrant: e.cfg.tyrant,
-		cgroupDirs: cgroupDirs{e.strays.cg.dir, e.strays.cg.mem1, e.strays.cg.enable}}
+		cgroupDirs: cgroupDirs{v2: e.strays.cg.dir, mem1: e.strays.cg.mem1, enable: e.strays.cg.enable}}
 	if len(e.watch.monitors) == 1 && !e.watch.monitors[0].glob {
 		s.cwd = e.watch.monitors[0].dir // uWSGI sits in its vassal directory
 	}
@@ -5075,9 +5100,7 @@ func (s *statsSnapshot) prometheus() []byte {
 
 // promLabel escapes a label value; the exposition format wants UTF-8, and
 // a name may be any bytes.
-func promLabel(s string) string { return promEscaper.Replace(validUTF8(s)) }
-
-var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+func promLabel(s string) string { return escapeBytes(validUTF8(s), "\\\"\n", `\\`, `\"`, `\n`) }
 
 // bindStats starts the stats server, or retries every few seconds when its
 // address is taken: no stats is no reason to stop governing.
@@ -5102,6 +5125,19 @@ func (e *emperor) statsServer() statsServer {
 	return statsServer{req: e.in.statsReq, done: e.in.done, timeout: e.cfg.socketTimeout}
 }
 
+// chmodSocket gives a stats UNIX socket chmod-socket's mode, as uWSGI's
+// bind does.
+func (e *emperor) chmodSocket(path string) {
+	if m := e.cfg.chmodSocket; m != 0 {
+		if m == 0o666 {
+			logRaw("chmod() socket to 666 for lazy and brave users")
+		}
+		if err := os.Chmod(path, os.FileMode(m)); err != nil {
+			logRaw("[emperor] chmod-socket %s: %v", path, err)
+		}
+	}
+}
+
 // startStats binds the stats server: http://host:port is HTTP over TCP,
 // host:port raw TCP, anything else a UNIX socket path. Both forms share
 // the listener, the accepting goroutine and the cap on clients; the raw
@@ -5121,6 +5157,7 @@ func (e *emperor) startStats() error {
 	}
 	if network == "unix" {
 		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
+		e.chmodSocket(addr)
 	}
 	srv := e.statsServer()
 	clients := newStatsClients()
@@ -6041,6 +6078,8 @@ type emperorConfig struct {
 	noCgroups        bool // emperor-no-cgroups: the environment marker alone tracks vassals' processes
 	master           bool // master: SIGHUP restarts the emperor, config and all, as uWSGI's master
 	startDir         string
+	opts             *Options // for the start-up hook phases, run as the emperor gets to each
+	chmodSocket      uint32   // chmod-socket: the stats UNIX socket's mode; 0: left to the umask
 	gracefulShutdown bool
 	stats            string
 	socketTimeout    time.Duration
@@ -6103,6 +6142,18 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 		}
 	}
 	c.startDir, _ = os.Getwd()
+	c.opts = o
+	if v, ok := o.Last("chmod-socket"); ok {
+		// Bare (or 1) is uWSGI's 666; else exactly three octal digits.
+		c.chmodSocket = 0o666
+		if v != "" && v != "1" && v != "true" {
+			n, err := strconv.ParseUint(v, 8, 32)
+			if len(v) != 3 || err != nil {
+				return nil, fmt.Errorf("invalid chmod value: %s", v)
+			}
+			c.chmodSocket = uint32(n)
+		}
+	}
 	c.stats, _ = o.Last("emperor-stats", "emperor-stats-server")
 	c.odExt, _ = o.Last("emperor-on-demand-extension", "emperor-on-demand-ext")
 	c.odDir, _ = o.Last("emperor-on-demand-directory", "emperor-on-demand-dir")
@@ -6484,8 +6535,13 @@ var options = []optionSpec{
 	{name: "set", use: useEmperor, help: "set an option, or a placeholder: K=V"},
 	{name: "set-placeholder", use: useEmperor, help: "set a placeholder: K=V"},
 	{name: "set-ph", use: useEmperor, help: "set a placeholder: K=V"},
-	{name: "chdir", use: useEmperor, help: "vassal runner: directory of the patched program"},
-	{name: "env", use: useEmperor, help: "vassal runner: environment variable K=V (repeatable)"},
+	{name: "chdir", use: useEmperor, help: "the directory the emperor (vassal runner: the patched program) runs in"},
+	{name: "env", use: useEmperor, help: "environment variable K=V of the emperor, so of its vassals (vassal runner: of the patched program)"},
+	{name: "unenv", use: useEmperor, help: "remove a variable from the emperor's environment, so from its vassals'"},
+	{name: "umask", use: useEmperor, help: "the emperor's umask, so its vassals'"},
+	{name: "prio", use: useEmperor, help: "the emperor's scheduling priority (nice), so its vassals'"},
+	{name: "limit-nproc", use: useEmperor, help: "RLIMIT_NPROC of the emperor and its vassals"},
+	{name: "chmod-socket", use: useEmperor, help: "mode of the stats UNIX socket (bare: 666)"},
 	{name: "privileged-binary-patch", use: useEmperor, help: "vassal runner: program run as root instead of an app server"},
 	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
 	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
@@ -7041,12 +7097,72 @@ func runEmperor(o *Options) int {
 	for _, key := range cfg.ignored {
 		logRaw("[emperor] option --%s is an app server's: ignored by the emperor", key)
 	}
-	e, err := newEmperor(cfg)
-	if err != nil {
+	if err := emperorEarly(o); err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
-	return e.loop()
+	e, err := newEmperor(cfg)
+	if err == nil {
+		code := e.loop()
+		if err = runHooks(o, "as-user-atexit"); err == nil {
+			return code
+		}
+	}
+	fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+	return 1
+}
+
+// emperorEarly applies what the emperor's config says of its own process
+// before anything else, as uWSGI applies it to itself and so to every
+// vassal: env and unenv, umask, the pre-jail hooks.
+func emperorEarly(o *Options) error {
+	if err := applyEnv(o); err != nil {
+		return err
+	}
+	for _, k := range o.All("unenv") {
+		os.Unsetenv(k)
+	}
+	if v, ok := o.Last("umask"); ok {
+		n, _ := strconv.ParseUint(v, 8, 32) // uWSGI's strtol: garbage is 0
+		syscall.Umask(int(n))
+	}
+	return runHooks(o, "pre-jail")
+}
+
+// emperorJailed goes on from where the jail (if any: jailed) leaves the
+// emperor, in uWSGI's order: in-jail hooks, post-jail ones after a jail,
+// as-root ones, then chdir (before the monitors are read, which may be
+// relative to it), limit-nproc and prio. The as-user hooks follow the
+// privilege drop (emperor.start).
+func emperorJailed(o *Options, jailed bool) error {
+	for _, phase := range []string{"in-jail", "post-jail", "as-root"} {
+		if phase == "post-jail" && !jailed {
+			continue
+		}
+		if err := runHooks(o, phase); err != nil {
+			return err
+		}
+	}
+	if d, ok := o.Last("chdir"); ok && d != "" {
+		logRaw("chdir() to %s", d)
+		if err := os.Chdir(d); err != nil {
+			return fmt.Errorf("chdir %s: %w", d, err)
+		}
+	}
+	if n := o.Int(0, "limit-nproc"); n > 0 {
+		logRaw("limiting number of processes to %d...", n)
+		if err := setProcLimit(uint64(n)); err != nil {
+			logRaw("setrlimit(): %v", err)
+		}
+	}
+	if n := o.Int(0, "prio"); n != 0 {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, n); err != nil {
+			logRaw("setpriority(): %v", err)
+		} else {
+			logRaw("scheduler priority set to %d", n)
+		}
+	}
+	return nil
 }
 
 // preemptOffMarker tells the re-executed emperor that GODEBUG was set by
@@ -7823,6 +7939,7 @@ func (e *emperor) startMasterStats() error {
 	}
 	if network == "unix" {
 		e.cfg.daemon.createdSockets = append(e.cfg.daemon.createdSockets, addr)
+		e.chmodSocket(addr)
 	}
 	cmds := map[string]string{}
 	for _, c := range e.cfg.companions {
@@ -8971,6 +9088,20 @@ func runAsEmperor(spec string) int {
 }
 
 // ==== Logging and small helpers =========================================
+
+// escapeBytes replaces each byte of s found in from by the string at its
+// index in to (a Replacer of single bytes, without its machinery).
+func escapeBytes(s, from string, to ...string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if j := strings.IndexByte(from, s[i]); j >= 0 {
+			b.WriteString(to[j])
+		} else {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
 
 // Logging follows uWSGI: "raw" lines as they are, "verbose" lines behind a
 // ctime-style stamp. One write per line keeps lines whole when vassals share

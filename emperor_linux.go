@@ -1013,3 +1013,11 @@ func releaseImagePages() {
 		}
 	}
 }
+
+// setProcLimit sets RLIMIT_NPROC, soft and hard (limit-nproc).
+func setProcLimit(n uint64) error {
+	var lim unix.Rlimit
+	setLimit(&lim.Cur, n)
+	setLimit(&lim.Max, n)
+	return unix.Setrlimit(unix.RLIMIT_NPROC, &lim)
+}

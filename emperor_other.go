@@ -346,3 +346,11 @@ func ownMemoryCgroup1() string { return "" }
 func releaseImagePages() {}
 
 func intoCgroup(attr *syscall.SysProcAttr, fd int) {}
+
+// setProcLimit sets RLIMIT_NPROC, soft and hard (limit-nproc).
+func setProcLimit(n uint64) error {
+	var lim unix.Rlimit
+	setLimit(&lim.Cur, n)
+	setLimit(&lim.Max, n)
+	return unix.Setrlimit(unix.RLIMIT_NPROC, &lim)
+}

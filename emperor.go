@@ -157,7 +157,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if err := enterChroot(cfg.own.chroot); err != nil {
 		return nil, err
 	}
-	if err := emperorJailed(cfg.opts, cfg.own.chroot != ""); err != nil {
+	if err := emperorJailed(cfg.opts, cfg.own.chroot != "", cfg.own.uid >= 0 || cfg.own.caps != 0); err != nil {
 		return nil, err
 	}
 	if e.watch.startCwd, err = os.Getwd(); err != nil {
@@ -240,8 +240,10 @@ func (e *emperor) start() error {
 			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
 		}
 	}
-	if err := runHooks(e.cfg.opts, "as-user"); err != nil {
-		return err
+	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
+		if err := e.userHooks("as-user"); err != nil {
+			return err
+		}
 	}
 	if d := &e.cfg.daemon; d.logto2 != "" {
 		if err := d.useLog(d.logto2); err != nil {
@@ -6052,6 +6054,11 @@ func (e *emperor) bury() int {
 	if e.strays.cg.mem1 != "" {
 		_ = rmdirTree(e.strays.cg.mem1)
 	}
+	if !e.shutdown.again {
+		if err := e.userHooks("as-user-atexit"); err != nil {
+			logRaw("[emperor] %v", err)
+		}
+	}
 	close(e.in.done)
 	e.cfg.daemon.cleanUp()
 	logVerbose("The Emperor is buried.")
@@ -7102,14 +7109,11 @@ func runEmperor(o *Options) int {
 		return 1
 	}
 	e, err := newEmperor(cfg)
-	if err == nil {
-		code := e.loop()
-		if err = runHooks(o, "as-user-atexit"); err == nil {
-			return code
-		}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
+		return 1
 	}
-	fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
-	return 1
+	return e.loop()
 }
 
 // emperorEarly applies what the emperor's config says of its own process
@@ -7131,12 +7135,12 @@ func emperorEarly(o *Options) error {
 
 // emperorJailed goes on from where the jail (if any: jailed) leaves the
 // emperor, in uWSGI's order: in-jail hooks, post-jail ones after a jail,
-// as-root ones, then chdir (before the monitors are read, which may be
-// relative to it), limit-nproc and prio. The as-user hooks follow the
-// privilege drop (emperor.start).
-func emperorJailed(o *Options, jailed bool) error {
-	for _, phase := range []string{"in-jail", "post-jail", "as-root"} {
-		if phase == "post-jail" && !jailed {
+// as-root ones, as-user ones unless there is a privilege drop to come
+// (then they follow it: emperor.start), then chdir (before the monitors
+// are read, which may be relative to it), limit-nproc and prio.
+func emperorJailed(o *Options, jailed, drops bool) error {
+	for _, phase := range []string{"in-jail", "post-jail", "as-root", "as-user"} {
+		if phase == "post-jail" && !jailed || phase == "as-user" && drops {
 			continue
 		}
 		if err := runHooks(o, phase); err != nil {
@@ -7156,7 +7160,7 @@ func emperorJailed(o *Options, jailed bool) error {
 		}
 	}
 	if n := o.Int(0, "prio"); n != 0 {
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, n); err != nil {
+		if err := setPriority(n); err != nil {
 			logRaw("setpriority(): %v", err)
 		} else {
 			logRaw("scheduler priority set to %d", n)
@@ -8265,13 +8269,20 @@ func runHooks(opts *Options, phase string) error {
 // lines (through /bin/sh -c), each in config order. The first failure
 // stops the phase; what it means is the caller's (fatal for a vassal's).
 func runHookPhase(phase string, hooks, mounts, umounts, execs, _ []string) error {
+	label := phase // as uWSGI names the phases in its log
+	switch phase {
+	case "as-root", "as-user":
+		label = "as " + phase[3:]
+	case "as-user-atexit":
+		label = "atexit"
+	}
 	for _, g := range [...]struct {
 		opt, verb, action string
 		items             []string
 	}{{"hook-", "running", "", hooks}, {"mount-", "mounting", "mount:", mounts},
 		{"umount-", "un-mounting", "umount:", umounts}, {"exec-", "running", "exec:", execs}} {
 		for _, h := range g.items {
-			fmt.Fprintf(os.Stderr, "%s \"%s\" (%s)...\n", g.verb, h, phase)
+			fmt.Fprintf(os.Stderr, "%s \"%s\" (%s)...\n", g.verb, h, label)
 			a := g.action + h
 			if g.action == "" {
 				a = strings.TrimPrefix(h, "!")
@@ -8706,16 +8717,22 @@ func (e *emperor) helper(path string, argv, env []string, dir, note string, fore
 // emperor sits in its last one), and waits for it: a failure is fatal, as in
 // uWSGI.
 func (e *emperor) runEmperorStart() error {
-	if len(e.cfg.hooks.emperorStart) == 0 {
-		return nil
-	}
-	spec := asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart}.String()
 	dir := e.watch.startCwd
 	for _, m := range e.watch.monitors {
 		if !m.glob && !m.missing {
 			dir = m.dir
 		}
 	}
+	return e.runHookHelper("hook-emperor-start", asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart}, dir)
+}
+
+// runHookHelper runs one fatal phase's hooks (spec) in a process of its
+// own, in dir, and waits for it; what names the phase in the error.
+func (e *emperor) runHookHelper(what string, s asEmperorSpec, dir string) error {
+	if len(s.Hooks)+len(s.Mounts)+len(s.Umounts)+len(s.Execs) == 0 {
+		return nil
+	}
+	spec := s.String()
 	// The reaper owns waiting (a wait of our own would race its wait4(-1)
 	// and lose the status): the hook's exit is read from it, and any other
 	// child's (an orphan adopted meanwhile) is handled as the loop would.
@@ -8732,9 +8749,18 @@ func (e *emperor) runEmperorStart() error {
 	}
 	if rc != 0 {
 		logVerbose("FATAL hook failed, destroying instance")
-		return fmt.Errorf("hook-emperor-start failed")
+		return fmt.Errorf("%s failed", what)
 	}
 	return nil
+}
+
+// userHooks are the emperor config's hooks of a phase that comes once the
+// reaper runs: as-user (after the privilege drop) or atexit. They run in a
+// helper, whose exit the reaper reports.
+func (e *emperor) userHooks(phase string) error {
+	o := e.cfg.opts
+	return e.runHookHelper(phase+" hooks", asEmperorSpec{Phase: phase, Hooks: o.All("hook-" + phase),
+		Mounts: o.All("mount-" + phase), Umounts: o.All("umount-" + phase), Execs: o.All("exec-" + phase)}, e.cfg.startDir)
 }
 
 // magicConfig is emperor-magic-exec: an executable config is run, and its
@@ -8996,7 +9022,7 @@ func runWait(cmd *exec.Cmd) int {
 const asEmperorEnv = "EMPEROR_AS_EMPEROR"
 
 // fatalPhases are the hook phases whose first failure ends the emperor.
-var fatalPhases = map[string]struct{}{"emperor-start": {}}
+var fatalPhases = map[string]struct{}{"emperor-start": {}, "as-user": {}, "as-user-atexit": {}}
 
 type asEmperorSpec struct {
 	Phase           string // hooks of another phase (emperor-start), fatal
@@ -9058,7 +9084,7 @@ func runAsEmperor(spec string) int {
 		return 1
 	}
 	if _, ok := fatalPhases[s.Phase]; ok {
-		if runHookPhase(s.Phase, s.Hooks, nil, nil, nil, nil) != nil {
+		if runHookPhase(s.Phase, s.Hooks, s.Mounts, s.Umounts, s.Execs, nil) != nil {
 			return 1
 		}
 		return 0

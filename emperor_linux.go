@@ -1021,3 +1021,22 @@ func setProcLimit(n uint64) error {
 	setLimit(&lim.Max, n)
 	return unix.Setrlimit(unix.RLIMIT_NPROC, &lim)
 }
+
+// setPriority is prio: Linux keeps a nice value per thread, and vassals
+// fork from spawner threads made before, so every thread gets it (threads
+// made later are cloned from these). Where /proc is not (a jail), only the
+// calling thread can be named.
+func setPriority(n int) error {
+	tasks, err := readDir("/proc/self/task")
+	if err != nil {
+		return syscall.Setpriority(syscall.PRIO_PROCESS, 0, n)
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil && err != syscall.ESRCH {
+				return err
+			}
+		}
+	}
+	return nil
+}

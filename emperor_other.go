@@ -354,3 +354,6 @@ func setProcLimit(n uint64) error {
 	setLimit(&lim.Max, n)
 	return unix.Setrlimit(unix.RLIMIT_NPROC, &lim)
 }
+
+// setPriority is prio, for the whole process.
+func setPriority(n int) error { return syscall.Setpriority(syscall.PRIO_PROCESS, 0, n) }

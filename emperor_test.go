@@ -1060,6 +1060,44 @@ func TestSIGHUPReloadsAll(t *testing.T) {
 	}
 }
 
+// TestAtexitHooksMatchUWSGI: the emperor config's atexit hooks run when
+// the emperor stops, once, after its vassals; the same under uWSGI.
+func TestAtexitHooksMatchUWSGI(t *testing.T) {
+	needUWSGI(t)
+	run := func(real bool) string {
+		env := newTestEnv(t)
+		out := filepath.Join(env.root, "atexit.out")
+		env.vassal(t, "ax.ini", "ax", "")
+		args := []string{"--emperor", env.vassals, "--exec-as-user-atexit", "echo exec >> " + out,
+			"--hook-as-user-atexit", "print:printed at exit"}
+		bin := emperorBin
+		if real {
+			bin = uwsgiEmperor
+			args = append(args, "--binary-path", uwsgiCore, "--emperor-freq", "1")
+		}
+		em := startEmperorCmd(t, exec.Command(bin, args...))
+		env.sink.waitStart(t, 0, "ax")
+		em.signalAndWait(t, syscall.SIGTERM, 20*time.Second)
+		data, _ := os.ReadFile(out)
+		var lines []string
+		for _, l := range strings.Split(em.log.String(), "\n") {
+			if strings.Contains(l, "print:printed") || strings.HasPrefix(l, "printed at exit") {
+				lines = append(lines, l)
+			}
+		}
+		return fmt.Sprintf("file %q, log %q", data, lines)
+	}
+	var ours, theirs string
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ours = run(false) }()
+	go func() { defer wg.Done(); theirs = run(true) }()
+	wg.Wait()
+	if ours != theirs || !strings.Contains(ours, `"exec\n"`) {
+		t.Errorf("atexit hooks differ:\nours:  %s\nuWSGI: %s", ours, theirs)
+	}
+}
+
 // TestMasterSIGHUPThenStop: a stop signal while a master's SIGHUP restart
 // waits for its vassals makes it a stop: the emperor exits, not runs again.
 func TestMasterSIGHUPThenStop(t *testing.T) {
@@ -10796,6 +10834,7 @@ var diffScenarios = []struct {
 	{"touch_throttled", diffTouchThrottled},
 	{"sighup_throttled", diffSIGHUPThrottled},
 	{"master_sighup", diffMasterSIGHUP},
+	{"emperor_process", diffEmperorProcess},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11761,6 +11800,56 @@ func diffMasterSIGHUP(t *testing.T) {
 		s.facts.set("new vassal", "pid new %v", ev.pid != first.pid)
 		s.facts.set("emperor process", "alive %v", alive(s.em.cmd.Process.Pid))
 		s.logFact("log", m, "mh.ini")
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffEmperorProcess: what the emperor's config says of its own process
+// (uWSGI applies it to itself, so its vassals inherit it): env and unenv,
+// umask, prio, limit-nproc, chdir before the emperor directory is read, the
+// start-up hooks in their order, chmod-socket on the stats socket.
+func diffEmperorProcess(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		root := s.env.root
+		if err := os.Mkdir(filepath.Join(root, "inner"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		facts := filepath.Join(root, "facts")
+		opts := s.probeOptions("pp.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"privileged-binary-patch-arg",
+			"echo \"E=$DIFF_E L=${DIFF_L-unset} umask=$(umask) nice=$(nice) nproc=$(cat /proc/self/limits | grep processes)\" >" + facts + "; exec " + s.probe})
+		writeFile(t, filepath.Join(s.env.vassals, "pp.ini"), diffConfig("pp.ini", opts))
+		hooks := filepath.Join(root, "hooks.out")
+		ini := filepath.Join(root, "emperor.ini")
+		writeFile(t, ini, "[uwsgi]\nchdir = "+filepath.Join(root, "inner")+"\nemperor = ../vassals\nenv = DIFF_E=from-emperor\n"+
+			"unenv = DIFF_L\numask = 027\nprio = 3\nlimit-nproc = 4000\nchmod-socket = 660\n"+
+			"exec-pre-jail = echo pre-jail >> "+hooks+"\nexec-in-jail = echo in-jail $(pwd) >> "+hooks+"\n"+
+			"exec-as-root = echo as-root $DIFF_E >> "+hooks+"\nhook-as-root = print:printed as root\n"+
+			"exec-as-user = echo as-user >> "+hooks+"\nhook-as-user = print:printed as user\n")
+		s.startArgs(t, []string{"DIFF_L=set"}, "--ini", ini)
+		s.diffStarted(t, 0, "pp.ini")
+		data, _ := os.ReadFile(facts)
+		s.facts.set("vassal", "%s", strings.Join(strings.Fields(string(data)), " "))
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if data, _ := os.ReadFile(hooks); strings.Count(string(data), "\n") == 4 {
+				break
+			}
+		}
+		data, _ = os.ReadFile(hooks)
+		s.facts.set("hooks", "%q", s.norm(string(data)))
+		var lines []string
+		for _, l := range strings.Split(s.em.log.String(), "\n") {
+			if strings.HasPrefix(l, "running \"print:") || strings.HasPrefix(l, "printed as") || strings.HasPrefix(l, "chdir() to") ||
+				strings.HasPrefix(l, "limiting number") || strings.HasPrefix(l, "scheduler priority") {
+				lines = append(lines, s.norm(l))
+			}
+		}
+		s.facts.set("log", "%s", strings.Join(lines, " | "))
+		fi, err := os.Stat(s.stats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.facts.set("stats socket mode", "%v", fi.Mode().Perm())
 	})
 	diffCompare(t, uw, ours, nil)
 }

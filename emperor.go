@@ -2398,7 +2398,7 @@ func (e *emperor) stop(v *vassal, then afterExit) {
 	if then == thenIdle {
 		status = statusToOnDemand
 	} else if then != thenRestart {
-		logVerbose("[emperor] stop the uwsgi instance %s", v.name)
+		logVerbose("[emperor] stop the uwsgi instance %s", v.shownName())
 	}
 	grace := e.cfg.curseTolerance
 	if e.shutdown.dying {
@@ -3813,7 +3813,7 @@ func (e *emperor) onExit(ex childExit) {
 // blacklist: a vassal that never became loyal waits a growing delay.
 func (e *emperor) died(v *vassal, ex childExit) {
 	if v.status == statusRunning {
-		logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, ex.pid)
+		logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.shownName(), ex.pid)
 	}
 	logVerbose("[emperor] vassal %s (pid: %d) %s", v.name, ex.pid, v.lastExit)
 	switch {
@@ -4133,7 +4133,7 @@ func (e *emperor) onHangup(v *vassal) {
 	if !v.spoke || v.status != statusRunning || v.pid == 0 {
 		return
 	}
-	logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.name, v.pid)
+	logVerbose("[emperor] curse the uwsgi instance %s (pid: %d)", v.shownName(), v.pid)
 	e.curse(v, statusCursed, e.cfg.curseTolerance)
 }
 

@@ -5280,6 +5280,11 @@ func TestBroodlord(t *testing.T) {
 		waitDead(t, z.pid, 10*time.Second)
 	}
 	em.waitLog(t, "removed uwsgi instance a.ini:zerg", 5*time.Second)
+	// Every line names a zerg as uWSGI does: a.ini:zerg, without a number.
+	em.waitLog(t, "stop the uwsgi instance a.ini:zerg", 5*time.Second)
+	if strings.Contains(em.log.String(), "instance a.ini:zerg#") {
+		t.Errorf("a zerg's number in a line uWSGI writes:\n%s", em.log.String())
+	}
 }
 
 // TestWrappers: emperor-wrapper-override programs are tried first, the

@@ -3183,10 +3183,7 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 			return nil
 		}
 	}
-	env, err := withEnv(penv, opts.All("env"))
-	if err != nil {
-		return nil
-	}
+	env := withEnv(penv, opts.All("env"))
 	dir := base.dir
 	if d, ok := opts.Last("chdir"); ok && d != "" {
 		if !filepath.IsAbs(d) {
@@ -3252,13 +3249,15 @@ func patchCommand(opts *Options, key string, args []string) *command {
 
 // withEnv returns env with the KEY=VALUE settings of a config's env
 // options applied in order, as the runner applies them.
-func withEnv(env []string, sets []string) ([]string, error) {
+func withEnv(env []string, sets []string) []string {
 	out := append([]string(nil), env...)
 	for _, kv := range sets {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok {
-			// uWSGI: "env = NAME" without a value unsets nothing; it is an error here.
-			return nil, fmt.Errorf("invalid env value %q (want KEY=VALUE)", kv)
+			// "env = NAME" is uWSGI's putenv("NAME"), which glibc takes
+			// for an unset.
+			out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+			continue
 		}
 		replaced := false
 		for i, old := range out {
@@ -3270,7 +3269,7 @@ func withEnv(env []string, sets []string) ([]string, error) {
 			out = append(out, kv)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // credentialFor resolves the config's uid/gid the way dropPrivileges does.
@@ -8150,10 +8149,7 @@ func findUWSGI(env []string) (string, error) {
 // applyEnv sets the config's env options in the runner's own environment,
 // which its hooks and the patched program inherit.
 func applyEnv(opts *Options) error {
-	env, err := withEnv(os.Environ(), opts.All("env"))
-	if err != nil {
-		return err
-	}
+	env := withEnv(os.Environ(), opts.All("env"))
 	os.Clearenv()
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")

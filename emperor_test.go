@@ -11810,7 +11810,8 @@ func diffMasterSIGHUP(t *testing.T) {
 }
 
 // diffEmperorProcess: what the emperor's config says of its own process
-// (uWSGI applies it to itself, so its vassals inherit it): env and unenv,
+// (uWSGI applies it to itself, so its vassals inherit it): env (a name
+// alone unsets it: glibc's putenv) and unenv,
 // umask, prio, limit-nproc, chdir before the emperor directory is read, the
 // start-up hooks in their order, chmod-socket on the stats socket.
 func diffEmperorProcess(t *testing.T) {
@@ -11822,16 +11823,16 @@ func diffEmperorProcess(t *testing.T) {
 		facts := filepath.Join(root, "facts")
 		opts := s.probeOptions("pp.ini", "")
 		opts = append(opts[:len(opts)-1], [2]string{"privileged-binary-patch-arg",
-			"echo \"E=$DIFF_E L=${DIFF_L-unset} umask=$(umask) nice=$(nice) nproc=$(cat /proc/self/limits | grep processes)\" >" + facts + "; exec " + s.probe})
+			"echo \"E=$DIFF_E L=${DIFF_L-unset} U=${DIFF_U-unset} umask=$(umask) nice=$(nice) nproc=$(cat /proc/self/limits | grep processes)\" >" + facts + "; exec " + s.probe})
 		writeFile(t, filepath.Join(s.env.vassals, "pp.ini"), diffConfig("pp.ini", opts))
 		hooks := filepath.Join(root, "hooks.out")
 		ini := filepath.Join(root, "emperor.ini")
 		writeFile(t, ini, "[uwsgi]\nchdir = "+filepath.Join(root, "inner")+"\nemperor = ../vassals\nenv = DIFF_E=from-emperor\n"+
-			"unenv = DIFF_L\numask = 027\nprio = 3\nlimit-nproc = 4000\nchmod-socket = 660\n"+
+			"unenv = DIFF_L\nenv = DIFF_U\numask = 027\nprio = 3\nlimit-nproc = 4000\nchmod-socket = 660\n"+
 			"exec-pre-jail = echo pre-jail >> "+hooks+"\nexec-in-jail = echo in-jail $(pwd) >> "+hooks+"\n"+
 			"exec-as-root = echo as-root $DIFF_E >> "+hooks+"\nhook-as-root = print:printed as root\n"+
 			"exec-as-user = echo as-user >> "+hooks+"\nhook-as-user = print:printed as user\n")
-		s.startArgs(t, []string{"DIFF_L=set"}, "--ini", ini)
+		s.startArgs(t, []string{"DIFF_L=set", "DIFF_U=set"}, "--ini", ini)
 		s.diffStarted(t, 0, "pp.ini")
 		data, _ := os.ReadFile(facts)
 		s.facts.set("vassal", "%s", strings.Join(strings.Fields(string(data)), " "))

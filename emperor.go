@@ -6889,7 +6889,23 @@ var companionDaemons = configSet("attach-daemon", "attach-control-daemon", "legi
 // anything with an option: its own, the config language's, and those of
 // its router companion and attached daemons.
 func emperorActsOn(name string) bool {
-	return optionIndex[name] != nil || configLanguage[name] || gatewayOption(name) || companionDaemons[name]
+	return optionIndex[name] != nil || configLanguage[name] || gatewayOption(name) || companionDaemons[name] || hookPhaseOption(name)
+}
+
+// hookPhaseOption tells the options of the start-up hook phases, which
+// the emperor runs for its own config and the runner for a vassal's:
+// hook-, exec-, mount- and umount- of asap, pre-jail, in-jail, post-jail,
+// as-root, as-user and as-user-atexit.
+func hookPhaseOption(name string) bool {
+	_, phase, _ := strings.Cut(name, "-")
+	switch name[:len(name)-len(phase)] {
+	case "hook-", "exec-", "mount-", "umount-":
+		switch phase {
+		case "asap", "pre-jail", "in-jail", "post-jail", "as-root", "as-user", "as-user-atexit":
+			return true
+		}
+	}
+	return false
 }
 
 // readOptionNames refuses, in the emperor's own configuration, a key
@@ -7117,7 +7133,7 @@ func runEmperor(o *Options) int {
 
 // emperorEarly applies what the emperor's config says of its own process
 // before anything else, as uWSGI applies it to itself and so to every
-// vassal: env and unenv, umask, the pre-jail hooks.
+// vassal: env and unenv, umask, the asap and pre-jail hooks.
 func emperorEarly(o *Options) error {
 	if err := applyEnv(o); err != nil {
 		return err
@@ -7128,6 +7144,9 @@ func emperorEarly(o *Options) error {
 	if v, ok := o.Last("umask"); ok {
 		n, _ := strconv.ParseUint(v, 8, 32) // uWSGI's strtol: garbage is 0
 		syscall.Umask(int(n))
+	}
+	if err := runHooks(o, "asap"); err != nil {
+		return err
 	}
 	return runHooks(o, "pre-jail")
 }
@@ -8086,6 +8105,7 @@ func runVassal(opts *Options, args, orig []string) int {
 	// uid/gid drop, as-user hooks, the unprivileged patch.
 	steps := []func() error{
 		func() error { return applyEnv(opts) },
+		func() error { return runHooks(opts, "asap") },
 		func() error { return runHooks(opts, "pre-jail") },
 		func() error { return execPatch(opts, "privileged-binary-patch", args) },
 		func() error { return cgroupFromConfig(opts) },

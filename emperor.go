@@ -157,7 +157,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if err := enterChroot(cfg.own.chroot); err != nil {
 		return nil, err
 	}
-	if err := emperorJailed(cfg.opts, cfg.own.chroot != "", cfg.own.uid >= 0 || cfg.own.caps != 0); err != nil {
+	if err := emperorJailed(cfg.opts, cfg.own.uid >= 0 || cfg.own.caps != 0); err != nil {
 		return nil, err
 	}
 	if e.watch.startCwd, err = os.Getwd(); err != nil {
@@ -3140,7 +3140,7 @@ func runnerOnly(key string) bool {
 		}
 	}
 	switch key {
-	case "unshare", "chroot", "show-config", "strict", "cgroup", "cgroup-opt":
+	case "unshare", "chroot", "show-config", "strict", "cgroup", "cgroup-opt", "umask", "unenv":
 		return true
 	}
 	return false
@@ -6548,6 +6548,7 @@ var options = []optionSpec{
 	{name: "prio", use: useEmperor, help: "the emperor's scheduling priority (nice), so its vassals'"},
 	{name: "limit-nproc", use: useEmperor, help: "RLIMIT_NPROC of the emperor and its vassals"},
 	{name: "chmod-socket", use: useEmperor, help: "mode of the stats UNIX socket (bare: 666)"},
+	{name: "wait-for-fs-timeout", use: useEmperor, help: "seconds the wait_for_* hooks wait (60)"},
 	{name: "privileged-binary-patch", use: useEmperor, help: "vassal runner: program run as root instead of an app server"},
 	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
 	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
@@ -7135,9 +7136,20 @@ func runEmperor(o *Options) int {
 // before anything else, as uWSGI applies it to itself and so to every
 // vassal: env and unenv, umask, the asap and pre-jail hooks.
 func emperorEarly(o *Options) error {
+	waitForFSTimeout = o.Int(60, "wait-for-fs-timeout")
 	if err := applyEnv(o); err != nil {
 		return err
 	}
+	unenvUmask(o)
+	if err := runHooks(o, "asap"); err != nil {
+		return err
+	}
+	return runHooks(o, "pre-jail")
+}
+
+// unenvUmask applies unenv and umask, as uWSGI does while it reads its
+// options (so before any hook, and before a privileged patch).
+func unenvUmask(o *Options) {
 	for _, k := range o.All("unenv") {
 		os.Unsetenv(k)
 	}
@@ -7145,23 +7157,30 @@ func emperorEarly(o *Options) error {
 		n, _ := strconv.ParseUint(v, 8, 32) // uWSGI's strtol: garbage is 0
 		syscall.Umask(int(n))
 	}
-	if err := runHooks(o, "asap"); err != nil {
-		return err
-	}
-	return runHooks(o, "pre-jail")
 }
 
-// emperorJailed goes on from where the jail (if any: jailed) leaves the
-// emperor, in uWSGI's order: in-jail hooks, post-jail ones after a jail,
-// as-root ones, as-user ones unless there is a privilege drop to come
+// postJail runs the post-jail hooks, which uWSGI runs only after new
+// namespaces (unshare), not after a chroot.
+func postJail(o *Options) error {
+	if !o.Has("unshare") {
+		return nil
+	}
+	return runHooks(o, "post-jail")
+}
+
+// emperorJailed goes on from where the jail (if any) leaves the emperor,
+// in uWSGI's order: in-jail hooks, post-jail ones (see postJail), as-root
+// ones, as-user ones unless there is a privilege drop to come
 // (then they follow it: emperor.start), then chdir (before the monitors
 // are read, which may be relative to it), limit-nproc and prio.
-func emperorJailed(o *Options, jailed, drops bool) error {
-	for _, phase := range []string{"in-jail", "post-jail", "as-root", "as-user"} {
-		if phase == "post-jail" && !jailed || phase == "as-user" && drops {
-			continue
-		}
-		if err := runHooks(o, phase); err != nil {
+func emperorJailed(o *Options, drops bool) error {
+	steps := []func() error{func() error { return runHooks(o, "in-jail") }, func() error { return postJail(o) },
+		func() error { return runHooks(o, "as-root") }}
+	if !drops {
+		steps = append(steps, func() error { return runHooks(o, "as-user") })
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return err
 		}
 	}
@@ -8104,7 +8123,8 @@ func runVassal(opts *Options, args, orig []string) int {
 	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
 	// uid/gid drop, as-user hooks, the unprivileged patch.
 	steps := []func() error{
-		func() error { return applyEnv(opts) },
+		func() error { waitForFSTimeout = opts.Int(60, "wait-for-fs-timeout"); return applyEnv(opts) },
+		func() error { unenvUmask(opts); return nil },
 		func() error { return runHooks(opts, "asap") },
 		func() error { return runHooks(opts, "pre-jail") },
 		func() error { return execPatch(opts, "privileged-binary-patch", args) },
@@ -8112,7 +8132,7 @@ func runVassal(opts *Options, args, orig []string) int {
 		func() error { return unshareFromConfig(opts) },
 		func() error { return chrootFromConfig(opts) },
 		func() error { return runHooks(opts, "in-jail") },
-		func() error { return runHooks(opts, "post-jail") },
+		func() error { return postJail(opts) },
 		func() error { return runHooks(opts, "as-root") },
 		func() error { return dropPrivileges(opts) },
 		func() error { return runHooks(opts, "as-user") },
@@ -8335,7 +8355,7 @@ func runHookAction(h string) error {
 	case "cd":
 		return os.Chdir(arg)
 	case "create", "creat":
-		f, err := os.OpenFile(arg, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(arg, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 		if err == nil {
 			err = f.Close()
 		}
@@ -8354,17 +8374,32 @@ func runHookAction(h string) error {
 	case "mkdir":
 		return os.Mkdir(arg, 0o777)
 	case "putenv":
-		k, v, _ := strings.Cut(arg, "=")
+		k, v, ok := strings.Cut(arg, "=")
+		if !ok {
+			return os.Unsetenv(k) // glibc's putenv("NAME")
+		}
 		return os.Setenv(k, v)
 	case "unlink":
 		return os.Remove(arg)
-	case "write", "append":
-		path, content, _ := strings.Cut(arg, " ")
-		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		if action == "append" {
-			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	case "write", "append", "writen", "appendn", "writefifo":
+		path, content, ok := strings.Cut(arg, " ")
+		if !ok && action != "appendn" {
+			return fmt.Errorf("invalid hook %s syntax, must be: <file> <string>", action)
 		}
-		f, err := os.OpenFile(path, flags, 0o644)
+		flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		switch action {
+		case "append", "appendn":
+			flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		case "writefifo":
+			flags = os.O_WRONLY | syscall.O_NONBLOCK
+		}
+		if strings.HasSuffix(action, "n") {
+			content += "\n"
+		}
+		f, err := os.OpenFile(path, flags, 0o666)
+		if errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ENODEV) {
+			return nil // a FIFO nobody reads: nothing to tell
+		}
 		if err != nil {
 			return err
 		}
@@ -8373,7 +8408,36 @@ func runHookAction(h string) error {
 			err = cerr
 		}
 		return err
-	case "sethostname", "hostname":
+	case "sticky":
+		fi, err := os.Stat(arg)
+		if err == nil {
+			err = os.Chmod(arg, fi.Mode()|os.ModeSticky)
+		}
+		return err
+	case "chown", "chown2":
+		f := strings.SplitN(arg, " ", 3)
+		if len(f) != 3 {
+			return fmt.Errorf("invalid hook %s syntax, must be: <file> <uid> <gid>", action)
+		}
+		ids := f[1:]
+		if action == "chown" { // names only, as getpwnam and getgrnam take them
+			for i, file := range []string{"/etc/passwd", "/etc/group"} {
+				e, ok := idFileEntry(file, ids[i], 0)
+				if !ok {
+					return fmt.Errorf("unable to find %s %s", [...]string{"uid", "gid"}[i], ids[i])
+				}
+				ids[i] = e[2]
+			}
+		}
+		uid, uerr := strconv.Atoi(ids[0])
+		gid, gerr := strconv.Atoi(ids[1])
+		if uerr != nil || gerr != nil {
+			return fmt.Errorf("invalid hook chown2 syntax, uid and gid must be numbers")
+		}
+		return os.Chown(f[0], uid, gid)
+	case "wait_for_fs", "wait_for_file", "wait_for_dir":
+		return waitForFS(arg, action[9:])
+	case "hostname":
 		return setHostname(arg)
 	case "mount":
 		return hookMount(strings.Fields(arg))
@@ -8386,6 +8450,29 @@ func runHookAction(h string) error {
 		return fmt.Errorf("hook action not found: %s", action)
 	}
 	return nil
+}
+
+// waitForFSTimeout is wait-for-fs-timeout, in seconds: how long the
+// wait_for_* hooks wait.
+var waitForFSTimeout = 60
+
+// waitForFS is the wait_for_fs, wait_for_file and wait_for_dir hooks
+// (kind fs, file, dir), as uWSGI words and times them: a look every
+// second until path is there (as a regular file, a directory), for one
+// look more than the timeout. Polling: the hook runs in a vassal's start
+// (or the emperor's), which has nothing else to do meanwhile.
+func waitForFS(path, kind string) error {
+	fmt.Fprintf(os.Stderr, "waiting for %s (max %d seconds) ...\n", path, waitForFSTimeout)
+	for n := 0; ; n++ {
+		if n > waitForFSTimeout {
+			return fmt.Errorf("%s unavailable after %d seconds", path, n)
+		}
+		if fi, err := os.Stat(path); err == nil && (kind == "fs" || fi.Mode().IsRegular() == (kind == "file")) {
+			logVerbose("%s found", path)
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // execPatch replaces the runner with the patched program, if the config
@@ -8661,7 +8748,9 @@ func (h *hookConfig) load(o *Options) error {
 // hookActions are the hook actions the runner and the emperor carry out.
 var hookActions = map[string]bool{"exec": true, "safeexec": true, "print": true, "log": true, "chdir": true,
 	"cd": true, "mkdir": true, "putenv": true, "unlink": true, "write": true, "append": true, "create": true,
-	"creat": true, "chmod": true, "sethostname": true, "hostname": true, "mount": true, "umount": true, "exit": true}
+	"creat": true, "chmod": true, "hostname": true, "mount": true, "umount": true, "exit": true, "writen": true,
+	"appendn": true, "writefifo": true, "sticky": true, "chown": true, "chown2": true, "wait_for_fs": true,
+	"wait_for_file": true, "wait_for_dir": true}
 
 // preExec reports whether vassals need the pre-exec stage for hooks.
 func (h *hookConfig) preExec() bool {

@@ -10840,6 +10840,7 @@ var diffScenarios = []struct {
 	{"sighup_throttled", diffSIGHUPThrottled},
 	{"master_sighup", diffMasterSIGHUP},
 	{"emperor_process", diffEmperorProcess},
+	{"runner_process", diffRunnerProcess},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11856,6 +11857,38 @@ func diffEmperorProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.facts.set("stats socket mode", "%v", fi.Mode().Perm())
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRunnerProcess: what a vassal's config says of the process that
+// becomes its program (uwsgi-core under uWSGI, the runner under ours):
+// umask, unenv, env with a name alone, the asap and as-root hooks with the
+// file actions, putenv without a value, and no post-jail hooks without
+// new namespaces.
+func diffRunnerProcess(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		root := s.env.root
+		facts, file := filepath.Join(root, "facts"), filepath.Join(root, "hooked")
+		opts := s.probeOptions("rp.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"umask", "027"}, [2]string{"unenv", "DIFF_L"}, [2]string{"env", "DIFF_U"},
+			[2]string{"env", "DIFF_A=1"}, [2]string{"unenv", "DIFF_A"},
+			[2]string{"hook-asap", "writen:" + file + " asap"}, [2]string{"hook-as-root", "appendn:" + file},
+			[2]string{"hook-as-root", "appendn:" + file + " as root"}, [2]string{"hook-as-root", "sticky:" + file},
+			[2]string{"hook-as-root", "chown2:" + file + " 12 13"}, [2]string{"hook-as-root", "wait_for_file:/etc/passwd"},
+			[2]string{"hook-as-root", "putenv:DIFF_P"}, [2]string{"exec-post-jail", "echo post-jail >> " + file},
+			[2]string{"unprivileged-binary-patch-arg", "echo \"L=${DIFF_L-unset} U=${DIFF_U-unset} A=${DIFF_A-unset} P=${DIFF_P-unset} umask=$(umask)\" >" + facts + "; exec " + s.probe})
+		writeFile(t, filepath.Join(s.env.vassals, "rp.ini"), diffConfig("rp.ini", opts))
+		s.start(t, []string{"DIFF_L=set", "DIFF_U=set", "DIFF_P=set"})
+		s.diffStarted(t, 0, "rp.ini")
+		data, _ := os.ReadFile(facts)
+		s.facts.set("program", "%s", strings.TrimSpace(string(data)))
+		data, _ = os.ReadFile(file)
+		s.facts.set("hooked file", "%q", data)
+		if fi, err := os.Stat(file); err == nil {
+			st := fi.Sys().(*syscall.Stat_t)
+			s.facts.set("hooked file mode", "%v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
+		}
 	})
 	diffCompare(t, uw, ours, nil)
 }

@@ -6841,7 +6841,7 @@ func optionalArgument(name string) bool {
 // optionParseSpec is how the emperor and the runner read a command line.
 func optionParseSpec(env []string, cwd, self string) ParseSpec {
 	return ParseSpec{Known: knownOption, Optional: optionalArgument, Short: shortOption, Suggest: closestOption,
-		Environ: env, Cwd: cwd, BinaryPath: self, Version: version}
+		Environ: env, Cwd: cwd, BinaryPath: self, Version: uwsgiVersion()}
 }
 
 // closestOption is the option name nearest to an unknown one by edit

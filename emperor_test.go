@@ -5315,6 +5315,21 @@ func TestWrappers(t *testing.T) {
 // its output is the config, by its absolute path: a directory monitor's
 // configs work (uWSGI's relative name is looked for in PATH), and shell
 // syntax in a file name stays a name.
+// TestMagicVersion: %V is the version --version prints, uWSGI's with ours
+// after it, as uWSGI's %V is its --version.
+func TestMagicVersion(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "v.ini"), "[uwsgi]\nenv = V=%V\n")
+	o, err := ParseArgs([]string{"--ini", "v.ini"}, optionParseSpec(nil, dir, "/usr/bin/emperor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(emperorBin, "--version").Output()
+	if v, _ := o.Last("env"); v != "V="+uwsgiVersion() || strings.TrimSpace(string(out)) != uwsgiVersion() {
+		t.Errorf("%%V gives %q, --version %q", v, out)
+	}
+}
+
 func TestMagicExec(t *testing.T) {
 	env := newTestEnv(t)
 	for _, name := range []string{"gen.ini", "x;touch${IFS}PWNED;.ini"} {

@@ -3292,11 +3292,27 @@ func credentialFor(opts *Options) (*syscall.Credential, error) {
 			return nil, err
 		}
 	}
-	groups := []uint32{uint32(gid)}
-	if u != nil {
-		for _, n := range append(groupsOf(u.name), u.gid) {
-			if n != gid && !slices.Contains(groups, uint32(n)) {
-				groups = append(groups, uint32(n))
+	// Supplementary groups as uWSGI sets them with a gid: the add-gid
+	// list alone, else none for no-initgroups or without a uid, else the
+	// user's (initgroups).
+	var groups []uint32
+	switch adds := opts.All("add-gid"); {
+	case len(adds) > 0 && hasGID:
+		for _, g := range adds {
+			n, err := lookupGroup(g)
+			if err != nil {
+				return nil, fmt.Errorf("add-gid: %w", err)
+			}
+			groups = append(groups, uint32(n))
+		}
+	case hasGID && (uidStr == "" || opts.Flag("no-initgroups")):
+	default:
+		groups = []uint32{uint32(gid)}
+		if u != nil {
+			for _, n := range append(groupsOf(u.name), u.gid) {
+				if n != gid && !slices.Contains(groups, uint32(n)) {
+					groups = append(groups, uint32(n))
+				}
 			}
 		}
 	}

@@ -10856,6 +10856,7 @@ var diffScenarios = []struct {
 	{"master_sighup", diffMasterSIGHUP},
 	{"emperor_process", diffEmperorProcess},
 	{"runner_process", diffRunnerProcess},
+	{"runner_groups", diffRunnerGroups},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11903,6 +11904,26 @@ func diffRunnerProcess(t *testing.T) {
 		if fi, err := os.Stat(file); err == nil {
 			st := fi.Sys().(*syscall.Stat_t)
 			s.facts.set("hooked file mode", "%v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
+		}
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRunnerGroups: the supplementary groups a vassal's gid comes with, as
+// uWSGI sets them: none with a gid alone, the add-gid list instead of the
+// user's.
+func diffRunnerGroups(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		for f, more := range map[string][][2]string{"g1.ini": {{"gid", "65534"}},
+			"g2.ini": {{"gid", "65534"}, {"add-gid", "4"}, {"add-gid", "mail"}}} {
+			opts := s.probeOptions(f, "")
+			opts = append(append(opts[:len(opts)-1], [2]string{"unprivileged-binary-patch", s.probe}), more...)
+			writeFile(t, filepath.Join(s.env.vassals, f), diffConfig(f, opts))
+		}
+		s.start(t, nil)
+		for _, f := range []string{"g1.ini", "g2.ini"} {
+			rep, _ := s.diffStarted(t, 0, f)
+			s.facts.set(f+" ids", "uid %d gid %d groups %v", rep.Uid, rep.Gid, rep.Groups)
 		}
 	})
 	diffCompare(t, uw, ours, nil)

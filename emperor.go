@@ -157,7 +157,7 @@ func newEmperor(cfg *emperorConfig) (*emperor, error) {
 	if err := enterChroot(cfg.own.chroot); err != nil {
 		return nil, err
 	}
-	if err := emperorJailed(cfg.opts, cfg.own.uid >= 0 || cfg.own.caps != 0); err != nil {
+	if err := emperorJailed(cfg.opts, cfg.own.drops()); err != nil {
 		return nil, err
 	}
 	if e.watch.startCwd, err = os.Getwd(); err != nil {
@@ -231,7 +231,7 @@ func (e *emperor) start() error {
 			e.watch.fs.addNames(filepath.Dir(m.dir))
 		}
 	}
-	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
+	if p := e.cfg.own; p.drops() {
 		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps); err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (e *emperor) start() error {
 			logRaw("[emperor] warning: cap without 'kill': the emperor cannot signal vassals of other users (stop relies on the protocol byte, and they will not die with the emperor)")
 		}
 	}
-	if p := e.cfg.own; p.uid >= 0 || p.caps != 0 {
+	if p := e.cfg.own; p.drops() {
 		if err := e.userHooks("as-user"); err != nil {
 			return err
 		}
@@ -6358,6 +6358,11 @@ type ownPrivileges struct {
 	caps     uint64
 	chroot   string
 }
+
+// drops tells whether there is a drop to make: ids or capabilities asked
+// for, and root to drop them from. Like uWSGI, an emperor not started as
+// root (or run again so after a master's SIGHUP) leaves them alone.
+func (p ownPrivileges) drops() bool { return (p.uid >= 0 || p.caps != 0) && os.Getuid() == 0 }
 
 func (p *ownPrivileges) load(o *Options) error {
 	p.uid, p.gid = -1, -1

@@ -1098,6 +1098,31 @@ func TestAtexitHooksMatchUWSGI(t *testing.T) {
 	}
 }
 
+// TestMasterSIGHUPAfterPrivilegeDrop: a master's SIGHUP restart of an
+// emperor that dropped to a uid (Debian's emperor.ini: uid = www-data) runs
+// again as that uid, leaves the ids alone, as uWSGI does, and starts its
+// vassals again.
+func TestMasterSIGHUPAfterPrivilegeDrop(t *testing.T) {
+	needRoot(t)
+	probe, static := publicBinaries(t)
+	env := newTestEnv(t)
+	env.openUp(t)
+	writeFile(t, filepath.Join(env.vassals, "dr.ini"), probeINIWith(env.sink, "dr", "", probe))
+	cmd := exec.Command(static, "--emperor", env.vassals, "--master", "--uid", "65534", "--gid", "65534")
+	cmd.Dir = env.root
+	em := startEmperorCmd(t, cmd)
+	first := env.sink.waitStart(t, 0, "dr")
+	since := env.sink.count()
+	em.cmd.Process.Signal(syscall.SIGHUP)
+	if again := env.sink.waitStart(t, since, "dr"); again.pid == first.pid {
+		t.Errorf("dr was not started again")
+	}
+	em.waitLog(t, "reloading: running", 5*time.Second)
+	if strings.Contains(em.log.String(), "setgroups") || !alive(em.cmd.Process.Pid) {
+		t.Errorf("the restarted emperor failed:\n%s", em.log.String())
+	}
+}
+
 // TestMasterSIGHUPThenStop: a stop signal while a master's SIGHUP restart
 // waits for its vassals makes it a stop: the emperor exits, not runs again.
 func TestMasterSIGHUPThenStop(t *testing.T) {

@@ -6562,30 +6562,19 @@ var options = []optionSpec{
 	{name: "set", use: useEmperor, help: "set an option, or a placeholder: K=V"},
 	{name: "set-placeholder", use: useEmperor, help: "set a placeholder: K=V"},
 	{name: "set-ph", use: useEmperor, help: "set a placeholder: K=V"},
-	{name: "chdir", use: useEmperor, help: "the directory the emperor (vassal runner: the patched program) runs in"},
-	{name: "env", use: useEmperor, help: "environment variable K=V of the emperor, so of its vassals (vassal runner: of the patched program)"},
-	{name: "unenv", use: useEmperor, help: "remove a variable from the emperor's environment, so from its vassals'"},
-	{name: "umask", use: useEmperor, help: "the emperor's umask, so its vassals'"},
-	{name: "prio", use: useEmperor, help: "the emperor's scheduling priority (nice), so its vassals'"},
+	{name: "chdir", use: useEmperor, help: "the emperor's directory (vassal runner: the program's)"},
+	{name: "env", use: useEmperor, help: "K=V in the emperor's environment, so its vassals' (runner: the program's)"},
+	{name: "unenv", use: useEmperor, help: "unset K for the emperor and its vassals"},
+	{name: "umask", use: useEmperor, help: "umask of the emperor and its vassals"},
+	{name: "prio", use: useEmperor, help: "nice of the emperor and its vassals"},
 	{name: "limit-nproc", use: useEmperor, help: "RLIMIT_NPROC of the emperor and its vassals"},
 	{name: "chmod-socket", use: useEmperor, help: "mode of the stats UNIX socket (bare: 666)"},
-	{name: "wait-for-fs-timeout", use: useEmperor, help: "seconds the wait_for_* hooks wait (60)"},
+	{name: "wait-for-fs-timeout", use: useEmperor, help: "seconds wait_for_* hooks wait (60)"},
 	{name: "privileged-binary-patch", use: useEmperor, help: "vassal runner: program run as root instead of an app server"},
 	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
 	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
 	{name: "unprivileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run after uid/gid instead of an app server"},
 	{name: "unshare", use: useEmperor, help: "vassal runner: new namespaces before the patched program"},
-	{name: "exec-as-root", use: useEmperor, help: "vassal runner: command run as root"},
-	{name: "exec-as-user", use: useEmperor, help: "vassal runner: command run after uid/gid"},
-	{name: "hook-as-root", use: useEmperor, help: "vassal runner: hook run as root"},
-	{name: "hook-as-user", use: useEmperor, help: "vassal runner: hook run after uid/gid"},
-	{name: "hook-pre-jail", use: useEmperor, help: "vassal runner: hook run before the jail"},
-	{name: "hook-post-jail", use: useEmperor, help: "vassal runner: hook run after the jail"},
-	{name: "hook-in-jail", use: useEmperor, help: "vassal runner: hook run in the jail"},
-	{name: "hook-as-user-atexit", use: useEmperor, help: "vassal runner: hook run at exit"},
-	{name: "exec-pre-jail", use: useEmperor, help: "vassal runner: command run before the jail"},
-	{name: "exec-post-jail", use: useEmperor, help: "vassal runner: command run after the jail"},
-	{name: "exec-in-jail", use: useEmperor, help: "vassal runner: command run in the jail"},
 	{name: "safe-fd", use: useEmperor, help: "a descriptor left open for vassals"},
 	{name: "pidfile", use: useEmperor, help: "write the emperor pid before the privilege drop"},
 	{name: "log-date", use: useEmperor, help: "prefix log lines with the date, or a strftime format"},
@@ -6977,6 +6966,7 @@ func printHelp() {
 	for _, o := range options {
 		fmt.Printf("  --%-30s %-10s %s\n", strings.TrimSpace(o.name+" "+o.arg), o.def, o.help)
 	}
+	fmt.Println("  --{hook,exec,mount,umount}-{asap,pre-jail,in-jail,post-jail,as-root,as-user,as-user-atexit}: start-up hooks")
 	names := uwsgiOptions()
 	kinds := [...]string{optValue: "VALUE", optFlag: "", optOptional: "[=VALUE]", optList: "VALUE (repeatable)"}
 	fmt.Println("\nOptions that work, run by the emperor's router companion (uWSGI) or as attached daemons,\nor read by the config language:")

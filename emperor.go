@@ -7185,15 +7185,18 @@ func postJail(o *Options) error {
 // (then they follow it: emperor.start), then chdir (before the monitors
 // are read, which may be relative to it), limit-nproc and prio.
 func emperorJailed(o *Options, drops bool) error {
-	steps := []func() error{func() error { return runHooks(o, "in-jail") }, func() error { return postJail(o) },
-		func() error { return runHooks(o, "as-root") }}
-	if !drops {
-		steps = append(steps, func() error { return runHooks(o, "as-user") })
+	err := runHooks(o, "in-jail")
+	if err == nil {
+		err = postJail(o)
 	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return err
-		}
+	if err == nil {
+		err = runHooks(o, "as-root")
+	}
+	if err == nil && !drops {
+		err = runHooks(o, "as-user")
+	}
+	if err != nil {
+		return err
 	}
 	if d, ok := o.Last("chdir"); ok && d != "" {
 		logRaw("chdir() to %s", d)

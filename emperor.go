@@ -6025,6 +6025,16 @@ func (e *emperor) ragnarok() {
 // emperor's config is read anew, and every vassal (all stopped by now)
 // starts again under it. The pid stays; a daemon stays detached.
 func (e *emperor) runAgain() int {
+	// A stop that came while the vassals were buried wins over the
+	// restart. From here on one takes its default action: there is nothing
+	// left to stop but this process, and a signal caught now would be lost
+	// in the exec.
+	signal.Reset(syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	for len(e.in.sigs) > 0 {
+		if s := <-e.in.sigs; s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGQUIT {
+			return 0
+		}
+	}
 	env := os.Environ()
 	if e.cfg.daemon.daemonize != "" {
 		env = append(env, daemonEnv+"=0") // detached already

@@ -1127,9 +1127,11 @@ func TestMasterSIGHUPAfterPrivilegeDrop(t *testing.T) {
 // waits for its vassals makes it a stop: the emperor exits, not runs again.
 func TestMasterSIGHUPThenStop(t *testing.T) {
 	env := newTestEnv(t)
-	env.vassal(t, "slow.ini", "slow", "send=17,ignore-stop,ignore-term")
+	// Loyal only once it ignores both: the stop must take the mercy, so
+	// the SIGTERM lands while the vassals are still being stopped.
+	env.vassal(t, "slow.ini", "slow", "ignore-stop,ignore-term,send=17")
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--master", "--reload-mercy", "2")
-	env.sink.waitStart(t, 0, "slow")
+	em.waitLog(t, "vassal slow.ini is now loyal", 10*time.Second)
 	em.cmd.Process.Signal(syscall.SIGHUP)
 	em.waitLog(t, "RAGNAROK EVOKED", 5*time.Second)
 	if code, _ := em.signalAndWait(t, syscall.SIGTERM, 15*time.Second); code != 0 {

@@ -27,7 +27,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -2745,16 +2744,17 @@ func configSnippet(b []byte) string {
 type cfgXMLNode struct {
 	kind     byte
 	name     string
-	attrs    []xml.Attr
+	attrs    []string // name, value, name, value, ...
 	text     string
 	off      int
 	children []*cfgXMLNode
 }
 
+// attr is the value of an attribute without a namespace prefix.
 func (n *cfgXMLNode) attr(name string) (string, bool) {
-	for _, a := range n.attrs {
-		if a.Name.Space == "" && a.Name.Local == name {
-			return a.Value, true
+	for i := 0; i+1 < len(n.attrs); i += 2 {
+		if n.attrs[i] == name {
+			return n.attrs[i+1], true
 		}
 	}
 	return "", false
@@ -2844,101 +2844,404 @@ const (
 	configXMLKeepDepth = 5
 )
 
+// cfgXMLScan reads a config's XML as libxml2 does for uWSGI: well-formed
+// XML 1.0 in UTF-8 or Latin-1, the five predefined entities and character
+// references, no DTD processing (a DOCTYPE is skipped). It works on the raw
+// bytes, so every offset is one into the file for line numbers.
+type cfgXMLScan struct {
+	t      *cfgText
+	d      []byte
+	i      int
+	decl   int // offset of the XML declaration, -1 without one
+	latin1 bool
+}
+
+func (x *cfgXMLScan) fail(off int, format string, a ...any) error {
+	return x.t.errorf(off, "XML error: "+format, a...)
+}
+
 // configXMLTree builds the DOM down to configXMLKeepDepth levels, requiring a
 // single well-formed root element like libxml2.
 func configXMLTree(t *cfgText) (*cfgXMLNode, error) {
-	d := xml.NewDecoder(bytes.NewReader(t.data))
-	d.CharsetReader = configCharsetReader
+	x := &cfgXMLScan{t: t, d: t.data, decl: -1}
+	if bytes.HasPrefix(x.d, []byte("\xef\xbb\xbf")) {
+		x.i = 3
+	}
+	if err := x.prolog(); err != nil {
+		return nil, err
+	}
+	if err := x.validate(); err != nil {
+		return nil, err
+	}
 	var root *cfgXMLNode
-	var stack []*cfgXMLNode
-	depth := 0
-	for {
-		start := int(d.InputOffset())
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
+	var kept []*cfgXMLNode // the open elements the DOM keeps
+	var open []string      // every open element's name as written
+	for x.i < len(x.d) {
+		start := x.i
+		rest := x.d[start:]
+		var n *cfgXMLNode
+		var err error
+		closes := false // an end tag, or <a/>
+		switch {
+		case rest[0] != '<':
+			n, err = x.charData()
+		case bytes.HasPrefix(rest, []byte("</")):
+			x.i += 2
+			name := x.name()
+			x.space()
+			if x.i >= len(x.d) || x.d[x.i] != '>' {
+				return nil, x.fail(x.i, "invalid characters between </%s and >", name)
+			}
+			x.i++
+			if len(open) == 0 {
+				return nil, x.fail(start, "unexpected end element </%s>", name)
+			}
+			if top := open[len(open)-1]; top != name {
+				return nil, x.fail(start, "element <%s> closed by </%s>", top, name)
+			}
+			closes = true
+		case bytes.HasPrefix(rest, []byte("<!--")):
+			n, err = x.delimited(start, 4, "-->", 'm')
+		case bytes.HasPrefix(rest, []byte("<![CDATA[")) && len(open) > 0:
+			n, err = x.delimited(start, 9, "]]>", 'c')
+		case bytes.HasPrefix(rest, []byte("<!DOCTYPE")) && root == nil:
+			err = x.doctype()
+		case bytes.HasPrefix(rest, []byte("<?")):
+			n, err = x.procInst(start)
+		default:
+			n, closes, err = x.startTag()
 		}
 		if err != nil {
-			msg := err.Error()
-			var se *xml.SyntaxError
-			if errors.As(err, &se) {
-				msg = se.Msg
-			}
-			return nil, t.errorf(int(d.InputOffset()), "XML error: %s", msg)
+			return nil, err
 		}
-		var n *cfgXMLNode
-		switch tk := tok.(type) {
-		case xml.StartElement:
-			if depth == 0 && root != nil {
-				return nil, t.errorf(start, "extra content at the end of the document")
-			}
-			if depth++; depth > configXMLMaxDepth {
-				return nil, t.errorf(start, "XML nesting deeper than %d", configXMLMaxDepth)
-			}
-			n = &cfgXMLNode{kind: 'e', name: tk.Name.Local, attrs: tk.Attr, off: start}
-		case xml.EndElement:
-			depth--
-			if depth < len(stack) {
-				stack = stack[:depth]
-			}
-			continue
-		case xml.CharData:
-			kind := byte('t')
-			if bytes.HasPrefix(t.data[start:], []byte("<![CDATA[")) {
-				kind = 'c'
-			}
-			n = &cfgXMLNode{kind: kind, text: string(tk), off: start}
-		case xml.Comment:
-			n = &cfgXMLNode{kind: 'm', text: string(tk), off: start}
-		case xml.ProcInst:
-			n = &cfgXMLNode{kind: 'p', text: string(tk.Inst), off: start}
-		default:
-			continue
-		}
-		if depth == 0 || (n.kind != 'e' && depth > len(stack)) {
-			if n.kind == 't' && len(bytes.TrimSpace([]byte(n.text))) > 0 && depth == 0 {
+		depth := len(open)
+		switch {
+		case n == nil:
+		case n.kind != 'e' && depth == 0:
+			if n.kind == 't' && strings.Trim(n.text, " \t\n") != "" {
 				return nil, t.errorf(start, "text outside the root element")
 			}
-			continue
-		}
-		if n.kind == 'e' {
-			if depth == 1 {
+		case n.kind != 'e':
+			if depth <= len(kept) {
+				kept[depth-1].children = append(kept[depth-1].children, n)
+			}
+		case depth == 0 && root != nil:
+			return nil, t.errorf(start, "extra content at the end of the document")
+		case depth >= configXMLMaxDepth:
+			return nil, t.errorf(start, "XML nesting deeper than %d", configXMLMaxDepth)
+		default:
+			open = append(open, n.name)
+			n.name = configXMLLocal(n.name)
+			if depth == 0 {
 				root = n
-				stack = append(stack[:0], n)
-				continue
+				kept = append(kept, n)
+			} else if depth == len(kept) && depth < configXMLKeepDepth {
+				kept[depth-1].children = append(kept[depth-1].children, n)
+				kept = append(kept, n)
 			}
-			if depth-1 == len(stack) && depth <= configXMLKeepDepth {
-				parent := stack[len(stack)-1]
-				parent.children = append(parent.children, n)
-				stack = append(stack, n)
-			}
-			continue
 		}
-		parent := stack[depth-1]
-		parent.children = append(parent.children, n)
+		if closes {
+			open = open[:len(open)-1]
+			kept = kept[:min(len(kept), len(open))]
+		}
+	}
+	if len(open) > 0 {
+		return nil, x.fail(len(x.d), "unexpected EOF: <%s> is not closed", open[len(open)-1])
 	}
 	if root == nil {
-		return nil, t.errorf(len(t.data), "document is empty (no root element)")
+		return nil, t.errorf(len(x.d), "document is empty (no root element)")
 	}
 	return root, nil
 }
 
-// configCharsetReader accepts the single-byte encodings an old config may
-// declare; libxml2 reads them, encoding/xml needs help.
-func configCharsetReader(charset string, in io.Reader) (io.Reader, error) {
-	switch strings.ToLower(charset) {
-	case "iso-8859-1", "latin1", "latin-1", "iso8859-1", "us-ascii", "ascii":
-		data, err := io.ReadAll(in)
-		if err != nil {
-			return nil, err
-		}
-		var b strings.Builder
-		for _, c := range data {
-			b.WriteRune(rune(c))
-		}
-		return strings.NewReader(b.String()), nil
+// configXMLLocal is an element's name without its namespace prefix.
+func configXMLLocal(name string) string {
+	if i := strings.IndexByte(name, ':'); i >= 1 && i < len(name)-1 {
+		return name[i+1:]
 	}
-	return nil, configUnsupported(fmt.Errorf("unsupported XML encoding %q", charset))
+	return name
+}
+
+// prolog reads the encoding from the XML declaration: UTF-8 and Latin-1
+// are read here, any other is left to a real uWSGI.
+func (x *cfgXMLScan) prolog() error {
+	d := x.d[x.i:]
+	if !bytes.HasPrefix(d, []byte("<?xml")) || len(d) > 5 && !configXMLSpace(d[5]) {
+		return nil
+	}
+	x.decl = x.i
+	end := bytes.Index(d, []byte("?>"))
+	if end < 0 {
+		return nil // the scan reports it
+	}
+	decl := string(d[5:end])
+	i := strings.Index(decl, "encoding")
+	if i < 0 {
+		return nil
+	}
+	v, ok := strings.CutPrefix(strings.TrimLeft(decl[i+8:], " \t\r\n"), "=")
+	if v = strings.TrimLeft(v, " \t\r\n"); !ok || v == "" || v[0] != '"' && v[0] != '\'' {
+		return x.fail(x.i, "malformed encoding in the XML declaration")
+	}
+	enc, _, ok := strings.Cut(v[1:], v[:1])
+	switch strings.ToLower(enc) {
+	case "utf-8":
+	case "iso-8859-1", "latin1", "latin-1", "iso8859-1", "us-ascii", "ascii":
+		x.latin1 = true
+	default:
+		if ok {
+			return configUnsupported(x.t.errorf(x.i, "XML encoding %q is not supported", enc))
+		}
+		return x.fail(x.i, "malformed encoding in the XML declaration")
+	}
+	return nil
+}
+
+// validate checks every character once, so the scan can work on bytes:
+// UTF-8 (unless Latin-1) of XML 1.0's characters.
+func (x *cfgXMLScan) validate() error {
+	for i := x.i; i < len(x.d); {
+		r, n := rune(x.d[i]), 1
+		if r >= utf8.RuneSelf && !x.latin1 {
+			if r, n = utf8.DecodeRune(x.d[i:]); r == utf8.RuneError && n == 1 {
+				return x.fail(i, "invalid UTF-8")
+			}
+		}
+		if !configXMLChar(r) {
+			return x.fail(i, "illegal character code %U", r)
+		}
+		i += n
+	}
+	return nil
+}
+
+func configXMLChar(r rune) bool {
+	return r >= 0x20 && r < 0xd800 || r == '\t' || r == '\n' || r == '\r' ||
+		r >= 0xe000 && r < 0xfffe || r >= 0x10000 && r <= utf8.MaxRune
+}
+
+func configXMLSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// space skips white space and says whether there was any.
+func (x *cfgXMLScan) space() bool {
+	start := x.i
+	for x.i < len(x.d) && configXMLSpace(x.d[x.i]) {
+		x.i++
+	}
+	return x.i > start
+}
+
+// name reads a name: ASCII name characters and any other letter.
+func (x *cfgXMLScan) name() string {
+	start := x.i
+	for ; x.i < len(x.d); x.i++ {
+		c := x.d[x.i]
+		if c < utf8.RuneSelf && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' ||
+			x.i > start && (c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			break
+		}
+	}
+	s, _ := x.decode(start, x.i, 'r')
+	return s
+}
+
+// decode is text ('t'), an attribute value ('a') or raw content ('r') as
+// libxml2 delivers it: references replaced (not in raw content), line ends
+// read as \n, Latin-1 widened, and in an attribute white space as spaces.
+func (x *cfgXMLScan) decode(start, end int, mode byte) (string, error) {
+	out := make([]byte, 0, end-start)
+	for i := start; i < end; i++ {
+		c := x.d[i]
+		switch {
+		case c == '&' && mode != 'r':
+			j := bytes.IndexByte(x.d[i:end], ';')
+			if j < 0 {
+				return "", x.fail(i, "invalid character entity %s (no semicolon)", configSnippet(x.d[i:end]))
+			}
+			r, ok := configXMLRef(string(x.d[i+1 : i+j]))
+			if !ok {
+				return "", x.fail(i, "invalid character entity %s", x.d[i:i+j+1])
+			}
+			out = utf8.AppendRune(out, r)
+			i += j
+			continue
+		case c == ']' && mode == 't' && bytes.HasPrefix(x.d[i:end], []byte("]]>")):
+			return "", x.fail(i, "sequence ']]>' not allowed in content")
+		case c == '\r':
+			if i+1 < end && x.d[i+1] == '\n' {
+				continue
+			}
+			c = '\n'
+		}
+		if mode == 'a' && (c == '\n' || c == '\t') {
+			c = ' '
+		}
+		if c >= utf8.RuneSelf && x.latin1 {
+			out = utf8.AppendRune(out, rune(c))
+		} else {
+			out = append(out, c)
+		}
+	}
+	return string(out), nil
+}
+
+// configXMLRef is the character a reference (between & and ;) stands for:
+// a predefined entity or a character reference.
+func configXMLRef(ref string) (rune, bool) {
+	switch ref {
+	case "lt":
+		return '<', true
+	case "gt":
+		return '>', true
+	case "amp":
+		return '&', true
+	case "apos":
+		return '\'', true
+	case "quot":
+		return '"', true
+	}
+	num, ok := strings.CutPrefix(ref, "#")
+	base := 10
+	if h, hex := strings.CutPrefix(num, "x"); hex {
+		num, base = h, 16
+	}
+	v, err := strconv.ParseUint(num, base, 32)
+	return rune(v), ok && err == nil && configXMLChar(rune(v))
+}
+
+// charData is the text up to the next tag.
+func (x *cfgXMLScan) charData() (*cfgXMLNode, error) {
+	start := x.i
+	x.i = len(x.d)
+	if j := bytes.IndexByte(x.d[start:], '<'); j >= 0 {
+		x.i = start + j
+	}
+	s, err := x.decode(start, x.i, 't')
+	return &cfgXMLNode{kind: 't', text: s, off: start}, err
+}
+
+// delimited is a comment, CDATA section or processing instruction whose
+// content starts skip bytes after start and ends at end.
+func (x *cfgXMLScan) delimited(start, skip int, end string, kind byte) (*cfgXMLNode, error) {
+	body := start + skip
+	j := bytes.Index(x.d[body:], []byte(end))
+	if j < 0 {
+		return nil, x.fail(len(x.d), "unexpected EOF in %s", configSnippet(x.d[start:]))
+	}
+	if kind == 'm' && (bytes.Contains(x.d[body:body+j], []byte("--")) || j > 0 && x.d[body+j-1] == '-') {
+		return nil, x.fail(start, `invalid sequence "--" not allowed in comments`)
+	}
+	x.i = body + j + len(end)
+	s, _ := x.decode(body, body+j, 'r')
+	return &cfgXMLNode{kind: kind, text: s, off: start}, nil
+}
+
+// procInst is <?target content?>; only the declaration may be named xml.
+func (x *cfgXMLScan) procInst(start int) (*cfgXMLNode, error) {
+	x.i += 2
+	target := x.name()
+	switch {
+	case target == "":
+		return nil, x.fail(x.i, "expected target name after <?")
+	case strings.EqualFold(target, "xml") && start != x.decl:
+		return nil, x.fail(start, "XML declaration allowed only at the start of the document")
+	case x.i < len(x.d) && !configXMLSpace(x.d[x.i]) && !bytes.HasPrefix(x.d[x.i:], []byte("?>")):
+		return nil, x.fail(x.i, "malformed processing instruction <?%s", target)
+	}
+	n, err := x.delimited(start, x.i-start, "?>", 'p')
+	if n != nil {
+		n.text = strings.TrimLeft(n.text, " \t\n")
+	}
+	return n, err
+}
+
+// doctype skips a <!DOCTYPE ...> and its internal subset: quoted strings,
+// comments and nested declarations.
+func (x *cfgXMLScan) doctype() error {
+	depth := 0
+	for i := x.i + 2; i < len(x.d); i++ {
+		switch c := x.d[i]; {
+		case c == '"' || c == '\'':
+			j := bytes.IndexByte(x.d[i+1:], c)
+			if j < 0 {
+				i = len(x.d)
+			}
+			i += j + 1
+		case bytes.HasPrefix(x.d[i:], []byte("<!--")):
+			j := bytes.Index(x.d[i:], []byte("-->"))
+			if j < 0 {
+				i = len(x.d)
+			}
+			i += j + 2
+		case c == '<':
+			depth++
+		case c == '>' && depth == 0:
+			x.i = i + 1
+			return nil
+		case c == '>':
+			depth--
+		}
+	}
+	return x.fail(len(x.d), "unexpected EOF in the DOCTYPE")
+}
+
+// startTag reads <name attr="value" ...> or <name .../>, which also closes.
+func (x *cfgXMLScan) startTag() (*cfgXMLNode, bool, error) {
+	start := x.i
+	x.i++
+	n := &cfgXMLNode{kind: 'e', name: x.name(), off: start}
+	if n.name == "" {
+		return nil, false, x.fail(x.i, "expected element name after <")
+	}
+	for {
+		sp := x.space()
+		if x.i >= len(x.d) {
+			return nil, false, x.fail(x.i, "unexpected EOF in <%s>", n.name)
+		}
+		switch c := x.d[x.i]; {
+		case c == '>':
+			x.i++
+			return n, false, nil
+		case c == '/':
+			if x.i++; x.i < len(x.d) && x.d[x.i] == '>' {
+				x.i++
+				return n, true, nil
+			}
+			return nil, false, x.fail(x.i, "expected /> in element <%s>", n.name)
+		}
+		at := x.i
+		name := x.name()
+		if !sp || name == "" {
+			return nil, false, x.fail(x.i, "attributes construct error in <%s>", n.name)
+		}
+		x.space()
+		if x.i >= len(x.d) || x.d[x.i] != '=' {
+			return nil, false, x.fail(x.i, "attribute %s in <%s> without a value", name, n.name)
+		}
+		x.i++
+		x.space()
+		var q byte
+		if x.i < len(x.d) {
+			q = x.d[x.i]
+		}
+		j := bytes.IndexByte(x.d[min(x.i+1, len(x.d)):], q)
+		if q != '"' && q != '\'' || j < 0 {
+			return nil, false, x.fail(x.i, "attribute %s in <%s>: value not quoted or not closed", name, n.name)
+		}
+		end := x.i + 1 + j
+		if k := bytes.IndexByte(x.d[x.i:end], '<'); k >= 0 {
+			return nil, false, x.fail(x.i+k, "unescaped < in the value of attribute %s", name)
+		}
+		v, err := x.decode(x.i+1, end, 'a')
+		if err != nil {
+			return nil, false, err
+		}
+		if _, dup := n.attr(name); dup {
+			return nil, false, x.fail(at, "attribute %s redefined", name)
+		}
+		n.attrs = append(n.attrs, name, v)
+		x.i = end + 1
+	}
 }
 
 // applyPasses runs uWSGI's three substitution passes over every option not

@@ -9701,6 +9701,102 @@ func TestConfigXMLCases(t *testing.T) {
 	}
 }
 
+// TestConfigXMLMatchesUWSGI reads each document with uwsgi-core (libxml2)
+// and with ours: both refuse it, or both give the same options. The
+// documents are what operators write (declarations, comments, CDATA,
+// entities, CRLF, DOCTYPEs) and what a hostile or broken file holds.
+func TestConfigXMLMatchesUWSGI(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(configUWSGI); err != nil {
+		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
+	}
+	django := "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- shop: Django behind nginx -->\n<uwsgi>\n" +
+		"    <socket>/run/uwsgi/shop.sock</socket>\n    <chmod-socket>660</chmod-socket>\n" +
+		"    <chdir>/srv/shop</chdir>\n    <module>shop.wsgi:application</module>\n" +
+		"    <env>DJANGO_SETTINGS_MODULE=shop.settings.production</env>\n    <master/>\n" +
+		"    <processes>4</processes>\n    <vacuum>true</vacuum>\n</uwsgi>\n"
+	cases := []struct{ name, text, id string }{
+		{"django", django, ""},
+		{"bom", "\xef\xbb\xbf" + django, ""},
+		{"crlf", strings.ReplaceAll(django, "\n", "\r\n"), ""},
+		{"doctype", "<?xml version='1.0'?>\n<!DOCTYPE uwsgi [\n <!ELEMENT uwsgi ANY>\n <!-- it's > -->\n <!ATTLIST uwsgi id CDATA \"x>\">\n]>\n<uwsgi><a>1</a></uwsgi>", ""},
+		{"doctype system", "<!DOCTYPE uwsgi SYSTEM \"uwsgi.dtd\"><uwsgi><a>1</a></uwsgi>", ""},
+		{"references", "<uwsgi><a>&lt;&#x41;&#65;&quot;&apos;&gt;&amp;</a><b>x&#13;y</b></uwsgi>", ""},
+		{"cdata eval", "<uwsgi><![CDATA[print('a < b')]]><a><![CDATA[<x>]]></a></uwsgi>", ""},
+		{"comment first child", "<uwsgi><a><!-- c -->x</a></uwsgi>", ""},
+		{"pi first child", "<uwsgi><a><?pi   data here?></a></uwsgi>", ""},
+		{"pi before root", "<?xml-stylesheet href='a'?><uwsgi><a>1</a></uwsgi><!-- end --><?after?>\n", ""},
+		{"whitespace value", "<uwsgi><a>\n  spaced  \n</a><b> </b></uwsgi>", ""},
+		{"app mountpoint", "<uwsgi><app mountpoint=\"/a\tb&#9;c\r\nd\">x.py</app><app domain='d'>y.py</app></uwsgi>", ""},
+		{"attr spacing", "<uwsgi><a  id = \"1\" >v</a ></uwsgi>", "1"},
+		{"id select", "<all><uwsgi id='a'><x>1</x></uwsgi><uwsgi id='b'><x>2</x><y id='a'>no</y><z id='b'>yes</z></uwsgi></all>", "b"},
+		{"namespaces", "<uwsgi xmlns='urn:x' xmlns:n='urn:n'><n:a>1</n:a><b n:id='q'>2</b></uwsgi>", ""},
+		{"names", "<uwsgi><a.b-c_d>1</a.b-c_d><_x>2</_x><é>3</é></uwsgi>", ""},
+		{"latin1", "<?xml version='1.0' encoding='ISO-8859-1'?><uwsgi><a>caf\xe9</a><app mountpoint='/\xe9'>s</app></uwsgi>", ""},
+		{"deep", "<uwsgi><a>x<b><c><d><e><f>y</f></e></d></c></b></a><g>z</g></uwsgi>", ""},
+		{"text after root", "<uwsgi><a>1</a></uwsgi>\n\n", ""},
+		{"mismatch", "<uwsgi><a>1</b></uwsgi>", ""},
+		{"unclosed", "<uwsgi><a>1</a>", ""},
+		{"unknown entity", "<uwsgi><a>&nbsp;</a></uwsgi>", ""},
+		{"bare ampersand", "<uwsgi><a>a & b</a></uwsgi>", ""},
+		{"bad char ref", "<uwsgi><a>&#0;</a></uwsgi>", ""},
+		{"empty char ref", "<uwsgi><a>&#x;</a></uwsgi>", ""},
+		{"lt in attr", "<uwsgi><a x='<'>1</a></uwsgi>", ""},
+		{"unquoted attr", "<uwsgi><a x=1>1</a></uwsgi>", ""},
+		{"attr without value", "<uwsgi><a x>1</a></uwsgi>", ""},
+		{"duplicate attr", "<uwsgi><a x='1' x='2'>1</a></uwsgi>", ""},
+		{"no space between attrs", "<uwsgi><a x='1'y='2'>1</a></uwsgi>", ""},
+		{"double dash comment", "<uwsgi><!-- a -- b --><a>1</a></uwsgi>", ""},
+		{"cdata end in text", "<uwsgi><a>x]]>y</a></uwsgi>", ""},
+		{"text outside root", "hello<uwsgi><a>1</a></uwsgi>", ""},
+		{"two roots", "<uwsgi/><uwsgi/>", ""},
+		{"late declaration", "<uwsgi><?xml version='1.0'?><a>1</a></uwsgi>", ""},
+		{"invalid utf8", "<uwsgi><a>\xff</a></uwsgi>", ""},
+		{"control char", "<uwsgi><a>\x01</a></uwsgi>", ""},
+		{"digit name", "<uwsgi><1a>1</1a></uwsgi>", ""},
+		{"empty", "", ""},
+		{"only comment", "<!-- nothing -->", ""},
+		{"stray end", "</uwsgi>", ""},
+		{"cdata outside root", "<![CDATA[x]]><uwsgi/>", ""},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".xml")
+			writeFile(t, file, c.text)
+			arg := file
+			if c.id != "" {
+				arg += ":" + c.id
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, _ := exec.CommandContext(ctx, configUWSGI, "--show-config", "--xml", arg, "--clock", "cfgtest-no-such-clock").CombinedOutput()
+			theirs, theyRead := configShowBlock(string(out))
+			var kept []string
+			for _, l := range theirs {
+				if l != "show-config = true" && !strings.HasPrefix(l, "clock = ") {
+					kept = append(kept, l)
+				}
+			}
+			o, err := ParseArgs([]string{"--xml", arg}, configSpec(dir))
+			switch {
+			case !theyRead && err == nil:
+				t.Errorf("uwsgi-core refused it, we read it:\n%s", out)
+			case theyRead && err != nil:
+				t.Errorf("uwsgi-core read it, we refused it: %v", err)
+			case err != nil:
+				if !strings.HasPrefix(err.Error(), file+":") {
+					t.Errorf("error %q does not name the file and line", err)
+				}
+			default:
+				if ours, _ := configShowBlock(ShowConfig(o)); !reflect.DeepEqual(ours, kept) {
+					t.Errorf("differs from uwsgi-core\n%s", configDiff(ours, kept))
+				}
+			}
+		})
+	}
+}
+
 func TestConfigYAMLCases(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ name, text, section, want, err string }{

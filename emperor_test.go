@@ -9699,6 +9699,12 @@ func TestConfigXMLCases(t *testing.T) {
 		opts, err := parseAs("xml")("t.xml", []byte(c.text), c.id)
 		configCheckCase(t, c.name, opts, err, c.want, c.err)
 	}
+	// An encoding this parser does not convert is uWSGI's to read (libxml2
+	// has iconv), so a vassal's runner hands the file to it.
+	_, err := parseAs("xml")("t.xml", []byte("<?xml version='1.0' encoding='windows-1252'?><uwsgi/>"), "")
+	if unsupported := (*ConfigUnsupportedError)(nil); !errors.As(err, &unsupported) {
+		t.Errorf("windows-1252: %v, want a ConfigUnsupportedError", err)
+	}
 }
 
 // TestConfigXMLMatchesUWSGI reads each document with uwsgi-core (libxml2)

@@ -3203,6 +3203,11 @@ func (e *emperor) directPlan(base *execPlan) *execPlan {
 	if cmd.shell && cmd.direct == nil {
 		return nil // a shell line: the runner execs /bin/sh itself
 	}
+	for _, key := range runnerSetupKeys {
+		if opts.Has(key) {
+			return nil // what the runner does before the program runs
+		}
+	}
 	paths := cmd.candidates(env, dir)
 	if len(paths) == 0 {
 		return nil // the runner reports it, as sh or execvp would
@@ -6577,6 +6582,11 @@ var options = []optionSpec{
 	{name: "unenv", use: useEmperor, help: "unset K for the emperor and its vassals"},
 	{name: "umask", use: useEmperor, help: "umask of the emperor and its vassals"},
 	{name: "prio", use: useEmperor, help: "nice of the emperor and its vassals"},
+	{name: "envdir", use: useEmperor, help: "load a daemontools envdir (emperor and vassals; runner: the program's)"},
+	{name: "early-envdir", use: useEmperor, help: "same as --envdir, while the config is read"},
+	{name: "flock", use: useEmperor, help: "lock FILE (held while running), exit if locked"},
+	{name: "flock-wait", use: useEmperor, help: "lock FILE, waiting if locked"},
+	{name: "print", use: useEmperor, help: "print a line while the config is read"},
 	{name: "limit-nproc", use: useEmperor, help: "RLIMIT_NPROC of the emperor and its vassals"},
 	{name: "chmod-socket", use: useEmperor, help: "mode of the stats UNIX socket (bare: 666)"},
 	{name: "wait-for-fs-timeout", use: useEmperor, help: "seconds wait_for_* hooks wait (60)"},
@@ -7158,11 +7168,18 @@ func runEmperor(o *Options) int {
 // vassal: env and unenv, umask, the asap and pre-jail hooks.
 func emperorEarly(o *Options) error {
 	waitForFSTimeout = o.Int(60, "wait-for-fs-timeout")
-	if err := applyEnv(o); err != nil {
+	err := runnerConfigured(o, false)
+	if err == nil {
+		err = applyEnv(o)
+	}
+	if err != nil {
 		return err
 	}
 	unenvUmask(o)
 	if err := runHooks(o, "asap"); err != nil {
+		return err
+	}
+	if err := runnerEnvdirs(o.All("envdir")); err != nil {
 		return err
 	}
 	return runHooks(o, "pre-jail")
@@ -8139,17 +8156,19 @@ func runVassal(opts *Options, args, orig []string) int {
 		return execUWSGI(name, orig)
 	}
 	os.Unsetenv(uwsgiBinaryEnv)
-	if opts.Flag("show-config") {
-		// uWSGI writes it to its log, stderr.
-		fmt.Fprint(os.Stderr, ShowConfig(opts))
-	}
-	// uWSGI's order (core/uwsgi.c, uwsgi_setup): pre-jail hooks, the privileged patch,
-	// namespaces and jail, in-jail and post-jail hooks, as-root hooks, the
-	// uid/gid drop, as-user hooks, the unprivileged patch.
+	// uWSGI's order (core/uwsgi.c, uwsgi_setup): what the options do as
+	// they are read, asap hooks, envdirs, the log, the config shown, the
+	// pidfile, pre-jail hooks, the privileged patch, namespaces and jail,
+	// in-jail and post-jail hooks, as-root hooks, the uid/gid drop,
+	// as-user hooks, the unprivileged patch.
 	steps := []func() error{
+		func() error { return runnerConfigured(opts, true) },
 		func() error { waitForFSTimeout = opts.Int(60, "wait-for-fs-timeout"); return applyEnv(opts) },
 		func() error { unenvUmask(opts); return nil },
 		func() error { return runHooks(opts, "asap") },
+		func() error { return runnerEnvdirs(opts.All("envdir")) },
+		func() error { return runnerLog(opts) },
+		func() error { return runnerPidfile(opts) },
 		func() error { return runHooks(opts, "pre-jail") },
 		func() error { return execPatch(opts, "privileged-binary-patch", args) },
 		func() error { return cgroupFromConfig(opts) },
@@ -8170,6 +8189,160 @@ func runVassal(opts *Options, args, orig []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "emperor: vassal %s: nothing to run: set unprivileged-binary-patch-arg (or privileged-binary-patch-arg, or binary-path to a uWSGI binary)\n", name)
 	return 1
+}
+
+// runnerSetupKeys are the options the runner carries out before the
+// program runs (runnerConfigured to runnerPidfile).
+var runnerSetupKeys = []string{"flock", "flock-wait", "flock2", "flock-wait2", "print", "early-envdir",
+	"envdir", "daemonize", "logto", "pidfile"}
+
+// runnerConfigured does what uWSGI does with these options as it reads
+// them: early-envdir loads, flock and flock-wait lock, print writes its
+// value to stdout. The lock's fd outlives an exec when the program is to
+// hold it (keep: the runner), not otherwise (the emperor's vassals).
+func runnerConfigured(opts *Options, keep bool) error {
+	for _, o := range opts.List {
+		var err error
+		switch o.Key {
+		case "early-envdir":
+			err = runnerEnvdirs([]string{o.Value})
+		case "flock", "flock-wait":
+			err = holdLock(o.Value, o.Key == "flock-wait", keep)
+		case "print":
+			fmt.Println(o.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holdLock takes a write lock on path, as uWSGI's flock options do, on an
+// fd left open across the exec: the program holds it while it runs, and a
+// second instance fails (or, waiting, queues behind it).
+func holdLock(path string, wait, keep bool) error {
+	fd, err := syscall.Open(path, syscall.O_RDWR, 0) // no O_CLOEXEC: the lock may outlive the exec
+	if err != nil {
+		return fmt.Errorf("open(\"%s\"): %w", path, err)
+	}
+	if !keep {
+		syscall.CloseOnExec(fd)
+	}
+	op := syscall.F_SETLK
+	if wait {
+		op = syscall.F_SETLKW
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+	for {
+		if err = syscall.FcntlFlock(uintptr(fd), op, &lk); err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		syscall.Close(fd)
+		if !wait {
+			return fmt.Errorf("uWSGI ERROR: %s is locked by another instance", path)
+		}
+		return fmt.Errorf("fcntl() on %s: %w", path, err)
+	}
+	return nil
+}
+
+// runnerEnvdirs loads daemontools envdirs as uWSGI does: each regular
+// file whose name does not start with a dot sets the variable it names
+// to its content up to a NUL, trailing white space cut; an empty file
+// unsets it.
+func runnerEnvdirs(dirs []string) error {
+	for _, dir := range dirs {
+		ents, err := readDir(dir)
+		if err != nil {
+			return fmt.Errorf("[uwsgi-envdir] %w", err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if name[0] == '.' {
+				continue
+			}
+			path := filepath.Join(dir, name)
+			st, err := os.Stat(path)
+			if err != nil {
+				return fmt.Errorf("[uwsgi-envdir] %w", err)
+			}
+			if !st.Mode().IsRegular() {
+				continue
+			}
+			if st.Size() == 0 {
+				os.Unsetenv(name)
+				continue
+			}
+			data, err := readRegularFile(path, 1<<20)
+			if err != nil {
+				return fmt.Errorf("[uwsgi-envdir] %w", err)
+			}
+			v, _, _ := strings.Cut(string(data), "\x00")
+			if err := os.Setenv(name, strings.TrimRight(v, "\r\n\t ")); err != nil {
+				return fmt.Errorf("[uwsgi-envdir] %s: %w", path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// runnerLog makes the config's log the program's stdout and stderr, as
+// uWSGI does before the patch (daemonize, under an emperor, is a logto):
+// appended to, or emptied with log-truncate, mode logfile-chmod; flock2
+// and flock-wait2 lock next, and show-config goes to it.
+func runnerLog(opts *Options) error {
+	path, _ := opts.Last("daemonize")
+	if path == "" {
+		path, _ = opts.Last("logto")
+	}
+	if path != "" {
+		f, err := openLogFile(path)
+		if err == nil && opts.Flag("log-truncate") && !strings.Contains(path, ":") {
+			f.Close()
+			f, err = os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if m, ok := opts.Last("logfile-chmod"); ok {
+			if n, err := strconv.ParseUint(m, 8, 32); err == nil {
+				_ = f.Chmod(os.FileMode(n))
+			}
+		}
+		if err := dupOnto(int(f.Fd()), 1); err != nil {
+			return err
+		}
+		if err := dupOnto(int(f.Fd()), 2); err != nil {
+			return err
+		}
+	}
+	for _, key := range []string{"flock2", "flock-wait2"} {
+		if p, ok := opts.Last(key); ok {
+			if err := holdLock(p, key == "flock-wait2", true); err != nil {
+				return err
+			}
+		}
+	}
+	if opts.Flag("show-config") {
+		fmt.Fprint(os.Stderr, ShowConfig(opts))
+	}
+	return nil
+}
+
+// runnerPidfile writes the pidfile, which is the program's pid: the
+// runner becomes the program.
+func runnerPidfile(opts *Options) error {
+	if p, ok := opts.Last("pidfile"); ok && p != "" {
+		fmt.Fprintf(os.Stderr, "writing pidfile to %s\n", p)
+		if err := writePidfile(p, false); err != nil {
+			fmt.Fprintf(os.Stderr, "could not write pidfile. (%v)\n", err)
+		}
+	}
+	return nil
 }
 
 // uwsgiBinaryEnv carries binary-path from the emperor to its vassal

@@ -10986,6 +10986,7 @@ var diffScenarios = []struct {
 	{"emperor_process", diffEmperorProcess},
 	{"runner_process", diffRunnerProcess},
 	{"runner_groups", diffRunnerGroups},
+	{"runner_log", diffRunnerLog},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11977,11 +11978,18 @@ func diffEmperorProcess(t *testing.T) {
 		facts := filepath.Join(root, "facts")
 		opts := s.probeOptions("pp.ini", "")
 		opts = append(opts[:len(opts)-1], [2]string{"privileged-binary-patch-arg",
-			"echo \"E=$DIFF_E L=${DIFF_L-unset} U=${DIFF_U-unset} umask=$(umask) nice=$(nice) nproc=$(cat /proc/self/limits | grep processes)\" >" + facts + "; exec " + s.probe})
+			"echo \"E=$DIFF_E L=${DIFF_L-unset} U=${DIFF_U-unset} V=${DIFF_V-unset} umask=$(umask) nice=$(nice) nproc=$(cat /proc/self/limits | grep processes)\" >" + facts + "; exec " + s.probe})
 		writeFile(t, filepath.Join(s.env.vassals, "pp.ini"), diffConfig("pp.ini", opts))
 		hooks := filepath.Join(root, "hooks.out")
 		ini := filepath.Join(root, "emperor.ini")
-		writeFile(t, ini, "[uwsgi]\nchdir = "+filepath.Join(root, "inner")+"\nemperor = ../vassals\nenv = DIFF_E=from-emperor\n"+
+		envd, lock := filepath.Join(root, "envd"), filepath.Join(root, "emperor.lock")
+		if err := os.Mkdir(envd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(envd, "DIFF_V"), "from envdir\n")
+		writeFile(t, lock, "")
+		writeFile(t, ini, "[uwsgi]\nprint = emperor printed\nenvdir = "+envd+"\nflock = "+lock+"\n"+
+			"chdir = "+filepath.Join(root, "inner")+"\nemperor = ../vassals\nenv = DIFF_E=from-emperor\n"+
 			"unenv = DIFF_L\nenv = DIFF_U\numask = 027\nprio = 3\nlimit-nproc = 4000\nchmod-socket = 660\n"+
 			"exec-asap = echo asap >> "+hooks+"\nexec-pre-jail = echo pre-jail >> "+hooks+"\nexec-in-jail = echo in-jail $(pwd) >> "+hooks+"\n"+
 			"exec-as-root = echo as-root $DIFF_E >> "+hooks+"\nhook-as-root = print:printed as root\n"+
@@ -11999,12 +12007,18 @@ func diffEmperorProcess(t *testing.T) {
 		s.facts.set("hooks", "%q", s.norm(string(data)))
 		var lines []string
 		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.HasPrefix(l, "running \"print:") || strings.HasPrefix(l, "printed as") || strings.HasPrefix(l, "chdir() to") || strings.Contains(l, "ignored by the emperor") ||
+			if strings.HasPrefix(l, "running \"print:") || strings.HasPrefix(l, "printed as") || l == "emperor printed" || strings.HasPrefix(l, "chdir() to") || strings.Contains(l, "ignored by the emperor") ||
 				strings.HasPrefix(l, "limiting number") || strings.HasPrefix(l, "scheduler priority") {
 				lines = append(lines, s.norm(l))
 			}
 		}
 		s.facts.set("log", "%s", strings.Join(lines, " | "))
+		if f, err := os.OpenFile(lock, os.O_RDWR, 0); err == nil {
+			lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+			err = syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk)
+			s.facts.set("flock", "held by the emperor: %v (%v)", lk.Type == syscall.F_WRLCK && int(lk.Pid) == s.em.cmd.Process.Pid, err)
+			f.Close()
+		}
 		fi, err := os.Stat(s.stats)
 		if err != nil {
 			t.Fatal(err)
@@ -12042,6 +12056,64 @@ func diffRunnerProcess(t *testing.T) {
 			st := fi.Sys().(*syscall.Stat_t)
 			s.facts.set("hooked file mode", "%v owner %d:%d", fi.Mode(), st.Uid, st.Gid)
 		}
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRunnerLog: what a program vassal's config does before its program
+// runs: envdir (an empty file unsets), logto (the program's output in that
+// file, emptied first with log-truncate), pidfile, print, and flock (the
+// lock held by the program, a second instance refused).
+func diffRunnerLog(t *testing.T) {
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		root := s.env.root
+		envd, lock := filepath.Join(root, "envd"), filepath.Join(root, "lock")
+		logf, pidf := filepath.Join(root, "lg.log"), filepath.Join(root, "lg.pid")
+		if err := os.Mkdir(envd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(envd, "DIFF_E"), "from envdir \n")
+		writeFile(t, filepath.Join(envd, "DIFF_L"), "")
+		writeFile(t, filepath.Join(envd, ".DIFF_H"), "hidden")
+		writeFile(t, lock, "")
+		writeFile(t, logf, "E=old line\n")
+		opts := s.probeOptions("lg.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"envdir", envd}, [2]string{"logto", logf}, [2]string{"log-truncate", "true"}, [2]string{"pidfile", pidf},
+			[2]string{"print", "printed at parse"}, [2]string{"flock", lock},
+			[2]string{"unprivileged-binary-patch-arg", "echo \"E=${DIFF_E-unset} L=${DIFF_L-unset} H=${DIFF_H-unset}\"; echo to stderr >&2; exec " + s.probe})
+		writeFile(t, filepath.Join(s.env.vassals, "lg.ini"), diffConfig("lg.ini", opts))
+		s.start(t, []string{"DIFF_L=set"})
+		rep, _ := s.diffStarted(t, 0, "lg.ini")
+		data, _ := os.ReadFile(logf)
+		var lines []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "E=") || strings.HasPrefix(l, "to stderr") || strings.Contains(l, "printed at parse") {
+				lines = append(lines, l)
+			}
+		}
+		s.facts.set("log file", "%q", lines)
+		pid, _ := os.ReadFile(pidf)
+		s.facts.set("pidfile", "the program's pid: %v", strings.TrimSpace(string(pid)) == strconv.Itoa(rep.Pid))
+		f, err := os.OpenFile(lock, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+		err = syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk)
+		s.facts.set("lock", "held by the program: %v (%v)", lk.Type == syscall.F_WRLCK && int(lk.Pid) == rep.Pid, err)
+		// A second instance on the same lock is refused.
+		opts = s.probeOptions("lg2.ini", "")
+		writeFile(t, filepath.Join(s.env.vassals, "lg2.ini"), diffConfig("lg2.ini", append(opts[:len(opts)-1], [2]string{"flock", lock},
+			[2]string{"unprivileged-binary-patch", s.probe})))
+		s.em.waitLog(t, lock+" is locked by another instance", 15*time.Second)
+		var printed []string
+		for _, l := range strings.Split(s.em.log.String(), "\n") {
+			if strings.Contains(l, "printed at parse") {
+				printed = append(printed, l)
+			}
+		}
+		s.facts.set("emperor log", "%q", printed)
 	})
 	diffCompare(t, uw, ours, nil)
 }

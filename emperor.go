@@ -8515,7 +8515,12 @@ func runHookPhase(phase string, hooks, mounts, umounts, execs, _ []string) error
 	}{{"hook-", "running", "", hooks}, {"mount-", "mounting", "mount:", mounts},
 		{"umount-", "un-mounting", "umount:", umounts}, {"exec-", "running", "exec:", execs}} {
 		for _, h := range g.items {
-			fmt.Fprintf(os.Stderr, "%s \"%s\" (%s)...\n", g.verb, h, label)
+			if g.opt == "exec-" && strings.HasPrefix(phase, "as-user") {
+				// uWSGI names the ids these commands run with.
+				fmt.Fprintf(os.Stderr, "running \"%s\" (as uid: %d gid: %d) ...\n", h, os.Getuid(), os.Getgid())
+			} else {
+				fmt.Fprintf(os.Stderr, "%s \"%s\" (%s)...\n", g.verb, h, label)
+			}
 			a := g.action + h
 			if g.action == "" {
 				a = strings.TrimPrefix(h, "!")

@@ -12007,7 +12007,7 @@ func diffEmperorProcess(t *testing.T) {
 		s.facts.set("hooks", "%q", s.norm(string(data)))
 		var lines []string
 		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.HasPrefix(l, "running \"print:") || strings.HasPrefix(l, "printed as") || l == "emperor printed" || strings.HasPrefix(l, "chdir() to") || strings.Contains(l, "ignored by the emperor") ||
+			if strings.HasPrefix(l, "running \"print:") || strings.HasPrefix(l, "running \"echo as-") || strings.HasPrefix(l, "printed as") || l == "emperor printed" || strings.HasPrefix(l, "chdir() to") || strings.Contains(l, "ignored by the emperor") ||
 				strings.HasPrefix(l, "limiting number") || strings.HasPrefix(l, "scheduler priority") {
 				lines = append(lines, s.norm(l))
 			}

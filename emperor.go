@@ -6040,7 +6040,7 @@ func (e *emperor) runAgain() int {
 			return 0
 		}
 	}
-	env := os.Environ()
+	env := append(os.Environ(), reexecEnv+"="+reexecReload)
 	if e.cfg.daemon.daemonize != "" {
 		env = append(env, daemonEnv+"=0") // detached already
 	}
@@ -6594,7 +6594,7 @@ var options = []optionSpec{
 	{name: "privileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run as root instead of an app server"},
 	{name: "unprivileged-binary-patch", use: useEmperor, help: "vassal runner: program run after uid/gid instead of an app server"},
 	{name: "unprivileged-binary-patch-arg", use: useEmperor, help: "vassal runner: command line run after uid/gid instead of an app server"},
-	{name: "unshare", use: useEmperor, help: "vassal runner: new namespaces before the patched program"},
+	{name: "unshare", use: useEmperor, help: "new namespaces for the emperor and its vassals (runner: the program's)"},
 	{name: "safe-fd", use: useEmperor, help: "a descriptor left open for vassals"},
 	{name: "pidfile", use: useEmperor, help: "write the emperor pid before the privilege drop"},
 	{name: "log-date", use: useEmperor, help: "prefix log lines with the date, or a strftime format"},
@@ -7138,6 +7138,8 @@ func readStatsCommand(key, addr string) int {
 
 func runEmperor(o *Options) int {
 	ensureNoAsyncPreempt()
+	env0 := os.Environ() // as the config was read
+	cwd0, _ := os.Getwd()
 	cfg, err := loadEmperorConfig(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
@@ -7148,10 +7150,21 @@ func runEmperor(o *Options) int {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
-	for _, key := range cfg.ignored {
-		logRaw("[emperor] option --%s is an app server's: ignored by the emperor", key)
+	stage := os.Getenv(reexecEnv)
+	os.Unsetenv(reexecEnv) // not a vassal's
+	if stage != reexecUnshared {
+		for _, key := range cfg.ignored {
+			logRaw("[emperor] option --%s is an app server's: ignored by the emperor", key)
+		}
 	}
-	if err := emperorEarly(o); err != nil {
+	err = emperorEarly(o, stage)
+	if err == nil && stage == "" {
+		err = emperorUnshare(o, env0, cwd0)
+	}
+	if err == nil && stage == reexecUnshared {
+		err = runHooks(o, "post-jail")
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "emperor: %v\n", err)
 		return 1
 	}
@@ -7166,9 +7179,14 @@ func runEmperor(o *Options) int {
 // emperorEarly applies what the emperor's config says of its own process
 // before anything else, as uWSGI applies it to itself and so to every
 // vassal: env and unenv, umask, the asap and pre-jail hooks.
-func emperorEarly(o *Options) error {
+//
+// An image exec'd again (stage: see reexecEnv) skips what its previous one
+// did once: in new namespaces every hook up to then and print; after a
+// master's restart the pre-jail hooks, which uWSGI runs only at the first
+// start.
+func emperorEarly(o *Options, stage string) error {
 	waitForFSTimeout = o.Int(60, "wait-for-fs-timeout")
-	err := runnerConfigured(o, false)
+	err := runnerConfigured(o, false, stage == reexecUnshared)
 	if err == nil {
 		err = applyEnv(o)
 	}
@@ -7176,14 +7194,29 @@ func emperorEarly(o *Options) error {
 		return err
 	}
 	unenvUmask(o)
-	if err := runHooks(o, "asap"); err != nil {
-		return err
+	if stage != reexecUnshared {
+		err = runHooks(o, "asap")
 	}
-	if err := runnerEnvdirs(o.All("envdir")); err != nil {
-		return err
+	if err == nil {
+		err = runnerEnvdirs(o.All("envdir"))
 	}
-	return runHooks(o, "pre-jail")
+	if err == nil && stage == "" {
+		err = runHooks(o, "pre-jail")
+	}
+	if err == nil && stage != reexecUnshared {
+		err = runHooks(o, "in-jail")
+	}
+	return err
 }
+
+// reexecEnv tells an emperor image why its previous one exec'd it:
+// reexecUnshared (it is in the namespaces its config's unshare asked
+// for) or reexecReload (a master's SIGHUP restart).
+const (
+	reexecEnv      = "EMPEROR_REEXEC"
+	reexecUnshared = "unshared"
+	reexecReload   = "reload"
+)
 
 // unenvUmask applies unenv and umask, as uWSGI does while it reads its
 // options (so before any hook, and before a privileged patch).
@@ -7207,18 +7240,13 @@ func postJail(o *Options) error {
 }
 
 // emperorJailed goes on from where the jail (if any) leaves the emperor,
-// in uWSGI's order: in-jail hooks, post-jail ones (see postJail), as-root
-// ones, as-user ones unless there is a privilege drop to come
-// (then they follow it: emperor.start), then chdir (before the monitors
-// are read, which may be relative to it), limit-nproc and prio.
+// in uWSGI's order: as-root hooks, as-user ones unless there is a
+// privilege drop to come (then they follow it: emperor.start), then chdir
+// (before the monitors are read, which may be relative to it),
+// limit-nproc and prio. The in-jail and post-jail hooks came before the
+// jail, as uWSGI runs them (emperorEarly, runEmperor).
 func emperorJailed(o *Options, drops bool) error {
-	err := runHooks(o, "in-jail")
-	if err == nil {
-		err = postJail(o)
-	}
-	if err == nil {
-		err = runHooks(o, "as-root")
-	}
+	err := runHooks(o, "as-root")
 	if err == nil && !drops {
 		err = runHooks(o, "as-user")
 	}
@@ -8156,14 +8184,17 @@ func runVassal(opts *Options, args, orig []string) int {
 		return execUWSGI(name, orig)
 	}
 	os.Unsetenv(uwsgiBinaryEnv)
-	// uWSGI's order (core/uwsgi.c, uwsgi_setup): what the options do as
-	// they are read, asap hooks, envdirs, the log, the config shown, the
-	// pidfile, pre-jail hooks, the privileged patch, namespaces and jail,
-	// in-jail and post-jail hooks, as-root hooks, the uid/gid drop,
-	// as-user hooks, the unprivileged patch.
+	waitForFSTimeout = opts.Int(60, "wait-for-fs-timeout")
+	// uWSGI's order (core/uwsgi.c, uwsgi_setup and uwsgi_start): what the
+	// options do as they are read, asap hooks, envdirs, the log, the
+	// config shown, the pidfile, pre-jail hooks, the privileged patch,
+	// cgroups, in-jail hooks, namespaces, post-jail hooks, the chroot,
+	// as-root hooks, the uid/gid drop, as-user hooks, the unprivileged
+	// patch. A runner re-run in a new pid namespace (unshareFromConfig)
+	// goes on after the namespaces.
 	steps := []func() error{
-		func() error { return runnerConfigured(opts, true) },
-		func() error { waitForFSTimeout = opts.Int(60, "wait-for-fs-timeout"); return applyEnv(opts) },
+		func() error { return runnerConfigured(opts, true, false) },
+		func() error { return applyEnv(opts) },
 		func() error { unenvUmask(opts); return nil },
 		func() error { return runHooks(opts, "asap") },
 		func() error { return runnerEnvdirs(opts.All("envdir")) },
@@ -8172,15 +8203,21 @@ func runVassal(opts *Options, args, orig []string) int {
 		func() error { return runHooks(opts, "pre-jail") },
 		func() error { return execPatch(opts, "privileged-binary-patch", args) },
 		func() error { return cgroupFromConfig(opts) },
-		func() error { return unshareFromConfig(opts) },
-		func() error { return chrootFromConfig(opts) },
 		func() error { return runHooks(opts, "in-jail") },
+		func() error { return unshareFromConfig(opts) },
+	}
+	if os.Getenv(runnerUnsharedEnv) != "" {
+		os.Unsetenv(runnerUnsharedEnv) // not the program's
+		steps = nil
+	}
+	steps = append(steps,
 		func() error { return postJail(opts) },
+		func() error { return chrootFromConfig(opts) },
 		func() error { return runHooks(opts, "as-root") },
 		func() error { return dropPrivileges(opts) },
 		func() error { return runHooks(opts, "as-user") },
 		func() error { return execPatch(opts, "unprivileged-binary-patch", args) },
-	}
+	)
 	for _, step := range steps {
 		if err := step(); err != nil {
 			fmt.Fprintf(os.Stderr, "emperor: vassal %s: %v\n", name, err)
@@ -8198,9 +8235,10 @@ var runnerSetupKeys = []string{"flock", "flock-wait", "flock2", "flock-wait2", "
 
 // runnerConfigured does what uWSGI does with these options as it reads
 // them: early-envdir loads, flock and flock-wait lock, print writes its
-// value to stdout. The lock's fd outlives an exec when the program is to
-// hold it (keep: the runner), not otherwise (the emperor's vassals).
-func runnerConfigured(opts *Options, keep bool) error {
+// value to stdout (unless quiet: it did already). The lock's fd outlives
+// an exec when the program is to hold it (keep: the runner), not
+// otherwise (the emperor's vassals).
+func runnerConfigured(opts *Options, keep, quiet bool) error {
 	for _, o := range opts.List {
 		var err error
 		switch o.Key {
@@ -8209,7 +8247,9 @@ func runnerConfigured(opts *Options, keep bool) error {
 		case "flock", "flock-wait":
 			err = holdLock(o.Value, o.Key == "flock-wait", keep)
 		case "print":
-			fmt.Println(o.Value)
+			if !quiet {
+				fmt.Println(o.Value)
+			}
 		}
 		if err != nil {
 			return err
@@ -8344,6 +8384,10 @@ func runnerPidfile(opts *Options) error {
 	}
 	return nil
 }
+
+// runnerUnsharedEnv marks a runner re-run in the new pid namespace its
+// config asked for: what came before the namespaces is done.
+const runnerUnsharedEnv = "EMPEROR_UNSHARED"
 
 // uwsgiBinaryEnv carries binary-path from the emperor to its vassal
 // runners; it never reaches a vassal's own program.

@@ -492,7 +492,7 @@ func hookUnmount(args []string) error {
 // waits, passing its exit status and signals through.
 func unshareFromConfig(opts *Options) error {
 	list, ok := opts.Last("unshare")
-	if !ok || list == "" || os.Getenv("EMPEROR_UNSHARED") != "" {
+	if !ok || list == "" {
 		return nil
 	}
 	flags, err := parseCloneFlags(list)
@@ -515,6 +515,43 @@ func unshareFromConfig(opts *Options) error {
 	return nil
 }
 
+// emperorUnshare puts the emperor, and so every vassal, in the new
+// namespaces its config's unshare names, as uWSGI's emperor (as root)
+// unshares itself. unshare(2) moves only the calling thread of a threaded
+// process, so the main thread unshares and execs this binary again, which
+// starts in them, with the environment and directory the config was read
+// in. User and pid namespaces cannot be had so: a threaded process may not
+// enter the first, nor make threads after the second.
+func emperorUnshare(o *Options, env0 []string, cwd0 string) error {
+	list, ok := o.Last("unshare")
+	if !ok || list == "" || os.Getuid() != 0 {
+		return nil
+	}
+	flags, err := parseCloneFlags(list)
+	if err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	if flags&(unix.CLONE_NEWUSER|unix.CLONE_NEWPID) != 0 {
+		return fmt.Errorf("unshare %s: the emperor cannot move itself into new user or pid namespaces (emperor-use-clone gives each vassal its own)", list)
+	}
+	if err := unix.Unshare(int(flags)); err != nil {
+		return fmt.Errorf("unshare(%s): %w", list, err)
+	}
+	logRaw("[linux-namespace] applied unshare() mask: %d", flags)
+	if flags&unix.CLONE_NEWNS != 0 {
+		// Private first: with shared propagation a mount made in here
+		// would reach the host's mount table.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("making mounts private: %w", err)
+		}
+	}
+	if err := os.Chdir(cwd0); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	err = syscall.Exec(reexecPath(), os.Args, append(env0, reexecEnv+"="+reexecUnshared))
+	return fmt.Errorf("unshare: running the emperor again in its namespaces: %w", err)
+}
+
 func reexecInNamespaces(flags uintptr) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -530,7 +567,7 @@ func reexecInNamespaces(flags uintptr) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1)
 	pid, err := syscall.ForkExec(self, os.Args, &syscall.ProcAttr{
-		Env: append(os.Environ(), "EMPEROR_UNSHARED=1"), Files: files,
+		Env: append(os.Environ(), runnerUnsharedEnv+"=1"), Files: files,
 		Sys: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {

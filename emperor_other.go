@@ -236,6 +236,8 @@ func hookUnmount(args []string) error {
 	return fmt.Errorf("umount hooks are not supported on %s", runtime.GOOS)
 }
 
+func emperorUnshare(o *Options, _ []string, _ string) error { return unshareFromConfig(o) }
+
 func unshareFromConfig(opts *Options) error {
 	if list, ok := opts.Last("unshare"); ok && list != "" {
 		return fmt.Errorf("unshare: namespaces are not supported on %s", runtime.GOOS)

@@ -3381,13 +3381,21 @@ unprivileged-binary-patch = %s
 	}
 }
 
+// TestRunnerUnshareOption: a new pid namespace makes the runner re-run
+// itself as the namespace's first process; each hook phase still runs
+// once, and the marker of the re-run does not reach the program.
 func TestRunnerUnshareOption(t *testing.T) {
 	needRoot(t)
 	env := newTestEnv(t)
 	self, _ := os.Executable()
+	hooks := filepath.Join(env.root, "hooks.out")
+	var phases strings.Builder
+	for _, p := range []string{"asap", "pre-jail", "in-jail", "post-jail", "as-root"} {
+		fmt.Fprintf(&phases, "exec-%s = echo %s >> %s\n", p, p, hooks)
+	}
 	writeFile(t, filepath.Join(env.vassals, "un.ini"), fmt.Sprintf(
-		"[uwsgi]\nunshare = uts,pid\nexec-as-root = hostname inner\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=un\nenv = PROBE_ACTIONS=report-ns\nunprivileged-binary-patch = %s\n",
-		env.sink.path, self))
+		"[uwsgi]\nunshare = uts,pid\n%sexec-as-root = hostname inner\nenv = EMPEROR_PROBE=1\nenv = PROBE_SOCK=%s\nenv = PROBE_NAME=un\nenv = PROBE_ACTIONS=report-ns,env=EMPEROR_UNSHARED\nunprivileged-binary-patch = %s\n",
+		phases.String(), env.sink.path, self))
 	hostBefore, _ := os.Hostname()
 	startEmperor(t, env.root, "--emperor", env.vassals)
 	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "report", evIs("un", "ns"))
@@ -3396,6 +3404,13 @@ func TestRunnerUnshareOption(t *testing.T) {
 	}
 	if h, _ := os.Hostname(); h != hostBefore {
 		t.Errorf("host hostname changed to %s", h)
+	}
+	ev, _ = env.sink.waitFor(t, 0, 10*time.Second, "env report", evIs("un", "env"))
+	if ev.extra != "EMPEROR_UNSHARED=(false)" {
+		t.Errorf("the program's environment: %s, want EMPEROR_UNSHARED unset", ev.extra)
+	}
+	if data, _ := os.ReadFile(hooks); string(data) != "asap\npre-jail\nin-jail\npost-jail\nas-root\n" {
+		t.Errorf("hooks ran %q, want each phase once", data)
 	}
 }
 
@@ -10984,9 +10999,11 @@ var diffScenarios = []struct {
 	{"sighup_throttled", diffSIGHUPThrottled},
 	{"master_sighup", diffMasterSIGHUP},
 	{"emperor_process", diffEmperorProcess},
+	{"emperor_unshare", diffEmperorUnshare},
 	{"runner_process", diffRunnerProcess},
 	{"runner_groups", diffRunnerGroups},
 	{"runner_log", diffRunnerLog},
+	{"runner_unshare", diffRunnerUnshare},
 	{"malformed", diffMalformed},
 	{"symlink", diffSymlink},
 	{"burst", diffBurst},
@@ -11964,6 +11981,63 @@ func diffMasterSIGHUP(t *testing.T) {
 	diffCompare(t, uw, ours, nil)
 }
 
+// TestEmperorUnshareRefused: the namespaces the emperor cannot enter
+// itself are one line and exit 1, before any vassal or hook runs.
+func TestEmperorUnshareRefused(t *testing.T) {
+	needRoot(t)
+	for _, ns := range []string{"pid", "net,user"} {
+		env := newTestEnv(t)
+		out, err := exec.Command(emperorBin, "--emperor", env.vassals, "--unshare", ns).CombinedOutput()
+		want := "emperor: unshare " + ns + ": the emperor cannot move itself into new user or pid namespaces"
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(string(out), want) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("unshare %s: %v, output %q; want exit 1 and one line %q", ns, err, out, want)
+		}
+	}
+}
+
+// diffEmperorUnshare: unshare in the emperor's own config puts the emperor
+// and every vassal in one set of new namespaces; the hooks around it run
+// once each, in-jail before and post-jail after.
+func diffEmperorUnshare(t *testing.T) {
+	needRoot(t)
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		root := s.env.root
+		hooks := filepath.Join(root, "hooks.out")
+		for _, f := range []string{"u1.ini", "u2.ini"} {
+			opts := s.probeOptions(f, "")
+			writeFile(t, filepath.Join(s.env.vassals, f), diffConfig(f, append(opts[:len(opts)-1], [2]string{"unprivileged-binary-patch", s.probe})))
+		}
+		ini := filepath.Join(root, "emperor.ini")
+		hostNet, _ := os.Readlink("/proc/self/ns/net")
+		where := func(phase string) string { // which net namespace a hook runs in
+			return fmt.Sprintf("exec-%s = if [ \"$(readlink /proc/self/ns/net)\" = \"%s\" ]; then echo %s host; else echo %s new; fi >> %s\n", phase, hostNet, phase, phase, hooks)
+		}
+		writeFile(t, ini, "[uwsgi]\nemperor = "+s.env.vassals+"\nunshare = net,uts,ipc,fs\nprint = printed once\n"+
+			where("asap")+where("pre-jail")+where("in-jail")+where("post-jail")+where("as-root"))
+		s.startArgs(t, nil, "--ini", ini)
+		r1, _ := s.diffStarted(t, 0, "u1.ini")
+		r2, _ := s.diffStarted(t, 0, "u2.ini")
+		data, _ := os.ReadFile(hooks)
+		s.facts.set("hooks", "%q", data)
+		for _, ns := range []string{"net", "uts", "ipc", "mnt", "pid"} {
+			host, _ := os.Readlink("/proc/self/ns/" + ns)
+			em, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", s.em.cmd.Process.Pid, ns))
+			v1, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", r1.Pid, ns))
+			v2, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", r2.Pid, ns))
+			s.facts.set(ns+" namespace", "emperor new %v, vassals in the emperor's %v", em != host, v1 == em && v2 == em)
+		}
+		var lines []string
+		for _, l := range strings.Split(s.em.log.String(), "\n") {
+			if strings.Contains(l, "printed once") || strings.Contains(l, "applied unshare") {
+				lines = append(lines, l)
+			}
+		}
+		s.facts.set("log", "%q", lines)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
 // diffEmperorProcess: what the emperor's config says of its own process
 // (uWSGI applies it to itself, so its vassals inherit it): env (a name
 // alone unsets it: glibc's putenv) and unenv,
@@ -12114,6 +12188,34 @@ func diffRunnerLog(t *testing.T) {
 			}
 		}
 		s.facts.set("emperor log", "%q", printed)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffRunnerUnshare: a program vassal's unshare comes after its in-jail
+// hooks and before its post-jail ones, as in uwsgi-core: each hook phase
+// once, in the namespace uWSGI runs it in.
+func diffRunnerUnshare(t *testing.T) {
+	needRoot(t)
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		hooks := filepath.Join(s.env.root, "hooks.out")
+		hostNet, _ := os.Readlink("/proc/self/ns/net")
+		opts := s.probeOptions("ru.ini", "")
+		opts = append(opts[:len(opts)-1], [2]string{"unshare", "net,uts"})
+		for _, phase := range []string{"asap", "pre-jail", "in-jail", "post-jail", "as-root"} {
+			opts = append(opts, [2]string{"exec-" + phase, fmt.Sprintf("if [ \"$(readlink /proc/self/ns/net)\" = \"%s\" ]; then echo %s host; else echo %s new; fi >> %s", hostNet, phase, phase, hooks)})
+		}
+		opts = append(opts, [2]string{"unprivileged-binary-patch", s.probe})
+		writeFile(t, filepath.Join(s.env.vassals, "ru.ini"), diffConfig("ru.ini", opts))
+		s.start(t, nil)
+		rep, _ := s.diffStarted(t, 0, "ru.ini")
+		data, _ := os.ReadFile(hooks)
+		s.facts.set("hooks", "%q", data)
+		for _, ns := range []string{"net", "uts"} {
+			host, _ := os.Readlink("/proc/self/ns/" + ns)
+			v, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", rep.Pid, ns))
+			s.facts.set(ns+" namespace", "new %v", v != host)
+		}
 	})
 	diffCompare(t, uw, ours, nil)
 }

@@ -11954,7 +11954,13 @@ func diffMasterSIGHUP(t *testing.T) {
 		ini := filepath.Join(s.env.root, "emperor.ini")
 		extra := filepath.Join(s.env.root, "extra.ini")
 		writeFile(t, extra, "[uwsgi]\nenv = HUP_NEW=1\n")
+		hooks := filepath.Join(s.env.root, "hooks.out")
 		base := "[uwsgi]\nemperor = " + s.env.vassals + "\nmaster = true\n"
+		// (Not as-root: uWSGI's master without a uid runs those once per
+		// privilege check, four times a start.)
+		for _, p := range []string{"asap", "pre-jail", "in-jail"} {
+			base += fmt.Sprintf("exec-%s = echo %s >> %s\n", p, p, hooks)
+		}
 		writeFile(t, ini, base)
 		s.startArgs(t, nil, "--ini", ini)
 		_, first := s.diffStarted(t, 0, "mh.ini")
@@ -11968,6 +11974,8 @@ func diffMasterSIGHUP(t *testing.T) {
 		s.facts.set("new vassal has HUP_NEW", "%v", slices.Contains(rep.Env, "HUP_NEW=1"))
 		s.facts.set("new vassal", "pid new %v", ev.pid != first.pid)
 		s.facts.set("emperor process", "alive %v", alive(s.em.cmd.Process.Pid))
+		data, _ := os.ReadFile(hooks)
+		s.facts.set("hooks (start, restart)", "%q", data)
 		// The stop's lines: the new vassal's readiness may come before
 		// these are read (ours restarts in a tenth of a second), or after.
 		var lines []string

@@ -2750,7 +2750,8 @@ type cfgXMLNode struct {
 	children []*cfgXMLNode
 }
 
-// attr is the value of an attribute without a namespace prefix.
+// attr is the value of the first attribute of that local name, in any
+// namespace, as libxml2's xmlGetProp finds it.
 func (n *cfgXMLNode) attr(name string) (string, bool) {
 	for i := 0; i+1 < len(n.attrs); i += 2 {
 		if n.attrs[i] == name {
@@ -2760,9 +2761,10 @@ func (n *cfgXMLNode) attr(name string) (string, bool) {
 	return "", false
 }
 
-// content is libxml2's node->content: text of text-like nodes, none for elements.
+// content is libxml2's node->content: text of text-like nodes, none for
+// elements nor for an empty processing instruction.
 func (n *cfgXMLNode) content() (string, bool) {
-	return n.text, n.kind != 'e'
+	return n.text, n.kind != 'e' && (n.kind != 'p' || n.text != "")
 }
 
 // configParseXMLText follows core/xmlconf.c (libxml2 build): the root
@@ -2777,7 +2779,7 @@ func configParseXMLText(t *cfgText, id string) ([]Option, error) {
 		return nil, err
 	}
 	elem := root
-	if root.name != "uwsgi" {
+	if root.name != "uwsgi" && len(root.children) > 0 { // a childless root stays, as in core/xmlconf.c
 		elem = nil
 		for _, c := range root.children {
 			if c.kind != 'e' || c.name != "uwsgi" {
@@ -2838,9 +2840,10 @@ func configXMLApp(n *cfgXMLNode, src string) []Option {
 	return []Option{{Key: "mount", Value: v, Src: src}, app}
 }
 
-// configXMLMaxDepth bounds element nesting; only the first levels are kept.
+// configXMLMaxDepth bounds element nesting as libxml2 does without
+// XML_PARSE_HUGE; only the first levels are kept.
 const (
-	configXMLMaxDepth  = 4096
+	configXMLMaxDepth  = 257
 	configXMLKeepDepth = 5
 )
 
@@ -2854,6 +2857,9 @@ type cfgXMLScan struct {
 	i      int
 	decl   int // offset of the XML declaration, -1 without one
 	latin1 bool
+	ascii  bool     // declared so: a byte past 0x7f is an error
+	ns     []string // namespace prefixes bound by the open elements
+	nsOpen []int    // len(ns) as each open element found it
 }
 
 func (x *cfgXMLScan) fail(off int, format string, a ...any) error {
@@ -2922,16 +2928,22 @@ func configXMLTree(t *cfgText) (*cfgXMLNode, error) {
 				return nil, t.errorf(start, "text outside the root element")
 			}
 		case n.kind != 'e':
-			if depth <= len(kept) {
-				kept[depth-1].children = append(kept[depth-1].children, n)
+			if depth > len(kept) {
+				break
 			}
+			parent := kept[depth-1]
+			if last := len(parent.children) - 1; n.kind == 'c' && last >= 0 && parent.children[last].kind == 'c' {
+				parent.children[last].text += n.text // libxml2 merges adjacent CDATA
+				break
+			}
+			parent.children = append(parent.children, n)
 		case depth == 0 && root != nil:
 			return nil, t.errorf(start, "extra content at the end of the document")
 		case depth >= configXMLMaxDepth:
-			return nil, t.errorf(start, "XML nesting deeper than %d", configXMLMaxDepth)
+			return nil, x.fail(start, "Excessive depth in document: %d", configXMLMaxDepth-1)
 		default:
 			open = append(open, n.name)
-			n.name = configXMLLocal(n.name)
+			x.bind(n)
 			if depth == 0 {
 				root = n
 				kept = append(kept, n)
@@ -2943,6 +2955,8 @@ func configXMLTree(t *cfgText) (*cfgXMLNode, error) {
 		if closes {
 			open = open[:len(open)-1]
 			kept = kept[:min(len(kept), len(open))]
+			x.ns = x.ns[:x.nsOpen[len(open)]]
+			x.nsOpen = x.nsOpen[:len(open)]
 		}
 	}
 	if len(open) > 0 {
@@ -2954,19 +2968,56 @@ func configXMLTree(t *cfgText) (*cfgXMLNode, error) {
 	return root, nil
 }
 
-// configXMLLocal is an element's name without its namespace prefix.
-func configXMLLocal(name string) string {
-	if i := strings.IndexByte(name, ':'); i >= 1 && i < len(name)-1 {
-		return name[i+1:]
+// bind takes an element's namespace declarations out of its attributes
+// and names it and its attributes as libxml2 does: the local name when
+// the prefix is bound (xml always is) and the rest a valid name, else the
+// whole name as written.
+func (x *cfgXMLScan) bind(n *cfgXMLNode) {
+	x.nsOpen = append(x.nsOpen, len(x.ns))
+	attrs := n.attrs[:0:0]
+	for i := 0; i+1 < len(n.attrs); i += 2 {
+		name, v := n.attrs[i], n.attrs[i+1]
+		if p, ok := strings.CutPrefix(name, "xmlns:"); ok {
+			// Bindings libxml2 refuses bind nothing.
+			if v != "" && v != "http://www.w3.org/2000/xmlns/" && (v != "http://www.w3.org/XML/1998/namespace") == (p != "xml") {
+				x.ns = append(x.ns, p)
+			}
+			continue
+		}
+		if name != "xmlns" {
+			attrs = append(attrs, name, v)
+		}
 	}
-	return name
+	n.attrs = attrs
+	n.name = x.local(n.name)
+	for i := 0; i < len(n.attrs); i += 2 {
+		n.attrs[i] = x.local(n.attrs[i])
+	}
 }
 
-// prolog reads the encoding from the XML declaration: UTF-8 and Latin-1
-// are read here, any other is left to a real uWSGI.
+func (x *cfgXMLScan) local(qname string) string {
+	p, l, ok := strings.Cut(qname, ":")
+	if !ok || l == "" || strings.IndexByte(l, ':') >= 0 || !configXMLNameStart(l) {
+		return qname
+	}
+	for _, b := range x.ns {
+		if b == p {
+			return l
+		}
+	}
+	if p == "xml" {
+		return l
+	}
+	return qname
+}
+
+// prolog reads the XML declaration as libxml2 checks it: version 1.x,
+// then encoding and standalone, in that order, each after white space.
+// UTF-8, Latin-1 and ASCII are read here; another encoding is left to a
+// real uWSGI (libxml2 has iconv).
 func (x *cfgXMLScan) prolog() error {
 	d := x.d[x.i:]
-	if !bytes.HasPrefix(d, []byte("<?xml")) || len(d) > 5 && !configXMLSpace(d[5]) {
+	if !bytes.HasPrefix(d, []byte("<?xml")) || len(d) > 5 && !configXMLSpace(d[5]) && d[5] != '?' {
 		return nil
 	}
 	x.decl = x.i
@@ -2974,25 +3025,39 @@ func (x *cfgXMLScan) prolog() error {
 	if end < 0 {
 		return nil // the scan reports it
 	}
-	decl := string(d[5:end])
-	i := strings.Index(decl, "encoding")
-	if i < 0 {
-		return nil
+	rest := string(d[5:end])
+	pseudo := func(name string) (string, bool) {
+		v := strings.TrimLeft(rest, " \t\r\n")
+		if len(v) == len(rest) || !strings.HasPrefix(v, name) {
+			return "", false
+		}
+		v, ok := strings.CutPrefix(strings.TrimLeft(v[len(name):], " \t\r\n"), "=")
+		if v = strings.TrimLeft(v, " \t\r\n"); !ok || v == "" || v[0] != '"' && v[0] != '\'' {
+			return "", false
+		}
+		val, after, ok := strings.Cut(v[1:], v[:1])
+		if ok {
+			rest = after
+		}
+		return val, ok
 	}
-	v, ok := strings.CutPrefix(strings.TrimLeft(decl[i+8:], " \t\r\n"), "=")
-	if v = strings.TrimLeft(v, " \t\r\n"); !ok || v == "" || v[0] != '"' && v[0] != '\'' {
-		return x.fail(x.i, "malformed encoding in the XML declaration")
+	ver, ok := pseudo("version")
+	if num, one := strings.CutPrefix(ver, "1."); !ok || !one || strings.Trim(num, "0123456789") != "" {
+		return x.fail(x.i, "Malformed declaration expecting version")
 	}
-	enc, _, ok := strings.Cut(v[1:], v[:1])
+	enc, named := pseudo("encoding")
+	if sa, ok := pseudo("standalone"); ok && sa != "yes" && sa != "no" || strings.Trim(rest, " \t\r\n") != "" ||
+		named && (enc == "" || (enc[0]|0x20 < 'a' || enc[0]|0x20 > 'z') || strings.Trim(enc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "") {
+		return x.fail(x.i, "malformed XML declaration")
+	}
 	switch strings.ToLower(enc) {
-	case "utf-8":
-	case "iso-8859-1", "latin1", "latin-1", "iso8859-1", "us-ascii", "ascii":
+	case "", "utf-8", "utf8":
+	case "us-ascii", "ascii":
+		x.ascii = true
+	case "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "iso-ir-100", "cp819", "ibm819", "csisolatin1":
 		x.latin1 = true
 	default:
-		if ok {
-			return configUnsupported(x.t.errorf(x.i, "XML encoding %q is not supported", enc))
-		}
-		return x.fail(x.i, "malformed encoding in the XML declaration")
+		return configUnsupported(x.t.errorf(x.i, "XML encoding %q is not supported", enc))
 	}
 	return nil
 }
@@ -3002,6 +3067,9 @@ func (x *cfgXMLScan) prolog() error {
 func (x *cfgXMLScan) validate() error {
 	for i := x.i; i < len(x.d); {
 		r, n := rune(x.d[i]), 1
+		if r >= utf8.RuneSelf && x.ascii {
+			return x.fail(i, "byte 0x%x in a document declared ASCII", r)
+		}
 		if r >= utf8.RuneSelf && !x.latin1 {
 			if r, n = utf8.DecodeRune(x.d[i:]); r == utf8.RuneError && n == 1 {
 				return x.fail(i, "invalid UTF-8")
@@ -3031,18 +3099,51 @@ func (x *cfgXMLScan) space() bool {
 	return x.i > start
 }
 
-// name reads a name: ASCII name characters and any other letter.
+// name reads a name of XML 1.0's name characters, at most 50,000 bytes
+// as libxml2 reads them (what follows a longer one is an error).
 func (x *cfgXMLScan) name() string {
 	start := x.i
-	for ; x.i < len(x.d); x.i++ {
-		c := x.d[x.i]
-		if c < utf8.RuneSelf && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' ||
-			x.i > start && (c >= '0' && c <= '9' || c == '-' || c == '.')) {
+	for x.i < len(x.d) && x.i-start < 50000 {
+		r, n := rune(x.d[x.i]), 1
+		if r >= utf8.RuneSelf && !x.latin1 {
+			r, n = utf8.DecodeRune(x.d[x.i:])
+		}
+		if !configXMLNameRune(r, x.i == start) {
 			break
 		}
+		x.i += n
 	}
 	s, _ := x.decode(start, x.i, 'r')
 	return s
+}
+
+// configXMLNameRanges are XML 1.0's name characters past ASCII, as pairs
+// of first and last: those a name may start with, then the rest.
+var configXMLNameRanges = [...]rune{0xc0, 0xd6, 0xd8, 0xf6, 0xf8, 0x2ff, 0x370, 0x37d, 0x37f, 0x1fff,
+	0x200c, 0x200d, 0x2070, 0x218f, 0x2c00, 0x2fef, 0x3001, 0xd7ff, 0xf900, 0xfdcf, 0xfdf0, 0xfffd,
+	0x10000, 0xeffff, 0xb7, 0xb7, 0x300, 0x36f, 0x203f, 0x2040}
+
+func configXMLNameRune(r rune, first bool) bool {
+	if r < utf8.RuneSelf {
+		c := byte(r)
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' ||
+			!first && (c >= '0' && c <= '9' || c == '-' || c == '.')
+	}
+	last := len(configXMLNameRanges)
+	if first {
+		last -= 6
+	}
+	for i := 0; i < last; i += 2 {
+		if r >= configXMLNameRanges[i] && r <= configXMLNameRanges[i+1] {
+			return true
+		}
+	}
+	return false
+}
+
+func configXMLNameStart(s string) bool {
+	r, _ := utf8.DecodeRuneInString(s)
+	return s != "" && r != ':' && configXMLNameRune(r, true)
 }
 
 // decode is text ('t'), an attribute value ('a') or raw content ('r') as
@@ -3156,7 +3257,7 @@ func (x *cfgXMLScan) procInst(start int) (*cfgXMLNode, error) {
 }
 
 // doctype skips a <!DOCTYPE ...> and its internal subset: quoted strings,
-// comments and nested declarations.
+// comments, processing instructions and nested declarations.
 func (x *cfgXMLScan) doctype() error {
 	depth := 0
 	for i := x.i + 2; i < len(x.d); i++ {
@@ -3167,12 +3268,16 @@ func (x *cfgXMLScan) doctype() error {
 				i = len(x.d)
 			}
 			i += j + 1
-		case bytes.HasPrefix(x.d[i:], []byte("<!--")):
-			j := bytes.Index(x.d[i:], []byte("-->"))
+		case bytes.HasPrefix(x.d[i:], []byte("<!--")), bytes.HasPrefix(x.d[i:], []byte("<?")):
+			end := "-->"
+			if x.d[i+1] == '?' {
+				end = "?>"
+			}
+			j := bytes.Index(x.d[i:], []byte(end))
 			if j < 0 {
 				i = len(x.d)
 			}
-			i += j + 2
+			i += j + len(end) - 1
 		case c == '<':
 			depth++
 		case c == '>' && depth == 0:
@@ -3193,6 +3298,7 @@ func (x *cfgXMLScan) startTag() (*cfgXMLNode, bool, error) {
 	if n.name == "" {
 		return nil, false, x.fail(x.i, "expected element name after <")
 	}
+	var seen map[string]bool // past a few attributes: a hostile file may hold thousands
 	for {
 		sp := x.space()
 		if x.i >= len(x.d) {
@@ -3236,7 +3342,19 @@ func (x *cfgXMLScan) startTag() (*cfgXMLNode, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if _, dup := n.attr(name); dup {
+		if len(n.attrs) == 16 {
+			seen = map[string]bool{}
+			for i := 0; i < len(n.attrs); i += 2 {
+				seen[n.attrs[i]] = true
+			}
+		}
+		dup := seen[name]
+		if seen == nil {
+			_, dup = n.attr(name)
+		} else {
+			seen[name] = true
+		}
+		if dup {
 			return nil, false, x.fail(at, "attribute %s redefined", name)
 		}
 		n.attrs = append(n.attrs, name, v)

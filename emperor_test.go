@@ -9691,6 +9691,10 @@ func TestConfigJSONCases(t *testing.T) {
 
 func TestConfigXMLCases(t *testing.T) {
 	t.Parallel()
+	var manyAttrs string // past the count where duplicates are found by a map
+	for i := 0; i < 30; i++ {
+		manyAttrs += fmt.Sprintf(" a%d='1'", i)
+	}
 	cases := []struct{ name, text, id, want, err string }{
 		{"root", "<uwsgi><a>1</a><b/></uwsgi>", "", "a=1;b=1", ""},
 		{"first uwsgi child", "<r><x/><uwsgi><a>1</a></uwsgi><uwsgi><a>2</a></uwsgi></r>", "", "a=1", ""},
@@ -9709,6 +9713,8 @@ func TestConfigXMLCases(t *testing.T) {
 		{"unknown entity", "<uwsgi><a>&nope;</a></uwsgi>", "", "", "XML error"},
 		{"unclosed", "<uwsgi><a>", "", "", "XML error"},
 		{"garbage", "\x01\x02\x03", "", "", "t.xml:1:"},
+		{"late duplicate attribute", "<uwsgi><a" + manyAttrs + " a25='2'>1</a></uwsgi>", "", "", "attribute a25 redefined"},
+		{"many attributes", "<uwsgi><a" + manyAttrs + ">1</a></uwsgi>", "", "a=1", ""},
 	}
 	for _, c := range cases {
 		opts, err := parseAs("xml")("t.xml", []byte(c.text), c.id)
@@ -9779,6 +9785,36 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 		{"only comment", "<!-- nothing -->", ""},
 		{"stray end", "</uwsgi>", ""},
 		{"cdata outside root", "<![CDATA[x]]><uwsgi/>", ""},
+		{"childless other root", "<x/>", ""},
+		{"other root with text", "<x> </x>", ""},
+		{"unbound prefix", "<uwsgi><u:b/></uwsgi>", ""},
+		{"unbound prefix on the root", "<n:uwsgi><a>1</a></n:uwsgi>", ""},
+		{"bound prefix on the root", "<n:uwsgi xmlns:n='urn:n'><a>1</a></n:uwsgi>", ""},
+		{"prefix before no name", "<uwsgi xmlns:n=\"u\"><n:1a/></uwsgi>", ""},
+		{"xml:id", "<uwsgi><b xml:id=\"x\">2</b><c>3</c></uwsgi>", "b"},
+		{"namespaced id first", "<uwsgi xmlns:n=\"u\"><a n:id=\"b\" id=\"x\">1</a></uwsgi>", "b"},
+		{"adjacent CDATA", "<uwsgi><![CDATA[x]]><![CDATA[y]]><app><![CDATA[a]]><![CDATA[b]]></app></uwsgi>", ""},
+		{"empty pi in app", "<uwsgi><app><?p?></app></uwsgi>", ""},
+		{"pi in the internal subset", "<!DOCTYPE uwsgi [<?p >?>]><uwsgi/>", ""},
+		{"declaration without version", "<?xml ?><uwsgi/>", ""},
+		{"declaration version 1", "<?xml version='1'?><uwsgi/>", ""},
+		{"declaration version 1.", "<?xml version='1.'?><uwsgi><a>1</a></uwsgi>", ""},
+		{"declaration version 1.1", "<?xml version='1.1' encoding='utf-8' standalone='yes' ?><uwsgi><a>1</a></uwsgi>", ""},
+		{"declaration standalone maybe", "<?xml version='1.0' standalone='maybe'?><uwsgi/>", ""},
+		{"declaration out of order", "<?xml version='1.0' standalone='no' encoding='UTF-8'?><uwsgi/>", ""},
+		{"declaration without blanks", "<?xml version='1.0'encoding='UTF-8'?><uwsgi/>", ""},
+		{"declaration junk", "<?xml version='1.0' junk='1'?><uwsgi/>", ""},
+		{"declaration utf8", "<?xml version=\"1.0\" encoding=\"UTF8\"?><uwsgi><a>1</a></uwsgi>", ""},
+		{"name character times", "<uwsgi><x\u00d7/></uwsgi>", ""},
+		{"name zero width space", "<uwsgi><x\u200b/></uwsgi>", ""},
+		{"name leading middle dot", "<uwsgi><\u00b7x/></uwsgi>", ""},
+		{"name combining", "<uwsgi><x\u0300\u00b7/></uwsgi>", ""},
+		{"name plane 15", "<uwsgi><\U000f0000/></uwsgi>", ""},
+		{"latin1 name times", "<?xml version='1.0' encoding='ISO-8859-1'?><uwsgi><x\xd7/></uwsgi>", ""},
+		{"ascii with a high byte", "<?xml version=\"1.0\" encoding=\"ascii\"?><uwsgi><a>\xe9</a></uwsgi>", ""},
+		{"depth 257", "<uwsgi><a>x" + strings.Repeat("<b>", 255) + strings.Repeat("</b>", 255) + "</a></uwsgi>", ""},
+		{"depth 258", "<uwsgi><a>x" + strings.Repeat("<b>", 256) + strings.Repeat("</b>", 256) + "</a></uwsgi>", ""},
+		{"long name", "<uwsgi><a" + strings.Repeat("n", 50001) + "/></uwsgi>", ""},
 	}
 	dir := t.TempDir()
 	for _, c := range cases {
@@ -9983,6 +10019,39 @@ func BenchmarkConfigParseAtSpawn(b *testing.B) {
 		if _, err := ParseArgs(args, spec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkConfigParseHostileXML: the largest config the emperor reads
+// (4 MB), shaped to make a careless parser quadratic: one element with
+// hundreds of thousands of attributes, nesting to the limit, a flood of
+// references and comments. Each must take time in proportion to its size.
+func BenchmarkConfigParseHostileXML(b *testing.B) {
+	const size = 4 << 20
+	fill := func(head, unit, tail string) []byte {
+		var buf bytes.Buffer
+		buf.WriteString(head)
+		for i := 0; buf.Len() < size-len(tail)-32; i++ {
+			fmt.Fprintf(&buf, unit, i)
+		}
+		buf.WriteString(tail)
+		return buf.Bytes()
+	}
+	docs := map[string][]byte{
+		"attributes": fill("<uwsgi><a", " a%d=''", ">1</a></uwsgi>"),
+		"nesting":    []byte("<uwsgi>" + strings.Repeat("<a>", configXMLMaxDepth-1) + strings.Repeat("</a>", configXMLMaxDepth-1) + strings.Repeat("<!---->", (size-8*configXMLMaxDepth)/7) + "</uwsgi>"),
+		"references": []byte("<uwsgi><a>" + strings.Repeat("&amp;&#65;", size/10) + "</a></uwsgi>"),
+		"comments":   fill("<uwsgi>", "<!-- %d -->", "</uwsgi>"),
+	}
+	for name, doc := range docs {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(doc)))
+			for b.Loop() {
+				if _, err := parseAs("xml")("h.xml", doc, ""); err != nil && !strings.Contains(err.Error(), "XML") {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

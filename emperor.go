@@ -232,7 +232,7 @@ func (e *emperor) start() error {
 		}
 	}
 	if p := e.cfg.own; p.drops() {
-		if err := dropEmperorPrivileges(p.uid, p.gid, p.caps); err != nil {
+		if err := dropEmperorPrivileges(p.uid, p.gid, p.groups, p.caps); err != nil {
 			return err
 		}
 		logRaw("[emperor] running as uid %d gid %d (capabilities kept: %x)", os.Getuid(), os.Getgid(), p.caps)
@@ -2587,7 +2587,8 @@ type spawnJob struct {
 	_            noCompare
 	v            *vassal
 	plan         *execPlan
-	direct       bool // plan.direct, kept after the plan is dropped
+	direct       bool                // plan.direct, kept after the plan is dropped
+	cred         *syscall.Credential // plan's, the same: a direct spawn's uid/gid drop
 	stdin        int
 	ours, theirs int
 	cgroup       cgroupPlan
@@ -2658,7 +2659,7 @@ func (e *emperor) prepareSpawn(v *vassal) *spawnJob {
 		return nil
 	}
 	v.spawnPending = true
-	return &spawnJob{v: v, plan: plan, direct: plan.direct, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.planFor(v)}
+	return &spawnJob{v: v, plan: plan, direct: plan.direct, cred: plan.attr.Credential, stdin: e.stdinFor(v), ours: ours, theirs: theirs, cgroup: e.strays.cg.planFor(v)}
 }
 
 // finishSpawn records a started vassal, or the failure.
@@ -2720,6 +2721,15 @@ func (e *emperor) finishSpawn(j *spawnJob) {
 	}
 	trace("forked", v.name)
 	logVerbose("[emperor] vassal %s started (pid: %d)", v.name, pid)
+	if c := j.cred; j.direct && c != nil {
+		// The drop the runner would have logged, made by the fork.
+		groups := make([]int, len(c.Groups))
+		for i, g := range c.Groups {
+			groups[i] = int(g)
+		}
+		sort.Ints(groups)
+		logDropTo(int(c.Uid), int(c.Gid), groups)
+	}
 	v.hookRan = false
 	e.startAsEmperor(v)
 	e.markStatusDirty()
@@ -6370,6 +6380,7 @@ func vassalEnv(environ []string, own ...string) []string {
 type ownPrivileges struct {
 	_        noCompare
 	uid, gid int
+	groups   []int // supplementary groups after the drop, as uWSGI sets them
 	caps     uint64
 	chroot   string
 }
@@ -6401,6 +6412,15 @@ func (p *ownPrivileges) load(o *Options) error {
 	}
 	if p.gid >= 0 && p.uid < 0 {
 		p.uid = os.Getuid()
+	}
+	if p.uid >= 0 {
+		cred, err := credentialFor(o)
+		if err != nil {
+			return err
+		}
+		for _, g := range cred.Groups {
+			p.groups = append(p.groups, int(g))
+		}
 	}
 	if list, ok := o.Last("cap"); ok && list != "" {
 		if p.caps, err = parseCaps(list); err != nil {
@@ -8766,6 +8786,7 @@ func dropPrivileges(opts *Options) error {
 	if err := setIDs(uid, gid, groups); err != nil {
 		return err
 	}
+	logDrop(uid, gid)
 	if os.Getenv("UWSGI_EMPEROR_FD") != "" {
 		rearmParentDeath(ppid)
 	}
@@ -8860,6 +8881,33 @@ func eachIDFileEntry(file string, fn func([]string) bool) {
 		if f := strings.Split(line, ":"); len(f) >= 4 && !strings.HasPrefix(line, "#") && fn(f) {
 			return
 		}
+	}
+}
+
+// logDrop writes the lines uWSGI writes as it drops to gid and uid,
+// which it skips for root's 0: setgid, each supplementary group the
+// kernel holds (in its order: ascending) but the gid, setuid.
+func logDrop(uid, gid int) {
+	groups, _ := syscall.Getgroups()
+	logDropTo(uid, gid, groups)
+}
+
+func logDropTo(uid, gid int, groups []int) {
+	if gid != 0 {
+		logRaw("setgid() to %d", gid)
+		for _, g := range groups {
+			if g == gid {
+				continue
+			}
+			if f, ok := idFileEntry("/etc/group", itoa(g), 2); ok {
+				logRaw("set additional group %d (%s)", g, f[0])
+			} else {
+				logRaw("set additional group %d", g)
+			}
+		}
+	}
+	if uid != 0 {
+		logRaw("setuid() to %d", uid)
 	}
 }
 

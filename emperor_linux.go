@@ -407,7 +407,7 @@ func lastCap() int {
 // dropEmperorPrivileges runs the emperor itself as uid/gid, keeping only the
 // capabilities listed (uWSGI's paranoid tyrant: cap = setgid,setuid). Caps
 // are per thread in Linux, so every step goes to all threads at once.
-func dropEmperorPrivileges(uid, gid int, keep uint64) error {
+func dropEmperorPrivileges(uid, gid int, groups []int, keep uint64) error {
 	if keep != 0 {
 		for c := 0; c <= lastCap(); c++ {
 			if keep&(1<<uint(c)) == 0 {
@@ -421,9 +421,10 @@ func dropEmperorPrivileges(uid, gid int, keep uint64) error {
 		}
 	}
 	if uid >= 0 {
-		if err := setIDs(uid, gid, []int{gid}); err != nil {
+		if err := setIDs(uid, gid, groups); err != nil {
 			return err
 		}
+		logDrop(uid, gid)
 	}
 	if keep != 0 {
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

@@ -212,12 +212,15 @@ func runShim(spec string) int {
 	return s.asVassal()
 }
 
-func dropEmperorPrivileges(uid, gid int, keep uint64) error {
+func dropEmperorPrivileges(uid, gid int, groups []int, keep uint64) error {
 	if keep != 0 {
 		return fmt.Errorf("cap: capabilities are not supported on %s", runtime.GOOS)
 	}
 	if uid >= 0 {
-		return setIDs(uid, gid, []int{gid})
+		if err := setIDs(uid, gid, groups); err != nil {
+			return err
+		}
+		logDrop(uid, gid)
 	}
 	return nil
 }

@@ -11069,6 +11069,7 @@ var diffScenarios = []struct {
 	{"master_sighup", diffMasterSIGHUP},
 	{"emperor_process", diffEmperorProcess},
 	{"emperor_unshare", diffEmperorUnshare},
+	{"emperor_drop", diffEmperorDrop},
 	{"runner_process", diffRunnerProcess},
 	{"runner_groups", diffRunnerGroups},
 	{"runner_log", diffRunnerLog},
@@ -12073,6 +12074,49 @@ func TestEmperorUnshareRefused(t *testing.T) {
 	}
 }
 
+// diffEmperorDrop: the emperor's own drop to uid/gid: its supplementary
+// groups (the add-gid list instead of the user's) and uWSGI's lines for
+// each step.
+func diffEmperorDrop(t *testing.T) {
+	needRoot(t)
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		for _, d := range []string{s.env.root, s.env.vassals} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ini := filepath.Join(s.env.root, "emperor.ini")
+		writeFile(t, ini, "[uwsgi]\nemperor = "+s.env.vassals+"\nuid = nobody\ngid = nogroup\nadd-gid = mail\nadd-gid = 4\n")
+		s.startArgs(t, nil, "--ini", ini)
+		pid := s.em.cmd.Process.Pid
+		var groups string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(l, "Uid:") && strings.Fields(l)[1] != "0" {
+					groups = "dropped"
+				}
+				if v, ok := strings.CutPrefix(l, "Groups:"); ok && groups != "" {
+					groups = strings.TrimSpace(v)
+				}
+			}
+			if groups != "" && groups != "dropped" {
+				break
+			}
+		}
+		s.facts.set("groups", "%s", groups)
+		s.em.waitLog(t, "setuid() to", 10*time.Second)
+		var lines []string
+		for _, l := range strings.Split(s.em.log.String(), "\n") {
+			if strings.HasPrefix(l, "setgid() to") || strings.HasPrefix(l, "set additional group") || strings.HasPrefix(l, "setuid() to") {
+				lines = append(lines, l)
+			}
+		}
+		s.facts.set("log", "%q", lines)
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
 // diffEmperorUnshare: unshare in the emperor's own config puts the emperor
 // and every vassal in one set of new namespaces; the hooks around it run
 // once each, in-jail before and post-jail after.
@@ -12313,6 +12357,15 @@ func diffRunnerGroups(t *testing.T) {
 			rep, _ := s.diffStarted(t, 0, f)
 			s.facts.set(f+" ids", "uid %d gid %d groups %v", rep.Uid, rep.Gid, rep.Groups)
 		}
+		s.em.waitLogCount(t, "setgid() to", 2, 10*time.Second)
+		var lines []string // the two runners' lines, in either order
+		for _, l := range strings.Split(s.em.log.String(), "\n") {
+			if strings.HasPrefix(l, "setgid() to") || strings.HasPrefix(l, "set additional group") || strings.HasPrefix(l, "setuid() to") {
+				lines = append(lines, l)
+			}
+		}
+		sort.Strings(lines)
+		s.facts.set("log", "%q", lines)
 	})
 	diffCompare(t, uw, ours, nil)
 }

@@ -2005,7 +2005,11 @@ func configParseYAMLText(t *cfgText, section string) ([]Option, error) {
 	}
 	var out []Option
 	in, curDepth, secDepth, listKey := false, 0, 0, ""
-	for off := 0; off < len(t.data); {
+	off := 0
+	if bytes.HasPrefix(t.data, []byte("\xef\xbb\xbf")) {
+		off = 3 // libyaml reads a UTF-8 byte order mark as such
+	}
+	for off < len(t.data) {
 		lineOff := off
 		end := bytes.IndexByte(t.data[off:], '\n')
 		if end < 0 {

@@ -9816,10 +9816,17 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 		{"depth 258", "<uwsgi><a>x" + strings.Repeat("<b>", 256) + strings.Repeat("</b>", 256) + "</a></uwsgi>", ""},
 		{"long name", "<uwsgi><a" + strings.Repeat("n", 50001) + "/></uwsgi>", ""},
 	}
+	configMatchUWSGI(t, "xml", cases)
+}
+
+// configMatchUWSGI reads each document with uwsgi-core (--FORMAT FILE, or
+// FILE:id) and with ours: both refuse it, or both give the same options;
+// our refusal names the file and line.
+func configMatchUWSGI(t *testing.T, format string, cases []struct{ name, text, id string }) {
 	dir := t.TempDir()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".xml")
+			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+"."+format)
 			writeFile(t, file, c.text)
 			arg := file
 			if c.id != "" {
@@ -9827,7 +9834,7 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			out, _ := exec.CommandContext(ctx, configUWSGI, "--show-config", "--xml", arg, "--clock", "cfgtest-no-such-clock").CombinedOutput()
+			out, _ := exec.CommandContext(ctx, configUWSGI, "--show-config", "--"+format, arg, "--clock", "cfgtest-no-such-clock").CombinedOutput()
 			theirs, theyRead := configShowBlock(string(out))
 			var kept []string
 			for _, l := range theirs {
@@ -9835,7 +9842,7 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 					kept = append(kept, l)
 				}
 			}
-			o, err := ParseArgs([]string{"--xml", arg}, configSpec(dir))
+			o, err := ParseArgs([]string{"--" + format, arg}, configSpec(dir))
 			switch {
 			case !theyRead && err == nil:
 				t.Errorf("uwsgi-core refused it, we read it:\n%s", out)
@@ -9854,6 +9861,39 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 	}
 }
 
+// TestConfigYAMLMatchesUWSGI: YAML vassal configs as operators write them,
+// read by uwsgi-core (libyaml's scanner) and by ours. (uWSGI's reader walks
+// libyaml's tokens without its grammar: a document it reads so, past these
+// forms, may differ; see the README.)
+func TestConfigYAMLMatchesUWSGI(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(configUWSGI); err != nil {
+		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
+	}
+	django := "# shop: Django behind nginx\nuwsgi:\n  socket: /run/uwsgi/shop.sock\n  chmod-socket: 660\n" +
+		"  chdir: /srv/shop\n  module: shop.wsgi:application\n  env:\n    - DJANGO_SETTINGS_MODULE=shop.settings.production\n" +
+		"    - LANG=en_US.UTF-8\n  master: true\n  processes: 4\n  vacuum: true # remove the socket at exit\n"
+	configMatchUWSGI(t, "yml", []struct{ name, text, id string }{
+		{"django", django, ""},
+		{"bom", "\ufeff" + django, ""},
+		{"crlf", strings.ReplaceAll(django, "\n", "\r\n"), ""},
+		{"sections", "dev:\n  socket: :8000\nprod:\n  socket: /run/app.sock\n  master: yes\n", "prod"},
+		{"documents", "---\nuwsgi:\n  a: 1\n...\n---\nother:\n  b: 2\n", ""},
+		{"flow list", "uwsgi:\n  env: [A=1, \"B=2\", 'C=3']\n", ""},
+		{"same-indent list", "uwsgi:\n  env:\n  - A=1\n  - B=2\n  master: true\n", ""},
+		{"quotes", "uwsgi:\n  a: 'it''s'\n  b: \"tab\\there\"\n  c: \"\\u00e9\"\n", ""},
+		{"comments", "uwsgi:\n  a: x#y\n  b: x # y\n  # c: 3\n", ""},
+		{"empty and null", "uwsgi:\n  a: \"\"\n  b: ~\n  c:\n  d: null\n", ""},
+		{"block scalars", "uwsgi:\n  a: |\n    one\n    two\n  b: >-\n    three\n    four\n  c: 1\n", ""},
+		{"nested mapping", "uwsgi:\n  a: 1\n  sub:\n    b: 2\n  c: 3\n", ""},
+		{"colon in value", "uwsgi:\n  socket: 127.0.0.1:3031\n  http: :8080\n", ""},
+		{"tab after colon", "uwsgi:\n  a:\t1\n", ""},
+		{"duplicate keys", "uwsgi:\n  a: 1\n  a: 2\n", ""},
+		{"unknown escape", "uwsgi:\n  a: \"\\q\"\n", ""},
+		{"unterminated quote", "uwsgi:\n  a: 'x\n", ""},
+	})
+}
+
 func TestConfigYAMLCases(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ name, text, section, want, err string }{
@@ -9869,6 +9909,7 @@ func TestConfigYAMLCases(t *testing.T) {
 		{"comments", "# c\nuwsgi: # c\n  # c\n  a: 1 # c\n  b: x#y\n", "", "a=1;b=x#y", ""},
 		{"tab separator", "uwsgi:\n  a:\tv\n", "", "a=v", ""},
 		{"crlf", "uwsgi:\r\n  a: v\r\n", "", "a=v", ""},
+		{"byte order mark", "\ufeffuwsgi:\n  a: v\n", "", "a=v", ""},
 		{"colon in value", "uwsgi:\n  socket: 127.0.0.1:3031\n  log: a: b\n", "", "socket=127.0.0.1:3031;log=a: b", ""},
 		{"stops at non mapping line", "uwsgi:\n  a: 1\n  junk\n  b: 2\n", "", "a=1", ""},
 		{"escapes", "uwsgi:\n  a: \"\\x41\\u00e9\\n\"\n", "", "a=Aé\n", ""},

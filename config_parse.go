@@ -2455,7 +2455,7 @@ func (j *cfgJSON) skipSpace() error {
 	d := j.t.data
 	for j.pos < len(d) {
 		switch c := d[j.pos]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f': // yajl's white space
 			j.pos++
 		case c == '/' && j.pos+1 < len(d) && d[j.pos+1] == '/':
 			for j.pos < len(d) && d[j.pos] != '\n' {
@@ -2655,7 +2655,8 @@ func (j *cfgJSON) str() (string, error) {
 		return "", j.t.errorf(start, "lexical error: invalid bytes in UTF8 string")
 	}
 	j.pos = end
-	return configJSONUnquote(raw[1 : len(raw)-1]), nil
+	s, _, _ := strings.Cut(configJSONUnquote(raw[1:len(raw)-1]), "\x00") // \u0000: uWSGI's C strings end there
+	return s, nil
 }
 
 // configJSONUnquote decodes the escapes of a string's contents that strEnd

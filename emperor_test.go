@@ -9865,6 +9865,32 @@ func configMatchUWSGI(t *testing.T, format string, cases []struct{ name, text, i
 // read by uwsgi-core (libyaml's scanner) and by ours. (uWSGI's reader walks
 // libyaml's tokens without its grammar: a document it reads so, past these
 // forms, may differ; see the README.)
+// TestConfigJSONMatchesUWSGI: JSON as uwsgi-core reads it (yajl): the
+// white space yajl knows, and strings that end at a decoded NUL.
+func TestConfigJSONMatchesUWSGI(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(configUWSGI); err != nil {
+		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
+	}
+	django := "{\n  \"uwsgi\": {\n    \"socket\": \"/run/uwsgi/shop.sock\",\n    \"module\": \"shop.wsgi:application\",\n" +
+		"    \"env\": [\"DJANGO_SETTINGS_MODULE=shop.settings\", \"LANG=C.UTF-8\"],\n    \"master\": true,\n" +
+		"    \"processes\": 4,\n    \"harakiri\": 30.5,\n    \"vacuum\": null\n  }\n}\n"
+	configMatchUWSGI(t, "json", []struct{ name, text, id string }{
+		{"django", django, ""},
+		{"bom", "\ufeff" + django, ""},
+		{"sections", `{"dev": {"socket": ":8000"}, "prod": {"socket": "/run/app.sock", "master": false}}`, "prod"},
+		{"escapes", `{"uwsgi": {"a": "tab\there \u00e9 \ud83d\ude00 \/"}}`, ""},
+		{"form feed and vertical tab", "{\"uwsgi\":\f{\"a\":1}}\v", ""},
+		{"NUL in a value", `{"uwsgi": {"a": "x\u0000y", "b": 2}}`, ""},
+		{"NUL in a key", `{"uwsgi": {"a\u0000b": 1}}`, ""},
+		{"NUL in the section name", `{"uwsgi\u0000x": {"a": 1}}`, ""},
+		{"comments", "{/* c */\"uwsgi\": {\"a\": 1 // d\n}}", ""},
+		{"trailing comma", `{"uwsgi": {"a": 1,}}`, ""},
+		{"not an object", `["uwsgi"]`, ""},
+		{"unterminated", `{"uwsgi": {"a": 1}`, ""},
+	})
+}
+
 func TestConfigYAMLMatchesUWSGI(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat(configUWSGI); err != nil {

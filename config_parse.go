@@ -2043,10 +2043,10 @@ func configParseYAMLText(t *cfgText, section string) ([]Option, error) {
 		if err != nil {
 			return nil, err
 		}
+		out = append(out, opts...)
 		if stop {
 			break
 		}
-		out = append(out, opts...)
 		if key != "" {
 			listKey = key
 		}
@@ -2100,6 +2100,15 @@ func configYAMLLine(t *cfgText, off int, content, listKey string, block func(hea
 		return nil, "", false, err
 	}
 	rest = strings.TrimLeft(rest, " \t")
+	if rest != "" && (rest[0] == '"' || rest[0] == '\'') {
+		if v, after, err := configYAMLQuoted(rest); err == nil {
+			if after = strings.TrimLeft(after, " \t"); after != "" && after[0] != '#' {
+				// libyaml ends the scalar at its quote, and uWSGI's walk
+				// over its tokens stops at the text after it.
+				return []Option{{Key: key, Value: v, Src: src}}, "", true, nil
+			}
+		}
+	}
 	if strings.HasPrefix(rest, "[") {
 		items, err := configYAMLFlow(t, off, rest)
 		var opts []Option
@@ -2121,7 +2130,13 @@ func configYAMLLine(t *cfgText, off int, content, listKey string, block func(hea
 // configYAMLSplit cuts "key: rest" at the first ':' followed by a blank or
 // the end of the line.
 func configYAMLSplit(content string) (key, rest string, ok bool) {
-	for i := 0; i < len(content); i++ {
+	from := 0
+	if content != "" && (content[0] == '"' || content[0] == '\'') {
+		if _, after, err := configYAMLQuoted(content); err == nil {
+			from = len(content) - len(after) // a quoted key may hold ": "
+		}
+	}
+	for i := from; i < len(content); i++ {
 		if content[i] == ':' && (i+1 == len(content) || content[i+1] == ' ' || content[i+1] == '\t') {
 			return content[:i], content[i+1:], true
 		}

@@ -9915,6 +9915,9 @@ func TestConfigYAMLMatchesUWSGI(t *testing.T) {
 		{"colon in value", "uwsgi:\n  socket: 127.0.0.1:3031\n  http: :8080\n", ""},
 		{"tab after colon", "uwsgi:\n  a:\t1\n", ""},
 		{"duplicate keys", "uwsgi:\n  a: 1\n  a: 2\n", ""},
+		{"quoted keys", "uwsgi:\n  'c: d': 2\n  \"e: f\": 'g: h'\n  b: 1\n", ""},
+		{"text after a quoted value", "uwsgi:\n  z: 0\n  a: 'x' y\n  b: 1\n", ""},
+		{"comment after a quoted value", "uwsgi:\n  a: \"x\" # y\n  b: 1\n", ""},
 		{"unknown escape", "uwsgi:\n  a: \"\\q\"\n", ""},
 		{"unterminated quote", "uwsgi:\n  a: 'x\n", ""},
 	})

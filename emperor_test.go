@@ -11020,6 +11020,29 @@ var (
 // (or an emperor-wide event), normalised: "TS - " for a timestamp, "pid: N",
 // ROOT and VASSALS for the test's paths; ours without its extra lines.
 // Sorted: the order of events of different vassals is not compared.
+// emperorLog is the emperor's log lines that keep says to, as written.
+func (s *diffSide) emperorLog(keep func(line string) bool) []string {
+	var out []string
+	for _, l := range strings.Split(s.em.log.String(), "\n") {
+		if keep(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// diffDropLine is a line uWSGI writes as it drops to a uid and gid.
+func diffDropLine(l string) bool {
+	return strings.HasPrefix(l, "setgid() to") || strings.HasPrefix(l, "set additional group") || strings.HasPrefix(l, "setuid() to")
+}
+
+// diffNetNSHook is an exec-PHASE hook line that appends "PHASE host" or
+// "PHASE new" to file: which network namespace the hook ran in.
+func diffNetNSHook(phase, file string) string {
+	host, _ := os.Readlink("/proc/self/ns/net")
+	return fmt.Sprintf("if [ \"$(readlink /proc/self/ns/net)\" = \"%s\" ]; then echo %s host; else echo %s new; fi >> %s", host, phase, phase, file)
+}
+
 func (s *diffSide) logLines(m diffMark, names ...string) []string {
 	var out []string
 	for _, line := range strings.Split(s.em.log.String()[m.log:], "\n") {
@@ -12176,13 +12199,7 @@ func diffEmperorDrop(t *testing.T) {
 		}
 		s.facts.set("groups", "%s", groups)
 		s.em.waitLog(t, "setuid() to", 10*time.Second)
-		var lines []string
-		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.HasPrefix(l, "setgid() to") || strings.HasPrefix(l, "set additional group") || strings.HasPrefix(l, "setuid() to") {
-				lines = append(lines, l)
-			}
-		}
-		s.facts.set("log", "%q", lines)
+		s.facts.set("log", "%q", s.emperorLog(diffDropLine))
 	})
 	diffCompare(t, uw, ours, nil)
 }
@@ -12200,10 +12217,7 @@ func diffEmperorUnshare(t *testing.T) {
 			writeFile(t, filepath.Join(s.env.vassals, f), diffConfig(f, append(opts[:len(opts)-1], [2]string{"unprivileged-binary-patch", s.probe})))
 		}
 		ini := filepath.Join(root, "emperor.ini")
-		hostNet, _ := os.Readlink("/proc/self/ns/net")
-		where := func(phase string) string { // which net namespace a hook runs in
-			return fmt.Sprintf("exec-%s = if [ \"$(readlink /proc/self/ns/net)\" = \"%s\" ]; then echo %s host; else echo %s new; fi >> %s\n", phase, hostNet, phase, phase, hooks)
-		}
+		where := func(phase string) string { return "exec-" + phase + " = " + diffNetNSHook(phase, hooks) + "\n" }
 		writeFile(t, ini, "[uwsgi]\nemperor = "+s.env.vassals+"\nunshare = net,uts,ipc,fs\nprint = printed once\n"+
 			where("asap")+where("pre-jail")+where("in-jail")+where("post-jail")+where("as-root"))
 		s.startArgs(t, nil, "--ini", ini)
@@ -12218,13 +12232,9 @@ func diffEmperorUnshare(t *testing.T) {
 			v2, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", r2.Pid, ns))
 			s.facts.set(ns+" namespace", "emperor new %v, vassals in the emperor's %v", em != host, v1 == em && v2 == em)
 		}
-		var lines []string
-		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.Contains(l, "printed once") || strings.Contains(l, "applied unshare") {
-				lines = append(lines, l)
-			}
-		}
-		s.facts.set("log", "%q", lines)
+		s.facts.set("log", "%q", s.emperorLog(func(l string) bool {
+			return strings.Contains(l, "printed once") || strings.Contains(l, "applied unshare")
+		}))
 	})
 	diffCompare(t, uw, ours, nil)
 }
@@ -12372,13 +12382,7 @@ func diffRunnerLog(t *testing.T) {
 		writeFile(t, filepath.Join(s.env.vassals, "lg2.ini"), diffConfig("lg2.ini", append(opts[:len(opts)-1], [2]string{"flock", lock},
 			[2]string{"unprivileged-binary-patch", s.probe})))
 		s.em.waitLog(t, lock+" is locked by another instance", 15*time.Second)
-		var printed []string
-		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.Contains(l, "printed at parse") {
-				printed = append(printed, l)
-			}
-		}
-		s.facts.set("emperor log", "%q", printed)
+		s.facts.set("emperor log", "%q", s.emperorLog(func(l string) bool { return strings.Contains(l, "printed at parse") }))
 	})
 	diffCompare(t, uw, ours, nil)
 }
@@ -12390,11 +12394,10 @@ func diffRunnerUnshare(t *testing.T) {
 	needRoot(t)
 	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
 		hooks := filepath.Join(s.env.root, "hooks.out")
-		hostNet, _ := os.Readlink("/proc/self/ns/net")
 		opts := s.probeOptions("ru.ini", "")
 		opts = append(opts[:len(opts)-1], [2]string{"unshare", "net,uts"})
 		for _, phase := range []string{"asap", "pre-jail", "in-jail", "post-jail", "as-root"} {
-			opts = append(opts, [2]string{"exec-" + phase, fmt.Sprintf("if [ \"$(readlink /proc/self/ns/net)\" = \"%s\" ]; then echo %s host; else echo %s new; fi >> %s", hostNet, phase, phase, hooks)})
+			opts = append(opts, [2]string{"exec-" + phase, diffNetNSHook(phase, hooks)})
 		}
 		opts = append(opts, [2]string{"unprivileged-binary-patch", s.probe})
 		writeFile(t, filepath.Join(s.env.vassals, "ru.ini"), diffConfig("ru.ini", opts))
@@ -12428,13 +12431,8 @@ func diffRunnerGroups(t *testing.T) {
 			s.facts.set(f+" ids", "uid %d gid %d groups %v", rep.Uid, rep.Gid, rep.Groups)
 		}
 		s.em.waitLogCount(t, "setgid() to", 2, 10*time.Second)
-		var lines []string // the two runners' lines, in either order
-		for _, l := range strings.Split(s.em.log.String(), "\n") {
-			if strings.HasPrefix(l, "setgid() to") || strings.HasPrefix(l, "set additional group") || strings.HasPrefix(l, "setuid() to") {
-				lines = append(lines, l)
-			}
-		}
-		sort.Strings(lines)
+		lines := s.emperorLog(diffDropLine)
+		sort.Strings(lines) // the two runners' lines, in either order
 		s.facts.set("log", "%q", lines)
 	})
 	diffCompare(t, uw, ours, nil)

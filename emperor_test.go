@@ -9734,9 +9734,6 @@ func TestConfigXMLCases(t *testing.T) {
 // entities, CRLF, DOCTYPEs) and what a hostile or broken file holds.
 func TestConfigXMLMatchesUWSGI(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(configUWSGI); err != nil {
-		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
-	}
 	django := "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- shop: Django behind nginx -->\n<uwsgi>\n" +
 		"    <socket>/run/uwsgi/shop.sock</socket>\n    <chmod-socket>660</chmod-socket>\n" +
 		"    <chdir>/srv/shop</chdir>\n    <module>shop.wsgi:application</module>\n" +
@@ -9823,6 +9820,9 @@ func TestConfigXMLMatchesUWSGI(t *testing.T) {
 // FILE:id) and with ours: both refuse it, or both give the same options;
 // our refusal names the file and line.
 func configMatchUWSGI(t *testing.T, format string, cases []struct{ name, text, id string }) {
+	if _, err := os.Stat(configUWSGI); err != nil {
+		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
+	}
 	dir := t.TempDir()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -9861,17 +9861,10 @@ func configMatchUWSGI(t *testing.T, format string, cases []struct{ name, text, i
 	}
 }
 
-// TestConfigYAMLMatchesUWSGI: YAML vassal configs as operators write them,
-// read by uwsgi-core (libyaml's scanner) and by ours. (uWSGI's reader walks
-// libyaml's tokens without its grammar: a document it reads so, past these
-// forms, may differ; see the README.)
 // TestConfigJSONMatchesUWSGI: JSON as uwsgi-core reads it (yajl): the
 // white space yajl knows, and strings that end at a decoded NUL.
 func TestConfigJSONMatchesUWSGI(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(configUWSGI); err != nil {
-		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
-	}
 	django := "{\n  \"uwsgi\": {\n    \"socket\": \"/run/uwsgi/shop.sock\",\n    \"module\": \"shop.wsgi:application\",\n" +
 		"    \"env\": [\"DJANGO_SETTINGS_MODULE=shop.settings\", \"LANG=C.UTF-8\"],\n    \"master\": true,\n" +
 		"    \"processes\": 4,\n    \"harakiri\": 30.5,\n    \"vacuum\": null\n  }\n}\n"
@@ -9891,11 +9884,12 @@ func TestConfigJSONMatchesUWSGI(t *testing.T) {
 	})
 }
 
+// TestConfigYAMLMatchesUWSGI: YAML vassal configs as operators write them,
+// read by uwsgi-core (libyaml's scanner) and by ours. (uWSGI's reader walks
+// libyaml's tokens without its grammar: a document it reads so, past these
+// forms, may differ; see the README.)
 func TestConfigYAMLMatchesUWSGI(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(configUWSGI); err != nil {
-		t.Skipf("%s is not installed (apt-get install uwsgi-core): differential test skipped", configUWSGI)
-	}
 	django := "# shop: Django behind nginx\nuwsgi:\n  socket: /run/uwsgi/shop.sock\n  chmod-socket: 660\n" +
 		"  chdir: /srv/shop\n  module: shop.wsgi:application\n  env:\n    - DJANGO_SETTINGS_MODULE=shop.settings.production\n" +
 		"    - LANG=en_US.UTF-8\n  master: true\n  processes: 4\n  vacuum: true # remove the socket at exit\n"

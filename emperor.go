@@ -574,6 +574,11 @@ func (e *emperor) fullScanDue(timerItem) {
 	// scanning.
 	cost := time.Since(t0) - (e.spawns.waited - waited)
 	e.timers.push(timerItem{at: time.Now().Add(e.fullScanInterval(cost)), kind: tFullScan})
+	if e.mem.quiet.Load() {
+		// An idle emperor's scan ran code that nothing runs again until
+		// the next scan: its pages go back as well.
+		releaseImagePages()
+	}
 }
 
 func (e *emperor) watchdogDue(timerItem) {
@@ -2773,8 +2778,9 @@ func (e *emperor) spawning(f func()) {
 // burst, the garbage is collected, every free page returned at once, and
 // the program's own pages the burst mapped are unmapped (releaseImagePages).
 // Every later collection while idle maps most of the read-only data back
-// (stack scans read the function tables, marking reads type data), so
-// after each one those pages are unmapped again.
+// (stack scans read the function tables, marking reads type data), and so
+// does every safety-net scan, so after each of them those pages are
+// unmapped again.
 type memoryState struct {
 	_         noCompare
 	lastSpawn time.Time   // when the last batch of spawns ended

@@ -580,6 +580,7 @@ func (e *emperor) fullScanDue(timerItem) {
 		// An idle emperor's scan ran code that nothing runs again until
 		// the next scan: its pages go back as well.
 		releaseImagePages()
+		trace("released", "image")
 	}
 }
 

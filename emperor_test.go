@@ -1407,6 +1407,32 @@ func TestIdleEmperorUnmapsItsImageAfterEachGC(t *testing.T) {
 	}
 }
 
+// TestIdleScanUnmapsItsImage: the safety-net scan of an idle emperor is
+// followed by the release of the program pages it ran.
+func TestIdleScanUnmapsItsImage(t *testing.T) {
+	env := newTestEnv(t)
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--emperor-freq", "1")
+	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
+	em := startEmperorCmd(t, cmd)
+	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
+	const n = 2 * releaseAfter
+	moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
+	waitStarted(t, em, n)
+	em.waitLog(t, " released memory", 10*time.Second)
+	// Scans come every second with so few configs, unless a slow one
+	// (a busy machine) spaces them out, to a minute at most.
+	em.waitLogCount(t, " released image", strings.Count(em.log.String(), " released image")+1, 70*time.Second)
+	for _, m := range imageMappings(t, em.cmd.Process.Pid) {
+		if m.perms == "r--p" && m.anon == 0 {
+			if m.rss > m.size/2 {
+				t.Errorf("read-only data %s: %d of %d kB mapped after idle scans", m.addr, m.rss, m.size)
+			}
+			return
+		}
+	}
+	t.Fatal("no read-only mapping of the image")
+}
+
 // ==== Watching configs ==================================================
 
 func TestIgnoredNames(t *testing.T) {

@@ -1300,6 +1300,24 @@ func imageMappings(t testing.TB, pid int) []imageMapping {
 	return out
 }
 
+// burstUnderTrace starts bin as an emperor of a fresh directory, with
+// EMPEROR_TRACE and env set and args after its own, and drops 2 *
+// releaseAfter sleepers into the directory at once: a burst big enough to
+// be followed by a release. It returns once they all run, with the
+// directory.
+func burstUnderTrace(t *testing.T, bin string, env []string, args ...string) (*emperorProc, string) {
+	t.Helper()
+	dirs := newTestEnv(t)
+	cmd := exec.Command(bin, append([]string{"--emperor", dirs.vassals}, args...)...)
+	cmd.Dir, cmd.Env = dirs.root, append(append(os.Environ(), "EMPEROR_TRACE=1"), env...)
+	em := startEmperorCmd(t, cmd)
+	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
+	const n = 2 * releaseAfter
+	moveIn(t, stageSleepers(t, dirs.vassals, n), dirs.vassals)
+	waitStarted(t, em, n)
+	return em, dirs.vassals
+}
+
 // TestIdleEmperorUnmapsItsImage: once a burst of spawns is over, the
 // emperor takes its own code and read-only data out of its page tables
 // (the pages stay cached, and fault back in as they run). Only mappings it
@@ -1316,14 +1334,7 @@ func TestIdleEmperorUnmapsItsImage(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, bin string }{{"default", emperorBin}, {"pie", pie}} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newTestEnv(t)
-			cmd := exec.Command(tc.bin, "--emperor", env.vassals)
-			cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
-			em := startEmperorCmd(t, cmd)
-			em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
-			const n = 2 * releaseAfter
-			moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
-			waitStarted(t, em, n)
+			em, vassals := burstUnderTrace(t, tc.bin, nil)
 			// Within memSettle of the last spawn: the burst's pages are mapped.
 			before := imageMappings(t, em.cmd.Process.Pid)
 			em.waitLog(t, " released memory", 10*time.Second)
@@ -1346,7 +1357,7 @@ func TestIdleEmperorUnmapsItsImage(t *testing.T) {
 			if !dropped {
 				t.Errorf("no read-only mapping of the image shrank after the release")
 			}
-			writeFile(t, filepath.Join(env.vassals, "late.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
+			writeFile(t, filepath.Join(vassals, "late.ini"), "[uwsgi]\nunprivileged-binary-patch-arg = sleep 100000\n")
 			em.waitLog(t, "late.ini started (pid:", 10*time.Second)
 			if code, _ := em.signalAndWait(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 				t.Fatalf("exit code %d after the release", code)
@@ -1362,15 +1373,8 @@ func TestIdleEmperorUnmapsItsImage(t *testing.T) {
 // release: stats requests make the garbage that brings one, and after it
 // the read-only data is mostly out of the page tables again.
 func TestIdleEmperorUnmapsItsImageAfterEachGC(t *testing.T) {
-	env := newTestEnv(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--emperor-stats", addr)
-	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1", "GODEBUG=gctrace=1")
-	em := startEmperorCmd(t, cmd)
-	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
-	const n = 2 * releaseAfter
-	moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
-	waitStarted(t, em, n)
+	em, _ := burstUnderTrace(t, emperorBin, []string{"GODEBUG=gctrace=1"}, "--emperor-stats", addr)
 	em.waitLog(t, " released memory", 10*time.Second)
 	cycles := func() int { return strings.Count(em.log.String(), "\ngc ") }
 	start := cycles()
@@ -1410,14 +1414,7 @@ func TestIdleEmperorUnmapsItsImageAfterEachGC(t *testing.T) {
 // TestIdleScanUnmapsItsImage: the safety-net scan of an idle emperor is
 // followed by the release of the program pages it ran.
 func TestIdleScanUnmapsItsImage(t *testing.T) {
-	env := newTestEnv(t)
-	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--emperor-freq", "1")
-	cmd.Dir, cmd.Env = env.root, append(os.Environ(), "EMPEROR_TRACE=1")
-	em := startEmperorCmd(t, cmd)
-	em.waitLog(t, "starting uWSGI Emperor", 10*time.Second)
-	const n = 2 * releaseAfter
-	moveIn(t, stageSleepers(t, env.vassals, n), env.vassals)
-	waitStarted(t, em, n)
+	em, _ := burstUnderTrace(t, emperorBin, nil, "--emperor-freq", "1")
 	em.waitLog(t, " released memory", 10*time.Second)
 	// Scans come every second with so few configs, unless a slow one
 	// (a busy machine) spaces them out, to a minute at most.

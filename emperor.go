@@ -7772,14 +7772,19 @@ func (d *daemonConfig) useLog(path string) error {
 	if d.logChown && d.uid >= 0 {
 		_ = f.Chown(d.uid, d.gid)
 	}
-	if err := dupOnto(int(f.Fd()), 1); err != nil {
-		return err
-	}
-	if err := dupOnto(int(f.Fd()), 2); err != nil {
+	if err := logOntoStdio(f); err != nil {
 		return err
 	}
 	d.logFile = path
 	return nil
+}
+
+// logOntoStdio makes the open log f stdout and stderr (fds 1 and 2).
+func logOntoStdio(f *os.File) error {
+	if err := dupOnto(int(f.Fd()), 1); err != nil {
+		return err
+	}
+	return dupOnto(int(f.Fd()), 2)
 }
 
 // reopenLog opens the log file again (log-reopen on SIGHUP,
@@ -8406,10 +8411,7 @@ func runnerLog(opts *Options) error {
 				_ = f.Chmod(os.FileMode(n))
 			}
 		}
-		if err := dupOnto(int(f.Fd()), 1); err != nil {
-			return err
-		}
-		if err := dupOnto(int(f.Fd()), 2); err != nil {
+		if err := logOntoStdio(f); err != nil {
 			return err
 		}
 	}

@@ -2173,7 +2173,9 @@ type vassalTable struct {
 }
 
 // vassal is one config and the process running it. Only the loop goroutine
-// touches these.
+// touches these. A group's small fields come last in it, so that none pads
+// the next: the record fits the allocator's 512-byte class, one per
+// vassal.
 type vassal struct {
 	_ noCompare
 	// The config.
@@ -2187,34 +2189,34 @@ type vassal struct {
 
 	// The process. gen is bumped per spawn and per exit: a timer carries
 	// the gen it was set for, and one set for an earlier process is dropped.
-	pid          int    // 0: not running
-	sock         int    // emperor end of the protocol socketpair, -1 when closed
-	token        uint32 // sock's registration in the poll set
+	pid          int // 0: not running
+	sock         int // emperor end of the protocol socketpair, -1 when closed
 	gen          uint64
-	spawnPending bool       // collected for a batch of fork+execs, not yet run
-	noDirect     bool       // exec'ing its program directly failed: the runner starts it
 	zergOf       *vassal    // a zerg: the vassal it reinforces (emperor-broodlord)
 	zergNum      int        // a zerg: UWSGI_BROODLORD_NUM, the count of zerg starts
-	hookRan      bool       // vassals-stop-hook ran for the last process's end
 	companion    *companion // one of the emperor's own servers or daemons; nil for a config's vassal
 	adoptTries   int        // a smart daemon's pidfile looked for since its launcher exited
+	token        uint32     // sock's registration in the poll set
+	spawnPending bool       // collected for a batch of fork+execs, not yet run
+	noDirect     bool       // exec'ing its program directly failed: the runner starts it
+	hookRan      bool       // vassals-stop-hook ran for the last process's end
 	adopting     bool       // its process is being looked for: no stray sweep meanwhile (it is a child too)
 
 	// Where it is in its life.
-	status    vassalStatus
-	then      afterExit // what happens once the process is gone
-	deleted   bool      // the record is gone from the table; timers for it are dropped
 	killedFor string    // why the emperor itself killed the running process, for restart_reason
 	goneSince time.Time // when its config was last seen gone; zero while it is there
+	then      afterExit // what happens once the process is gone
+	status    vassalStatus
+	deleted   bool // the record is gone from the table; timers for it are dropped
 
 	// What the process said on the protocol (reset at each spawn).
-	spoke          bool      // sent at least one byte: it understands the protocol
-	loyal          bool      // byte 17
-	ready          bool      // byte 1
-	accept         bool      // byte 5
 	heartbeatAt    time.Time // the last byte 26, on the monotonic clock
-	heartbeatArmed bool      // a tHeartbeat timer is queued
 	flood          floodMeter
+	spoke          bool // sent at least one byte: it understands the protocol
+	loyal          bool // byte 17
+	ready          bool // byte 1
+	accept         bool // byte 5
+	heartbeatArmed bool // a tHeartbeat timer is queued
 
 	// On demand: the socket name and the listener the emperor holds.
 	onDemand string // "" for an ordinary vassal
@@ -4055,8 +4057,8 @@ type floodMeter struct {
 	_       noCompare
 	start   time.Time // the current window's start (monotonic)
 	bytes   int       // sent in it
-	flagged bool      // the current window has been logged as flooding
 	streak  int       // windows in a row flagged, this one included
+	flagged bool      // the current window has been logged as flooding
 	pending bool      // its socket is in the poll set's pending list
 }
 
@@ -6836,9 +6838,8 @@ var optionIndex = func() map[string]*optionSpec {
 	return m
 }()
 
-// uwsgiOptionKinds is uwsgiOptionTable decoded, once, when an option is
-// first looked up.
-var uwsgiOptionKinds map[string]optionKind
+// uwsgiOptionKinds are the kinds of uwsgiOptionNames, index for index.
+var uwsgiOptionKinds []optionKind
 
 // uwsgiShortOptions are the options with a one-letter form, by letter:
 // the first by name. uWSGI takes the first of its table; the two orders
@@ -6846,12 +6847,16 @@ var uwsgiOptionKinds map[string]optionKind
 // options with a letter differ, -s, both take socket, not uwsgi-socket.
 var uwsgiShortOptions = map[byte]string{}
 
-// uwsgiOptionNames are its names, sorted.
+// uwsgiOptionNames are its names, sorted: slices of one string, as they are
+// kept for the emperor's life (some 1,200 names, which one by one were as
+// many small allocations, and a map beside them).
 var uwsgiOptionNames []string
 
 var uwsgiOptionsOnce sync.Once
 
-func uwsgiOptions() map[string]optionKind {
+// uwsgiOptions decodes uwsgiOptionTable, once, when an option is first
+// looked up.
+func uwsgiOptions() {
 	uwsgiOptionsOnce.Do(func() {
 		var plain []byte
 		var pairs [256]string
@@ -6870,31 +6875,59 @@ func uwsgiOptions() map[string]optionKind {
 		for i := 0; i < len(uwsgiOptionTable); i++ {
 			put(uwsgiOptionTable[i])
 		}
-		uwsgiOptionKinds = make(map[string]optionKind, 1200)
-		prev, t := "", string(plain)
-		for len(t) > 0 {
+		// Each name is a digit (how much of the name before it comes
+		// first), the rest of it, and its kind's letter, then the short
+		// form's letter for a kind past the fourth.
+		var all []byte // the names, one after the other
+		var ends []int
+		var shorts []int // the names with a short form, by index
+		prev := 0        // where the name before starts in all
+		for t := string(plain); len(t) > 0; {
 			end := 1
 			for t[end] < 'A' || t[end] > 'Z' {
 				end++
 			}
-			name := prev[:t[0]-'0'] + t[1:end]
+			start := len(all)
+			all = append(all, all[prev:prev+int(t[0]-'0')]...)
+			all = append(all, t[1:end]...)
 			k := strings.IndexByte("VFOLWGPM", t[end])
-			uwsgiOptionKinds[name] = optionKind(k % 4)
-			uwsgiOptionNames = append(uwsgiOptionNames, name)
-			if k >= 4 && uwsgiShortOptions[t[end+1]] == "" {
-				uwsgiShortOptions[t[end+1]] = name
+			uwsgiOptionKinds = append(uwsgiOptionKinds, optionKind(k%4))
+			if k >= 4 {
+				shorts = append(shorts, len(ends), int(t[end+1]))
 			}
+			ends = append(ends, len(all))
 			t = t[end+1+k/4:]
-			prev = name
+			prev = start
+		}
+		names := string(all)
+		uwsgiOptionNames = make([]string, len(ends))
+		start := 0
+		for i, end := range ends {
+			uwsgiOptionNames[i] = names[start:end]
+			start = end
+		}
+		for i := 0; i < len(shorts); i += 2 {
+			if c := byte(shorts[i+1]); uwsgiShortOptions[c] == "" {
+				uwsgiShortOptions[c] = uwsgiOptionNames[shorts[i]]
+			}
 		}
 	})
-	return uwsgiOptionKinds
+}
+
+// uwsgiOptionKind is the kind of uWSGI's option name, if it has one.
+func uwsgiOptionKind(name string) (optionKind, bool) {
+	uwsgiOptions()
+	i := sort.SearchStrings(uwsgiOptionNames, name)
+	if i == len(uwsgiOptionNames) || uwsgiOptionNames[i] != name {
+		return 0, false
+	}
+	return uwsgiOptionKinds[i], true
 }
 
 // optionKindOf is how the command line reads name, and whether any option
 // has that name.
 func optionKindOf(name string) (optionKind, bool) {
-	if kind, ok := uwsgiOptions()[name]; ok {
+	if kind, ok := uwsgiOptionKind(name); ok {
 		return kind, true
 	}
 	if spec := optionIndex[name]; spec != nil {
@@ -7040,16 +7073,16 @@ func printHelp() {
 		fmt.Printf("  --%-30s %-10s %s\n", strings.TrimSpace(o.name+" "+o.arg), o.def, o.help)
 	}
 	fmt.Println("  --{hook,exec,mount,umount}-{asap,pre-jail,in-jail,post-jail,as-root,as-user,as-user-atexit}: start-up hooks")
-	names := uwsgiOptions()
+	uwsgiOptions()
 	kinds := [...]string{optValue: "VALUE", optFlag: "", optOptional: "[=VALUE]", optList: "VALUE (repeatable)"}
 	fmt.Println("\nOptions that work, run by the emperor's router companion (uWSGI) or as attached daemons,\nor read by the config language:")
 	for _, acts := range []bool{true, false} {
 		if !acts {
 			fmt.Println("\nOptions of uWSGI's app server: accepted and ignored by the emperor (logged once); a vassal's\nconfig hands them to the uWSGI that runs it:")
 		}
-		for _, name := range uwsgiOptionNames {
+		for i, name := range uwsgiOptionNames {
 			if optionIndex[name] == nil && emperorActsOn(name) == acts {
-				fmt.Printf("  --%s %s\n", name, kinds[names[name]])
+				fmt.Printf("  --%s %s\n", name, kinds[uwsgiOptionKinds[i]])
 			}
 		}
 	}

@@ -779,8 +779,14 @@ type fsWatch struct {
 	fd    int
 	byWd  map[int32]string // watch descriptor -> the directory it was added as
 	byDir map[string]int32
-	buf   []byte
+	buf   []byte // inotifyBuf: drain reads until the queue is empty, so its size only sets how many reads a burst takes
 }
+
+// inotifyBuf holds some 500 events of short names a read (1,000 configs
+// moved in at once take two reads), and the longest event (16 bytes and
+// NAME_MAX+1 of name) many times over. A burst that fills it leaves it
+// resident, so it stays small.
+const inotifyBuf = 16 << 10
 
 // inotifyMask is what the emperor wants to hear of a watched directory.
 const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE |
@@ -800,7 +806,7 @@ func newFSWatch(chan<- fsEvent, <-chan struct{}) (*fsWatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	return &fsWatch{fd: fd, byWd: map[int32]string{}, byDir: map[string]int32{}, buf: make([]byte, 64<<10)}, nil
+	return &fsWatch{fd: fd, byWd: map[int32]string{}, byDir: map[string]int32{}, buf: make([]byte, inotifyBuf)}, nil
 }
 
 // pollFD is the descriptor the loop polls; drain reads it.

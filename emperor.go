@@ -1376,31 +1376,34 @@ func regularFile(path string) bool {
 
 // awaitDir watches a missing monitor directory's nearest existing
 // ancestor, so its creation (or a parent's) is an event; if it exists by
-// now, it is watched and scanned.
+// now, it is watched and scanned. A directory made below the ancestor
+// before its watch was in place sends no event (mkdir -p makes the whole
+// path at once), so the ancestor is looked for again until the watch is
+// on the deepest one; a path made and removed under it without end is
+// left to the scans.
 func (e *emperor) awaitDir(m *monitor) {
-	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
-		e.dirBack(m)
-		return
-	}
-	at := filepath.Dir(m.dir)
-	for {
-		if fi, err := os.Stat(at); err == nil && fi.IsDir() {
-			break
+	for range 64 {
+		if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
+			e.dirBack(m)
+			return
 		}
-		if at == filepath.Dir(at) {
-			return // not even / (a jail without it): the scans look
+		at := filepath.Dir(m.dir)
+		for {
+			if fi, err := os.Stat(at); err == nil && fi.IsDir() {
+				break
+			}
+			if at == filepath.Dir(at) {
+				return // not even / (a jail without it): the scans look
+			}
+			at = filepath.Dir(at)
 		}
-		at = filepath.Dir(at)
-	}
-	if at != m.awaitAt {
+		if at == m.awaitAt {
+			return // watched since before: nothing was made below it meanwhile
+		}
 		old := m.awaitAt
 		m.awaitAt = at
 		e.watch.fs.addNames(at)
 		e.releaseWatch(old)
-	}
-	// Made meanwhile, before the watch was in place: seen now.
-	if fi, err := os.Stat(m.dir); err == nil && fi.IsDir() {
-		e.dirBack(m)
 	}
 }
 
@@ -3292,7 +3295,11 @@ func patchCommand(opts *Options, key string, args []string) *command {
 	}
 	if line, ok := opts.Last(key + "-arg"); ok {
 		// Empty too: uWSGI runs /bin/sh -c "", which exits at once.
-		return shellCommand(line)
+		cmd := shellCommand(line)
+		if opts.Has("binsh") {
+			cmd.direct = nil // what another shell would exec is not dash's to prove
+		}
+		return cmd
 	}
 	return nil
 }
@@ -4448,8 +4455,9 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 		e.placeVassal(v, "")
 		return
 	}
-	argv := []string{"/bin/sh", "-c", e.cfg.odExec + ` "$1"`, "sh", v.name}
-	pid, err := syscall.ForkExec("/bin/sh", argv, &syscall.ProcAttr{
+	sh, path := shellExec()
+	argv := []string{sh, "-c", e.cfg.odExec + ` "$1"`, "sh", v.name}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir: e.cfg.spawnDir(v), Env: e.spawns.baseEnv, Files: []uintptr{e.spawns.devnull.Fd(), w.Fd(), 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
@@ -5955,7 +5963,7 @@ func (e *emperor) parentNext() {
 			e.parentAct(msg)
 			continue
 		}
-		spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks}.String()
+		spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks, Binsh: binsh}.String()
 		env := append(os.Environ(), asEmperorEnv+"="+spec) // a fresh copy each call
 		pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
 			Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
@@ -6194,6 +6202,7 @@ func loadEmperorConfig(o *Options) (*emperorConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	binsh = o.All("binsh")
 	for _, key := range optionsIn(o, useCosmetic) {
 		logRaw("[emperor] option --%s is accepted but has no effect here", key)
 	}
@@ -6642,6 +6651,7 @@ var options = []optionSpec{
 	{name: "flock", use: useEmperor, help: "lock FILE (held while running), exit if locked"},
 	{name: "flock-wait", use: useEmperor, help: "lock FILE, waiting if locked"},
 	{name: "print", use: useEmperor, help: "print a line while the config is read"},
+	{name: "binsh", use: useEmperor, help: "the shell of command lines (hooks, daemons, a patch's line): the first executable one, else /bin/sh"},
 	{name: "limit-nproc", use: useEmperor, help: "RLIMIT_NPROC of the emperor and its vassals"},
 	{name: "chmod-socket", use: useEmperor, help: "mode of the stats UNIX socket (bare: 666)"},
 	{name: "wait-for-fs-timeout", use: useEmperor, help: "seconds wait_for_* hooks wait (60)"},
@@ -7413,6 +7423,36 @@ func shellCommand(line string) *command {
 	return &command{shell: true, line: line, direct: directArgv(line)}
 }
 
+// binsh is the process's own config's binsh list (the emperor's, or the
+// runner's vassal's), set once at start: the shells a command line may
+// run under instead of /bin/sh.
+var binsh []string
+
+// shellPath is the shell a command line runs under: the first of binsh
+// that is readable and executable, else /bin/sh. It is looked for at each
+// use, as uWSGI does: after the uid/gid drop the new user's access counts.
+func shellPath() string {
+	for _, p := range binsh {
+		if unix.Access(p, unix.R_OK|unix.X_OK) == nil {
+			return p
+		}
+	}
+	return "/bin/sh"
+}
+
+// shellExec is shellPath and the file to exec for it: a bare name is
+// looked for in PATH, as execvp (which uWSGI calls) does.
+func shellExec() (name, path string) {
+	name = shellPath()
+	path = name
+	if !strings.Contains(name, "/") {
+		if found, err := lookPath(name); err == nil {
+			path = found
+		}
+	}
+	return name, path
+}
+
 // directArgv returns the argv that /bin/sh -c line would exec, when it
 // is provably that: nil for anything the shell would expand, split,
 // redirect, parse or run itself.
@@ -7543,7 +7583,8 @@ func (c *command) exec(env []string, dir string) error {
 	if !c.shell {
 		return fmt.Errorf("exec %s: %w", argv[0], err)
 	}
-	return fmt.Errorf("exec /bin/sh: %w", syscall.Exec("/bin/sh", []string{"/bin/sh", "-c", c.line}, env))
+	sh, path := shellExec()
+	return fmt.Errorf("exec %s: %w", sh, syscall.Exec(path, []string{sh, "-c", c.line}, env))
 }
 
 // dashEnv is the environment dash exports to what it runs: only entries
@@ -8072,10 +8113,10 @@ func companions(o *Options) (out []companion, masterStats string) {
 // shellArgv is how uWSGI runs a daemon's command: /bin/sh -c, or the
 // program itself when that is provably the same.
 func shellArgv(line string) []string {
-	if argv := directArgv(line); argv != nil {
+	if argv := directArgv(line); argv != nil && len(binsh) == 0 {
 		return argv
 	}
-	return []string{"/bin/sh", "-c", line}
+	return []string{shellPath(), "-c", line}
 }
 
 // keyvals reads uWSGI's "k=v,k=v" option form.
@@ -8276,6 +8317,7 @@ func runVassal(opts *Options, args, orig []string) int {
 	}
 	os.Unsetenv(uwsgiBinaryEnv)
 	waitForFSTimeout = opts.Int(60, "wait-for-fs-timeout")
+	binsh = opts.All("binsh")
 	// uWSGI's order (core/uwsgi.c, uwsgi_setup and uwsgi_start): what the
 	// options do as they are read, asap hooks, envdirs, the log, the
 	// config shown, the pidfile, pre-jail hooks, the privileged patch,
@@ -8665,10 +8707,10 @@ func runHookPhase(phase string, hooks, mounts, umounts, execs, _ []string) error
 	return nil
 }
 
-// runShell runs a hook's command line through /bin/sh -c, as uWSGI does,
+// runShell runs a hook's command line through /bin/sh -c (or binsh), as uWSGI does,
 // and fails, saying so as uWSGI does, on a non-zero exit.
 func runShell(cmdline string) error {
-	if rc := runWait(exec.Command("/bin/sh", "-c", cmdline)); rc != 0 {
+	if rc := runWait(exec.Command(shellPath(), "-c", cmdline)); rc != 0 {
 		fmt.Fprintf(os.Stderr, "command \"%s\" exited with non-zero code: %d\n", cmdline, rc)
 		return fmt.Errorf("exited with code %d", rc)
 	}
@@ -9125,7 +9167,7 @@ func (e *emperor) preExecSpec(s *shimSpec, v *vassal) {
 	s.Name, s.StartHook = v.name, h.startHook
 	s.Dir = e.cfg.spawnDir(v)
 	s.Hooks, s.Mounts, s.Umounts, s.Execs = h.asVassal.hooks, h.asVassal.mounts, h.asVassal.umounts, h.asVassal.execs
-	s.Overrides, s.Fallbacks = h.overrides, h.fallbacks
+	s.Overrides, s.Fallbacks, s.Binsh = h.overrides, h.fallbacks, binsh
 }
 
 // startAsEmperor runs the emperor-side hooks of a vassal that just
@@ -9136,7 +9178,7 @@ func (e *emperor) startAsEmperor(v *vassal) {
 		return
 	}
 	spec := asEmperorSpec{Name: v.name, PID: v.pid, UID: int(v.uid), GID: int(v.gid),
-		Hooks: h.hooks, Mounts: h.mounts, Umounts: h.umounts, Execs: h.execs}
+		Hooks: h.hooks, Mounts: h.mounts, Umounts: h.umounts, Execs: h.execs, Binsh: binsh}
 	e.helper(e.cfg.self, []string{e.cfg.self}, append(e.spawns.baseEnv[:len(e.spawns.baseEnv):len(e.spawns.baseEnv)], asEmperorEnv+"="+spec.String()), e.cfg.spawnDir(v), "", false)
 }
 
@@ -9190,7 +9232,7 @@ func (e *emperor) runEmperorStart() error {
 			dir = m.dir
 		}
 	}
-	return e.runHookHelper("hook-emperor-start", asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart}, dir)
+	return e.runHookHelper("hook-emperor-start", asEmperorSpec{Phase: "emperor-start", Hooks: e.cfg.hooks.emperorStart, Binsh: binsh}, dir)
 }
 
 // runHookHelper runs one fatal phase's hooks (spec) in a process of its
@@ -9227,7 +9269,7 @@ func (e *emperor) runHookHelper(what string, s asEmperorSpec, dir string) error 
 func (e *emperor) userHooks(phase string) error {
 	o := e.cfg.opts
 	return e.runHookHelper(phase+" hooks", asEmperorSpec{Phase: phase, Hooks: o.All("hook-" + phase),
-		Mounts: o.All("mount-" + phase), Umounts: o.All("umount-" + phase), Execs: o.All("exec-" + phase)}, e.cfg.startDir)
+		Mounts: o.All("mount-" + phase), Umounts: o.All("umount-" + phase), Execs: o.All("exec-" + phase), Binsh: binsh}, e.cfg.startDir)
 }
 
 // magicConfig is emperor-magic-exec: an executable config is run, and its
@@ -9318,6 +9360,7 @@ type shimSpec struct {
 	Execs     []string // exec-as-vassal
 	Overrides []string
 	Fallbacks []string
+	Binsh     []string // the emperor's binsh, for exec-as-vassal
 }
 
 func (s shimSpec) String() string {
@@ -9336,6 +9379,7 @@ func (s shimSpec) String() string {
 	r.list("Execs", s.Execs)
 	r.list("Overrides", s.Overrides)
 	r.list("Fallbacks", s.Fallbacks)
+	r.list("Binsh", s.Binsh)
 	return string(r.b)
 }
 
@@ -9371,6 +9415,8 @@ func parseShimSpec(spec string) shimSpec {
 			s.Overrides = append(s.Overrides, v)
 		case "Fallbacks":
 			s.Fallbacks = append(s.Fallbacks, v)
+		case "Binsh":
+			s.Binsh = append(s.Binsh, v)
 		default:
 			err = errors.New("unknown field")
 		}
@@ -9498,6 +9544,7 @@ type asEmperorSpec struct {
 	Hooks           []string
 	Mounts, Umounts []string
 	Execs           []string
+	Binsh           []string // the emperor's
 }
 
 func (s asEmperorSpec) String() string {
@@ -9511,6 +9558,7 @@ func (s asEmperorSpec) String() string {
 	r.list("Mounts", s.Mounts)
 	r.list("Umounts", s.Umounts)
 	r.list("Execs", s.Execs)
+	r.list("Binsh", s.Binsh)
 	return string(r.b)
 }
 
@@ -9535,6 +9583,8 @@ func parseAsEmperorSpec(spec string) (s asEmperorSpec, err error) {
 			s.Umounts = append(s.Umounts, v)
 		case "Execs":
 			s.Execs = append(s.Execs, v)
+		case "Binsh":
+			s.Binsh = append(s.Binsh, v)
 		default:
 			err = errors.New("unknown field")
 		}
@@ -9550,6 +9600,7 @@ func runAsEmperor(spec string) int {
 		fmt.Fprintf(os.Stderr, "[emperor] as-emperor: bad instructions: %v\n", err)
 		return 1
 	}
+	binsh = s.Binsh
 	if _, ok := fatalPhases[s.Phase]; ok {
 		if runHookPhase(s.Phase, s.Hooks, s.Mounts, s.Umounts, s.Execs, nil) != nil {
 			return 1
@@ -9572,7 +9623,7 @@ func runAsEmperor(spec string) int {
 	_ = runHookPhase(who, nil, s.Mounts, s.Umounts, nil, nil)
 	for _, c := range s.Execs {
 		fmt.Fprintf(os.Stderr, "running \"%s\" (%s)...\n", c, who)
-		cmd := exec.Command("/bin/sh", "-c", c)
+		cmd := exec.Command(shellPath(), "-c", c)
 		cmd.Env = append(os.Environ(), "UWSGI_VASSAL_CONFIG="+s.Name, "UWSGI_VASSAL_PID="+itoa(s.PID),
 			"UWSGI_VASSAL_UID="+itoa(s.UID), "UWSGI_VASSAL_GID="+itoa(s.GID))
 		fmt.Fprintf(os.Stderr, "command \"%s\" exited with code: %d\n", c, runWait(cmd))

@@ -354,6 +354,7 @@ func shimNeeded(c *emperorConfig) bool {
 func runShim(spec string) int {
 	os.Unsetenv(shimEnv)
 	s := parseShimSpec(spec)
+	binsh = s.Binsh
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal pre-exec: %v\n", err)
 		return 1

@@ -199,6 +199,7 @@ func shimNeeded(c *emperorConfig) bool { return c.vassalCaps != 0 || c.hooks.pre
 func runShim(spec string) int {
 	os.Unsetenv(shimEnv)
 	s := parseShimSpec(spec)
+	binsh = s.Binsh
 	if s.Caps != 0 {
 		fmt.Fprintf(os.Stderr, "[emperor] vassal-cap: capabilities are not supported on %s\n", runtime.GOOS)
 		return 1

@@ -11195,6 +11195,7 @@ var diffScenarios = []struct {
 	{"sighup_throttled", diffSIGHUPThrottled},
 	{"master_sighup", diffMasterSIGHUP},
 	{"emperor_process", diffEmperorProcess},
+	{"binsh", diffBinsh},
 	{"emperor_unshare", diffEmperorUnshare},
 	{"emperor_drop", diffEmperorDrop},
 	{"runner_process", diffRunnerProcess},
@@ -12417,6 +12418,45 @@ func diffRunnerLog(t *testing.T) {
 			[2]string{"unprivileged-binary-patch", s.probe})))
 		s.em.waitLog(t, lock+" is locked by another instance", 15*time.Second)
 		s.facts.set("emperor log", "%q", s.emperorLog(func(l string) bool { return strings.Contains(l, "printed at parse") }))
+	})
+	diffCompare(t, uw, ours, nil)
+}
+
+// diffBinsh: binsh picks the shell of command lines, the first of its
+// entries that is executable (else /bin/sh): the emperor's hooks (its own,
+// as-vassal and as-emperor) under its own config's, a vassal's binary
+// patch line under the vassal's.
+func diffBinsh(t *testing.T) {
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("no /bin/bash to tell shells apart")
+	}
+	uw, ours := diffRun(t, func(t *testing.T, s *diffSide) {
+		root := s.env.root
+		hooks := filepath.Join(root, "hooks.out")
+		for _, v := range []struct{ name, binsh string }{{"bash.ini", "/bin/bash"}, {"none.ini", "/nonexistent/sh"}} {
+			opts := s.probeOptions(v.name, "")
+			opts = append(opts[:len(opts)-1], [2]string{"binsh", "/nonexistent/sh"}, [2]string{"binsh", v.binsh},
+				[2]string{"unprivileged-binary-patch-arg", "echo \"" + v.name + " ${BASH_VERSION:+bash}\" >> " + hooks + "; exec " + s.probe})
+			writeFile(t, filepath.Join(s.env.vassals, v.name), diffConfig(v.name, opts))
+		}
+		ini := filepath.Join(root, "emperor.ini")
+		writeFile(t, ini, "[uwsgi]\nemperor = "+s.env.vassals+"\nbinsh = /nonexistent/sh\nbinsh = /bin/bash\n"+
+			"exec-asap = echo \"asap ${BASH_VERSION:+bash}\" >> "+hooks+"\n"+
+			"exec-as-vassal = echo \"as-vassal ${BASH_VERSION:+bash}\" >> "+hooks+"\n"+
+			"exec-as-emperor = echo \"as-emperor ${BASH_VERSION:+bash}\" >> "+hooks+"\n")
+		s.startArgs(t, nil, "--ini", ini)
+		s.diffStarted(t, 0, "bash.ini")
+		s.diffStarted(t, 0, "none.ini")
+		// The as-emperor hooks run beside the vassals, not before them.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if data, _ := os.ReadFile(hooks); strings.Count(string(data), "\n") == 7 {
+				break
+			}
+		}
+		data, _ := os.ReadFile(hooks)
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		sort.Strings(lines)
+		s.facts.set("command lines", "%q", lines)
 	})
 	diffCompare(t, uw, ours, nil)
 }

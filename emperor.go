@@ -6890,7 +6890,7 @@ func uwsgiOptions() {
 		// form's letter for a kind past the fourth.
 		var all []byte // the names, one after the other
 		var ends []int
-		var shorts []int // the names with a short form, by index
+		var shorts []int // pairs: a name's index, its short form's letter
 		prev := 0        // where the name before starts in all
 		for t := string(plain); len(t) > 0; {
 			end := 1

@@ -1038,8 +1038,8 @@ func releaseImagePages() {
 
 // imagePages are the mappings releaseImagePages drops, found once: the
 // binary's mappings never change, and reading smaps at every collection
-// would itself make garbage (some 200 KB with 1,000 vassals' worth of
-// mappings and lines) that brings the next collection sooner.
+// would itself make garbage (some 200 KB: the file, its lines and their
+// fields) that brings the next collection sooner.
 var (
 	imageOnce  sync.Once
 	imagePages []pageRange

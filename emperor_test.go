@@ -8049,11 +8049,11 @@ func BenchmarkLatencyC(b *testing.B) {
 			t0 := monoNow()
 			os.Rename(tmp, filepath.Join(env.vassals, name+".ini"))
 			ev := env.sink.waitStart(b, mark, name)
-			rows = append(rows, steps(name, t0, "event", "check", "prepare", "forked"))
+			rows = append(rows, steps(name, t0, "event", "check", "prepare", "planned", "spawner", "clone"))
 			end = append(end, ev.mono)
 			os.Remove(filepath.Join(env.vassals, name+".ini"))
 		}
-		report(b, []string{"inotify", "debounce", "check+parse", "fork+exec", "exec-to-vassal"}, rows, end)
+		report(b, []string{"inotify", "debounce", "check", "plan", "handoff", "cgroup", "clone-to-vassal"}, rows, end)
 	})
 	removeToStop := func(b *testing.B, env *testEnv, em *emperorProc) {
 		var rows [][]int64
@@ -8090,10 +8090,10 @@ func BenchmarkLatencyC(b *testing.B) {
 			t0 := monoNow()
 			syscall.Kill(ev.pid, syscall.SIGKILL)
 			ev = env.sink.waitStart(b, mark, name)
-			rows = append(rows, steps(name, t0, "reaped", "prepare", "forked"))
+			rows = append(rows, steps(name, t0, "reaped", "prepare", "planned", "spawner", "clone"))
 			end = append(end, ev.mono)
 		}
-		report(b, []string{"reap", "to-spawn", "fork+exec", "exec-to-vassal"}, rows, end)
+		report(b, []string{"reap", "to-spawn", "plan", "handoff", "cgroup", "clone-to-vassal"}, rows, end)
 		os.Remove(path)
 	})
 	// The machine's own share of those figures, for reading them on any
@@ -10086,6 +10086,60 @@ env = DJANGO_SETTINGS_MODULE=%(project).settings
 env = LANG=en_US.UTF-8
 logto = /var/log/uwsgi/%n.log
 `
+
+// BenchmarkScanIdle is the safety-net scan of 1,000 unchanged configs, in
+// process, against records standing for running vassals: what an idle
+// emperor does every few seconds, so its garbage is most of what an idle
+// emperor makes (B/op). Each record must still be there after each scan.
+func BenchmarkScanIdle(b *testing.B) {
+	dir := b.TempDir()
+	for i := 0; i < 1000; i++ {
+		writeFile(b, filepath.Join(dir, fmt.Sprintf("app%04d.ini", i)), configTypicalINI)
+	}
+	old := time.Now().Add(-time.Minute) // long settled: not being written
+	ents, _ := os.ReadDir(dir)
+	for _, ent := range ents {
+		os.Chtimes(filepath.Join(dir, ent.Name()), old, old)
+	}
+	opts, err := ParseArgs([]string{"--emperor", dir}, optionParseSpec(os.Environ(), dir, emperorBin))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := loadEmperorConfig(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := newEmperor(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer close(e.in.done)
+	m := e.watch.monitors[0]
+	cands, err := m.list()
+	if err != nil || len(cands) != 1000 {
+		b.Fatalf("listed %d configs: %v", len(cands), err)
+	}
+	for _, c := range cands {
+		st, ok := e.statConfig(c.path)
+		if !ok {
+			b.Fatalf("stat %s", c.path)
+		}
+		v := &vassal{name: c.name, mon: m, path: c.path, file: st, sock: -1, odFd: -1, pid: 1, status: statusRunning}
+		e.vassals.byName[c.name] = v
+		e.vassals.order = append(e.vassals.order, v)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.scanMonitor(m)
+	}
+	b.StopTimer()
+	for _, v := range e.vassals.live() {
+		if !v.goneSince.IsZero() || v.then != thenRespawn {
+			b.Fatalf("vassal %s counted gone by an idle scan", v.name)
+		}
+	}
+}
 
 func BenchmarkConfigParseTypicalINI(b *testing.B) {
 	dir := b.TempDir()

@@ -347,14 +347,15 @@ type odResolved struct {
 }
 
 // startReaper owns all waiting: no other code calls wait4, so exits are never
-// stolen. wait4(-1, WNOHANG) is repeated until empty, so coalesced signals
-// lose nothing. Between drains it sleeps in awaitChild while the emperor has
-// a child: the kernel wakes that thread itself as a child dies, where
-// SIGCHLD would pass through the runtime's signal goroutine first (two
-// thread wake-ups more on the way to a respawn). With no child to wait for
-// it sleeps until SIGCHLD (an orphan adopted later dies) or a spawn
-// (spawned: the loop's hint that there is a child again). A reaper asleep
-// in awaitChild when done closes ends with the last child, or with the
+// stolen. Where the platform can (reapChild), the reaper sleeps in a
+// blocking wait4 while the emperor has a child: the kernel wakes that
+// thread itself as a child dies and the same call reaps it, where SIGCHLD
+// would pass through the runtime's signal goroutine first (two thread
+// wake-ups more on the way to a respawn). With no child to wait for (or
+// no blocking wait) it sleeps until SIGCHLD, and then reaps with WNOHANG
+// until none is left, so coalesced signals lose nothing; a spawn wakes it
+// too (spawned: the loop's hint that there is a child again). A reaper
+// asleep in wait4 when done closes ends with the last child, or with the
 // process.
 func startReaper(out chan<- childExit, spawned <-chan struct{}, done <-chan struct{}) {
 	sigchld := make(chan os.Signal, 1)
@@ -362,35 +363,27 @@ func startReaper(out chan<- childExit, spawned <-chan struct{}, done <-chan stru
 	go func() {
 		defer signal.Stop(sigchld)
 		for {
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if err == syscall.EINTR {
-					continue
-				}
-				if pid <= 0 || err != nil {
-					break
-				}
+			pid, ws := reapChild()
+			if pid <= 0 {
 				select {
-				case out <- childExit{pid: pid, status: ws}:
+				case <-sigchld:
+				case <-spawned:
 				case <-done:
 					return
 				}
-			}
-			// The loop was readied by the sends above onto this thread's
-			// P: yield it now rather than leave it waiting while this
-			// thread blocks in waitid, until the runtime notices (tens of
-			// microseconds) and another thread takes it over.
-			runtime.Gosched()
-			if awaitChild() {
 				continue
 			}
 			select {
-			case <-sigchld:
-			case <-spawned:
+			case out <- childExit{pid: pid, status: ws}:
 			case <-done:
 				return
 			}
+			// The loop was readied by the send onto this thread's P:
+			// yield it now, before the next wait, rather than leave it
+			// waiting while this thread blocks in the kernel until the
+			// runtime notices (tens of microseconds) and another thread
+			// takes it over.
+			runtime.Gosched()
 		}
 	}()
 }

@@ -908,16 +908,20 @@ func inotifyOp(mask uint32) fsOp {
 	return op
 }
 
-// awaitChild sleeps until a child of the emperor has exited, without
-// reaping it (WNOWAIT: the reaper's wait4 does that), and reports whether
-// one has: false at once when there is no child to wait for.
-func awaitChild() bool {
+// reapChild reaps the next child of the emperor to end, sleeping until
+// one does (one system call: the wake-up and the reaping): its pid, or 0
+// at once when there is no child to wait for.
+func reapChild() (int, syscall.WaitStatus) {
 	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			return err == nil
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
 		}
+		if err != nil {
+			return 0, 0
+		}
+		return pid, ws
 	}
 }
 

@@ -20,9 +20,22 @@ func becomeSubreaper() error { return nil }
 
 func clearSpawnThreadSigmask() {}
 
-// awaitChild is the wait for a child's exit that Linux's waitid(WNOWAIT)
-// gives; here the reaper waits for SIGCHLD alone.
-func awaitChild() bool { return false }
+// reapChild reaps one ended child without sleeping (the reaper waits for
+// SIGCHLD between drains here): its pid, or 0 when none has ended or there
+// is no child.
+func reapChild() (int, syscall.WaitStatus) {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, 0
+		}
+		return pid, ws
+	}
+}
 
 func platformSysProcAttr(s *spawnSpec) (*syscall.SysProcAttr, error) {
 	if s.cloneFlags != 0 {

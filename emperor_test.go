@@ -4120,24 +4120,24 @@ func TestVassalSdNotify(t *testing.T) {
 	waitDead(t, ev.pid, 10*time.Second)
 }
 
-// TestReaperWaitsInWaitid: while the emperor has a child, one of its
-// threads sleeps in waitid (the kernel wakes it as a child dies, without
-// SIGCHLD's way through the runtime); with none, none does (waitid would
-// return at once), and a vassal started later brings it back. A crashed
-// vassal is reaped and respawned both ways.
-func TestReaperWaitsInWaitid(t *testing.T) {
+// TestReaperSleepsInWait4: while the emperor has a child, one of its
+// threads sleeps in wait4 (the kernel wakes it as a child dies and the same
+// call reaps it, without SIGCHLD's way through the runtime); with none,
+// none does (wait4 would return at once), and a vassal started later
+// brings it back. A crashed vassal is reaped and respawned both ways.
+func TestReaperSleepsInWait4(t *testing.T) {
 	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/syscall"); err != nil {
 		t.Skipf("no /proc/PID/task/TID/syscall: %v", err)
 	}
 	env := newTestEnv(t)
 	em := startEmperor(t, env.root, "--emperor", env.vassals)
 	pid := em.cmd.Process.Pid
-	inWaitid := func() int {
+	inWait4 := func() int {
 		n := 0
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
 		for _, task := range tasks {
 			data, _ := os.ReadFile(task)
-			if nr, _, _ := strings.Cut(string(data), " "); nr == strconv.Itoa(unix.SYS_WAITID) {
+			if nr, _, _ := strings.Cut(string(data), " "); nr == strconv.Itoa(unix.SYS_WAIT4) {
 				n++
 			}
 		}
@@ -4146,9 +4146,9 @@ func TestReaperWaitsInWaitid(t *testing.T) {
 	waitWaiters := func(want int, why string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for inWaitid() != want {
+		for inWait4() != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d emperor threads in waitid, want %d", why, inWaitid(), want)
+				t.Fatalf("%s: %d emperor threads in wait4, want %d", why, inWait4(), want)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -8002,14 +8002,18 @@ func BenchmarkLatencyC(b *testing.B) {
 	// A second emperor with no removal grace measures the event path of a
 	// removal alone; the default grace (a config must stay gone 250 ms, so
 	// a delete-and-rewrite is a reload) is all of the first one's figure.
-	start := func(args ...string) (*testEnv, *emperorProc) {
+	startTraced := func(traced bool, args ...string) (*testEnv, *emperorProc) {
 		env := newTestEnv(b)
 		cmd := exec.Command(emperorBin, append([]string{"--emperor", env.vassals}, args...)...)
-		cmd.Env = append(os.Environ(), "EMPEROR_TRACE=1")
+		cmd.Env = os.Environ()
+		if traced {
+			cmd.Env = append(cmd.Env, "EMPEROR_TRACE=1")
+		}
 		em := startEmperorCmd(b, cmd)
 		em.waitLog(b, "starting uWSGI Emperor", 5*time.Second)
 		return env, em
 	}
+	start := func(args ...string) (*testEnv, *emperorProc) { return startTraced(true, args...) }
 	env, em := start()
 	env0, em0 := start("--emperor-removal-grace", "0")
 	stepsOf := func(em *emperorProc, name string, from int64, names ...string) []int64 {
@@ -8076,25 +8080,41 @@ func BenchmarkLatencyC(b *testing.B) {
 	}
 	b.Run("remove-to-stop", func(b *testing.B) { removeToStop(b, env, em) })
 	b.Run("remove-to-stop-grace0", func(b *testing.B) { removeToStop(b, env0, em0) })
-	b.Run("crash-to-respawn", func(b *testing.B) {
+	// crashes kills a vassal of env's b.N times, 10 ms apart (loyalty, byte
+	// 17, lands: no throttle), and gives each kill's time and the first
+	// instruction of the respawned process.
+	crashes := func(b *testing.B, env *testEnv, each func(name string, t0 int64, ev probeEvent)) {
 		name := benchName("ck")
 		mark := env.sink.count()
 		path := filepath.Join(env.vassals, name+".ini")
 		writeFile(b, path, burstConfig(env.sink, name, prog))
 		ev := env.sink.waitStart(b, mark, name)
-		var rows [][]int64
-		var end []int64
 		for i := 0; i < b.N; i++ {
-			time.Sleep(10 * time.Millisecond) // loyalty (byte 17) lands: no throttle
+			time.Sleep(10 * time.Millisecond)
 			mark := env.sink.count()
 			t0 := monoNow()
 			syscall.Kill(ev.pid, syscall.SIGKILL)
 			ev = env.sink.waitStart(b, mark, name)
+			each(name, t0, ev)
+		}
+		os.Remove(path)
+	}
+	// The same respawns from an emperor that writes no trace lines: what
+	// the steps' own writes add to the figure below.
+	b.Run("crash-to-respawn-untraced", func(b *testing.B) {
+		envU, _ := startTraced(false)
+		var total []time.Duration
+		crashes(b, envU, func(_ string, t0 int64, ev probeEvent) { total = append(total, time.Duration(ev.mono-t0)) })
+		reportLatency(b, total)
+	})
+	b.Run("crash-to-respawn", func(b *testing.B) {
+		var rows [][]int64
+		var end []int64
+		crashes(b, env, func(name string, t0 int64, ev probeEvent) {
 			rows = append(rows, steps(name, t0, "reaped", "prepare", "planned", "spawner", "clone"))
 			end = append(end, ev.mono)
-		}
+		})
 		report(b, []string{"reap", "to-spawn", "plan", "handoff", "cgroup", "clone-to-vassal"}, rows, end)
-		os.Remove(path)
 	})
 	// The machine's own share of those figures, for reading them on any
 	// machine: the same probe forked and exec'd directly by this process

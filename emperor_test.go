@@ -8099,8 +8099,9 @@ func BenchmarkLatencyC(b *testing.B) {
 		}
 		os.Remove(path)
 	}
-	// The same respawns from an emperor that writes no trace lines: what
-	// the steps' own writes add to the figure below.
+	// Respawns from an emperor that writes no trace lines (what the
+	// operator's emperor does), then from one that does, for the steps;
+	// each emperor is new, with this vassal alone.
 	b.Run("crash-to-respawn-untraced", func(b *testing.B) {
 		envU, _ := startTraced(false)
 		var total []time.Duration
@@ -8108,10 +8109,11 @@ func BenchmarkLatencyC(b *testing.B) {
 		reportLatency(b, total)
 	})
 	b.Run("crash-to-respawn", func(b *testing.B) {
+		envT, emT := start() // as fresh as the untraced one's
 		var rows [][]int64
 		var end []int64
-		crashes(b, env, func(name string, t0 int64, ev probeEvent) {
-			rows = append(rows, steps(name, t0, "reaped", "prepare", "planned", "spawner", "clone"))
+		crashes(b, envT, func(name string, t0 int64, ev probeEvent) {
+			rows = append(rows, stepsOf(emT, name, t0, "reaped", "prepare", "planned", "spawner", "clone"))
 			end = append(end, ev.mono)
 		})
 		report(b, []string{"reap", "to-spawn", "plan", "handoff", "cgroup", "clone-to-vassal"}, rows, end)

@@ -5281,7 +5281,7 @@ func newStatsClients() *statsClients {
 		c.nofile = int(soft)
 		c.cap = max(1, min(maxStatsClients, c.nofile/4))
 	}
-	c.slots = make(chan struct{}, c.cap)
+	c.slots, c.becameIdle = make(chan struct{}, c.cap), make(chan struct{}, 1)
 	return c
 }
 
@@ -5293,11 +5293,12 @@ func newStatsClients() *statsClients {
 // connections that never send anything cannot lock real clients out for
 // their whole timeout, only compete with them for slots.
 type statsClients struct {
-	slots  chan struct{} // one token per client being served
-	cap    int           // how many: maxStatsClients, less under a low fd limit
-	nofile int           // RLIMIT_NOFILE, 0 if unknown
-	mu     sync.Mutex    // guards idle
-	idle   []net.Conn    // idle clients, the next to be cut off first
+	slots      chan struct{} // one token per client being served
+	becameIdle chan struct{} // a token: a client became idle since admit last looked
+	cap        int           // how many: maxStatsClients, less under a low fd limit
+	nofile     int           // RLIMIT_NOFILE, 0 if unknown
+	mu         sync.Mutex    // guards idle
+	idle       []net.Conn    // idle clients, the next to be cut off first
 	// Only the accepting goroutine uses these: when it last logged a
 	// shortage of descriptors (once per 10 s at most).
 	lastShort time.Time
@@ -5330,22 +5331,37 @@ func (c *statsClients) logShort(what string) {
 
 // admit takes a slot for a new client, cutting off an idle one if none is
 // free; it waits only while every client is busy being written to (each
-// for at most its write timeout).
+// for at most its write timeout). A client admitted a moment ago may not
+// have said it is idle yet: when none is idle, admit waits for a slot or
+// for a client to become idle, whichever comes first, rather than for a
+// slot alone, which a crowd of clients that send nothing would hold for
+// their whole timeout, one admission after another.
 func (c *statsClients) admit() {
-	select {
-	case c.slots <- struct{}{}:
-		return
-	default:
+	for {
+		select {
+		case c.slots <- struct{}{}:
+			return
+		default:
+		}
+		c.mu.Lock()
+		var cut net.Conn
+		if len(c.idle) > 0 {
+			cut, c.idle = c.idle[0], c.idle[1:]
+		}
+		c.mu.Unlock()
+		if cut != nil {
+			// A deadline in the past ends the client's pending read at
+			// once; its goroutine then closes it and gives the slot back.
+			_ = cut.SetReadDeadline(time.Unix(1, 0))
+			c.slots <- struct{}{}
+			return
+		}
+		select {
+		case c.slots <- struct{}{}:
+			return
+		case <-c.becameIdle:
+		}
 	}
-	c.mu.Lock()
-	if len(c.idle) > 0 {
-		// A deadline in the past ends the client's pending read at once;
-		// its goroutine then closes it and gives the slot back.
-		_ = c.idle[0].SetReadDeadline(time.Unix(1, 0))
-		c.idle = c.idle[1:]
-	}
-	c.mu.Unlock()
-	c.slots <- struct{}{}
 }
 
 func (c *statsClients) leave() { <-c.slots }
@@ -5360,12 +5376,17 @@ func (c *statsClients) setIdle(conn net.Conn, idle, served bool) {
 	}
 	switch {
 	case !idle:
+		return
 	case served:
 		c.idle = append(c.idle, nil)
 		copy(c.idle[1:], c.idle)
 		c.idle[0] = conn
 	default:
 		c.idle = append(c.idle, conn)
+	}
+	select {
+	case c.becameIdle <- struct{}{}:
+	default: // admit has a hint already
 	}
 }
 
@@ -5431,8 +5452,10 @@ func (s statsServer) answerStatsHTTP(conn net.Conn, clients *statsClients) {
 func (s statsServer) answerDocument(conn net.Conn, clients *statsClients, withHTTP bool, send func(*statsSnapshot, io.Writer) error) {
 	defer conn.Close()
 	if withHTTP {
-		clients.setIdle(conn, true, false)
+		// The deadline first: set after, it would undo a cut-off
+		// that came between.
 		_ = conn.SetReadDeadline(time.Now().Add(s.timeout))
+		clients.setIdle(conn, true, false)
 		var req [4096]byte
 		n, _ := conn.Read(req[:])
 		clients.setIdle(conn, false, false)

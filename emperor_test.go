@@ -3963,6 +3963,40 @@ func TestHTTPStatsIdleClients(t *testing.T) {
 	}
 }
 
+// TestHTTPStatsCrowdOfSlowClients: a crowd of connections that each send
+// the start of a request and then nothing, far more than the server's cap,
+// does not keep a real client from its answer until their timeout: each
+// new client cuts off the one idle longest, also when the clients just
+// admitted have not yet said they are idle. The timeout here is a minute;
+// the answer must come within the exchange's 20 s.
+func TestHTTPStatsCrowdOfSlowClients(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+addr, "--socket-timeout", "60")
+	em.waitLog(t, "*** Emperor stats server enabled on http://"+addr, 5*time.Second)
+	var crowd []net.Conn
+	defer func() {
+		for _, c := range crowd {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 1000; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\n"); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		crowd = append(crowd, c)
+	}
+	resp := httpExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(resp, "HTTP/1.1 200 ") {
+		t.Errorf("answer behind 1000 slow clients: %.200q", resp)
+	}
+}
+
 // checkPrometheusText applies the exposition format's rules: HELP and TYPE
 // once per family and before its samples, valid names, quoted and escaped
 // label values, numeric values, families not interleaved.

@@ -3933,19 +3933,7 @@ func TestHTTPStatsIdleClients(t *testing.T) {
 	em.waitLog(t, "*** Emperor stats server enabled on http://"+addr, 5*time.Second)
 	fdDir := fmt.Sprintf("/proc/%d/fd", em.cmd.Process.Pid)
 	base, _ := os.ReadDir(fdDir)
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	for i := 0; i < 300; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idle = append(idle, c)
-	}
+	idle := statsCrowd(t, addr, 300, "")
 	env.vassal(t, "late.ini", "late", "")
 	env.sink.waitStart(t, 0, "late")
 	resp := httpExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -3963,6 +3951,29 @@ func TestHTTPStatsIdleClients(t *testing.T) {
 	}
 }
 
+// statsCrowd opens n connections to addr that each send start and then
+// nothing; they are closed when the test ends.
+func statsCrowd(t *testing.T, addr string, n int, start string) []net.Conn {
+	t.Helper()
+	var crowd []net.Conn
+	t.Cleanup(func() {
+		for _, c := range crowd {
+			c.Close()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		crowd = append(crowd, c)
+		if _, err := io.WriteString(c, start); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	return crowd
+}
+
 // TestHTTPStatsCrowdOfSlowClients: a crowd of connections that each send
 // the start of a request and then nothing, far more than the server's cap,
 // does not keep a real client from its answer until their timeout: each
@@ -3975,22 +3986,7 @@ func TestHTTPStatsCrowdOfSlowClients(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	em := startEmperor(t, env.root, "--emperor", env.vassals, "--emperor-stats", "http://"+addr, "--socket-timeout", "60")
 	em.waitLog(t, "*** Emperor stats server enabled on http://"+addr, 5*time.Second)
-	var crowd []net.Conn
-	defer func() {
-		for _, c := range crowd {
-			c.Close()
-		}
-	}()
-	for i := 0; i < 1000; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("client %d: %v", i, err)
-		}
-		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\n"); err != nil {
-			t.Fatalf("client %d: %v", i, err)
-		}
-		crowd = append(crowd, c)
-	}
+	statsCrowd(t, addr, 1000, "GET / HTTP/1.1\r\n")
 	resp := httpExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !strings.HasPrefix(resp, "HTTP/1.1 200 ") {
 		t.Errorf("answer behind 1000 slow clients: %.200q", resp)

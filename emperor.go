@@ -3609,14 +3609,17 @@ type cgroupPlan struct {
 // respawns, so its counters add up over them; the controllers its parent
 // gives it count what runs below it too, so it enables none for its
 // children and can hold a process itself.
+var cgroupNameEscaper = strings.NewReplacer("%", "%25", "/", "%2F", "\n", "%0A")
+
 func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	if c.dir == "" {
 		return cgroupPlan{}
 	}
-	// The vassal's cgroup is named after it, the slashes of glob monitors'
-	// paths escaped (and so the escape character): no two vassals share
+	// The vassal's cgroup is named after it, with the slashes of glob
+	// monitors' paths and the newlines the kernel refuses in a cgroup's
+	// name escaped (and so the escape character): no two vassals share
 	// one. A name too long for a directory gets none: its marker tracks it.
-	vname := "v." + strings.ReplaceAll(strings.ReplaceAll(v.name, "%", "%25"), "/", "%2F")
+	vname := "v." + cgroupNameEscaper.Replace(v.name)
 	p := cgroupPlan{base: filepath.Join(c.dir, vname), home1: c.home1}
 	if c.mem1 != "" {
 		p.mem1 = filepath.Join(c.mem1, vname)

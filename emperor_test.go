@@ -6839,6 +6839,24 @@ func TestRemovedAndRewrittenInPlace(t *testing.T) {
 	}
 }
 
+// TestCgroupNameEscapes: a vassal's cgroup name keeps the characters a
+// cgroup's name cannot hold (a slash, a newline) and the escape character
+// apart, so two names never meet in one cgroup.
+func TestCgroupNameEscapes(t *testing.T) {
+	c := &cgroupTrack{dir: "/cg", byName: map[string]string{}, idle: map[string]bool{}, pending: map[string]bool{}}
+	for _, tc := range []struct{ name, want string }{
+		{"app.ini", "v.app.ini"},
+		{"app/x.ini", "v.app%2Fx.ini"},
+		{"app%2Fx.ini", "v.app%252Fx.ini"},
+		{"new\nline.ini", "v.new%0Aline.ini"},
+		{"sp ace;$(x).ini", "v.sp ace;$(x).ini"},
+	} {
+		if got := c.planFor(&vassal{name: tc.name}).dir; got != "/cg/"+tc.want {
+			t.Errorf("%q: cgroup %q, want %q", tc.name, got, "/cg/"+tc.want)
+		}
+	}
+}
+
 // TestCgroupPlanNames: a vassal's first process starts in the vassal's own
 // cgroup, every later one in a fresh cgroup below it unless the last left
 // its cgroup empty; a vassal deleted and put back while its old cgroup

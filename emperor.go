@@ -3603,14 +3603,43 @@ type cgroupPlan struct {
 	home1 string // the v1 memory cgroup the spawner thread goes back to
 }
 
+// cgroupEscape writes a vassal's name as a cgroup's: '%' as %25 first, so
+// that the escapes of '/' (%2F) and '\n' (%0A) cannot collide with a name
+// that spelled them out.
+func cgroupEscape(name string) string {
+	var b []byte
+	for i := 0; i < len(name); i++ {
+		var esc string
+		switch name[i] {
+		case '%':
+			esc = "%25"
+		case '/':
+			esc = "%2F"
+		case '\n':
+			esc = "%0A"
+		default:
+			if b != nil {
+				b = append(b, name[i])
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(name)+8), name[:i]...)
+		}
+		b = append(b, esc...)
+	}
+	if b == nil {
+		return name
+	}
+	return string(b)
+}
+
 // planFor names the cgroup of v's next process: the vassal's own, v.NAME,
 // for its first, then v.NAME/N below it (N: its starts before it), or the
 // one its last process left empty. The vassal's cgroup is kept across
 // respawns, so its counters add up over them; the controllers its parent
 // gives it count what runs below it too, so it enables none for its
 // children and can hold a process itself.
-var cgroupNameEscaper = strings.NewReplacer("%", "%25", "/", "%2F", "\n", "%0A")
-
 func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	if c.dir == "" {
 		return cgroupPlan{}
@@ -3619,7 +3648,7 @@ func (c *cgroupTrack) planFor(v *vassal) cgroupPlan {
 	// monitors' paths and the newlines the kernel refuses in a cgroup's
 	// name escaped (and so the escape character): no two vassals share
 	// one. A name too long for a directory gets none: its marker tracks it.
-	vname := "v." + cgroupNameEscaper.Replace(v.name)
+	vname := "v." + cgroupEscape(v.name)
 	p := cgroupPlan{base: filepath.Join(c.dir, vname), home1: c.home1}
 	if c.mem1 != "" {
 		p.mem1 = filepath.Join(c.mem1, vname)

@@ -6850,6 +6850,7 @@ func TestCgroupNameEscapes(t *testing.T) {
 		{"app%2Fx.ini", "v.app%252Fx.ini"},
 		{"new\nline.ini", "v.new%0Aline.ini"},
 		{"sp ace;$(x).ini", "v.sp ace;$(x).ini"},
+		{"%/\n%", "v.%25%2F%0A%25"},
 	} {
 		if got := c.planFor(&vassal{name: tc.name}).dir; got != "/cg/"+tc.want {
 			t.Errorf("%q: cgroup %q, want %q", tc.name, got, "/cg/"+tc.want)

@@ -280,6 +280,15 @@ func (e *emperor) loop() int {
 	if e.sd.notify != nil && e.sd.notify.watchdog > 0 {
 		e.timers.push(timerItem{at: time.Now().Add(e.sd.notify.watchdog), kind: tWatchdog})
 	}
+	// With spawner threads forking every vassal, the loop leaves the main
+	// thread: an event then runs it on the thread that received it (the
+	// reaper's, the poller's) instead of waking the main thread on another
+	// CPU, a switch that was a tenth of a millisecond of every respawn.
+	// Without them the loop forks vassals itself and stays where it is:
+	// PDEATHSIG is tied to the forking thread (see init).
+	if e.spawns.pool.n > 0 {
+		runtime.UnlockOSThread()
+	}
 	timer := time.NewTimer(time.Hour)
 	for {
 		if e.shutdown.dying && len(e.vassals.byName) == 0 {
@@ -4495,7 +4504,7 @@ func (e *emperor) resolveOnDemandExec(v *vassal) {
 	}
 	sh, path := shellExec()
 	argv := []string{sh, "-c", e.cfg.odExec + ` "$1"`, "sh", v.name}
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+	pid, err := forkOnLoop(path, argv, &syscall.ProcAttr{
 		Dir: e.cfg.spawnDir(v), Env: e.spawns.baseEnv, Files: []uintptr{e.spawns.devnull.Fd(), w.Fd(), 2},
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
@@ -6026,7 +6035,7 @@ func (e *emperor) parentNext() {
 		}
 		spec := asEmperorSpec{Phase: parentHookPhases[msg], Hooks: hooks, Binsh: binsh}.String()
 		env := append(os.Environ(), asEmperorEnv+"="+spec) // a fresh copy each call
-		pid, err := syscall.ForkExec(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
+		pid, err := forkOnLoop(e.cfg.self, []string{e.cfg.self}, &syscall.ProcAttr{
 			Dir: e.watch.startCwd, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
 			Sys: &syscall.SysProcAttr{Setpgid: true},
 		})
@@ -7167,10 +7176,11 @@ const emperorVersion = "0.1.0"
 var version = emperorVersion
 
 func init() {
-	// The main thread runs the loop and forks when no spawner thread can:
-	// PDEATHSIG fires when the forking thread exits, not the process, so
-	// forking from a thread the runtime may retire would kill vassals at
-	// random (golang/go#27505). Spawner threads are locked for life too.
+	// The main thread runs start-up, and the loop too when no spawner
+	// thread can fork, since the loop then forks vassals itself: PDEATHSIG
+	// fires when the forking thread exits, not the process, so forking from
+	// a thread the runtime may retire would kill vassals at random
+	// (golang/go#27505). Spawner threads are locked for life too.
 	runtime.LockOSThread()
 }
 
@@ -9262,6 +9272,17 @@ func (e *emperor) runStopHook(v *vassal) {
 	e.helper(path, []string{cmd, v.name}, env, e.cfg.spawnDir(v), v.name+" stop-hook", false)
 }
 
+// forkOnLoop is the loop's fork of a process of its own (a hook, a helper;
+// none with a parent-death signal): from one thread, whose signal mask it
+// empties first, since the child starts with the forking thread's and the
+// runtime's threads keep the mask the emperor was started with.
+func forkOnLoop(path string, argv []string, attr *syscall.ProcAttr) (int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	clearSpawnThreadSigmask()
+	return syscall.ForkExec(path, argv, attr)
+}
+
 // helper starts one of the emperor's own processes: it gets stdio only
 // (never a vassal's socket), its exit is collected by the reaper, and,
 // with a note, logged as "[emperor] NOTE returned CODE". It is the pid, 0
@@ -9270,7 +9291,7 @@ func (e *emperor) runStopHook(v *vassal) {
 // as uWSGI runs it. In a group of its own it would be stopped at its first
 // use of the terminal, and a Ctrl-C would not reach it.
 func (e *emperor) helper(path string, argv, env []string, dir, note string, foreground bool) int {
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+	pid, err := forkOnLoop(path, argv, &syscall.ProcAttr{
 		Dir: dir, Env: env, Files: []uintptr{e.spawns.devnull.Fd(), 1, 2},
 		Sys: &syscall.SysProcAttr{Setpgid: !foreground},
 	})

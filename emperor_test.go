@@ -913,6 +913,62 @@ func TestVassalHygiene(t *testing.T) {
 	}
 }
 
+// TestBlockedSignalsStayOut: an emperor started with signals blocked (by
+// a parent that forgot to unblock them) gives none of them to what it
+// starts: not to vassals, forked on its spawner threads, and not to the
+// processes its loop forks itself (a stop hook here), from whichever
+// thread the loop is on. The runtime's threads keep the mask the emperor
+// was started with; a fork gives the child the forking thread's.
+func TestBlockedSignalsStayOut(t *testing.T) {
+	env := newTestEnv(t)
+	env.vassal(t, "h.ini", "h", "report-proc")
+	out := filepath.Join(env.root, "hook.status")
+	hook := filepath.Join(env.root, "stop-hook")
+	writeFile(t, hook, "#!/bin/sh\ngrep '^SigBlk:' /proc/self/status > "+out+".tmp && mv "+out+".tmp "+out+"\n")
+	os.Chmod(hook, 0o755)
+	cmd := exec.Command(emperorBin, "--emperor", env.vassals, "--vassals-stop-hook", hook)
+	// The child starts with the mask of the thread that forks it.
+	var block, old unix.Sigset_t
+	for _, sig := range []syscall.Signal{syscall.SIGUSR2, syscall.SIGALRM} {
+		block.Val[(sig-1)/64] |= 1 << ((uint(sig) - 1) % 64)
+	}
+	runtime.LockOSThread()
+	unix.PthreadSigmask(unix.SIG_BLOCK, &block, &old)
+	em := startEmperorCmd(t, cmd)
+	unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	runtime.UnlockOSThread()
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", em.cmd.Process.Pid)); err != nil || !strings.Contains(string(st), "SigBlk:\t0000000000002800") {
+		// 0x2800: SIGUSR2 (12) and SIGALRM (14), on its main thread.
+		t.Fatalf("the emperor did not start with the signals blocked: %v\n%s", err, st)
+	}
+	ev, _ := env.sink.waitFor(t, 0, 10*time.Second, "proc report", evIs("h", "proc"))
+	if !strings.Contains(ev.extra, "SigBlk:0000000000000000") {
+		t.Errorf("vassal signal mask not empty: %s", ev.extra)
+	}
+	// Several stops: the loop forks from whichever thread it is on.
+	for i := 0; i < 3; i++ {
+		os.Remove(out)
+		mark := env.sink.count()
+		syscall.Kill(ev.pid, syscall.SIGKILL)
+		var st []byte
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if st, _ = os.ReadFile(out); len(st) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the stop hook did not run")
+			}
+		}
+		if got := strings.TrimSpace(string(st)); got != "SigBlk:\t0000000000000000" {
+			t.Errorf("stop hook %d started with a signal mask: %q", i+1, got)
+		}
+		ev, _ = env.sink.waitFor(t, mark, 10*time.Second, "proc report", evIs("h", "proc"))
+		if !strings.Contains(ev.extra, "SigBlk:0000000000000000") {
+			t.Errorf("respawned vassal's signal mask not empty: %s", ev.extra)
+		}
+	}
+}
+
 // TestNoRespawnWithoutConfig: a vassal that ends while its config is gone
 // (within the removal grace) is not started again from a file that is not
 // there: it is removed, and a config that comes back is a new vassal.
